@@ -1,0 +1,87 @@
+//! Docker's stdio multiplexing: an 8-byte header `[stream, 0, 0, 0, len(u32 BE)]`
+//! before each payload, stream 1 = stdout, 2 = stderr (0 = stdin).
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StdStream {
+    Stdin,
+    Stdout,
+    Stderr,
+}
+
+impl StdStream {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StdStream::Stdin => "stdin",
+            StdStream::Stdout => "stdout",
+            StdStream::Stderr => "stderr",
+        }
+    }
+}
+
+/// Frame one chunk.
+pub fn encode(stream: StdStream, payload: &[u8]) -> Bytes {
+    let mut b = BytesMut::with_capacity(8 + payload.len());
+    b.put_u8(stream as u8);
+    b.put_bytes(0, 3);
+    b.put_u32(payload.len() as u32);
+    b.put_slice(payload);
+    b.freeze()
+}
+
+/// Incremental decoder for a framed stream.
+#[derive(Default)]
+pub struct Decoder {
+    buf: BytesMut,
+}
+
+impl Decoder {
+    pub fn push(&mut self, data: &[u8]) {
+        self.buf.extend_from_slice(data);
+    }
+
+    /// The next complete frame, if buffered. An unknown stream byte yields
+    /// an error: the peer is not speaking the multiplexed format.
+    pub fn next_frame(&mut self) -> Result<Option<(StdStream, Bytes)>, String> {
+        if self.buf.len() < 8 {
+            return Ok(None);
+        }
+        let stream = match self.buf[0] {
+            0 => StdStream::Stdin,
+            1 => StdStream::Stdout,
+            2 => StdStream::Stderr,
+            b => return Err(format!("bad stream id {b} in multiplexed stream")),
+        };
+        let len = u32::from_be_bytes([self.buf[4], self.buf[5], self.buf[6], self.buf[7]]) as usize;
+        if self.buf.len() < 8 + len {
+            return Ok(None);
+        }
+        let _ = self.buf.split_to(8);
+        Ok(Some((stream, self.buf.split_to(len).freeze())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roundtrip_split_reads() {
+        let mut wire = encode(StdStream::Stdout, b"hello").to_vec();
+        wire.extend_from_slice(&encode(StdStream::Stderr, b"err"));
+        let mut d = Decoder::default();
+        let mut out = vec![];
+        for chunk in wire.chunks(3) {
+            d.push(chunk);
+            while let Some(f) = d.next_frame().unwrap() {
+                out.push(f);
+            }
+        }
+        assert_eq!(out, vec![(StdStream::Stdout, Bytes::from("hello")), (StdStream::Stderr, Bytes::from("err"))]);
+        let mut bad = Decoder::default();
+        bad.push(b"HTTP/1.1 200");
+        assert!(bad.next_frame().is_err());
+    }
+}

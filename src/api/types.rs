@@ -1,0 +1,453 @@
+//! Engine API JSON shapes (moby `api/swagger.yaml`, API 1.50).
+//!
+//! Request types accept `null` and missing fields; response types always
+//! serialise every documented field, with arrays as `[]`, never `null`.
+
+use serde::{Deserialize, Deserializer, Serialize};
+use std::collections::BTreeMap;
+
+pub type Labels = BTreeMap<String, String>;
+/// `{"80/tcp": {}}` style sets.
+pub type PortSet = BTreeMap<String, serde_json::Value>;
+
+/// Docker's `StrSlice`: a JSON string, an array of strings, or null.
+pub fn de_strslice<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum S {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match Option::<S>::deserialize(d)? {
+        None => None,
+        Some(S::One(s)) => Some(vec![s]),
+        Some(S::Many(v)) => Some(v),
+    })
+}
+
+fn de_null_default<'de, D: Deserializer<'de>, T: Default + Deserialize<'de>>(d: D) -> Result<T, D::Error> {
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// A container's `Config` (create request body and inspect output).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ContainerConfig {
+    #[serde(deserialize_with = "de_null_default")]
+    pub hostname: String,
+    #[serde(deserialize_with = "de_null_default")]
+    pub domainname: String,
+    #[serde(deserialize_with = "de_null_default")]
+    pub user: String,
+    #[serde(deserialize_with = "de_null_default")]
+    pub attach_stdin: bool,
+    #[serde(deserialize_with = "de_null_default")]
+    pub attach_stdout: bool,
+    #[serde(deserialize_with = "de_null_default")]
+    pub attach_stderr: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exposed_ports: Option<PortSet>,
+    #[serde(deserialize_with = "de_null_default")]
+    pub tty: bool,
+    #[serde(deserialize_with = "de_null_default")]
+    pub open_stdin: bool,
+    #[serde(deserialize_with = "de_null_default")]
+    pub stdin_once: bool,
+    pub env: Option<Vec<String>>,
+    #[serde(deserialize_with = "de_strslice")]
+    pub cmd: Option<Vec<String>>,
+    #[serde(deserialize_with = "de_strslice")]
+    pub entrypoint: Option<Vec<String>>,
+    #[serde(deserialize_with = "de_null_default")]
+    pub image: String,
+    pub volumes: Option<PortSet>,
+    #[serde(deserialize_with = "de_null_default")]
+    pub working_dir: String,
+    pub labels: Option<Labels>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_signal: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_timeout: Option<i64>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct RestartPolicyApi {
+    #[serde(deserialize_with = "de_null_default")]
+    pub name: String,
+    #[serde(deserialize_with = "de_null_default")]
+    pub maximum_retry_count: i64,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct PortBinding {
+    #[serde(rename = "HostIp", deserialize_with = "de_null_default")]
+    pub host_ip: String,
+    #[serde(rename = "HostPort", deserialize_with = "de_null_default")]
+    pub host_port: String,
+}
+
+/// `HostConfig.Mounts[]` entries.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct MountApi {
+    #[serde(deserialize_with = "de_null_default")]
+    pub target: String,
+    #[serde(deserialize_with = "de_null_default")]
+    pub source: String,
+    #[serde(rename = "Type", deserialize_with = "de_null_default")]
+    pub kind: String,
+    #[serde(deserialize_with = "de_null_default")]
+    pub read_only: bool,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct HostConfig {
+    pub binds: Option<Vec<String>>,
+    #[serde(deserialize_with = "de_null_default")]
+    pub memory: i64,
+    #[serde(deserialize_with = "de_null_default")]
+    pub memory_swap: i64,
+    #[serde(deserialize_with = "de_null_default")]
+    pub nano_cpus: i64,
+    #[serde(deserialize_with = "de_null_default")]
+    pub cpu_shares: i64,
+    #[serde(deserialize_with = "de_null_default")]
+    pub restart_policy: RestartPolicyApi,
+    #[serde(deserialize_with = "de_null_default")]
+    pub auto_remove: bool,
+    pub port_bindings: Option<BTreeMap<String, Option<Vec<PortBinding>>>>,
+    #[serde(deserialize_with = "de_null_default")]
+    pub network_mode: String,
+    pub mounts: Option<Vec<MountApi>>,
+    #[serde(deserialize_with = "de_null_default")]
+    pub publish_all_ports: bool,
+    #[serde(deserialize_with = "de_null_default")]
+    pub readonly_rootfs: bool,
+    #[serde(deserialize_with = "de_null_default")]
+    pub log_config: LogConfig,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct LogConfig {
+    #[serde(rename = "Type")]
+    pub kind: String,
+    pub config: BTreeMap<String, String>,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { kind: "json-file".into(), config: BTreeMap::new() }
+    }
+}
+
+/// `POST /containers/create` body.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ContainerCreateRequest {
+    #[serde(flatten)]
+    pub config: ContainerConfig,
+    pub host_config: Option<HostConfig>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub networking_config: Option<serde_json::Value>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct IdResponse {
+    pub id: String,
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ErrorResponse {
+    pub message: String,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct WaitError {
+    pub message: String,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct WaitResponse {
+    pub status_code: i64,
+    #[serde(default)]
+    pub error: Option<WaitError>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct Port {
+    #[serde(rename = "IP", skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    pub private_port: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_port: Option<u16>,
+    #[serde(rename = "Type")]
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct MountPoint {
+    #[serde(rename = "Type")]
+    pub kind: String,
+    pub name: String,
+    pub source: String,
+    pub destination: String,
+    pub driver: String,
+    pub mode: String,
+    #[serde(rename = "RW")]
+    pub rw: bool,
+    pub propagation: String,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct SummaryHostConfig {
+    pub network_mode: String,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct SummaryNetworkSettings {
+    pub networks: BTreeMap<String, serde_json::Value>,
+}
+
+/// `GET /containers/json` entries.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ContainerSummary {
+    pub id: String,
+    pub names: Vec<String>,
+    pub image: String,
+    #[serde(rename = "ImageID")]
+    pub image_id: String,
+    pub command: String,
+    pub created: i64,
+    pub ports: Vec<Port>,
+    pub labels: Labels,
+    pub state: String,
+    pub status: String,
+    pub host_config: SummaryHostConfig,
+    pub network_settings: SummaryNetworkSettings,
+    pub mounts: Vec<MountPoint>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ContainerState {
+    pub status: String,
+    pub running: bool,
+    pub paused: bool,
+    pub restarting: bool,
+    #[serde(rename = "OOMKilled")]
+    pub oom_killed: bool,
+    pub dead: bool,
+    pub pid: i64,
+    pub exit_code: i64,
+    pub error: String,
+    pub started_at: String,
+    pub finished_at: String,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct GraphDriver {
+    pub name: String,
+    pub data: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct NetworkSettings {
+    pub bridge: String,
+    #[serde(rename = "SandboxID")]
+    pub sandbox_id: String,
+    pub sandbox_key: String,
+    pub ports: BTreeMap<String, Option<Vec<PortBinding>>>,
+    pub networks: BTreeMap<String, serde_json::Value>,
+}
+
+/// `GET /containers/{id}/json`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ContainerInspect {
+    pub id: String,
+    pub created: String,
+    pub path: String,
+    pub args: Vec<String>,
+    pub state: ContainerState,
+    pub image: String,
+    pub resolv_conf_path: String,
+    pub hostname_path: String,
+    pub hosts_path: String,
+    pub log_path: String,
+    pub name: String,
+    pub restart_count: i64,
+    pub driver: String,
+    pub platform: String,
+    pub mount_label: String,
+    pub process_label: String,
+    pub app_armor_profile: String,
+    #[serde(rename = "ExecIDs")]
+    pub exec_ids: Vec<String>,
+    pub host_config: HostConfig,
+    pub graph_driver: GraphDriver,
+    pub mounts: Vec<MountPoint>,
+    pub config: ContainerConfig,
+    pub network_settings: NetworkSettings,
+}
+
+/// `GET /images/json` entries.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ImageSummary {
+    pub id: String,
+    pub parent_id: String,
+    pub repo_tags: Vec<String>,
+    pub repo_digests: Vec<String>,
+    pub created: i64,
+    pub size: i64,
+    pub shared_size: i64,
+    pub labels: Labels,
+    pub containers: i64,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct RootFs {
+    #[serde(rename = "Type")]
+    pub kind: String,
+    pub layers: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ImageMetadata {
+    pub last_tag_time: String,
+}
+
+/// `GET /images/{name}/json`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ImageInspect {
+    pub id: String,
+    pub repo_tags: Vec<String>,
+    pub repo_digests: Vec<String>,
+    pub parent: String,
+    pub comment: String,
+    pub created: String,
+    pub docker_version: String,
+    pub author: String,
+    pub config: ContainerConfig,
+    pub architecture: String,
+    pub os: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub variant: String,
+    pub size: i64,
+    #[serde(rename = "RootFS")]
+    pub root_fs: RootFs,
+    pub metadata: ImageMetadata,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct DeleteItem {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub untagged: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deleted: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ComponentVersion {
+    pub name: String,
+    pub version: String,
+    pub details: BTreeMap<String, String>,
+}
+
+/// `GET /version`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct VersionResponse {
+    pub platform: BTreeMap<String, String>,
+    pub components: Vec<ComponentVersion>,
+    pub version: String,
+    pub api_version: String,
+    #[serde(rename = "MinAPIVersion")]
+    pub min_api_version: String,
+    pub git_commit: String,
+    pub go_version: String,
+    pub os: String,
+    pub arch: String,
+    pub kernel_version: String,
+    pub build_time: String,
+}
+
+/// One line of a streamed JSON progress response (build, load, pull).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct JsonMessage {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(rename = "errorDetail", skip_serializing_if = "Option::is_none")]
+    pub error_detail: Option<ErrorResponse>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aux: Option<serde_json::Value>,
+}
+
+impl JsonMessage {
+    pub fn stream(s: impl Into<String>) -> Self {
+        JsonMessage { stream: Some(s.into()), ..Default::default() }
+    }
+    pub fn error(msg: impl Into<String>) -> Self {
+        let m = msg.into();
+        JsonMessage { error: Some(m.clone()), error_detail: Some(ErrorResponse { message: m }), ..Default::default() }
+    }
+    pub fn to_line(&self) -> bytes::Bytes {
+        let mut v = serde_json::to_vec(self).unwrap_or_default();
+        v.push(b'\n');
+        v.into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_request_accepts_docker_shapes() {
+        let body = r#"{"Image":"hello","Cmd":"echo hi","Entrypoint":null,"Env":null,"Tty":null,
+            "HostConfig":{"Memory":1048576,"RestartPolicy":{"Name":"on-failure","MaximumRetryCount":2},"Binds":null}}"#;
+        let r: ContainerCreateRequest = serde_json::from_str(body).unwrap();
+        assert_eq!(r.config.image, "hello");
+        assert_eq!(r.config.cmd, Some(vec!["echo hi".to_string()]));
+        let hc = r.host_config.unwrap();
+        assert_eq!(hc.memory, 1048576);
+        assert_eq!(hc.restart_policy.name, "on-failure");
+    }
+
+    #[test]
+    fn summaries_never_serialise_null_arrays() {
+        let s = serde_json::to_value(ContainerSummary::default()).unwrap();
+        assert_eq!(s["Names"], serde_json::json!([]));
+        assert_eq!(s["Ports"], serde_json::json!([]));
+        let i = serde_json::to_value(ContainerInspect::default()).unwrap();
+        assert_eq!(i["ExecIDs"], serde_json::json!([]));
+    }
+}

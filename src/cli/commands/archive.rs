@@ -1,0 +1,75 @@
+//! `save` and `load`.
+
+use crate::api::types::JsonMessage;
+use crate::client::{next_chunk, Client};
+use anyhow::{bail, Context};
+use http_body_util::BodyExt;
+use std::io::{IsTerminal, Read, Write};
+
+#[derive(clap::Args, Debug)]
+pub struct SaveArgs {
+    /// Write to a file, instead of STDOUT
+    #[arg(short, long)]
+    pub output: Option<String>,
+    #[arg(required = true)]
+    pub images: Vec<String>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct LoadArgs {
+    /// Read from tar archive file, instead of STDIN
+    #[arg(short, long)]
+    pub input: Option<String>,
+    /// Suppress the load output
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+pub async fn save(c: &Client, a: SaveArgs) -> anyhow::Result<i32> {
+    let mut out: Box<dyn Write> = match &a.output {
+        Some(p) => Box::new(std::fs::File::create(p).with_context(|| format!("creating {p}"))?),
+        None => {
+            if std::io::stdout().is_terminal() {
+                bail!("cowardly refusing to save to a terminal. Use the -o flag or redirect");
+            }
+            Box::new(std::io::stdout().lock())
+        }
+    };
+    let q: Vec<String> = a.images.iter().map(|n| format!("names={}", super::enc(n))).collect();
+    let resp = c.send(hyper::Method::GET, &format!("/images/get?{}", q.join("&")), bytes::Bytes::new(), None).await?;
+    let mut body = resp.into_body();
+    while let Some(chunk) = next_chunk(&mut body).await {
+        out.write_all(&chunk?)?;
+    }
+    out.flush()?;
+    Ok(0)
+}
+
+pub async fn load(c: &Client, a: LoadArgs) -> anyhow::Result<i32> {
+    let mut data = Vec::new();
+    match &a.input {
+        Some(p) => {
+            std::fs::File::open(p).with_context(|| format!("opening {p}"))?.read_to_end(&mut data)?;
+        }
+        None => {
+            if std::io::stdin().is_terminal() {
+                bail!("requested load from stdin, but stdin is empty");
+            }
+            std::io::stdin().read_to_end(&mut data)?;
+        }
+    }
+    let resp = c.send(hyper::Method::POST, "/images/load", data.into(), Some("application/x-tar")).await?;
+    let body = resp.into_body().collect().await.map_err(|e| anyhow::anyhow!("{e}"))?.to_bytes();
+    for line in body.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        let m: JsonMessage = serde_json::from_slice(line)?;
+        if let Some(e) = m.error {
+            bail!("{e}");
+        }
+        if let Some(s) = m.stream {
+            if !a.quiet {
+                print!("{s}");
+            }
+        }
+    }
+    Ok(0)
+}

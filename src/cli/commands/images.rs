@@ -1,0 +1,107 @@
+//! `images`, `rmi`, `tag`.
+
+use super::enc;
+use crate::api::types::{DeleteItem, ImageSummary};
+use crate::cli::output::{ago, human_size, table};
+use crate::client::Client;
+use crate::model::ImageRef;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Only show image IDs
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Don't truncate output
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// Show digests
+    #[arg(long)]
+    pub digests: bool,
+    /// Repository to list (e.g. hello or hello:v1)
+    pub reference: Option<String>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RmiArgs {
+    /// Force removal of the image
+    #[arg(short, long)]
+    pub force: bool,
+    #[arg(required = true)]
+    pub images: Vec<String>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct TagArgs {
+    pub source: String,
+    pub target: String,
+}
+
+pub async fn list(c: &Client, a: Args) -> anyhow::Result<i32> {
+    let mut path = "/images/json".to_string();
+    if let Some(r) = &a.reference {
+        let f = serde_json::json!({ "reference": [r] });
+        path.push_str(&format!("?filters={}", enc(&f.to_string())));
+    }
+    let list: Vec<ImageSummary> = c.get_json(&path).await?;
+    let id = |s: &ImageSummary| if a.no_trunc { s.id.clone() } else { s.id.trim_start_matches("sha256:").chars().take(12).collect() };
+    if a.quiet {
+        let mut seen = std::collections::BTreeSet::new();
+        for s in &list {
+            if seen.insert(s.id.clone()) {
+                println!("{}", id(s));
+            }
+        }
+        return Ok(0);
+    }
+    let mut rows = Vec::new();
+    for s in &list {
+        let digest = s.repo_digests.first().and_then(|d| d.split_once('@')).map(|(_, d)| d.to_string()).unwrap_or_else(|| "<none>".into());
+        let tags: Vec<(String, String)> = if s.repo_tags.is_empty() {
+            vec![("<none>".into(), "<none>".into())]
+        } else {
+            s.repo_tags.iter().map(|t| ImageRef::parse(t).map(|r| (r.familiar_repository(), r.tag.unwrap_or_default())).unwrap_or((t.clone(), String::new()))).collect()
+        };
+        for (repo, tag) in tags {
+            let mut row = vec![repo, tag];
+            if a.digests {
+                row.push(digest.clone());
+            }
+            row.extend([id(s), if s.created == 0 { "N/A".into() } else { ago(s.created) }, human_size(s.size)]);
+            rows.push(row);
+        }
+    }
+    let header: Vec<&str> = if a.digests { vec!["REPOSITORY", "TAG", "DIGEST", "IMAGE ID", "CREATED", "SIZE"] } else { vec!["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"] };
+    print!("{}", table(&header, &rows));
+    Ok(0)
+}
+
+pub async fn rmi(c: &Client, a: RmiArgs) -> anyhow::Result<i32> {
+    let mut code = 0;
+    for n in &a.images {
+        let path = format!("/images/{n}{}", if a.force { "?force=1" } else { "" });
+        match c.delete::<Vec<DeleteItem>>(&path).await {
+            Ok(items) => {
+                for i in items {
+                    if let Some(u) = i.untagged {
+                        println!("Untagged: {u}");
+                    }
+                    if let Some(d) = i.deleted {
+                        println!("Deleted: {d}");
+                    }
+                }
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                code = 1;
+            }
+        }
+    }
+    Ok(code)
+}
+
+pub async fn tag(c: &Client, a: TagArgs) -> anyhow::Result<i32> {
+    let target = ImageRef::parse(&a.target).map_err(anyhow::Error::msg)?;
+    let tag = target.tag.clone().unwrap_or_else(|| "latest".into());
+    c.post(&format!("/images/{}/tag?repo={}&tag={}", a.source, enc(&target.repository()), enc(&tag))).await?;
+    Ok(0)
+}

@@ -1,0 +1,17 @@
+//! One module per verb (the lifecycle verbs that share a shape share one).
+
+pub mod archive;
+pub mod build;
+pub mod images;
+pub mod inspect;
+pub mod lifecycle;
+pub mod logs;
+pub mod ps;
+pub mod run;
+pub mod start;
+pub mod system;
+
+/// Percent-encode a path segment or query value.
+pub fn enc(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}

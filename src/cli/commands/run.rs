@@ -1,0 +1,203 @@
+//! `run` and `create`.
+
+use super::enc;
+use crate::api::types::{ContainerConfig, ContainerCreateRequest, HostConfig, IdResponse, RestartPolicyApi};
+use crate::client::Client;
+use crate::model::{Digest, RestartPolicy};
+use anyhow::{bail, Context};
+use std::path::Path;
+
+#[derive(clap::Args, Debug)]
+#[command(trailing_var_arg = true)]
+pub struct RunArgs {
+    /// Run container in background and print container ID
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Automatically remove the container when it exits
+    #[arg(long)]
+    pub rm: bool,
+    /// Assign a name to the container
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Set environment variables
+    #[arg(short, long = "env")]
+    pub env: Vec<String>,
+    /// Read in a file of environment variables
+    #[arg(long)]
+    pub env_file: Vec<String>,
+    /// Bind mount a volume (host:container[:ro])
+    #[arg(short, long = "volume")]
+    pub volume: Vec<String>,
+    /// Keep STDIN open even if not attached
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// Allocate a pseudo-TTY
+    #[arg(short, long)]
+    pub tty: bool,
+    /// Memory limit (e.g. 64m, 1g)
+    #[arg(short, long)]
+    pub memory: Option<String>,
+    /// Restart policy: no, on-failure[:max-retries], always, unless-stopped
+    #[arg(long, default_value = "no")]
+    pub restart: String,
+    /// Overwrite the default ENTRYPOINT of the image
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+    /// Working directory inside the container
+    #[arg(short, long)]
+    pub workdir: Option<String>,
+    /// Set metadata on a container
+    #[arg(short, long = "label")]
+    pub label: Vec<String>,
+    /// Seconds to wait when stopping the container
+    #[arg(long)]
+    pub stop_timeout: Option<i64>,
+    /// Image (or path to a local .wasm file), then the command and its args
+    #[arg(required = true, allow_hyphen_values = true)]
+    pub image_and_args: Vec<String>,
+}
+
+/// `64m`, `1g`, `512k`, `1024b` or plain bytes.
+pub fn parse_memory(s: &str) -> Result<i64, String> {
+    let t = s.trim().to_ascii_lowercase();
+    let (num, mult) = match t.char_indices().find(|(_, c)| !c.is_ascii_digit() && *c != '.') {
+        Some((i, _)) => {
+            let m: i64 = match t[i..].trim_end_matches('b') {
+                "" => 1,
+                "k" => 1 << 10,
+                "m" => 1 << 20,
+                "g" => 1 << 30,
+                "t" => 1 << 40,
+                _ => return Err(format!("invalid size: {s:?}")),
+            };
+            (&t[..i], m)
+        }
+        None => (t.as_str(), 1),
+    };
+    let n: f64 = num.parse().map_err(|_| format!("invalid size: {s:?}"))?;
+    Ok((n * mult as f64) as i64)
+}
+
+fn env_from_files(files: &[String]) -> anyhow::Result<Vec<String>> {
+    let mut out = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(f).with_context(|| format!("reading env file {f}"))?;
+        for (i, line) in text.lines().enumerate() {
+            let l = line.trim_start();
+            if l.is_empty() || l.starts_with('#') {
+                continue;
+            }
+            if l.contains(char::is_whitespace) && !l.contains('=') {
+                bail!("env file {f} line {}: variable {l:?} contains whitespace", i + 1);
+            }
+            out.push(expand_env(l));
+        }
+    }
+    Ok(out)
+}
+
+/// `-e NAME` (no `=`) takes NAME's value from the CLI's own environment,
+/// as Docker does; unset names are dropped.
+fn expand_env(kv: &str) -> String {
+    if kv.contains('=') {
+        return kv.to_string();
+    }
+    match std::env::var(kv) {
+        Ok(v) => format!("{kv}={v}"),
+        Err(_) => String::new(),
+    }
+}
+
+pub async fn run(c: &Client, a: RunArgs, create_only: bool) -> anyhow::Result<i32> {
+    let mut image = a.image_and_args[0].clone();
+    let args: Vec<String> = a.image_and_args[1..].to_vec();
+    if looks_like_local_wasm(&image) {
+        image = load_local_wasm(c, Path::new(&image)).await?;
+    }
+    let policy: RestartPolicy = a.restart.parse().map_err(anyhow::Error::msg)?;
+    let mut env = env_from_files(&a.env_file)?;
+    env.extend(a.env.iter().map(|e| expand_env(e)));
+    env.retain(|e| !e.is_empty());
+    let labels = a.label.iter().map(|l| l.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).unwrap_or((l.clone(), String::new()))).collect();
+    let attach = !a.detach && !create_only;
+    let config = ContainerConfig {
+        image: image.clone(),
+        cmd: if args.is_empty() { None } else { Some(args) },
+        entrypoint: a.entrypoint.map(|e| vec![e]),
+        env: Some(env),
+        working_dir: a.workdir.unwrap_or_default(),
+        labels: Some(labels),
+        open_stdin: a.interactive,
+        stdin_once: a.interactive && attach,
+        attach_stdin: a.interactive && attach,
+        attach_stdout: attach,
+        attach_stderr: attach,
+        tty: a.tty,
+        stop_timeout: a.stop_timeout,
+        ..Default::default()
+    };
+    let host_config = HostConfig {
+        binds: Some(a.volume.clone()),
+        memory: a.memory.as_deref().map(parse_memory).transpose().map_err(anyhow::Error::msg)?.unwrap_or(0),
+        restart_policy: RestartPolicyApi { name: policy.name().into(), maximum_retry_count: policy.max_retries() as i64 },
+        auto_remove: a.rm,
+        ..Default::default()
+    };
+    let name = a.name.as_deref().map(|n| format!("?name={}", enc(n))).unwrap_or_default();
+    let req = ContainerCreateRequest { config, host_config: Some(host_config), networking_config: None };
+    let created: IdResponse = c.post_json(&format!("/containers/create{name}"), &req).await?;
+    for w in &created.warnings {
+        eprintln!("WARNING: {w}");
+    }
+    if create_only {
+        println!("{}", created.id);
+        return Ok(0);
+    }
+    if a.detach {
+        c.post(&format!("/containers/{}/start", created.id)).await?;
+        println!("{}", created.id);
+        return Ok(0);
+    }
+    let cond = if a.rm { "removed" } else { "next-exit" };
+    super::start::attach_and_start(c, &created.id, a.interactive, a.tty, true, cond).await
+}
+
+fn looks_like_local_wasm(s: &str) -> bool {
+    (s.ends_with(".wasm") || s.starts_with("./") || s.starts_with('/')) && Path::new(s).is_file()
+}
+
+/// Make a local module runnable through the daemon: wrap it as a one-layer
+/// `wasi/wasm` image named by its digest, loaded once.
+async fn load_local_wasm(c: &Client, path: &Path) -> anyhow::Result<String> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    if bytes.len() < 4 || &bytes[..4] != b"\0asm" {
+        bail!("{} is not a WebAssembly module or component", path.display());
+    }
+    let digest = Digest::of(&bytes);
+    let stem: String = path.file_stem().map(|s| s.to_string_lossy().to_ascii_lowercase()).unwrap_or_default().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+    let stem = stem.trim_matches('-');
+    let stem = if stem.is_empty() { "module" } else { stem };
+    let reference = format!("localhost/wasm-file/{stem}:{}", &digest.hex()[..16]);
+    if c.get_json::<serde_json::Value>(&format!("/images/{reference}/json")).await.is_ok() {
+        return Ok(reference);
+    }
+    let r = crate::model::ImageRef::parse(&reference).map_err(anyhow::Error::msg)?;
+    let archive = crate::image::archive::single_module_archive(&r, &format!("/{stem}.wasm"), &bytes);
+    let resp = c.send(hyper::Method::POST, "/images/load?quiet=1", archive.into(), Some("application/x-tar")).await?;
+    let _ = http_body_util::BodyExt::collect(resp.into_body()).await;
+    Ok(reference)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn memory_sizes() {
+        use super::parse_memory as p;
+        assert_eq!(p("64m"), Ok(64 << 20));
+        assert_eq!(p("1g"), Ok(1 << 30));
+        assert_eq!(p("512K"), Ok(512 << 10));
+        assert_eq!(p("1000"), Ok(1000));
+        assert_eq!(p("2mb"), Ok(2 << 20));
+        assert!(p("lots").is_err());
+    }
+}

@@ -1,0 +1,115 @@
+//! `start [-a] [-i]`, and the attach/wait/start sequence `run` shares.
+
+use super::enc;
+use crate::api::stream::{Decoder, StdStream};
+use crate::api::types::{ContainerInspect, WaitResponse};
+use crate::client::{Client, ClientError};
+use anyhow::Context;
+use http_body_util::BodyExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Attach STDOUT/STDERR and forward signals
+    #[arg(short, long)]
+    pub attach: bool,
+    /// Attach container's STDIN
+    #[arg(short, long)]
+    pub interactive: bool,
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+pub async fn run(c: &Client, a: Args) -> anyhow::Result<i32> {
+    if a.attach || a.interactive {
+        if a.containers.len() > 1 {
+            anyhow::bail!("you cannot start and attach multiple containers at once");
+        }
+        let info: ContainerInspect = c.get_json(&format!("/containers/{}/json", enc(&a.containers[0]))).await?;
+        return attach_and_start(c, &info.id, a.interactive, info.config.tty, true, "next-exit").await;
+    }
+    let mut code = 0;
+    for n in &a.containers {
+        match c.post(&format!("/containers/{}/start", enc(n))).await {
+            Ok(_) => println!("{n}"),
+            Err(e) => {
+                eprintln!("{e}");
+                code = 1;
+            }
+        }
+    }
+    Ok(code)
+}
+
+/// Attach, register a wait, start (optionally), stream output until the
+/// container's run ends, and return its exit code.
+pub async fn attach_and_start(c: &Client, id: &str, stdin: bool, tty: bool, start: bool, condition: &str) -> anyhow::Result<i32> {
+    let q = format!("/containers/{id}/attach?stream=1&stdout=1&stderr=1{}", if stdin { "&stdin=1" } else { "" });
+    let io = c.upgrade(&q).await?;
+    let (mut rd, mut wr) = tokio::io::split(io);
+    // The wait is registered (its headers received) before start is sent.
+    let wait_resp = c.send(hyper::Method::POST, &format!("/containers/{id}/wait?condition={condition}"), bytes::Bytes::new(), None).await?;
+    let waiter = tokio::spawn(async move {
+        let body = wait_resp.into_body().collect().await.map_err(|e| ClientError::Http(e.to_string()))?.to_bytes();
+        serde_json::from_slice::<WaitResponse>(&body).map_err(|e| ClientError::Decode(e.to_string()))
+    });
+    if stdin {
+        tokio::spawn(async move {
+            let mut input = tokio::io::stdin();
+            let mut buf = vec![0u8; 16 * 1024];
+            loop {
+                match input.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if wr.write_all(&buf[..n]).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+            let _ = wr.shutdown().await;
+            // Keep the write half alive (closed) until the reader is done.
+            std::future::pending::<()>().await;
+        });
+    } else {
+        drop(wr);
+    }
+    if start {
+        c.post(&format!("/containers/{id}/start")).await?;
+    }
+    let mut out = tokio::io::stdout();
+    let mut err = tokio::io::stderr();
+    let mut dec = Decoder::default();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = rd.read(&mut buf).await.unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        if tty {
+            out.write_all(&buf[..n]).await?;
+            out.flush().await?;
+            continue;
+        }
+        dec.push(&buf[..n]);
+        while let Some((s, data)) = dec.next_frame().map_err(anyhow::Error::msg)? {
+            match s {
+                StdStream::Stderr => {
+                    err.write_all(&data).await?;
+                    err.flush().await?;
+                }
+                _ => {
+                    out.write_all(&data).await?;
+                    out.flush().await?;
+                }
+            }
+        }
+    }
+    let w = waiter.await.context("wait task")??;
+    if let Some(e) = w.error {
+        if !e.message.is_empty() && w.status_code == 0 {
+            eprintln!("{}", e.message);
+        }
+    }
+    Ok(w.status_code as i32)
+}

@@ -1,0 +1,105 @@
+//! The `ketch` command line: Docker's verbs and flags, spoken to ketchd
+//! over the Engine API only.
+
+pub mod commands;
+pub mod connect;
+pub mod output;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "ketch", version, about = "Run WebAssembly and Linux containers, Docker-style")]
+pub struct Cli {
+    /// Daemon socket to connect to (unix:///path).
+    #[arg(short = 'H', long, env = "KETCH_HOST", global = true)]
+    pub host: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Build an image from a Dockerfile
+    Build(commands::build::Args),
+    /// List images
+    Images(commands::images::Args),
+    /// Remove one or more images
+    Rmi(commands::images::RmiArgs),
+    /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
+    Tag(commands::images::TagArgs),
+    /// Save images to an OCI archive (streamed to stdout by default)
+    Save(commands::archive::SaveArgs),
+    /// Load images from an archive
+    Load(commands::archive::LoadArgs),
+    /// Create and run a new container from an image (or a local .wasm file)
+    Run(commands::run::RunArgs),
+    /// Create a new container
+    Create(commands::run::RunArgs),
+    /// Start one or more stopped containers
+    Start(commands::start::Args),
+    /// Stop one or more running containers
+    Stop(commands::lifecycle::StopArgs),
+    /// Restart one or more containers
+    Restart(commands::lifecycle::StopArgs),
+    /// Kill one or more running containers
+    Kill(commands::lifecycle::KillArgs),
+    /// Pause all processes within one or more containers
+    Pause(commands::lifecycle::Names),
+    /// Unpause all processes within one or more containers
+    Unpause(commands::lifecycle::Names),
+    /// Block until containers stop, then print their exit codes
+    Wait(commands::lifecycle::Names),
+    /// Fetch the logs of a container
+    Logs(commands::logs::Args),
+    /// List containers
+    Ps(commands::ps::Args),
+    /// Return low-level information on containers or images
+    Inspect(commands::inspect::Args),
+    /// Remove one or more containers
+    Rm(commands::lifecycle::RmArgs),
+    /// Show the ketch version information
+    Version,
+    /// Display system-wide information
+    Info,
+}
+
+/// Exit code for failures of ketch itself (Docker's).
+pub const EXIT_KETCH_ERROR: i32 = 125;
+
+/// Run a parsed command line; returns the process exit code.
+pub async fn run(cli: Cli) -> anyhow::Result<i32> {
+    let client = connect::client(cli.host.as_deref()).await?;
+    use Command::*;
+    match cli.command {
+        Build(a) => commands::build::run(&client, a).await,
+        Images(a) => commands::images::list(&client, a).await,
+        Rmi(a) => commands::images::rmi(&client, a).await,
+        Tag(a) => commands::images::tag(&client, a).await,
+        Save(a) => commands::archive::save(&client, a).await,
+        Load(a) => commands::archive::load(&client, a).await,
+        Run(a) => commands::run::run(&client, a, false).await,
+        Create(a) => commands::run::run(&client, a, true).await,
+        Start(a) => commands::start::run(&client, a).await,
+        Stop(a) => commands::lifecycle::stop(&client, a, "stop").await,
+        Restart(a) => commands::lifecycle::stop(&client, a, "restart").await,
+        Kill(a) => commands::lifecycle::kill(&client, a).await,
+        Pause(a) => commands::lifecycle::simple(&client, a, "pause").await,
+        Unpause(a) => commands::lifecycle::simple(&client, a, "unpause").await,
+        Wait(a) => commands::lifecycle::wait(&client, a).await,
+        Logs(a) => commands::logs::run(&client, a).await,
+        Ps(a) => commands::ps::run(&client, a).await,
+        Inspect(a) => commands::inspect::run(&client, a).await,
+        Rm(a) => commands::lifecycle::rm(&client, a).await,
+        Version => commands::system::version(&client).await,
+        Info => commands::system::info(&client).await,
+    }
+}
+
+/// Which exit code a failed command gets: 125 for the container verbs, as
+/// Docker's `run`/`create`/`start`; 1 otherwise.
+pub fn failure_code(cmd: &Command) -> i32 {
+    match cmd {
+        Command::Run(_) | Command::Create(_) | Command::Start(_) => EXIT_KETCH_ERROR,
+        _ => 1,
+    }
+}

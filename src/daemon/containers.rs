@@ -1,0 +1,349 @@
+//! Container endpoints.
+
+use super::http::{empty, error, error_msg, json, read_json, stream, Query, Resp};
+use super::MAX_JSON_BODY;
+use crate::api::stream::{encode, StdStream};
+use crate::api::types::{ContainerCreateRequest, IdResponse, WaitError, WaitResponse};
+use crate::api::{MEDIA_MULTIPLEXED, MEDIA_RAW};
+use crate::engine::logs::{read_entries, LogEvent};
+use crate::engine::view;
+use crate::engine::{Engine, EngineError, WaitCondition};
+use bytes::Bytes;
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::broadcast::error::RecvError;
+
+pub async fn create(engine: &Arc<Engine>, q: &Query, body: Incoming) -> Resp {
+    let req: ContainerCreateRequest = match read_json(body, MAX_JSON_BODY).await {
+        Ok(r) => r,
+        Err(e) => return error(&e),
+    };
+    match engine.create(q.get("name"), req).await {
+        Ok(rec) => json(StatusCode::CREATED, &IdResponse { id: rec.id.to_string(), warnings: vec![] }),
+        Err(e) => error(&e),
+    }
+}
+
+pub fn list(engine: &Engine, q: &Query) -> Resp {
+    let all = q.flag("all");
+    let filters: HashMap<String, Vec<String>> = match q.get("filters").filter(|f| !f.is_empty()) {
+        None => HashMap::new(),
+        Some(f) => match parse_filters(f) {
+            Ok(m) => m,
+            Err(e) => return error(&e),
+        },
+    };
+    let limit = q.int("limit").ok().flatten().filter(|l| *l > 0);
+    let mut out = Vec::new();
+    for c in engine.list() {
+        let s = view::summary(&c);
+        let running = matches!(s.state.as_str(), "running" | "paused" | "restarting");
+        if !all && !running && !filters.contains_key("status") {
+            continue;
+        }
+        let ok = filters.iter().all(|(k, vals)| {
+            vals.iter().any(|v| match k.as_str() {
+                "status" => s.state == *v,
+                "name" => s.names.iter().any(|n| n.trim_start_matches('/').contains(v.as_str())),
+                "id" => s.id.starts_with(v.as_str()),
+                "ancestor" => s.image == *v || s.image_id.contains(v.as_str()),
+                "label" => match v.split_once('=') {
+                    Some((lk, lv)) => s.labels.get(lk).is_some_and(|x| x == lv),
+                    None => s.labels.contains_key(v),
+                },
+                "exited" => s.state == "exited" && c.record().state.exit_code.to_string() == *v,
+                _ => true,
+            })
+        });
+        if ok {
+            out.push(s);
+        }
+        if limit.is_some_and(|l| out.len() as i64 >= l) {
+            break;
+        }
+    }
+    json(StatusCode::OK, &out)
+}
+
+/// Docker sends filters as `{"key":["v"]}` or the older `{"key":{"v":true}}`.
+pub fn parse_filters(f: &str) -> Result<HashMap<String, Vec<String>>, EngineError> {
+    let v: serde_json::Value = serde_json::from_str(f).map_err(|e| EngineError::InvalidArgument(format!("invalid filters {f:?}: {e}")))?;
+    let obj = v.as_object().ok_or_else(|| EngineError::InvalidArgument(format!("invalid filters {f:?}: expected an object")))?;
+    let mut out = HashMap::new();
+    for (k, vals) in obj {
+        let list = match vals {
+            serde_json::Value::Array(a) => a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect(),
+            serde_json::Value::Object(o) => o.keys().cloned().collect(),
+            _ => return Err(EngineError::InvalidArgument(format!("invalid filter value for {k}"))),
+        };
+        out.insert(k.clone(), list);
+    }
+    Ok(out)
+}
+
+pub fn inspect(engine: &Engine, id: &str) -> Resp {
+    match engine.lookup(id) {
+        Ok(c) => json(StatusCode::OK, &view::inspect(&c)),
+        Err(e) => error(&e),
+    }
+}
+
+pub async fn action(engine: &Arc<Engine>, id: &str, action: &str, q: &Query) -> Resp {
+    let t = match q.int("t").and_then(|a| Ok(a.or(q.int("timeout")?))) {
+        Ok(t) => t,
+        Err(e) => return error(&e),
+    };
+    let r = match action {
+        "start" => engine.start(id).await,
+        "stop" => engine.stop(id, t).await,
+        "restart" => engine.restart(id, t).await,
+        "kill" => engine.kill(id, q.get("signal")).await,
+        "pause" => engine.pause(id).await,
+        "unpause" => engine.unpause(id).await,
+        "resize" => engine.lookup(id).map(|_| ()),
+        _ => return error_msg(StatusCode::NOT_FOUND, format!("page not found: POST /containers/{id}/{action}")),
+    };
+    match r {
+        Ok(()) => empty(StatusCode::NO_CONTENT),
+        Err(e) => error(&e),
+    }
+}
+
+pub async fn remove(engine: &Arc<Engine>, id: &str, q: &Query) -> Resp {
+    match engine.remove(id, q.flag("force")).await {
+        Ok(()) => empty(StatusCode::NO_CONTENT),
+        Err(e) => error(&e),
+    }
+}
+
+pub fn wait(engine: &Arc<Engine>, id: &str, q: &Query) -> Resp {
+    let cond = match q.get("condition").unwrap_or("not-running") {
+        "" | "not-running" => WaitCondition::NotRunning,
+        "next-exit" => WaitCondition::NextExit,
+        "removed" => WaitCondition::Removed,
+        other => return error(&EngineError::InvalidArgument(format!("invalid wait condition {other:?}"))),
+    };
+    let fut = match engine.wait(id, cond) {
+        Ok(f) => f,
+        Err(e) => return error(&e),
+    };
+    // Headers go out now; the body when the condition is met. The caller
+    // may start the container once it has the headers.
+    let (tx, mut resp) = stream("application/json");
+    *resp.status_mut() = StatusCode::OK;
+    tokio::spawn(async move {
+        let (code, err) = fut.await;
+        let body = WaitResponse { status_code: code, error: err.map(|message| WaitError { message }) };
+        let mut v = serde_json::to_vec(&body).expect("json");
+        v.push(b'\n');
+        let _ = tx.send(Bytes::from(v)).await;
+    });
+    resp
+}
+
+fn frame(tty: bool, stream: StdStream, data: &[u8]) -> Bytes {
+    if tty {
+        Bytes::copy_from_slice(data)
+    } else {
+        encode(stream, data)
+    }
+}
+
+pub async fn logs(engine: &Arc<Engine>, id: &str, q: &Query) -> Resp {
+    let c = match engine.lookup(id) {
+        Ok(c) => c,
+        Err(e) => return error(&e),
+    };
+    let (want_out, want_err) = (q.flag("stdout"), q.flag("stderr"));
+    if !want_out && !want_err {
+        return error_msg(StatusCode::BAD_REQUEST, "Bad parameters: you must choose at least one stream");
+    }
+    let since = match parse_time(q.get("since")) {
+        Ok(t) => t,
+        Err(e) => return error(&e),
+    };
+    let until = match parse_time(q.get("until")) {
+        Ok(t) => t,
+        Err(e) => return error(&e),
+    };
+    let tail: Option<usize> = match q.get("tail") {
+        None | Some("") | Some("all") => None,
+        Some(n) => match n.parse() {
+            Ok(n) => Some(n),
+            Err(_) => return error_msg(StatusCode::BAD_REQUEST, format!("invalid tail value {n:?}")),
+        },
+    };
+    let follow = q.flag("follow") && c.status().is_alive();
+    let timestamps = q.flag("timestamps");
+    let tty = c.record().config.tty;
+    let (end, rx) = if follow {
+        let (end, rx) = c.log.snapshot_and_subscribe();
+        (end, Some(rx))
+    } else {
+        (std::fs::metadata(c.log.path()).map(|m| m.len()).unwrap_or(0), None)
+    };
+    let path = c.log.path().to_path_buf();
+    let (tx, resp) = stream(if tty { MEDIA_RAW } else { MEDIA_MULTIPLEXED });
+    let keep = move |s: StdStream, t: chrono::DateTime<chrono::Utc>| {
+        ((s == StdStream::Stdout && want_out) || (s == StdStream::Stderr && want_err)) && since.is_none_or(|x| t >= x) && until.is_none_or(|x| t <= x)
+    };
+    let render = move |s: StdStream, data: &[u8], t: chrono::DateTime<chrono::Utc>| {
+        if timestamps {
+            let mut v = t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true).into_bytes();
+            v.push(b' ');
+            v.extend_from_slice(data);
+            frame(tty, s, &v)
+        } else {
+            frame(tty, s, data)
+        }
+    };
+    tokio::spawn(async move {
+        let entries = tokio::task::spawn_blocking(move || read_entries(&path, end)).await.ok().and_then(Result::ok).unwrap_or_default();
+        let mut entries: Vec<_> = entries.into_iter().filter(|e| keep(e.stream, e.time)).collect();
+        if let Some(n) = tail {
+            let skip = entries.len().saturating_sub(n);
+            entries.drain(..skip);
+        }
+        for e in entries {
+            if tx.send(render(e.stream, &e.data, e.time)).await.is_err() {
+                return;
+            }
+        }
+        let Some(mut rx) = rx else { return };
+        loop {
+            match rx.recv().await {
+                Ok(LogEvent::Output { stream, data, time }) if keep(stream, time) => {
+                    if tx.send(render(stream, &data, time)).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(LogEvent::Output { .. }) | Err(RecvError::Lagged(_)) => {}
+                Ok(LogEvent::Exit) | Err(RecvError::Closed) => return,
+            }
+        }
+    });
+    resp
+}
+
+fn parse_time(v: Option<&str>) -> Result<Option<chrono::DateTime<chrono::Utc>>, EngineError> {
+    let Some(v) = v.filter(|v| !v.is_empty() && *v != "0") else { return Ok(None) };
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(v) {
+        return Ok(Some(t.with_timezone(&chrono::Utc)));
+    }
+    let (secs, nanos) = v.split_once('.').unwrap_or((v, "0"));
+    let s: i64 = secs.parse().map_err(|_| EngineError::InvalidArgument(format!("invalid time value {v:?}")))?;
+    let n: u32 = format!("{nanos:0<9}")[..9].parse().map_err(|_| EngineError::InvalidArgument(format!("invalid time value {v:?}")))?;
+    Ok(chrono::DateTime::from_timestamp(s, n))
+}
+
+/// The next output frame of the current run, or `None` when it ends.
+async fn next_output(rx: &mut tokio::sync::broadcast::Receiver<LogEvent>, keep: impl Fn(StdStream) -> bool, tty: bool) -> Option<Bytes> {
+    loop {
+        match rx.recv().await {
+            Ok(LogEvent::Output { stream, data, .. }) if keep(stream) => return Some(frame(tty, stream, &data)),
+            Ok(LogEvent::Output { .. }) | Err(RecvError::Lagged(_)) => {}
+            Ok(LogEvent::Exit) | Err(RecvError::Closed) => return None,
+        }
+    }
+}
+
+/// `POST /containers/{id}/attach`: upgraded to a raw byte stream when the
+/// client asks (`Upgrade: tcp`), else a streamed response of output only.
+pub async fn attach(engine: &Arc<Engine>, id: &str, q: &Query, mut req: Request<Incoming>) -> Resp {
+    let c = match engine.lookup(id) {
+        Ok(c) => c,
+        Err(e) => return error(&e),
+    };
+    let rec = c.record();
+    let tty = rec.config.tty;
+    let (want_out, want_err, want_in) = (q.flag("stdout"), q.flag("stderr"), q.flag("stdin"));
+    let stream_mode = q.flag("stream");
+    // Subscribe before answering, so output of a start that follows is never missed.
+    let (end, mut rx) = c.log.snapshot_and_subscribe();
+    let replay = if q.flag("logs") { read_entries(c.log.path(), end).unwrap_or_default() } else { vec![] };
+    let content_type = if tty { MEDIA_RAW } else { MEDIA_MULTIPLEXED };
+    let keep = move |s: StdStream| (s == StdStream::Stdout && want_out) || (s == StdStream::Stderr && want_err);
+    let upgrade = req.headers().get("upgrade").is_some();
+    let stdin = if want_in && rec.config.open_stdin { c.take_stdin() } else { None };
+    let stdin_once = rec.config.stdin_once;
+    if !upgrade {
+        let (tx, resp) = stream(content_type);
+        tokio::spawn(async move {
+            for e in replay.into_iter().filter(|e| keep(e.stream)) {
+                let _ = tx.send(frame(tty, e.stream, &e.data)).await;
+            }
+            if stream_mode {
+                while let Some(b) = next_output(&mut rx, keep, tty).await {
+                    if tx.send(b).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        return resp;
+    }
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        let io = match on_upgrade.await {
+            Ok(u) => TokioIo::new(u),
+            Err(e) => {
+                tracing::debug!("attach upgrade failed: {e}");
+                return;
+            }
+        };
+        let (mut rd, mut wr) = tokio::io::split(io);
+        let input = async move {
+            if let Some(mut w) = stdin {
+                let mut buf = vec![0u8; 16 * 1024];
+                loop {
+                    match rd.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            if w.write_all(&buf[..n]).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+                if stdin_once {
+                    let _ = w.shutdown().await;
+                    drop(w);
+                } else {
+                    c.stdin_return(w);
+                }
+            }
+            std::future::pending::<()>().await;
+        };
+        let output = async move {
+            for e in replay.into_iter().filter(|e| keep(e.stream)) {
+                if wr.write_all(&frame(tty, e.stream, &e.data)).await.is_err() {
+                    return;
+                }
+            }
+            if stream_mode {
+                while let Some(b) = next_output(&mut rx, keep, tty).await {
+                    if wr.write_all(&b).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            let _ = wr.flush().await;
+            let _ = wr.shutdown().await;
+        };
+        tokio::select! {
+            _ = input => {}
+            _ = output => {}
+        }
+    });
+    let mut resp = Response::new(super::http::full(Bytes::new()));
+    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = resp.headers_mut();
+    h.insert("content-type", content_type.parse().expect("header"));
+    h.insert("connection", "Upgrade".parse().expect("header"));
+    h.insert("upgrade", "tcp".parse().expect("header"));
+    resp
+}

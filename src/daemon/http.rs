@@ -1,0 +1,103 @@
+//! Response helpers and query parsing for the handlers.
+
+use super::error::status_of;
+use crate::api::types::ErrorResponse;
+use crate::engine::EngineError;
+use bytes::Bytes;
+use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full, StreamBody};
+use hyper::body::Frame;
+use hyper::{Response, StatusCode};
+use std::collections::HashMap;
+use std::convert::Infallible;
+use tokio::sync::mpsc;
+
+pub type Body = UnsyncBoxBody<Bytes, Infallible>;
+pub type Resp = Response<Body>;
+
+pub fn full(data: impl Into<Bytes>) -> Body {
+    Full::new(data.into()).boxed_unsync()
+}
+
+pub fn json<T: serde::Serialize>(status: StatusCode, v: &T) -> Resp {
+    let mut r = Response::new(full(serde_json::to_vec(v).expect("response serialises")));
+    *r.status_mut() = status;
+    r.headers_mut().insert("content-type", "application/json".parse().expect("header"));
+    r
+}
+
+pub fn empty(status: StatusCode) -> Resp {
+    let mut r = Response::new(full(Bytes::new()));
+    *r.status_mut() = status;
+    r
+}
+
+pub fn error_msg(status: StatusCode, message: impl Into<String>) -> Resp {
+    json(status, &ErrorResponse { message: message.into() })
+}
+
+pub fn error(e: &EngineError) -> Resp {
+    let status = status_of(e);
+    if status == StatusCode::NOT_MODIFIED {
+        return empty(status);
+    }
+    if status == StatusCode::INTERNAL_SERVER_ERROR {
+        tracing::error!("internal error: {e}");
+    }
+    error_msg(status, e.to_string())
+}
+
+/// A streamed response fed by the returned sender.
+pub fn stream(content_type: &str) -> (mpsc::Sender<Bytes>, Resp) {
+    let (tx, rx) = mpsc::channel::<Bytes>(64);
+    let s = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (Ok::<_, Infallible>(Frame::data(b)), rx)) });
+    let mut r = Response::new(StreamBody::new(s).boxed_unsync());
+    r.headers_mut().insert("content-type", content_type.parse().expect("header"));
+    (tx, r)
+}
+
+/// Parsed query string.
+pub struct Query(pub HashMap<String, Vec<String>>);
+
+impl Query {
+    pub fn parse(q: Option<&str>) -> Self {
+        let mut m: HashMap<String, Vec<String>> = HashMap::new();
+        for (k, v) in url::form_urlencoded::parse(q.unwrap_or("").as_bytes()) {
+            m.entry(k.into_owned()).or_default().push(v.into_owned());
+        }
+        Query(m)
+    }
+
+    pub fn get(&self, k: &str) -> Option<&str> {
+        self.0.get(k).and_then(|v| v.last()).map(String::as_str)
+    }
+
+    pub fn all(&self, k: &str) -> Vec<String> {
+        self.0.get(k).cloned().unwrap_or_default()
+    }
+
+    /// Docker's boolean query values: 1/true/True/yes are true.
+    pub fn flag(&self, k: &str) -> bool {
+        matches!(self.get(k), Some(v) if !matches!(v, "" | "0" | "false" | "False" | "FALSE" | "no"))
+    }
+
+    pub fn int(&self, k: &str) -> Result<Option<i64>, EngineError> {
+        match self.get(k).filter(|v| !v.is_empty()) {
+            None => Ok(None),
+            Some(v) => v.parse().map(Some).map_err(|_| EngineError::InvalidArgument(format!("invalid value for {k}: {v:?}"))),
+        }
+    }
+}
+
+/// Read a JSON request body, answering 400 with the parse error.
+pub async fn read_json<T: serde::de::DeserializeOwned + Default>(body: hyper::body::Incoming, limit: usize) -> Result<T, EngineError> {
+    let bytes = read_body(body, limit).await?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(&bytes).map_err(|e| EngineError::InvalidArgument(format!("invalid JSON in request body: {e}")))
+}
+
+pub async fn read_body(body: hyper::body::Incoming, limit: usize) -> Result<Bytes, EngineError> {
+    let limited = http_body_util::Limited::new(body, limit);
+    limited.collect().await.map(|c| c.to_bytes()).map_err(|e| EngineError::InvalidArgument(format!("cannot read request body: {e}")))
+}

@@ -1,0 +1,126 @@
+//! ketchd's HTTP side: the Engine API over a Unix socket. Handlers are thin:
+//! parse, call the engine, render. Errors become status codes in
+//! [`error::status_of`] only.
+
+mod containers;
+pub mod error;
+pub mod http;
+mod images;
+mod system;
+
+use crate::engine::Engine;
+use http::{error_msg, Resp};
+use hyper::body::Incoming;
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use percent_encoding::percent_decode_str;
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+use tokio::net::UnixListener;
+
+/// JSON request bodies larger than this are refused.
+pub const MAX_JSON_BODY: usize = 4 << 20;
+
+/// Bind the API socket: mode 0660 (never world-writable), stale socket
+/// files from a dead daemon replaced.
+pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(std::io::Error::new(std::io::ErrorKind::AddrInUse, format!("another daemon is serving {}", path.display())));
+        }
+        std::fs::remove_file(path)?;
+    }
+    // SAFETY: umask only changes this process's file-creation mask; it is
+    // restored right after the bind.
+    let old = unsafe { libc::umask(0o117) };
+    let l = UnixListener::bind(path);
+    // SAFETY: as above.
+    unsafe { libc::umask(old) };
+    let l = l?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
+    Ok(l)
+}
+
+/// Serve until `shutdown` resolves.
+pub async fn serve(engine: Arc<Engine>, listener: UnixListener, shutdown: impl Future<Output = ()>) {
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            r = listener.accept() => match r {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    tracing::warn!("accept: {e}");
+                    continue;
+                }
+            },
+            _ = &mut shutdown => return,
+        };
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req| {
+                let engine = engine.clone();
+                async move { Ok::<_, std::convert::Infallible>(route(engine, req).await) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).with_upgrades();
+            if let Err(e) = conn.await {
+                tracing::debug!("connection: {e}");
+            }
+        });
+    }
+}
+
+async fn route(engine: Arc<Engine>, req: Request<Incoming>) -> Resp {
+    let mut resp = dispatch(engine, req).await;
+    let h = resp.headers_mut();
+    h.insert("api-version", crate::api::API_VERSION.parse().expect("header"));
+    h.insert("server", format!("Ketch/{} (linux)", crate::api::ENGINE_VERSION).parse().expect("header"));
+    h.insert("ostype", "linux".parse().expect("header"));
+    h.insert("docker-experimental", "false".parse().expect("header"));
+    resp
+}
+
+async fn dispatch(engine: Arc<Engine>, req: Request<Incoming>) -> Resp {
+    let raw_path = req.uri().path().to_string();
+    let Some((path, _version)) = crate::api::strip_version(&raw_path) else {
+        return error_msg(StatusCode::BAD_REQUEST, format!("malformed API version in {raw_path}"));
+    };
+    let path = percent_decode_str(path).decode_utf8_lossy().into_owned();
+    let q = http::Query::parse(req.uri().query());
+    let method = req.method().clone();
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    tracing::debug!("{method} {path}");
+
+    // Image names contain slashes: match these by prefix/suffix.
+    if let Some(rest) = path.strip_prefix("/images/") {
+        match (&method, rest) {
+            (&Method::GET, "json") => return images::list(&engine, &q).await,
+            (&Method::GET, "get") => return images::save(&engine, &q).await,
+            (&Method::POST, "load") => return images::load(&engine, &q, req.into_body()).await,
+            (&Method::GET, r) if r.ends_with("/json") => return images::inspect(&engine, &r[..r.len() - 5]).await,
+            (&Method::GET, r) if r.ends_with("/get") => return images::save_one(&engine, &r[..r.len() - 4]).await,
+            (&Method::POST, r) if r.ends_with("/tag") => return images::tag(&engine, &r[..r.len() - 4], &q).await,
+            (&Method::DELETE, r) => return images::remove(&engine, r, &q).await,
+            _ => {}
+        }
+    }
+    match (&method, segs.as_slice()) {
+        (&Method::GET | &Method::HEAD, ["_ping"]) => system::ping(&method),
+        (&Method::GET, ["version"]) => system::version(),
+        (&Method::GET, ["info"]) => system::info(&engine),
+        (&Method::POST, ["build"]) => images::build(&engine, &q, req.into_body()).await,
+        (&Method::POST, ["containers", "create"]) => containers::create(&engine, &q, req.into_body()).await,
+        (&Method::GET, ["containers", "json"]) => containers::list(&engine, &q),
+        (&Method::GET, ["containers", id, "json"]) => containers::inspect(&engine, id),
+        (&Method::GET, ["containers", id, "logs"]) => containers::logs(&engine, id, &q).await,
+        (&Method::POST, ["containers", id, "attach"]) => containers::attach(&engine, id, &q, req).await,
+        (&Method::POST, ["containers", id, "wait"]) => containers::wait(&engine, id, &q),
+        (&Method::POST, ["containers", id, action]) => containers::action(&engine, id, action, &q).await,
+        (&Method::DELETE, ["containers", id]) => containers::remove(&engine, id, &q).await,
+        _ => error_msg(StatusCode::NOT_FOUND, format!("page not found: {method} {path}")),
+    }
+}

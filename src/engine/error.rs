@@ -1,0 +1,37 @@
+//! The engine's error type. The daemon maps it to HTTP status in one place
+//! (`daemon::error`).
+
+use crate::image::ImageError;
+use crate::runtime::RuntimeError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// "No such container: x" and the like.
+    #[error("{0}")]
+    NotFound(String),
+    /// An illegal state change, a name in use.
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// The verb had nothing to do (start of a running container): HTTP 304.
+    #[error("container {0} is already in the requested state")]
+    NotModified(String),
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error("state i/o on {path}: {source}")]
+    Io { path: String, source: std::io::Error },
+}
+
+impl EngineError {
+    pub fn no_such_container(name: &str) -> Self {
+        EngineError::NotFound(format!("No such container: {name}"))
+    }
+
+    pub fn io(path: impl AsRef<std::path::Path>) -> impl FnOnce(std::io::Error) -> EngineError {
+        let path = path.as_ref().display().to_string();
+        move |source| EngineError::Io { path, source }
+    }
+}

@@ -1,0 +1,121 @@
+//! Container logs: a json-file log (one `{"log","stream","time"}` object per
+//! line, as Docker's default driver) plus a broadcast to attached clients
+//! and `logs -f` followers.
+
+use crate::api::stream::StdStream;
+use crate::runtime::OutputSink;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use tokio::sync::broadcast;
+
+/// Messages buffered per subscriber before a slow one starts losing live
+/// output (the log file always has everything).
+const BROADCAST_CAPACITY: usize = 4096;
+
+#[derive(Clone, Debug)]
+pub enum LogEvent {
+    Output { stream: StdStream, data: Bytes, time: DateTime<Utc> },
+    /// The current run of the container ended.
+    Exit,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Line {
+    log: String,
+    stream: StdStream,
+    time: DateTime<Utc>,
+}
+
+pub struct Log {
+    path: PathBuf,
+    file: Mutex<Option<File>>,
+    tx: broadcast::Sender<LogEvent>,
+}
+
+impl Log {
+    pub fn open(path: &Path) -> Self {
+        let (tx, _) = broadcast::channel(BROADCAST_CAPACITY);
+        Log { path: path.to_path_buf(), file: Mutex::new(None), tx }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<LogEvent> {
+        self.tx.subscribe()
+    }
+
+    /// The current end of the file and a subscription to everything after
+    /// it, taken atomically so a follower neither misses nor repeats a line.
+    pub fn snapshot_and_subscribe(&self) -> (u64, broadcast::Receiver<LogEvent>) {
+        let g = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        let len = std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0);
+        let rx = self.tx.subscribe();
+        drop(g);
+        (len, rx)
+    }
+
+    pub fn exit(&self) {
+        let _ = self.tx.send(LogEvent::Exit);
+    }
+
+    fn append(&self, stream: StdStream, data: &[u8]) {
+        let mut g = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        if g.is_none() {
+            match OpenOptions::new().create(true).append(true).open(&self.path) {
+                Ok(f) => *g = Some(f),
+                Err(e) => tracing::warn!("cannot open log {}: {e}", self.path.display()),
+            }
+        }
+        let time = Utc::now();
+        let mut buf = Vec::with_capacity(data.len() + 64);
+        for piece in data.split_inclusive(|&b| b == b'\n') {
+            let line = Line { log: String::from_utf8_lossy(piece).into_owned(), stream, time };
+            serde_json::to_writer(&mut buf, &line).expect("log line serialises");
+            buf.push(b'\n');
+        }
+        if let Some(f) = g.as_mut() {
+            if let Err(e) = f.write_all(&buf) {
+                tracing::warn!("cannot write log {}: {e}", self.path.display());
+            }
+        }
+        let _ = self.tx.send(LogEvent::Output { stream, data: Bytes::copy_from_slice(data), time });
+    }
+}
+
+impl OutputSink for Log {
+    fn write(&self, stream: StdStream, data: &[u8]) {
+        self.append(stream, data);
+    }
+}
+
+/// One stored entry.
+pub struct Entry {
+    pub stream: StdStream,
+    pub data: Bytes,
+    pub time: DateTime<Utc>,
+}
+
+/// Read stored entries up to byte offset `end` (a torn last line is skipped).
+pub fn read_entries(path: &Path, end: u64) -> std::io::Result<Vec<Entry>> {
+    let mut f = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+        Err(e) => return Err(e),
+    };
+    f.seek(SeekFrom::Start(0))?;
+    let r = BufReader::new(f.take(end));
+    let mut out = Vec::new();
+    for line in r.lines() {
+        let line = line?;
+        if let Ok(l) = serde_json::from_str::<Line>(&line) {
+            out.push(Entry { stream: l.stream, data: Bytes::from(l.log), time: l.time });
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,821 @@
+//! The engine: containers and their lifecycle (created -> running <->
+//! paused -> exited -> removed), persisted state, restart policies, logs,
+//! and the one place that decides which runtime backend runs an image.
+
+pub mod error;
+pub mod logs;
+pub mod record;
+pub mod view;
+
+pub use error::EngineError;
+pub use record::{Record, StateRecord};
+
+use crate::api::types::{ContainerConfig, ContainerCreateRequest, HostConfig};
+use crate::fsutil;
+use crate::image::{Image, ImageStore};
+use crate::model::{ids, ContainerId, Digest, RestartPolicy, Status, TransitionError};
+use crate::runtime::{Backend, Control, ExitStatus, Grant, Program, RunSpec};
+use chrono::Utc;
+use logs::Log;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+use tokio::io::DuplexStream;
+use tokio::sync::watch;
+
+#[cfg(feature = "wasm")]
+use crate::runtime::wasm::WasmBackend;
+
+/// Exit code recorded for a container that was running when ketchd went away.
+pub const EXIT_DAEMON_GONE: i64 = 255;
+/// Bytes buffered between an attached client's stdin and the guest.
+const STDIN_BUFFER: usize = 64 * 1024;
+const RESTART_BACKOFF_START: Duration = Duration::from_millis(100);
+const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(60);
+/// A run longer than this resets the restart backoff.
+const RESTART_BACKOFF_RESET: Duration = Duration::from_secs(10);
+
+/// One container in memory.
+pub struct Container {
+    pub id: ContainerId,
+    dir: PathBuf,
+    record: Mutex<Record>,
+    pub log: Arc<Log>,
+    control: Mutex<Option<Arc<dyn Control>>>,
+    /// Host side of the guest's stdin (containers with `OpenStdin`). Made
+    /// at create and after each exit, so a client may attach before start.
+    stdin: Mutex<Option<DuplexStream>>,
+    stdin_guest: Mutex<Option<DuplexStream>>,
+    /// Counts exits; waiters watch it.
+    exits: watch::Sender<u64>,
+    removed: watch::Sender<bool>,
+    /// Serialises lifecycle verbs on this container.
+    op: tokio::sync::Mutex<()>,
+}
+
+impl Container {
+    pub fn record(&self) -> Record {
+        self.lock().clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Record> {
+        self.record.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn status(&self) -> Status {
+        self.lock().state.status
+    }
+
+    pub fn name(&self) -> String {
+        self.lock().name.clone()
+    }
+
+    /// Apply `f` to the record and persist it atomically.
+    fn update(&self, f: impl FnOnce(&mut Record)) -> Result<Record, EngineError> {
+        let mut g = self.lock();
+        f(&mut g);
+        let data = serde_json::to_vec_pretty(&*g).expect("record serialises");
+        let path = self.dir.join("container.json");
+        fsutil::write_atomic(&path, &data).map_err(EngineError::io(&path))?;
+        Ok(g.clone())
+    }
+
+    /// Take the host end of stdin (for an attached client).
+    pub fn take_stdin(&self) -> Option<DuplexStream> {
+        self.stdin.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    /// Give the host end back after a client detached without closing it.
+    pub fn stdin_return(&self, w: DuplexStream) {
+        let mut g = self.stdin.lock().unwrap_or_else(|e| e.into_inner());
+        if g.is_none() {
+            *g = Some(w);
+        }
+    }
+
+    /// A new stdin pipe for the next run.
+    fn fresh_stdin(&self) {
+        let open = self.lock().config.open_stdin;
+        let (host, guest) = if open {
+            let (h, g) = tokio::io::duplex(STDIN_BUFFER);
+            (Some(h), Some(g))
+        } else {
+            (None, None)
+        };
+        *self.stdin.lock().unwrap_or_else(|e| e.into_inner()) = host;
+        *self.stdin_guest.lock().unwrap_or_else(|e| e.into_inner()) = guest;
+    }
+
+    fn transition_error(&self, verb: &str, e: TransitionError) -> EngineError {
+        let name = self.name();
+        match e {
+            TransitionError::AlreadyRunning if verb == "start" => EngineError::NotModified(name),
+            TransitionError::NotRunning if verb == "stop" => EngineError::NotModified(name),
+            e => EngineError::Conflict(format!("cannot {verb} container {name}: {e}")),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Table {
+    by_id: HashMap<ContainerId, Arc<Container>>,
+    names: HashMap<String, ContainerId>,
+}
+
+pub struct Engine {
+    root: PathBuf,
+    pub images: Arc<ImageStore>,
+    containers: RwLock<Table>,
+    #[cfg(feature = "wasm")]
+    wasm: Arc<WasmBackend>,
+    /// (image id, in-image path) -> module digest, so a warm run does not
+    /// read the image's layers again.
+    modules: Mutex<HashMap<(Digest, String), Digest>>,
+}
+
+/// What `wait` waits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WaitCondition {
+    NotRunning,
+    NextExit,
+    Removed,
+}
+
+impl Engine {
+    /// Open the data root and reconcile: containers recorded as running
+    /// that no longer run are marked exited, then restarted per policy.
+    pub async fn open(root: &Path) -> Result<Arc<Self>, EngineError> {
+        for d in ["containers", "image", "tmp", "wasm-cache"] {
+            std::fs::create_dir_all(root.join(d)).map_err(EngineError::io(root.join(d)))?;
+        }
+        let tmp = root.join("tmp");
+        if let Ok(rd) = std::fs::read_dir(&tmp) {
+            for e in rd.flatten() {
+                let _ = std::fs::remove_dir_all(e.path()).or_else(|_| std::fs::remove_file(e.path()));
+            }
+        }
+        let images = Arc::new(ImageStore::open(&root.join("image"))?);
+        #[cfg(feature = "wasm")]
+        let wasm = Arc::new(WasmBackend::new(&root.join("wasm-cache"))?);
+        let engine = Arc::new(Engine {
+            root: root.to_path_buf(),
+            images,
+            containers: RwLock::new(Table::default()),
+            #[cfg(feature = "wasm")]
+            wasm,
+            modules: Mutex::new(HashMap::new()),
+        });
+        engine.reconcile().await?;
+        Ok(engine)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    async fn reconcile(self: &Arc<Self>) -> Result<(), EngineError> {
+        let dir = self.root.join("containers");
+        let mut to_restart = Vec::new();
+        for e in std::fs::read_dir(&dir).map_err(EngineError::io(&dir))?.flatten() {
+            let path = e.path().join("container.json");
+            let rec: Record = match std::fs::read(&path).map_err(|e| e.to_string()).and_then(|d| serde_json::from_slice(&d).map_err(|e| e.to_string())) {
+                Ok(r) => r,
+                Err(err) => {
+                    tracing::warn!("ignoring unreadable container record {}: {err}", path.display());
+                    continue;
+                }
+            };
+            let c = self.register(rec, e.path());
+            let rec = c.record();
+            let was_alive = matches!(rec.state.status, Status::Running | Status::Paused | Status::Restarting);
+            if was_alive {
+                c.update(|r| {
+                    r.state.status = Status::Exited;
+                    r.state.exit_code = EXIT_DAEMON_GONE;
+                    r.state.error = "ketchd stopped while the container was running".into();
+                    r.state.finished_at = Some(Utc::now());
+                })?;
+            }
+            if matches!(rec.state.status, Status::Removing) {
+                let _ = self.remove_now(&c);
+                continue;
+            }
+            let rec = c.record();
+            if rec.restart_policy().restart_on_daemon_start(rec.state.exit_code, was_alive, rec.state.manually_stopped) {
+                to_restart.push(c);
+            }
+        }
+        for c in to_restart {
+            if let Err(e) = self.start_container(&c).await {
+                tracing::warn!("cannot restart container {}: {e}", c.name());
+            }
+        }
+        Ok(())
+    }
+
+    fn register(&self, rec: Record, dir: PathBuf) -> Arc<Container> {
+        let (exits, _) = watch::channel(0);
+        let (removed, _) = watch::channel(false);
+        let c = Arc::new(Container {
+            id: rec.id.clone(),
+            log: Arc::new(Log::open(&dir.join(format!("{}-json.log", rec.id)))),
+            dir,
+            control: Mutex::new(None),
+            stdin: Mutex::new(None),
+            stdin_guest: Mutex::new(None),
+            exits,
+            removed,
+            op: tokio::sync::Mutex::new(()),
+            record: Mutex::new(rec.clone()),
+        });
+        c.fresh_stdin();
+        let mut t = self.containers.write().unwrap_or_else(|e| e.into_inner());
+        t.names.insert(rec.name.clone(), rec.id.clone());
+        t.by_id.insert(rec.id.clone(), c.clone());
+        c
+    }
+
+    /// Find a container by full id, name, or unique id prefix.
+    pub fn lookup(&self, name: &str) -> Result<Arc<Container>, EngineError> {
+        let t = self.containers.read().unwrap_or_else(|e| e.into_inner());
+        let key = name.strip_prefix('/').unwrap_or(name);
+        if let Some(id) = ContainerId::parse(key) {
+            if let Some(c) = t.by_id.get(&id) {
+                return Ok(c.clone());
+            }
+        }
+        if let Some(id) = t.names.get(key) {
+            if let Some(c) = t.by_id.get(id) {
+                return Ok(c.clone());
+            }
+        }
+        if !key.is_empty() && key.bytes().all(|b| b.is_ascii_hexdigit()) {
+            let hits: Vec<&Arc<Container>> = t.by_id.values().filter(|c| c.id.as_str().starts_with(key)).collect();
+            match hits.len() {
+                1 => return Ok(hits[0].clone()),
+                0 => {}
+                _ => return Err(EngineError::InvalidArgument(format!("multiple containers match the id prefix {key}"))),
+            }
+        }
+        Err(EngineError::no_such_container(name))
+    }
+
+    pub fn list(&self) -> Vec<Arc<Container>> {
+        let t = self.containers.read().unwrap_or_else(|e| e.into_inner());
+        let mut v: Vec<_> = t.by_id.values().cloned().collect();
+        v.sort_by_key(|c| std::cmp::Reverse(c.record().created));
+        v
+    }
+
+    /// `POST /containers/create`.
+    pub async fn create(self: &Arc<Self>, name: Option<&str>, req: ContainerCreateRequest) -> Result<Record, EngineError> {
+        let host_config = req.host_config.unwrap_or_default();
+        validate_host_config(&host_config)?;
+        let name = match name.filter(|n| !n.is_empty()) {
+            Some(n) => {
+                let n = n.strip_prefix('/').unwrap_or(n);
+                if !ids::valid_container_name(n) {
+                    return Err(EngineError::InvalidArgument(format!("Invalid container name ({n}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")));
+                }
+                n.to_string()
+            }
+            None => self.unused_name(),
+        };
+        if req.config.image.is_empty() {
+            return Err(EngineError::InvalidArgument("no image given in the create request".into()));
+        }
+        let images = self.images.clone();
+        let image_name = req.config.image.clone();
+        let img = tokio::task::spawn_blocking(move || images.resolve(&image_name)).await.expect("resolve task")?;
+        let config = merge_config(&img, req.config);
+        let mut argv: Vec<String> = config.entrypoint.clone().unwrap_or_default();
+        argv.extend(config.cmd.clone().unwrap_or_default());
+        if argv.is_empty() || argv[0].is_empty() {
+            return Err(EngineError::InvalidArgument(format!("no command specified: image {} has no ENTRYPOINT or CMD and none was given", config.image)));
+        }
+        let platform = self.prepare_program(&img, &argv[0], &config.working_dir).await?;
+        let id = ContainerId::random();
+        let rec = Record {
+            id: id.clone(),
+            name: name.clone(),
+            created: Utc::now(),
+            image: config.image.clone(),
+            image_id: img.id.clone(),
+            path: argv[0].clone(),
+            args: argv[1..].to_vec(),
+            config,
+            host_config,
+            platform,
+            state: StateRecord::default(),
+        };
+        let dir = self.root.join("containers").join(id.as_str());
+        {
+            // Reserve the name and write the record under the table lock so two
+            // creates of one name cannot both succeed.
+            let mut t = self.containers.write().unwrap_or_else(|e| e.into_inner());
+            if let Some(other) = t.names.get(&name) {
+                return Err(EngineError::Conflict(format!(
+                    "Conflict. The container name \"/{name}\" is already in use by container \"{other}\". You have to remove (or rename) that container to be able to reuse that name."
+                )));
+            }
+            t.names.insert(name.clone(), id.clone());
+            drop(t);
+            let write = std::fs::create_dir_all(&dir)
+                .and_then(|()| fsutil::write_atomic(&dir.join("container.json"), &serde_json::to_vec_pretty(&rec).expect("record serialises")));
+            if let Err(e) = write {
+                let _ = std::fs::remove_dir_all(&dir);
+                self.containers.write().unwrap_or_else(|e| e.into_inner()).names.remove(&name);
+                return Err(EngineError::io(&dir)(e));
+            }
+        }
+        self.register(rec.clone(), dir);
+        Ok(rec)
+    }
+
+    fn unused_name(&self) -> String {
+        let t = self.containers.read().unwrap_or_else(|e| e.into_inner());
+        loop {
+            let n = ids::random_name();
+            if !t.names.contains_key(&n) {
+                return n;
+            }
+            let n2 = format!("{n}_{}", rand::random::<u16>());
+            if !t.names.contains_key(&n2) {
+                return n2;
+            }
+        }
+    }
+
+    /// Decide the backend for an image and make its program ready.
+    /// Returns the platform string to record.
+    async fn prepare_program(&self, img: &Image, entry: &str, workdir: &str) -> Result<String, EngineError> {
+        let path = if entry.starts_with('/') { fsutil::clean_abs(entry) } else { fsutil::clean_abs(&format!("{}/{entry}", if workdir.is_empty() { "/" } else { workdir })) };
+        let key = (img.id.clone(), path.clone());
+        let known = self.modules.lock().unwrap_or_else(|e| e.into_inner()).get(&key).cloned();
+        #[cfg(feature = "wasm")]
+        if let Some(d) = &known {
+            if self.wasm.is_prepared(d) {
+                return Ok("wasi/wasm".into());
+            }
+        }
+        let _ = known;
+        let images = self.images.clone();
+        let manifest = img.manifest.clone();
+        let p = path.clone();
+        let bytes = tokio::task::spawn_blocking(move || crate::image::layer::read_image_file(&images, &manifest, &p)).await.expect("read task")?;
+        let image_name = img.refs.first().map(|r| r.familiar()).unwrap_or_else(|| img.id.to_string());
+        let Some(bytes) = bytes else {
+            if img.is_wasi_platform() {
+                return Err(EngineError::InvalidArgument(format!("image {image_name}: entrypoint {path} not found in the image")));
+            }
+            return Err(self.no_backend(&image_name));
+        };
+        #[cfg(feature = "wasm")]
+        if img.is_wasi_platform() || crate::runtime::wasm::is_wasm(&bytes) {
+            let digest = Digest::of(&bytes);
+            let wasm = self.wasm.clone();
+            let (d, name) = (digest.clone(), format!("{path} in image {image_name}"));
+            tokio::task::spawn_blocking(move || wasm.prepare(&name, &d, &bytes)).await.expect("compile task").map_err(|e| EngineError::InvalidArgument(e.to_string()))?;
+            self.modules.lock().unwrap_or_else(|e| e.into_inner()).insert(key, digest);
+            return Ok("wasi/wasm".into());
+        }
+        let _ = bytes;
+        Err(self.no_backend(&image_name))
+    }
+
+    fn no_backend(&self, image: &str) -> EngineError {
+        EngineError::InvalidArgument(format!("image {image} is not a Wasm image, and this ketchd has no Linux container backend"))
+    }
+
+    fn backend_for(&self, rec: &Record) -> Result<(Arc<dyn Backend>, Program), EngineError> {
+        #[cfg(feature = "wasm")]
+        if rec.platform == "wasi/wasm" {
+            let path = fsutil::clean_abs(&if rec.path.starts_with('/') { rec.path.clone() } else { format!("{}/{}", rec.config.working_dir, rec.path) });
+            let key = (rec.image_id.clone(), path);
+            let module = self.modules.lock().unwrap_or_else(|e| e.into_inner()).get(&key).cloned();
+            if let Some(module) = module.filter(|m| self.wasm.is_prepared(m)) {
+                return Ok((self.wasm.clone(), Program::Wasm { module }));
+            }
+            return Err(EngineError::InvalidArgument(format!("container {}: its module is not prepared", rec.name)));
+        }
+        Err(self.no_backend(&rec.image))
+    }
+
+    /// `POST /containers/{id}/start`.
+    pub async fn start(self: &Arc<Self>, name: &str) -> Result<(), EngineError> {
+        let c = self.lookup(name)?;
+        let _op = c.op.lock().await;
+        c.status().can_start().map_err(|e| c.transition_error("start", e))?;
+        c.update(|r| r.state.manually_stopped = false)?;
+        self.start_container(&c).await
+    }
+
+    fn start_container_owned(self: Arc<Self>, c: Arc<Container>) -> impl std::future::Future<Output = Result<(), EngineError>> + Send {
+        async move { self.start_container(&c).await }
+    }
+
+    /// Start without the op lock (callers hold it, or are the restart loop).
+    async fn start_container(self: &Arc<Self>, c: &Arc<Container>) -> Result<(), EngineError> {
+        let rec = c.record();
+        // A daemon restart loses the in-memory module cache: prepare again.
+        if rec.platform == "wasi/wasm" {
+            let images = self.images.clone();
+            let image_id = rec.image_id.to_string();
+            match tokio::task::spawn_blocking(move || images.resolve(&image_id)).await.expect("resolve task") {
+                Ok(img) => {
+                    self.prepare_program(&img, &rec.path, &rec.config.working_dir).await?;
+                }
+                Err(e) => return Err(EngineError::Conflict(format!("cannot start container {}: its image is gone: {e}", rec.name))),
+            }
+        }
+        let (backend, program) = self.backend_for(&rec)?;
+        let stdin = if rec.config.open_stdin {
+            let guest = c.stdin_guest.lock().unwrap_or_else(|e| e.into_inner()).take();
+            let guest = match guest {
+                Some(g) => g,
+                None => {
+                    c.fresh_stdin();
+                    c.stdin_guest.lock().unwrap_or_else(|e| e.into_inner()).take().expect("fresh stdin")
+                }
+            };
+            Some(Box::pin(guest) as crate::runtime::Stdin)
+        } else {
+            None
+        };
+        let spec = RunSpec {
+            name: rec.name.clone(),
+            program,
+            argv: rec.argv(),
+            env: parse_env(rec.config.env.as_deref().unwrap_or_default()),
+            workdir: rec.config.working_dir.clone(),
+            grants: grants(&rec.host_config)?,
+            memory_limit: (rec.host_config.memory > 0).then_some(rec.host_config.memory as u64),
+            stdin,
+            output: c.log.clone(),
+        };
+        let started = backend.start(spec)?;
+        *c.control.lock().unwrap_or_else(|e| e.into_inner()) = Some(started.control.clone());
+        let started_at = Utc::now();
+        c.update(|r| {
+            r.state.status = Status::Running;
+            r.state.started_at = Some(started_at);
+            r.state.exit_code = 0;
+            r.state.error.clear();
+            r.state.oom_killed = false;
+        })?;
+        let engine = self.clone();
+        let c2 = c.clone();
+        tokio::spawn(async move {
+            let status = started.exit.await.unwrap_or(ExitStatus { code: crate::runtime::EXIT_KILLED, error: Some("instance task vanished".into()), oom_killed: false });
+            engine.on_exit(&c2, status, started_at).await;
+        });
+        Ok(())
+    }
+
+    async fn on_exit(self: &Arc<Self>, c: &Arc<Container>, status: ExitStatus, started_at: chrono::DateTime<Utc>) {
+        *c.control.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        c.fresh_stdin();
+        if let Some(err) = &status.error {
+            use crate::runtime::OutputSink;
+            c.log.write(crate::api::stream::StdStream::Stderr, format!("{err}\n").as_bytes());
+        }
+        let rec = match c.update(|r| {
+            r.state.status = Status::Exited;
+            r.state.exit_code = status.code;
+            r.state.error = status.error.clone().unwrap_or_default();
+            r.state.oom_killed = status.oom_killed;
+            r.state.finished_at = Some(Utc::now());
+        }) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!("cannot record exit of container {}: {e}", c.name());
+                c.record()
+            }
+        };
+        c.log.exit();
+        c.exits.send_modify(|n| *n += 1);
+        if rec.host_config.auto_remove {
+            if let Err(e) = self.remove_now(c) {
+                tracing::warn!("cannot auto-remove container {}: {e}", rec.name);
+            }
+            return;
+        }
+        let policy = rec.restart_policy();
+        if !policy.should_restart(status.code, rec.state.restart_count, rec.state.manually_stopped) {
+            return;
+        }
+        let ran = (Utc::now() - started_at).to_std().unwrap_or_default();
+        let n = if ran > RESTART_BACKOFF_RESET { 0 } else { rec.state.restart_count.min(16) };
+        let delay = (RESTART_BACKOFF_START * 2u32.pow(n)).min(RESTART_BACKOFF_MAX);
+        if c.update(|r| r.state.status = Status::Restarting).is_err() {
+            return;
+        }
+        let engine = self.clone();
+        let c = c.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let _op = c.op.lock().await;
+            if c.status() != Status::Restarting || *c.removed.borrow() {
+                return;
+            }
+            let _ = c.update(|r| r.state.restart_count += 1);
+            // Boxed: start -> exit -> restart -> start is a cycle of futures.
+            let restart: std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), EngineError>> + Send>> = Box::pin(engine.start_container_owned(c.clone()));
+            if let Err(e) = restart.await {
+                tracing::warn!("restart of container {} failed: {e}", c.name());
+                let _ = c.update(|r| {
+                    r.state.status = Status::Exited;
+                    r.state.error = e.to_string();
+                });
+            }
+        });
+    }
+
+    fn control(&self, c: &Container) -> Option<Arc<dyn Control>> {
+        c.control.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Wait until the exit counter moves past `seen`, up to `timeout`.
+    async fn wait_exit_after(c: &Container, seen: u64, timeout: Option<Duration>) -> bool {
+        let mut rx = c.exits.subscribe();
+        let fut = rx.wait_for(|n| *n > seen);
+        match timeout {
+            Some(t) => matches!(tokio::time::timeout(t, fut).await, Ok(Ok(_))),
+            None => fut.await.is_ok(),
+        }
+    }
+
+    /// `POST /containers/{id}/stop`: close stdin, wait `timeout`, then kill.
+    /// A Wasm guest has no signals; stdin EOF is its cue to finish.
+    pub async fn stop(self: &Arc<Self>, name: &str, timeout: Option<i64>) -> Result<(), EngineError> {
+        let c = self.lookup(name)?;
+        let _op = c.op.lock().await;
+        self.stop_locked(&c, timeout).await
+    }
+
+    async fn stop_locked(&self, c: &Arc<Container>, timeout: Option<i64>) -> Result<(), EngineError> {
+        let rec = c.record();
+        rec.state.status.can_stop().map_err(|e| c.transition_error("stop", e))?;
+        c.update(|r| r.state.manually_stopped = true)?;
+        if rec.state.status == Status::Restarting {
+            c.update(|r| r.state.status = Status::Exited)?;
+            return Ok(());
+        }
+        let seen = *c.exits.borrow();
+        let secs = timeout.or(rec.config.stop_timeout).unwrap_or(10);
+        if let Some(ctl) = self.control(c) {
+            ctl.resume();
+            drop(c.take_stdin());
+            if secs != 0 && Self::wait_exit_after(c, seen, Some(Duration::from_secs(secs.max(0) as u64))).await {
+                return Ok(());
+            }
+            ctl.kill();
+        }
+        Self::wait_exit_after(c, seen, None).await;
+        Ok(())
+    }
+
+    /// `POST /containers/{id}/kill`.
+    pub async fn kill(self: &Arc<Self>, name: &str, signal: Option<&str>) -> Result<(), EngineError> {
+        let c = self.lookup(name)?;
+        if let Some(s) = signal.filter(|s| !s.is_empty()) {
+            let s = s.trim_start_matches("SIG").to_ascii_uppercase();
+            if !matches!(s.as_str(), "KILL" | "9" | "TERM" | "15" | "INT" | "2") {
+                return Err(EngineError::InvalidArgument(format!("signal {s} cannot be delivered to a Wasm container: only KILL, TERM and INT end it")));
+            }
+        }
+        let status = c.status();
+        status.can_kill().map_err(|e| c.transition_error("kill", e))?;
+        c.update(|r| r.state.manually_stopped = true)?;
+        if status == Status::Restarting {
+            c.update(|r| r.state.status = Status::Exited)?;
+            return Ok(());
+        }
+        let seen = *c.exits.borrow();
+        if let Some(ctl) = self.control(&c) {
+            ctl.kill();
+            Self::wait_exit_after(&c, seen, Some(Duration::from_secs(10))).await;
+        }
+        Ok(())
+    }
+
+    pub async fn pause(self: &Arc<Self>, name: &str) -> Result<(), EngineError> {
+        let c = self.lookup(name)?;
+        let _op = c.op.lock().await;
+        c.status().can_pause().map_err(|e| c.transition_error("pause", e))?;
+        let ctl = self.control(&c).ok_or_else(|| c.transition_error("pause", TransitionError::NotRunning))?;
+        ctl.pause();
+        c.update(|r| r.state.status = Status::Paused)?;
+        Ok(())
+    }
+
+    pub async fn unpause(self: &Arc<Self>, name: &str) -> Result<(), EngineError> {
+        let c = self.lookup(name)?;
+        let _op = c.op.lock().await;
+        c.status().can_unpause().map_err(|e| c.transition_error("unpause", e))?;
+        if let Some(ctl) = self.control(&c) {
+            ctl.resume();
+        }
+        c.update(|r| {
+            if r.state.status == Status::Paused {
+                r.state.status = Status::Running;
+            }
+        })?;
+        Ok(())
+    }
+
+    pub async fn restart(self: &Arc<Self>, name: &str, timeout: Option<i64>) -> Result<(), EngineError> {
+        let c = self.lookup(name)?;
+        let _op = c.op.lock().await;
+        if c.status().can_stop().is_ok() {
+            self.stop_locked(&c, timeout).await?;
+        }
+        c.status().can_start().map_err(|e| c.transition_error("restart", e))?;
+        c.update(|r| r.state.manually_stopped = false)?;
+        self.start_container(&c).await
+    }
+
+    /// `DELETE /containers/{id}`.
+    pub async fn remove(self: &Arc<Self>, name: &str, force: bool) -> Result<(), EngineError> {
+        let c = self.lookup(name)?;
+        let _op = c.op.lock().await;
+        let status = c.status();
+        status.can_remove(force).map_err(|e| c.transition_error("remove", e))?;
+        if status.is_alive() || status == Status::Restarting {
+            c.update(|r| {
+                r.state.manually_stopped = true;
+                // Suppress auto-remove racing with this removal.
+                r.host_config.auto_remove = false;
+            })?;
+            let seen = *c.exits.borrow();
+            if let Some(ctl) = self.control(&c) {
+                ctl.kill();
+                Self::wait_exit_after(&c, seen, Some(Duration::from_secs(10))).await;
+            }
+        }
+        self.remove_now(&c)
+    }
+
+    fn remove_now(&self, c: &Arc<Container>) -> Result<(), EngineError> {
+        let _ = c.update(|r| r.state.status = Status::Removing);
+        std::fs::remove_dir_all(&c.dir).map_err(EngineError::io(&c.dir))?;
+        let mut t = self.containers.write().unwrap_or_else(|e| e.into_inner());
+        t.by_id.remove(&c.id);
+        let name = c.name();
+        if t.names.get(&name) == Some(&c.id) {
+            t.names.remove(&name);
+        }
+        drop(t);
+        c.removed.send_replace(true);
+        Ok(())
+    }
+
+    /// `POST /containers/{id}/wait`: resolves to the exit code. Subscribes
+    /// before returning, so a caller may start the container afterwards.
+    pub fn wait(self: &Arc<Self>, name: &str, cond: WaitCondition) -> Result<impl std::future::Future<Output = (i64, Option<String>)> + Send + 'static, EngineError> {
+        let c = self.lookup(name)?;
+        let mut exits = c.exits.subscribe();
+        let mut removed = c.removed.subscribe();
+        let seen = *exits.borrow();
+        let status = c.status();
+        Ok(async move {
+            let result = |c: &Container| {
+                let r = c.record();
+                (r.state.exit_code, Some(r.state.error).filter(|e| !e.is_empty()))
+            };
+            match cond {
+                WaitCondition::NotRunning if !status.is_alive() && status != Status::Restarting => return result(&c),
+                WaitCondition::NotRunning | WaitCondition::NextExit => {
+                    let _ = exits.wait_for(|n| *n > seen).await;
+                }
+                WaitCondition::Removed => {
+                    let _ = removed.wait_for(|r| *r).await;
+                }
+            }
+            result(&c)
+        })
+    }
+
+    /// Containers using this image (for `rmi` conflicts).
+    pub fn containers_using(&self, image_id: &Digest) -> Vec<Arc<Container>> {
+        self.list().into_iter().filter(|c| &c.record().image_id == image_id).collect()
+    }
+}
+
+fn validate_host_config(hc: &HostConfig) -> Result<(), EngineError> {
+    if hc.memory < 0 {
+        return Err(EngineError::InvalidArgument(format!("invalid memory limit {}", hc.memory)));
+    }
+    if hc.memory > 0 && hc.memory < 64 * 1024 {
+        return Err(EngineError::InvalidArgument("minimum memory limit allowed is 64KiB (one Wasm page)".into()));
+    }
+    let policy = RestartPolicy::from_api(&hc.restart_policy.name, hc.restart_policy.maximum_retry_count).map_err(EngineError::InvalidArgument)?;
+    if hc.auto_remove && policy != RestartPolicy::No {
+        return Err(EngineError::InvalidArgument("conflicting options: cannot specify both --restart and --rm".into()));
+    }
+    if hc.restart_policy.maximum_retry_count != 0 && !matches!(policy, RestartPolicy::OnFailure { .. }) {
+        return Err(EngineError::InvalidArgument("maximum retry count cannot be used with restart policy other than on-failure".into()));
+    }
+    grants(hc)?;
+    Ok(())
+}
+
+/// `-v host:guest[:ro]` and `--mount type=bind` into directory grants.
+/// Host paths must be absolute existing directories; named volumes arrive
+/// with the Linux backend.
+fn grants(hc: &HostConfig) -> Result<Vec<Grant>, EngineError> {
+    let mut out = Vec::new();
+    for b in hc.binds.iter().flatten() {
+        let parts: Vec<&str> = b.split(':').collect();
+        let (host, guest, mode) = match parts.as_slice() {
+            [h, g] => (*h, *g, ""),
+            [h, g, m] => (*h, *g, *m),
+            _ => return Err(EngineError::InvalidArgument(format!("invalid volume specification: {b:?}"))),
+        };
+        let read_only = match mode {
+            "" | "rw" => false,
+            "ro" => true,
+            m if m.split(',').all(|x| matches!(x, "ro" | "rw" | "z" | "Z")) => m.split(',').any(|x| x == "ro"),
+            m => return Err(EngineError::InvalidArgument(format!("invalid volume mode {m:?} in {b:?}"))),
+        };
+        out.push(grant(host, guest, read_only)?);
+    }
+    for m in hc.mounts.iter().flatten() {
+        if m.kind != "bind" {
+            return Err(EngineError::InvalidArgument(format!("mount type {:?} for {} is not supported yet: use a bind mount", m.kind, m.target)));
+        }
+        out.push(grant(&m.source, &m.target, m.read_only)?);
+    }
+    Ok(out)
+}
+
+fn grant(host: &str, guest: &str, read_only: bool) -> Result<Grant, EngineError> {
+    if !host.starts_with('/') {
+        return Err(EngineError::InvalidArgument(format!("invalid volume {host}:{guest}: named volumes are not supported yet, give an absolute host path")));
+    }
+    if !guest.starts_with('/') {
+        return Err(EngineError::InvalidArgument(format!("invalid volume {host}:{guest}: the container path must be absolute")));
+    }
+    let meta = std::fs::metadata(host).map_err(|e| EngineError::InvalidArgument(format!("invalid volume {host}:{guest}: {e}")))?;
+    if !meta.is_dir() {
+        return Err(EngineError::InvalidArgument(format!("invalid volume {host}:{guest}: a Wasm container can only be granted directories")));
+    }
+    Ok(Grant { host: PathBuf::from(host), guest: fsutil::clean_abs(guest), read_only })
+}
+
+fn parse_env(env: &[String]) -> Vec<(String, String)> {
+    env.iter()
+        .filter_map(|kv| match kv.split_once('=') {
+            Some((k, v)) => Some((k.to_string(), v.to_string())),
+            None => None,
+        })
+        .collect()
+}
+
+/// Image config defaults under the create request, as Docker merges them.
+fn merge_config(img: &Image, mut req: ContainerConfig) -> ContainerConfig {
+    let ic = img.config.config().clone().unwrap_or_default();
+    let mut env: Vec<String> = ic.env().clone().unwrap_or_default();
+    for kv in req.env.take().unwrap_or_default() {
+        let key = kv.split('=').next().unwrap_or("").to_string();
+        env.retain(|e| e.split('=').next() != Some(key.as_str()));
+        env.push(kv);
+    }
+    req.env = Some(env);
+    match &req.entrypoint {
+        Some(e) => {
+            if e.len() == 1 && e[0].is_empty() {
+                req.entrypoint = None;
+            }
+        }
+        None => {
+            req.entrypoint = ic.entrypoint().clone();
+            if req.cmd.is_none() {
+                req.cmd = ic.cmd().clone();
+            }
+        }
+    }
+    if req.working_dir.is_empty() {
+        req.working_dir = ic.working_dir().clone().unwrap_or_default();
+    }
+    if req.user.is_empty() {
+        req.user = ic.user().clone().unwrap_or_default();
+    }
+    let mut labels: std::collections::BTreeMap<String, String> = ic.labels().clone().unwrap_or_default().into_iter().collect();
+    labels.extend(req.labels.take().unwrap_or_default());
+    req.labels = Some(labels);
+    if req.exposed_ports.is_none() {
+        if let Some(p) = ic.exposed_ports() {
+            req.exposed_ports = Some(p.iter().map(|k| (k.clone(), serde_json::json!({}))).collect());
+        }
+    }
+    if req.stop_signal.is_none() {
+        req.stop_signal = ic.stop_signal().clone();
+    }
+    req
+}

@@ -1,0 +1,204 @@
+//! Engine records rendered as Engine API shapes (`ps`, `inspect`,
+//! `images`).
+
+use super::{Container, Record};
+use crate::api::types::*;
+use crate::image::Image;
+use crate::model::Status;
+use chrono::{DateTime, Utc};
+use std::collections::BTreeMap;
+
+/// Docker's `units.HumanDuration`.
+pub fn human_duration(d: chrono::Duration) -> String {
+    let s = d.num_seconds();
+    match s {
+        i64::MIN..=0 => "Less than a second".into(),
+        1 => "1 second".into(),
+        2..=59 => format!("{s} seconds"),
+        60..=119 => "About a minute".into(),
+        120..=3599 => format!("{} minutes", s / 60),
+        3600..=7199 => "About an hour".into(),
+        7200..=172_799 => format!("{} hours", s / 3600),
+        172_800..=1_209_599 => format!("{} days", s / 86400),
+        1_209_600..=5_183_999 => format!("{} weeks", s / 604_800),
+        5_184_000..=63_071_999 => format!("{} months", s / 2_592_000),
+        _ => format!("{} years", s / 31_536_000),
+    }
+}
+
+fn ts(t: Option<DateTime<Utc>>) -> String {
+    t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)).unwrap_or_else(|| "0001-01-01T00:00:00Z".into())
+}
+
+fn status_text(r: &Record) -> String {
+    let now = Utc::now();
+    let s = &r.state;
+    match s.status {
+        Status::Created => "Created".into(),
+        Status::Running => format!("Up {}", human_duration(now - s.started_at.unwrap_or(now))),
+        Status::Paused => format!("Up {} (Paused)", human_duration(now - s.started_at.unwrap_or(now))),
+        Status::Restarting => format!("Restarting ({}) {} ago", s.exit_code, human_duration(now - s.finished_at.unwrap_or(now))),
+        Status::Exited => format!("Exited ({}) {} ago", s.exit_code, human_duration(now - s.finished_at.unwrap_or(now))),
+        Status::Removing => "Removal In Progress".into(),
+        Status::Dead => "Dead".into(),
+    }
+}
+
+fn mounts(r: &Record) -> Vec<MountPoint> {
+    let mut out = Vec::new();
+    for b in r.host_config.binds.iter().flatten() {
+        let parts: Vec<&str> = b.split(':').collect();
+        if parts.len() >= 2 {
+            let mode = parts.get(2).copied().unwrap_or("");
+            out.push(MountPoint {
+                kind: "bind".into(),
+                source: parts[0].into(),
+                destination: parts[1].into(),
+                mode: mode.into(),
+                rw: !mode.split(',').any(|m| m == "ro"),
+                propagation: "rprivate".into(),
+                ..Default::default()
+            });
+        }
+    }
+    for m in r.host_config.mounts.iter().flatten() {
+        out.push(MountPoint { kind: m.kind.clone(), source: m.source.clone(), destination: m.target.clone(), rw: !m.read_only, propagation: "rprivate".into(), ..Default::default() });
+    }
+    out
+}
+
+fn network_mode(r: &Record) -> String {
+    if r.host_config.network_mode.is_empty() {
+        "none".into()
+    } else {
+        r.host_config.network_mode.clone()
+    }
+}
+
+pub fn summary(c: &Container) -> ContainerSummary {
+    let r = c.record();
+    let command = r.argv().iter().map(|a| if a.contains(' ') { format!("{a:?}") } else { a.clone() }).collect::<Vec<_>>().join(" ");
+    ContainerSummary {
+        id: r.id.to_string(),
+        names: vec![format!("/{}", r.name)],
+        image: r.image.clone(),
+        image_id: r.image_id.to_string(),
+        command,
+        created: r.created.timestamp(),
+        ports: vec![],
+        labels: r.config.labels.clone().unwrap_or_default(),
+        state: r.state.status.as_str().into(),
+        status: status_text(&r),
+        host_config: SummaryHostConfig { network_mode: network_mode(&r) },
+        network_settings: SummaryNetworkSettings { networks: BTreeMap::new() },
+        mounts: mounts(&r),
+    }
+}
+
+pub fn inspect(c: &Container) -> ContainerInspect {
+    let r = c.record();
+    let s = &r.state;
+    let mut config = r.config.clone();
+    config.env.get_or_insert_with(Vec::new);
+    config.cmd.get_or_insert_with(Vec::new);
+    let mut host_config = r.host_config.clone();
+    host_config.binds.get_or_insert_with(Vec::new);
+    host_config.network_mode = network_mode(&r);
+    ContainerInspect {
+        id: r.id.to_string(),
+        created: ts(Some(r.created)),
+        path: r.path.clone(),
+        args: r.args.clone(),
+        state: ContainerState {
+            status: s.status.as_str().into(),
+            running: s.status.is_alive(),
+            paused: s.status == Status::Paused,
+            restarting: s.status == Status::Restarting,
+            oom_killed: s.oom_killed,
+            dead: s.status == Status::Dead,
+            // Wasm instances live inside ketchd; the daemon's pid is honest.
+            pid: if s.status.is_alive() { std::process::id() as i64 } else { 0 },
+            exit_code: s.exit_code,
+            error: s.error.clone(),
+            started_at: ts(s.started_at),
+            finished_at: ts(s.finished_at),
+        },
+        image: r.image_id.to_string(),
+        log_path: c.log.path().display().to_string(),
+        name: format!("/{}", r.name),
+        restart_count: s.restart_count as i64,
+        driver: "ketch".into(),
+        platform: r.platform.clone(),
+        exec_ids: vec![],
+        host_config,
+        graph_driver: GraphDriver { name: "ketch".into(), data: BTreeMap::new() },
+        mounts: mounts(&r),
+        config,
+        network_settings: NetworkSettings::default(),
+        ..Default::default()
+    }
+}
+
+fn created_of(img: &Image) -> Option<DateTime<Utc>> {
+    img.config.created().as_ref().and_then(|c| DateTime::parse_from_rfc3339(c).ok()).map(|d| d.with_timezone(&Utc))
+}
+
+pub fn image_summary(img: &Image, containers: i64) -> ImageSummary {
+    let c = img.config.config().clone().unwrap_or_default();
+    ImageSummary {
+        id: img.id.to_string(),
+        parent_id: String::new(),
+        repo_tags: img.refs.iter().map(|r| r.familiar()).collect(),
+        repo_digests: img.refs.iter().map(|r| format!("{}@{}", r.familiar_repository(), img.manifest_digest)).collect::<std::collections::BTreeSet<_>>().into_iter().collect(),
+        created: created_of(img).map(|d| d.timestamp()).unwrap_or(0),
+        size: img.size(),
+        shared_size: -1,
+        labels: c.labels().clone().unwrap_or_default().into_iter().collect(),
+        containers,
+    }
+}
+
+pub fn image_inspect(img: &Image) -> ImageInspect {
+    let c = img.config.config().clone().unwrap_or_default();
+    let config = ContainerConfig {
+        user: c.user().clone().unwrap_or_default(),
+        env: Some(c.env().clone().unwrap_or_default()),
+        cmd: c.cmd().clone(),
+        entrypoint: c.entrypoint().clone(),
+        working_dir: c.working_dir().clone().unwrap_or_default(),
+        labels: Some(c.labels().clone().unwrap_or_default().into_iter().collect()),
+        exposed_ports: c.exposed_ports().as_ref().map(|p| p.iter().map(|k| (k.clone(), serde_json::json!({}))).collect()),
+        volumes: c.volumes().as_ref().map(|p| p.iter().map(|k| (k.clone(), serde_json::json!({}))).collect()),
+        stop_signal: c.stop_signal().clone(),
+        ..Default::default()
+    };
+    let s = image_summary(img, -1);
+    ImageInspect {
+        id: img.id.to_string(),
+        repo_tags: s.repo_tags,
+        repo_digests: s.repo_digests,
+        created: ts(created_of(img)),
+        author: img.config.author().clone().unwrap_or_default(),
+        config,
+        architecture: img.config.architecture().to_string(),
+        os: img.config.os().to_string(),
+        variant: img.config.variant().clone().unwrap_or_default(),
+        size: img.size(),
+        root_fs: RootFs { kind: "layers".into(), layers: img.config.rootfs().diff_ids().clone() },
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn human_durations() {
+        use super::human_duration as h;
+        use chrono::Duration as D;
+        assert_eq!(h(D::seconds(0)), "Less than a second");
+        assert_eq!(h(D::seconds(5)), "5 seconds");
+        assert_eq!(h(D::seconds(90)), "About a minute");
+        assert_eq!(h(D::seconds(600)), "10 minutes");
+        assert_eq!(h(D::hours(5)), "5 hours");
+    }
+}

@@ -1,0 +1,122 @@
+//! Small filesystem helpers: atomic file replacement and hostile-path checks.
+//!
+//! Every state file ketch keeps (container records, `index.json`) is written
+//! through [`write_atomic`], so a crash leaves either the old or the new file,
+//! never a torn one.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Component, Path, PathBuf};
+
+/// Write `data` to `path` atomically: temp file in the same directory, fsync,
+/// rename over the target, fsync the directory.
+pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
+    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let result = (|| {
+        let mut f = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)?;
+        sync_dir(dir)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// fsync a directory so a rename inside it is durable.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        File::open(dir)?.sync_all()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        Ok(())
+    }
+}
+
+/// Resolve a relative, untrusted path (from an image, a tar or a request)
+/// beneath `root` lexically: `..` may not climb above `root`, absolute paths
+/// are re-rooted. Returns `None` for a path that tries to escape.
+pub fn join_beneath(root: &Path, untrusted: &str) -> Option<PathBuf> {
+    let mut parts: Vec<&std::ffi::OsStr> = Vec::new();
+    for comp in Path::new(untrusted).components() {
+        match comp {
+            Component::Normal(p) => parts.push(p),
+            Component::CurDir | Component::RootDir | Component::Prefix(_) => {}
+            Component::ParentDir => {
+                parts.pop()?;
+            }
+        }
+    }
+    let mut out = root.to_path_buf();
+    out.extend(parts);
+    Some(out)
+}
+
+/// Normalise an in-image path: make it absolute and resolve `.`/`..`
+/// lexically without climbing above `/`.
+pub fn clean_abs(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for p in path.split('/') {
+        match p {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+/// Create a private directory.
+/// Creates `dir` (and parents) with `mode`.
+pub fn create_dir_mode(dir: &Path, mode: u32) -> io::Result<()> {
+    fs::create_dir_all(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(dir, fs::Permissions::from_mode(mode))?;
+    }
+    #[cfg(not(unix))]
+    let _ = mode;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn join_beneath_rejects_escapes() {
+        let root = Path::new("/r");
+        assert_eq!(join_beneath(root, "a/b"), Some(PathBuf::from("/r/a/b")));
+        assert_eq!(join_beneath(root, "/etc/passwd"), Some(PathBuf::from("/r/etc/passwd")));
+        assert_eq!(join_beneath(root, "a/../b"), Some(PathBuf::from("/r/b")));
+        assert_eq!(join_beneath(root, "../x"), None);
+        assert_eq!(join_beneath(root, "a/../../x"), None);
+    }
+
+    #[test]
+    fn clean_abs_never_climbs() {
+        assert_eq!(clean_abs("../../etc"), "/etc");
+        assert_eq!(clean_abs("a/./b/"), "/a/b");
+        assert_eq!(clean_abs("/"), "/");
+    }
+
+    #[test]
+    fn write_atomic_replaces() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("f.json");
+        write_atomic(&p, b"one").unwrap();
+        write_atomic(&p, b"two").unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"two");
+        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1, "no temp file left");
+    }
+}

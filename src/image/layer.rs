@@ -1,0 +1,260 @@
+//! Layer tars: deterministic writing (for `build`), decompression, and
+//! reading single files out of an image's layer stack (OCI whiteouts
+//! honoured), which is how a Wasm container's module is found.
+
+use super::store::ImageStore;
+use super::ImageError;
+use crate::model::Digest;
+use flate2::write::GzEncoder;
+use oci_spec::image::ImageManifest;
+use sha2::{Digest as _, Sha256};
+use std::collections::BTreeMap;
+use std::io::{self, BufRead, BufReader, Read, Write};
+
+/// A Wasm module larger than this is refused (guards a decompression bomb
+/// posing as an entrypoint).
+pub const MAX_EXTRACTED_FILE: u64 = 1 << 30;
+const MAX_SYMLINK_HOPS: usize = 16;
+
+/// One entry of a layer being built. Paths are absolute in-image paths.
+#[derive(Clone, Debug)]
+pub enum Entry {
+    Dir { mode: u32 },
+    File { mode: u32, data: Vec<u8> },
+    Symlink { target: String },
+}
+
+/// A set of entries, written in sorted order with fixed metadata so the same
+/// content always gives the same tar, and so the same digest.
+#[derive(Default)]
+pub struct LayerBuilder {
+    entries: BTreeMap<String, Entry>,
+}
+
+/// A written layer: compressed blob digest, uncompressed diff id, size.
+pub struct BuiltLayer {
+    pub digest: Digest,
+    pub diff_id: Digest,
+    pub size: u64,
+}
+
+impl LayerBuilder {
+    /// Add an entry; missing parent directories are added too.
+    pub fn add(&mut self, path: &str, entry: Entry) {
+        let path = crate::fsutil::clean_abs(path);
+        let mut parent = String::new();
+        for comp in path.trim_start_matches('/').split('/').collect::<Vec<_>>().split_last().map(|(_, p)| p.to_vec()).unwrap_or_default() {
+            parent.push('/');
+            parent.push_str(comp);
+            self.entries.entry(parent.clone()).or_insert(Entry::Dir { mode: 0o755 });
+        }
+        if path != "/" {
+            self.entries.insert(path, entry);
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Write tar+gzip into the store.
+    pub fn write(self, store: &ImageStore) -> Result<BuiltLayer, ImageError> {
+        let (blob, diff_id) = self.finish()?;
+        let digest = store.put_blob(&blob)?;
+        Ok(BuiltLayer { digest, diff_id, size: blob.len() as u64 })
+    }
+
+    /// The tar+gzip bytes and the uncompressed digest (diff id).
+    pub fn finish(self) -> Result<(Vec<u8>, Digest), ImageError> {
+        let io_err = |e: io::Error| ImageError::Io { path: "layer".into(), source: e };
+        let mut gz = GzEncoder::new(Vec::new(), flate2::Compression::default());
+        let mut diff = Sha256::new();
+        {
+            let mut tee = HashingWriter { inner: &mut gz, hasher: &mut diff };
+            let mut tar = tar::Builder::new(&mut tee);
+            tar.mode(tar::HeaderMode::Deterministic);
+            for (path, entry) in &self.entries {
+                let rel = path.trim_start_matches('/');
+                let mut h = tar::Header::new_gnu();
+                h.set_mtime(0);
+                h.set_uid(0);
+                h.set_gid(0);
+                match entry {
+                    Entry::Dir { mode } => {
+                        h.set_entry_type(tar::EntryType::Directory);
+                        h.set_mode(*mode);
+                        h.set_size(0);
+                        tar.append_data(&mut h, format!("{rel}/"), io::empty()).map_err(io_err)?;
+                    }
+                    Entry::File { mode, data } => {
+                        h.set_entry_type(tar::EntryType::Regular);
+                        h.set_mode(*mode);
+                        h.set_size(data.len() as u64);
+                        tar.append_data(&mut h, rel, &data[..]).map_err(io_err)?;
+                    }
+                    Entry::Symlink { target } => {
+                        h.set_entry_type(tar::EntryType::Symlink);
+                        h.set_mode(0o777);
+                        h.set_size(0);
+                        tar.append_link(&mut h, rel, target).map_err(io_err)?;
+                    }
+                }
+            }
+            tar.finish().map_err(io_err)?;
+        }
+        let blob = gz.finish().map_err(io_err)?;
+        Ok((blob, Digest::from_hasher(diff)))
+    }
+}
+
+struct HashingWriter<'a, W: Write> {
+    inner: &'a mut W,
+    hasher: &'a mut Sha256,
+}
+
+impl<W: Write> Write for HashingWriter<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Wrap a layer blob in the decompressor its magic bytes call for.
+pub fn decompress<'a>(r: impl Read + 'a) -> io::Result<Box<dyn Read + 'a>> {
+    let mut br = BufReader::with_capacity(1 << 16, r);
+    let head = br.fill_buf()?;
+    if head.starts_with(&[0x1f, 0x8b]) {
+        Ok(Box::new(flate2::read::MultiGzDecoder::new(br)))
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Err(io::Error::new(io::ErrorKind::Unsupported, "zstd-compressed layers are not supported by this build"))
+    } else {
+        Ok(Box::new(br))
+    }
+}
+
+/// Normalise a tar entry path to an absolute in-image path.
+pub fn entry_path(raw: &[u8]) -> String {
+    crate::fsutil::clean_abs(&String::from_utf8_lossy(raw))
+}
+
+enum Found {
+    File(Vec<u8>),
+    Link(String),
+    Hidden,
+    Absent,
+}
+
+/// Read one file from the image's merged filesystem. `None` if the image
+/// does not have it. Symlinks inside the image are followed.
+pub fn read_image_file(store: &ImageStore, manifest: &ImageManifest, path: &str) -> Result<Option<Vec<u8>>, ImageError> {
+    let mut want = crate::fsutil::clean_abs(path);
+    'hops: for _ in 0..MAX_SYMLINK_HOPS {
+        for layer in manifest.layers().iter().rev() {
+            let d = Digest::parse(&layer.digest().to_string())?;
+            match find_in_layer(store, &d, &want)? {
+                Found::File(data) => return Ok(Some(data)),
+                Found::Link(target) => {
+                    want = if target.starts_with('/') {
+                        crate::fsutil::clean_abs(&target)
+                    } else {
+                        let parent = want.rsplit_once('/').map(|(p, _)| p).unwrap_or("");
+                        crate::fsutil::clean_abs(&format!("{parent}/{target}"))
+                    };
+                    continue 'hops;
+                }
+                Found::Hidden => return Ok(None),
+                Found::Absent => {}
+            }
+        }
+        return Ok(None);
+    }
+    Err(ImageError::Invalid { name: path.to_string(), reason: "too many levels of symbolic links".into() })
+}
+
+fn find_in_layer(store: &ImageStore, d: &Digest, want: &str) -> Result<Found, ImageError> {
+    let corrupt = |e: io::Error| ImageError::Corrupt { digest: d.to_string(), reason: e.to_string() };
+    let f = store.open_blob(d)?;
+    let mut tar = tar::Archive::new(decompress(f).map_err(corrupt)?);
+    let (dir, base) = want.rsplit_once('/').unwrap_or(("", want));
+    let whiteout = format!("{dir}/.wh.{base}");
+    let mut result = Found::Absent;
+    for entry in tar.entries().map_err(corrupt)? {
+        let mut entry = entry.map_err(corrupt)?;
+        let p = entry_path(&entry.path_bytes());
+        if p == whiteout {
+            result = Found::Hidden;
+            continue;
+        }
+        // An opaque directory above the file hides lower layers.
+        if let Some(opq_dir) = p.strip_suffix("/.wh..wh..opq") {
+            if want.starts_with(&format!("{opq_dir}/")) && matches!(result, Found::Absent) {
+                result = Found::Hidden;
+            }
+            continue;
+        }
+        if p != want {
+            continue;
+        }
+        match entry.header().entry_type() {
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                if entry.size() > MAX_EXTRACTED_FILE {
+                    return Err(ImageError::Invalid { name: want.to_string(), reason: "file is too large".into() });
+                }
+                let mut data = Vec::with_capacity(entry.size() as usize);
+                entry.by_ref().take(MAX_EXTRACTED_FILE).read_to_end(&mut data).map_err(corrupt)?;
+                return Ok(Found::File(data));
+            }
+            tar::EntryType::Symlink => {
+                let target = entry.link_name_bytes().map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+                return Ok(Found::Link(target));
+            }
+            tar::EntryType::Link => {
+                let target = entry.link_name_bytes().map(|b| entry_path(&b)).unwrap_or_default();
+                return Ok(Found::Link(target));
+            }
+            _ => {
+                return Err(ImageError::Invalid { name: want.to_string(), reason: "not a regular file".into() });
+            }
+        }
+    }
+    Ok(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn build(entries: &[(&str, Entry)], store: &ImageStore) -> BuiltLayer {
+        let mut b = LayerBuilder::default();
+        for (p, e) in entries {
+            b.add(p, e.clone());
+        }
+        b.write(store).unwrap()
+    }
+
+    #[test]
+    fn deterministic_and_readable() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ImageStore::open(dir.path()).unwrap();
+        let f = || Entry::File { mode: 0o644, data: b"hi".to_vec() };
+        let a = build(&[("/app/x.wasm", f()), ("/etc/y", f())], &store);
+        let b = build(&[("/etc/y", f()), ("/app/x.wasm", f())], &store);
+        assert_eq!(a.digest, b.digest);
+        assert_eq!(a.diff_id, b.diff_id);
+        let c = build(&[("/.wh.x", Entry::File { mode: 0, data: vec![] })], &store);
+        let layer = |l: &BuiltLayer| oci_spec::image::Descriptor::new(oci_spec::image::MediaType::ImageLayerGzip, l.size, super::super::store::oci_digest(&l.digest));
+        let cfg = oci_spec::image::Descriptor::new(oci_spec::image::MediaType::ImageConfig, 0, super::super::store::oci_digest(&a.digest));
+        let m = oci_spec::image::ImageManifestBuilder::default().schema_version(2u32).config(cfg.clone()).layers(vec![layer(&a)]).build().unwrap();
+        assert_eq!(read_image_file(&store, &m, "/app/x.wasm").unwrap().as_deref(), Some(&b"hi"[..]));
+        assert_eq!(read_image_file(&store, &m, "app/../etc/y").unwrap().as_deref(), Some(&b"hi"[..]));
+        assert_eq!(read_image_file(&store, &m, "/nope").unwrap(), None);
+        let link = build(&[("/x", Entry::Symlink { target: "app/x.wasm".into() })], &store);
+        let m2 = oci_spec::image::ImageManifestBuilder::default().schema_version(2u32).config(cfg.clone()).layers(vec![layer(&a), layer(&link)]).build().unwrap();
+        assert_eq!(read_image_file(&store, &m2, "/x").unwrap().as_deref(), Some(&b"hi"[..]));
+        let _ = c;
+    }
+}

@@ -1,0 +1,25 @@
+//! ketch: a Docker-style container engine for WebAssembly (and Linux)
+//! containers.
+//!
+//! ```text
+//! bin/ketch  -> cli -> client --(unix socket, Engine API)--> daemon -> engine -> image   (store, build, archives)
+//!                                                                          -> runtime::wasm (wasmtime, WASI)
+//! ```
+//!
+//! Arrows point one way. [`model`] (ids, references, status) and [`fsutil`]
+//! depend on nothing else in the crate; [`api`] is the wire contract both the
+//! client and the daemon use. The CLI never reaches into the engine: it
+//! speaks the Engine API, like any Docker client.
+
+#![recursion_limit = "256"]
+
+pub mod api;
+pub mod cli;
+pub mod client;
+pub mod daemon;
+pub mod engine;
+pub mod fsutil;
+pub mod image;
+pub mod model;
+pub mod paths;
+pub mod runtime;

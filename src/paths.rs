@@ -1,0 +1,44 @@
+//! Default locations: `/var/lib/ketch` and `/run/ketch/ketch.sock` for
+//! root, the XDG data and runtime dirs otherwise.
+
+use std::path::PathBuf;
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+pub fn default_data_root() -> PathBuf {
+    if is_root() {
+        return PathBuf::from("/var/lib/ketch");
+    }
+    match std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        Some(d) => PathBuf::from(d).join("ketch"),
+        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into())).join(".local/share/ketch"),
+    }
+}
+
+pub fn default_socket() -> PathBuf {
+    if is_root() {
+        return PathBuf::from("/run/ketch/ketch.sock");
+    }
+    match std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) {
+        Some(d) => PathBuf::from(d).join("ketch/ketch.sock"),
+        // SAFETY: getuid has no preconditions and cannot fail.
+        None => PathBuf::from(format!("/tmp/ketch-{}/ketch.sock", unsafe { libc::getuid() })),
+    }
+}
+
+/// `unix:///path` or a bare path to a socket path.
+pub fn parse_host(host: &str) -> Result<PathBuf, String> {
+    if let Some(p) = host.strip_prefix("unix://") {
+        if p.is_empty() {
+            return Err(format!("invalid host {host:?}: no socket path"));
+        }
+        return Ok(PathBuf::from(p));
+    }
+    if host.starts_with('/') {
+        return Ok(PathBuf::from(host));
+    }
+    Err(format!("unsupported host {host:?}: ketch speaks over unix sockets (unix:///path)"))
+}

@@ -1,0 +1,98 @@
+//! Runtimes: the one small trait the engine sees ([`Backend`]) and its
+//! implementations. `wasm` runs WebAssembly instances inside ketchd.
+
+use crate::api::stream::StdStream;
+use crate::model::Digest;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use tokio::sync::oneshot;
+
+#[cfg(feature = "wasm")]
+pub mod wasm;
+
+/// Exit code for an instance ended by `kill` (128 + SIGKILL, as Docker).
+pub const EXIT_KILLED: i64 = 137;
+/// Exit code for a Wasm trap (128 + SIGABRT, as the wasmtime CLI).
+pub const EXIT_TRAP: i64 = 134;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("{name} is not a valid WebAssembly module or component: {reason}")]
+    InvalidModule { name: String, reason: String },
+    #[error("cannot instantiate {name}: {reason}")]
+    Instantiate { name: String, reason: String },
+    #[error("cannot grant volume {host} to the container: {reason}")]
+    Grant { host: String, reason: String },
+    #[error("runtime i/o on {path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("{0} is not supported by this runtime")]
+    Unsupported(String),
+}
+
+/// Where a container's stdout and stderr go. Called from the instance as
+/// output is produced; must not block for long.
+pub trait OutputSink: Send + Sync {
+    fn write(&self, stream: StdStream, data: &[u8]);
+}
+
+/// A directory granted to the container.
+#[derive(Clone, Debug)]
+pub struct Grant {
+    pub host: PathBuf,
+    pub guest: String,
+    pub read_only: bool,
+}
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub enum Program {
+    /// A Wasm module or component, already prepared under this digest.
+    Wasm { module: Digest },
+}
+
+pub type Stdin = Pin<Box<dyn tokio::io::AsyncRead + Send + Sync>>;
+
+/// Everything a backend needs to start one container.
+pub struct RunSpec {
+    /// For error messages and logs: the container's name.
+    pub name: String,
+    pub program: Program,
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub workdir: String,
+    pub grants: Vec<Grant>,
+    /// Cap on linear memory + tables, bytes.
+    pub memory_limit: Option<u64>,
+    pub stdin: Option<Stdin>,
+    pub output: Arc<dyn OutputSink>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExitStatus {
+    pub code: i64,
+    /// A trap or runtime failure message, if the guest did not exit normally.
+    pub error: Option<String>,
+    /// The guest failed after being refused memory beyond its limit.
+    pub oom_killed: bool,
+}
+
+/// Control of a started instance.
+pub trait Control: Send + Sync {
+    /// End the instance now. Its exit status will be [`EXIT_KILLED`].
+    fn kill(&self);
+    /// Suspend without losing state.
+    fn pause(&self);
+    fn resume(&self);
+}
+
+pub struct Started {
+    pub control: Arc<dyn Control>,
+    pub exit: oneshot::Receiver<ExitStatus>,
+}
+
+/// A container runtime.
+pub trait Backend: Send + Sync {
+    fn name(&self) -> &'static str;
+    fn start(&self, spec: RunSpec) -> Result<Started, RuntimeError>;
+}
