@@ -1,1 +1,8 @@
+//! ketch's integration tests: one binary; every test starts a real ketchd
+//! on a temp data root and drives it through the ketch CLI or the API.
 
+mod api;
+mod common;
+mod images;
+mod lifecycle;
+mod wasm;

@@ -1,0 +1,208 @@
+//! TestDaemon: a real ketchd on a temp data root and socket, driven through
+//! the ketch binary or raw HTTP. Killed and cleaned up on drop.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct TestDaemon {
+    pub dir: tempfile::TempDir,
+    pub socket: PathBuf,
+    child: Option<Child>,
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(o: Output) -> Self {
+        Run { code: o.status.code().unwrap_or(-1), stdout: String::from_utf8_lossy(&o.stdout).into_owned(), stderr: String::from_utf8_lossy(&o.stderr).into_owned() }
+    }
+
+    /// Assert success and return stdout.
+    #[track_caller]
+    pub fn ok(self) -> String {
+        assert_eq!(self.code, 0, "command failed: stdout={:?} stderr={:?}", self.stdout, self.stderr);
+        self.stdout
+    }
+}
+
+impl TestDaemon {
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let socket = dir.path().join("ketch.sock");
+        let mut d = TestDaemon { dir, socket, child: None };
+        d.spawn();
+        d
+    }
+
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::File::create(self.dir.path().join("ketchd.log")).expect("log");
+        let child = Command::new(env!("CARGO_BIN_EXE_ketchd"))
+            .arg("--data-root")
+            .arg(self.root())
+            .arg("--host")
+            .arg(format!("unix://{}", self.socket.display()))
+            // A host secret the guests must never see.
+            .env("KETCH_TEST_HOST_SECRET", "hunter2")
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn ketchd");
+        self.child = Some(child);
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(30) {
+            if self.http("GET", "/_ping", "").0 == 200 {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("ketchd did not start: {}", self.daemon_log());
+    }
+
+    pub fn daemon_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("ketchd.log")).unwrap_or_default()
+    }
+
+    /// Kill the daemon hard (as a crash would) and start it again.
+    pub fn crash_and_restart(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.spawn();
+    }
+
+    pub fn ketch_cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_ketch"));
+        c.arg("-H").arg(format!("unix://{}", self.socket.display())).args(args).stdin(Stdio::null());
+        c
+    }
+
+    pub fn ketch(&self, args: &[&str]) -> Run {
+        Run::from(self.ketch_cmd(args).output().expect("run ketch"))
+    }
+
+    pub fn ketch_stdin(&self, args: &[&str], input: &[u8]) -> Run {
+        let mut child = self.ketch_cmd(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn ketch");
+        child.stdin.take().expect("stdin").write_all(input).expect("write stdin");
+        Run::from(child.wait_with_output().expect("ketch output"))
+    }
+
+    /// A raw HTTP/1.1 request; returns (status, headers, body).
+    pub fn http(&self, method: &str, path: &str, body: &str) -> (u16, String, String) {
+        let Ok(mut s) = UnixStream::connect(&self.socket) else { return (0, String::new(), String::new()) };
+        let req = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+        s.write_all(req.as_bytes()).expect("send");
+        let mut resp = Vec::new();
+        let _ = s.read_to_end(&mut resp);
+        let text = String::from_utf8_lossy(&resp).into_owned();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        (status, head.to_string(), body.to_string())
+    }
+
+    /// Build `files` (name, bytes) plus a Dockerfile into an image.
+    pub fn build(&self, tag: &str, dockerfile: &str, files: &[(&str, &[u8])]) -> Run {
+        let ctx = tempfile::tempdir().expect("ctx");
+        write_context(ctx.path(), dockerfile, files);
+        self.ketch(&["build", "-t", tag, ctx.path().to_str().expect("utf8")])
+    }
+
+    /// Build a one-module Wasm image from WAT text.
+    pub fn wat_image(&self, tag: &str, wat: &str) {
+        let wasm = wat::parse_str(wat).expect("valid wat");
+        self.build(tag, "FROM scratch\nCOPY m.wasm /m.wasm\nENTRYPOINT [\"/m.wasm\"]\n", &[("m.wasm", &wasm)]).ok();
+    }
+
+    /// Poll `f` until it is true or `secs` pass.
+    pub fn eventually(&self, secs: u64, what: &str, mut f: impl FnMut() -> bool) {
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(secs) {
+            if f() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("timed out waiting for {what}; daemon log:\n{}", self.daemon_log());
+    }
+
+    pub fn state(&self, name: &str) -> String {
+        self.ketch(&["inspect", "-f", "{{.State.Status}}", name]).stdout.trim().to_string()
+    }
+}
+
+impl Drop for TestDaemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: sending SIGTERM to our own child process.
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let t0 = Instant::now();
+            while t0.elapsed() < Duration::from_secs(5) {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+pub fn write_context(dir: &Path, dockerfile: &str, files: &[(&str, &[u8])]) {
+    std::fs::write(dir.join("Dockerfile"), dockerfile).expect("write Dockerfile");
+    for (name, data) in files {
+        let p = dir.join(name);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(p, data).expect("write file");
+    }
+}
+
+/// A built example from wasm-examples/ (built by wasm-examples/build.sh,
+/// which the test command runs first).
+pub fn example(name: &str) -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("wasm-examples").join(name).join(format!("{name}.wasm"));
+    assert!(p.exists(), "{} is missing: run wasm-examples/build.sh (the README test command does)", p.display());
+    p
+}
+
+pub fn example_image(d: &TestDaemon, name: &str) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("wasm-examples").join(name);
+    example(name);
+    d.ketch(&["build", "-t", name, dir.to_str().expect("utf8")]).ok();
+}
+
+/// Prints "hello from wat" and exits 3.
+pub const HELLO_WAT: &str = r#"(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "hello from wat\n")
+  (func (export "_start")
+    (i32.store (i32.const 0) (i32.const 16))
+    (i32.store (i32.const 4) (i32.const 15))
+    (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))
+    (call $exit (i32.const 3))))"#;
+
+/// Spins forever without calling the host.
+pub const SPIN_WAT: &str = r#"(module (memory (export "memory") 1) (func (export "_start") (loop $l (br $l))))"#;
+
+/// Traps immediately.
+pub const TRAP_WAT: &str = r#"(module (memory (export "memory") 1) (func (export "_start") unreachable))"#;
+
+/// Grows memory 1 MiB at a time until refused, then aborts (as an
+/// allocator failure would).
+pub const GROW_WAT: &str = r#"(module (memory (export "memory") 1)
+  (func (export "_start")
+    (loop $l (br_if $l (i32.ne (memory.grow (i32.const 16)) (i32.const -1))))
+    unreachable))"#;
