@@ -12,10 +12,17 @@ use std::path::{Component, Path, PathBuf};
 /// rename over the target, fsync the directory.
 pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
     let dir = path.parent().unwrap_or_else(|| Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let result = (|| {
-        let mut f = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)?;
         f.write_all(data)?;
         f.sync_all()?;
         fs::rename(&tmp, path)?;
@@ -97,7 +104,10 @@ mod tests {
     fn join_beneath_rejects_escapes() {
         let root = Path::new("/r");
         assert_eq!(join_beneath(root, "a/b"), Some(PathBuf::from("/r/a/b")));
-        assert_eq!(join_beneath(root, "/etc/passwd"), Some(PathBuf::from("/r/etc/passwd")));
+        assert_eq!(
+            join_beneath(root, "/etc/passwd"),
+            Some(PathBuf::from("/r/etc/passwd"))
+        );
         assert_eq!(join_beneath(root, "a/../b"), Some(PathBuf::from("/r/b")));
         assert_eq!(join_beneath(root, "../x"), None);
         assert_eq!(join_beneath(root, "a/../../x"), None);
@@ -117,6 +127,10 @@ mod tests {
         write_atomic(&p, b"one").unwrap();
         write_atomic(&p, b"two").unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"two");
-        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1, "no temp file left");
+        assert_eq!(
+            fs::read_dir(d.path()).unwrap().count(),
+            1,
+            "no temp file left"
+        );
     }
 }

@@ -14,7 +14,8 @@ pub fn default_data_root() -> PathBuf {
     }
     match std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
         Some(d) => PathBuf::from(d).join("ketch"),
-        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into())).join(".local/share/ketch"),
+        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into()))
+            .join(".local/share/ketch"),
     }
 }
 
@@ -25,7 +26,9 @@ pub fn default_socket() -> PathBuf {
     match std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) {
         Some(d) => PathBuf::from(d).join("ketch/ketch.sock"),
         // SAFETY: getuid has no preconditions and cannot fail.
-        None => PathBuf::from(format!("/tmp/ketch-{}/ketch.sock", unsafe { libc::getuid() })),
+        None => PathBuf::from(format!("/tmp/ketch-{}/ketch.sock", unsafe {
+            libc::getuid()
+        })),
     }
 }
 
@@ -40,5 +43,7 @@ pub fn parse_host(host: &str) -> Result<PathBuf, String> {
     if host.starts_with('/') {
         return Ok(PathBuf::from(host));
     }
-    Err(format!("unsupported host {host:?}: ketch speaks over unix sockets (unix:///path)"))
+    Err(format!(
+        "unsupported host {host:?}: ketch speaks over unix sockets (unix:///path)"
+    ))
 }

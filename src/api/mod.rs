@@ -26,7 +26,10 @@ pub fn strip_version(path: &str) -> Option<(&str, Option<&str>)> {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
     };
-    let numeric = ver.split('.').count() == 2 && ver.split('.').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    let numeric = ver.split('.').count() == 2
+        && ver
+            .split('.')
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
     if numeric {
         Some((tail, Some(ver)))
     } else if ver.bytes().next().is_some_and(|b| b.is_ascii_digit()) {
@@ -41,8 +44,14 @@ pub fn strip_version(path: &str) -> Option<(&str, Option<&str>)> {
 mod tests {
     #[test]
     fn strips_version_prefix() {
-        assert_eq!(super::strip_version("/v1.50/containers/json"), Some(("/containers/json", Some("1.50"))));
-        assert_eq!(super::strip_version("/containers/json"), Some(("/containers/json", None)));
+        assert_eq!(
+            super::strip_version("/v1.50/containers/json"),
+            Some(("/containers/json", Some("1.50")))
+        );
+        assert_eq!(
+            super::strip_version("/containers/json"),
+            Some(("/containers/json", None))
+        );
         assert_eq!(super::strip_version("/volumes"), Some(("/volumes", None)));
         assert_eq!(super::strip_version("/v1/x"), None);
     }

@@ -79,7 +79,13 @@ mod tests {
                 out.push(f);
             }
         }
-        assert_eq!(out, vec![(StdStream::Stdout, Bytes::from("hello")), (StdStream::Stderr, Bytes::from("err"))]);
+        assert_eq!(
+            out,
+            vec![
+                (StdStream::Stdout, Bytes::from("hello")),
+                (StdStream::Stderr, Bytes::from("err"))
+            ]
+        );
         let mut bad = Decoder::default();
         bad.push(b"HTTP/1.1 200");
         assert!(bad.next_frame().is_err());

@@ -25,7 +25,9 @@ pub fn de_strslice<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>
     })
 }
 
-fn de_null_default<'de, D: Deserializer<'de>, T: Default + Deserialize<'de>>(d: D) -> Result<T, D::Error> {
+fn de_null_default<'de, D: Deserializer<'de>, T: Default + Deserialize<'de>>(
+    d: D,
+) -> Result<T, D::Error> {
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
@@ -140,7 +142,10 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig { kind: "json-file".into(), config: BTreeMap::new() }
+        LogConfig {
+            kind: "json-file".into(),
+            config: BTreeMap::new(),
+        }
     }
 }
 
@@ -413,11 +418,18 @@ pub struct JsonMessage {
 
 impl JsonMessage {
     pub fn stream(s: impl Into<String>) -> Self {
-        JsonMessage { stream: Some(s.into()), ..Default::default() }
+        JsonMessage {
+            stream: Some(s.into()),
+            ..Default::default()
+        }
     }
     pub fn error(msg: impl Into<String>) -> Self {
         let m = msg.into();
-        JsonMessage { error: Some(m.clone()), error_detail: Some(ErrorResponse { message: m }), ..Default::default() }
+        JsonMessage {
+            error: Some(m.clone()),
+            error_detail: Some(ErrorResponse { message: m }),
+            ..Default::default()
+        }
     }
     pub fn to_line(&self) -> bytes::Bytes {
         let mut v = serde_json::to_vec(self).unwrap_or_default();

@@ -5,7 +5,10 @@ use clap::Parser;
 fn main() {
     let cli = ketch::cli::Cli::parse();
     let fail = ketch::cli::failure_code(&cli.command);
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("ketch: cannot start runtime: {e}");

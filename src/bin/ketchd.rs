@@ -19,9 +19,22 @@ struct Args {
 
 fn main() {
     let args = Args::parse();
-    let filter = if args.debug { "ketch=debug,info" } else { "info" };
-    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| filter.into())).with_writer(std::io::stderr).init();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("ketchd").build().expect("tokio runtime");
+    let filter = if args.debug {
+        "ketch=debug,info"
+    } else {
+        "info"
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| filter.into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("ketchd")
+        .build()
+        .expect("tokio runtime");
     if let Err(e) = rt.block_on(run(args)) {
         eprintln!("ketchd: {e:#}");
         std::process::exit(1);
@@ -30,25 +43,42 @@ fn main() {
 
 async fn run(args: Args) -> anyhow::Result<()> {
     use anyhow::Context;
-    let root = args.data_root.unwrap_or_else(ketch::paths::default_data_root);
+    let root = args
+        .data_root
+        .unwrap_or_else(ketch::paths::default_data_root);
     let socket = match &args.host {
         Some(h) => ketch::paths::parse_host(h).map_err(anyhow::Error::msg)?,
         None => ketch::paths::default_socket(),
     };
-    ketch::fsutil::create_dir_mode(&root, 0o711).with_context(|| format!("creating data root {}", root.display()))?;
+    ketch::fsutil::create_dir_mode(&root, 0o711)
+        .with_context(|| format!("creating data root {}", root.display()))?;
     // One daemon per data root: a second would corrupt the state files.
     let lock_path = root.join("ketchd.lock");
-    let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).with_context(|| format!("opening {}", lock_path.display()))?;
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("opening {}", lock_path.display()))?;
     use std::os::fd::AsRawFd;
     // SAFETY: flock on a valid fd we own; the lock lives as long as `lock`.
     if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
         anyhow::bail!("another ketchd is using data root {}", root.display());
     }
-    let engine = ketch::engine::Engine::open(&root).await.with_context(|| format!("opening data root {}", root.display()))?;
-    let listener = ketch::daemon::bind(&socket).with_context(|| format!("listening on {}", socket.display()))?;
-    tracing::info!("ketchd {} serving the Engine API on unix://{} (data root {})", env!("CARGO_PKG_VERSION"), socket.display(), root.display());
+    let engine = ketch::engine::Engine::open(&root)
+        .await
+        .with_context(|| format!("opening data root {}", root.display()))?;
+    let listener = ketch::daemon::bind(&socket)
+        .with_context(|| format!("listening on {}", socket.display()))?;
+    tracing::info!(
+        "ketchd {} serving the Engine API on unix://{} (data root {})",
+        env!("CARGO_PKG_VERSION"),
+        socket.display(),
+        root.display()
+    );
     let shutdown = async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("signal handler");
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}

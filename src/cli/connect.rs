@@ -25,17 +25,30 @@ pub async fn client(host: Option<&str>) -> anyhow::Result<Client> {
 }
 
 fn ketchd_binary() -> PathBuf {
-    std::env::current_exe().ok().and_then(|p| p.parent().map(|d| d.join("ketchd"))).filter(|p| p.exists()).unwrap_or_else(|| PathBuf::from("ketchd"))
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join("ketchd")))
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from("ketchd"))
 }
 
 async fn start_daemon(socket: &std::path::Path) -> anyhow::Result<()> {
     let root = paths::default_data_root();
     std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
     let log_path = root.join("ketchd.log");
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).with_context(|| format!("opening {}", log_path.display()))?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("opening {}", log_path.display()))?;
     let mut cmd = std::process::Command::new(ketchd_binary());
-    cmd.arg("--data-root").arg(&root).arg("--host").arg(format!("unix://{}", socket.display()));
-    cmd.stdin(std::process::Stdio::null()).stdout(log.try_clone()?).stderr(log);
+    cmd.arg("--data-root")
+        .arg(&root)
+        .arg("--host")
+        .arg(format!("unix://{}", socket.display()));
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
     use std::os::unix::process::CommandExt;
     // SAFETY: setsid is async-signal-safe; it detaches the daemon from the
     // CLI's session so it outlives this process and its terminal.
@@ -45,7 +58,9 @@ async fn start_daemon(socket: &std::path::Path) -> anyhow::Result<()> {
             Ok(())
         });
     }
-    let mut child = cmd.spawn().context("starting ketchd (is it installed beside ketch?)")?;
+    let mut child = cmd
+        .spawn()
+        .context("starting ketchd (is it installed beside ketch?)")?;
     let c = Client::new(socket);
     let t0 = Instant::now();
     while t0.elapsed() < DAEMON_START_TIMEOUT {
@@ -53,9 +68,17 @@ async fn start_daemon(socket: &std::path::Path) -> anyhow::Result<()> {
             return Ok(());
         }
         if let Ok(Some(st)) = child.try_wait() {
-            bail!("ketchd exited with {st} while starting; see {}", log_path.display());
+            bail!(
+                "ketchd exited with {st} while starting; see {}",
+                log_path.display()
+            );
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    bail!("ketchd did not answer on {} within {:?}; see {}", socket.display(), DAEMON_START_TIMEOUT, log_path.display())
+    bail!(
+        "ketchd did not answer on {} within {:?}; see {}",
+        socket.display(),
+        DAEMON_START_TIMEOUT,
+        log_path.display()
+    )
 }

@@ -8,7 +8,11 @@ pub mod output;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(name = "ketch", version, about = "Run WebAssembly and Linux containers, Docker-style")]
+#[command(
+    name = "ketch",
+    version,
+    about = "Run WebAssembly and Linux containers, Docker-style"
+)]
 pub struct Cli {
     /// Daemon socket to connect to (unix:///path).
     #[arg(short = 'H', long, env = "KETCH_HOST", global = true)]

@@ -41,7 +41,11 @@ pub fn human_size(n: i64) -> String {
     if i == 0 {
         format!("{n}B")
     } else {
-        format!("{:.3}", v).trim_end_matches('0').trim_end_matches('.').to_string() + units[i]
+        format!("{:.3}", v)
+            .trim_end_matches('0')
+            .trim_end_matches('.')
+            .to_string()
+            + units[i]
     }
 }
 
@@ -58,7 +62,10 @@ pub fn template(tpl: &str, v: &Value) -> Result<String, String> {
     let mut rest = tpl.as_str();
     while let Some(start) = rest.find("{{") {
         out.push_str(&rest[..start]);
-        let end = rest[start..].find("}}").ok_or_else(|| format!("unterminated action in template {tpl:?}"))? + start;
+        let end = rest[start..]
+            .find("}}")
+            .ok_or_else(|| format!("unterminated action in template {tpl:?}"))?
+            + start;
         let action = rest[start + 2..end].trim();
         let (json, path) = match action.strip_prefix("json ") {
             Some(p) => (true, p.trim()),
@@ -86,7 +93,16 @@ pub fn template(tpl: &str, v: &Value) -> Result<String, String> {
             out.push_str(&match cur {
                 Value::String(s) => s.clone(),
                 Value::Null => "<nil>".into(),
-                Value::Array(a) => format!("[{}]", a.iter().map(|x| x.as_str().map(str::to_string).unwrap_or_else(|| x.to_string())).collect::<Vec<_>>().join(" ")),
+                Value::Array(a) => format!(
+                    "[{}]",
+                    a.iter()
+                        .map(|x| x
+                            .as_str()
+                            .map(str::to_string)
+                            .unwrap_or_else(|| x.to_string()))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                ),
                 Value::Object(_) => format!("map{}", cur),
                 other => other.to_string(),
             });
@@ -104,8 +120,14 @@ mod tests {
     #[test]
     fn templates() {
         let v = serde_json::json!({"ID": "abc", "State": {"Status": "running", "ExitCode": 0}});
-        assert_eq!(template("{{.ID}}\\t{{.State.Status}}", &v).unwrap(), "abc\trunning");
-        assert_eq!(template("{{json .State}}", &v).unwrap(), r#"{"ExitCode":0,"Status":"running"}"#);
+        assert_eq!(
+            template("{{.ID}}\\t{{.State.Status}}", &v).unwrap(),
+            "abc\trunning"
+        );
+        assert_eq!(
+            template("{{json .State}}", &v).unwrap(),
+            r#"{"ExitCode":0,"Status":"running"}"#
+        );
         assert_eq!(template("{{.Nope}}", &v).unwrap(), "<no value>");
         assert!(template("{{.ID", &v).is_err());
     }
@@ -115,6 +137,9 @@ mod tests {
         assert_eq!(human_size(999), "999B");
         assert_eq!(human_size(1500), "1.5kB");
         assert_eq!(human_size(12_345_678), "12.346MB");
-        assert_eq!(table(&["A", "BB"], &[vec!["xyz".into(), "1".into()]]), "A     BB\nxyz   1\n");
+        assert_eq!(
+            table(&["A", "BB"], &[vec!["xyz".into(), "1".into()]]),
+            "A     BB\nxyz   1\n"
+        );
     }
 }

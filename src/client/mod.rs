@@ -13,7 +13,10 @@ use tokio::net::UnixStream;
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("cannot connect to ketchd at {path}: {source}. Is the daemon running?")]
-    Connect { path: String, source: std::io::Error },
+    Connect {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("Error response from daemon: {message}")]
     Api { status: StatusCode, message: String },
     #[error("talking to ketchd: {0}")]
@@ -40,24 +43,47 @@ const PREFIX: &str = "/v1.50";
 
 impl Client {
     pub fn new(socket: &Path) -> Self {
-        Client { socket: socket.to_path_buf() }
+        Client {
+            socket: socket.to_path_buf(),
+        }
     }
 
     pub fn socket(&self) -> &Path {
         &self.socket
     }
 
-    async fn connect(&self) -> Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>, ClientError> {
-        let stream = UnixStream::connect(&self.socket).await.map_err(|e| ClientError::Connect { path: self.socket.display().to_string(), source: e })?;
-        let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| ClientError::Http(e.to_string()))?;
+    async fn connect(
+        &self,
+    ) -> Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>, ClientError> {
+        let stream = UnixStream::connect(&self.socket)
+            .await
+            .map_err(|e| ClientError::Connect {
+                path: self.socket.display().to_string(),
+                source: e,
+            })?;
+        let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| ClientError::Http(e.to_string()))?;
         tokio::spawn(async move {
             let _ = conn.with_upgrades().await;
         });
         Ok(send)
     }
 
-    fn request(method: Method, path: &str, body: Bytes, content_type: Option<&str>) -> Request<Full<Bytes>> {
-        let mut b = Request::builder().method(method).uri(format!("{PREFIX}{path}")).header("host", "api.moby.localhost").header("user-agent", concat!("ketch-cli/", env!("CARGO_PKG_VERSION")));
+    fn request(
+        method: Method,
+        path: &str,
+        body: Bytes,
+        content_type: Option<&str>,
+    ) -> Request<Full<Bytes>> {
+        let mut b = Request::builder()
+            .method(method)
+            .uri(format!("{PREFIX}{path}"))
+            .header("host", "api.moby.localhost")
+            .header(
+                "user-agent",
+                concat!("ketch-cli/", env!("CARGO_PKG_VERSION")),
+            );
         if let Some(ct) = content_type {
             b = b.header("content-type", ct);
         }
@@ -65,20 +91,38 @@ impl Client {
     }
 
     /// Send a request; non-2xx (except 304) becomes [`ClientError::Api`].
-    pub async fn send(&self, method: Method, path: &str, body: Bytes, content_type: Option<&str>) -> Result<Response<Incoming>, ClientError> {
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Bytes,
+        content_type: Option<&str>,
+    ) -> Result<Response<Incoming>, ClientError> {
         let mut s = self.connect().await?;
-        let resp = s.send_request(Self::request(method, path, body, content_type)).await.map_err(|e| ClientError::Http(e.to_string()))?;
+        let resp = s
+            .send_request(Self::request(method, path, body, content_type))
+            .await
+            .map_err(|e| ClientError::Http(e.to_string()))?;
         check(resp).await
     }
 
-    pub async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+    pub async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+    ) -> Result<T, ClientError> {
         let r = self.send(Method::GET, path, Bytes::new(), None).await?;
         decode(r).await
     }
 
-    pub async fn post_json<T: serde::de::DeserializeOwned>(&self, path: &str, body: &impl serde::Serialize) -> Result<T, ClientError> {
+    pub async fn post_json<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &impl serde::Serialize,
+    ) -> Result<T, ClientError> {
         let data = serde_json::to_vec(body).expect("request serialises");
-        let r = self.send(Method::POST, path, data.into(), Some("application/json")).await?;
+        let r = self
+            .send(Method::POST, path, data.into(), Some("application/json"))
+            .await?;
         decode(r).await
     }
 
@@ -90,7 +134,10 @@ impl Client {
         Ok(st)
     }
 
-    pub async fn delete<T: serde::de::DeserializeOwned + Default>(&self, path: &str) -> Result<T, ClientError> {
+    pub async fn delete<T: serde::de::DeserializeOwned + Default>(
+        &self,
+        path: &str,
+    ) -> Result<T, ClientError> {
         let r = self.send(Method::DELETE, path, Bytes::new(), None).await?;
         if r.status() == StatusCode::NO_CONTENT {
             return Ok(T::default());
@@ -99,21 +146,36 @@ impl Client {
     }
 
     pub async fn ping(&self) -> bool {
-        self.send(Method::GET, "/_ping", Bytes::new(), None).await.is_ok()
+        self.send(Method::GET, "/_ping", Bytes::new(), None)
+            .await
+            .is_ok()
     }
 
     /// Upgrade `POST path` to a raw stream (attach).
-    pub async fn upgrade(&self, path: &str) -> Result<TokioIo<hyper::upgrade::Upgraded>, ClientError> {
+    pub async fn upgrade(
+        &self,
+        path: &str,
+    ) -> Result<TokioIo<hyper::upgrade::Upgraded>, ClientError> {
         let mut s = self.connect().await?;
         let mut req = Self::request(Method::POST, path, Bytes::new(), None);
-        req.headers_mut().insert("connection", "Upgrade".parse().expect("header"));
-        req.headers_mut().insert("upgrade", "tcp".parse().expect("header"));
-        let resp = s.send_request(req).await.map_err(|e| ClientError::Http(e.to_string()))?;
+        req.headers_mut()
+            .insert("connection", "Upgrade".parse().expect("header"));
+        req.headers_mut()
+            .insert("upgrade", "tcp".parse().expect("header"));
+        let resp = s
+            .send_request(req)
+            .await
+            .map_err(|e| ClientError::Http(e.to_string()))?;
         let resp = check(resp).await?;
         if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
-            return Err(ClientError::Decode(format!("attach answered {} instead of 101", resp.status())));
+            return Err(ClientError::Decode(format!(
+                "attach answered {} instead of 101",
+                resp.status()
+            )));
         }
-        let up = hyper::upgrade::on(resp).await.map_err(|e| ClientError::Http(e.to_string()))?;
+        let up = hyper::upgrade::on(resp)
+            .await
+            .map_err(|e| ClientError::Http(e.to_string()))?;
         Ok(TokioIo::new(up))
     }
 }
@@ -123,14 +185,34 @@ async fn check(resp: Response<Incoming>) -> Result<Response<Incoming>, ClientErr
     if st.is_success() || st == StatusCode::NOT_MODIFIED || st == StatusCode::SWITCHING_PROTOCOLS {
         return Ok(resp);
     }
-    let body = resp.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default();
-    let message = serde_json::from_slice::<ErrorResponse>(&body).map(|e| e.message).unwrap_or_else(|_| String::from_utf8_lossy(&body).trim().to_string());
-    Err(ClientError::Api { status: st, message })
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    let message = serde_json::from_slice::<ErrorResponse>(&body)
+        .map(|e| e.message)
+        .unwrap_or_else(|_| String::from_utf8_lossy(&body).trim().to_string());
+    Err(ClientError::Api {
+        status: st,
+        message,
+    })
 }
 
 async fn decode<T: serde::de::DeserializeOwned>(r: Response<Incoming>) -> Result<T, ClientError> {
-    let body = r.into_body().collect().await.map_err(|e| ClientError::Http(e.to_string()))?.to_bytes();
-    serde_json::from_slice(&body).map_err(|e| ClientError::Decode(format!("{e}: {}", String::from_utf8_lossy(&body[..body.len().min(200)]))))
+    let body = r
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| ClientError::Http(e.to_string()))?
+        .to_bytes();
+    serde_json::from_slice(&body).map_err(|e| {
+        ClientError::Decode(format!(
+            "{e}: {}",
+            String::from_utf8_lossy(&body[..body.len().min(200)])
+        ))
+    })
 }
 
 /// Read a streamed body chunk by chunk.

@@ -23,7 +23,13 @@ pub async fn create(engine: &Arc<Engine>, q: &Query, body: Incoming) -> Resp {
         Err(e) => return error(&e),
     };
     match engine.create(q.get("name"), req).await {
-        Ok(rec) => json(StatusCode::CREATED, &IdResponse { id: rec.id.to_string(), warnings: vec![] }),
+        Ok(rec) => json(
+            StatusCode::CREATED,
+            &IdResponse {
+                id: rec.id.to_string(),
+                warnings: vec![],
+            },
+        ),
         Err(e) => error(&e),
     }
 }
@@ -48,7 +54,10 @@ pub fn list(engine: &Engine, q: &Query) -> Resp {
         let ok = filters.iter().all(|(k, vals)| {
             vals.iter().any(|v| match k.as_str() {
                 "status" => s.state == *v,
-                "name" => s.names.iter().any(|n| n.trim_start_matches('/').contains(v.as_str())),
+                "name" => s
+                    .names
+                    .iter()
+                    .any(|n| n.trim_start_matches('/').contains(v.as_str())),
                 "id" => s.id.starts_with(v.as_str()),
                 "ancestor" => s.image == *v || s.image_id.contains(v.as_str()),
                 "label" => match v.split_once('=') {
@@ -71,14 +80,24 @@ pub fn list(engine: &Engine, q: &Query) -> Resp {
 
 /// Docker sends filters as `{"key":["v"]}` or the older `{"key":{"v":true}}`.
 pub fn parse_filters(f: &str) -> Result<HashMap<String, Vec<String>>, EngineError> {
-    let v: serde_json::Value = serde_json::from_str(f).map_err(|e| EngineError::InvalidArgument(format!("invalid filters {f:?}: {e}")))?;
-    let obj = v.as_object().ok_or_else(|| EngineError::InvalidArgument(format!("invalid filters {f:?}: expected an object")))?;
+    let v: serde_json::Value = serde_json::from_str(f)
+        .map_err(|e| EngineError::InvalidArgument(format!("invalid filters {f:?}: {e}")))?;
+    let obj = v.as_object().ok_or_else(|| {
+        EngineError::InvalidArgument(format!("invalid filters {f:?}: expected an object"))
+    })?;
     let mut out = HashMap::new();
     for (k, vals) in obj {
         let list = match vals {
-            serde_json::Value::Array(a) => a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect(),
+            serde_json::Value::Array(a) => a
+                .iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect(),
             serde_json::Value::Object(o) => o.keys().cloned().collect(),
-            _ => return Err(EngineError::InvalidArgument(format!("invalid filter value for {k}"))),
+            _ => {
+                return Err(EngineError::InvalidArgument(format!(
+                    "invalid filter value for {k}"
+                )))
+            }
         };
         out.insert(k.clone(), list);
     }
@@ -105,7 +124,12 @@ pub async fn action(engine: &Arc<Engine>, id: &str, action: &str, q: &Query) -> 
         "pause" => engine.pause(id).await,
         "unpause" => engine.unpause(id).await,
         "resize" => engine.lookup(id).map(|_| ()),
-        _ => return error_msg(StatusCode::NOT_FOUND, format!("page not found: POST /containers/{id}/{action}")),
+        _ => {
+            return error_msg(
+                StatusCode::NOT_FOUND,
+                format!("page not found: POST /containers/{id}/{action}"),
+            )
+        }
     };
     match r {
         Ok(()) => empty(StatusCode::NO_CONTENT),
@@ -125,7 +149,11 @@ pub fn wait(engine: &Arc<Engine>, id: &str, q: &Query) -> Resp {
         "" | "not-running" => WaitCondition::NotRunning,
         "next-exit" => WaitCondition::NextExit,
         "removed" => WaitCondition::Removed,
-        other => return error(&EngineError::InvalidArgument(format!("invalid wait condition {other:?}"))),
+        other => {
+            return error(&EngineError::InvalidArgument(format!(
+                "invalid wait condition {other:?}"
+            )))
+        }
     };
     let fut = match engine.wait(id, cond) {
         Ok(f) => f,
@@ -137,7 +165,10 @@ pub fn wait(engine: &Arc<Engine>, id: &str, q: &Query) -> Resp {
     *resp.status_mut() = StatusCode::OK;
     tokio::spawn(async move {
         let (code, err) = fut.await;
-        let body = WaitResponse { status_code: code, error: err.map(|message| WaitError { message }) };
+        let body = WaitResponse {
+            status_code: code,
+            error: err.map(|message| WaitError { message }),
+        };
         let mut v = serde_json::to_vec(&body).expect("json");
         v.push(b'\n');
         let _ = tx.send(Bytes::from(v)).await;
@@ -160,7 +191,10 @@ pub async fn logs(engine: &Arc<Engine>, id: &str, q: &Query) -> Resp {
     };
     let (want_out, want_err) = (q.flag("stdout"), q.flag("stderr"));
     if !want_out && !want_err {
-        return error_msg(StatusCode::BAD_REQUEST, "Bad parameters: you must choose at least one stream");
+        return error_msg(
+            StatusCode::BAD_REQUEST,
+            "Bad parameters: you must choose at least one stream",
+        );
     }
     let since = match parse_time(q.get("since")) {
         Ok(t) => t,
@@ -174,7 +208,9 @@ pub async fn logs(engine: &Arc<Engine>, id: &str, q: &Query) -> Resp {
         None | Some("") | Some("all") => None,
         Some(n) => match n.parse() {
             Ok(n) => Some(n),
-            Err(_) => return error_msg(StatusCode::BAD_REQUEST, format!("invalid tail value {n:?}")),
+            Err(_) => {
+                return error_msg(StatusCode::BAD_REQUEST, format!("invalid tail value {n:?}"))
+            }
         },
     };
     let follow = q.flag("follow") && c.status().is_alive();
@@ -184,16 +220,25 @@ pub async fn logs(engine: &Arc<Engine>, id: &str, q: &Query) -> Resp {
         let (end, rx) = c.log.snapshot_and_subscribe();
         (end, Some(rx))
     } else {
-        (std::fs::metadata(c.log.path()).map(|m| m.len()).unwrap_or(0), None)
+        (
+            std::fs::metadata(c.log.path())
+                .map(|m| m.len())
+                .unwrap_or(0),
+            None,
+        )
     };
     let path = c.log.path().to_path_buf();
     let (tx, resp) = stream(if tty { MEDIA_RAW } else { MEDIA_MULTIPLEXED });
     let keep = move |s: StdStream, t: chrono::DateTime<chrono::Utc>| {
-        ((s == StdStream::Stdout && want_out) || (s == StdStream::Stderr && want_err)) && since.is_none_or(|x| t >= x) && until.is_none_or(|x| t <= x)
+        ((s == StdStream::Stdout && want_out) || (s == StdStream::Stderr && want_err))
+            && since.is_none_or(|x| t >= x)
+            && until.is_none_or(|x| t <= x)
     };
     let render = move |s: StdStream, data: &[u8], t: chrono::DateTime<chrono::Utc>| {
         if timestamps {
-            let mut v = t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true).into_bytes();
+            let mut v = t
+                .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+                .into_bytes();
             v.push(b' ');
             v.extend_from_slice(data);
             frame(tty, s, &v)
@@ -202,8 +247,15 @@ pub async fn logs(engine: &Arc<Engine>, id: &str, q: &Query) -> Resp {
         }
     };
     tokio::spawn(async move {
-        let entries = tokio::task::spawn_blocking(move || read_entries(&path, end)).await.ok().and_then(Result::ok).unwrap_or_default();
-        let mut entries: Vec<_> = entries.into_iter().filter(|e| keep(e.stream, e.time)).collect();
+        let entries = tokio::task::spawn_blocking(move || read_entries(&path, end))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default();
+        let mut entries: Vec<_> = entries
+            .into_iter()
+            .filter(|e| keep(e.stream, e.time))
+            .collect();
         if let Some(n) = tail {
             let skip = entries.len().saturating_sub(n);
             entries.drain(..skip);
@@ -230,21 +282,33 @@ pub async fn logs(engine: &Arc<Engine>, id: &str, q: &Query) -> Resp {
 }
 
 fn parse_time(v: Option<&str>) -> Result<Option<chrono::DateTime<chrono::Utc>>, EngineError> {
-    let Some(v) = v.filter(|v| !v.is_empty() && *v != "0") else { return Ok(None) };
+    let Some(v) = v.filter(|v| !v.is_empty() && *v != "0") else {
+        return Ok(None);
+    };
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(v) {
         return Ok(Some(t.with_timezone(&chrono::Utc)));
     }
     let (secs, nanos) = v.split_once('.').unwrap_or((v, "0"));
-    let s: i64 = secs.parse().map_err(|_| EngineError::InvalidArgument(format!("invalid time value {v:?}")))?;
-    let n: u32 = format!("{nanos:0<9}")[..9].parse().map_err(|_| EngineError::InvalidArgument(format!("invalid time value {v:?}")))?;
+    let s: i64 = secs
+        .parse()
+        .map_err(|_| EngineError::InvalidArgument(format!("invalid time value {v:?}")))?;
+    let n: u32 = format!("{nanos:0<9}")[..9]
+        .parse()
+        .map_err(|_| EngineError::InvalidArgument(format!("invalid time value {v:?}")))?;
     Ok(chrono::DateTime::from_timestamp(s, n))
 }
 
 /// The next output frame of the current run, or `None` when it ends.
-async fn next_output(rx: &mut tokio::sync::broadcast::Receiver<LogEvent>, keep: impl Fn(StdStream) -> bool, tty: bool) -> Option<Bytes> {
+async fn next_output(
+    rx: &mut tokio::sync::broadcast::Receiver<LogEvent>,
+    keep: impl Fn(StdStream) -> bool,
+    tty: bool,
+) -> Option<Bytes> {
     loop {
         match rx.recv().await {
-            Ok(LogEvent::Output { stream, data, .. }) if keep(stream) => return Some(frame(tty, stream, &data)),
+            Ok(LogEvent::Output { stream, data, .. }) if keep(stream) => {
+                return Some(frame(tty, stream, &data))
+            }
             Ok(LogEvent::Output { .. }) | Err(RecvError::Lagged(_)) => {}
             Ok(LogEvent::Exit) | Err(RecvError::Closed) => return None,
         }
@@ -264,11 +328,21 @@ pub async fn attach(engine: &Arc<Engine>, id: &str, q: &Query, mut req: Request<
     let stream_mode = q.flag("stream");
     // Subscribe before answering, so output of a start that follows is never missed.
     let (end, mut rx) = c.log.snapshot_and_subscribe();
-    let replay = if q.flag("logs") { read_entries(c.log.path(), end).unwrap_or_default() } else { vec![] };
+    let replay = if q.flag("logs") {
+        read_entries(c.log.path(), end).unwrap_or_default()
+    } else {
+        vec![]
+    };
     let content_type = if tty { MEDIA_RAW } else { MEDIA_MULTIPLEXED };
-    let keep = move |s: StdStream| (s == StdStream::Stdout && want_out) || (s == StdStream::Stderr && want_err);
+    let keep = move |s: StdStream| {
+        (s == StdStream::Stdout && want_out) || (s == StdStream::Stderr && want_err)
+    };
     let upgrade = req.headers().get("upgrade").is_some();
-    let stdin = if want_in && rec.config.open_stdin { c.take_stdin() } else { None };
+    let stdin = if want_in && rec.config.open_stdin {
+        c.take_stdin()
+    } else {
+        None
+    };
     let stdin_once = rec.config.stdin_once;
     if !upgrade {
         let (tx, resp) = stream(content_type);

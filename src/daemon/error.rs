@@ -13,12 +13,20 @@ pub fn status_of(e: &EngineError) -> StatusCode {
         EngineError::NotModified(_) => StatusCode::NOT_MODIFIED,
         EngineError::Image(i) => match i {
             ImageError::NotFound(_) => StatusCode::NOT_FOUND,
-            ImageError::Reference(_) | ImageError::Digest(_) | ImageError::Build(_) | ImageError::Archive(_) | ImageError::HostilePath { .. } | ImageError::Invalid { .. } => StatusCode::BAD_REQUEST,
+            ImageError::Reference(_)
+            | ImageError::Digest(_)
+            | ImageError::Build(_)
+            | ImageError::Archive(_)
+            | ImageError::HostilePath { .. }
+            | ImageError::Invalid { .. } => StatusCode::BAD_REQUEST,
             ImageError::Conflict(_) => StatusCode::CONFLICT,
             ImageError::Corrupt { .. } | ImageError::Io { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         },
         EngineError::Runtime(r) => match r {
-            RuntimeError::InvalidModule { .. } | RuntimeError::Grant { .. } | RuntimeError::Unsupported(_) | RuntimeError::Instantiate { .. } => StatusCode::BAD_REQUEST,
+            RuntimeError::InvalidModule { .. }
+            | RuntimeError::Grant { .. }
+            | RuntimeError::Unsupported(_)
+            | RuntimeError::Instantiate { .. } => StatusCode::BAD_REQUEST,
             RuntimeError::Io { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         },
         EngineError::Io { .. } => StatusCode::INTERNAL_SERVER_ERROR,
@@ -32,15 +40,53 @@ mod tests {
 
     #[test]
     fn maps_each_kind() {
-        assert_eq!(status_of(&EngineError::no_such_container("x")), StatusCode::NOT_FOUND);
-        assert_eq!(status_of(&EngineError::Conflict(TransitionError::AlreadyPaused.to_string())), StatusCode::CONFLICT);
-        assert_eq!(status_of(&EngineError::InvalidArgument("bad".into())), StatusCode::BAD_REQUEST);
-        assert_eq!(status_of(&EngineError::NotModified("x".into())), StatusCode::NOT_MODIFIED);
-        assert_eq!(status_of(&ImageError::NotFound("hello".into()).into()), StatusCode::NOT_FOUND);
-        assert_eq!(status_of(&ImageError::Reference(ImageRef::parse("Bad").unwrap_err()).into()), StatusCode::BAD_REQUEST);
-        assert_eq!(status_of(&ImageError::Conflict("in use".into()).into()), StatusCode::CONFLICT);
+        assert_eq!(
+            status_of(&EngineError::no_such_container("x")),
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            status_of(&EngineError::Conflict(
+                TransitionError::AlreadyPaused.to_string()
+            )),
+            StatusCode::CONFLICT
+        );
+        assert_eq!(
+            status_of(&EngineError::InvalidArgument("bad".into())),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            status_of(&EngineError::NotModified("x".into())),
+            StatusCode::NOT_MODIFIED
+        );
+        assert_eq!(
+            status_of(&ImageError::NotFound("hello".into()).into()),
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            status_of(&ImageError::Reference(ImageRef::parse("Bad").unwrap_err()).into()),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            status_of(&ImageError::Conflict("in use".into()).into()),
+            StatusCode::CONFLICT
+        );
         let io = std::io::Error::other("disk");
-        assert_eq!(status_of(&EngineError::Io { path: "/x".into(), source: io }), StatusCode::INTERNAL_SERVER_ERROR);
-        assert_eq!(status_of(&RuntimeError::InvalidModule { name: "m".into(), reason: "r".into() }.into()), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            status_of(&EngineError::Io {
+                path: "/x".into(),
+                source: io
+            }),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+        assert_eq!(
+            status_of(
+                &RuntimeError::InvalidModule {
+                    name: "m".into(),
+                    reason: "r".into()
+                }
+                .into()
+            ),
+            StatusCode::BAD_REQUEST
+        );
     }
 }

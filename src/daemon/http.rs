@@ -21,7 +21,8 @@ pub fn full(data: impl Into<Bytes>) -> Body {
 pub fn json<T: serde::Serialize>(status: StatusCode, v: &T) -> Resp {
     let mut r = Response::new(full(serde_json::to_vec(v).expect("response serialises")));
     *r.status_mut() = status;
-    r.headers_mut().insert("content-type", "application/json".parse().expect("header"));
+    r.headers_mut()
+        .insert("content-type", "application/json".parse().expect("header"));
     r
 }
 
@@ -32,7 +33,12 @@ pub fn empty(status: StatusCode) -> Resp {
 }
 
 pub fn error_msg(status: StatusCode, message: impl Into<String>) -> Resp {
-    json(status, &ErrorResponse { message: message.into() })
+    json(
+        status,
+        &ErrorResponse {
+            message: message.into(),
+        },
+    )
 }
 
 pub fn error(e: &EngineError) -> Resp {
@@ -49,9 +55,14 @@ pub fn error(e: &EngineError) -> Resp {
 /// A streamed response fed by the returned sender.
 pub fn stream(content_type: &str) -> (mpsc::Sender<Bytes>, Resp) {
     let (tx, rx) = mpsc::channel::<Bytes>(64);
-    let s = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (Ok::<_, Infallible>(Frame::data(b)), rx)) });
+    let s = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|b| (Ok::<_, Infallible>(Frame::data(b)), rx))
+    });
     let mut r = Response::new(StreamBody::new(s).boxed_unsync());
-    r.headers_mut().insert("content-type", content_type.parse().expect("header"));
+    r.headers_mut()
+        .insert("content-type", content_type.parse().expect("header"));
     (tx, r)
 }
 
@@ -83,21 +94,32 @@ impl Query {
     pub fn int(&self, k: &str) -> Result<Option<i64>, EngineError> {
         match self.get(k).filter(|v| !v.is_empty()) {
             None => Ok(None),
-            Some(v) => v.parse().map(Some).map_err(|_| EngineError::InvalidArgument(format!("invalid value for {k}: {v:?}"))),
+            Some(v) => v
+                .parse()
+                .map(Some)
+                .map_err(|_| EngineError::InvalidArgument(format!("invalid value for {k}: {v:?}"))),
         }
     }
 }
 
 /// Read a JSON request body, answering 400 with the parse error.
-pub async fn read_json<T: serde::de::DeserializeOwned + Default>(body: hyper::body::Incoming, limit: usize) -> Result<T, EngineError> {
+pub async fn read_json<T: serde::de::DeserializeOwned + Default>(
+    body: hyper::body::Incoming,
+    limit: usize,
+) -> Result<T, EngineError> {
     let bytes = read_body(body, limit).await?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice(&bytes).map_err(|e| EngineError::InvalidArgument(format!("invalid JSON in request body: {e}")))
+    serde_json::from_slice(&bytes)
+        .map_err(|e| EngineError::InvalidArgument(format!("invalid JSON in request body: {e}")))
 }
 
 pub async fn read_body(body: hyper::body::Incoming, limit: usize) -> Result<Bytes, EngineError> {
     let limited = http_body_util::Limited::new(body, limit);
-    limited.collect().await.map(|c| c.to_bytes()).map_err(|e| EngineError::InvalidArgument(format!("cannot read request body: {e}")))
+    limited
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .map_err(|e| EngineError::InvalidArgument(format!("cannot read request body: {e}")))
 }

@@ -20,7 +20,12 @@ use tokio::sync::mpsc;
 pub const MAX_UPLOAD: u64 = 8 << 30;
 
 pub async fn list(engine: &Arc<Engine>, q: &Query) -> Resp {
-    let filters = match q.get("filters").filter(|f| !f.is_empty()).map(super::containers::parse_filters).transpose() {
+    let filters = match q
+        .get("filters")
+        .filter(|f| !f.is_empty())
+        .map(super::containers::parse_filters)
+        .transpose()
+    {
         Ok(f) => f.unwrap_or_default(),
         Err(e) => return error(&e),
     };
@@ -31,10 +36,21 @@ pub async fn list(engine: &Arc<Engine>, q: &Query) -> Resp {
     let users = engine.list();
     let mut out = Vec::new();
     for img in &images {
-        let n = users.iter().filter(|c| c.record().image_id == img.id).count() as i64;
+        let n = users
+            .iter()
+            .filter(|c| c.record().image_id == img.id)
+            .count() as i64;
         let mut s = view::image_summary(img, n);
         if let Some(refs) = filters.get("reference") {
-            s.repo_tags.retain(|t| refs.iter().any(|r| crate::image::build::ignore::glob(r.as_bytes(), t.as_bytes()) || crate::image::build::ignore::glob(r.as_bytes(), t.split(':').next().unwrap_or("").as_bytes())));
+            s.repo_tags.retain(|t| {
+                refs.iter().any(|r| {
+                    crate::image::build::ignore::glob(r.as_bytes(), t.as_bytes())
+                        || crate::image::build::ignore::glob(
+                            r.as_bytes(),
+                            t.split(':').next().unwrap_or("").as_bytes(),
+                        )
+                })
+            });
             if s.repo_tags.is_empty() {
                 continue;
             }
@@ -60,7 +76,9 @@ pub async fn inspect(engine: &Arc<Engine>, name: &str) -> Resp {
 async fn resolve(store: &Arc<ImageStore>, name: &str) -> Result<crate::image::Image, ImageError> {
     let s = store.clone();
     let n = name.to_string();
-    tokio::task::spawn_blocking(move || s.resolve(&n)).await.expect("resolve task")
+    tokio::task::spawn_blocking(move || s.resolve(&n))
+        .await
+        .expect("resolve task")
 }
 
 pub async fn tag(engine: &Arc<Engine>, name: &str, q: &Query) -> Resp {
@@ -68,7 +86,12 @@ pub async fn tag(engine: &Arc<Engine>, name: &str, q: &Query) -> Resp {
     let tag = q.get("tag").filter(|t| !t.is_empty()).unwrap_or("latest");
     let r = match ImageRef::parse_any(repo) {
         Ok(r) if r.digest.is_none() && r.tag.is_none() => r.with_tag(tag),
-        Ok(_) => return error_msg(StatusCode::BAD_REQUEST, format!("invalid repository name {repo:?}: give the tag separately")),
+        Ok(_) => {
+            return error_msg(
+                StatusCode::BAD_REQUEST,
+                format!("invalid repository name {repo:?}: give the tag separately"),
+            )
+        }
         Err(e) => return error(&ImageError::from(e).into()),
     };
     let r = match ImageRef::parse(&r.to_string()) {
@@ -93,7 +116,11 @@ pub async fn remove(engine: &Arc<Engine>, name: &str, q: &Query) -> Resp {
     }
 }
 
-async fn remove_image(engine: &Arc<Engine>, name: &str, force: bool) -> Result<Vec<DeleteItem>, EngineError> {
+async fn remove_image(
+    engine: &Arc<Engine>,
+    name: &str,
+    force: bool,
+) -> Result<Vec<DeleteItem>, EngineError> {
     let img = resolve(&engine.images, name).await?;
     let by_ref = ImageRef::parse(name).ok().filter(|r| img.refs.contains(r));
     let users = engine.containers_using(&img.id);
@@ -101,7 +128,10 @@ async fn remove_image(engine: &Arc<Engine>, name: &str, force: bool) -> Result<V
     let untag_all = match &by_ref {
         Some(r) if img.refs.len() > 1 => {
             engine.images.untag(r)?;
-            return Ok(vec![DeleteItem { untagged: Some(r.familiar()), deleted: None }]);
+            return Ok(vec![DeleteItem {
+                untagged: Some(r.familiar()),
+                deleted: None,
+            }]);
         }
         Some(_) => false,
         None => {
@@ -114,23 +144,48 @@ async fn remove_image(engine: &Arc<Engine>, name: &str, force: bool) -> Result<V
     if let Some(c) = users.first() {
         let running = c.status().is_alive();
         if running || !force {
-            let what = by_ref.as_ref().map(|r| format!("repository reference {:?}", r.familiar())).unwrap_or_else(|| img.id.short().to_string());
-            let why = if running { "(cannot be forced) - image is being used by running container" } else { "(must force) - container is using its referenced image" };
-            return Err(EngineError::Conflict(format!("conflict: unable to remove {what} {why} {}", c.id.short())));
+            let what = by_ref
+                .as_ref()
+                .map(|r| format!("repository reference {:?}", r.familiar()))
+                .unwrap_or_else(|| img.id.short().to_string());
+            let why = if running {
+                "(cannot be forced) - image is being used by running container"
+            } else {
+                "(must force) - container is using its referenced image"
+            };
+            return Err(EngineError::Conflict(format!(
+                "conflict: unable to remove {what} {why} {}",
+                c.id.short()
+            )));
         }
     }
-    let refs = if untag_all { img.refs.clone() } else { by_ref.into_iter().collect() };
+    let refs = if untag_all {
+        img.refs.clone()
+    } else {
+        by_ref.into_iter().collect()
+    };
     for r in &refs {
         engine.images.untag(r)?;
-        items.push(DeleteItem { untagged: Some(r.familiar()), deleted: None });
+        items.push(DeleteItem {
+            untagged: Some(r.familiar()),
+            deleted: None,
+        });
     }
     engine.images.remove_manifest(&img.manifest_digest)?;
     // Blobs shared with other images stay; GC removes only unreachable ones.
     let s = engine.images.clone();
-    let deleted = tokio::task::spawn_blocking(move || s.gc()).await.expect("gc task")?;
-    items.push(DeleteItem { untagged: None, deleted: Some(img.id.to_string()) });
+    let deleted = tokio::task::spawn_blocking(move || s.gc())
+        .await
+        .expect("gc task")?;
+    items.push(DeleteItem {
+        untagged: None,
+        deleted: Some(img.id.to_string()),
+    });
     for d in deleted.into_iter().filter(|d| *d != img.id) {
-        items.push(DeleteItem { untagged: None, deleted: Some(d.to_string()) });
+        items.push(DeleteItem {
+            untagged: None,
+            deleted: Some(d.to_string()),
+        });
     }
     Ok(items)
 }
@@ -140,7 +195,9 @@ struct ChannelWriter(mpsc::Sender<Bytes>);
 
 impl Write for ChannelWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.blocking_send(Bytes::copy_from_slice(buf)).map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "client went away"))?;
+        self.0
+            .blocking_send(Bytes::copy_from_slice(buf))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "client went away"))?;
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -176,7 +233,11 @@ async fn save_names(engine: &Arc<Engine>, names: Vec<String>) -> Resp {
     let (tx, resp) = stream("application/x-tar");
     let store = engine.images.clone();
     tokio::task::spawn_blocking(move || {
-        if let Err(e) = crate::image::archive::save(&store, &images, std::io::BufWriter::with_capacity(1 << 16, ChannelWriter(tx))) {
+        if let Err(e) = crate::image::archive::save(
+            &store,
+            &images,
+            std::io::BufWriter::with_capacity(1 << 16, ChannelWriter(tx)),
+        ) {
             tracing::warn!("save failed: {e}");
         }
     });
@@ -184,20 +245,33 @@ async fn save_names(engine: &Arc<Engine>, names: Vec<String>) -> Resp {
 }
 
 /// Spool a request body to a file under the daemon's tmp dir.
-async fn spool(engine: &Engine, body: Incoming, what: &str) -> Result<tempfile_path::TempPath, EngineError> {
-    let path = engine.tmp_dir().join(format!("{what}-{}", rand::random::<u64>()));
+async fn spool(
+    engine: &Engine,
+    body: Incoming,
+    what: &str,
+) -> Result<tempfile_path::TempPath, EngineError> {
+    let path = engine
+        .tmp_dir()
+        .join(format!("{what}-{}", rand::random::<u64>()));
     let guard = tempfile_path::TempPath(path.clone());
-    let mut f = tokio::fs::File::create(&path).await.map_err(EngineError::io(&path))?;
+    let mut f = tokio::fs::File::create(&path)
+        .await
+        .map_err(EngineError::io(&path))?;
     let mut body = body;
     let mut n = 0u64;
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| EngineError::InvalidArgument(format!("cannot read {what} upload: {e}")))?;
+        let frame = frame
+            .map_err(|e| EngineError::InvalidArgument(format!("cannot read {what} upload: {e}")))?;
         if let Ok(data) = frame.into_data() {
             n += data.len() as u64;
             if n > MAX_UPLOAD {
-                return Err(EngineError::InvalidArgument(format!("{what} upload is larger than {MAX_UPLOAD} bytes")));
+                return Err(EngineError::InvalidArgument(format!(
+                    "{what} upload is larger than {MAX_UPLOAD} bytes"
+                )));
             }
-            tokio::io::AsyncWriteExt::write_all(&mut f, &data).await.map_err(EngineError::io(&path))?;
+            tokio::io::AsyncWriteExt::write_all(&mut f, &data)
+                .await
+                .map_err(EngineError::io(&path))?;
         }
     }
     Ok(guard)
@@ -228,9 +302,13 @@ pub async fn load(engine: &Arc<Engine>, q: &Query, body: Incoming) -> Resp {
     match result {
         Ok(lines) => {
             let _ = q;
-            let body: Vec<u8> = lines.iter().flat_map(|l| JsonMessage::stream(format!("{l}\n")).to_line()).collect();
+            let body: Vec<u8> = lines
+                .iter()
+                .flat_map(|l| JsonMessage::stream(format!("{l}\n")).to_line())
+                .collect();
             let mut r = hyper::Response::new(super::http::full(body));
-            r.headers_mut().insert("content-type", "application/json".parse().expect("header"));
+            r.headers_mut()
+                .insert("content-type", "application/json".parse().expect("header"));
             r
         }
         Err(e) => error(&e.into()),
@@ -238,7 +316,14 @@ pub async fn load(engine: &Arc<Engine>, q: &Query, body: Incoming) -> Resp {
 }
 
 pub async fn build(engine: &Arc<Engine>, q: &Query, body: Incoming) -> Resp {
-    let mut opts = BuildOptions { dockerfile: q.get("dockerfile").unwrap_or("Dockerfile").to_string(), platform: q.get("platform").filter(|p| !p.is_empty()).map(str::to_string), ..Default::default() };
+    let mut opts = BuildOptions {
+        dockerfile: q.get("dockerfile").unwrap_or("Dockerfile").to_string(),
+        platform: q
+            .get("platform")
+            .filter(|p| !p.is_empty())
+            .map(str::to_string),
+        ..Default::default()
+    };
     for t in q.all("t") {
         match ImageRef::parse(&t) {
             Ok(r) => opts.tags.push(r),
@@ -247,15 +332,29 @@ pub async fn build(engine: &Arc<Engine>, q: &Query, body: Incoming) -> Resp {
     }
     if let Some(args) = q.get("buildargs").filter(|a| !a.is_empty()) {
         match serde_json::from_str::<std::collections::BTreeMap<String, Option<String>>>(args) {
-            Ok(m) => opts.build_args = m.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))).collect(),
-            Err(e) => return error_msg(StatusCode::BAD_REQUEST, format!("invalid buildargs {args:?}: {e}")),
+            Ok(m) => {
+                opts.build_args = m
+                    .into_iter()
+                    .filter_map(|(k, v)| v.map(|v| (k, v)))
+                    .collect()
+            }
+            Err(e) => {
+                return error_msg(
+                    StatusCode::BAD_REQUEST,
+                    format!("invalid buildargs {args:?}: {e}"),
+                )
+            }
         }
     }
     let upload = match spool(engine, body, "context").await {
         Ok(f) => f,
         Err(e) => return error(&e),
     };
-    let ctx_dir = tempfile_path::TempPath(engine.tmp_dir().join(format!("build-{}", rand::random::<u64>())));
+    let ctx_dir = tempfile_path::TempPath(
+        engine
+            .tmp_dir()
+            .join(format!("build-{}", rand::random::<u64>())),
+    );
     let (tx, resp) = stream("application/json");
     let store = engine.images.clone();
     tokio::task::spawn_blocking(move || {
@@ -264,10 +363,15 @@ pub async fn build(engine: &Arc<Engine>, q: &Query, body: Incoming) -> Resp {
         };
         let result = extract_context(&upload.0, &ctx_dir.0, &opts.dockerfile).and_then(|()| {
             drop(upload);
-            crate::image::build::build(&store, &ctx_dir.0, &opts, &mut |s| send(JsonMessage::stream(s)))
+            crate::image::build::build(&store, &ctx_dir.0, &opts, &mut |s| {
+                send(JsonMessage::stream(s))
+            })
         });
         match result {
-            Ok(id) => send(JsonMessage { aux: Some(serde_json::json!({ "ID": id.to_string() })), ..Default::default() }),
+            Ok(id) => send(JsonMessage {
+                aux: Some(serde_json::json!({ "ID": id.to_string() })),
+                ..Default::default()
+            }),
             Err(e) => send(JsonMessage::error(e.to_string())),
         }
     });
@@ -283,22 +387,34 @@ const MAX_CONTEXT_ENTRIES: usize = crate::image::build::MAX_CONTEXT_ENTRIES;
 fn extract_context(tar_path: &Path, dest: &Path, dockerfile: &str) -> Result<(), ImageError> {
     let open = || -> Result<tar::Archive<Box<dyn std::io::Read>>, ImageError> {
         let f = std::fs::File::open(tar_path).map_err(ImageError::io(tar_path))?;
-        Ok(tar::Archive::new(crate::image::layer::decompress(f).map_err(|e| ImageError::Archive(format!("build context: {e}")))?))
+        Ok(tar::Archive::new(
+            crate::image::layer::decompress(f)
+                .map_err(|e| ImageError::Archive(format!("build context: {e}")))?,
+        ))
     };
     let bad = |e: std::io::Error| ImageError::Archive(format!("build context: {e}"));
     let mut ignore_src = String::new();
     for e in open()?.entries().map_err(bad)? {
         let mut e = e.map_err(bad)?;
         if crate::fsutil::clean_abs(&String::from_utf8_lossy(&e.path_bytes())) == "/.dockerignore" {
-            std::io::Read::read_to_string(&mut std::io::Read::take(&mut e, 1 << 20), &mut ignore_src).map_err(bad)?;
+            std::io::Read::read_to_string(
+                &mut std::io::Read::take(&mut e, 1 << 20),
+                &mut ignore_src,
+            )
+            .map_err(bad)?;
         }
     }
     let ignore = Ignore::parse(&ignore_src);
-    let keep_always = ["/.dockerignore".to_string(), crate::fsutil::clean_abs(dockerfile)];
+    let keep_always = [
+        "/.dockerignore".to_string(),
+        crate::fsutil::clean_abs(dockerfile),
+    ];
     std::fs::create_dir_all(dest).map_err(ImageError::io(dest))?;
     for (n, e) in open()?.entries().map_err(bad)?.enumerate() {
         if n >= MAX_CONTEXT_ENTRIES {
-            return Err(ImageError::Archive("build context has too many entries".into()));
+            return Err(ImageError::Archive(
+                "build context has too many entries".into(),
+            ));
         }
         let mut e = e.map_err(bad)?;
         let raw = String::from_utf8_lossy(&e.path_bytes()).into_owned();
@@ -309,8 +425,15 @@ fn extract_context(tar_path: &Path, dest: &Path, dockerfile: &str) -> Result<(),
         if !keep_always.contains(&clean) && ignore.excluded(clean.trim_start_matches('/')) {
             continue;
         }
-        let target = crate::fsutil::join_beneath(dest, &raw).ok_or_else(|| ImageError::HostilePath { context: "build context".into(), path: raw.clone() })?;
-        no_symlink_ancestors(dest, &target).map_err(|_| ImageError::HostilePath { context: "build context (through a symlink)".into(), path: raw.clone() })?;
+        let target =
+            crate::fsutil::join_beneath(dest, &raw).ok_or_else(|| ImageError::HostilePath {
+                context: "build context".into(),
+                path: raw.clone(),
+            })?;
+        no_symlink_ancestors(dest, &target).map_err(|_| ImageError::HostilePath {
+            context: "build context (through a symlink)".into(),
+            path: raw.clone(),
+        })?;
         if let Some(p) = target.parent() {
             std::fs::create_dir_all(p).map_err(ImageError::io(p))?;
         }
@@ -319,7 +442,10 @@ fn extract_context(tar_path: &Path, dest: &Path, dockerfile: &str) -> Result<(),
         match e.header().entry_type() {
             tar::EntryType::Directory => {
                 std::fs::create_dir_all(&target).map_err(ImageError::io(&target))?;
-                let _ = std::fs::set_permissions(&target, std::fs::Permissions::from_mode(mode | 0o700));
+                let _ = std::fs::set_permissions(
+                    &target,
+                    std::fs::Permissions::from_mode(mode | 0o700),
+                );
             }
             tar::EntryType::Regular | tar::EntryType::Continuous => {
                 let mut f = std::fs::File::create(&target).map_err(ImageError::io(&target))?;
@@ -327,19 +453,41 @@ fn extract_context(tar_path: &Path, dest: &Path, dockerfile: &str) -> Result<(),
                 let _ = std::fs::set_permissions(&target, std::fs::Permissions::from_mode(mode));
             }
             tar::EntryType::Symlink => {
-                let link = e.link_name_bytes().map(|b| PathBuf::from(String::from_utf8_lossy(&b).into_owned())).unwrap_or_default();
+                let link = e
+                    .link_name_bytes()
+                    .map(|b| PathBuf::from(String::from_utf8_lossy(&b).into_owned()))
+                    .unwrap_or_default();
                 let _ = std::fs::remove_file(&target);
                 std::os::unix::fs::symlink(&link, &target).map_err(ImageError::io(&target))?;
             }
             tar::EntryType::Link => {
-                let src_raw = e.link_name_bytes().map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
-                let src = crate::fsutil::join_beneath(dest, &src_raw).ok_or_else(|| ImageError::HostilePath { context: "build context hard link".into(), path: src_raw.clone() })?;
-                no_symlink_ancestors(dest, &src).map_err(|_| ImageError::HostilePath { context: "build context hard link".into(), path: src_raw.clone() })?;
-                if std::fs::symlink_metadata(&src).map(|m| m.is_file()).unwrap_or(false) {
+                let src_raw = e
+                    .link_name_bytes()
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+                    .unwrap_or_default();
+                let src = crate::fsutil::join_beneath(dest, &src_raw).ok_or_else(|| {
+                    ImageError::HostilePath {
+                        context: "build context hard link".into(),
+                        path: src_raw.clone(),
+                    }
+                })?;
+                no_symlink_ancestors(dest, &src).map_err(|_| ImageError::HostilePath {
+                    context: "build context hard link".into(),
+                    path: src_raw.clone(),
+                })?;
+                if std::fs::symlink_metadata(&src)
+                    .map(|m| m.is_file())
+                    .unwrap_or(false)
+                {
                     std::fs::copy(&src, &target).map_err(ImageError::io(&target))?;
                 }
             }
-            other => return Err(ImageError::HostilePath { context: format!("build context ({other:?} entries are not allowed)"), path: raw }),
+            other => {
+                return Err(ImageError::HostilePath {
+                    context: format!("build context ({other:?} entries are not allowed)"),
+                    path: raw,
+                })
+            }
         }
     }
     Ok(())
@@ -360,4 +508,3 @@ fn no_symlink_ancestors(root: &Path, path: &Path) -> Result<(), ()> {
     }
     Ok(())
 }
-

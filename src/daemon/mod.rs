@@ -30,7 +30,10 @@ pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
     }
     if path.exists() {
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            return Err(std::io::Error::new(std::io::ErrorKind::AddrInUse, format!("another daemon is serving {}", path.display())));
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                format!("another daemon is serving {}", path.display()),
+            ));
         }
         std::fs::remove_file(path)?;
     }
@@ -47,7 +50,11 @@ pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
 }
 
 /// Serve until `shutdown` resolves.
-pub async fn serve(engine: Arc<Engine>, listener: UnixListener, shutdown: impl Future<Output = ()>) {
+pub async fn serve(
+    engine: Arc<Engine>,
+    listener: UnixListener,
+    shutdown: impl Future<Output = ()>,
+) {
     tokio::pin!(shutdown);
     loop {
         let stream = tokio::select! {
@@ -66,7 +73,9 @@ pub async fn serve(engine: Arc<Engine>, listener: UnixListener, shutdown: impl F
                 let engine = engine.clone();
                 async move { Ok::<_, std::convert::Infallible>(route(engine, req).await) }
             });
-            let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).with_upgrades();
+            let conn = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc)
+                .with_upgrades();
             if let Err(e) = conn.await {
                 tracing::debug!("connection: {e}");
             }
@@ -77,8 +86,16 @@ pub async fn serve(engine: Arc<Engine>, listener: UnixListener, shutdown: impl F
 async fn route(engine: Arc<Engine>, req: Request<Incoming>) -> Resp {
     let mut resp = dispatch(engine, req).await;
     let h = resp.headers_mut();
-    h.insert("api-version", crate::api::API_VERSION.parse().expect("header"));
-    h.insert("server", format!("Ketch/{} (linux)", crate::api::ENGINE_VERSION).parse().expect("header"));
+    h.insert(
+        "api-version",
+        crate::api::API_VERSION.parse().expect("header"),
+    );
+    h.insert(
+        "server",
+        format!("Ketch/{} (linux)", crate::api::ENGINE_VERSION)
+            .parse()
+            .expect("header"),
+    );
     h.insert("ostype", "linux".parse().expect("header"));
     h.insert("docker-experimental", "false".parse().expect("header"));
     resp
@@ -87,7 +104,10 @@ async fn route(engine: Arc<Engine>, req: Request<Incoming>) -> Resp {
 async fn dispatch(engine: Arc<Engine>, req: Request<Incoming>) -> Resp {
     let raw_path = req.uri().path().to_string();
     let Some((path, _version)) = crate::api::strip_version(&raw_path) else {
-        return error_msg(StatusCode::BAD_REQUEST, format!("malformed API version in {raw_path}"));
+        return error_msg(
+            StatusCode::BAD_REQUEST,
+            format!("malformed API version in {raw_path}"),
+        );
     };
     let path = percent_decode_str(path).decode_utf8_lossy().into_owned();
     let q = http::Query::parse(req.uri().query());
@@ -101,9 +121,15 @@ async fn dispatch(engine: Arc<Engine>, req: Request<Incoming>) -> Resp {
             (&Method::GET, "json") => return images::list(&engine, &q).await,
             (&Method::GET, "get") => return images::save(&engine, &q).await,
             (&Method::POST, "load") => return images::load(&engine, &q, req.into_body()).await,
-            (&Method::GET, r) if r.ends_with("/json") => return images::inspect(&engine, &r[..r.len() - 5]).await,
-            (&Method::GET, r) if r.ends_with("/get") => return images::save_one(&engine, &r[..r.len() - 4]).await,
-            (&Method::POST, r) if r.ends_with("/tag") => return images::tag(&engine, &r[..r.len() - 4], &q).await,
+            (&Method::GET, r) if r.ends_with("/json") => {
+                return images::inspect(&engine, &r[..r.len() - 5]).await
+            }
+            (&Method::GET, r) if r.ends_with("/get") => {
+                return images::save_one(&engine, &r[..r.len() - 4]).await
+            }
+            (&Method::POST, r) if r.ends_with("/tag") => {
+                return images::tag(&engine, &r[..r.len() - 4], &q).await
+            }
             (&Method::DELETE, r) => return images::remove(&engine, r, &q).await,
             _ => {}
         }
@@ -113,14 +139,23 @@ async fn dispatch(engine: Arc<Engine>, req: Request<Incoming>) -> Resp {
         (&Method::GET, ["version"]) => system::version(),
         (&Method::GET, ["info"]) => system::info(&engine),
         (&Method::POST, ["build"]) => images::build(&engine, &q, req.into_body()).await,
-        (&Method::POST, ["containers", "create"]) => containers::create(&engine, &q, req.into_body()).await,
+        (&Method::POST, ["containers", "create"]) => {
+            containers::create(&engine, &q, req.into_body()).await
+        }
         (&Method::GET, ["containers", "json"]) => containers::list(&engine, &q),
         (&Method::GET, ["containers", id, "json"]) => containers::inspect(&engine, id),
         (&Method::GET, ["containers", id, "logs"]) => containers::logs(&engine, id, &q).await,
-        (&Method::POST, ["containers", id, "attach"]) => containers::attach(&engine, id, &q, req).await,
+        (&Method::POST, ["containers", id, "attach"]) => {
+            containers::attach(&engine, id, &q, req).await
+        }
         (&Method::POST, ["containers", id, "wait"]) => containers::wait(&engine, id, &q),
-        (&Method::POST, ["containers", id, action]) => containers::action(&engine, id, action, &q).await,
+        (&Method::POST, ["containers", id, action]) => {
+            containers::action(&engine, id, action, &q).await
+        }
         (&Method::DELETE, ["containers", id]) => containers::remove(&engine, id, &q).await,
-        _ => error_msg(StatusCode::NOT_FOUND, format!("page not found: {method} {path}")),
+        _ => error_msg(
+            StatusCode::NOT_FOUND,
+            format!("page not found: {method} {path}"),
+        ),
     }
 }

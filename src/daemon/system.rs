@@ -9,11 +9,23 @@ use hyper::{Method, Response, StatusCode};
 use std::collections::BTreeMap;
 
 pub fn ping(method: &Method) -> Resp {
-    let body = if method == Method::HEAD { full("") } else { full("OK") };
+    let body = if method == Method::HEAD {
+        full("")
+    } else {
+        full("OK")
+    };
     let mut r = Response::new(body);
     let h = r.headers_mut();
-    h.insert("content-type", "text/plain; charset=utf-8".parse().expect("header"));
-    h.insert("cache-control", "no-cache, no-store, must-revalidate".parse().expect("header"));
+    h.insert(
+        "content-type",
+        "text/plain; charset=utf-8".parse().expect("header"),
+    );
+    h.insert(
+        "cache-control",
+        "no-cache, no-store, must-revalidate"
+            .parse()
+            .expect("header"),
+    );
     h.insert("pragma", "no-cache".parse().expect("header"));
     r
 }
@@ -27,7 +39,9 @@ fn arch() -> &'static str {
 }
 
 fn kernel() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_default()
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
 }
 
 pub fn version() -> Resp {
@@ -41,8 +55,15 @@ pub fn version() -> Resp {
     json(
         StatusCode::OK,
         &VersionResponse {
-            platform: BTreeMap::from([("Name".to_string(), format!("Ketch Engine {ENGINE_VERSION}"))]),
-            components: vec![ComponentVersion { name: "Engine".into(), version: ENGINE_VERSION.into(), details }],
+            platform: BTreeMap::from([(
+                "Name".to_string(),
+                format!("Ketch Engine {ENGINE_VERSION}"),
+            )]),
+            components: vec![ComponentVersion {
+                name: "Engine".into(),
+                version: ENGINE_VERSION.into(),
+                details,
+            }],
             version: ENGINE_VERSION.into(),
             api_version: API_VERSION.into(),
             min_api_version: MIN_API_VERSION.into(),
@@ -60,10 +81,17 @@ pub fn info(engine: &Engine) -> Resp {
     let cs = engine.list();
     let count = |s: Status| cs.iter().filter(|c| c.status() == s).count();
     let images = engine.images.list().map(|v| v.len()).unwrap_or(0);
-    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_default();
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
     let mem_total = std::fs::read_to_string("/proc/meminfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("MemTotal:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|k| k.parse::<i64>().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|k| k.parse::<i64>().ok())
+        })
         .unwrap_or(0)
         * 1024;
     json(

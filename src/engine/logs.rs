@@ -18,7 +18,11 @@ const BROADCAST_CAPACITY: usize = 4096;
 
 #[derive(Clone, Debug)]
 pub enum LogEvent {
-    Output { stream: StdStream, data: Bytes, time: DateTime<Utc> },
+    Output {
+        stream: StdStream,
+        data: Bytes,
+        time: DateTime<Utc>,
+    },
     /// The current run of the container ended.
     Exit,
 }
@@ -39,7 +43,11 @@ pub struct Log {
 impl Log {
     pub fn open(path: &Path) -> Self {
         let (tx, _) = broadcast::channel(BROADCAST_CAPACITY);
-        Log { path: path.to_path_buf(), file: Mutex::new(None), tx }
+        Log {
+            path: path.to_path_buf(),
+            file: Mutex::new(None),
+            tx,
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -67,7 +75,11 @@ impl Log {
     fn append(&self, stream: StdStream, data: &[u8]) {
         let mut g = self.file.lock().unwrap_or_else(|e| e.into_inner());
         if g.is_none() {
-            match OpenOptions::new().create(true).append(true).open(&self.path) {
+            match OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)
+            {
                 Ok(f) => *g = Some(f),
                 Err(e) => tracing::warn!("cannot open log {}: {e}", self.path.display()),
             }
@@ -75,7 +87,11 @@ impl Log {
         let time = Utc::now();
         let mut buf = Vec::with_capacity(data.len() + 64);
         for piece in data.split_inclusive(|&b| b == b'\n') {
-            let line = Line { log: String::from_utf8_lossy(piece).into_owned(), stream, time };
+            let line = Line {
+                log: String::from_utf8_lossy(piece).into_owned(),
+                stream,
+                time,
+            };
             serde_json::to_writer(&mut buf, &line).expect("log line serialises");
             buf.push(b'\n');
         }
@@ -84,7 +100,11 @@ impl Log {
                 tracing::warn!("cannot write log {}: {e}", self.path.display());
             }
         }
-        let _ = self.tx.send(LogEvent::Output { stream, data: Bytes::copy_from_slice(data), time });
+        let _ = self.tx.send(LogEvent::Output {
+            stream,
+            data: Bytes::copy_from_slice(data),
+            time,
+        });
     }
 }
 
@@ -114,7 +134,11 @@ pub fn read_entries(path: &Path, end: u64) -> std::io::Result<Vec<Entry>> {
     for line in r.lines() {
         let line = line?;
         if let Ok(l) = serde_json::from_str::<Line>(&line) {
-            out.push(Entry { stream: l.stream, data: Bytes::from(l.log), time: l.time });
+            out.push(Entry {
+                stream: l.stream,
+                data: Bytes::from(l.log),
+                time: l.time,
+            });
         }
     }
     Ok(out)

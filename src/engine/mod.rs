@@ -152,7 +152,8 @@ impl Engine {
         let tmp = root.join("tmp");
         if let Ok(rd) = std::fs::read_dir(&tmp) {
             for e in rd.flatten() {
-                let _ = std::fs::remove_dir_all(e.path()).or_else(|_| std::fs::remove_file(e.path()));
+                let _ =
+                    std::fs::remove_dir_all(e.path()).or_else(|_| std::fs::remove_file(e.path()));
             }
         }
         let images = Arc::new(ImageStore::open(&root.join("image"))?);
@@ -181,18 +182,30 @@ impl Engine {
     async fn reconcile(self: &Arc<Self>) -> Result<(), EngineError> {
         let dir = self.root.join("containers");
         let mut to_restart = Vec::new();
-        for e in std::fs::read_dir(&dir).map_err(EngineError::io(&dir))?.flatten() {
+        for e in std::fs::read_dir(&dir)
+            .map_err(EngineError::io(&dir))?
+            .flatten()
+        {
             let path = e.path().join("container.json");
-            let rec: Record = match std::fs::read(&path).map_err(|e| e.to_string()).and_then(|d| serde_json::from_slice(&d).map_err(|e| e.to_string())) {
+            let rec: Record = match std::fs::read(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|d| serde_json::from_slice(&d).map_err(|e| e.to_string()))
+            {
                 Ok(r) => r,
                 Err(err) => {
-                    tracing::warn!("ignoring unreadable container record {}: {err}", path.display());
+                    tracing::warn!(
+                        "ignoring unreadable container record {}: {err}",
+                        path.display()
+                    );
                     continue;
                 }
             };
             let c = self.register(rec, e.path());
             let rec = c.record();
-            let was_alive = matches!(rec.state.status, Status::Running | Status::Paused | Status::Restarting);
+            let was_alive = matches!(
+                rec.state.status,
+                Status::Running | Status::Paused | Status::Restarting
+            );
             if was_alive {
                 c.update(|r| {
                     r.state.status = Status::Exited;
@@ -206,7 +219,11 @@ impl Engine {
                 continue;
             }
             let rec = c.record();
-            if rec.restart_policy().restart_on_daemon_start(rec.state.exit_code, was_alive, rec.state.manually_stopped) {
+            if rec.restart_policy().restart_on_daemon_start(
+                rec.state.exit_code,
+                was_alive,
+                rec.state.manually_stopped,
+            ) {
                 to_restart.push(c);
             }
         }
@@ -255,11 +272,19 @@ impl Engine {
             }
         }
         if !key.is_empty() && key.bytes().all(|b| b.is_ascii_hexdigit()) {
-            let hits: Vec<&Arc<Container>> = t.by_id.values().filter(|c| c.id.as_str().starts_with(key)).collect();
+            let hits: Vec<&Arc<Container>> = t
+                .by_id
+                .values()
+                .filter(|c| c.id.as_str().starts_with(key))
+                .collect();
             match hits.len() {
                 1 => return Ok(hits[0].clone()),
                 0 => {}
-                _ => return Err(EngineError::InvalidArgument(format!("multiple containers match the id prefix {key}"))),
+                _ => {
+                    return Err(EngineError::InvalidArgument(format!(
+                        "multiple containers match the id prefix {key}"
+                    )))
+                }
             }
         }
         Err(EngineError::no_such_container(name))
@@ -273,32 +298,47 @@ impl Engine {
     }
 
     /// `POST /containers/create`.
-    pub async fn create(self: &Arc<Self>, name: Option<&str>, req: ContainerCreateRequest) -> Result<Record, EngineError> {
+    pub async fn create(
+        self: &Arc<Self>,
+        name: Option<&str>,
+        req: ContainerCreateRequest,
+    ) -> Result<Record, EngineError> {
         let host_config = req.host_config.unwrap_or_default();
         validate_host_config(&host_config)?;
         let name = match name.filter(|n| !n.is_empty()) {
             Some(n) => {
                 let n = n.strip_prefix('/').unwrap_or(n);
                 if !ids::valid_container_name(n) {
-                    return Err(EngineError::InvalidArgument(format!("Invalid container name ({n}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")));
+                    return Err(EngineError::InvalidArgument(format!(
+                        "Invalid container name ({n}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+                    )));
                 }
                 n.to_string()
             }
             None => self.unused_name(),
         };
         if req.config.image.is_empty() {
-            return Err(EngineError::InvalidArgument("no image given in the create request".into()));
+            return Err(EngineError::InvalidArgument(
+                "no image given in the create request".into(),
+            ));
         }
         let images = self.images.clone();
         let image_name = req.config.image.clone();
-        let img = tokio::task::spawn_blocking(move || images.resolve(&image_name)).await.expect("resolve task")?;
+        let img = tokio::task::spawn_blocking(move || images.resolve(&image_name))
+            .await
+            .expect("resolve task")?;
         let config = merge_config(&img, req.config);
         let mut argv: Vec<String> = config.entrypoint.clone().unwrap_or_default();
         argv.extend(config.cmd.clone().unwrap_or_default());
         if argv.is_empty() || argv[0].is_empty() {
-            return Err(EngineError::InvalidArgument(format!("no command specified: image {} has no ENTRYPOINT or CMD and none was given", config.image)));
+            return Err(EngineError::InvalidArgument(format!(
+                "no command specified: image {} has no ENTRYPOINT or CMD and none was given",
+                config.image
+            )));
         }
-        let platform = self.prepare_program(&img, &argv[0], &config.working_dir).await?;
+        let platform = self
+            .prepare_program(&img, &argv[0], &config.working_dir)
+            .await?;
         let id = ContainerId::random();
         let rec = Record {
             id: id.clone(),
@@ -325,11 +365,19 @@ impl Engine {
             }
             t.names.insert(name.clone(), id.clone());
             drop(t);
-            let write = std::fs::create_dir_all(&dir)
-                .and_then(|()| fsutil::write_atomic(&dir.join("container.json"), &serde_json::to_vec_pretty(&rec).expect("record serialises")));
+            let write = std::fs::create_dir_all(&dir).and_then(|()| {
+                fsutil::write_atomic(
+                    &dir.join("container.json"),
+                    &serde_json::to_vec_pretty(&rec).expect("record serialises"),
+                )
+            });
             if let Err(e) = write {
                 let _ = std::fs::remove_dir_all(&dir);
-                self.containers.write().unwrap_or_else(|e| e.into_inner()).names.remove(&name);
+                self.containers
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .names
+                    .remove(&name);
                 return Err(EngineError::io(&dir)(e));
             }
         }
@@ -353,10 +401,27 @@ impl Engine {
 
     /// Decide the backend for an image and make its program ready.
     /// Returns the platform string to record.
-    async fn prepare_program(&self, img: &Image, entry: &str, workdir: &str) -> Result<String, EngineError> {
-        let path = if entry.starts_with('/') { fsutil::clean_abs(entry) } else { fsutil::clean_abs(&format!("{}/{entry}", if workdir.is_empty() { "/" } else { workdir })) };
+    async fn prepare_program(
+        &self,
+        img: &Image,
+        entry: &str,
+        workdir: &str,
+    ) -> Result<String, EngineError> {
+        let path = if entry.starts_with('/') {
+            fsutil::clean_abs(entry)
+        } else {
+            fsutil::clean_abs(&format!(
+                "{}/{entry}",
+                if workdir.is_empty() { "/" } else { workdir }
+            ))
+        };
         let key = (img.id.clone(), path.clone());
-        let known = self.modules.lock().unwrap_or_else(|e| e.into_inner()).get(&key).cloned();
+        let known = self
+            .modules
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            .cloned();
         #[cfg(feature = "wasm")]
         if let Some(d) = &known {
             if self.wasm.is_prepared(d) {
@@ -367,11 +432,21 @@ impl Engine {
         let images = self.images.clone();
         let manifest = img.manifest.clone();
         let p = path.clone();
-        let bytes = tokio::task::spawn_blocking(move || crate::image::layer::read_image_file(&images, &manifest, &p)).await.expect("read task")?;
-        let image_name = img.refs.first().map(|r| r.familiar()).unwrap_or_else(|| img.id.to_string());
+        let bytes = tokio::task::spawn_blocking(move || {
+            crate::image::layer::read_image_file(&images, &manifest, &p)
+        })
+        .await
+        .expect("read task")?;
+        let image_name = img
+            .refs
+            .first()
+            .map(|r| r.familiar())
+            .unwrap_or_else(|| img.id.to_string());
         let Some(bytes) = bytes else {
             if img.is_wasi_platform() {
-                return Err(EngineError::InvalidArgument(format!("image {image_name}: entrypoint {path} not found in the image")));
+                return Err(EngineError::InvalidArgument(format!(
+                    "image {image_name}: entrypoint {path} not found in the image"
+                )));
             }
             return Err(self.no_backend(&image_name));
         };
@@ -380,8 +455,14 @@ impl Engine {
             let digest = Digest::of(&bytes);
             let wasm = self.wasm.clone();
             let (d, name) = (digest.clone(), format!("{path} in image {image_name}"));
-            tokio::task::spawn_blocking(move || wasm.prepare(&name, &d, &bytes)).await.expect("compile task").map_err(|e| EngineError::InvalidArgument(e.to_string()))?;
-            self.modules.lock().unwrap_or_else(|e| e.into_inner()).insert(key, digest);
+            tokio::task::spawn_blocking(move || wasm.prepare(&name, &d, &bytes))
+                .await
+                .expect("compile task")
+                .map_err(|e| EngineError::InvalidArgument(e.to_string()))?;
+            self.modules
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(key, digest);
             return Ok("wasi/wasm".into());
         }
         let _ = bytes;
@@ -389,19 +470,33 @@ impl Engine {
     }
 
     fn no_backend(&self, image: &str) -> EngineError {
-        EngineError::InvalidArgument(format!("image {image} is not a Wasm image, and this ketchd has no Linux container backend"))
+        EngineError::InvalidArgument(format!(
+            "image {image} is not a Wasm image, and this ketchd has no Linux container backend"
+        ))
     }
 
     fn backend_for(&self, rec: &Record) -> Result<(Arc<dyn Backend>, Program), EngineError> {
         #[cfg(feature = "wasm")]
         if rec.platform == "wasi/wasm" {
-            let path = fsutil::clean_abs(&if rec.path.starts_with('/') { rec.path.clone() } else { format!("{}/{}", rec.config.working_dir, rec.path) });
+            let path = fsutil::clean_abs(&if rec.path.starts_with('/') {
+                rec.path.clone()
+            } else {
+                format!("{}/{}", rec.config.working_dir, rec.path)
+            });
             let key = (rec.image_id.clone(), path);
-            let module = self.modules.lock().unwrap_or_else(|e| e.into_inner()).get(&key).cloned();
+            let module = self
+                .modules
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&key)
+                .cloned();
             if let Some(module) = module.filter(|m| self.wasm.is_prepared(m)) {
                 return Ok((self.wasm.clone(), Program::Wasm { module }));
             }
-            return Err(EngineError::InvalidArgument(format!("container {}: its module is not prepared", rec.name)));
+            return Err(EngineError::InvalidArgument(format!(
+                "container {}: its module is not prepared",
+                rec.name
+            )));
         }
         Err(self.no_backend(&rec.image))
     }
@@ -410,12 +505,18 @@ impl Engine {
     pub async fn start(self: &Arc<Self>, name: &str) -> Result<(), EngineError> {
         let c = self.lookup(name)?;
         let _op = c.op.lock().await;
-        c.status().can_start().map_err(|e| c.transition_error("start", e))?;
+        c.status()
+            .can_start()
+            .map_err(|e| c.transition_error("start", e))?;
         c.update(|r| r.state.manually_stopped = false)?;
         self.start_container(&c).await
     }
 
-    fn start_container_owned(self: Arc<Self>, c: Arc<Container>) -> impl std::future::Future<Output = Result<(), EngineError>> + Send {
+    #[allow(clippy::manual_async_fn)] // the explicit `+ Send` breaks the future cycle
+    fn start_container_owned(
+        self: Arc<Self>,
+        c: Arc<Container>,
+    ) -> impl std::future::Future<Output = Result<(), EngineError>> + Send {
         async move { self.start_container(&c).await }
     }
 
@@ -426,21 +527,38 @@ impl Engine {
         if rec.platform == "wasi/wasm" {
             let images = self.images.clone();
             let image_id = rec.image_id.to_string();
-            match tokio::task::spawn_blocking(move || images.resolve(&image_id)).await.expect("resolve task") {
+            match tokio::task::spawn_blocking(move || images.resolve(&image_id))
+                .await
+                .expect("resolve task")
+            {
                 Ok(img) => {
-                    self.prepare_program(&img, &rec.path, &rec.config.working_dir).await?;
+                    self.prepare_program(&img, &rec.path, &rec.config.working_dir)
+                        .await?;
                 }
-                Err(e) => return Err(EngineError::Conflict(format!("cannot start container {}: its image is gone: {e}", rec.name))),
+                Err(e) => {
+                    return Err(EngineError::Conflict(format!(
+                        "cannot start container {}: its image is gone: {e}",
+                        rec.name
+                    )))
+                }
             }
         }
         let (backend, program) = self.backend_for(&rec)?;
         let stdin = if rec.config.open_stdin {
-            let guest = c.stdin_guest.lock().unwrap_or_else(|e| e.into_inner()).take();
+            let guest = c
+                .stdin_guest
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
             let guest = match guest {
                 Some(g) => g,
                 None => {
                     c.fresh_stdin();
-                    c.stdin_guest.lock().unwrap_or_else(|e| e.into_inner()).take().expect("fresh stdin")
+                    c.stdin_guest
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .take()
+                        .expect("fresh stdin")
                 }
             };
             Some(Box::pin(guest) as crate::runtime::Stdin)
@@ -471,18 +589,30 @@ impl Engine {
         let engine = self.clone();
         let c2 = c.clone();
         tokio::spawn(async move {
-            let status = started.exit.await.unwrap_or(ExitStatus { code: crate::runtime::EXIT_KILLED, error: Some("instance task vanished".into()), oom_killed: false });
+            let status = started.exit.await.unwrap_or(ExitStatus {
+                code: crate::runtime::EXIT_KILLED,
+                error: Some("instance task vanished".into()),
+                oom_killed: false,
+            });
             engine.on_exit(&c2, status, started_at).await;
         });
         Ok(())
     }
 
-    async fn on_exit(self: &Arc<Self>, c: &Arc<Container>, status: ExitStatus, started_at: chrono::DateTime<Utc>) {
+    async fn on_exit(
+        self: &Arc<Self>,
+        c: &Arc<Container>,
+        status: ExitStatus,
+        started_at: chrono::DateTime<Utc>,
+    ) {
         *c.control.lock().unwrap_or_else(|e| e.into_inner()) = None;
         c.fresh_stdin();
         if let Some(err) = &status.error {
             use crate::runtime::OutputSink;
-            c.log.write(crate::api::stream::StdStream::Stderr, format!("{err}\n").as_bytes());
+            c.log.write(
+                crate::api::stream::StdStream::Stderr,
+                format!("{err}\n").as_bytes(),
+            );
         }
         let rec = match c.update(|r| {
             r.state.status = Status::Exited;
@@ -506,11 +636,19 @@ impl Engine {
             return;
         }
         let policy = rec.restart_policy();
-        if !policy.should_restart(status.code, rec.state.restart_count, rec.state.manually_stopped) {
+        if !policy.should_restart(
+            status.code,
+            rec.state.restart_count,
+            rec.state.manually_stopped,
+        ) {
             return;
         }
         let ran = (Utc::now() - started_at).to_std().unwrap_or_default();
-        let n = if ran > RESTART_BACKOFF_RESET { 0 } else { rec.state.restart_count.min(16) };
+        let n = if ran > RESTART_BACKOFF_RESET {
+            0
+        } else {
+            rec.state.restart_count.min(16)
+        };
         let delay = (RESTART_BACKOFF_START * 2u32.pow(n)).min(RESTART_BACKOFF_MAX);
         if c.update(|r| r.state.status = Status::Restarting).is_err() {
             return;
@@ -525,7 +663,9 @@ impl Engine {
             }
             let _ = c.update(|r| r.state.restart_count += 1);
             // Boxed: start -> exit -> restart -> start is a cycle of futures.
-            let restart: std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), EngineError>> + Send>> = Box::pin(engine.start_container_owned(c.clone()));
+            let restart: std::pin::Pin<
+                Box<dyn std::future::Future<Output = Result<(), EngineError>> + Send>,
+            > = Box::pin(engine.start_container_owned(c.clone()));
             if let Err(e) = restart.await {
                 tracing::warn!("restart of container {} failed: {e}", c.name());
                 let _ = c.update(|r| {
@@ -552,15 +692,26 @@ impl Engine {
 
     /// `POST /containers/{id}/stop`: close stdin, wait `timeout`, then kill.
     /// A Wasm guest has no signals; stdin EOF is its cue to finish.
-    pub async fn stop(self: &Arc<Self>, name: &str, timeout: Option<i64>) -> Result<(), EngineError> {
+    pub async fn stop(
+        self: &Arc<Self>,
+        name: &str,
+        timeout: Option<i64>,
+    ) -> Result<(), EngineError> {
         let c = self.lookup(name)?;
         let _op = c.op.lock().await;
         self.stop_locked(&c, timeout).await
     }
 
-    async fn stop_locked(&self, c: &Arc<Container>, timeout: Option<i64>) -> Result<(), EngineError> {
+    async fn stop_locked(
+        &self,
+        c: &Arc<Container>,
+        timeout: Option<i64>,
+    ) -> Result<(), EngineError> {
         let rec = c.record();
-        rec.state.status.can_stop().map_err(|e| c.transition_error("stop", e))?;
+        rec.state
+            .status
+            .can_stop()
+            .map_err(|e| c.transition_error("stop", e))?;
         c.update(|r| r.state.manually_stopped = true)?;
         if rec.state.status == Status::Restarting {
             c.update(|r| r.state.status = Status::Exited)?;
@@ -571,7 +722,10 @@ impl Engine {
         if let Some(ctl) = self.control(c) {
             ctl.resume();
             drop(c.take_stdin());
-            if secs != 0 && Self::wait_exit_after(c, seen, Some(Duration::from_secs(secs.max(0) as u64))).await {
+            if secs != 0
+                && Self::wait_exit_after(c, seen, Some(Duration::from_secs(secs.max(0) as u64)))
+                    .await
+            {
                 return Ok(());
             }
             ctl.kill();
@@ -581,7 +735,11 @@ impl Engine {
     }
 
     /// `POST /containers/{id}/kill`.
-    pub async fn kill(self: &Arc<Self>, name: &str, signal: Option<&str>) -> Result<(), EngineError> {
+    pub async fn kill(
+        self: &Arc<Self>,
+        name: &str,
+        signal: Option<&str>,
+    ) -> Result<(), EngineError> {
         let c = self.lookup(name)?;
         if let Some(s) = signal.filter(|s| !s.is_empty()) {
             let s = s.trim_start_matches("SIG").to_ascii_uppercase();
@@ -590,7 +748,9 @@ impl Engine {
             }
         }
         let status = c.status();
-        status.can_kill().map_err(|e| c.transition_error("kill", e))?;
+        status
+            .can_kill()
+            .map_err(|e| c.transition_error("kill", e))?;
         c.update(|r| r.state.manually_stopped = true)?;
         if status == Status::Restarting {
             c.update(|r| r.state.status = Status::Exited)?;
@@ -607,8 +767,12 @@ impl Engine {
     pub async fn pause(self: &Arc<Self>, name: &str) -> Result<(), EngineError> {
         let c = self.lookup(name)?;
         let _op = c.op.lock().await;
-        c.status().can_pause().map_err(|e| c.transition_error("pause", e))?;
-        let ctl = self.control(&c).ok_or_else(|| c.transition_error("pause", TransitionError::NotRunning))?;
+        c.status()
+            .can_pause()
+            .map_err(|e| c.transition_error("pause", e))?;
+        let ctl = self
+            .control(&c)
+            .ok_or_else(|| c.transition_error("pause", TransitionError::NotRunning))?;
         ctl.pause();
         c.update(|r| r.state.status = Status::Paused)?;
         Ok(())
@@ -617,7 +781,9 @@ impl Engine {
     pub async fn unpause(self: &Arc<Self>, name: &str) -> Result<(), EngineError> {
         let c = self.lookup(name)?;
         let _op = c.op.lock().await;
-        c.status().can_unpause().map_err(|e| c.transition_error("unpause", e))?;
+        c.status()
+            .can_unpause()
+            .map_err(|e| c.transition_error("unpause", e))?;
         if let Some(ctl) = self.control(&c) {
             ctl.resume();
         }
@@ -629,13 +795,19 @@ impl Engine {
         Ok(())
     }
 
-    pub async fn restart(self: &Arc<Self>, name: &str, timeout: Option<i64>) -> Result<(), EngineError> {
+    pub async fn restart(
+        self: &Arc<Self>,
+        name: &str,
+        timeout: Option<i64>,
+    ) -> Result<(), EngineError> {
         let c = self.lookup(name)?;
         let _op = c.op.lock().await;
         if c.status().can_stop().is_ok() {
             self.stop_locked(&c, timeout).await?;
         }
-        c.status().can_start().map_err(|e| c.transition_error("restart", e))?;
+        c.status()
+            .can_start()
+            .map_err(|e| c.transition_error("restart", e))?;
         c.update(|r| r.state.manually_stopped = false)?;
         self.start_container(&c).await
     }
@@ -645,7 +817,9 @@ impl Engine {
         let c = self.lookup(name)?;
         let _op = c.op.lock().await;
         let status = c.status();
-        status.can_remove(force).map_err(|e| c.transition_error("remove", e))?;
+        status
+            .can_remove(force)
+            .map_err(|e| c.transition_error("remove", e))?;
         if status.is_alive() || status == Status::Restarting {
             c.update(|r| {
                 r.state.manually_stopped = true;
@@ -677,7 +851,14 @@ impl Engine {
 
     /// `POST /containers/{id}/wait`: resolves to the exit code. Subscribes
     /// before returning, so a caller may start the container afterwards.
-    pub fn wait(self: &Arc<Self>, name: &str, cond: WaitCondition) -> Result<impl std::future::Future<Output = (i64, Option<String>)> + Send + 'static, EngineError> {
+    pub fn wait(
+        self: &Arc<Self>,
+        name: &str,
+        cond: WaitCondition,
+    ) -> Result<
+        impl std::future::Future<Output = (i64, Option<String>)> + Send + 'static,
+        EngineError,
+    > {
         let c = self.lookup(name)?;
         let mut exits = c.exits.subscribe();
         let mut removed = c.removed.subscribe();
@@ -686,10 +867,15 @@ impl Engine {
         Ok(async move {
             let result = |c: &Container| {
                 let r = c.record();
-                (r.state.exit_code, Some(r.state.error).filter(|e| !e.is_empty()))
+                (
+                    r.state.exit_code,
+                    Some(r.state.error).filter(|e| !e.is_empty()),
+                )
             };
             match cond {
-                WaitCondition::NotRunning if !status.is_alive() && status != Status::Restarting => return result(&c),
+                WaitCondition::NotRunning if !status.is_alive() && status != Status::Restarting => {
+                    return result(&c)
+                }
                 WaitCondition::NotRunning | WaitCondition::NextExit => {
                     let _ = exits.wait_for(|n| *n > seen).await;
                 }
@@ -703,23 +889,41 @@ impl Engine {
 
     /// Containers using this image (for `rmi` conflicts).
     pub fn containers_using(&self, image_id: &Digest) -> Vec<Arc<Container>> {
-        self.list().into_iter().filter(|c| &c.record().image_id == image_id).collect()
+        self.list()
+            .into_iter()
+            .filter(|c| &c.record().image_id == image_id)
+            .collect()
     }
 }
 
 fn validate_host_config(hc: &HostConfig) -> Result<(), EngineError> {
     if hc.memory < 0 {
-        return Err(EngineError::InvalidArgument(format!("invalid memory limit {}", hc.memory)));
+        return Err(EngineError::InvalidArgument(format!(
+            "invalid memory limit {}",
+            hc.memory
+        )));
     }
     if hc.memory > 0 && hc.memory < 64 * 1024 {
-        return Err(EngineError::InvalidArgument("minimum memory limit allowed is 64KiB (one Wasm page)".into()));
+        return Err(EngineError::InvalidArgument(
+            "minimum memory limit allowed is 64KiB (one Wasm page)".into(),
+        ));
     }
-    let policy = RestartPolicy::from_api(&hc.restart_policy.name, hc.restart_policy.maximum_retry_count).map_err(EngineError::InvalidArgument)?;
+    let policy = RestartPolicy::from_api(
+        &hc.restart_policy.name,
+        hc.restart_policy.maximum_retry_count,
+    )
+    .map_err(EngineError::InvalidArgument)?;
     if hc.auto_remove && policy != RestartPolicy::No {
-        return Err(EngineError::InvalidArgument("conflicting options: cannot specify both --restart and --rm".into()));
+        return Err(EngineError::InvalidArgument(
+            "conflicting options: cannot specify both --restart and --rm".into(),
+        ));
     }
-    if hc.restart_policy.maximum_retry_count != 0 && !matches!(policy, RestartPolicy::OnFailure { .. }) {
-        return Err(EngineError::InvalidArgument("maximum retry count cannot be used with restart policy other than on-failure".into()));
+    if hc.restart_policy.maximum_retry_count != 0
+        && !matches!(policy, RestartPolicy::OnFailure { .. })
+    {
+        return Err(EngineError::InvalidArgument(
+            "maximum retry count cannot be used with restart policy other than on-failure".into(),
+        ));
     }
     grants(hc)?;
     Ok(())
@@ -735,19 +939,32 @@ fn grants(hc: &HostConfig) -> Result<Vec<Grant>, EngineError> {
         let (host, guest, mode) = match parts.as_slice() {
             [h, g] => (*h, *g, ""),
             [h, g, m] => (*h, *g, *m),
-            _ => return Err(EngineError::InvalidArgument(format!("invalid volume specification: {b:?}"))),
+            _ => {
+                return Err(EngineError::InvalidArgument(format!(
+                    "invalid volume specification: {b:?}"
+                )))
+            }
         };
         let read_only = match mode {
             "" | "rw" => false,
             "ro" => true,
-            m if m.split(',').all(|x| matches!(x, "ro" | "rw" | "z" | "Z")) => m.split(',').any(|x| x == "ro"),
-            m => return Err(EngineError::InvalidArgument(format!("invalid volume mode {m:?} in {b:?}"))),
+            m if m.split(',').all(|x| matches!(x, "ro" | "rw" | "z" | "Z")) => {
+                m.split(',').any(|x| x == "ro")
+            }
+            m => {
+                return Err(EngineError::InvalidArgument(format!(
+                    "invalid volume mode {m:?} in {b:?}"
+                )))
+            }
         };
         out.push(grant(host, guest, read_only)?);
     }
     for m in hc.mounts.iter().flatten() {
         if m.kind != "bind" {
-            return Err(EngineError::InvalidArgument(format!("mount type {:?} for {} is not supported yet: use a bind mount", m.kind, m.target)));
+            return Err(EngineError::InvalidArgument(format!(
+                "mount type {:?} for {} is not supported yet: use a bind mount",
+                m.kind, m.target
+            )));
         }
         out.push(grant(&m.source, &m.target, m.read_only)?);
     }
@@ -759,20 +976,29 @@ fn grant(host: &str, guest: &str, read_only: bool) -> Result<Grant, EngineError>
         return Err(EngineError::InvalidArgument(format!("invalid volume {host}:{guest}: named volumes are not supported yet, give an absolute host path")));
     }
     if !guest.starts_with('/') {
-        return Err(EngineError::InvalidArgument(format!("invalid volume {host}:{guest}: the container path must be absolute")));
+        return Err(EngineError::InvalidArgument(format!(
+            "invalid volume {host}:{guest}: the container path must be absolute"
+        )));
     }
-    let meta = std::fs::metadata(host).map_err(|e| EngineError::InvalidArgument(format!("invalid volume {host}:{guest}: {e}")))?;
+    let meta = std::fs::metadata(host)
+        .map_err(|e| EngineError::InvalidArgument(format!("invalid volume {host}:{guest}: {e}")))?;
     if !meta.is_dir() {
-        return Err(EngineError::InvalidArgument(format!("invalid volume {host}:{guest}: a Wasm container can only be granted directories")));
+        return Err(EngineError::InvalidArgument(format!(
+            "invalid volume {host}:{guest}: a Wasm container can only be granted directories"
+        )));
     }
-    Ok(Grant { host: PathBuf::from(host), guest: fsutil::clean_abs(guest), read_only })
+    Ok(Grant {
+        host: PathBuf::from(host),
+        guest: fsutil::clean_abs(guest),
+        read_only,
+    })
 }
 
 fn parse_env(env: &[String]) -> Vec<(String, String)> {
     env.iter()
-        .filter_map(|kv| match kv.split_once('=') {
-            Some((k, v)) => Some((k.to_string(), v.to_string())),
-            None => None,
+        .filter_map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
         })
         .collect()
 }
@@ -806,12 +1032,21 @@ fn merge_config(img: &Image, mut req: ContainerConfig) -> ContainerConfig {
     if req.user.is_empty() {
         req.user = ic.user().clone().unwrap_or_default();
     }
-    let mut labels: std::collections::BTreeMap<String, String> = ic.labels().clone().unwrap_or_default().into_iter().collect();
+    let mut labels: std::collections::BTreeMap<String, String> = ic
+        .labels()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
     labels.extend(req.labels.take().unwrap_or_default());
     req.labels = Some(labels);
     if req.exposed_ports.is_none() {
         if let Some(p) = ic.exposed_ports() {
-            req.exposed_ports = Some(p.iter().map(|k| (k.clone(), serde_json::json!({}))).collect());
+            req.exposed_ports = Some(
+                p.iter()
+                    .map(|k| (k.clone(), serde_json::json!({})))
+                    .collect(),
+            );
         }
     }
     if req.stop_signal.is_none() {

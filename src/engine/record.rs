@@ -55,10 +55,16 @@ pub struct Record {
 
 impl Record {
     pub fn restart_policy(&self) -> RestartPolicy {
-        RestartPolicy::from_api(&self.host_config.restart_policy.name, self.host_config.restart_policy.maximum_retry_count).unwrap_or_default()
+        RestartPolicy::from_api(
+            &self.host_config.restart_policy.name,
+            self.host_config.restart_policy.maximum_retry_count,
+        )
+        .unwrap_or_default()
     }
 
     pub fn argv(&self) -> Vec<String> {
-        std::iter::once(self.path.clone()).chain(self.args.iter().cloned()).collect()
+        std::iter::once(self.path.clone())
+            .chain(self.args.iter().cloned())
+            .collect()
     }
 }

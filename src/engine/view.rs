@@ -27,7 +27,8 @@ pub fn human_duration(d: chrono::Duration) -> String {
 }
 
 fn ts(t: Option<DateTime<Utc>>) -> String {
-    t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)).unwrap_or_else(|| "0001-01-01T00:00:00Z".into())
+    t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true))
+        .unwrap_or_else(|| "0001-01-01T00:00:00Z".into())
 }
 
 fn status_text(r: &Record) -> String {
@@ -36,9 +37,20 @@ fn status_text(r: &Record) -> String {
     match s.status {
         Status::Created => "Created".into(),
         Status::Running => format!("Up {}", human_duration(now - s.started_at.unwrap_or(now))),
-        Status::Paused => format!("Up {} (Paused)", human_duration(now - s.started_at.unwrap_or(now))),
-        Status::Restarting => format!("Restarting ({}) {} ago", s.exit_code, human_duration(now - s.finished_at.unwrap_or(now))),
-        Status::Exited => format!("Exited ({}) {} ago", s.exit_code, human_duration(now - s.finished_at.unwrap_or(now))),
+        Status::Paused => format!(
+            "Up {} (Paused)",
+            human_duration(now - s.started_at.unwrap_or(now))
+        ),
+        Status::Restarting => format!(
+            "Restarting ({}) {} ago",
+            s.exit_code,
+            human_duration(now - s.finished_at.unwrap_or(now))
+        ),
+        Status::Exited => format!(
+            "Exited ({}) {} ago",
+            s.exit_code,
+            human_duration(now - s.finished_at.unwrap_or(now))
+        ),
         Status::Removing => "Removal In Progress".into(),
         Status::Dead => "Dead".into(),
     }
@@ -62,7 +74,14 @@ fn mounts(r: &Record) -> Vec<MountPoint> {
         }
     }
     for m in r.host_config.mounts.iter().flatten() {
-        out.push(MountPoint { kind: m.kind.clone(), source: m.source.clone(), destination: m.target.clone(), rw: !m.read_only, propagation: "rprivate".into(), ..Default::default() });
+        out.push(MountPoint {
+            kind: m.kind.clone(),
+            source: m.source.clone(),
+            destination: m.target.clone(),
+            rw: !m.read_only,
+            propagation: "rprivate".into(),
+            ..Default::default()
+        });
     }
     out
 }
@@ -77,7 +96,18 @@ fn network_mode(r: &Record) -> String {
 
 pub fn summary(c: &Container) -> ContainerSummary {
     let r = c.record();
-    let command = r.argv().iter().map(|a| if a.contains(' ') { format!("{a:?}") } else { a.clone() }).collect::<Vec<_>>().join(" ");
+    let command = r
+        .argv()
+        .iter()
+        .map(|a| {
+            if a.contains(' ') {
+                format!("{a:?}")
+            } else {
+                a.clone()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
     ContainerSummary {
         id: r.id.to_string(),
         names: vec![format!("/{}", r.name)],
@@ -89,8 +119,12 @@ pub fn summary(c: &Container) -> ContainerSummary {
         labels: r.config.labels.clone().unwrap_or_default(),
         state: r.state.status.as_str().into(),
         status: status_text(&r),
-        host_config: SummaryHostConfig { network_mode: network_mode(&r) },
-        network_settings: SummaryNetworkSettings { networks: BTreeMap::new() },
+        host_config: SummaryHostConfig {
+            network_mode: network_mode(&r),
+        },
+        network_settings: SummaryNetworkSettings {
+            networks: BTreeMap::new(),
+        },
         mounts: mounts(&r),
     }
 }
@@ -117,7 +151,11 @@ pub fn inspect(c: &Container) -> ContainerInspect {
             oom_killed: s.oom_killed,
             dead: s.status == Status::Dead,
             // Wasm instances live inside ketchd; the daemon's pid is honest.
-            pid: if s.status.is_alive() { std::process::id() as i64 } else { 0 },
+            pid: if s.status.is_alive() {
+                std::process::id() as i64
+            } else {
+                0
+            },
             exit_code: s.exit_code,
             error: s.error.clone(),
             started_at: ts(s.started_at),
@@ -131,7 +169,10 @@ pub fn inspect(c: &Container) -> ContainerInspect {
         platform: r.platform.clone(),
         exec_ids: vec![],
         host_config,
-        graph_driver: GraphDriver { name: "ketch".into(), data: BTreeMap::new() },
+        graph_driver: GraphDriver {
+            name: "ketch".into(),
+            data: BTreeMap::new(),
+        },
         mounts: mounts(&r),
         config,
         network_settings: NetworkSettings::default(),
@@ -140,7 +181,11 @@ pub fn inspect(c: &Container) -> ContainerInspect {
 }
 
 fn created_of(img: &Image) -> Option<DateTime<Utc>> {
-    img.config.created().as_ref().and_then(|c| DateTime::parse_from_rfc3339(c).ok()).map(|d| d.with_timezone(&Utc))
+    img.config
+        .created()
+        .as_ref()
+        .and_then(|c| DateTime::parse_from_rfc3339(c).ok())
+        .map(|d| d.with_timezone(&Utc))
 }
 
 pub fn image_summary(img: &Image, containers: i64) -> ImageSummary {
@@ -149,7 +194,13 @@ pub fn image_summary(img: &Image, containers: i64) -> ImageSummary {
         id: img.id.to_string(),
         parent_id: String::new(),
         repo_tags: img.refs.iter().map(|r| r.familiar()).collect(),
-        repo_digests: img.refs.iter().map(|r| format!("{}@{}", r.familiar_repository(), img.manifest_digest)).collect::<std::collections::BTreeSet<_>>().into_iter().collect(),
+        repo_digests: img
+            .refs
+            .iter()
+            .map(|r| format!("{}@{}", r.familiar_repository(), img.manifest_digest))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect(),
         created: created_of(img).map(|d| d.timestamp()).unwrap_or(0),
         size: img.size(),
         shared_size: -1,
@@ -167,8 +218,16 @@ pub fn image_inspect(img: &Image) -> ImageInspect {
         entrypoint: c.entrypoint().clone(),
         working_dir: c.working_dir().clone().unwrap_or_default(),
         labels: Some(c.labels().clone().unwrap_or_default().into_iter().collect()),
-        exposed_ports: c.exposed_ports().as_ref().map(|p| p.iter().map(|k| (k.clone(), serde_json::json!({}))).collect()),
-        volumes: c.volumes().as_ref().map(|p| p.iter().map(|k| (k.clone(), serde_json::json!({}))).collect()),
+        exposed_ports: c.exposed_ports().as_ref().map(|p| {
+            p.iter()
+                .map(|k| (k.clone(), serde_json::json!({})))
+                .collect()
+        }),
+        volumes: c.volumes().as_ref().map(|p| {
+            p.iter()
+                .map(|k| (k.clone(), serde_json::json!({})))
+                .collect()
+        }),
         stop_signal: c.stop_signal().clone(),
         ..Default::default()
     };
@@ -184,7 +243,10 @@ pub fn image_inspect(img: &Image) -> ImageInspect {
         os: img.config.os().to_string(),
         variant: img.config.variant().clone().unwrap_or_default(),
         size: img.size(),
-        root_fs: RootFs { kind: "layers".into(), layers: img.config.rootfs().diff_ids().clone() },
+        root_fs: RootFs {
+            kind: "layers".into(),
+            layers: img.config.rootfs().diff_ids().clone(),
+        },
         ..Default::default()
     }
 }

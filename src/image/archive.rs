@@ -6,7 +6,9 @@
 //! are used only as lookup keys, never as file names, and each blob is
 //! digest-verified on the way into the store.
 
-use super::store::{oci_digest, ImageStore, ANNOTATION_CONTAINERD_NAME, ANNOTATION_REF_NAME, MAX_METADATA_BLOB};
+use super::store::{
+    oci_digest, ImageStore, ANNOTATION_CONTAINERD_NAME, ANNOTATION_REF_NAME, MAX_METADATA_BLOB,
+};
 use super::{canonical_json, Image, ImageError};
 use crate::model::{Digest, ImageRef};
 use oci_spec::image::{Descriptor, ImageIndex, ImageManifest, ImageManifestBuilder, MediaType};
@@ -14,8 +16,15 @@ use std::collections::{BTreeSet, HashMap};
 use std::io::{Read, Write};
 
 /// Write `images` (each with the names to record) as one archive.
-pub fn save(store: &ImageStore, images: &[(Image, Vec<ImageRef>)], w: impl Write) -> Result<(), ImageError> {
-    let io_err = |e: std::io::Error| ImageError::Io { path: "archive".into(), source: e };
+pub fn save(
+    store: &ImageStore,
+    images: &[(Image, Vec<ImageRef>)],
+    w: impl Write,
+) -> Result<(), ImageError> {
+    let io_err = |e: std::io::Error| ImageError::Io {
+        path: "archive".into(),
+        source: e,
+    };
     let mut tar = tar::Builder::new(w);
     tar.mode(tar::HeaderMode::Deterministic);
     let add = |tar: &mut tar::Builder<_>, path: &str, data: &[u8]| -> Result<(), ImageError> {
@@ -33,17 +42,26 @@ pub fn save(store: &ImageStore, images: &[(Image, Vec<ImageRef>)], w: impl Write
         blobs.insert(img.id.clone());
         let mut layer_paths = Vec::new();
         for l in img.manifest.layers() {
-            let d = Digest::parse(&l.digest().to_string())?;
+            let d = crate::image::store::digest_of(l.digest())?;
             layer_paths.push(format!("blobs/sha256/{}", d.hex()));
             blobs.insert(d);
         }
-        let size = std::fs::metadata(store.blob_path(&img.manifest_digest)).map_err(io_err)?.len();
+        let size = std::fs::metadata(store.blob_path(&img.manifest_digest))
+            .map_err(io_err)?
+            .len();
         let entry = |r: Option<&ImageRef>| {
-            let mut d = Descriptor::new(MediaType::ImageManifest, size, oci_digest(&img.manifest_digest));
+            let mut d = Descriptor::new(
+                MediaType::ImageManifest,
+                size,
+                oci_digest(&img.manifest_digest),
+            );
             if let Some(r) = r {
                 d.set_annotations(Some(HashMap::from([
                     (ANNOTATION_CONTAINERD_NAME.to_string(), r.to_string()),
-                    (ANNOTATION_REF_NAME.to_string(), r.tag.clone().unwrap_or_default()),
+                    (
+                        ANNOTATION_REF_NAME.to_string(),
+                        r.tag.clone().unwrap_or_default(),
+                    ),
                 ])));
             }
             d
@@ -68,7 +86,11 @@ pub fn save(store: &ImageStore, images: &[(Image, Vec<ImageRef>)], w: impl Write
         .build()
         .map_err(|e| ImageError::Archive(e.to_string()))?;
     add(&mut tar, "index.json", &canonical_json(&index))?;
-    add(&mut tar, "manifest.json", &serde_json::to_vec(&docker_manifest).expect("json"))?;
+    add(
+        &mut tar,
+        "manifest.json",
+        &serde_json::to_vec(&docker_manifest).expect("json"),
+    )?;
     for d in &blobs {
         let f = store.open_blob(d)?;
         let len = f.metadata().map_err(io_err)?.len();
@@ -76,7 +98,8 @@ pub fn save(store: &ImageStore, images: &[(Image, Vec<ImageRef>)], w: impl Write
         h.set_size(len);
         h.set_mode(0o644);
         h.set_mtime(0);
-        tar.append_data(&mut h, format!("blobs/sha256/{}", d.hex()), f).map_err(io_err)?;
+        tar.append_data(&mut h, format!("blobs/sha256/{}", d.hex()), f)
+            .map_err(io_err)?;
     }
     tar.into_inner().map_err(io_err)?.flush().map_err(io_err)?;
     Ok(())
@@ -101,16 +124,22 @@ pub fn load(store: &ImageStore, r: impl Read) -> Result<Vec<String>, ImageError>
     let mut manifest_json: Option<Vec<u8>> = None;
     for e in tar.entries().map_err(|e| bad(e.to_string()))? {
         let mut e = e.map_err(|e| bad(e.to_string()))?;
-        if !matches!(e.header().entry_type(), tar::EntryType::Regular | tar::EntryType::Continuous) {
+        if !matches!(
+            e.header().entry_type(),
+            tar::EntryType::Regular | tar::EntryType::Continuous
+        ) {
             continue;
         }
-        let path = crate::fsutil::clean_abs(&String::from_utf8_lossy(&e.path_bytes())).trim_start_matches('/').to_string();
+        let path = crate::fsutil::clean_abs(&String::from_utf8_lossy(&e.path_bytes()))
+            .trim_start_matches('/')
+            .to_string();
         let small = |e: &mut tar::Entry<_>| -> Result<Vec<u8>, ImageError> {
             if e.size() > MAX_METADATA_BLOB {
                 return Err(ImageError::Archive(format!("{path} is too large")));
             }
             let mut v = Vec::new();
-            e.read_to_end(&mut v).map_err(|x| ImageError::Archive(x.to_string()))?;
+            e.read_to_end(&mut v)
+                .map_err(|x| ImageError::Archive(x.to_string()))?;
             Ok(v)
         };
         match path.as_str() {
@@ -118,7 +147,11 @@ pub fn load(store: &ImageStore, r: impl Read) -> Result<Vec<String>, ImageError>
             "manifest.json" => manifest_json = Some(small(&mut e)?),
             "oci-layout" | "repositories" => {}
             p => {
-                let expect = p.strip_prefix("blobs/sha256/").map(|h| Digest::parse(&format!("sha256:{h}"))).transpose().map_err(|_| bad(format!("bad blob name {p:?}")))?;
+                let expect = p
+                    .strip_prefix("blobs/sha256/")
+                    .map(|h| Digest::parse(&format!("sha256:{h}")))
+                    .transpose()
+                    .map_err(|_| bad(format!("bad blob name {p:?}")))?;
                 let size = e.size();
                 let d = store.ingest(&mut e, expect.as_ref().map(|d| (d, size)))?;
                 files.insert(p.to_string(), d);
@@ -127,7 +160,8 @@ pub fn load(store: &ImageStore, r: impl Read) -> Result<Vec<String>, ImageError>
     }
     let mut loaded = Vec::new();
     if let Some(idx) = index_json {
-        let idx: ImageIndex = serde_json::from_slice(&idx).map_err(|e| bad(format!("bad index.json: {e}")))?;
+        let idx: ImageIndex =
+            serde_json::from_slice(&idx).map_err(|e| bad(format!("bad index.json: {e}")))?;
         for desc in idx.manifests() {
             let (digest, size, media) = resolve_manifest(store, desc)?;
             check_complete(store, &digest)?;
@@ -135,32 +169,68 @@ pub fn load(store: &ImageStore, r: impl Read) -> Result<Vec<String>, ImageError>
             store.add_manifest(&digest, size, media, name.as_ref())?;
             loaded.push(match name {
                 Some(n) => format!("Loaded image: {}", n.familiar()),
-                None => format!("Loaded image ID: {}", store.read_json_blob::<ImageManifest>(&digest, "manifest")?.config().digest()),
+                None => format!(
+                    "Loaded image ID: {}",
+                    store
+                        .read_json_blob::<ImageManifest>(&digest, "manifest")?
+                        .config()
+                        .digest()
+                ),
             });
         }
     } else if let Some(m) = manifest_json {
-        let entries: Vec<DockerManifestEntry> = serde_json::from_slice(&m).map_err(|e| bad(format!("bad manifest.json: {e}")))?;
+        let entries: Vec<DockerManifestEntry> =
+            serde_json::from_slice(&m).map_err(|e| bad(format!("bad manifest.json: {e}")))?;
         for ent in entries {
-            let find = |p: &str| files.get(p).cloned().ok_or_else(|| bad(format!("manifest.json names {p:?}, which the archive lacks")));
+            let find = |p: &str| {
+                files.get(p).cloned().ok_or_else(|| {
+                    bad(format!(
+                        "manifest.json names {p:?}, which the archive lacks"
+                    ))
+                })
+            };
             let config = find(&ent.config)?;
             let mut layers = Vec::new();
             for l in &ent.layers {
                 let d = find(l)?;
-                let size = std::fs::metadata(store.blob_path(&d)).map_err(ImageError::io(store.blob_path(&d)))?.len();
-                let gz = store.open_blob(&d)?.bytes().take(2).filter_map(Result::ok).collect::<Vec<_>>() == [0x1f, 0x8b];
-                layers.push(Descriptor::new(if gz { MediaType::ImageLayerGzip } else { MediaType::ImageLayer }, size, oci_digest(&d)));
+                let size = std::fs::metadata(store.blob_path(&d))
+                    .map_err(ImageError::io(store.blob_path(&d)))?
+                    .len();
+                let mut magic = [0u8; 2];
+                let gz =
+                    store.open_blob(&d)?.read_exact(&mut magic).is_ok() && magic == [0x1f, 0x8b];
+                layers.push(Descriptor::new(
+                    if gz {
+                        MediaType::ImageLayerGzip
+                    } else {
+                        MediaType::ImageLayer
+                    },
+                    size,
+                    oci_digest(&d),
+                ));
             }
-            let csize = std::fs::metadata(store.blob_path(&config)).map_err(ImageError::io(store.blob_path(&config)))?.len();
+            let csize = std::fs::metadata(store.blob_path(&config))
+                .map_err(ImageError::io(store.blob_path(&config)))?
+                .len();
             let manifest = ImageManifestBuilder::default()
                 .schema_version(2u32)
                 .media_type(MediaType::ImageManifest)
-                .config(Descriptor::new(MediaType::ImageConfig, csize, oci_digest(&config)))
+                .config(Descriptor::new(
+                    MediaType::ImageConfig,
+                    csize,
+                    oci_digest(&config),
+                ))
                 .layers(layers)
                 .build()
                 .map_err(|e| bad(e.to_string()))?;
             let mbytes = canonical_json(&manifest);
             let md = store.put_blob(&mbytes)?;
-            let tags: Vec<ImageRef> = ent.repo_tags.unwrap_or_default().iter().map(|t| ImageRef::parse(t)).collect::<Result<_, _>>()?;
+            let tags: Vec<ImageRef> = ent
+                .repo_tags
+                .unwrap_or_default()
+                .iter()
+                .map(|t| ImageRef::parse(t))
+                .collect::<Result<_, _>>()?;
             if tags.is_empty() {
                 store.add_manifest(&md, mbytes.len() as u64, MediaType::ImageManifest, None)?;
                 loaded.push(format!("Loaded image ID: {config}"));
@@ -171,23 +241,33 @@ pub fn load(store: &ImageStore, r: impl Read) -> Result<Vec<String>, ImageError>
             }
         }
     } else {
-        return Err(bad("archive has neither index.json nor manifest.json".into()));
+        return Err(bad(
+            "archive has neither index.json nor manifest.json".into()
+        ));
     }
     Ok(loaded)
 }
 
 /// Follow a nested index to an image manifest (first entry for this host).
-fn resolve_manifest(store: &ImageStore, desc: &Descriptor) -> Result<(Digest, u64, MediaType), ImageError> {
-    let mut d = Digest::parse(&desc.digest().to_string())?;
+fn resolve_manifest(
+    store: &ImageStore,
+    desc: &Descriptor,
+) -> Result<(Digest, u64, MediaType), ImageError> {
+    let mut d = crate::image::store::digest_of(desc.digest())?;
     let mut size = desc.size();
     let mut media = desc.media_type().clone();
     for _ in 0..4 {
-        if !matches!(media, MediaType::ImageIndex) && media.to_string() != "application/vnd.docker.distribution.manifest.list.v2+json" {
+        if !matches!(media, MediaType::ImageIndex)
+            && media.to_string() != "application/vnd.docker.distribution.manifest.list.v2+json"
+        {
             return Ok((d, size, MediaType::ImageManifest));
         }
         let idx: ImageIndex = store.read_json_blob(&d, "image index")?;
-        let first = idx.manifests().first().ok_or_else(|| ImageError::Archive(format!("image index {d} is empty")))?;
-        d = Digest::parse(&first.digest().to_string())?;
+        let first = idx
+            .manifests()
+            .first()
+            .ok_or_else(|| ImageError::Archive(format!("image index {d} is empty")))?;
+        d = crate::image::store::digest_of(first.digest())?;
         size = first.size();
         media = first.media_type().clone();
     }
@@ -197,9 +277,11 @@ fn resolve_manifest(store: &ImageStore, desc: &Descriptor) -> Result<(Digest, u6
 fn check_complete(store: &ImageStore, manifest: &Digest) -> Result<(), ImageError> {
     let m: ImageManifest = store.read_json_blob(manifest, "manifest")?;
     for d in std::iter::once(m.config()).chain(m.layers().iter()) {
-        let d = Digest::parse(&d.digest().to_string())?;
+        let d = crate::image::store::digest_of(d.digest())?;
         if !store.has_blob(&d) {
-            return Err(ImageError::Archive(format!("archive lacks blob {d} of manifest {manifest}")));
+            return Err(ImageError::Archive(format!(
+                "archive lacks blob {d} of manifest {manifest}"
+            )));
         }
     }
     Ok(())
@@ -211,14 +293,31 @@ fn check_complete(store: &ImageStore, manifest: &Digest) -> Result<(), ImageErro
 pub fn single_module_archive(r: &ImageRef, path: &str, module: &[u8]) -> Vec<u8> {
     use oci_spec::image::{Arch, ConfigBuilder, ImageConfigurationBuilder, Os, RootFsBuilder};
     let mut layer = super::layer::LayerBuilder::default();
-    layer.add(path, super::layer::Entry::File { mode: 0o755, data: module.to_vec() });
+    layer.add(
+        path,
+        super::layer::Entry::File {
+            mode: 0o755,
+            data: module.to_vec(),
+        },
+    );
     let (blob, diff_id) = layer.finish().expect("in-memory layer");
     let config = ImageConfigurationBuilder::default()
         .created("1970-01-01T00:00:00Z")
         .architecture(Arch::from("wasm"))
         .os(Os::from("wasi"))
-        .config(ConfigBuilder::default().entrypoint(vec![path.to_string()]).build().expect("config"))
-        .rootfs(RootFsBuilder::default().typ("layers").diff_ids(vec![diff_id.to_string()]).build().expect("rootfs"))
+        .config(
+            ConfigBuilder::default()
+                .entrypoint(vec![path.to_string()])
+                .build()
+                .expect("config"),
+        )
+        .rootfs(
+            RootFsBuilder::default()
+                .typ("layers")
+                .diff_ids(vec![diff_id.to_string()])
+                .build()
+                .expect("rootfs"),
+        )
         .build()
         .expect("image config");
     let config = canonical_json(&config);
@@ -226,15 +325,34 @@ pub fn single_module_archive(r: &ImageRef, path: &str, module: &[u8]) -> Vec<u8>
     let manifest = ImageManifestBuilder::default()
         .schema_version(2u32)
         .media_type(MediaType::ImageManifest)
-        .config(Descriptor::new(MediaType::ImageConfig, config.len() as u64, oci_digest(&cd)))
-        .layers(vec![Descriptor::new(MediaType::ImageLayerGzip, blob.len() as u64, oci_digest(&ld))])
+        .config(Descriptor::new(
+            MediaType::ImageConfig,
+            config.len() as u64,
+            oci_digest(&cd),
+        ))
+        .layers(vec![Descriptor::new(
+            MediaType::ImageLayerGzip,
+            blob.len() as u64,
+            oci_digest(&ld),
+        )])
         .build()
         .expect("manifest");
     let manifest = canonical_json(&manifest);
     let md = Digest::of(&manifest);
-    let mut entry = Descriptor::new(MediaType::ImageManifest, manifest.len() as u64, oci_digest(&md));
-    entry.set_annotations(Some(HashMap::from([(ANNOTATION_CONTAINERD_NAME.to_string(), r.to_string())])));
-    let index = oci_spec::image::ImageIndexBuilder::default().schema_version(2u32).manifests(vec![entry]).build().expect("index");
+    let mut entry = Descriptor::new(
+        MediaType::ImageManifest,
+        manifest.len() as u64,
+        oci_digest(&md),
+    );
+    entry.set_annotations(Some(HashMap::from([(
+        ANNOTATION_CONTAINERD_NAME.to_string(),
+        r.to_string(),
+    )])));
+    let index = oci_spec::image::ImageIndexBuilder::default()
+        .schema_version(2u32)
+        .manifests(vec![entry])
+        .build()
+        .expect("index");
     let mut tar = tar::Builder::new(Vec::new());
     let files: [(String, &[u8]); 5] = [
         ("oci-layout".into(), br#"{"imageLayoutVersion":"1.0.0"}"#),

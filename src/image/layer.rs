@@ -43,10 +43,19 @@ impl LayerBuilder {
     pub fn add(&mut self, path: &str, entry: Entry) {
         let path = crate::fsutil::clean_abs(path);
         let mut parent = String::new();
-        for comp in path.trim_start_matches('/').split('/').collect::<Vec<_>>().split_last().map(|(_, p)| p.to_vec()).unwrap_or_default() {
+        for comp in path
+            .trim_start_matches('/')
+            .split('/')
+            .collect::<Vec<_>>()
+            .split_last()
+            .map(|(_, p)| p.to_vec())
+            .unwrap_or_default()
+        {
             parent.push('/');
             parent.push_str(comp);
-            self.entries.entry(parent.clone()).or_insert(Entry::Dir { mode: 0o755 });
+            self.entries
+                .entry(parent.clone())
+                .or_insert(Entry::Dir { mode: 0o755 });
         }
         if path != "/" {
             self.entries.insert(path, entry);
@@ -61,16 +70,26 @@ impl LayerBuilder {
     pub fn write(self, store: &ImageStore) -> Result<BuiltLayer, ImageError> {
         let (blob, diff_id) = self.finish()?;
         let digest = store.put_blob(&blob)?;
-        Ok(BuiltLayer { digest, diff_id, size: blob.len() as u64 })
+        Ok(BuiltLayer {
+            digest,
+            diff_id,
+            size: blob.len() as u64,
+        })
     }
 
     /// The tar+gzip bytes and the uncompressed digest (diff id).
     pub fn finish(self) -> Result<(Vec<u8>, Digest), ImageError> {
-        let io_err = |e: io::Error| ImageError::Io { path: "layer".into(), source: e };
+        let io_err = |e: io::Error| ImageError::Io {
+            path: "layer".into(),
+            source: e,
+        };
         let mut gz = GzEncoder::new(Vec::new(), flate2::Compression::default());
         let mut diff = Sha256::new();
         {
-            let mut tee = HashingWriter { inner: &mut gz, hasher: &mut diff };
+            let mut tee = HashingWriter {
+                inner: &mut gz,
+                hasher: &mut diff,
+            };
             let mut tar = tar::Builder::new(&mut tee);
             tar.mode(tar::HeaderMode::Deterministic);
             for (path, entry) in &self.entries {
@@ -84,7 +103,8 @@ impl LayerBuilder {
                         h.set_entry_type(tar::EntryType::Directory);
                         h.set_mode(*mode);
                         h.set_size(0);
-                        tar.append_data(&mut h, format!("{rel}/"), io::empty()).map_err(io_err)?;
+                        tar.append_data(&mut h, format!("{rel}/"), io::empty())
+                            .map_err(io_err)?;
                     }
                     Entry::File { mode, data } => {
                         h.set_entry_type(tar::EntryType::Regular);
@@ -130,7 +150,10 @@ pub fn decompress<'a>(r: impl Read + 'a) -> io::Result<Box<dyn Read + 'a>> {
     if head.starts_with(&[0x1f, 0x8b]) {
         Ok(Box::new(flate2::read::MultiGzDecoder::new(br)))
     } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Err(io::Error::new(io::ErrorKind::Unsupported, "zstd-compressed layers are not supported by this build"))
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "zstd-compressed layers are not supported by this build",
+        ))
     } else {
         Ok(Box::new(br))
     }
@@ -150,11 +173,15 @@ enum Found {
 
 /// Read one file from the image's merged filesystem. `None` if the image
 /// does not have it. Symlinks inside the image are followed.
-pub fn read_image_file(store: &ImageStore, manifest: &ImageManifest, path: &str) -> Result<Option<Vec<u8>>, ImageError> {
+pub fn read_image_file(
+    store: &ImageStore,
+    manifest: &ImageManifest,
+    path: &str,
+) -> Result<Option<Vec<u8>>, ImageError> {
     let mut want = crate::fsutil::clean_abs(path);
     'hops: for _ in 0..MAX_SYMLINK_HOPS {
         for layer in manifest.layers().iter().rev() {
-            let d = Digest::parse(&layer.digest().to_string())?;
+            let d = crate::image::store::digest_of(layer.digest())?;
             match find_in_layer(store, &d, &want)? {
                 Found::File(data) => return Ok(Some(data)),
                 Found::Link(target) => {
@@ -172,11 +199,17 @@ pub fn read_image_file(store: &ImageStore, manifest: &ImageManifest, path: &str)
         }
         return Ok(None);
     }
-    Err(ImageError::Invalid { name: path.to_string(), reason: "too many levels of symbolic links".into() })
+    Err(ImageError::Invalid {
+        name: path.to_string(),
+        reason: "too many levels of symbolic links".into(),
+    })
 }
 
 fn find_in_layer(store: &ImageStore, d: &Digest, want: &str) -> Result<Found, ImageError> {
-    let corrupt = |e: io::Error| ImageError::Corrupt { digest: d.to_string(), reason: e.to_string() };
+    let corrupt = |e: io::Error| ImageError::Corrupt {
+        digest: d.to_string(),
+        reason: e.to_string(),
+    };
     let f = store.open_blob(d)?;
     let mut tar = tar::Archive::new(decompress(f).map_err(corrupt)?);
     let (dir, base) = want.rsplit_once('/').unwrap_or(("", want));
@@ -202,22 +235,38 @@ fn find_in_layer(store: &ImageStore, d: &Digest, want: &str) -> Result<Found, Im
         match entry.header().entry_type() {
             tar::EntryType::Regular | tar::EntryType::Continuous => {
                 if entry.size() > MAX_EXTRACTED_FILE {
-                    return Err(ImageError::Invalid { name: want.to_string(), reason: "file is too large".into() });
+                    return Err(ImageError::Invalid {
+                        name: want.to_string(),
+                        reason: "file is too large".into(),
+                    });
                 }
                 let mut data = Vec::with_capacity(entry.size() as usize);
-                entry.by_ref().take(MAX_EXTRACTED_FILE).read_to_end(&mut data).map_err(corrupt)?;
+                entry
+                    .by_ref()
+                    .take(MAX_EXTRACTED_FILE)
+                    .read_to_end(&mut data)
+                    .map_err(corrupt)?;
                 return Ok(Found::File(data));
             }
             tar::EntryType::Symlink => {
-                let target = entry.link_name_bytes().map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+                let target = entry
+                    .link_name_bytes()
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+                    .unwrap_or_default();
                 return Ok(Found::Link(target));
             }
             tar::EntryType::Link => {
-                let target = entry.link_name_bytes().map(|b| entry_path(&b)).unwrap_or_default();
+                let target = entry
+                    .link_name_bytes()
+                    .map(|b| entry_path(&b))
+                    .unwrap_or_default();
                 return Ok(Found::Link(target));
             }
             _ => {
-                return Err(ImageError::Invalid { name: want.to_string(), reason: "not a regular file".into() });
+                return Err(ImageError::Invalid {
+                    name: want.to_string(),
+                    reason: "not a regular file".into(),
+                });
             }
         }
     }
@@ -240,21 +289,74 @@ mod tests {
     fn deterministic_and_readable() {
         let dir = tempfile::tempdir().unwrap();
         let store = ImageStore::open(dir.path()).unwrap();
-        let f = || Entry::File { mode: 0o644, data: b"hi".to_vec() };
+        let f = || Entry::File {
+            mode: 0o644,
+            data: b"hi".to_vec(),
+        };
         let a = build(&[("/app/x.wasm", f()), ("/etc/y", f())], &store);
         let b = build(&[("/etc/y", f()), ("/app/x.wasm", f())], &store);
         assert_eq!(a.digest, b.digest);
         assert_eq!(a.diff_id, b.diff_id);
-        let c = build(&[("/.wh.x", Entry::File { mode: 0, data: vec![] })], &store);
-        let layer = |l: &BuiltLayer| oci_spec::image::Descriptor::new(oci_spec::image::MediaType::ImageLayerGzip, l.size, super::super::store::oci_digest(&l.digest));
-        let cfg = oci_spec::image::Descriptor::new(oci_spec::image::MediaType::ImageConfig, 0, super::super::store::oci_digest(&a.digest));
-        let m = oci_spec::image::ImageManifestBuilder::default().schema_version(2u32).config(cfg.clone()).layers(vec![layer(&a)]).build().unwrap();
-        assert_eq!(read_image_file(&store, &m, "/app/x.wasm").unwrap().as_deref(), Some(&b"hi"[..]));
-        assert_eq!(read_image_file(&store, &m, "app/../etc/y").unwrap().as_deref(), Some(&b"hi"[..]));
+        let c = build(
+            &[(
+                "/.wh.x",
+                Entry::File {
+                    mode: 0,
+                    data: vec![],
+                },
+            )],
+            &store,
+        );
+        let layer = |l: &BuiltLayer| {
+            oci_spec::image::Descriptor::new(
+                oci_spec::image::MediaType::ImageLayerGzip,
+                l.size,
+                super::super::store::oci_digest(&l.digest),
+            )
+        };
+        let cfg = oci_spec::image::Descriptor::new(
+            oci_spec::image::MediaType::ImageConfig,
+            0,
+            super::super::store::oci_digest(&a.digest),
+        );
+        let m = oci_spec::image::ImageManifestBuilder::default()
+            .schema_version(2u32)
+            .config(cfg.clone())
+            .layers(vec![layer(&a)])
+            .build()
+            .unwrap();
+        assert_eq!(
+            read_image_file(&store, &m, "/app/x.wasm")
+                .unwrap()
+                .as_deref(),
+            Some(&b"hi"[..])
+        );
+        assert_eq!(
+            read_image_file(&store, &m, "app/../etc/y")
+                .unwrap()
+                .as_deref(),
+            Some(&b"hi"[..])
+        );
         assert_eq!(read_image_file(&store, &m, "/nope").unwrap(), None);
-        let link = build(&[("/x", Entry::Symlink { target: "app/x.wasm".into() })], &store);
-        let m2 = oci_spec::image::ImageManifestBuilder::default().schema_version(2u32).config(cfg.clone()).layers(vec![layer(&a), layer(&link)]).build().unwrap();
-        assert_eq!(read_image_file(&store, &m2, "/x").unwrap().as_deref(), Some(&b"hi"[..]));
+        let link = build(
+            &[(
+                "/x",
+                Entry::Symlink {
+                    target: "app/x.wasm".into(),
+                },
+            )],
+            &store,
+        );
+        let m2 = oci_spec::image::ImageManifestBuilder::default()
+            .schema_version(2u32)
+            .config(cfg.clone())
+            .layers(vec![layer(&a), layer(&link)])
+            .build()
+            .unwrap();
+        assert_eq!(
+            read_image_file(&store, &m2, "/x").unwrap().as_deref(),
+            Some(&b"hi"[..])
+        );
         let _ = c;
     }
 }

@@ -32,7 +32,10 @@ pub enum ImageError {
     #[error("conflict: {0}")]
     Conflict(String),
     #[error("image store i/o on {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 impl ImageError {

@@ -38,7 +38,12 @@ pub struct Image {
 
 impl Image {
     pub fn size(&self) -> i64 {
-        self.manifest.layers().iter().map(|l| l.size() as i64).sum::<i64>() + self.manifest.config().size() as i64
+        self.manifest
+            .layers()
+            .iter()
+            .map(|l| l.size() as i64)
+            .sum::<i64>()
+            + self.manifest.config().size() as i64
     }
 
     pub fn is_wasi_platform(&self) -> bool {
@@ -67,14 +72,22 @@ impl ImageStore {
         }
         let layout = root.join("oci-layout");
         if !layout.exists() {
-            fsutil::write_atomic(&layout, br#"{"imageLayoutVersion":"1.0.0"}"#).map_err(io(&layout))?;
+            fsutil::write_atomic(&layout, br#"{"imageLayoutVersion":"1.0.0"}"#)
+                .map_err(io(&layout))?;
         }
         let index = root.join("index.json");
         if !index.exists() {
-            let empty = ImageIndexBuilder::default().schema_version(2u32).manifests(vec![]).build().expect("valid index");
+            let empty = ImageIndexBuilder::default()
+                .schema_version(2u32)
+                .manifests(vec![])
+                .build()
+                .expect("valid index");
             fsutil::write_atomic(&index, &canonical_json(&empty)).map_err(io(&index))?;
         }
-        Ok(ImageStore { root: root.to_path_buf(), index_lock: Mutex::new(()) })
+        Ok(ImageStore {
+            root: root.to_path_buf(),
+            index_lock: Mutex::new(()),
+        })
     }
 
     pub fn root(&self) -> &Path {
@@ -92,8 +105,14 @@ impl ImageStore {
     pub fn read_blob(&self, d: &Digest) -> Result<Vec<u8>, ImageError> {
         let p = self.blob_path(d);
         fs::read(&p).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => ImageError::Corrupt { digest: d.to_string(), reason: "blob is missing from the store".into() },
-            _ => ImageError::Io { path: p.display().to_string(), source: e },
+            std::io::ErrorKind::NotFound => ImageError::Corrupt {
+                digest: d.to_string(),
+                reason: "blob is missing from the store".into(),
+            },
+            _ => ImageError::Io {
+                path: p.display().to_string(),
+                source: e,
+            },
         })
     }
 
@@ -110,15 +129,24 @@ impl ImageStore {
 
     /// Stream a blob in through the ingest area. With `expect`, the content
     /// must match that digest and size or nothing is stored.
-    pub fn ingest(&self, mut r: impl Read, expect: Option<(&Digest, u64)>) -> Result<Digest, ImageError> {
+    pub fn ingest(
+        &self,
+        mut r: impl Read,
+        expect: Option<(&Digest, u64)>,
+    ) -> Result<Digest, ImageError> {
         if let Some((d, _)) = expect {
             if self.has_blob(d) {
                 // Drain so a streaming caller stays in sync, then skip.
-                std::io::copy(&mut r, &mut std::io::sink()).map_err(ImageError::io(self.blob_path(d)))?;
+                std::io::copy(&mut r, &mut std::io::sink())
+                    .map_err(ImageError::io(self.blob_path(d)))?;
                 return Ok(d.clone());
             }
         }
-        let tmp = self.root.join("ingest").join(format!("{}-{}", std::process::id(), rand::random::<u64>()));
+        let tmp = self.root.join("ingest").join(format!(
+            "{}-{}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
         let result = (|| {
             let mut f = fs::File::create(&tmp).map_err(ImageError::io(&tmp))?;
             let mut h = Sha256::new();
@@ -136,10 +164,16 @@ impl ImageStore {
             let got = Digest::from_hasher(h);
             if let Some((d, size)) = expect {
                 if &got != d {
-                    return Err(ImageError::Corrupt { digest: d.to_string(), reason: format!("content has digest {got}") });
+                    return Err(ImageError::Corrupt {
+                        digest: d.to_string(),
+                        reason: format!("content has digest {got}"),
+                    });
                 }
                 if n != size {
-                    return Err(ImageError::Corrupt { digest: d.to_string(), reason: format!("size {n}, expected {size}") });
+                    return Err(ImageError::Corrupt {
+                        digest: d.to_string(),
+                        reason: format!("size {n}, expected {size}"),
+                    });
                 }
             }
             f.sync_all().map_err(ImageError::io(&tmp))?;
@@ -154,19 +188,32 @@ impl ImageStore {
         result
     }
 
-    pub fn read_json_blob<T: serde::de::DeserializeOwned>(&self, d: &Digest, what: &str) -> Result<T, ImageError> {
+    pub fn read_json_blob<T: serde::de::DeserializeOwned>(
+        &self,
+        d: &Digest,
+        what: &str,
+    ) -> Result<T, ImageError> {
         let meta = fs::metadata(self.blob_path(d)).map_err(ImageError::io(self.blob_path(d)))?;
         if meta.len() > MAX_METADATA_BLOB {
-            return Err(ImageError::Corrupt { digest: d.to_string(), reason: format!("{what} is too large") });
+            return Err(ImageError::Corrupt {
+                digest: d.to_string(),
+                reason: format!("{what} is too large"),
+            });
         }
         let data = self.read_blob(d)?;
-        serde_json::from_slice(&data).map_err(|e| ImageError::Corrupt { digest: d.to_string(), reason: format!("bad {what}: {e}") })
+        serde_json::from_slice(&data).map_err(|e| ImageError::Corrupt {
+            digest: d.to_string(),
+            reason: format!("bad {what}: {e}"),
+        })
     }
 
     fn read_index(&self) -> Result<ImageIndex, ImageError> {
         let p = self.root.join("index.json");
         let data = fs::read(&p).map_err(ImageError::io(&p))?;
-        serde_json::from_slice(&data).map_err(|e| ImageError::Corrupt { digest: "index.json".into(), reason: e.to_string() })
+        serde_json::from_slice(&data).map_err(|e| ImageError::Corrupt {
+            digest: "index.json".into(),
+            reason: e.to_string(),
+        })
     }
 
     fn write_index(&self, idx: &ImageIndex) -> Result<(), ImageError> {
@@ -174,11 +221,21 @@ impl ImageStore {
         fsutil::write_atomic(&p, &canonical_json(idx)).map_err(ImageError::io(&p))
     }
 
-    fn load_image(&self, manifest_digest: &Digest, refs: Vec<ImageRef>) -> Result<Image, ImageError> {
+    fn load_image(
+        &self,
+        manifest_digest: &Digest,
+        refs: Vec<ImageRef>,
+    ) -> Result<Image, ImageError> {
         let manifest: ImageManifest = self.read_json_blob(manifest_digest, "manifest")?;
-        let id = Digest::parse(&manifest.config().digest().to_string())?;
+        let id = crate::image::store::digest_of(manifest.config().digest())?;
         let config: ImageConfiguration = self.read_json_blob(&id, "image config")?;
-        Ok(Image { manifest_digest: manifest_digest.clone(), manifest, id, config, refs })
+        Ok(Image {
+            manifest_digest: manifest_digest.clone(),
+            manifest,
+            id,
+            config,
+            refs,
+        })
     }
 
     /// Every image in the store, one entry per manifest, with its references.
@@ -187,7 +244,9 @@ impl ImageStore {
         let mut order: Vec<Digest> = Vec::new();
         let mut refs: HashMap<Digest, Vec<ImageRef>> = HashMap::new();
         for desc in idx.manifests() {
-            let Ok(d) = Digest::parse(&desc.digest().to_string()) else { continue };
+            let Ok(d) = crate::image::store::digest_of(desc.digest()) else {
+                continue;
+            };
             if !refs.contains_key(&d) {
                 order.push(d.clone());
             }
@@ -212,7 +271,10 @@ impl ImageStore {
     pub fn resolve(&self, name: &str) -> Result<Image, ImageError> {
         let images = self.list()?;
         let hex = name.strip_prefix("sha256:").unwrap_or(name);
-        let looks_like_id = hex.len() >= 4 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        let looks_like_id = hex.len() >= 4
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
         if looks_like_id {
             // An exact reference wins over an id prefix (Docker's order).
             if let Ok(r) = ImageRef::parse(name) {
@@ -220,13 +282,20 @@ impl ImageStore {
                     return Ok(img.clone());
                 }
             }
-            let matches: Vec<&Image> = images.iter().filter(|i| i.id.hex().starts_with(hex)).collect();
+            let matches: Vec<&Image> = images
+                .iter()
+                .filter(|i| i.id.hex().starts_with(hex))
+                .collect();
             let mut ids: Vec<&Digest> = matches.iter().map(|i| &i.id).collect();
             ids.dedup();
             match ids.len() {
                 1 => return Ok(matches[0].clone()),
                 0 => {}
-                _ => return Err(ImageError::Conflict(format!("ambiguous image id prefix {name}"))),
+                _ => {
+                    return Err(ImageError::Conflict(format!(
+                        "ambiguous image id prefix {name}"
+                    )))
+                }
             }
             if name.starts_with("sha256:") {
                 return Err(ImageError::NotFound(name.to_string()));
@@ -234,7 +303,9 @@ impl ImageStore {
         }
         let r = ImageRef::parse(name)?;
         let found = match &r.digest {
-            Some(d) => images.into_iter().find(|i| &i.manifest_digest == d && i.refs.iter().any(|x| x.repository() == r.repository())),
+            Some(d) => images.into_iter().find(|i| {
+                &i.manifest_digest == d && i.refs.iter().any(|x| x.repository() == r.repository())
+            }),
             None => images.into_iter().find(|i| i.refs.contains(&r)),
         };
         found.ok_or_else(|| ImageError::NotFound(name.to_string()))
@@ -242,7 +313,13 @@ impl ImageStore {
 
     /// Add a manifest (already stored as a blob) to the index under `r`
     /// (or untagged with `None`). A tag already on another image moves.
-    pub fn add_manifest(&self, manifest_digest: &Digest, size: u64, media_type: MediaType, r: Option<&ImageRef>) -> Result<(), ImageError> {
+    pub fn add_manifest(
+        &self,
+        manifest_digest: &Digest,
+        size: u64,
+        media_type: MediaType,
+        r: Option<&ImageRef>,
+    ) -> Result<(), ImageError> {
         let _g = self.index_lock.lock().unwrap_or_else(|e| e.into_inner());
         let mut idx = self.read_index()?;
         let mut manifests: Vec<Descriptor> = idx.manifests().clone();
@@ -255,7 +332,10 @@ impl ImageStore {
         if r.is_some() || !manifests.iter().any(same) {
             let mut desc = Descriptor::new(media_type, size, oci_digest(manifest_digest));
             if let Some(r) = r {
-                desc.set_annotations(Some(HashMap::from([(ANNOTATION_REF_NAME.to_string(), r.to_string())])));
+                desc.set_annotations(Some(HashMap::from([(
+                    ANNOTATION_REF_NAME.to_string(),
+                    r.to_string(),
+                )])));
             }
             manifests.push(desc);
         }
@@ -265,8 +345,15 @@ impl ImageStore {
 
     /// Tag an existing image.
     pub fn tag(&self, img: &Image, r: &ImageRef) -> Result<(), ImageError> {
-        let size = fs::metadata(self.blob_path(&img.manifest_digest)).map_err(ImageError::io(self.blob_path(&img.manifest_digest)))?.len();
-        self.add_manifest(&img.manifest_digest, size, MediaType::ImageManifest, Some(r))
+        let size = fs::metadata(self.blob_path(&img.manifest_digest))
+            .map_err(ImageError::io(self.blob_path(&img.manifest_digest)))?
+            .len();
+        self.add_manifest(
+            &img.manifest_digest,
+            size,
+            MediaType::ImageManifest,
+            Some(r),
+        )
     }
 
     /// Remove one reference. Returns true when the manifest has no name left
@@ -302,7 +389,9 @@ impl ImageStore {
         let idx = self.read_index()?;
         let mut live: HashSet<String> = HashSet::new();
         for desc in idx.manifests() {
-            let Ok(d) = Digest::parse(&desc.digest().to_string()) else { continue };
+            let Ok(d) = crate::image::store::digest_of(desc.digest()) else {
+                continue;
+            };
             live.insert(d.hex().to_string());
             if let Ok(m) = self.read_json_blob::<ImageManifest>(&d, "manifest") {
                 live.insert(m.config().digest().digest().to_string());
@@ -329,8 +418,15 @@ impl ImageStore {
 /// The reference an index entry carries, if any.
 pub fn ref_of(desc: &Descriptor) -> Option<ImageRef> {
     let a = desc.annotations().as_ref()?;
-    let name = a.get(ANNOTATION_CONTAINERD_NAME).or_else(|| a.get(ANNOTATION_REF_NAME))?;
+    let name = a
+        .get(ANNOTATION_CONTAINERD_NAME)
+        .or_else(|| a.get(ANNOTATION_REF_NAME))?;
     ImageRef::parse(name).ok().filter(|r| r.tag.is_some())
+}
+
+/// An oci-spec digest as ketch's validated [`Digest`] (sha256 only).
+pub fn digest_of(d: &oci_spec::image::Digest) -> Result<Digest, crate::model::DigestError> {
+    Digest::parse(d.as_ref())
 }
 
 pub fn oci_digest(d: &Digest) -> oci_spec::image::Digest {

@@ -5,7 +5,9 @@ use sha2::{Digest as _, Sha256};
 use std::fmt;
 
 /// A container id: 64 lowercase hex digits, as Docker's.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(transparent)]
 pub struct ContainerId(String);
 
@@ -16,8 +18,10 @@ impl ContainerId {
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        (s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
-            .then(|| ContainerId(s.to_string()))
+        (s.len() == 64
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+        .then(|| ContainerId(s.to_string()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -54,8 +58,14 @@ impl Digest {
     }
 
     pub fn parse(s: &str) -> Result<Self, DigestError> {
-        let hex = s.strip_prefix("sha256:").ok_or_else(|| DigestError(s.to_string()))?;
-        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        let hex = s
+            .strip_prefix("sha256:")
+            .ok_or_else(|| DigestError(s.to_string()))?;
+        if hex.len() != 64
+            || !hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
             return Err(DigestError(s.to_string()));
         }
         Ok(Digest(s.to_string()))
@@ -101,9 +111,30 @@ const ADJECTIVES: &[&str] = &[
     "vivid", "wise", "witty", "zealous",
 ];
 const NOUNS: &[&str] = &[
-    "albatross", "badger", "cormorant", "dolphin", "egret", "falcon", "gannet", "heron", "ibis",
-    "jay", "kestrel", "lark", "marlin", "narwhal", "osprey", "petrel", "quail", "raven", "seal",
-    "tern", "urchin", "vole", "whale", "wren",
+    "albatross",
+    "badger",
+    "cormorant",
+    "dolphin",
+    "egret",
+    "falcon",
+    "gannet",
+    "heron",
+    "ibis",
+    "jay",
+    "kestrel",
+    "lark",
+    "marlin",
+    "narwhal",
+    "osprey",
+    "petrel",
+    "quail",
+    "raven",
+    "seal",
+    "tern",
+    "urchin",
+    "vole",
+    "whale",
+    "wren",
 ];
 
 /// A Docker-style `adjective_noun` name.
@@ -122,7 +153,9 @@ pub fn valid_container_name(name: &str) -> bool {
     b.len() >= 2
         && b.len() <= 128
         && b[0].is_ascii_alphanumeric()
-        && b[1..].iter().all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(c))
+        && b[1..]
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(c))
 }
 
 #[cfg(test)]

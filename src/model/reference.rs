@@ -54,7 +54,10 @@ impl ImageRef {
             return Err(fmt_err());
         }
         let (rest, digest) = match s.split_once('@') {
-            Some((r, d)) => (r, Some(Digest::parse(d).map_err(|_| RefError::Digest(s.to_string()))?)),
+            Some((r, d)) => (
+                r,
+                Some(Digest::parse(d).map_err(|_| RefError::Digest(s.to_string()))?),
+            ),
             None => (s, None),
         };
         // A tag is the part after the last ':' that is not followed by a '/'.
@@ -85,7 +88,12 @@ impl ImageRef {
                 return Err(fmt_err());
             }
         }
-        Ok(ImageRef { domain, path, tag: tag.map(str::to_string), digest })
+        Ok(ImageRef {
+            domain,
+            path,
+            tag: tag.map(str::to_string),
+            digest,
+        })
     }
 
     /// `domain/path`, fully qualified.
@@ -96,7 +104,10 @@ impl ImageRef {
     /// The short name Docker shows: `hello` for `docker.io/library/hello`.
     pub fn familiar_repository(&self) -> String {
         if self.domain == DEFAULT_DOMAIN {
-            self.path.strip_prefix("library/").unwrap_or(&self.path).to_string()
+            self.path
+                .strip_prefix("library/")
+                .unwrap_or(&self.path)
+                .to_string()
         } else {
             self.repository()
         }
@@ -118,7 +129,11 @@ impl ImageRef {
 
     /// This reference with another tag and no digest.
     pub fn with_tag(&self, tag: &str) -> Self {
-        ImageRef { tag: Some(tag.to_string()), digest: None, ..self.clone() }
+        ImageRef {
+            tag: Some(tag.to_string()),
+            digest: None,
+            ..self.clone()
+        }
     }
 }
 
@@ -161,7 +176,9 @@ fn valid_domain(d: &str) -> bool {
     !host.is_empty()
         && host.split('.').all(|label| {
             !label.is_empty()
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
                 && !label.starts_with('-')
                 && !label.ends_with('-')
         })
@@ -202,7 +219,8 @@ fn valid_tag(t: &str) -> bool {
     !b.is_empty()
         && b.len() <= MAX_TAG_LEN
         && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(c))
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(c))
 }
 
 #[cfg(test)]
@@ -222,22 +240,51 @@ mod tests {
         assert_eq!(p("localhost:5000/a/b:t"), "localhost:5000/a/b:t");
         assert_eq!(p("ghcr.io/o/r:1.0"), "ghcr.io/o/r:1.0");
         let d = format!("sha256:{}", "a".repeat(64));
-        assert_eq!(p(&format!("hello@{d}")), format!("docker.io/library/hello@{d}"));
-        assert_eq!(p(&format!("hello:t@{d}")), format!("docker.io/library/hello:t@{d}"));
+        assert_eq!(
+            p(&format!("hello@{d}")),
+            format!("docker.io/library/hello@{d}")
+        );
+        assert_eq!(
+            p(&format!("hello:t@{d}")),
+            format!("docker.io/library/hello:t@{d}")
+        );
     }
 
     #[test]
     fn familiar_forms() {
         let r = ImageRef::parse("docker.io/library/hello").unwrap();
         assert_eq!(r.familiar(), "hello:latest");
-        assert_eq!(ImageRef::parse("user/app:1").unwrap().familiar(), "user/app:1");
-        assert_eq!(ImageRef::parse("localhost:5000/x").unwrap().familiar(), "localhost:5000/x:latest");
+        assert_eq!(
+            ImageRef::parse("user/app:1").unwrap().familiar(),
+            "user/app:1"
+        );
+        assert_eq!(
+            ImageRef::parse("localhost:5000/x").unwrap().familiar(),
+            "localhost:5000/x:latest"
+        );
     }
 
     #[test]
     fn rejects_malformed() {
-        assert!(matches!(ImageRef::parse("Hello"), Err(RefError::Uppercase(_))));
-        for bad in ["", "a:", ":t", "a b", "a//b", "-a", "a-", "a:t/b:", "a@sha256:xyz", "a:-t", "a/", "/a", "a..b"] {
+        assert!(matches!(
+            ImageRef::parse("Hello"),
+            Err(RefError::Uppercase(_))
+        ));
+        for bad in [
+            "",
+            "a:",
+            ":t",
+            "a b",
+            "a//b",
+            "-a",
+            "a-",
+            "a:t/b:",
+            "a@sha256:xyz",
+            "a:-t",
+            "a/",
+            "/a",
+            "a..b",
+        ] {
             assert!(ImageRef::parse(bad).is_err(), "{bad:?} should be rejected");
         }
         assert!(ImageRef::parse(&"a".repeat(300)).is_err());

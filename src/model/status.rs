@@ -119,7 +119,9 @@ impl fmt::Display for Status {
 pub enum RestartPolicy {
     #[default]
     No,
-    OnFailure { max_retries: u32 },
+    OnFailure {
+        max_retries: u32,
+    },
     Always,
     UnlessStopped,
 }
@@ -155,7 +157,12 @@ impl RestartPolicy {
 
     /// After an exit while the daemon runs: restart?
     /// `restart_count` counts restarts already made.
-    pub fn should_restart(&self, exit_code: i64, restart_count: u32, manually_stopped: bool) -> bool {
+    pub fn should_restart(
+        &self,
+        exit_code: i64,
+        restart_count: u32,
+        manually_stopped: bool,
+    ) -> bool {
         if manually_stopped {
             return false;
         }
@@ -170,7 +177,12 @@ impl RestartPolicy {
 
     /// When the daemon starts: bring this container back up?
     /// `always` comes back even after a manual stop, as in Docker.
-    pub fn restart_on_daemon_start(&self, exit_code: i64, was_alive: bool, manually_stopped: bool) -> bool {
+    pub fn restart_on_daemon_start(
+        &self,
+        exit_code: i64,
+        was_alive: bool,
+        manually_stopped: bool,
+    ) -> bool {
         match self {
             RestartPolicy::No => false,
             RestartPolicy::Always => true,
@@ -185,7 +197,9 @@ impl FromStr for RestartPolicy {
     fn from_str(s: &str) -> Result<Self, String> {
         match s.split_once(':') {
             Some(("on-failure", n)) => {
-                let n: u32 = n.parse().map_err(|_| format!("invalid restart policy {s:?}: bad retry count"))?;
+                let n: u32 = n
+                    .parse()
+                    .map_err(|_| format!("invalid restart policy {s:?}: bad retry count"))?;
                 Ok(RestartPolicy::OnFailure { max_retries: n })
             }
             Some(_) => Err(format!("invalid restart policy {s:?}")),
@@ -213,7 +227,10 @@ mod tests {
         assert!(Paused.can_stop().is_ok());
         assert_eq!(Created.can_stop(), Err(TransitionError::NotRunning));
         assert_eq!(Exited.can_kill(), Err(TransitionError::NotRunning));
-        assert_eq!(Running.can_remove(false), Err(TransitionError::RemoveRunning));
+        assert_eq!(
+            Running.can_remove(false),
+            Err(TransitionError::RemoveRunning)
+        );
         assert!(Running.can_remove(true).is_ok());
         assert!(Exited.can_remove(false).is_ok());
         assert_eq!(Removing.can_remove(true), Err(TransitionError::Removing));
@@ -221,7 +238,10 @@ mod tests {
 
     #[test]
     fn restart_policies() {
-        assert_eq!("on-failure:3".parse(), Ok(RestartPolicy::OnFailure { max_retries: 3 }));
+        assert_eq!(
+            "on-failure:3".parse(),
+            Ok(RestartPolicy::OnFailure { max_retries: 3 })
+        );
         assert_eq!("always".parse(), Ok(RestartPolicy::Always));
         assert!("sometimes".parse::<RestartPolicy>().is_err());
         assert!("on-failure:x".parse::<RestartPolicy>().is_err());

@@ -25,7 +25,10 @@ pub enum RuntimeError {
     #[error("cannot grant volume {host} to the container: {reason}")]
     Grant { host: String, reason: String },
     #[error("runtime i/o on {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{0} is not supported by this runtime")]
     Unsupported(String),
 }

@@ -27,7 +27,11 @@ fn errors_are_json_with_docker_status_codes() {
     let (st, _, body) = d.http("DELETE", "/containers/xx", "");
     assert_eq!(st, 409, "{body}");
     assert_eq!(d.http("DELETE", "/containers/xx?force=1", "").0, 204);
-    let (st, _, body) = d.http("POST", "/containers/create", r#"{"Image":"spin","HostConfig":{"Binds":["relative:/x"]}}"#);
+    let (st, _, body) = d.http(
+        "POST",
+        "/containers/create",
+        r#"{"Image":"spin","HostConfig":{"Binds":["relative:/x"]}}"#,
+    );
     assert_eq!(st, 400, "{body}");
 }
 
@@ -72,5 +76,9 @@ fn a_second_daemon_on_the_same_root_is_refused() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("another ketchd is using data root"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("another ketchd is using data root"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

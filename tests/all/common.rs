@@ -21,13 +21,21 @@ pub struct Run {
 
 impl Run {
     fn from(o: Output) -> Self {
-        Run { code: o.status.code().unwrap_or(-1), stdout: String::from_utf8_lossy(&o.stdout).into_owned(), stderr: String::from_utf8_lossy(&o.stderr).into_owned() }
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
     }
 
     /// Assert success and return stdout.
     #[track_caller]
     pub fn ok(self) -> String {
-        assert_eq!(self.code, 0, "command failed: stdout={:?} stderr={:?}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, 0,
+            "command failed: stdout={:?} stderr={:?}",
+            self.stdout, self.stderr
+        );
         self.stdout
     }
 }
@@ -36,7 +44,11 @@ impl TestDaemon {
     pub fn start() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let socket = dir.path().join("ketch.sock");
-        let mut d = TestDaemon { dir, socket, child: None };
+        let mut d = TestDaemon {
+            dir,
+            socket,
+            child: None,
+        };
         d.spawn();
         d
     }
@@ -84,7 +96,10 @@ impl TestDaemon {
 
     pub fn ketch_cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_ketch"));
-        c.arg("-H").arg(format!("unix://{}", self.socket.display())).args(args).stdin(Stdio::null());
+        c.arg("-H")
+            .arg(format!("unix://{}", self.socket.display()))
+            .args(args)
+            .stdin(Stdio::null());
         c
     }
 
@@ -93,21 +108,38 @@ impl TestDaemon {
     }
 
     pub fn ketch_stdin(&self, args: &[&str], input: &[u8]) -> Run {
-        let mut child = self.ketch_cmd(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn ketch");
-        child.stdin.take().expect("stdin").write_all(input).expect("write stdin");
+        let mut child = self
+            .ketch_cmd(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn ketch");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input)
+            .expect("write stdin");
         Run::from(child.wait_with_output().expect("ketch output"))
     }
 
     /// A raw HTTP/1.1 request; returns (status, headers, body).
     pub fn http(&self, method: &str, path: &str, body: &str) -> (u16, String, String) {
-        let Ok(mut s) = UnixStream::connect(&self.socket) else { return (0, String::new(), String::new()) };
+        let Ok(mut s) = UnixStream::connect(&self.socket) else {
+            return (0, String::new(), String::new());
+        };
         let req = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
         s.write_all(req.as_bytes()).expect("send");
         let mut resp = Vec::new();
         let _ = s.read_to_end(&mut resp);
         let text = String::from_utf8_lossy(&resp).into_owned();
         let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-        let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let status = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
         (status, head.to_string(), body.to_string())
     }
 
@@ -121,7 +153,12 @@ impl TestDaemon {
     /// Build a one-module Wasm image from WAT text.
     pub fn wat_image(&self, tag: &str, wat: &str) {
         let wasm = wat::parse_str(wat).expect("valid wat");
-        self.build(tag, "FROM scratch\nCOPY m.wasm /m.wasm\nENTRYPOINT [\"/m.wasm\"]\n", &[("m.wasm", &wasm)]).ok();
+        self.build(
+            tag,
+            "FROM scratch\nCOPY m.wasm /m.wasm\nENTRYPOINT [\"/m.wasm\"]\n",
+            &[("m.wasm", &wasm)],
+        )
+        .ok();
     }
 
     /// Poll `f` until it is true or `secs` pass.
@@ -133,11 +170,17 @@ impl TestDaemon {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("timed out waiting for {what}; daemon log:\n{}", self.daemon_log());
+        panic!(
+            "timed out waiting for {what}; daemon log:\n{}",
+            self.daemon_log()
+        );
     }
 
     pub fn state(&self, name: &str) -> String {
-        self.ketch(&["inspect", "-f", "{{.State.Status}}", name]).stdout.trim().to_string()
+        self.ketch(&["inspect", "-f", "{{.State.Status}}", name])
+            .stdout
+            .trim()
+            .to_string()
     }
 }
 
@@ -171,15 +214,25 @@ pub fn write_context(dir: &Path, dockerfile: &str, files: &[(&str, &[u8])]) {
 /// A built example from wasm-examples/ (built by wasm-examples/build.sh,
 /// which the test command runs first).
 pub fn example(name: &str) -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("wasm-examples").join(name).join(format!("{name}.wasm"));
-    assert!(p.exists(), "{} is missing: run wasm-examples/build.sh (the README test command does)", p.display());
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("wasm-examples")
+        .join(name)
+        .join(format!("{name}.wasm"));
+    assert!(
+        p.exists(),
+        "{} is missing: run wasm-examples/build.sh (the README test command does)",
+        p.display()
+    );
     p
 }
 
 pub fn example_image(d: &TestDaemon, name: &str) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("wasm-examples").join(name);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("wasm-examples")
+        .join(name);
     example(name);
-    d.ketch(&["build", "-t", name, dir.to_str().expect("utf8")]).ok();
+    d.ketch(&["build", "-t", name, dir.to_str().expect("utf8")])
+        .ok();
 }
 
 /// Prints "hello from wat" and exits 3.
@@ -195,10 +248,12 @@ pub const HELLO_WAT: &str = r#"(module
     (call $exit (i32.const 3))))"#;
 
 /// Spins forever without calling the host.
-pub const SPIN_WAT: &str = r#"(module (memory (export "memory") 1) (func (export "_start") (loop $l (br $l))))"#;
+pub const SPIN_WAT: &str =
+    r#"(module (memory (export "memory") 1) (func (export "_start") (loop $l (br $l))))"#;
 
 /// Traps immediately.
-pub const TRAP_WAT: &str = r#"(module (memory (export "memory") 1) (func (export "_start") unreachable))"#;
+pub const TRAP_WAT: &str =
+    r#"(module (memory (export "memory") 1) (func (export "_start") unreachable))"#;
 
 /// Grows memory 1 MiB at a time until refused, then aborts (as an
 /// allocator failure would).

@@ -8,15 +8,25 @@ fn build_is_deterministic_and_honours_dockerfile_features() {
     let d = TestDaemon::start();
     let wasm = wat::parse_str(HELLO_WAT).unwrap();
     let df = "# syntax=docker/dockerfile:1\nARG BASE=scratch\nFROM ${BASE} AS base\nARG VERSION=1\nENV APP=/app \\\n    MODE=\"fast mode\"\nWORKDIR $APP\nCOPY *.wasm ./\nCOPY dir/ /data/\nLABEL version=$VERSION team=\"wasm folks\"\nEXPOSE 8080/tcp\nUSER 1000\nENTRYPOINT [\"/app/m.wasm\"]\nCMD --flag\n";
-    let files: &[(&str, &[u8])] = &[("m.wasm", &wasm), ("dir/a.txt", b"a"), ("secret.txt", b"ss"), (".dockerignore", b"secret.txt\n")];
+    let files: &[(&str, &[u8])] = &[
+        ("m.wasm", &wasm),
+        ("dir/a.txt", b"a"),
+        ("secret.txt", b"ss"),
+        (".dockerignore", b"secret.txt\n"),
+    ];
     let ctx = tempfile::tempdir().unwrap();
     write_context(ctx.path(), df, files);
     let p = ctx.path().to_str().unwrap();
-    let id1 = d.ketch(&["build", "-q", "-t", "app:v1", "--build-arg", "VERSION=2", p]).ok();
-    let id2 = d.ketch(&["build", "-q", "-t", "app:v2", "--build-arg", "VERSION=2", p]).ok();
+    let id1 = d
+        .ketch(&["build", "-q", "-t", "app:v1", "--build-arg", "VERSION=2", p])
+        .ok();
+    let id2 = d
+        .ketch(&["build", "-q", "-t", "app:v2", "--build-arg", "VERSION=2", p])
+        .ok();
     assert_eq!(id1, id2, "same context, same image id");
     assert!(id1.starts_with("sha256:"));
-    let insp: serde_json::Value = serde_json::from_str(&d.ketch(&["inspect", "app:v1"]).ok()).unwrap();
+    let insp: serde_json::Value =
+        serde_json::from_str(&d.ketch(&["inspect", "app:v1"]).ok()).unwrap();
     let c = &insp[0]["Config"];
     assert_eq!(c["Env"], serde_json::json!(["APP=/app", "MODE=fast mode"]));
     assert_eq!(c["WorkingDir"], "/app");
@@ -27,13 +37,16 @@ fn build_is_deterministic_and_honours_dockerfile_features() {
     assert!(c["ExposedPorts"]["8080/tcp"].is_object());
     // The image's files: ignored ones are absent.
     let out = d.dir.path().join("app.tar");
-    d.ketch(&["save", "-o", out.to_str().unwrap(), "app:v1"]).ok();
+    d.ketch(&["save", "-o", out.to_str().unwrap(), "app:v1"])
+        .ok();
     let names = layer_paths(&out);
     assert!(names.contains(&"app/m.wasm".to_string()), "{names:?}");
     assert!(names.contains(&"data/a.txt".to_string()), "{names:?}");
     assert!(!names.iter().any(|n| n.contains("secret")), "{names:?}");
     // ARG changes change the id.
-    let id3 = d.ketch(&["build", "-q", "--build-arg", "VERSION=3", p]).ok();
+    let id3 = d
+        .ketch(&["build", "-q", "--build-arg", "VERSION=3", p])
+        .ok();
     assert_ne!(id1, id3);
 }
 
@@ -48,7 +61,14 @@ fn layer_paths(archive: &std::path::Path) -> Vec<String> {
         if data.starts_with(&[0x1f, 0x8b]) {
             let mut layer = tar::Archive::new(flate2::read::GzDecoder::new(&data[..]));
             for le in layer.entries().unwrap() {
-                out.push(le.unwrap().path().unwrap().to_string_lossy().trim_end_matches('/').to_string());
+                out.push(
+                    le.unwrap()
+                        .path()
+                        .unwrap()
+                        .to_string_lossy()
+                        .trim_end_matches('/')
+                        .to_string(),
+                );
             }
         }
     }
@@ -60,16 +80,41 @@ fn dockerfile_errors_name_the_line() {
     let d = TestDaemon::start();
     let r = d.build("xx", "FROM scratch\n\nFROBNICATE it\n", &[]);
     assert_eq!(r.code, 1);
-    assert!(r.stderr.contains("dockerfile line 3: unknown instruction: FROBNICATE"), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("dockerfile line 3: unknown instruction: FROBNICATE"),
+        "{}",
+        r.stderr
+    );
     let r = d.build("xx", "FROM scratch\nCOPY missing.wasm /\n", &[]);
-    assert!(r.stderr.contains("dockerfile line 2") && r.stderr.contains("missing.wasm"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("dockerfile line 2") && r.stderr.contains("missing.wasm"),
+        "{}",
+        r.stderr
+    );
     let r = d.build("xx", "FROM scratch\nRUN echo hi\n", &[]);
-    assert!(r.stderr.contains("dockerfile line 2") && r.stderr.contains("RUN"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("dockerfile line 2") && r.stderr.contains("RUN"),
+        "{}",
+        r.stderr
+    );
     let r = d.build("xx", "FROM nosuchimage\n", &[]);
-    assert!(r.stderr.contains("No such image: nosuchimage"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("No such image: nosuchimage"),
+        "{}",
+        r.stderr
+    );
     let r = d.build("Bad:Tag", "FROM scratch\n", &[]);
-    assert!(r.stderr.contains("invalid reference format"), "{}", r.stderr);
-    assert_eq!(d.ketch(&["images", "-q"]).ok(), "", "failed builds leave no image");
+    assert!(
+        r.stderr.contains("invalid reference format"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        d.ketch(&["images", "-q"]).ok(),
+        "",
+        "failed builds leave no image"
+    );
 }
 
 #[test]
@@ -78,46 +123,100 @@ fn build_from_local_image_and_multi_stage() {
     d.wat_image("base", HELLO_WAT);
     let r = d.build("derived", "FROM base\nENV X=1\n", &[]);
     r.ok();
-    assert_eq!(d.ketch(&["run", "--rm", "derived"]).stdout, "hello from wat\n");
+    assert_eq!(
+        d.ketch(&["run", "--rm", "derived"]).stdout,
+        "hello from wat\n"
+    );
     let wasm = wat::parse_str(HELLO_WAT).unwrap();
     d.build("ms", "FROM scratch AS build\nCOPY m.wasm /out/app.wasm\nFROM scratch\nCOPY --from=build /out/app.wasm /app.wasm\nENTRYPOINT [\"/app.wasm\"]\n", &[("m.wasm", &wasm)]).ok();
     assert_eq!(d.ketch(&["run", "--rm", "ms"]).code, 3);
-    let r = d.build("plat", "FROM scratch\nCOPY m.wasm /m.wasm\nENTRYPOINT [\"/m.wasm\"]\n", &[("m.wasm", &wasm)]);
+    let r = d.build(
+        "plat",
+        "FROM scratch\nCOPY m.wasm /m.wasm\nENTRYPOINT [\"/m.wasm\"]\n",
+        &[("m.wasm", &wasm)],
+    );
     r.ok();
     let ctx = tempfile::tempdir().unwrap();
-    write_context(ctx.path(), "FROM scratch\nCOPY m.wasm /m.wasm\nENTRYPOINT [\"/m.wasm\"]\n", &[("m.wasm", &wasm)]);
-    d.ketch(&["build", "--platform", "wasi/wasm", "-t", "ww", ctx.path().to_str().unwrap()]).ok();
-    assert_eq!(d.ketch(&["inspect", "-f", "{{.Os}}/{{.Architecture}}", "ww"]).ok().trim(), "wasi/wasm");
+    write_context(
+        ctx.path(),
+        "FROM scratch\nCOPY m.wasm /m.wasm\nENTRYPOINT [\"/m.wasm\"]\n",
+        &[("m.wasm", &wasm)],
+    );
+    d.ketch(&[
+        "build",
+        "--platform",
+        "wasi/wasm",
+        "-t",
+        "ww",
+        ctx.path().to_str().unwrap(),
+    ])
+    .ok();
+    assert_eq!(
+        d.ketch(&["inspect", "-f", "{{.Os}}/{{.Architecture}}", "ww"])
+            .ok()
+            .trim(),
+        "wasi/wasm"
+    );
 }
 
 #[test]
 fn tag_rmi_and_references() {
     let d = TestDaemon::start();
     d.wat_image("hello", HELLO_WAT);
-    d.ketch(&["tag", "hello", "localhost:5000/team/hello:v1"]).ok();
+    d.ketch(&["tag", "hello", "localhost:5000/team/hello:v1"])
+        .ok();
     let images = d.ketch(&["images"]).ok();
-    assert!(images.contains("localhost:5000/team/hello   v1"), "{images}");
-    assert!(images.contains("hello                       latest"), "{images}");
-    assert_eq!(d.ketch(&["images", "-q"]).ok().lines().count(), 1, "one image, two names");
+    assert!(
+        images.contains("localhost:5000/team/hello   v1"),
+        "{images}"
+    );
+    assert!(
+        images.contains("hello                       latest"),
+        "{images}"
+    );
+    assert_eq!(
+        d.ketch(&["images", "-q"]).ok().lines().count(),
+        1,
+        "one image, two names"
+    );
     let r = d.ketch(&["run", "--rm", "Hello"]);
     assert_eq!(r.code, 125);
-    assert!(r.stderr.contains("invalid reference format: repository name (Hello) must be lowercase"), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("invalid reference format: repository name (Hello) must be lowercase"),
+        "{}",
+        r.stderr
+    );
     let r = d.ketch(&["run", "--rm", "nosuch:tag"]);
     assert_eq!(r.code, 125);
-    assert!(r.stderr.contains("No such image: nosuch:tag"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("No such image: nosuch:tag"),
+        "{}",
+        r.stderr
+    );
     // In use by a container: refused without -f.
     d.ketch(&["create", "--name", "cc", "hello"]).ok();
     let out = d.ketch(&["rmi", "localhost:5000/team/hello:v1"]).ok();
     assert_eq!(out.trim(), "Untagged: localhost:5000/team/hello:v1");
     let r = d.ketch(&["rmi", "hello"]);
     assert_eq!(r.code, 1);
-    assert!(r.stderr.contains("conflict: unable to remove repository reference"), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("conflict: unable to remove repository reference"),
+        "{}",
+        r.stderr
+    );
     d.ketch(&["rm", "cc"]).ok();
     let out = d.ketch(&["rmi", "hello"]).ok();
-    assert!(out.contains("Untagged: hello:latest") && out.contains("Deleted: sha256:"), "{out}");
+    assert!(
+        out.contains("Untagged: hello:latest") && out.contains("Deleted: sha256:"),
+        "{out}"
+    );
     assert_eq!(d.ketch(&["images", "-q"]).ok(), "");
     // Only the empty layout is left behind.
-    let blobs = std::fs::read_dir(d.root().join("image/blobs/sha256")).unwrap().count();
+    let blobs = std::fs::read_dir(d.root().join("image/blobs/sha256"))
+        .unwrap()
+        .count();
     assert_eq!(blobs, 0, "rmi garbage-collected every blob");
 }
 
@@ -127,10 +226,15 @@ fn save_load_roundtrip_and_oci_layout() {
     d.wat_image("hello", HELLO_WAT);
     let root = d.root().join("image");
     assert!(root.join("oci-layout").exists() && root.join("index.json").exists());
-    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(root.join("index.json")).unwrap()).unwrap();
-    assert_eq!(index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"], "docker.io/library/hello:latest");
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.join("index.json")).unwrap()).unwrap();
+    assert_eq!(
+        index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"],
+        "docker.io/library/hello:latest"
+    );
     let archive = d.dir.path().join("hello.tar");
-    d.ketch(&["save", "-o", archive.to_str().unwrap(), "hello"]).ok();
+    d.ketch(&["save", "-o", archive.to_str().unwrap(), "hello"])
+        .ok();
     let id = d.ketch(&["images", "-q"]).ok();
     d.ketch(&["rmi", "hello"]).ok();
     let out = d.ketch(&["load", "-i", archive.to_str().unwrap()]).ok();
@@ -141,7 +245,10 @@ fn save_load_roundtrip_and_oci_layout() {
     let bad = d.dir.path().join("bad.tar");
     let mut data = std::fs::read(&archive).unwrap();
     // Flip a byte inside the (gzip) layer blob.
-    let pos = data.windows(3).position(|w| w == [0x1f, 0x8b, 0x08]).expect("a gzip layer in the archive");
+    let pos = data
+        .windows(3)
+        .position(|w| w == [0x1f, 0x8b, 0x08])
+        .expect("a gzip layer in the archive");
     data[pos + 40] ^= 0xff;
     std::fs::write(&bad, &data).unwrap();
     d.ketch(&["rmi", "hello"]).ok();
@@ -151,14 +258,36 @@ fn save_load_roundtrip_and_oci_layout() {
     if r.code == 0 {
         panic!("corrupt archive loaded: {}", r.stdout);
     }
-    assert!(r.stderr.contains("sha256:") || r.stderr.contains("invalid archive"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("sha256:") || r.stderr.contains("invalid archive"),
+        "{}",
+        r.stderr
+    );
     assert_eq!(std::fs::read_dir(root.join("ingest")).unwrap().count(), 0);
     // skopeo reads the store as an OCI layout, when installed.
-    if std::process::Command::new("skopeo").arg("--version").output().is_ok() {
+    if std::process::Command::new("skopeo")
+        .arg("--version")
+        .output()
+        .is_ok()
+    {
         d.ketch(&["load", "-i", archive.to_str().unwrap()]).ok();
-        let o = std::process::Command::new("skopeo").arg("inspect").arg(format!("oci:{}:docker.io/library/hello:latest", root.display())).output().unwrap();
-        assert!(o.status.success(), "skopeo: {}", String::from_utf8_lossy(&o.stderr));
-        assert!(String::from_utf8_lossy(&o.stdout).contains("\"Os\": \"wasi\"") || String::from_utf8_lossy(&o.stdout).contains("Layers"));
+        let o = std::process::Command::new("skopeo")
+            .arg("inspect")
+            .arg(format!(
+                "oci:{}:docker.io/library/hello:latest",
+                root.display()
+            ))
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "skopeo: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(
+            String::from_utf8_lossy(&o.stdout).contains("\"Os\": \"wasi\"")
+                || String::from_utf8_lossy(&o.stdout).contains("Layers")
+        );
     } else {
         eprintln!("skopeo not installed: skipping the skopeo read of the store");
     }

@@ -13,14 +13,28 @@ fn stop_pause_and_kill_a_spinning_guest() {
     assert_eq!(d.state("ss"), "running");
     d.ketch(&["pause", "ss"]).ok();
     assert_eq!(d.state("ss"), "paused");
-    assert_eq!(d.ketch(&["inspect", "-f", "{{.State.Paused}}", "ss"]).ok().trim(), "true");
+    assert_eq!(
+        d.ketch(&["inspect", "-f", "{{.State.Paused}}", "ss"])
+            .ok()
+            .trim(),
+        "true"
+    );
     d.ketch(&["unpause", "ss"]).ok();
     assert_eq!(d.state("ss"), "running");
     let t0 = Instant::now();
     d.ketch(&["stop", "-t", "1", "ss"]).ok();
-    assert!(t0.elapsed() < Duration::from_secs(5), "stop took {:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "stop took {:?}",
+        t0.elapsed()
+    );
     assert_eq!(d.state("ss"), "exited");
-    assert_eq!(d.ketch(&["inspect", "-f", "{{.State.ExitCode}}", "ss"]).ok().trim(), "137");
+    assert_eq!(
+        d.ketch(&["inspect", "-f", "{{.State.ExitCode}}", "ss"])
+            .ok()
+            .trim(),
+        "137"
+    );
     // kill ends a paused guest at once.
     d.ketch(&["run", "-d", "--name", "kk", "spin"]).ok();
     d.ketch(&["pause", "kk"]).ok();
@@ -40,7 +54,9 @@ fn pause_really_suspends_output() {
     let d = TestDaemon::start();
     example_image(&d, "ticker");
     d.ketch(&["run", "-d", "--name", "tt", "ticker", "20"]).ok();
-    d.eventually(10, "ticks", || d.ketch(&["logs", "tt"]).stdout.lines().count() > 2);
+    d.eventually(10, "ticks", || {
+        d.ketch(&["logs", "tt"]).stdout.lines().count() > 2
+    });
     d.ketch(&["pause", "tt"]).ok();
     std::thread::sleep(Duration::from_millis(100));
     let a = d.ketch(&["logs", "tt"]).stdout.lines().count();
@@ -48,10 +64,15 @@ fn pause_really_suspends_output() {
     let b = d.ketch(&["logs", "tt"]).stdout.lines().count();
     assert_eq!(a, b, "a paused container printed");
     d.ketch(&["unpause", "tt"]).ok();
-    d.eventually(10, "ticks after unpause", || d.ketch(&["logs", "tt"]).stdout.lines().count() > b);
+    d.eventually(10, "ticks after unpause", || {
+        d.ketch(&["logs", "tt"]).stdout.lines().count() > b
+    });
     // The counter continued: state survived the pause.
     let logs = d.ketch(&["logs", "tt"]).stdout;
-    let nums: Vec<u64> = logs.lines().filter_map(|l| l.strip_prefix("tick ")?.parse().ok()).collect();
+    let nums: Vec<u64> = logs
+        .lines()
+        .filter_map(|l| l.strip_prefix("tick ")?.parse().ok())
+        .collect();
     assert!(nums.windows(2).all(|w| w[1] == w[0] + 1), "{nums:?}");
     d.ketch(&["rm", "-f", "tt"]).ok();
 }
@@ -65,25 +86,48 @@ fn illegal_state_changes_are_conflicts() {
     assert_eq!(d.state("cc"), "created");
     let r = d.ketch(&["pause", "cc"]);
     assert_eq!(r.code, 1);
-    assert!(r.stderr.contains("cannot pause container cc: container is not running"), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("cannot pause container cc: container is not running"),
+        "{}",
+        r.stderr
+    );
     let r = d.ketch(&["unpause", "cc"]);
-    assert!(r.stderr.contains("cannot unpause container c"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("cannot unpause container c"),
+        "{}",
+        r.stderr
+    );
     let r = d.ketch(&["kill", "cc"]);
     assert!(r.stderr.contains("cannot kill container c"), "{}", r.stderr);
     d.ketch(&["run", "-d", "--name", "ss", "spin"]).ok();
     let r = d.ketch(&["rm", "ss"]);
     assert_eq!(r.code, 1);
-    assert!(r.stderr.contains("cannot remove a running container"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("cannot remove a running container"),
+        "{}",
+        r.stderr
+    );
     let r = d.ketch(&["pause", "ss"]);
     assert_eq!(r.code, 0);
     let r = d.ketch(&["pause", "ss"]);
     assert!(r.stderr.contains("already paused"), "{}", r.stderr);
     let r = d.ketch(&["start", "ss"]);
-    assert!(r.stderr.contains("cannot start container ss: container is paused"), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("cannot start container ss: container is paused"),
+        "{}",
+        r.stderr
+    );
     // Duplicate names.
     let r = d.ketch(&["create", "--name", "cc", "hello"]);
     assert_eq!(r.code, 125);
-    assert!(r.stderr.contains("The container name \"/cc\" is already in use"), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("The container name \"/cc\" is already in use"),
+        "{}",
+        r.stderr
+    );
     let r = d.ketch(&["create", "--name", "bad/name", "hello"]);
     assert!(r.stderr.contains("Invalid container name"), "{}", r.stderr);
     let r = d.ketch(&["rm", "nope"]);
@@ -97,15 +141,37 @@ fn illegal_state_changes_are_conflicts() {
 fn lookup_by_prefix_and_name_and_ps_output() {
     let d = TestDaemon::start();
     d.wat_image("hello", HELLO_WAT);
-    let id = d.ketch(&["create", "--name", "web", "--label", "tier=front", "hello"]).ok().trim().to_string();
-    assert_eq!(d.ketch(&["inspect", "-f", "{{.Name}}", &id[..8]]).ok().trim(), "/web");
-    assert_eq!(d.ketch(&["inspect", "-f", "{{.Id}}", "web"]).ok().trim(), id);
+    let id = d
+        .ketch(&["create", "--name", "web", "--label", "tier=front", "hello"])
+        .ok()
+        .trim()
+        .to_string();
+    assert_eq!(
+        d.ketch(&["inspect", "-f", "{{.Name}}", &id[..8]])
+            .ok()
+            .trim(),
+        "/web"
+    );
+    assert_eq!(
+        d.ketch(&["inspect", "-f", "{{.Id}}", "web"]).ok().trim(),
+        id
+    );
     assert_eq!(d.ketch(&["ps", "-q"]).ok(), "", "created is not running");
     assert_eq!(d.ketch(&["ps", "-aq"]).ok().trim(), &id[..12]);
-    let f = d.ketch(&["ps", "-a", "--format", "{{.Names}}|{{.State}}|{{.Image}}|{{.Labels}}"]).ok();
+    let f = d
+        .ketch(&[
+            "ps",
+            "-a",
+            "--format",
+            "{{.Names}}|{{.State}}|{{.Image}}|{{.Labels}}",
+        ])
+        .ok();
     assert_eq!(f.trim(), "web|created|hello|tier=front");
     let table = d.ketch(&["ps", "-a"]).ok();
-    assert!(table.starts_with("CONTAINER ID   IMAGE   COMMAND"), "{table}");
+    assert!(
+        table.starts_with("CONTAINER ID   IMAGE   COMMAND"),
+        "{table}"
+    );
     let insp: serde_json::Value = serde_json::from_str(&d.ketch(&["inspect", "web"]).ok()).unwrap();
     assert_eq!(insp[0]["Platform"], "wasi/wasm");
     assert_eq!(insp[0]["Config"]["Labels"]["tier"], "front");
@@ -129,13 +195,19 @@ fn logs_tail_timestamps_and_follow() {
     let d = TestDaemon::start();
     example_image(&d, "ticker");
     d.ketch(&["run", "-d", "--name", "tt", "ticker", "10"]).ok();
-    d.eventually(10, "ticks", || d.ketch(&["logs", "tt"]).stdout.lines().count() >= 5);
+    d.eventually(10, "ticks", || {
+        d.ketch(&["logs", "tt"]).stdout.lines().count() >= 5
+    });
     let tail = d.ketch(&["logs", "--tail", "2", "tt"]).ok();
     assert_eq!(tail.lines().count(), 2, "{tail}");
     let ts = d.ketch(&["logs", "-t", "--tail", "1", "tt"]).ok();
     assert!(ts.starts_with("20") && ts.contains("Z tick "), "{ts}");
     // logs -f streams until the container stops.
-    let follower = d.ketch_cmd(&["logs", "-f", "tt"]).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let follower = d
+        .ketch_cmd(&["logs", "-f", "tt"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     std::thread::sleep(Duration::from_millis(300));
     d.ketch(&["stop", "-t", "0", "tt"]).ok();
     let out = follower.wait_with_output().unwrap();
@@ -150,9 +222,23 @@ fn logs_tail_timestamps_and_follow() {
 fn restart_policy_on_failure_counts_retries() {
     let d = TestDaemon::start();
     example_image(&d, "hello");
-    d.ketch(&["run", "-d", "--name", "ff", "--restart", "on-failure:2", "-e", "EXIT_CODE=1", "hello"]).ok();
+    d.ketch(&[
+        "run",
+        "-d",
+        "--name",
+        "ff",
+        "--restart",
+        "on-failure:2",
+        "-e",
+        "EXIT_CODE=1",
+        "hello",
+    ])
+    .ok();
     d.eventually(20, "two restarts", || {
-        d.ketch(&["inspect", "-f", "{{.RestartCount}} {{.State.Status}}", "ff"]).stdout.trim() == "2 exited"
+        d.ketch(&["inspect", "-f", "{{.RestartCount}} {{.State.Status}}", "ff"])
+            .stdout
+            .trim()
+            == "2 exited"
     });
     let logs = d.ketch(&["logs", "ff"]).ok();
     assert_eq!(logs.matches("Hello, world!").count(), 3, "{logs}");
@@ -163,20 +249,44 @@ fn state_survives_a_daemon_crash() {
     let mut d = TestDaemon::start();
     d.wat_image("spin", SPIN_WAT);
     d.wat_image("hello", HELLO_WAT);
-    d.ketch(&["run", "-d", "--name", "always", "--restart", "always", "spin"]).ok();
+    d.ketch(&[
+        "run",
+        "-d",
+        "--name",
+        "always",
+        "--restart",
+        "always",
+        "spin",
+    ])
+    .ok();
     d.ketch(&["run", "-d", "--name", "plain", "spin"]).ok();
     d.ketch(&["run", "--name", "done", "hello"]);
     d.ketch(&["create", "--name", "fresh", "hello"]).ok();
     d.crash_and_restart();
     assert_eq!(d.state("always"), "running", "restarted per policy");
     assert_eq!(d.state("plain"), "exited");
-    assert_eq!(d.ketch(&["inspect", "-f", "{{.State.ExitCode}}", "plain"]).ok().trim(), "255");
-    assert_eq!(d.ketch(&["inspect", "-f", "{{.State.ExitCode}}", "done"]).ok().trim(), "3");
+    assert_eq!(
+        d.ketch(&["inspect", "-f", "{{.State.ExitCode}}", "plain"])
+            .ok()
+            .trim(),
+        "255"
+    );
+    assert_eq!(
+        d.ketch(&["inspect", "-f", "{{.State.ExitCode}}", "done"])
+            .ok()
+            .trim(),
+        "3"
+    );
     assert_eq!(d.state("fresh"), "created");
     // Names are still taken; the logs are still there.
     assert_eq!(d.ketch(&["create", "--name", "done", "hello"]).code, 125);
     assert_eq!(d.ketch(&["logs", "done"]).ok(), "hello from wat\n");
     // A stopped container can be started after the restart (module recompiled or cached).
-    d.ketch(&["start", "-a", "done"]).stdout.contains("hello from wat").then_some(()).expect("re-run after restart");
-    d.ketch(&["rm", "-f", "always", "plain", "done", "fresh"]).ok();
+    d.ketch(&["start", "-a", "done"])
+        .stdout
+        .contains("hello from wat")
+        .then_some(())
+        .expect("re-run after restart");
+    d.ketch(&["rm", "-f", "always", "plain", "done", "fresh"])
+        .ok();
 }

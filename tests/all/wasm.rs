@@ -17,7 +17,14 @@ fn run_prints_output_and_returns_exit_code() {
 fn run_local_wasm_file_without_build() {
     let d = TestDaemon::start();
     let hello = example("hello");
-    let r = d.ketch(&["run", "--rm", "-e", "GREETING=hi", hello.to_str().unwrap(), "Ada"]);
+    let r = d.ketch(&[
+        "run",
+        "--rm",
+        "-e",
+        "GREETING=hi",
+        hello.to_str().unwrap(),
+        "Ada",
+    ]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stdout.contains("Hello, Ada!"), "{}", r.stdout);
     assert!(r.stdout.contains("env: GREETING=hi"), "{}", r.stdout);
@@ -31,10 +38,18 @@ fn run_local_wasm_file_without_build() {
 fn guest_sees_only_granted_args_env_and_dirs() {
     let d = TestDaemon::start();
     example_image(&d, "hello");
-    let out = d.ketch(&["run", "--rm", "-e", "A=1", "hello", "xx", "y z"]).ok();
-    assert!(out.contains(r#"args: ["/hello.wasm", "xx", "y z"]"#), "{out}");
+    let out = d
+        .ketch(&["run", "--rm", "-e", "A=1", "hello", "xx", "y z"])
+        .ok();
+    assert!(
+        out.contains(r#"args: ["/hello.wasm", "xx", "y z"]"#),
+        "{out}"
+    );
     assert!(out.contains("env: A=1"), "{out}");
-    assert!(!out.contains("KETCH_TEST_HOST_SECRET"), "host env leaked: {out}");
+    assert!(
+        !out.contains("KETCH_TEST_HOST_SECRET"),
+        "host env leaked: {out}"
+    );
     assert!(!out.contains("PATH="), "host env leaked: {out}");
 
     example_image(&d, "volume");
@@ -43,12 +58,18 @@ fn guest_sees_only_granted_args_env_and_dirs() {
     let out = d.ketch(&["run", "--rm", "-v", &spec, "volume"]).ok();
     assert!(out.contains("/data/visits.txt has 1 visits"), "{out}");
     assert!(out.contains("/etc is not visible"), "{out}");
-    assert_eq!(std::fs::read_to_string(vol.path().join("visits.txt")).unwrap(), "visit\n");
+    assert_eq!(
+        std::fs::read_to_string(vol.path().join("visits.txt")).unwrap(),
+        "visit\n"
+    );
     // Read-only grant: writing fails inside the guest, the host file is untouched.
     let ro = format!("{}:/data:ro", vol.path().display());
     let r = d.ketch(&["run", "--rm", "-v", &ro, "volume"]);
     assert_eq!(r.code, 2, "{} {}", r.stdout, r.stderr);
-    assert_eq!(std::fs::read_to_string(vol.path().join("visits.txt")).unwrap(), "visit\n");
+    assert_eq!(
+        std::fs::read_to_string(vol.path().join("visits.txt")).unwrap(),
+        "visit\n"
+    );
     // No grant: the directory does not exist for the guest.
     let r = d.ketch(&["run", "--rm", "volume"]);
     assert_eq!(r.code, 2);
@@ -60,13 +81,22 @@ fn preview2_component_stdout_stderr_and_stdin() {
     example_image(&d, "component");
     let r = d.ketch_stdin(&["run", "--rm", "-i", "component", "--echo"], b"ping\n");
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert_eq!(r.stdout, "Hello from a WASI preview 2 component!\necho: ping\n");
+    assert_eq!(
+        r.stdout,
+        "Hello from a WASI preview 2 component!\necho: ping\n"
+    );
     assert_eq!(r.stderr, "this line goes to stderr\n");
     // The log keeps the streams apart too.
     d.ketch(&["run", "--name", "cc", "component"]).ok();
     let out = d.ketch_cmd(&["logs", "cc"]).output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "Hello from a WASI preview 2 component!\n");
-    assert_eq!(String::from_utf8_lossy(&out.stderr), "this line goes to stderr\n");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "Hello from a WASI preview 2 component!\n"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "this line goes to stderr\n"
+    );
 }
 
 #[test]
@@ -77,7 +107,10 @@ fn trap_gives_nonzero_exit_and_message_in_log() {
     assert_eq!(r.code, 134);
     let logs = d.ketch(&["logs", "tt"]);
     assert!(logs.stderr.contains("unreachable"), "{}", logs.stderr);
-    assert!(d.ketch(&["inspect", "-f", "{{.State.Error}}", "tt"]).ok().contains("unreachable"));
+    assert!(d
+        .ketch(&["inspect", "-f", "{{.State.Error}}", "tt"])
+        .ok()
+        .contains("unreachable"));
 }
 
 #[test]
@@ -86,7 +119,12 @@ fn memory_limit_fails_the_guest_not_the_daemon() {
     d.wat_image("grow", GROW_WAT);
     let r = d.ketch(&["run", "--name", "gg", "--memory", "1m", "grow"]);
     assert_eq!(r.code, 134, "{}", r.stderr);
-    assert_eq!(d.ketch(&["inspect", "-f", "{{.State.OOMKilled}}", "gg"]).ok().trim(), "true");
+    assert_eq!(
+        d.ketch(&["inspect", "-f", "{{.State.OOMKilled}}", "gg"])
+            .ok()
+            .trim(),
+        "true"
+    );
     assert_eq!(d.http("GET", "/_ping", "").0, 200, "daemon must survive");
     // Below one Wasm page is refused up front.
     let r = d.ketch(&["run", "--memory", "1k", "grow"]);
@@ -97,13 +135,28 @@ fn memory_limit_fails_the_guest_not_the_daemon() {
 #[test]
 fn invalid_wasm_is_refused_at_create() {
     let d = TestDaemon::start();
-    d.build("notwasm", "FROM scratch\nCOPY m.wasm /m.wasm\nENTRYPOINT [\"/m.wasm\"]\n", &[("m.wasm", b"\0asm\x01\0\0\0garbage")]).ok();
+    d.build(
+        "notwasm",
+        "FROM scratch\nCOPY m.wasm /m.wasm\nENTRYPOINT [\"/m.wasm\"]\n",
+        &[("m.wasm", b"\0asm\x01\0\0\0garbage")],
+    )
+    .ok();
     let r = d.ketch(&["run", "--name", "xx", "notwasm"]);
     assert_eq!(r.code, 125);
-    assert!(r.stderr.contains("/m.wasm in image notwasm:latest is not a valid WebAssembly module"), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("/m.wasm in image notwasm:latest is not a valid WebAssembly module"),
+        "{}",
+        r.stderr
+    );
     assert_eq!(d.ketch(&["ps", "-aq"]).ok(), "", "nothing half-created");
     // A Linux-looking image names the problem.
-    d.build("textonly", "FROM scratch\nCOPY run.sh /run.sh\nENTRYPOINT [\"/run.sh\"]\n", &[("run.sh", b"#!/bin/sh\necho hi\n")]).ok();
+    d.build(
+        "textonly",
+        "FROM scratch\nCOPY run.sh /run.sh\nENTRYPOINT [\"/run.sh\"]\n",
+        &[("run.sh", b"#!/bin/sh\necho hi\n")],
+    )
+    .ok();
     let r = d.ketch(&["run", "textonly"]);
     assert_eq!(r.code, 125);
     assert!(r.stderr.contains("textonly"), "{}", r.stderr);

@@ -35,8 +35,19 @@ pub async fn save(c: &Client, a: SaveArgs) -> anyhow::Result<i32> {
             Box::new(std::io::stdout().lock())
         }
     };
-    let q: Vec<String> = a.images.iter().map(|n| format!("names={}", super::enc(n))).collect();
-    let resp = c.send(hyper::Method::GET, &format!("/images/get?{}", q.join("&")), bytes::Bytes::new(), None).await?;
+    let q: Vec<String> = a
+        .images
+        .iter()
+        .map(|n| format!("names={}", super::enc(n)))
+        .collect();
+    let resp = c
+        .send(
+            hyper::Method::GET,
+            &format!("/images/get?{}", q.join("&")),
+            bytes::Bytes::new(),
+            None,
+        )
+        .await?;
     let mut body = resp.into_body();
     while let Some(chunk) = next_chunk(&mut body).await {
         out.write_all(&chunk?)?;
@@ -49,7 +60,9 @@ pub async fn load(c: &Client, a: LoadArgs) -> anyhow::Result<i32> {
     let mut data = Vec::new();
     match &a.input {
         Some(p) => {
-            std::fs::File::open(p).with_context(|| format!("opening {p}"))?.read_to_end(&mut data)?;
+            std::fs::File::open(p)
+                .with_context(|| format!("opening {p}"))?
+                .read_to_end(&mut data)?;
         }
         None => {
             if std::io::stdin().is_terminal() {
@@ -58,8 +71,20 @@ pub async fn load(c: &Client, a: LoadArgs) -> anyhow::Result<i32> {
             std::io::stdin().read_to_end(&mut data)?;
         }
     }
-    let resp = c.send(hyper::Method::POST, "/images/load", data.into(), Some("application/x-tar")).await?;
-    let body = resp.into_body().collect().await.map_err(|e| anyhow::anyhow!("{e}"))?.to_bytes();
+    let resp = c
+        .send(
+            hyper::Method::POST,
+            "/images/load",
+            data.into(),
+            Some("application/x-tar"),
+        )
+        .await?;
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .to_bytes();
     for line in body.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
         let m: JsonMessage = serde_json::from_slice(line)?;
         if let Some(e) = m.error {

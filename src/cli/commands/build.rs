@@ -32,21 +32,39 @@ pub struct Args {
 /// Tar `dir`, skipping ignored paths (the Dockerfile and .dockerignore are
 /// always sent).
 fn context_tar(dir: &Path, dockerfile: &str) -> anyhow::Result<Vec<u8>> {
-    let ignore = Ignore::parse(&std::fs::read_to_string(dir.join(".dockerignore")).unwrap_or_default());
+    let ignore =
+        Ignore::parse(&std::fs::read_to_string(dir.join(".dockerignore")).unwrap_or_default());
     let mut tar = tar::Builder::new(Vec::new());
     tar.follow_symlinks(false);
-    fn walk(tar: &mut tar::Builder<Vec<u8>>, root: &Path, rel: &str, ignore: &Ignore, keep: &str) -> anyhow::Result<()> {
-        let dir = if rel.is_empty() { root.to_path_buf() } else { root.join(rel) };
-        let mut entries: Vec<_> = std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))?.collect::<Result<_, _>>()?;
+    fn walk(
+        tar: &mut tar::Builder<Vec<u8>>,
+        root: &Path,
+        rel: &str,
+        ignore: &Ignore,
+        keep: &str,
+    ) -> anyhow::Result<()> {
+        let dir = if rel.is_empty() {
+            root.to_path_buf()
+        } else {
+            root.join(rel)
+        };
+        let mut entries: Vec<_> = std::fs::read_dir(&dir)
+            .with_context(|| format!("reading {}", dir.display()))?
+            .collect::<Result<_, _>>()?;
         entries.sort_by_key(|e| e.file_name());
         for e in entries {
             let name = e.file_name().to_string_lossy().into_owned();
-            let r = if rel.is_empty() { name } else { format!("{rel}/{name}") };
+            let r = if rel.is_empty() {
+                name
+            } else {
+                format!("{rel}/{name}")
+            };
             if r != keep && r != ".dockerignore" && ignore.excluded(&r) {
                 continue;
             }
             let ft = e.file_type()?;
-            tar.append_path_with_name(e.path(), &r).with_context(|| format!("adding {r} to the build context"))?;
+            tar.append_path_with_name(e.path(), &r)
+                .with_context(|| format!("adding {r} to the build context"))?;
             if ft.is_dir() {
                 walk(tar, root, &r, ignore, keep)?;
             }
@@ -67,7 +85,11 @@ pub async fn run(c: &Client, a: Args) -> anyhow::Result<i32> {
     let mut extra: Option<Vec<u8>> = None;
     if let Some(f) = &a.file {
         let fp = Path::new(f);
-        match fp.canonicalize().ok().and_then(|p| p.strip_prefix(dir.canonicalize().ok()?).ok().map(|r| r.to_string_lossy().into_owned())) {
+        match fp.canonicalize().ok().and_then(|p| {
+            p.strip_prefix(dir.canonicalize().ok()?)
+                .ok()
+                .map(|r| r.to_string_lossy().into_owned())
+        }) {
             Some(rel) => dockerfile = rel,
             None => {
                 extra = Some(std::fs::read(fp).with_context(|| format!("reading {f}"))?);
@@ -103,12 +125,27 @@ pub async fn run(c: &Client, a: Args) -> anyhow::Result<i32> {
         for kv in &a.build_arg {
             match kv.split_once('=') {
                 Some((k, v)) => m.insert(k.to_string(), v.into()),
-                None => m.insert(kv.clone(), std::env::var(kv).map(Into::into).unwrap_or(serde_json::Value::Null)),
+                None => m.insert(
+                    kv.clone(),
+                    std::env::var(kv)
+                        .map(Into::into)
+                        .unwrap_or(serde_json::Value::Null),
+                ),
             };
         }
-        q.push_str(&format!("&buildargs={}", super::enc(&serde_json::Value::Object(m).to_string())));
+        q.push_str(&format!(
+            "&buildargs={}",
+            super::enc(&serde_json::Value::Object(m).to_string())
+        ));
     }
-    let resp = c.send(hyper::Method::POST, &format!("/build?{q}"), data.into(), Some("application/x-tar")).await?;
+    let resp = c
+        .send(
+            hyper::Method::POST,
+            &format!("/build?{q}"),
+            data.into(),
+            Some("application/x-tar"),
+        )
+        .await?;
     let mut body = resp.into_body();
     let mut buf = Vec::new();
     let mut id = None;
@@ -116,7 +153,9 @@ pub async fn run(c: &Client, a: Args) -> anyhow::Result<i32> {
         buf.extend_from_slice(&chunk?);
         while let Some(i) = buf.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = buf.drain(..=i).collect();
-            let m: JsonMessage = serde_json::from_slice(&line).with_context(|| format!("bad build output line {:?}", String::from_utf8_lossy(&line)))?;
+            let m: JsonMessage = serde_json::from_slice(&line).with_context(|| {
+                format!("bad build output line {:?}", String::from_utf8_lossy(&line))
+            })?;
             if let Some(e) = m.error {
                 eprintln!("ERROR: {e}");
                 return Ok(1);

@@ -43,7 +43,16 @@ pub async fn list(c: &Client, a: Args) -> anyhow::Result<i32> {
         path.push_str(&format!("?filters={}", enc(&f.to_string())));
     }
     let list: Vec<ImageSummary> = c.get_json(&path).await?;
-    let id = |s: &ImageSummary| if a.no_trunc { s.id.clone() } else { s.id.trim_start_matches("sha256:").chars().take(12).collect() };
+    let id = |s: &ImageSummary| {
+        if a.no_trunc {
+            s.id.clone()
+        } else {
+            s.id.trim_start_matches("sha256:")
+                .chars()
+                .take(12)
+                .collect()
+        }
+    };
     if a.quiet {
         let mut seen = std::collections::BTreeSet::new();
         for s in &list {
@@ -55,22 +64,46 @@ pub async fn list(c: &Client, a: Args) -> anyhow::Result<i32> {
     }
     let mut rows = Vec::new();
     for s in &list {
-        let digest = s.repo_digests.first().and_then(|d| d.split_once('@')).map(|(_, d)| d.to_string()).unwrap_or_else(|| "<none>".into());
+        let digest = s
+            .repo_digests
+            .first()
+            .and_then(|d| d.split_once('@'))
+            .map(|(_, d)| d.to_string())
+            .unwrap_or_else(|| "<none>".into());
         let tags: Vec<(String, String)> = if s.repo_tags.is_empty() {
             vec![("<none>".into(), "<none>".into())]
         } else {
-            s.repo_tags.iter().map(|t| ImageRef::parse(t).map(|r| (r.familiar_repository(), r.tag.unwrap_or_default())).unwrap_or((t.clone(), String::new()))).collect()
+            s.repo_tags
+                .iter()
+                .map(|t| {
+                    ImageRef::parse(t)
+                        .map(|r| (r.familiar_repository(), r.tag.unwrap_or_default()))
+                        .unwrap_or((t.clone(), String::new()))
+                })
+                .collect()
         };
         for (repo, tag) in tags {
             let mut row = vec![repo, tag];
             if a.digests {
                 row.push(digest.clone());
             }
-            row.extend([id(s), if s.created == 0 { "N/A".into() } else { ago(s.created) }, human_size(s.size)]);
+            row.extend([
+                id(s),
+                if s.created == 0 {
+                    "N/A".into()
+                } else {
+                    ago(s.created)
+                },
+                human_size(s.size),
+            ]);
             rows.push(row);
         }
     }
-    let header: Vec<&str> = if a.digests { vec!["REPOSITORY", "TAG", "DIGEST", "IMAGE ID", "CREATED", "SIZE"] } else { vec!["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"] };
+    let header: Vec<&str> = if a.digests {
+        vec!["REPOSITORY", "TAG", "DIGEST", "IMAGE ID", "CREATED", "SIZE"]
+    } else {
+        vec!["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"]
+    };
     print!("{}", table(&header, &rows));
     Ok(0)
 }
@@ -102,6 +135,12 @@ pub async fn rmi(c: &Client, a: RmiArgs) -> anyhow::Result<i32> {
 pub async fn tag(c: &Client, a: TagArgs) -> anyhow::Result<i32> {
     let target = ImageRef::parse(&a.target).map_err(anyhow::Error::msg)?;
     let tag = target.tag.clone().unwrap_or_else(|| "latest".into());
-    c.post(&format!("/images/{}/tag?repo={}&tag={}", a.source, enc(&target.repository()), enc(&tag))).await?;
+    c.post(&format!(
+        "/images/{}/tag?repo={}&tag={}",
+        a.source,
+        enc(&target.repository()),
+        enc(&tag)
+    ))
+    .await?;
     Ok(0)
 }

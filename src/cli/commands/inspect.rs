@@ -23,16 +23,24 @@ pub async fn run(c: &Client, a: Args) -> anyhow::Result<i32> {
     for n in &a.names {
         let mut found = None;
         if a.kind.as_deref() != Some("image") {
-            match c.get_json::<serde_json::Value>(&format!("/containers/{}/json", enc(n))).await {
+            match c
+                .get_json::<serde_json::Value>(&format!("/containers/{}/json", enc(n)))
+                .await
+            {
                 Ok(v) => found = Some(v),
                 Err(e) if e.status() == Some(StatusCode::NOT_FOUND) => {}
                 Err(e) => return Err(e.into()),
             }
         }
         if found.is_none() && a.kind.as_deref() != Some("container") {
-            match c.get_json::<serde_json::Value>(&format!("/images/{n}/json")).await {
+            match c
+                .get_json::<serde_json::Value>(&format!("/images/{n}/json"))
+                .await
+            {
                 Ok(v) => found = Some(v),
-                Err(e) if e.status() == Some(StatusCode::NOT_FOUND) || e.status() == Some(StatusCode::BAD_REQUEST) => {}
+                Err(e)
+                    if e.status() == Some(StatusCode::NOT_FOUND)
+                        || e.status() == Some(StatusCode::BAD_REQUEST) => {}
                 Err(e) => return Err(e.into()),
             }
         }

@@ -67,7 +67,10 @@ pub async fn stop(c: &Client, a: StopArgs, verb: &str) -> anyhow::Result<i32> {
 }
 
 pub async fn kill(c: &Client, a: KillArgs) -> anyhow::Result<i32> {
-    let s = a.signal.map(|s| format!("?signal={}", enc(&s))).unwrap_or_default();
+    let s = a
+        .signal
+        .map(|s| format!("?signal={}", enc(&s)))
+        .unwrap_or_default();
     each(&a.containers, |n| {
         let path = format!("/containers/{}/kill{s}", enc(&n));
         async move { c.post(&path).await.map(|_| ()) }
@@ -95,7 +98,13 @@ pub async fn rm(c: &Client, a: RmArgs) -> anyhow::Result<i32> {
 pub async fn wait(c: &Client, a: Names) -> anyhow::Result<i32> {
     let mut code = 0;
     for n in &a.containers {
-        match c.post_json::<WaitResponse>(&format!("/containers/{}/wait", enc(n)), &serde_json::json!({})).await {
+        match c
+            .post_json::<WaitResponse>(
+                &format!("/containers/{}/wait", enc(n)),
+                &serde_json::json!({}),
+            )
+            .await
+        {
             Ok(w) => println!("{}", w.status_code),
             Err(e) => {
                 eprintln!("{e}");

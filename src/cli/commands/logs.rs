@@ -41,12 +41,20 @@ fn time_arg(s: &str) -> anyhow::Result<String> {
     if s.parse::<f64>().is_ok() {
         return Ok(s.to_string());
     }
-    let t = chrono::DateTime::parse_from_rfc3339(s).map_err(|_| anyhow::anyhow!("invalid time {s:?}: use RFC 3339, unix seconds or a duration like 10m"))?;
-    Ok(format!("{}.{:09}", t.timestamp(), t.timestamp_subsec_nanos()))
+    let t = chrono::DateTime::parse_from_rfc3339(s).map_err(|_| {
+        anyhow::anyhow!("invalid time {s:?}: use RFC 3339, unix seconds or a duration like 10m")
+    })?;
+    Ok(format!(
+        "{}.{:09}",
+        t.timestamp(),
+        t.timestamp_subsec_nanos()
+    ))
 }
 
 pub async fn run(c: &Client, a: Args) -> anyhow::Result<i32> {
-    let info: ContainerInspect = c.get_json(&format!("/containers/{}/json", enc(&a.container))).await?;
+    let info: ContainerInspect = c
+        .get_json(&format!("/containers/{}/json", enc(&a.container)))
+        .await?;
     let mut q = format!("stdout=1&stderr=1&tail={}", enc(&a.tail));
     if a.follow {
         q.push_str("&follow=1");
@@ -60,7 +68,14 @@ pub async fn run(c: &Client, a: Args) -> anyhow::Result<i32> {
     if let Some(u) = &a.until {
         q.push_str(&format!("&until={}", time_arg(u)?));
     }
-    let resp = c.send(Method::GET, &format!("/containers/{}/logs?{q}", info.id), bytes::Bytes::new(), None).await?;
+    let resp = c
+        .send(
+            Method::GET,
+            &format!("/containers/{}/logs?{q}", info.id),
+            bytes::Bytes::new(),
+            None,
+        )
+        .await?;
     let mut body = resp.into_body();
     let mut dec = Decoder::default();
     let (mut out, mut err) = (std::io::stdout(), std::io::stderr());

@@ -26,15 +26,29 @@ pub struct Args {
 pub async fn run(c: &Client, a: Args) -> anyhow::Result<i32> {
     let mut filters: std::collections::BTreeMap<String, Vec<String>> = Default::default();
     for f in &a.filter {
-        let (k, v) = f.split_once('=').ok_or_else(|| anyhow::anyhow!("invalid filter {f:?}: expected key=value"))?;
-        filters.entry(k.to_string()).or_default().push(v.to_string());
+        let (k, v) = f
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("invalid filter {f:?}: expected key=value"))?;
+        filters
+            .entry(k.to_string())
+            .or_default()
+            .push(v.to_string());
     }
     let mut path = format!("/containers/json?all={}", a.all as u8);
     if !filters.is_empty() {
-        path.push_str(&format!("&filters={}", super::enc(&serde_json::to_string(&filters)?)));
+        path.push_str(&format!(
+            "&filters={}",
+            super::enc(&serde_json::to_string(&filters)?)
+        ));
     }
     let list: Vec<ContainerSummary> = c.get_json(&path).await?;
-    let id = |s: &ContainerSummary| if a.no_trunc { s.id.clone() } else { s.id[..12.min(s.id.len())].to_string() };
+    let id = |s: &ContainerSummary| {
+        if a.no_trunc {
+            s.id.clone()
+        } else {
+            s.id[..12.min(s.id.len())].to_string()
+        }
+    };
     if a.quiet {
         for s in &list {
             println!("{}", id(s));
@@ -75,9 +89,35 @@ pub async fn run(c: &Client, a: Args) -> anyhow::Result<i32> {
             if !a.no_trunc && cmd.chars().count() > 22 {
                 cmd = format!("{}…\"", cmd.chars().take(20).collect::<String>());
             }
-            vec![id(s), s.image.clone(), cmd, ago(s.created), s.status.clone(), String::new(), s.names.iter().map(|n| n.trim_start_matches('/')).collect::<Vec<_>>().join(",")]
+            vec![
+                id(s),
+                s.image.clone(),
+                cmd,
+                ago(s.created),
+                s.status.clone(),
+                String::new(),
+                s.names
+                    .iter()
+                    .map(|n| n.trim_start_matches('/'))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ]
         })
         .collect();
-    print!("{}", table(&["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"], &rows));
+    print!(
+        "{}",
+        table(
+            &[
+                "CONTAINER ID",
+                "IMAGE",
+                "COMMAND",
+                "CREATED",
+                "STATUS",
+                "PORTS",
+                "NAMES"
+            ],
+            &rows
+        )
+    );
     Ok(0)
 }

@@ -1,7 +1,9 @@
 //! `run` and `create`.
 
 use super::enc;
-use crate::api::types::{ContainerConfig, ContainerCreateRequest, HostConfig, IdResponse, RestartPolicyApi};
+use crate::api::types::{
+    ContainerConfig, ContainerCreateRequest, HostConfig, IdResponse, RestartPolicyApi,
+};
 use crate::client::Client;
 use crate::model::{Digest, RestartPolicy};
 use anyhow::{bail, Context};
@@ -60,7 +62,10 @@ pub struct RunArgs {
 /// `64m`, `1g`, `512k`, `1024b` or plain bytes.
 pub fn parse_memory(s: &str) -> Result<i64, String> {
     let t = s.trim().to_ascii_lowercase();
-    let (num, mult) = match t.char_indices().find(|(_, c)| !c.is_ascii_digit() && *c != '.') {
+    let (num, mult) = match t
+        .char_indices()
+        .find(|(_, c)| !c.is_ascii_digit() && *c != '.')
+    {
         Some((i, _)) => {
             let m: i64 = match t[i..].trim_end_matches('b') {
                 "" => 1,
@@ -88,7 +93,10 @@ fn env_from_files(files: &[String]) -> anyhow::Result<Vec<String>> {
                 continue;
             }
             if l.contains(char::is_whitespace) && !l.contains('=') {
-                bail!("env file {f} line {}: variable {l:?} contains whitespace", i + 1);
+                bail!(
+                    "env file {f} line {}: variable {l:?} contains whitespace",
+                    i + 1
+                );
             }
             out.push(expand_env(l));
         }
@@ -118,7 +126,15 @@ pub async fn run(c: &Client, a: RunArgs, create_only: bool) -> anyhow::Result<i3
     let mut env = env_from_files(&a.env_file)?;
     env.extend(a.env.iter().map(|e| expand_env(e)));
     env.retain(|e| !e.is_empty());
-    let labels = a.label.iter().map(|l| l.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).unwrap_or((l.clone(), String::new()))).collect();
+    let labels = a
+        .label
+        .iter()
+        .map(|l| {
+            l.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .unwrap_or((l.clone(), String::new()))
+        })
+        .collect();
     let attach = !a.detach && !create_only;
     let config = ContainerConfig {
         image: image.clone(),
@@ -138,14 +154,33 @@ pub async fn run(c: &Client, a: RunArgs, create_only: bool) -> anyhow::Result<i3
     };
     let host_config = HostConfig {
         binds: Some(a.volume.clone()),
-        memory: a.memory.as_deref().map(parse_memory).transpose().map_err(anyhow::Error::msg)?.unwrap_or(0),
-        restart_policy: RestartPolicyApi { name: policy.name().into(), maximum_retry_count: policy.max_retries() as i64 },
+        memory: a
+            .memory
+            .as_deref()
+            .map(parse_memory)
+            .transpose()
+            .map_err(anyhow::Error::msg)?
+            .unwrap_or(0),
+        restart_policy: RestartPolicyApi {
+            name: policy.name().into(),
+            maximum_retry_count: policy.max_retries() as i64,
+        },
         auto_remove: a.rm,
         ..Default::default()
     };
-    let name = a.name.as_deref().map(|n| format!("?name={}", enc(n))).unwrap_or_default();
-    let req = ContainerCreateRequest { config, host_config: Some(host_config), networking_config: None };
-    let created: IdResponse = c.post_json(&format!("/containers/create{name}"), &req).await?;
+    let name = a
+        .name
+        .as_deref()
+        .map(|n| format!("?name={}", enc(n)))
+        .unwrap_or_default();
+    let req = ContainerCreateRequest {
+        config,
+        host_config: Some(host_config),
+        networking_config: None,
+    };
+    let created: IdResponse = c
+        .post_json(&format!("/containers/create{name}"), &req)
+        .await?;
     for w in &created.warnings {
         eprintln!("WARNING: {w}");
     }
@@ -171,19 +206,39 @@ fn looks_like_local_wasm(s: &str) -> bool {
 async fn load_local_wasm(c: &Client, path: &Path) -> anyhow::Result<String> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     if bytes.len() < 4 || &bytes[..4] != b"\0asm" {
-        bail!("{} is not a WebAssembly module or component", path.display());
+        bail!(
+            "{} is not a WebAssembly module or component",
+            path.display()
+        );
     }
     let digest = Digest::of(&bytes);
-    let stem: String = path.file_stem().map(|s| s.to_string_lossy().to_ascii_lowercase()).unwrap_or_default().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+    let stem: String = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
     let stem = stem.trim_matches('-');
     let stem = if stem.is_empty() { "module" } else { stem };
     let reference = format!("localhost/wasm-file/{stem}:{}", &digest.hex()[..16]);
-    if c.get_json::<serde_json::Value>(&format!("/images/{reference}/json")).await.is_ok() {
+    if c.get_json::<serde_json::Value>(&format!("/images/{reference}/json"))
+        .await
+        .is_ok()
+    {
         return Ok(reference);
     }
     let r = crate::model::ImageRef::parse(&reference).map_err(anyhow::Error::msg)?;
-    let archive = crate::image::archive::single_module_archive(&r, &format!("/{stem}.wasm"), &bytes);
-    let resp = c.send(hyper::Method::POST, "/images/load?quiet=1", archive.into(), Some("application/x-tar")).await?;
+    let archive =
+        crate::image::archive::single_module_archive(&r, &format!("/{stem}.wasm"), &bytes);
+    let resp = c
+        .send(
+            hyper::Method::POST,
+            "/images/load?quiet=1",
+            archive.into(),
+            Some("application/x-tar"),
+        )
+        .await?;
     let _ = http_body_util::BodyExt::collect(resp.into_body()).await;
     Ok(reference)
 }

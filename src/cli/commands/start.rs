@@ -25,8 +25,18 @@ pub async fn run(c: &Client, a: Args) -> anyhow::Result<i32> {
         if a.containers.len() > 1 {
             anyhow::bail!("you cannot start and attach multiple containers at once");
         }
-        let info: ContainerInspect = c.get_json(&format!("/containers/{}/json", enc(&a.containers[0]))).await?;
-        return attach_and_start(c, &info.id, a.interactive, info.config.tty, true, "next-exit").await;
+        let info: ContainerInspect = c
+            .get_json(&format!("/containers/{}/json", enc(&a.containers[0])))
+            .await?;
+        return attach_and_start(
+            c,
+            &info.id,
+            a.interactive,
+            info.config.tty,
+            true,
+            "next-exit",
+        )
+        .await;
     }
     let mut code = 0;
     for n in &a.containers {
@@ -43,15 +53,38 @@ pub async fn run(c: &Client, a: Args) -> anyhow::Result<i32> {
 
 /// Attach, register a wait, start (optionally), stream output until the
 /// container's run ends, and return its exit code.
-pub async fn attach_and_start(c: &Client, id: &str, stdin: bool, tty: bool, start: bool, condition: &str) -> anyhow::Result<i32> {
-    let q = format!("/containers/{id}/attach?stream=1&stdout=1&stderr=1{}", if stdin { "&stdin=1" } else { "" });
+pub async fn attach_and_start(
+    c: &Client,
+    id: &str,
+    stdin: bool,
+    tty: bool,
+    start: bool,
+    condition: &str,
+) -> anyhow::Result<i32> {
+    let q = format!(
+        "/containers/{id}/attach?stream=1&stdout=1&stderr=1{}",
+        if stdin { "&stdin=1" } else { "" }
+    );
     let io = c.upgrade(&q).await?;
     let (mut rd, mut wr) = tokio::io::split(io);
     // The wait is registered (its headers received) before start is sent.
-    let wait_resp = c.send(hyper::Method::POST, &format!("/containers/{id}/wait?condition={condition}"), bytes::Bytes::new(), None).await?;
+    let wait_resp = c
+        .send(
+            hyper::Method::POST,
+            &format!("/containers/{id}/wait?condition={condition}"),
+            bytes::Bytes::new(),
+            None,
+        )
+        .await?;
     let waiter = tokio::spawn(async move {
-        let body = wait_resp.into_body().collect().await.map_err(|e| ClientError::Http(e.to_string()))?.to_bytes();
-        serde_json::from_slice::<WaitResponse>(&body).map_err(|e| ClientError::Decode(e.to_string()))
+        let body = wait_resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| ClientError::Http(e.to_string()))?
+            .to_bytes();
+        serde_json::from_slice::<WaitResponse>(&body)
+            .map_err(|e| ClientError::Decode(e.to_string()))
     });
     if stdin {
         tokio::spawn(async move {

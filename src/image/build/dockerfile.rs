@@ -60,7 +60,12 @@ pub fn parse(src: &str) -> Result<Vec<Step>, BuildError> {
                 escape = match v.trim() {
                     "\\" => '\\',
                     "`" => '`',
-                    other => return Err(BuildError::at(lines.peek().map_or(1, |x| x.0 + 1), format!("invalid escape directive {other:?}"))),
+                    other => {
+                        return Err(BuildError::at(
+                            lines.peek().map_or(1, |x| x.0 + 1),
+                            format!("invalid escape directive {other:?}"),
+                        ))
+                    }
                 };
                 lines.next();
             }
@@ -101,7 +106,10 @@ pub fn parse(src: &str) -> Result<Vec<Step>, BuildError> {
         return Err(BuildError::at(1, "the Dockerfile has no instructions"));
     }
     if !matches!(steps[0].inst, Instruction::From(_) | Instruction::Arg(_)) {
-        return Err(BuildError::at(steps[0].line, "the first instruction must be FROM"));
+        return Err(BuildError::at(
+            steps[0].line,
+            "the first instruction must be FROM",
+        ));
     }
     Ok(steps)
 }
@@ -123,11 +131,25 @@ fn parse_line(line: usize, text: &str) -> Result<Step, BuildError> {
         "FROM" => Instruction::From(need("an image name")?),
         "COPY" | "ADD" => {
             let args = need("at least a source and a destination")?;
-            let n = if args.starts_with('[') { json_array(line, &args)?.len() } else { words(&args, &|_| None).map_err(|e| BuildError::at(line, e))?.iter().filter(|w| !w.starts_with("--")).count() };
+            let n = if args.starts_with('[') {
+                json_array(line, &args)?.len()
+            } else {
+                words(&args, &|_| None)
+                    .map_err(|e| BuildError::at(line, e))?
+                    .iter()
+                    .filter(|w| !w.starts_with("--"))
+                    .count()
+            };
             if n < 2 {
-                return Err(BuildError::at(line, format!("{kw} requires at least a source and a destination")));
+                return Err(BuildError::at(
+                    line,
+                    format!("{kw} requires at least a source and a destination"),
+                ));
             }
-            Instruction::Copy { args, add: kw == "ADD" }
+            Instruction::Copy {
+                args,
+                add: kw == "ADD",
+            }
         }
         "ENV" => Instruction::Env(need("a name and a value")?),
         "ARG" => Instruction::Arg(need("a name")?),
@@ -141,9 +163,18 @@ fn parse_line(line: usize, text: &str) -> Result<Step, BuildError> {
         "VOLUME" => Instruction::Volume(need("a path")?),
         "STOPSIGNAL" => Instruction::StopSignal(need("a signal")?),
         "" => return Err(BuildError::at(line, "empty instruction")),
-        other => return Err(BuildError::at(line, format!("unknown instruction: {other}"))),
+        other => {
+            return Err(BuildError::at(
+                line,
+                format!("unknown instruction: {other}"),
+            ))
+        }
     };
-    Ok(Step { line, text: format!("{kw} {rest}").trim().to_string(), inst })
+    Ok(Step {
+        line,
+        text: format!("{kw} {rest}").trim().to_string(),
+        inst,
+    })
 }
 
 fn command_form(line: usize, rest: &str) -> Result<CommandForm, BuildError> {
@@ -158,7 +189,8 @@ fn command_form(line: usize, rest: &str) -> Result<CommandForm, BuildError> {
 }
 
 pub fn json_array(line: usize, s: &str) -> Result<Vec<String>, BuildError> {
-    serde_json::from_str(s).map_err(|e| BuildError::at(line, format!("invalid JSON array {s:?}: {e}")))
+    serde_json::from_str(s)
+        .map_err(|e| BuildError::at(line, format!("invalid JSON array {s:?}: {e}")))
 }
 
 /// Split `s` into words as the shell would (quotes, backslashes) expanding
@@ -214,7 +246,10 @@ pub fn words(s: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Vec<Str
     Ok(out)
 }
 
-fn expand_var(chars: &mut std::iter::Peekable<std::str::Chars>, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+fn expand_var(
+    chars: &mut std::iter::Peekable<std::str::Chars>,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, String> {
     if chars.peek() == Some(&'{') {
         chars.next();
         let mut inner = String::new();
@@ -236,10 +271,16 @@ fn expand_var(chars: &mut std::iter::Peekable<std::str::Chars>, lookup: &dyn Fn(
             return Err(format!("missing '}}' in ${{{inner}"));
         }
         if let Some((name, word)) = inner.split_once(":-") {
-            return Ok(lookup(name).filter(|v| !v.is_empty()).unwrap_or_else(|| word.to_string()));
+            return Ok(lookup(name)
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| word.to_string()));
         }
         if let Some((name, word)) = inner.split_once(":+") {
-            return Ok(if lookup(name).is_some_and(|v| !v.is_empty()) { word.to_string() } else { String::new() });
+            return Ok(if lookup(name).is_some_and(|v| !v.is_empty()) {
+                word.to_string()
+            } else {
+                String::new()
+            });
         }
         if !inner.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') || inner.is_empty() {
             return Err(format!("bad substitution ${{{inner}}}"));
@@ -262,7 +303,11 @@ fn expand_var(chars: &mut std::iter::Peekable<std::str::Chars>, lookup: &dyn Fn(
 }
 
 /// Parse `k=v k2="v 2"` pairs (or the legacy `ENV k v` form when `legacy`).
-pub fn key_values(s: &str, lookup: &dyn Fn(&str) -> Option<String>, legacy: bool) -> Result<Vec<(String, String)>, String> {
+pub fn key_values(
+    s: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    legacy: bool,
+) -> Result<Vec<(String, String)>, String> {
     let first = s.split_whitespace().next().unwrap_or("");
     if legacy && !first.contains('=') {
         let rest = s[first.len()..].trim();
@@ -271,7 +316,9 @@ pub fn key_values(s: &str, lookup: &dyn Fn(&str) -> Option<String>, legacy: bool
     }
     let mut out = Vec::new();
     for w in words(s, lookup)? {
-        let (k, v) = w.split_once('=').ok_or_else(|| format!("expected key=value, got {w:?}"))?;
+        let (k, v) = w
+            .split_once('=')
+            .ok_or_else(|| format!("expected key=value, got {w:?}"))?;
         if k.is_empty() {
             return Err(format!("empty key in {w:?}"));
         }
@@ -299,9 +346,18 @@ mod tests {
         assert_eq!(steps.len(), 5);
         assert_eq!(steps[0].line, 3);
         assert_eq!(steps[1].line, 4);
-        assert!(matches!(&steps[1].inst, Instruction::Copy { add: false, .. }));
-        assert_eq!(steps[2].inst, Instruction::Entrypoint(CommandForm::Exec(vec!["/app/a.wasm".into()])));
-        assert_eq!(steps[3].inst, Instruction::Cmd(CommandForm::Shell("echo hi".into())));
+        assert!(matches!(
+            &steps[1].inst,
+            Instruction::Copy { add: false, .. }
+        ));
+        assert_eq!(
+            steps[2].inst,
+            Instruction::Entrypoint(CommandForm::Exec(vec!["/app/a.wasm".into()]))
+        );
+        assert_eq!(
+            steps[3].inst,
+            Instruction::Cmd(CommandForm::Shell("echo hi".into()))
+        );
         assert_eq!(steps[4].line, 8);
     }
 
@@ -311,17 +367,32 @@ mod tests {
         assert_eq!(e.line, Some(3));
         assert!(e.to_string().contains("line 3"), "{e}");
         assert!(e.to_string().contains("FROBNICATE"), "{e}");
-        assert_eq!(parse("FROM scratch\nCOPY onlyone\n").unwrap_err().line, Some(2));
+        assert_eq!(
+            parse("FROM scratch\nCOPY onlyone\n").unwrap_err().line,
+            Some(2)
+        );
         assert_eq!(parse("COPY a b\n").unwrap_err().line, Some(1));
         assert!(parse("\n# just a comment\n").is_err());
     }
 
     #[test]
     fn words_and_expansion() {
-        assert_eq!(words("a 'b c' \"d $A\" ${A}y $NOPE. '$A'", &env).unwrap(), vec!["a", "b c", "d x", "xy", ".", "$A"]);
-        assert_eq!(words("${NOPE:-def} ${A:+alt} ${EMPTY:-e}", &env).unwrap(), vec!["def", "alt", "e"]);
+        assert_eq!(
+            words("a 'b c' \"d $A\" ${A}y $NOPE. '$A'", &env).unwrap(),
+            vec!["a", "b c", "d x", "xy", ".", "$A"]
+        );
+        assert_eq!(
+            words("${NOPE:-def} ${A:+alt} ${EMPTY:-e}", &env).unwrap(),
+            vec!["def", "alt", "e"]
+        );
         assert!(words("'open", &env).is_err());
-        assert_eq!(key_values("A=1 B=\"x y\"", &env, true).unwrap(), vec![("A".into(), "1".into()), ("B".into(), "x y".into())]);
-        assert_eq!(key_values("NAME some value", &env, true).unwrap(), vec![("NAME".into(), "some value".into())]);
+        assert_eq!(
+            key_values("A=1 B=\"x y\"", &env, true).unwrap(),
+            vec![("A".into(), "1".into()), ("B".into(), "x y".into())]
+        );
+        assert_eq!(
+            key_values("NAME some value", &env, true).unwrap(),
+            vec![("NAME".into(), "some value".into())]
+        );
     }
 }

@@ -18,7 +18,12 @@ impl Ignore {
                 None => (false, t),
             };
             let clean = crate::fsutil::clean_abs(pat);
-            let segs: Vec<String> = clean.trim_start_matches('/').split('/').filter(|s| !s.is_empty()).map(str::to_string).collect();
+            let segs: Vec<String> = clean
+                .trim_start_matches('/')
+                .split('/')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect();
             if !segs.is_empty() {
                 rules.push((neg, segs));
             }
@@ -29,7 +34,10 @@ impl Ignore {
     /// Is this context-relative path excluded? A path is also excluded when
     /// one of its parent directories matches.
     pub fn excluded(&self, rel: &str) -> bool {
-        let parts: Vec<&str> = rel.split('/').filter(|s| !s.is_empty() && *s != ".").collect();
+        let parts: Vec<&str> = rel
+            .split('/')
+            .filter(|s| !s.is_empty() && *s != ".")
+            .collect();
         let mut out = false;
         for (neg, pat) in &self.rules {
             let hit = (1..=parts.len()).any(|n| match_segs(pat, &parts[..n]));
@@ -45,7 +53,11 @@ fn match_segs(pat: &[String], path: &[&str]) -> bool {
     match pat.split_first() {
         None => path.is_empty(),
         Some((p, rest)) if p == "**" => (0..=path.len()).any(|i| match_segs(rest, &path[i..])),
-        Some((p, rest)) => !path.is_empty() && glob(p.as_bytes(), path[0].as_bytes()) && match_segs(rest, &path[1..]),
+        Some((p, rest)) => {
+            !path.is_empty()
+                && glob(p.as_bytes(), path[0].as_bytes())
+                && match_segs(rest, &path[1..])
+        }
     }
 }
 
@@ -56,9 +68,13 @@ pub fn glob(p: &[u8], s: &[u8]) -> bool {
         Some((b'*', rest)) => (0..=s.len()).any(|i| glob(rest, &s[i..])),
         Some((b'?', rest)) => !s.is_empty() && glob(rest, &s[1..]),
         Some((b'[', rest)) => {
-            let Some(end) = rest.iter().position(|&c| c == b']') else { return false };
+            let Some(end) = rest.iter().position(|&c| c == b']') else {
+                return false;
+            };
             let (class, after) = (&rest[..end], &rest[end + 1..]);
-            let Some((&c, s_rest)) = s.split_first() else { return false };
+            let Some((&c, s_rest)) = s.split_first() else {
+                return false;
+            };
             let (neg, class) = match class.first() {
                 Some(b'^') | Some(b'!') => (true, &class[1..]),
                 _ => (false, class),
@@ -76,7 +92,9 @@ pub fn glob(p: &[u8], s: &[u8]) -> bool {
             }
             hit != neg && glob(after, s_rest)
         }
-        Some((b'\\', rest)) if !rest.is_empty() => !s.is_empty() && s[0] == rest[0] && glob(&rest[1..], &s[1..]),
+        Some((b'\\', rest)) if !rest.is_empty() => {
+            !s.is_empty() && s[0] == rest[0] && glob(&rest[1..], &s[1..])
+        }
         Some((&c, rest)) => !s.is_empty() && s[0] == c && glob(rest, &s[1..]),
     }
 }

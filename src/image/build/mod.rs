@@ -14,8 +14,8 @@ use super::store::{oci_digest, ImageStore};
 use super::{canonical_json, ImageError};
 use crate::model::{Digest, ImageRef};
 use oci_spec::image::{
-    Arch, ConfigBuilder, Descriptor, HistoryBuilder, ImageConfigurationBuilder, ImageManifestBuilder,
-    MediaType, Os, RootFsBuilder,
+    Arch, ConfigBuilder, Descriptor, HistoryBuilder, ImageConfigurationBuilder,
+    ImageManifestBuilder, MediaType, Os, RootFsBuilder,
 };
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
@@ -32,10 +32,16 @@ pub struct BuildError {
 
 impl BuildError {
     pub fn at(line: usize, message: impl Into<String>) -> Self {
-        BuildError { line: Some(line), message: message.into() }
+        BuildError {
+            line: Some(line),
+            message: message.into(),
+        }
     }
     pub fn new(message: impl Into<String>) -> Self {
-        BuildError { line: None, message: message.into() }
+        BuildError {
+            line: None,
+            message: message.into(),
+        }
     }
 }
 
@@ -87,7 +93,12 @@ struct Stage {
 
 impl Stage {
     fn lookup(&self, k: &str) -> Option<String> {
-        self.env.iter().rev().find(|(n, _)| n == k).map(|(_, v)| v.clone()).or_else(|| self.args.get(k).cloned())
+        self.env
+            .iter()
+            .rev()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+            .or_else(|| self.args.get(k).cloned())
     }
 
     fn set_env(&mut self, k: String, v: String) {
@@ -106,11 +117,24 @@ fn host_platform() -> (String, String) {
 }
 
 /// Run the build. `out` receives progress text. Returns the image id.
-pub fn build(store: &ImageStore, ctx: &Path, opts: &BuildOptions, out: &mut dyn FnMut(&str)) -> Result<Digest, ImageError> {
-    let df_rel = if opts.dockerfile.is_empty() { "Dockerfile" } else { &opts.dockerfile };
-    let df_path = crate::fsutil::join_beneath(ctx, df_rel)
-        .ok_or_else(|| BuildError::new(format!("dockerfile path {df_rel:?} escapes the build context")))?;
-    let src = fs::read_to_string(&df_path).map_err(|e| BuildError::new(format!("cannot read dockerfile {df_rel}: {e}")))?;
+pub fn build(
+    store: &ImageStore,
+    ctx: &Path,
+    opts: &BuildOptions,
+    out: &mut dyn FnMut(&str),
+) -> Result<Digest, ImageError> {
+    let df_rel = if opts.dockerfile.is_empty() {
+        "Dockerfile"
+    } else {
+        &opts.dockerfile
+    };
+    let df_path = crate::fsutil::join_beneath(ctx, df_rel).ok_or_else(|| {
+        BuildError::new(format!(
+            "dockerfile path {df_rel:?} escapes the build context"
+        ))
+    })?;
+    let src = fs::read_to_string(&df_path)
+        .map_err(|e| BuildError::new(format!("cannot read dockerfile {df_rel}: {e}")))?;
     let steps = dockerfile::parse(&src)?;
     let total = steps.len();
     let mut global_args: BTreeMap<String, String> = BTreeMap::new();
@@ -124,9 +148,18 @@ pub fn build(store: &ImageStore, ctx: &Path, opts: &BuildOptions, out: &mut dyn 
         let err = |m: String| ImageError::Build(BuildError::at(line, m));
         match &step.inst {
             Instruction::Arg(raw) => {
-                let lookup = |k: &str| cur.as_ref().and_then(|s| s.lookup(k)).or_else(|| global_args.get(k).cloned());
+                let lookup = |k: &str| {
+                    cur.as_ref()
+                        .and_then(|s| s.lookup(k))
+                        .or_else(|| global_args.get(k).cloned())
+                };
                 for (name, default) in parse_args(raw, &lookup).map_err(err)? {
-                    let value = opts.build_args.get(&name).cloned().or(default).unwrap_or_default();
+                    let value = opts
+                        .build_args
+                        .get(&name)
+                        .cloned()
+                        .or(default)
+                        .unwrap_or_default();
                     if opts.build_args.contains_key(&name) {
                         used_args.insert(name.clone());
                     }
@@ -156,16 +189,29 @@ pub fn build(store: &ImageStore, ctx: &Path, opts: &BuildOptions, out: &mut dyn 
                 }
                 let (image, name) = match rest.as_slice() {
                     [img] => (*img, None),
-                    [img, as_, n] if as_.eq_ignore_ascii_case("as") => (*img, Some(n.to_ascii_lowercase())),
-                    _ => return Err(err(format!("FROM takes an image and an optional AS name, got {raw:?}"))),
+                    [img, as_, n] if as_.eq_ignore_ascii_case("as") => {
+                        (*img, Some(n.to_ascii_lowercase()))
+                    }
+                    _ => {
+                        return Err(err(format!(
+                            "FROM takes an image and an optional AS name, got {raw:?}"
+                        )))
+                    }
                 };
                 let mut stage = if image == "scratch" {
                     let (os, arch) = match &platform {
                         Some(p) => split_platform(p).map_err(err)?,
                         None => host_platform(),
                     };
-                    Stage { os, arch, ..Default::default() }
-                } else if let Some(prev) = stages.iter().find(|s| s.name.as_deref() == Some(&image.to_ascii_lowercase())) {
+                    Stage {
+                        os,
+                        arch,
+                        ..Default::default()
+                    }
+                } else if let Some(prev) = stages
+                    .iter()
+                    .find(|s| s.name.as_deref() == Some(&image.to_ascii_lowercase()))
+                {
                     let mut s = prev.clone();
                     s.history.clear();
                     s
@@ -178,16 +224,26 @@ pub fn build(store: &ImageStore, ctx: &Path, opts: &BuildOptions, out: &mut dyn 
                 cur = Some(stage);
             }
             inst => {
-                let stage = cur.as_mut().ok_or_else(|| err("instruction before FROM".into()))?;
-                run_step(store, ctx, stage, &stages, inst, step).map_err(|m| err(m))?;
-                stage.history.push((step.text.clone(), !matches!(inst, Instruction::Copy { .. })));
+                let stage = cur
+                    .as_mut()
+                    .ok_or_else(|| err("instruction before FROM".into()))?;
+                run_step(store, ctx, stage, &stages, inst, step).map_err(err)?;
+                stage
+                    .history
+                    .push((step.text.clone(), !matches!(inst, Instruction::Copy { .. })));
             }
         }
     }
     let stage = cur.ok_or_else(|| BuildError::new("the Dockerfile has no FROM"))?;
-    let unused: Vec<&String> = opts.build_args.keys().filter(|k| !used_args.contains(*k) && !stage_uses(&stages, &stage, k)).collect();
+    let unused: Vec<&String> = opts
+        .build_args
+        .keys()
+        .filter(|k| !used_args.contains(*k) && !stage_uses(&stages, &stage, k))
+        .collect();
     if !unused.is_empty() {
-        out(&format!("[Warning] One or more build-args {unused:?} were not consumed\n"));
+        out(&format!(
+            "[Warning] One or more build-args {unused:?} were not consumed\n"
+        ));
     }
     let id = commit(store, &stage, &opts.tags)?;
     out(&format!("Successfully built {}\n", id.short()));
@@ -204,12 +260,17 @@ fn stage_uses(_stages: &[Stage], last: &Stage, k: &str) -> bool {
 fn split_platform(p: &str) -> Result<(String, String), String> {
     let mut it = p.split('/');
     match (it.next(), it.next()) {
-        (Some(os), Some(arch)) if !os.is_empty() && !arch.is_empty() => Ok((os.to_string(), arch.to_string())),
+        (Some(os), Some(arch)) if !os.is_empty() && !arch.is_empty() => {
+            Ok((os.to_string(), arch.to_string()))
+        }
         _ => Err(format!("invalid platform {p:?}: expected os/arch")),
     }
 }
 
-fn parse_args(raw: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Vec<(String, Option<String>)>, String> {
+fn parse_args(
+    raw: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<(String, Option<String>)>, String> {
     let mut out = Vec::new();
     for w in words(raw, lookup)? {
         match w.split_once('=') {
@@ -244,14 +305,31 @@ fn from_image(store: &ImageStore, name: &str) -> Result<Stage, ImageError> {
         workdir: c.working_dir().clone().unwrap_or_default(),
         user: c.user().clone().unwrap_or_default(),
         labels: c.labels().clone().unwrap_or_default().into_iter().collect(),
-        exposed: c.exposed_ports().clone().unwrap_or_default().into_iter().collect(),
-        volumes: c.volumes().clone().unwrap_or_default().into_iter().collect(),
+        exposed: c
+            .exposed_ports()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect(),
+        volumes: c
+            .volumes()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect(),
         stop_signal: c.stop_signal().clone(),
         ..Default::default()
     })
 }
 
-fn run_step(store: &ImageStore, ctx: &Path, stage: &mut Stage, stages: &[Stage], inst: &Instruction, step: &Step) -> Result<(), String> {
+fn run_step(
+    store: &ImageStore,
+    ctx: &Path,
+    stage: &mut Stage,
+    stages: &[Stage],
+    inst: &Instruction,
+    step: &Step,
+) -> Result<(), String> {
     let snapshot = stage.clone();
     let lookup = move |k: &str| snapshot.lookup(k);
     match inst {
@@ -274,7 +352,10 @@ fn run_step(store: &ImageStore, ctx: &Path, stage: &mut Stage, stages: &[Stage],
         Instruction::Expose(raw) => {
             for p in words(raw, &lookup)? {
                 let (port, proto) = p.split_once('/').unwrap_or((&p, "tcp"));
-                let ok = port.parse::<u16>().is_ok() || port.split_once('-').is_some_and(|(a, b)| a.parse::<u16>().is_ok() && b.parse::<u16>().is_ok());
+                let ok = port.parse::<u16>().is_ok()
+                    || port
+                        .split_once('-')
+                        .is_some_and(|(a, b)| a.parse::<u16>().is_ok() && b.parse::<u16>().is_ok());
                 if !ok || !matches!(proto, "tcp" | "udp" | "sctp") {
                     return Err(format!("invalid port {p:?} in EXPOSE"));
                 }
@@ -282,7 +363,11 @@ fn run_step(store: &ImageStore, ctx: &Path, stage: &mut Stage, stages: &[Stage],
             }
         }
         Instruction::Volume(raw) => {
-            let v = if raw.starts_with('[') { dockerfile::json_array(step.line, raw).map_err(|e| e.message)? } else { words(raw, &lookup)? };
+            let v = if raw.starts_with('[') {
+                dockerfile::json_array(step.line, raw).map_err(|e| e.message)?
+            } else {
+                words(raw, &lookup)?
+            };
             stage.volumes.extend(v);
         }
         Instruction::Entrypoint(form) => {
@@ -302,7 +387,9 @@ fn run_step(store: &ImageStore, ctx: &Path, stage: &mut Stage, stages: &[Stage],
             };
             return Err(format!("RUN {shown:?}: RUN needs the Linux container backend, which this ketchd does not provide"));
         }
-        Instruction::Copy { args, add } => copy_step(store, ctx, stage, stages, args, *add, &lookup)?,
+        Instruction::Copy { args, add } => {
+            copy_step(store, ctx, stage, stages, args, *add, &lookup)?
+        }
         Instruction::From(_) | Instruction::Arg(_) => unreachable!("handled by the build loop"),
     }
     Ok(())
@@ -316,8 +403,20 @@ fn resolve_in_image(base: &str, p: &str) -> String {
     }
 }
 
-fn copy_step(store: &ImageStore, ctx: &Path, stage: &mut Stage, stages: &[Stage], raw: &str, add: bool, lookup: &dyn Fn(&str) -> Option<String>) -> Result<(), String> {
-    let all = if raw.starts_with('[') { serde_json::from_str::<Vec<String>>(raw).map_err(|e| e.to_string())? } else { words(raw, lookup)? };
+fn copy_step(
+    store: &ImageStore,
+    ctx: &Path,
+    stage: &mut Stage,
+    stages: &[Stage],
+    raw: &str,
+    add: bool,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), String> {
+    let all = if raw.starts_with('[') {
+        serde_json::from_str::<Vec<String>>(raw).map_err(|e| e.to_string())?
+    } else {
+        words(raw, lookup)?
+    };
     let mut from = None;
     let mut chmod = None;
     let mut paths = Vec::new();
@@ -325,7 +424,9 @@ fn copy_step(store: &ImageStore, ctx: &Path, stage: &mut Stage, stages: &[Stage]
         if let Some(v) = w.strip_prefix("--from=") {
             from = Some(v.to_string());
         } else if let Some(v) = w.strip_prefix("--chmod=") {
-            chmod = Some(u32::from_str_radix(v, 8).map_err(|_| format!("invalid --chmod value {v:?}"))?);
+            chmod = Some(
+                u32::from_str_radix(v, 8).map_err(|_| format!("invalid --chmod value {v:?}"))?,
+            );
         } else if w.starts_with("--chown=") || w.starts_with("--link") {
             // Owners are always 0 in ketch layers; --link is the default behaviour.
         } else if w.starts_with("--") {
@@ -334,13 +435,18 @@ fn copy_step(store: &ImageStore, ctx: &Path, stage: &mut Stage, stages: &[Stage]
             paths.push(w);
         }
     }
-    let (dest_raw, srcs) = paths.split_last().ok_or("COPY needs a source and a destination")?;
+    let (dest_raw, srcs) = paths
+        .split_last()
+        .ok_or("COPY needs a source and a destination")?;
     let dest_dir_form = dest_raw.ends_with('/') || srcs.len() > 1;
     let dest = resolve_in_image(&stage.workdir, dest_raw);
     let mut layer = LayerBuilder::default();
     match from {
         Some(f) => {
-            let tree = match stages.iter().find(|s| s.name.as_deref() == Some(&f.to_ascii_lowercase())) {
+            let tree = match stages
+                .iter()
+                .find(|s| s.name.as_deref() == Some(&f.to_ascii_lowercase()))
+            {
                 Some(s) => merged_tree(store, &s.layers)?,
                 None => {
                     let s = from_image(store, &f).map_err(|e| format!("COPY --from={f}: {e}"))?;
@@ -356,7 +462,9 @@ fn copy_step(store: &ImageStore, ctx: &Path, stage: &mut Stage, stages: &[Stage]
                             Entry::Dir { .. } => continue,
                             _ => file_dest(&dest, dest_dir_form, path),
                         }
-                    } else if let Some(sub) = path.strip_prefix(&format!("{}/", src.trim_end_matches('/'))) {
+                    } else if let Some(sub) =
+                        path.strip_prefix(&format!("{}/", src.trim_end_matches('/')))
+                    {
                         format!("{dest}/{sub}")
                     } else {
                         continue;
@@ -373,7 +481,9 @@ fn copy_step(store: &ImageStore, ctx: &Path, stage: &mut Stage, stages: &[Stage]
             for src in srcs {
                 let matches = context_matches(ctx, src)?;
                 if matches.is_empty() {
-                    return Err(format!("COPY failed: file not found in build context: {src}"));
+                    return Err(format!(
+                        "COPY failed: file not found in build context: {src}"
+                    ));
                 }
                 for (rel, host) in matches {
                     let meta = fs::symlink_metadata(&host).map_err(|e| format!("{rel}: {e}"))?;
@@ -391,7 +501,11 @@ fn copy_step(store: &ImageStore, ctx: &Path, stage: &mut Stage, stages: &[Stage]
         }
     }
     let built = layer.write(store).map_err(|e| e.to_string())?;
-    stage.layers.push(Descriptor::new(MediaType::ImageLayerGzip, built.size, oci_digest(&built.digest)));
+    stage.layers.push(Descriptor::new(
+        MediaType::ImageLayerGzip,
+        built.size,
+        oci_digest(&built.digest),
+    ));
     stage.diff_ids.push(built.diff_id.to_string());
     Ok(())
 }
@@ -419,14 +533,24 @@ fn context_matches(ctx: &Path, src: &str) -> Result<Vec<(String, PathBuf)>, Stri
     let clean = crate::fsutil::clean_abs(src);
     let rel = clean.trim_start_matches('/');
     if !rel.contains(['*', '?', '[']) {
-        let host = crate::fsutil::join_beneath(ctx, rel).ok_or_else(|| format!("{src} is outside the build context"))?;
-        return Ok(if fs::symlink_metadata(&host).is_ok() { vec![(rel.to_string(), host)] } else { vec![] });
+        let host = crate::fsutil::join_beneath(ctx, rel)
+            .ok_or_else(|| format!("{src} is outside the build context"))?;
+        return Ok(if fs::symlink_metadata(&host).is_ok() {
+            vec![(rel.to_string(), host)]
+        } else {
+            vec![]
+        });
     }
     let pat: Vec<&str> = rel.split('/').collect();
     let mut out = Vec::new();
     walk(ctx, "", &mut |r, p| {
         let parts: Vec<&str> = r.split('/').collect();
-        if parts.len() == pat.len() && parts.iter().zip(&pat).all(|(s, p)| ignore::glob(p.as_bytes(), s.as_bytes())) {
+        if parts.len() == pat.len()
+            && parts
+                .iter()
+                .zip(&pat)
+                .all(|(s, p)| ignore::glob(p.as_bytes(), s.as_bytes()))
+        {
             out.push((r.to_string(), p.to_path_buf()));
         }
     })
@@ -440,7 +564,11 @@ fn walk(dir: &Path, rel: &str, f: &mut dyn FnMut(&str, &Path)) -> std::io::Resul
     entries.sort_by_key(|e| e.file_name());
     for e in entries {
         let name = e.file_name().to_string_lossy().into_owned();
-        let r = if rel.is_empty() { name } else { format!("{rel}/{name}") };
+        let r = if rel.is_empty() {
+            name
+        } else {
+            format!("{rel}/{name}")
+        };
         f(&r, &e.path());
         if e.file_type()?.is_dir() {
             walk(&e.path(), &r, f)?;
@@ -453,16 +581,26 @@ fn host_entry(host: &Path, meta: &fs::Metadata) -> Result<Entry, String> {
     use std::os::unix::fs::PermissionsExt;
     if meta.file_type().is_symlink() {
         let t = fs::read_link(host).map_err(|e| e.to_string())?;
-        return Ok(Entry::Symlink { target: t.to_string_lossy().into_owned() });
+        return Ok(Entry::Symlink {
+            target: t.to_string_lossy().into_owned(),
+        });
     }
     if !meta.is_file() {
         return Err(format!("{}: not a regular file", host.display()));
     }
     let data = fs::read(host).map_err(|e| format!("{}: {e}", host.display()))?;
-    Ok(Entry::File { mode: meta.permissions().mode() & 0o7777, data })
+    Ok(Entry::File {
+        mode: meta.permissions().mode() & 0o7777,
+        data,
+    })
 }
 
-fn add_dir(layer: &mut LayerBuilder, host: &Path, dest: &str, chmod: Option<u32>) -> Result<(), String> {
+fn add_dir(
+    layer: &mut LayerBuilder,
+    host: &Path,
+    dest: &str,
+    chmod: Option<u32>,
+) -> Result<(), String> {
     let mut err = None;
     walk(host, "", &mut |rel, p| {
         if err.is_some() {
@@ -472,7 +610,15 @@ fn add_dir(layer: &mut LayerBuilder, host: &Path, dest: &str, chmod: Option<u32>
         match fs::symlink_metadata(p) {
             Ok(m) if m.is_dir() => {
                 use std::os::unix::fs::PermissionsExt;
-                layer.add(&target, with_mode(Entry::Dir { mode: m.permissions().mode() & 0o7777 }, chmod));
+                layer.add(
+                    &target,
+                    with_mode(
+                        Entry::Dir {
+                            mode: m.permissions().mode() & 0o7777,
+                        },
+                        chmod,
+                    ),
+                );
             }
             Ok(m) => match host_entry(p, &m) {
                 Ok(e) => layer.add(&target, with_mode(e, chmod)),
@@ -482,13 +628,20 @@ fn add_dir(layer: &mut LayerBuilder, host: &Path, dest: &str, chmod: Option<u32>
         }
     })
     .map_err(|e| e.to_string())?;
-    layer.add(dest, Entry::Dir { mode: chmod.unwrap_or(0o755) });
+    layer.add(
+        dest,
+        Entry::Dir {
+            mode: chmod.unwrap_or(0o755),
+        },
+    );
     err.map_or(Ok(()), Err)
 }
 
 fn is_archive(p: &Path) -> bool {
     let mut head = [0u8; 262];
-    let Ok(mut f) = fs::File::open(p) else { return false };
+    let Ok(mut f) = fs::File::open(p) else {
+        return false;
+    };
     let n = f.read(&mut head).unwrap_or(0);
     (n >= 2 && head[..2] == [0x1f, 0x8b]) || (n >= 262 && &head[257..262] == b"ustar")
 }
@@ -501,9 +654,16 @@ fn extract_archive(layer: &mut LayerBuilder, host: &Path, dest: &str) -> Result<
         let mut e = e.map_err(|e| e.to_string())?;
         let raw = String::from_utf8_lossy(&e.path_bytes()).into_owned();
         if raw.split('/').any(|c| c == "..") {
-            return Err(format!("hostile path {raw:?} in archive {}", host.display()));
+            return Err(format!(
+                "hostile path {raw:?} in archive {}",
+                host.display()
+            ));
         }
-        let target = format!("{}/{}", dest.trim_end_matches('/'), crate::fsutil::clean_abs(&raw).trim_start_matches('/'));
+        let target = format!(
+            "{}/{}",
+            dest.trim_end_matches('/'),
+            crate::fsutil::clean_abs(&raw).trim_start_matches('/')
+        );
         let mode = e.header().mode().unwrap_or(0o644) & 0o7777;
         match e.header().entry_type() {
             tar::EntryType::Directory => layer.add(&target, Entry::Dir { mode }),
@@ -513,20 +673,31 @@ fn extract_archive(layer: &mut LayerBuilder, host: &Path, dest: &str) -> Result<
                 layer.add(&target, Entry::File { mode, data });
             }
             tar::EntryType::Symlink => {
-                let t = e.link_name_bytes().map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+                let t = e
+                    .link_name_bytes()
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+                    .unwrap_or_default();
                 layer.add(&target, Entry::Symlink { target: t });
             }
-            other => return Err(format!("unsupported entry type {other:?} for {raw:?} in {}", host.display())),
+            other => {
+                return Err(format!(
+                    "unsupported entry type {other:?} for {raw:?} in {}",
+                    host.display()
+                ))
+            }
         }
     }
     Ok(())
 }
 
 /// The merged file tree of a layer stack (whiteouts applied), for `COPY --from`.
-fn merged_tree(store: &ImageStore, layers: &[Descriptor]) -> Result<BTreeMap<String, Entry>, String> {
+fn merged_tree(
+    store: &ImageStore,
+    layers: &[Descriptor],
+) -> Result<BTreeMap<String, Entry>, String> {
     let mut tree: BTreeMap<String, Entry> = BTreeMap::new();
     for l in layers {
-        let d = Digest::parse(&l.digest().to_string()).map_err(|e| e.to_string())?;
+        let d = crate::image::store::digest_of(l.digest()).map_err(|e| e.to_string())?;
         let f = store.open_blob(&d).map_err(|e| e.to_string())?;
         let mut tar = tar::Archive::new(super::layer::decompress(f).map_err(|e| e.to_string())?);
         for e in tar.entries().map_err(|e| e.to_string())? {
@@ -545,7 +716,12 @@ fn merged_tree(store: &ImageStore, layers: &[Descriptor]) -> Result<BTreeMap<Str
             let mode = e.header().mode().unwrap_or(0o644) & 0o7777;
             let entry = match e.header().entry_type() {
                 tar::EntryType::Directory => Entry::Dir { mode },
-                tar::EntryType::Symlink => Entry::Symlink { target: e.link_name_bytes().map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default() },
+                tar::EntryType::Symlink => Entry::Symlink {
+                    target: e
+                        .link_name_bytes()
+                        .map(|b| String::from_utf8_lossy(&b).into_owned())
+                        .unwrap_or_default(),
+                },
                 tar::EntryType::Regular | tar::EntryType::Continuous => {
                     let mut data = Vec::new();
                     e.read_to_end(&mut data).map_err(|e| e.to_string())?;
@@ -566,9 +742,17 @@ fn commit(store: &ImageStore, stage: &Stage, tags: &[ImageRef]) -> Result<Digest
         .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
         .unwrap_or_default()
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let bad = |e: oci_spec::OciSpecError| ImageError::Build(BuildError::new(format!("invalid image config: {e}")));
+    let bad = |e: oci_spec::OciSpecError| {
+        ImageError::Build(BuildError::new(format!("invalid image config: {e}")))
+    };
     let mut cb = ConfigBuilder::default()
-        .env(stage.env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>())
+        .env(
+            stage
+                .env
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>(),
+        )
         .labels(stage.labels.clone().into_iter().collect::<HashMap<_, _>>());
     if let Some(e) = &stage.entrypoint {
         cb = cb.entrypoint(e.clone());
@@ -594,7 +778,13 @@ fn commit(store: &ImageStore, stage: &Stage, tags: &[ImageRef]) -> Result<Digest
     let history = stage
         .history
         .iter()
-        .map(|(text, empty)| HistoryBuilder::default().created(created.clone()).created_by(text.clone()).empty_layer(*empty).build())
+        .map(|(text, empty)| {
+            HistoryBuilder::default()
+                .created(created.clone())
+                .created_by(text.clone())
+                .empty_layer(*empty)
+                .build()
+        })
         .collect::<Result<Vec<_>, _>>()
         .map_err(bad)?;
     let config = ImageConfigurationBuilder::default()
@@ -602,7 +792,13 @@ fn commit(store: &ImageStore, stage: &Stage, tags: &[ImageRef]) -> Result<Digest
         .architecture(Arch::from(stage.arch.as_str()))
         .os(Os::from(stage.os.as_str()))
         .config(cb.build().map_err(bad)?)
-        .rootfs(RootFsBuilder::default().typ("layers").diff_ids(stage.diff_ids.clone()).build().map_err(bad)?)
+        .rootfs(
+            RootFsBuilder::default()
+                .typ("layers")
+                .diff_ids(stage.diff_ids.clone())
+                .build()
+                .map_err(bad)?,
+        )
         .history(history)
         .build()
         .map_err(bad)?;
@@ -611,17 +807,31 @@ fn commit(store: &ImageStore, stage: &Stage, tags: &[ImageRef]) -> Result<Digest
     let manifest = ImageManifestBuilder::default()
         .schema_version(2u32)
         .media_type(MediaType::ImageManifest)
-        .config(Descriptor::new(MediaType::ImageConfig, config_bytes.len() as u64, oci_digest(&config_digest)))
+        .config(Descriptor::new(
+            MediaType::ImageConfig,
+            config_bytes.len() as u64,
+            oci_digest(&config_digest),
+        ))
         .layers(stage.layers.clone())
         .build()
         .map_err(bad)?;
     let manifest_bytes = canonical_json(&manifest);
     let manifest_digest = store.put_blob(&manifest_bytes)?;
     if tags.is_empty() {
-        store.add_manifest(&manifest_digest, manifest_bytes.len() as u64, MediaType::ImageManifest, None)?;
+        store.add_manifest(
+            &manifest_digest,
+            manifest_bytes.len() as u64,
+            MediaType::ImageManifest,
+            None,
+        )?;
     }
     for t in tags {
-        store.add_manifest(&manifest_digest, manifest_bytes.len() as u64, MediaType::ImageManifest, Some(t))?;
+        store.add_manifest(
+            &manifest_digest,
+            manifest_bytes.len() as u64,
+            MediaType::ImageManifest,
+            Some(t),
+        )?;
     }
     Ok(config_digest)
 }

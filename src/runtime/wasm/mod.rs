@@ -13,7 +13,9 @@
 
 mod io;
 
-use super::{Backend, Control, ExitStatus, Program, RunSpec, RuntimeError, Started, EXIT_KILLED, EXIT_TRAP};
+use super::{
+    Backend, Control, ExitStatus, Program, RunSpec, RuntimeError, Started, EXIT_KILLED, EXIT_TRAP,
+};
 use crate::api::stream::StdStream;
 use crate::model::Digest;
 use std::collections::HashMap;
@@ -58,12 +60,22 @@ struct Limits {
 }
 
 impl ResourceLimiter for Limits {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         let ok = self.memory.is_none_or(|m| desired <= m);
         self.refused |= !ok;
         Ok(ok)
     }
-    fn table_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         let ok = desired <= MAX_TABLE_ELEMENTS;
         self.refused |= !ok;
         Ok(ok)
@@ -85,7 +97,10 @@ struct P2State {
 
 impl WasiView for P2State {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.ctx, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.ctx,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -113,23 +128,37 @@ impl Control for Ctl {
 
 impl WasmBackend {
     pub fn new(cache_dir: &Path) -> Result<Self, RuntimeError> {
-        std::fs::create_dir_all(cache_dir).map_err(|e| RuntimeError::Io { path: cache_dir.display().to_string(), source: e })?;
+        std::fs::create_dir_all(cache_dir).map_err(|e| RuntimeError::Io {
+            path: cache_dir.display().to_string(),
+            source: e,
+        })?;
         let mut cfg = wasmtime::Config::new();
         cfg.epoch_interruption(true);
         cfg.wasm_component_model(true);
-        let engine = Engine::new(&cfg).map_err(|e| RuntimeError::Unsupported(format!("wasmtime engine: {e}")))?;
+        let engine = Engine::new(&cfg)
+            .map_err(|e| RuntimeError::Unsupported(format!("wasmtime engine: {e}")))?;
         let mut p1_linker = Linker::new(&engine);
         wasmtime_wasi::p1::add_to_linker_async(&mut p1_linker, |s: &mut P1State| &mut s.wasi)
             .map_err(|e| RuntimeError::Unsupported(format!("wasi p1 linker: {e}")))?;
         let mut p2_linker = wasmtime::component::Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut p2_linker).map_err(|e| RuntimeError::Unsupported(format!("wasi p2 linker: {e}")))?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut p2_linker)
+            .map_err(|e| RuntimeError::Unsupported(format!("wasi p2 linker: {e}")))?;
         spawn_epoch_ticker(&engine);
-        Ok(WasmBackend { engine, cache_dir: cache_dir.to_path_buf(), compiled: Mutex::new(HashMap::new()), p1_linker, p2_linker })
+        Ok(WasmBackend {
+            engine,
+            cache_dir: cache_dir.to_path_buf(),
+            compiled: Mutex::new(HashMap::new()),
+            p1_linker,
+            p2_linker,
+        })
     }
 
     /// Is this module already compiled and hot?
     pub fn is_prepared(&self, digest: &Digest) -> bool {
-        self.compiled.lock().unwrap_or_else(|e| e.into_inner()).contains_key(digest)
+        self.compiled
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(digest)
     }
 
     /// Compile (or load from the disk cache) and keep the module hot.
@@ -138,9 +167,14 @@ impl WasmBackend {
         if self.is_prepared(digest) {
             return Ok(());
         }
-        let invalid = |reason: String| RuntimeError::InvalidModule { name: name.to_string(), reason };
+        let invalid = |reason: String| RuntimeError::InvalidModule {
+            name: name.to_string(),
+            reason,
+        };
         let kind = wasm_kind(bytes).ok_or_else(|| invalid("no WebAssembly magic number".into()))?;
-        let cached = self.cache_dir.join(format!("{}.{}.cwasm", digest.hex(), kind.ext()));
+        let cached = self
+            .cache_dir
+            .join(format!("{}.{}.cwasm", digest.hex(), kind.ext()));
         let compiled = match kind {
             Kind::Module => {
                 // SAFETY: files in the cache dir are written only by
@@ -149,30 +183,49 @@ impl WasmBackend {
                 let module = match unsafe { Module::deserialize_file(&self.engine, &cached) } {
                     Ok(m) => m,
                     Err(_) => {
-                        let m = Module::new(&self.engine, bytes).map_err(|e| invalid(format!("{e:#}")))?;
+                        let m = Module::new(&self.engine, bytes)
+                            .map_err(|e| invalid(format!("{e:#}")))?;
                         self.write_cache(&cached, m.serialize().ok());
                         m
                     }
                 };
-                let pre = self.p1_linker.instantiate_pre(&module).map_err(|e| RuntimeError::Instantiate { name: name.into(), reason: format!("{e:#}") })?;
+                let pre = self.p1_linker.instantiate_pre(&module).map_err(|e| {
+                    RuntimeError::Instantiate {
+                        name: name.into(),
+                        reason: format!("{e:#}"),
+                    }
+                })?;
                 Compiled::Module(pre)
             }
             Kind::Component => {
                 // SAFETY: as above, for components.
-                let component = match unsafe { Component::deserialize_file(&self.engine, &cached) } {
+                let component = match unsafe { Component::deserialize_file(&self.engine, &cached) }
+                {
                     Ok(c) => c,
                     Err(_) => {
-                        let c = Component::new(&self.engine, bytes).map_err(|e| invalid(format!("{e:#}")))?;
+                        let c = Component::new(&self.engine, bytes)
+                            .map_err(|e| invalid(format!("{e:#}")))?;
                         self.write_cache(&cached, c.serialize().ok());
                         c
                     }
                 };
-                let pre = self.p2_linker.instantiate_pre(&component).map_err(|e| RuntimeError::Instantiate { name: name.into(), reason: format!("{e:#}") })?;
-                let cmd = CommandPre::new(pre).map_err(|e| RuntimeError::Instantiate { name: name.into(), reason: format!("component does not export wasi:cli/run: {e:#}") })?;
+                let pre = self.p2_linker.instantiate_pre(&component).map_err(|e| {
+                    RuntimeError::Instantiate {
+                        name: name.into(),
+                        reason: format!("{e:#}"),
+                    }
+                })?;
+                let cmd = CommandPre::new(pre).map_err(|e| RuntimeError::Instantiate {
+                    name: name.into(),
+                    reason: format!("component does not export wasi:cli/run: {e:#}"),
+                })?;
                 Compiled::Component(cmd)
             }
         };
-        self.compiled.lock().unwrap_or_else(|e| e.into_inner()).insert(digest.clone(), Arc::new(compiled));
+        self.compiled
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(digest.clone(), Arc::new(compiled));
         Ok(())
     }
 
@@ -191,13 +244,29 @@ impl WasmBackend {
             b.env(k, v);
         }
         for g in &spec.grants {
-            let perms = if g.read_only { FsPerms::ReadOnly } else { FsPerms::ReadWrite };
-            b.preopened_dir(&g.host, &g.guest, perms).map_err(|e| RuntimeError::Grant { host: g.host.display().to_string(), reason: format!("{e:#}") })?;
+            let perms = if g.read_only {
+                FsPerms::ReadOnly
+            } else {
+                FsPerms::ReadWrite
+            };
+            b.preopened_dir(&g.host, &g.guest, perms)
+                .map_err(|e| RuntimeError::Grant {
+                    host: g.host.display().to_string(),
+                    reason: format!("{e:#}"),
+                })?;
         }
         // Deny by default: no sockets at all.
-        b.allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
-        b.stdout(io::SinkStream { sink: spec.output.clone(), stream: StdStream::Stdout });
-        b.stderr(io::SinkStream { sink: spec.output.clone(), stream: StdStream::Stderr });
+        b.allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
+        b.stdout(io::SinkStream {
+            sink: spec.output.clone(),
+            stream: StdStream::Stdout,
+        });
+        b.stderr(io::SinkStream {
+            sink: spec.output.clone(),
+            stream: StdStream::Stderr,
+        });
         if let Some(stdin) = spec.stdin.take() {
             b.stdin(wasmtime_wasi::cli::AsyncStdinStream::new(stdin));
         }
@@ -218,17 +287,31 @@ impl Backend for WasmBackend {
             .unwrap_or_else(|e| e.into_inner())
             .get(module)
             .cloned()
-            .ok_or_else(|| RuntimeError::Instantiate { name: spec.name.clone(), reason: format!("module {module} was not prepared") })?;
+            .ok_or_else(|| RuntimeError::Instantiate {
+                name: spec.name.clone(),
+                reason: format!("module {module} was not prepared"),
+            })?;
         let (paused, _) = watch::channel(false);
-        let ctl = Arc::new(Ctl { killed: AtomicBool::new(false), kill_notify: Notify::new(), paused });
+        let ctl = Arc::new(Ctl {
+            killed: AtomicBool::new(false),
+            kill_notify: Notify::new(),
+            paused,
+        });
         let memory = spec.memory_limit.map(|m| m as usize);
-        let limits = || Limits { memory, refused: false };
+        let limits = || Limits {
+            memory,
+            refused: false,
+        };
         let mut wasi = Self::wasi_ctx(&mut spec)?;
         let (tx, rx) = oneshot::channel();
         let name = spec.name.clone();
         let run: Pin<Box<dyn Future<Output = ExitStatus> + Send>> = match &*compiled {
             Compiled::Module(pre) => {
-                let state = P1State { wasi: wasi.build_p1(), limits: limits(), ctl: ctl.clone() };
+                let state = P1State {
+                    wasi: wasi.build_p1(),
+                    limits: limits(),
+                    ctl: ctl.clone(),
+                };
                 let mut store = Store::new(&self.engine, state);
                 configure_store(&mut store, |s| &mut s.limits, |s| &s.ctl);
                 let pre = pre.clone();
@@ -243,7 +326,12 @@ impl Backend for WasmBackend {
                 })
             }
             Compiled::Component(pre) => {
-                let state = P2State { ctx: wasi.build(), table: ResourceTable::new(), limits: limits(), ctl: ctl.clone() };
+                let state = P2State {
+                    ctx: wasi.build(),
+                    table: ResourceTable::new(),
+                    limits: limits(),
+                    ctl: ctl.clone(),
+                };
                 let mut store = Store::new(&self.engine, state);
                 configure_store(&mut store, |s| &mut s.limits, |s| &s.ctl);
                 let pre = pre.clone();
@@ -253,7 +341,10 @@ impl Backend for WasmBackend {
                         cmd.wasi_cli_run().call_run(&mut store).await
                     }
                     .await;
-                    exit_status(result.map(|r| if r.is_ok() { 0 } else { 1 }), store.data().limits.refused)
+                    exit_status(
+                        result.map(|r| if r.is_ok() { 0 } else { 1 }),
+                        store.data().limits.refused,
+                    )
                 })
             }
         };
@@ -264,15 +355,30 @@ impl Backend for WasmBackend {
                 s = Pausable { inner: run, paused: paused_rx, waiting: None } => s,
                 _ = task_ctl.kill_notify.notified() => ExitStatus { code: EXIT_KILLED, error: None, oom_killed: false },
             };
-            let status = if task_ctl.killed.load(Ordering::SeqCst) { ExitStatus { code: EXIT_KILLED, error: None, oom_killed: false } } else { status };
+            let status = if task_ctl.killed.load(Ordering::SeqCst) {
+                ExitStatus {
+                    code: EXIT_KILLED,
+                    error: None,
+                    oom_killed: false,
+                }
+            } else {
+                status
+            };
             tracing::debug!("wasm container {name} exited with {}", status.code);
             let _ = tx.send(status);
         });
-        Ok(Started { control: ctl, exit: rx })
+        Ok(Started {
+            control: ctl,
+            exit: rx,
+        })
     }
 }
 
-fn configure_store<T: 'static>(store: &mut Store<T>, limits: fn(&mut T) -> &mut Limits, ctl: fn(&T) -> &Arc<Ctl>) {
+fn configure_store<T: 'static>(
+    store: &mut Store<T>,
+    limits: fn(&mut T) -> &mut Limits,
+    ctl: fn(&T) -> &Arc<Ctl>,
+) {
     store.limiter(move |s| limits(s) as &mut dyn ResourceLimiter);
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(move |cx| {
@@ -286,13 +392,25 @@ fn configure_store<T: 'static>(store: &mut Store<T>, limits: fn(&mut T) -> &mut 
 
 fn exit_status(result: wasmtime::Result<i64>, refused: bool) -> ExitStatus {
     match result {
-        Ok(code) => ExitStatus { code, error: None, oom_killed: false },
+        Ok(code) => ExitStatus {
+            code,
+            error: None,
+            oom_killed: false,
+        },
         Err(e) => {
             if let Some(exit) = e.downcast_ref::<wasmtime_wasi::I32Exit>() {
-                return ExitStatus { code: exit.0 as i64, error: None, oom_killed: false };
+                return ExitStatus {
+                    code: exit.0 as i64,
+                    error: None,
+                    oom_killed: false,
+                };
             }
             let msg = format!("{e:#}");
-            ExitStatus { code: EXIT_TRAP, error: Some(msg), oom_killed: refused }
+            ExitStatus {
+                code: EXIT_TRAP,
+                error: Some(msg),
+                oom_killed: refused,
+            }
         }
     }
 }
