@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Start-up latency of a Wasm container, side by side in one run:
+#   ketch run --rm <hello image>   (ketchd warm: the module is compiled and hot)
+#   wasmtime run hello.wasm        (one-shot CLI, compiles every time)
+#   wasmtime run hello.cwasm       (one-shot CLI, precompiled: its best case)
+# Prints the p50 of each and the ratios. A benchmark, not a test.
+# Needs: hyperfine and wasmtime-cli (installed here if missing).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${RUNS:-300}
+
+if ! command -v hyperfine >/dev/null; then
+  apt-get update -qq && apt-get install -y -qq hyperfine >/dev/null
+fi
+if ! command -v wasmtime >/dev/null; then
+  # The newest wasmtime-cli that builds with this toolchain, same major as ketch's wasmtime.
+  cargo install wasmtime-cli --version '~48.0' --locked
+fi
+bash wasm-examples/build.sh >/dev/null
+cargo build --release --locked 2>/dev/null || cargo build --release
+
+T=$(mktemp -d)
+target/release/ketchd --data-root "$T/root" --host "unix://$T/k.sock" >"$T/ketchd.log" 2>&1 &
+DPID=$!
+cleanup() { kill "$DPID" 2>/dev/null || true; wait "$DPID" 2>/dev/null || true; rm -rf "$T"; }
+trap cleanup EXIT
+for _ in $(seq 200); do [ -S "$T/k.sock" ] && break; sleep 0.05; done
+
+K="target/release/ketch -H unix://$T/k.sock"
+$K build -q -t bench-hello wasm-examples/hello >/dev/null
+$K run --rm bench-hello >/dev/null
+wasmtime compile -o "$T/hello.cwasm" wasm-examples/hello/hello.wasm
+
+hyperfine -N --style basic --warmup 20 --runs "$RUNS" --export-json "$T/ketch.json" "$K run --rm bench-hello" >/dev/null
+hyperfine -N --style basic --warmup 5 --runs "$RUNS" --export-json "$T/wt.json" "wasmtime run wasm-examples/hello/hello.wasm" >/dev/null
+hyperfine -N --style basic --warmup 5 --runs "$RUNS" --export-json "$T/wtc.json" "wasmtime run --allow-precompiled $T/hello.cwasm" >/dev/null
+
+python3 - "$T" <<'PY'
+import json, sys
+t = sys.argv[1]
+def p50(name):
+    return json.load(open(f"{t}/{name}.json"))["results"][0]["median"] * 1000
+k, w, wc = p50("ketch"), p50("wt"), p50("wtc")
+print(f"ketch run --rm hello (daemon warm):     p50 {k:7.2f} ms")
+print(f"wasmtime run hello.wasm:                p50 {w:7.2f} ms   ratio ketch/wasmtime          {k/w:5.2f}")
+print(f"wasmtime run hello.cwasm (precompiled): p50 {wc:7.2f} ms   ratio ketch/wasmtime-precomp  {k/wc:5.2f}")
+PY
