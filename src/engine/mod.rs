@@ -448,7 +448,7 @@ impl Engine {
                     "image {image_name}: entrypoint {path} not found in the image"
                 )));
             }
-            return Err(self.no_backend(&image_name));
+            return Err(EngineError::InvalidArgument(format!("image {image_name}: entrypoint {path} not found in the image, and this ketchd has no Linux container backend to look it up on a PATH")));
         };
         #[cfg(feature = "wasm")]
         if img.is_wasi_platform() || crate::runtime::wasm::is_wasm(&bytes) {

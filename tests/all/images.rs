@@ -291,4 +291,29 @@ fn save_load_roundtrip_and_oci_layout() {
     } else {
         eprintln!("skopeo not installed: skipping the skopeo read of the store");
     }
+    // umoci lists the store's tags, when installed.
+    if std::process::Command::new("umoci")
+        .arg("--version")
+        .output()
+        .is_ok()
+    {
+        d.ketch(&["load", "-i", archive.to_str().unwrap()]).ok();
+        let o = std::process::Command::new("umoci")
+            .arg("ls")
+            .arg("--layout")
+            .arg(&root)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "umoci: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&o.stdout).trim(),
+            "docker.io/library/hello:latest"
+        );
+    } else {
+        eprintln!("umoci not installed: skipping the umoci read of the store");
+    }
 }

@@ -161,3 +161,52 @@ fn invalid_wasm_is_refused_at_create() {
     assert_eq!(r.code, 125);
     assert!(r.stderr.contains("textonly"), "{}", r.stderr);
 }
+
+#[test]
+fn entrypoint_workdir_and_env_file_flags() {
+    let d = TestDaemon::start();
+    let hello = std::fs::read(example("hello")).unwrap();
+    let wat = wat::parse_str(HELLO_WAT).unwrap();
+    d.build("two", "FROM scratch\nENV FROM_IMAGE=yes\nCOPY a.wasm /bin/a.wasm\nCOPY b.wasm /bin/b.wasm\nENTRYPOINT [\"/bin/a.wasm\"]\n", &[("a.wasm", &wat), ("b.wasm", &hello)]).ok();
+    assert_eq!(d.ketch(&["run", "--rm", "two"]).code, 3);
+    let out = d
+        .ketch(&[
+            "run",
+            "--rm",
+            "--entrypoint",
+            "b.wasm",
+            "-w",
+            "/bin",
+            "two",
+            "X",
+        ])
+        .ok();
+    assert!(out.contains("Hello, X!"), "{out}");
+    assert!(out.contains("env: FROM_IMAGE=yes"), "{out}");
+    let env_file = d.dir.path().join("env.list");
+    std::fs::write(&env_file, "# comment\nA=1\n\nB=two words\n").unwrap();
+    let out = d
+        .ketch(&[
+            "run",
+            "--rm",
+            "--env-file",
+            env_file.to_str().unwrap(),
+            "-e",
+            "FROM_IMAGE=overridden",
+            "--entrypoint",
+            "/bin/b.wasm",
+            "two",
+        ])
+        .ok();
+    assert!(
+        out.contains("env: A=1") && out.contains("env: B=two words"),
+        "{out}"
+    );
+    assert!(
+        out.contains("env: FROM_IMAGE=overridden") && !out.contains("FROM_IMAGE=yes"),
+        "{out}"
+    );
+    let r = d.ketch(&["run", "--rm", "--entrypoint", "/nope.wasm", "two"]);
+    assert_eq!(r.code, 125);
+    assert!(r.stderr.contains("/nope.wasm"), "{}", r.stderr);
+}
