@@ -36,42 +36,11 @@ fn context_tar(dir: &Path, dockerfile: &str) -> anyhow::Result<Vec<u8>> {
         Ignore::parse(&std::fs::read_to_string(dir.join(".dockerignore")).unwrap_or_default());
     let mut tar = tar::Builder::new(Vec::new());
     tar.follow_symlinks(false);
-    fn walk(
-        tar: &mut tar::Builder<Vec<u8>>,
-        root: &Path,
-        rel: &str,
-        ignore: &Ignore,
-        keep: &str,
-    ) -> anyhow::Result<()> {
-        let dir = if rel.is_empty() {
-            root.to_path_buf()
-        } else {
-            root.join(rel)
-        };
-        let mut entries: Vec<_> = std::fs::read_dir(&dir)
-            .with_context(|| format!("reading {}", dir.display()))?
-            .collect::<Result<_, _>>()?;
-        entries.sort_by_key(|e| e.file_name());
-        for e in entries {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let r = if rel.is_empty() {
-                name
-            } else {
-                format!("{rel}/{name}")
-            };
-            if r != keep && r != ".dockerignore" && ignore.excluded(&r) {
-                continue;
-            }
-            let ft = e.file_type()?;
-            tar.append_path_with_name(e.path(), &r)
-                .with_context(|| format!("adding {r} to the build context"))?;
-            if ft.is_dir() {
-                walk(tar, root, &r, ignore, keep)?;
-            }
-        }
-        Ok(())
-    }
-    walk(&mut tar, dir, "", &ignore, dockerfile)?;
+    let enter = |r: &str| r == dockerfile || r == ".dockerignore" || !ignore.excluded(r);
+    crate::image::build::walk_filtered(dir, "", &enter, &mut |r, p| {
+        tar.append_path_with_name(p, r)
+    })
+    .with_context(|| format!("packing the build context {}", dir.display()))?;
     Ok(tar.into_inner()?)
 }
 

@@ -559,7 +559,14 @@ fn context_matches(ctx: &Path, src: &str) -> Result<Vec<(String, PathBuf)>, Stri
     Ok(out)
 }
 
-fn walk(dir: &Path, rel: &str, f: &mut dyn FnMut(&str, &Path)) -> std::io::Result<()> {
+/// Visit everything below `dir` in name order, as context-relative paths.
+/// `enter` decides whether a path is visited (and, for a directory, walked).
+pub fn walk_filtered(
+    dir: &Path,
+    rel: &str,
+    enter: &dyn Fn(&str) -> bool,
+    f: &mut dyn FnMut(&str, &Path) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     let mut entries: Vec<_> = fs::read_dir(dir)?.collect::<Result<_, _>>()?;
     entries.sort_by_key(|e| e.file_name());
     for e in entries {
@@ -569,12 +576,22 @@ fn walk(dir: &Path, rel: &str, f: &mut dyn FnMut(&str, &Path)) -> std::io::Resul
         } else {
             format!("{rel}/{name}")
         };
-        f(&r, &e.path());
+        if !enter(&r) {
+            continue;
+        }
+        f(&r, &e.path())?;
         if e.file_type()?.is_dir() {
-            walk(&e.path(), &r, f)?;
+            walk_filtered(&e.path(), &r, enter, f)?;
         }
     }
     Ok(())
+}
+
+fn walk(dir: &Path, rel: &str, f: &mut dyn FnMut(&str, &Path)) -> std::io::Result<()> {
+    walk_filtered(dir, rel, &|_| true, &mut |r, p| {
+        f(r, p);
+        Ok(())
+    })
 }
 
 fn host_entry(host: &Path, meta: &fs::Metadata) -> Result<Entry, String> {

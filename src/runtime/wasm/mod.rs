@@ -175,46 +175,43 @@ impl WasmBackend {
         let cached = self
             .cache_dir
             .join(format!("{}.{}.cwasm", digest.hex(), kind.ext()));
+        let instantiate_err = |e: wasmtime::Error| RuntimeError::Instantiate {
+            name: name.to_string(),
+            reason: format!("{e:#}"),
+        };
         let compiled = match kind {
             Kind::Module => {
-                // SAFETY: files in the cache dir are written only by
-                // `Module::serialize` of this daemon; wasmtime checks the
-                // engine compatibility header and we recompile on mismatch.
-                let module = match unsafe { Module::deserialize_file(&self.engine, &cached) } {
-                    Ok(m) => m,
-                    Err(_) => {
-                        let m = Module::new(&self.engine, bytes)
-                            .map_err(|e| invalid(format!("{e:#}")))?;
-                        self.write_cache(&cached, m.serialize().ok());
-                        m
-                    }
-                };
-                let pre = self.p1_linker.instantiate_pre(&module).map_err(|e| {
-                    RuntimeError::Instantiate {
-                        name: name.into(),
-                        reason: format!("{e:#}"),
-                    }
-                })?;
-                Compiled::Module(pre)
+                let module = self
+                    .load_or_compile(
+                        &cached,
+                        // SAFETY: files in the cache dir are written only by
+                        // `Module::serialize` of this daemon; wasmtime checks the
+                        // engine compatibility header and we recompile on mismatch.
+                        |e, p| unsafe { Module::deserialize_file(e, p) },
+                        |e| Module::new(e, bytes),
+                        Module::serialize,
+                    )
+                    .map_err(|e| invalid(format!("{e:#}")))?;
+                Compiled::Module(
+                    self.p1_linker
+                        .instantiate_pre(&module)
+                        .map_err(instantiate_err)?,
+                )
             }
             Kind::Component => {
-                // SAFETY: as above, for components.
-                let component = match unsafe { Component::deserialize_file(&self.engine, &cached) }
-                {
-                    Ok(c) => c,
-                    Err(_) => {
-                        let c = Component::new(&self.engine, bytes)
-                            .map_err(|e| invalid(format!("{e:#}")))?;
-                        self.write_cache(&cached, c.serialize().ok());
-                        c
-                    }
-                };
-                let pre = self.p2_linker.instantiate_pre(&component).map_err(|e| {
-                    RuntimeError::Instantiate {
-                        name: name.into(),
-                        reason: format!("{e:#}"),
-                    }
-                })?;
+                let component = self
+                    .load_or_compile(
+                        &cached,
+                        // SAFETY: as above, for components.
+                        |e, p| unsafe { Component::deserialize_file(e, p) },
+                        |e| Component::new(e, bytes),
+                        Component::serialize,
+                    )
+                    .map_err(|e| invalid(format!("{e:#}")))?;
+                let pre = self
+                    .p2_linker
+                    .instantiate_pre(&component)
+                    .map_err(instantiate_err)?;
                 let cmd = CommandPre::new(pre).map_err(|e| RuntimeError::Instantiate {
                     name: name.into(),
                     reason: format!("component does not export wasi:cli/run: {e:#}"),
@@ -229,12 +226,25 @@ impl WasmBackend {
         Ok(())
     }
 
-    fn write_cache(&self, path: &Path, data: Option<Vec<u8>>) {
-        if let Some(d) = data {
-            if let Err(e) = crate::fsutil::write_atomic(path, &d) {
-                tracing::warn!("cannot cache compiled module at {}: {e}", path.display());
+    /// Load a compiled artifact from the disk cache, or compile it and
+    /// write the cache (a cache write failure only costs a recompile later).
+    fn load_or_compile<T>(
+        &self,
+        cached: &Path,
+        load: impl FnOnce(&Engine, &Path) -> wasmtime::Result<T>,
+        compile: impl FnOnce(&Engine) -> wasmtime::Result<T>,
+        serialize: impl FnOnce(&T) -> wasmtime::Result<Vec<u8>>,
+    ) -> wasmtime::Result<T> {
+        if let Ok(t) = load(&self.engine, cached) {
+            return Ok(t);
+        }
+        let t = compile(&self.engine)?;
+        if let Ok(data) = serialize(&t) {
+            if let Err(e) = crate::fsutil::write_atomic(cached, &data) {
+                tracing::warn!("cannot cache compiled module at {}: {e}", cached.display());
             }
         }
+        Ok(t)
     }
 
     fn wasi_ctx(spec: &mut RunSpec) -> Result<WasiCtxBuilder, RuntimeError> {
