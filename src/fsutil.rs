@@ -9,7 +9,9 @@ use std::io::{self, Write};
 use std::path::{Component, Path, PathBuf};
 
 /// Write `data` to `path` atomically: temp file in the same directory, fsync,
-/// rename over the target, fsync the directory.
+/// rename over the target (moby's `AtomicWriteFile`). A crash leaves the old
+/// or the new content, never a torn file. The directory is not fsynced: use
+/// [`write_durable`] where the rename itself must survive a power loss.
 pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
     let dir = path.parent().unwrap_or_else(|| Path::new("."));
     let name = path
@@ -25,13 +27,18 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
             .open(&tmp)?;
         f.write_all(data)?;
         f.sync_all()?;
-        fs::rename(&tmp, path)?;
-        sync_dir(dir)
+        fs::rename(&tmp, path)
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// [`write_atomic`], then fsync the directory so the rename is durable too.
+pub fn write_durable(path: &Path, data: &[u8]) -> io::Result<()> {
+    write_atomic(path, data)?;
+    sync_dir(path.parent().unwrap_or_else(|| Path::new(".")))
 }
 
 /// fsync a directory so a rename inside it is durable.

@@ -27,6 +27,8 @@ use tokio::sync::watch;
 #[cfg(feature = "wasm")]
 use crate::runtime::wasm::WasmBackend;
 
+/// Suffix of a container directory being deleted.
+const REMOVING_SUFFIX: &str = "removing";
 /// Exit code recorded for a container that was running when ketchd went away.
 pub const EXIT_DAEMON_GONE: i64 = 255;
 /// Bytes buffered between an attached client's stdin and the guest.
@@ -79,6 +81,13 @@ impl Container {
         let path = self.dir.join("container.json");
         fsutil::write_atomic(&path, &data).map_err(EngineError::io(&path))?;
         Ok(g.clone())
+    }
+
+    /// Apply `f` in memory only (for a container about to be removed).
+    fn set(&self, f: impl FnOnce(&mut Record)) -> Record {
+        let mut g = self.lock();
+        f(&mut g);
+        g.clone()
     }
 
     /// Take the host end of stdin (for an attached client).
@@ -214,7 +223,8 @@ impl Engine {
                     r.state.finished_at = Some(Utc::now());
                 })?;
             }
-            if matches!(rec.state.status, Status::Removing) {
+            // An --rm container that outlived its daemon is removed, as Docker does.
+            if matches!(rec.state.status, Status::Removing) || rec.host_config.auto_remove {
                 let _ = self.remove_now(&c);
                 continue;
             }
@@ -508,7 +518,6 @@ impl Engine {
         c.status()
             .can_start()
             .map_err(|e| c.transition_error("start", e))?;
-        c.update(|r| r.state.manually_stopped = false)?;
         self.start_container(&c).await
     }
 
@@ -523,27 +532,27 @@ impl Engine {
     /// Start without the op lock (callers hold it, or are the restart loop).
     async fn start_container(self: &Arc<Self>, c: &Arc<Container>) -> Result<(), EngineError> {
         let rec = c.record();
-        // A daemon restart loses the in-memory module cache: prepare again.
-        if rec.platform == "wasi/wasm" {
-            let images = self.images.clone();
-            let image_id = rec.image_id.to_string();
-            match tokio::task::spawn_blocking(move || images.resolve(&image_id))
-                .await
-                .expect("resolve task")
-            {
-                Ok(img) => {
-                    self.prepare_program(&img, &rec.path, &rec.config.working_dir)
-                        .await?;
-                }
-                Err(e) => {
-                    return Err(EngineError::Conflict(format!(
-                        "cannot start container {}: its image is gone: {e}",
-                        rec.name
-                    )))
-                }
+        // Warm path: the module is hot. After a daemon restart it is not:
+        // prepare it again from the image (or the on-disk compile cache).
+        let (backend, program) = match self.backend_for(&rec) {
+            Ok(found) => found,
+            Err(_) => {
+                let images = self.images.clone();
+                let image_id = rec.image_id.to_string();
+                let img = tokio::task::spawn_blocking(move || images.resolve(&image_id))
+                    .await
+                    .expect("resolve task")
+                    .map_err(|e| {
+                        EngineError::Conflict(format!(
+                            "cannot start container {}: its image is gone: {e}",
+                            rec.name
+                        ))
+                    })?;
+                self.prepare_program(&img, &rec.path, &rec.config.working_dir)
+                    .await?;
+                self.backend_for(&rec)?
             }
-        }
-        let (backend, program) = self.backend_for(&rec)?;
+        };
         let stdin = if rec.config.open_stdin {
             let guest = c
                 .stdin_guest
@@ -581,6 +590,7 @@ impl Engine {
         let started_at = Utc::now();
         c.update(|r| {
             r.state.status = Status::Running;
+            r.state.manually_stopped = false;
             r.state.started_at = Some(started_at);
             r.state.exit_code = 0;
             r.state.error.clear();
@@ -614,18 +624,21 @@ impl Engine {
                 format!("{err}\n").as_bytes(),
             );
         }
-        let rec = match c.update(|r| {
+        let exited = |r: &mut Record| {
             r.state.status = Status::Exited;
             r.state.exit_code = status.code;
             r.state.error = status.error.clone().unwrap_or_default();
             r.state.oom_killed = status.oom_killed;
             r.state.finished_at = Some(Utc::now());
-        }) {
-            Ok(r) => r,
-            Err(e) => {
+        };
+        // A container about to be auto-removed need not persist its exit.
+        let rec = if c.lock().host_config.auto_remove {
+            c.set(exited)
+        } else {
+            c.update(exited).unwrap_or_else(|e| {
                 tracing::error!("cannot record exit of container {}: {e}", c.name());
                 c.record()
-            }
+            })
         };
         c.log.exit();
         c.exits.send_modify(|n| *n += 1);
@@ -808,7 +821,6 @@ impl Engine {
         c.status()
             .can_start()
             .map_err(|e| c.transition_error("restart", e))?;
-        c.update(|r| r.state.manually_stopped = false)?;
         self.start_container(&c).await
     }
 
@@ -836,8 +848,17 @@ impl Engine {
     }
 
     fn remove_now(&self, c: &Arc<Container>) -> Result<(), EngineError> {
-        let _ = c.update(|r| r.state.status = Status::Removing);
-        std::fs::remove_dir_all(&c.dir).map_err(EngineError::io(&c.dir))?;
+        c.set(|r| r.state.status = Status::Removing);
+        // Rename first (atomic): a crash mid-delete leaves a tombstone that
+        // the next start deletes, never a half-removed container.
+        let tomb = c.dir.with_extension(REMOVING_SUFFIX);
+        std::fs::rename(&c.dir, &tomb).map_err(EngineError::io(&c.dir))?;
+        if let Err(e) = std::fs::remove_dir_all(&tomb) {
+            tracing::warn!(
+                "cannot delete {}: {e}; it goes at the next start",
+                tomb.display()
+            );
+        }
         let mut t = self.containers.write().unwrap_or_else(|e| e.into_inner());
         t.by_id.remove(&c.id);
         let name = c.name();

@@ -57,7 +57,11 @@ pub struct ImageStore {
     root: PathBuf,
     /// Guards read-modify-write of `index.json`.
     index_lock: Mutex<()>,
+    /// Parsed images, valid while `index.json` keeps this (mtime, size).
+    cache: Mutex<Option<(IndexStamp, Vec<Image>)>>,
 }
+
+type IndexStamp = (std::time::SystemTime, u64);
 
 impl ImageStore {
     pub fn open(root: &Path) -> Result<Self, ImageError> {
@@ -87,6 +91,7 @@ impl ImageStore {
         Ok(ImageStore {
             root: root.to_path_buf(),
             index_lock: Mutex::new(()),
+            cache: Mutex::new(None),
         })
     }
 
@@ -217,8 +222,10 @@ impl ImageStore {
     }
 
     fn write_index(&self, idx: &ImageIndex) -> Result<(), ImageError> {
+        // mtime granularity could hide two writes within one tick: drop the cache.
+        *self.cache.lock().unwrap_or_else(|e| e.into_inner()) = None;
         let p = self.root.join("index.json");
-        fsutil::write_atomic(&p, &canonical_json(idx)).map_err(ImageError::io(&p))
+        fsutil::write_durable(&p, &canonical_json(idx)).map_err(ImageError::io(&p))
     }
 
     fn load_image(
@@ -238,8 +245,31 @@ impl ImageStore {
         })
     }
 
+    fn index_stamp(&self) -> Option<IndexStamp> {
+        let m = fs::metadata(self.root.join("index.json")).ok()?;
+        Some((m.modified().ok()?, m.len()))
+    }
+
     /// Every image in the store, one entry per manifest, with its references.
+    /// Cached while `index.json` is unchanged (other tools may write it too).
     pub fn list(&self) -> Result<Vec<Image>, ImageError> {
+        let stamp = self.index_stamp();
+        if let (Some(st), Some((cached_st, images))) = (
+            stamp,
+            &*self.cache.lock().unwrap_or_else(|e| e.into_inner()),
+        ) {
+            if st == *cached_st {
+                return Ok(images.clone());
+            }
+        }
+        let images = self.list_uncached()?;
+        if let Some(st) = stamp {
+            *self.cache.lock().unwrap_or_else(|e| e.into_inner()) = Some((st, images.clone()));
+        }
+        Ok(images)
+    }
+
+    fn list_uncached(&self) -> Result<Vec<Image>, ImageError> {
         let idx = self.read_index()?;
         let mut order: Vec<Digest> = Vec::new();
         let mut refs: HashMap<Digest, Vec<ImageRef>> = HashMap::new();
