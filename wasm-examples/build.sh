@@ -4,8 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 rustup target add wasm32-wasip1 wasm32-wasip2 >/dev/null
-cargo build --release --target wasm32-wasip1 -p hello -p volume -p ticker
-cargo build --release --target wasm32-wasip2 -p component
+cargo build --release --target-dir target --target wasm32-wasip1 -p hello -p volume -p ticker
+cargo build --release --target-dir target --target wasm32-wasip2 -p component
 for p in hello volume ticker; do cp target/wasm32-wasip1/release/$p.wasm $p/$p.wasm; done
 cp target/wasm32-wasip2/release/component.wasm component/component.wasm
 echo "built: $(ls */*.wasm | tr '\n' ' ')"
