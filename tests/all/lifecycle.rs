@@ -262,9 +262,14 @@ fn state_survives_a_daemon_crash() {
     d.ketch(&["run", "-d", "--name", "plain", "spin"]).ok();
     d.ketch(&["run", "--name", "done", "hello"]);
     d.ketch(&["create", "--name", "fresh", "hello"]).ok();
-    d.ketch(&["run", "-d", "--rm", "--name", "gone", "spin"]).ok();
+    d.ketch(&["run", "-d", "--rm", "--name", "gone", "spin"])
+        .ok();
     d.crash_and_restart();
-    assert_eq!(d.ketch(&["inspect", "gone"]).code, 1, "an --rm container is removed at restart");
+    assert_eq!(
+        d.ketch(&["inspect", "gone"]).code,
+        1,
+        "an --rm container is removed at restart"
+    );
     assert_eq!(d.state("always"), "running", "restarted per policy");
     assert_eq!(d.state("plain"), "exited");
     assert_eq!(
