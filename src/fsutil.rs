@@ -13,6 +13,16 @@ use std::path::{Component, Path, PathBuf};
 /// or the new content, never a torn file. The directory is not fsynced: use
 /// [`write_durable`] where the rename itself must survive a power loss.
 pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
+    replace_file(path, data, true)
+}
+
+/// Atomic but not durable: no fsync. For records that are worthless after a
+/// crash anyway (an `--rm` container is removed when the daemon starts).
+pub fn write_atomic_volatile(path: &Path, data: &[u8]) -> io::Result<()> {
+    replace_file(path, data, false)
+}
+
+fn replace_file(path: &Path, data: &[u8], sync: bool) -> io::Result<()> {
     let dir = path.parent().unwrap_or_else(|| Path::new("."));
     let name = path
         .file_name()
@@ -26,7 +36,9 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
             .truncate(true)
             .open(&tmp)?;
         f.write_all(data)?;
-        f.sync_all()?;
+        if sync {
+            f.sync_all()?;
+        }
         fs::rename(&tmp, path)
     })();
     if result.is_err() {

@@ -79,7 +79,7 @@ impl Container {
         f(&mut g);
         let data = serde_json::to_vec_pretty(&*g).expect("record serialises");
         let path = self.dir.join("container.json");
-        fsutil::write_atomic(&path, &data).map_err(EngineError::io(&path))?;
+        write_record(&path, &data, g.host_config.auto_remove)?;
         Ok(g.clone())
     }
 
@@ -375,12 +375,15 @@ impl Engine {
             }
             t.names.insert(name.clone(), id.clone());
             drop(t);
-            let write = std::fs::create_dir_all(&dir).and_then(|()| {
-                fsutil::write_atomic(
-                    &dir.join("container.json"),
-                    &serde_json::to_vec_pretty(&rec).expect("record serialises"),
-                )
-            });
+            let write = std::fs::create_dir_all(&dir)
+                .map_err(EngineError::io(&dir))
+                .and_then(|()| {
+                    write_record(
+                        &dir.join("container.json"),
+                        &serde_json::to_vec_pretty(&rec).expect("record serialises"),
+                        rec.host_config.auto_remove,
+                    )
+                });
             if let Err(e) = write {
                 let _ = std::fs::remove_dir_all(&dir);
                 self.containers
@@ -388,7 +391,7 @@ impl Engine {
                     .unwrap_or_else(|e| e.into_inner())
                     .names
                     .remove(&name);
-                return Err(EngineError::io(&dir)(e));
+                return Err(e);
             }
         }
         self.register(rec.clone(), dir);
@@ -915,6 +918,18 @@ impl Engine {
             .filter(|c| &c.record().image_id == image_id)
             .collect()
     }
+}
+
+/// Write a container record atomically. Durable (fsynced) unless the
+/// container is `--rm`: such a record is worthless after a crash, since
+/// the next start removes the container anyway.
+fn write_record(path: &Path, data: &[u8], auto_remove: bool) -> Result<(), EngineError> {
+    let write = if auto_remove {
+        fsutil::write_atomic_volatile
+    } else {
+        fsutil::write_atomic
+    };
+    write(path, data).map_err(EngineError::io(path))
 }
 
 fn validate_host_config(hc: &HostConfig) -> Result<(), EngineError> {
