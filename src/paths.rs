@@ -47,3 +47,19 @@ pub fn parse_host(host: &str) -> Result<PathBuf, String> {
         "unsupported host {host:?}: ketch speaks over unix sockets (unix:///path)"
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts() {
+        assert_eq!(
+            parse_host("unix:///run/k.sock"),
+            Ok(PathBuf::from("/run/k.sock"))
+        );
+        assert_eq!(parse_host("/run/k.sock"), Ok(PathBuf::from("/run/k.sock")));
+        assert!(parse_host("unix://").is_err());
+        assert!(parse_host("tcp://127.0.0.1:2375").is_err());
+    }
+}

@@ -264,6 +264,22 @@ fn state_survives_a_daemon_crash() {
     d.ketch(&["create", "--name", "fresh", "hello"]).ok();
     d.ketch(&["run", "-d", "--rm", "--name", "gone", "spin"])
         .ok();
+    let cache = d.root().join("wasm-cache");
+    let stamps = |dir: &std::path::Path| -> Vec<(std::path::PathBuf, std::time::SystemTime)> {
+        let mut v: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap())
+            .map(|e| (e.path(), e.metadata().unwrap().modified().unwrap()))
+            .collect();
+        v.sort();
+        v
+    };
+    let before = stamps(&cache);
+    assert_eq!(
+        before.len(),
+        2,
+        "one compiled artifact per module digest: {before:?}"
+    );
     d.crash_and_restart();
     assert_eq!(
         d.ketch(&["inspect", "gone"]).code,
@@ -289,6 +305,11 @@ fn state_survives_a_daemon_crash() {
     assert_eq!(d.ketch(&["create", "--name", "done", "hello"]).code, 125);
     assert_eq!(d.ketch(&["logs", "done"]).ok(), "hello from wat\n");
     // A stopped container can be started after the restart (module recompiled or cached).
+    assert_eq!(
+        stamps(&cache),
+        before,
+        "the restart reused the compiled modules instead of recompiling"
+    );
     d.ketch(&["start", "-a", "done"])
         .stdout
         .contains("hello from wat")
