@@ -5,16 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-1000}
-bash wasm-examples/build.sh >/dev/null
-cargo build --release --locked 2>/dev/null || cargo build --release
-
-T=$(mktemp -d)
-target/release/ketchd --data-root "$T/root" --host "unix://$T/k.sock" >"$T/ketchd.log" 2>&1 &
-DPID=$!
-cleanup() { kill "$DPID" 2>/dev/null || true; wait "$DPID" 2>/dev/null || true; rm -rf "$T"; }
-trap cleanup EXIT
-for _ in $(seq 200); do [ -S "$T/k.sock" ] && break; sleep 0.05; done
-K="target/release/ketch -H unix://$T/k.sock"
+. bench/lib.sh
+build_release
+start_ketchd
 $K build -q -t density-ticker wasm-examples/ticker >/dev/null
 rss() { awk '/VmRSS/ {print $2}' "/proc/$DPID/status"; }
 base=$(rss)

@@ -16,17 +16,9 @@ if ! command -v wasmtime >/dev/null; then
   # The newest wasmtime-cli that builds with this toolchain, same major as ketch's wasmtime.
   cargo install wasmtime-cli --version '~48.0' --locked
 fi
-bash wasm-examples/build.sh >/dev/null
-cargo build --release --locked 2>/dev/null || cargo build --release
-
-T=$(mktemp -d)
-target/release/ketchd --data-root "$T/root" --host "unix://$T/k.sock" >"$T/ketchd.log" 2>&1 &
-DPID=$!
-cleanup() { kill "$DPID" 2>/dev/null || true; wait "$DPID" 2>/dev/null || true; rm -rf "$T"; }
-trap cleanup EXIT
-for _ in $(seq 200); do [ -S "$T/k.sock" ] && break; sleep 0.05; done
-
-K="target/release/ketch -H unix://$T/k.sock"
+. bench/lib.sh
+build_release
+start_ketchd
 $K build -q -t bench-hello wasm-examples/hello >/dev/null
 $K run --rm bench-hello >/dev/null
 wasmtime compile -o "$T/hello.cwasm" wasm-examples/hello/hello.wasm

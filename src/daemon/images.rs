@@ -287,7 +287,7 @@ mod tempfile_path {
     }
 }
 
-pub async fn load(engine: &Arc<Engine>, q: &Query, body: Incoming) -> Resp {
+pub async fn load(engine: &Arc<Engine>, body: Incoming) -> Resp {
     let file = match spool(engine, body, "load").await {
         Ok(f) => f,
         Err(e) => return error(&e),
@@ -301,7 +301,6 @@ pub async fn load(engine: &Arc<Engine>, q: &Query, body: Incoming) -> Resp {
     .expect("load task");
     match result {
         Ok(lines) => {
-            let _ = q;
             let body: Vec<u8> = lines
                 .iter()
                 .flat_map(|l| JsonMessage::stream(format!("{l}\n")).to_line())

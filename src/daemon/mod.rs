@@ -120,7 +120,7 @@ async fn dispatch(engine: Arc<Engine>, req: Request<Incoming>) -> Resp {
         match (&method, rest) {
             (&Method::GET, "json") => return images::list(&engine, &q).await,
             (&Method::GET, "get") => return images::save(&engine, &q).await,
-            (&Method::POST, "load") => return images::load(&engine, &q, req.into_body()).await,
+            (&Method::POST, "load") => return images::load(&engine, req.into_body()).await,
             (&Method::GET, r) if r.ends_with("/json") => {
                 return images::inspect(&engine, &r[..r.len() - 5]).await
             }

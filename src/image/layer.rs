@@ -297,9 +297,9 @@ mod tests {
         let b = build(&[("/etc/y", f()), ("/app/x.wasm", f())], &store);
         assert_eq!(a.digest, b.digest);
         assert_eq!(a.diff_id, b.diff_id);
-        let c = build(
+        let hide_y = build(
             &[(
-                "/.wh.x",
+                "/etc/.wh.y",
                 Entry::File {
                     mode: 0,
                     data: vec![],
@@ -357,6 +357,19 @@ mod tests {
             read_image_file(&store, &m2, "/x").unwrap().as_deref(),
             Some(&b"hi"[..])
         );
-        let _ = c;
+        let m3 = oci_spec::image::ImageManifestBuilder::default()
+            .schema_version(2u32)
+            .config(cfg)
+            .layers(vec![layer(&a), layer(&hide_y)])
+            .build()
+            .unwrap();
+        assert_eq!(
+            read_image_file(&store, &m3, "/etc/y").unwrap(),
+            None,
+            "whiteout hides the lower file"
+        );
+        assert!(read_image_file(&store, &m3, "/app/x.wasm")
+            .unwrap()
+            .is_some());
     }
 }

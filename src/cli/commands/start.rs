@@ -138,11 +138,7 @@ pub async fn attach_and_start(
             }
         }
     }
+    // A trap's message reached stderr through the log stream already.
     let w = waiter.await.context("wait task")??;
-    if let Some(e) = w.error {
-        if !e.message.is_empty() && w.status_code == 0 {
-            eprintln!("{}", e.message);
-        }
-    }
     Ok(w.status_code as i32)
 }

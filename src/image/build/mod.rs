@@ -238,7 +238,7 @@ pub fn build(
     let unused: Vec<&String> = opts
         .build_args
         .keys()
-        .filter(|k| !used_args.contains(*k) && !stage_uses(&stages, &stage, k))
+        .filter(|k| !used_args.contains(*k) && !stage.args.contains_key(*k))
         .collect();
     if !unused.is_empty() {
         out(&format!(
@@ -251,10 +251,6 @@ pub fn build(
         out(&format!("Successfully tagged {}\n", t.familiar()));
     }
     Ok(id)
-}
-
-fn stage_uses(_stages: &[Stage], last: &Stage, k: &str) -> bool {
-    last.args.contains_key(k)
 }
 
 fn split_platform(p: &str) -> Result<(String, String), String> {
