@@ -48,10 +48,6 @@ impl Client {
         }
     }
 
-    pub fn socket(&self) -> &Path {
-        &self.socket
-    }
-
     async fn connect(
         &self,
     ) -> Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>, ClientError> {
@@ -200,7 +196,10 @@ async fn check(resp: Response<Incoming>) -> Result<Response<Incoming>, ClientErr
     })
 }
 
-async fn decode<T: serde::de::DeserializeOwned>(r: Response<Incoming>) -> Result<T, ClientError> {
+/// Read a whole JSON response body.
+pub async fn decode<T: serde::de::DeserializeOwned>(
+    r: Response<Incoming>,
+) -> Result<T, ClientError> {
     let body = r
         .into_body()
         .collect()

@@ -33,13 +33,10 @@ pub async fn list(engine: &Arc<Engine>, q: &Query) -> Resp {
         Ok(i) => i,
         Err(e) => return error(&e.into()),
     };
-    let users = engine.list();
+    let user_images: Vec<_> = engine.list().iter().map(|c| c.record().image_id).collect();
     let mut out = Vec::new();
     for img in &images {
-        let n = users
-            .iter()
-            .filter(|c| c.record().image_id == img.id)
-            .count() as i64;
+        let n = user_images.iter().filter(|id| **id == img.id).count() as i64;
         let mut s = view::image_summary(img, n);
         if let Some(refs) = filters.get("reference") {
             s.repo_tags.retain(|t| {

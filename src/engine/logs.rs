@@ -54,10 +54,6 @@ impl Log {
         &self.path
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<LogEvent> {
-        self.tx.subscribe()
-    }
-
     /// The current end of the file and a subscription to everything after
     /// it, taken atomically so a follower neither misses nor repeats a line.
     pub fn snapshot_and_subscribe(&self) -> (u64, broadcast::Receiver<LogEvent>) {

@@ -71,6 +71,17 @@ pub async fn load(c: &Client, a: LoadArgs) -> anyhow::Result<i32> {
             std::io::stdin().read_to_end(&mut data)?;
         }
     }
+    for line in load_archive(c, data).await? {
+        if !a.quiet {
+            print!("{line}");
+        }
+    }
+    Ok(0)
+}
+
+/// `POST /images/load`; returns the daemon's progress lines, failing on an
+/// error line.
+pub async fn load_archive(c: &Client, data: Vec<u8>) -> anyhow::Result<Vec<String>> {
     let resp = c
         .send(
             hyper::Method::POST,
@@ -85,16 +96,13 @@ pub async fn load(c: &Client, a: LoadArgs) -> anyhow::Result<i32> {
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?
         .to_bytes();
+    let mut lines = Vec::new();
     for line in body.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
         let m: JsonMessage = serde_json::from_slice(line)?;
         if let Some(e) = m.error {
             bail!("{e}");
         }
-        if let Some(s) = m.stream {
-            if !a.quiet {
-                print!("{s}");
-            }
-        }
+        lines.extend(m.stream);
     }
-    Ok(0)
+    Ok(lines)
 }

@@ -231,15 +231,7 @@ async fn load_local_wasm(c: &Client, path: &Path) -> anyhow::Result<String> {
     let r = crate::model::ImageRef::parse(&reference).map_err(anyhow::Error::msg)?;
     let archive =
         crate::image::archive::single_module_archive(&r, &format!("/{stem}.wasm"), &bytes);
-    let resp = c
-        .send(
-            hyper::Method::POST,
-            "/images/load?quiet=1",
-            archive.into(),
-            Some("application/x-tar"),
-        )
-        .await?;
-    let _ = http_body_util::BodyExt::collect(resp.into_body()).await;
+    super::archive::load_archive(c, archive).await?;
     Ok(reference)
 }
 

@@ -3,9 +3,8 @@
 use super::enc;
 use crate::api::stream::{Decoder, StdStream};
 use crate::api::types::{ContainerInspect, WaitResponse};
-use crate::client::{Client, ClientError};
+use crate::client::Client;
 use anyhow::Context;
-use http_body_util::BodyExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[derive(clap::Args, Debug)]
@@ -76,16 +75,7 @@ pub async fn attach_and_start(
             None,
         )
         .await?;
-    let waiter = tokio::spawn(async move {
-        let body = wait_resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| ClientError::Http(e.to_string()))?
-            .to_bytes();
-        serde_json::from_slice::<WaitResponse>(&body)
-            .map_err(|e| ClientError::Decode(e.to_string()))
-    });
+    let waiter = tokio::spawn(crate::client::decode::<WaitResponse>(wait_resp));
     if stdin {
         tokio::spawn(async move {
             let mut input = tokio::io::stdin();
