@@ -4,8 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 rustup target add wasm32-wasip1 wasm32-wasip2 >/dev/null
-cargo build --release --target-dir target --target wasm32-wasip1 -p hello -p volume -p ticker
-cargo build --release --target-dir target --target wasm32-wasip2 -p component
-for p in hello volume ticker; do cp target/wasm32-wasip1/release/$p.wasm $p/$p.wasm; done
-cp target/wasm32-wasip2/release/component.wasm component/component.wasm
+p1=(hello volume ticker)
+p2=(component http-hello http-echo http-spin)
+cargo build --release --target-dir target --target wasm32-wasip1 "${p1[@]/#/-p}"
+cargo build --release --target-dir target --target wasm32-wasip2 "${p2[@]/#/-p}"
+for p in "${p1[@]}"; do cp "target/wasm32-wasip1/release/$p.wasm" "$p/$p.wasm"; done
+for p in "${p2[@]}"; do cp "target/wasm32-wasip2/release/${p//-/_}.wasm" "$p/$p.wasm"; done
 echo "built: $(ls */*.wasm | tr '\n' ' ')"

@@ -3,6 +3,7 @@
 //!
 //! Depends only on `model`.
 
+pub mod annotations;
 pub mod stream;
 pub mod types;
 

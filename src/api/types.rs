@@ -130,6 +130,8 @@ pub struct HostConfig {
     pub readonly_rootfs: bool,
     #[serde(deserialize_with = "de_null_default")]
     pub log_config: LogConfig,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -436,6 +438,100 @@ impl JsonMessage {
         v.push(b'\n');
         v.into()
     }
+}
+
+/// `GET /containers/{id}/stats` (`ContainerStatsResponse`), snake_case as
+/// Docker sends it.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StatsResponse {
+    pub name: String,
+    pub id: String,
+    pub read: String,
+    pub preread: String,
+    pub pids_stats: PidsStats,
+    pub blkio_stats: BlkioStats,
+    pub num_procs: u32,
+    pub storage_stats: serde_json::Value,
+    pub cpu_stats: CpuStats,
+    pub precpu_stats: CpuStats,
+    pub memory_stats: MemoryStats,
+    pub networks: BTreeMap<String, serde_json::Value>,
+    /// Function containers only: the requests served. Not in Docker's
+    /// schema; Docker clients ignore it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub function_stats: Option<FunctionStats>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PidsStats {
+    pub current: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u64>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BlkioStats {
+    pub io_service_bytes_recursive: Option<Vec<serde_json::Value>>,
+    pub io_serviced_recursive: Option<Vec<serde_json::Value>>,
+    pub io_queue_recursive: Option<Vec<serde_json::Value>>,
+    pub io_service_time_recursive: Option<Vec<serde_json::Value>>,
+    pub io_wait_time_recursive: Option<Vec<serde_json::Value>>,
+    pub io_merged_recursive: Option<Vec<serde_json::Value>>,
+    pub io_time_recursive: Option<Vec<serde_json::Value>>,
+    pub sectors_recursive: Option<Vec<serde_json::Value>>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CpuUsage {
+    pub total_usage: u64,
+    pub usage_in_kernelmode: u64,
+    pub usage_in_usermode: u64,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CpuStats {
+    pub cpu_usage: CpuUsage,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub system_cpu_usage: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub online_cpus: Option<u32>,
+    pub throttling_data: ThrottlingData,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ThrottlingData {
+    pub periods: u64,
+    pub throttled_periods: u64,
+    pub throttled_time: u64,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MemoryStats {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_usage: Option<u64>,
+    pub stats: BTreeMap<String, u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u64>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct FunctionStats {
+    pub requests: u64,
+    pub errors: u64,
+    pub rejected: u64,
+    pub in_flight: u64,
+    pub latency_p50_us: u64,
+    pub latency_p99_us: u64,
 }
 
 #[cfg(test)]

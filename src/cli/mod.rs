@@ -61,6 +61,10 @@ pub enum Command {
     Inspect(commands::inspect::Args),
     /// Remove one or more containers
     Rm(commands::lifecycle::RmArgs),
+    /// List port mappings or a specific mapping for the container
+    Port(commands::port::Args),
+    /// Display a live stream of container(s) resource usage statistics
+    Stats(commands::stats::Args),
     /// Show the ketch version information
     Version,
     /// Display system-wide information
@@ -94,6 +98,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Ps(a) => commands::ps::run(&client, a).await,
         Inspect(a) => commands::inspect::run(&client, a).await,
         Rm(a) => commands::lifecycle::rm(&client, a).await,
+        Port(a) => commands::port::run(&client, a).await,
+        Stats(a) => commands::stats::run(&client, a).await,
         Version => commands::system::version(&client).await,
         Info => commands::system::info(&client).await,
     }

@@ -16,6 +16,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::broadcast::error::RecvError;
+use crate::runtime::RuntimeStats;
+
+/// Time between stats samples.
+const STATS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 pub async fn create(engine: &Arc<Engine>, q: &Query, body: Incoming) -> Resp {
     let req: ContainerCreateRequest = match read_json(body, MAX_JSON_BODY).await {
@@ -420,4 +424,68 @@ pub async fn attach(engine: &Arc<Engine>, id: &str, q: &Query, mut req: Request<
     h.insert("connection", "Upgrade".parse().expect("header"));
     h.insert("upgrade", "tcp".parse().expect("header"));
     resp
+}
+
+/// `GET /containers/{id}/stats`: `stream=false` answers once (after a
+/// second, so CPU % has two samples, unless `one-shot`); streaming sends a
+/// sample a second until the container stops or the client goes.
+pub async fn stats(engine: &Arc<Engine>, id: &str, q: &Query) -> Resp {
+    let sample = |engine: &Engine| {
+        engine
+            .stats(id)
+            .map(|(rec, s)| (rec, s, view::system_cpu_ns(), chrono::Utc::now()))
+    };
+    let (rec, first, sys, at) = match sample(engine) {
+        Ok(s) => s,
+        Err(e) => return error(&e),
+    };
+    let streaming = q.get("stream").is_none_or(|v| v != "0" && v != "false");
+    if !streaming {
+        let Some(first) = first else {
+            return json(StatusCode::OK, &view::stats(&rec, Default::default(), sys, None));
+        };
+        if q.flag("one-shot") {
+            return json(StatusCode::OK, &view::stats(&rec, first, sys, None));
+        }
+        tokio::time::sleep(STATS_INTERVAL).await;
+        return match sample(engine) {
+            Ok((rec, now, sys2, _)) => json(
+                StatusCode::OK,
+                &view::stats(&rec, now.unwrap_or_default(), sys2, Some((at, first, sys))),
+            ),
+            Err(e) => error(&e),
+        };
+    }
+    let engine = engine.clone();
+    let id = id.to_string();
+    let (tx, resp) = stream("application/json");
+    tokio::spawn(async move {
+        let mut before: Option<(chrono::DateTime<chrono::Utc>, RuntimeStats, Option<u64>)> = None;
+        loop {
+            let Ok((rec, now, sys, at)) = engine
+                .stats(&id)
+                .map(|(rec, s)| (rec, s, view::system_cpu_ns(), chrono::Utc::now()))
+            else {
+                return;
+            };
+            let Some(now) = now else {
+                let _ = tx.send(line(&view::stats(&rec, Default::default(), sys, None))).await;
+                return;
+            };
+            let out = view::stats(&rec, now.clone(), sys, before.take());
+            if tx.send(line(&out)).await.is_err() {
+                return;
+            }
+            before = Some((at, now, sys));
+            tokio::time::sleep(STATS_INTERVAL).await;
+        }
+    });
+    resp
+}
+
+/// One JSON document and a newline, as Docker streams them.
+fn line<T: serde::Serialize>(v: &T) -> Bytes {
+    let mut b = serde_json::to_vec(v).expect("stats serialise");
+    b.push(b'\n');
+    Bytes::from(b)
 }

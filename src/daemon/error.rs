@@ -28,6 +28,8 @@ pub fn status_of(e: &EngineError) -> StatusCode {
             | RuntimeError::Unsupported(_)
             | RuntimeError::Instantiate { .. } => StatusCode::BAD_REQUEST,
             RuntimeError::Io { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            // As dockerd: a port that cannot be bound fails the start.
+            RuntimeError::Publish { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         },
         EngineError::Io { .. } => StatusCode::INTERNAL_SERVER_ERROR,
     }

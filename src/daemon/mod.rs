@@ -148,6 +148,7 @@ async fn dispatch(engine: Arc<Engine>, req: Request<Incoming>) -> Resp {
         (&Method::POST, ["containers", id, "attach"]) => {
             containers::attach(&engine, id, &q, req).await
         }
+        (&Method::GET, ["containers", id, "stats"]) => containers::stats(&engine, id, &q).await,
         (&Method::POST, ["containers", id, "wait"]) => containers::wait(&engine, id, &q),
         (&Method::POST, ["containers", id, action]) => {
             containers::action(&engine, id, action, &q).await

@@ -10,14 +10,17 @@ pub mod view;
 pub use error::EngineError;
 pub use record::{Record, StateRecord};
 
-use crate::api::types::{ContainerConfig, ContainerCreateRequest, HostConfig};
+use crate::api::types::{ContainerConfig, ContainerCreateRequest, HostConfig, PortBinding};
 use crate::fsutil;
 use crate::image::{Image, ImageStore};
-use crate::model::{ids, ContainerId, Digest, RestartPolicy, Status, TransitionError};
-use crate::runtime::{Backend, Control, ExitStatus, Grant, Program, RunSpec};
+use crate::model::{
+    ids, ports, ContainerId, Digest, HttpOptions, PortMapping, Proto, RestartPolicy, Status,
+    TransitionError,
+};
+use crate::runtime::{Backend, Control, ExitStatus, Grant, Program, RunSpec, RuntimeStats};
 use chrono::Utc;
 use logs::Log;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -218,6 +221,7 @@ impl Engine {
             if was_alive {
                 c.update(|r| {
                     r.state.status = Status::Exited;
+                    r.state.ports.clear();
                     r.state.exit_code = EXIT_DAEMON_GONE;
                     r.state.error = "ketchd stopped while the container was running".into();
                     r.state.finished_at = Some(Utc::now());
@@ -349,6 +353,13 @@ impl Engine {
         let platform = self
             .prepare_program(&img, &argv[0], &config.working_dir)
             .await?;
+        let mappings = port_mappings(&config, &host_config)?;
+        if !mappings.is_empty() && !self.serves_ports(&img.id, &argv[0], &config.working_dir) {
+            return Err(EngineError::InvalidArgument(format!(
+                "image {}: cannot publish ports: the program is a Wasm command with no sockets; only wasi:http components (functions) serve ports",
+                config.image
+            )));
+        }
         let id = ContainerId::random();
         let rec = Record {
             id: id.clone(),
@@ -420,14 +431,7 @@ impl Engine {
         entry: &str,
         workdir: &str,
     ) -> Result<String, EngineError> {
-        let path = if entry.starts_with('/') {
-            fsutil::clean_abs(entry)
-        } else {
-            fsutil::clean_abs(&format!(
-                "{}/{entry}",
-                if workdir.is_empty() { "/" } else { workdir }
-            ))
-        };
+        let path = entry_path(entry, workdir);
         let key = (img.id.clone(), path.clone());
         let known = self
             .modules
@@ -482,6 +486,26 @@ impl Engine {
         Err(self.no_backend(&image_name))
     }
 
+    /// Can this program serve published ports? Wasm commands cannot: they
+    /// have no sockets. Functions (wasi:http components) can.
+    fn serves_ports(&self, image_id: &Digest, entry: &str, workdir: &str) -> bool {
+        #[cfg(feature = "wasm")]
+        {
+            let key = (image_id.clone(), entry_path(entry, workdir));
+            let module = self
+                .modules
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&key)
+                .cloned();
+            if let Some(m) = module {
+                return self.wasm.is_function(&m);
+            }
+        }
+        let _ = (image_id, entry, workdir);
+        true
+    }
+
     fn no_backend(&self, image: &str) -> EngineError {
         EngineError::InvalidArgument(format!(
             "image {image} is not a Wasm image, and this ketchd has no Linux container backend"
@@ -491,12 +515,10 @@ impl Engine {
     fn backend_for(&self, rec: &Record) -> Result<(Arc<dyn Backend>, Program), EngineError> {
         #[cfg(feature = "wasm")]
         if rec.platform == "wasi/wasm" {
-            let path = fsutil::clean_abs(&if rec.path.starts_with('/') {
-                rec.path.clone()
-            } else {
-                format!("{}/{}", rec.config.working_dir, rec.path)
-            });
-            let key = (rec.image_id.clone(), path);
+            let key = (
+                rec.image_id.clone(),
+                entry_path(&rec.path, &rec.config.working_dir),
+            );
             let module = self
                 .modules
                 .lock()
@@ -587,11 +609,22 @@ impl Engine {
             memory_limit: (rec.host_config.memory > 0).then_some(rec.host_config.memory as u64),
             stdin,
             output: c.log.clone(),
+            ports: port_mappings(&rec.config, &rec.host_config)?,
+            exposed: exposed_ports(&rec.config)?,
+            http: http_options(&rec.host_config)?,
         };
         let started = backend.start(spec)?;
         *c.control.lock().unwrap_or_else(|e| e.into_inner()) = Some(started.control.clone());
         let started_at = Utc::now();
+        let mut published: BTreeMap<String, Vec<PortBinding>> = BTreeMap::new();
+        for m in &started.ports {
+            published.entry(m.key()).or_default().push(PortBinding {
+                host_ip: m.host_ip.to_string(),
+                host_port: m.host_port.to_string(),
+            });
+        }
         c.update(|r| {
+            r.state.ports = published;
             r.state.status = Status::Running;
             r.state.manually_stopped = false;
             r.state.started_at = Some(started_at);
@@ -628,6 +661,7 @@ impl Engine {
             );
         }
         let exited = |r: &mut Record| {
+            r.state.ports.clear();
             r.state.status = Status::Exited;
             r.state.exit_code = status.code;
             r.state.error = status.error.clone().unwrap_or_default();
@@ -738,6 +772,7 @@ impl Engine {
         if let Some(ctl) = self.control(c) {
             ctl.resume();
             drop(c.take_stdin());
+            ctl.terminate();
             if secs != 0
                 && Self::wait_exit_after(c, seen, Some(Duration::from_secs(secs.max(0) as u64)))
                     .await
@@ -873,6 +908,14 @@ impl Engine {
         Ok(())
     }
 
+    /// `GET /containers/{id}/stats`: live counters of a running container
+    /// (`None` when it is not running).
+    pub fn stats(&self, name: &str) -> Result<(Record, Option<RuntimeStats>), EngineError> {
+        let c = self.lookup(name)?;
+        let stats = self.control(&c).map(|ctl| ctl.stats());
+        Ok((c.record(), stats))
+    }
+
     /// `POST /containers/{id}/wait`: resolves to the exit code. Subscribes
     /// before returning, so a caller may start the container afterwards.
     pub fn wait(
@@ -932,6 +975,18 @@ fn write_record(path: &Path, data: &[u8], auto_remove: bool) -> Result<(), Engin
     write(path, data).map_err(EngineError::io(path))
 }
 
+/// The absolute path of a container's argv[0] inside its image.
+fn entry_path(entry: &str, workdir: &str) -> String {
+    if entry.starts_with('/') {
+        fsutil::clean_abs(entry)
+    } else {
+        fsutil::clean_abs(&format!(
+            "{}/{entry}",
+            if workdir.is_empty() { "/" } else { workdir }
+        ))
+    }
+}
+
 fn validate_host_config(hc: &HostConfig) -> Result<(), EngineError> {
     if hc.memory < 0 {
         return Err(EngineError::InvalidArgument(format!(
@@ -962,7 +1017,42 @@ fn validate_host_config(hc: &HostConfig) -> Result<(), EngineError> {
         ));
     }
     grants(hc)?;
+    http_options(hc)?;
     Ok(())
+}
+
+/// The ports a container asks for: `PortBindings`, plus its exposed ports
+/// with `PublishAllPorts`.
+fn port_mappings(cfg: &ContainerConfig, hc: &HostConfig) -> Result<Vec<PortMapping>, EngineError> {
+    let bindings = hc
+        .port_bindings
+        .iter()
+        .flatten()
+        .map(|(k, v)| {
+            let list = v
+                .iter()
+                .flatten()
+                .map(|b| (b.host_ip.clone(), b.host_port.clone()))
+                .collect();
+            (k.clone(), list)
+        })
+        .collect();
+    ports::from_api(&bindings, &exposed_ports(cfg)?, hc.publish_all_ports)
+        .map_err(EngineError::InvalidArgument)
+}
+
+/// `Config.ExposedPorts` (`EXPOSE` merged with the request).
+fn exposed_ports(cfg: &ContainerConfig) -> Result<Vec<(u16, Proto)>, EngineError> {
+    cfg.exposed_ports
+        .iter()
+        .flatten()
+        .map(|(k, _)| ports::parse_port_key(k).map_err(EngineError::InvalidArgument))
+        .collect()
+}
+
+fn http_options(hc: &HostConfig) -> Result<HttpOptions, EngineError> {
+    crate::api::annotations::http_options(&hc.annotations.clone().unwrap_or_default())
+        .map_err(EngineError::InvalidArgument)
 }
 
 /// `-v host:guest[:ro]` and `--mount type=bind` into directory grants.

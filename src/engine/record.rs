@@ -1,10 +1,11 @@
 //! A container's persisted record: its config and its state, stored as
 //! `<data-root>/containers/<id>/container.json`, always replaced atomically.
 
-use crate::api::types::{ContainerConfig, HostConfig};
+use crate::api::types::{ContainerConfig, HostConfig, PortBinding};
 use crate::model::{ContainerId, Digest, RestartPolicy, Status};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct StateRecord {
@@ -17,6 +18,9 @@ pub struct StateRecord {
     pub restart_count: u32,
     /// Set by stop/kill; a manually stopped container is not restarted.
     pub manually_stopped: bool,
+    /// While running: the ports bound, keyed `80/tcp`.
+    #[serde(default)]
+    pub ports: BTreeMap<String, Vec<PortBinding>>,
 }
 
 impl Default for StateRecord {
@@ -30,6 +34,7 @@ impl Default for StateRecord {
             oom_killed: false,
             restart_count: 0,
             manually_stopped: false,
+            ports: BTreeMap::new(),
         }
     }
 }

@@ -5,6 +5,7 @@ use super::{Container, Record};
 use crate::api::types::*;
 use crate::image::Image;
 use crate::model::Status;
+use crate::runtime::RuntimeStats;
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 
@@ -115,7 +116,7 @@ pub fn summary(c: &Container) -> ContainerSummary {
         image_id: r.image_id.to_string(),
         command,
         created: r.created.timestamp(),
-        ports: vec![],
+        ports: summary_ports(&r),
         labels: r.config.labels.clone().unwrap_or_default(),
         state: r.state.status.as_str().into(),
         status: status_text(&r),
@@ -175,9 +176,60 @@ pub fn inspect(c: &Container) -> ContainerInspect {
         },
         mounts: mounts(&r),
         config,
-        network_settings: NetworkSettings::default(),
+        network_settings: NetworkSettings {
+            ports: inspect_ports(&r),
+            ..Default::default()
+        },
         ..Default::default()
     }
+}
+
+/// `NetworkSettings.Ports` as Docker shows it: while running, every exposed
+/// port, with its host bindings or `null`; nothing once stopped.
+fn inspect_ports(r: &Record) -> BTreeMap<String, Option<Vec<PortBinding>>> {
+    if !r.state.status.is_alive() {
+        return BTreeMap::new();
+    }
+    let mut out: BTreeMap<String, Option<Vec<PortBinding>>> = r
+        .config
+        .exposed_ports
+        .iter()
+        .flatten()
+        .map(|(k, _)| (k.clone(), None))
+        .collect();
+    for (k, v) in &r.state.ports {
+        out.insert(k.clone(), Some(v.clone()));
+    }
+    out
+}
+
+/// The `Ports` of a `ps` entry: one per binding, and one per exposed port
+/// left unpublished.
+fn summary_ports(r: &Record) -> Vec<Port> {
+    inspect_ports(r)
+        .into_iter()
+        .flat_map(|(key, bindings)| {
+            let (port, proto) = key.split_once('/').unwrap_or((&key, "tcp"));
+            let private_port = port.parse().unwrap_or(0);
+            let kind = proto.to_string();
+            match bindings {
+                None => vec![Port {
+                    private_port,
+                    kind,
+                    ..Default::default()
+                }],
+                Some(list) => list
+                    .into_iter()
+                    .map(|b| Port {
+                        ip: Some(b.host_ip),
+                        private_port,
+                        public_port: b.host_port.parse().ok(),
+                        kind: kind.clone(),
+                    })
+                    .collect(),
+            }
+        })
+        .collect()
 }
 
 fn created_of(img: &Image) -> Option<DateTime<Utc>> {
@@ -263,4 +315,89 @@ mod tests {
         assert_eq!(h(D::seconds(600)), "10 minutes");
         assert_eq!(h(D::hours(5)), "5 hours");
     }
+}
+
+/// One `stats` sample. `system_ns` is the host's total CPU time, as
+/// Docker reports it, for the client's CPU % arithmetic.
+pub fn stats(
+    r: &Record,
+    now: RuntimeStats,
+    system_ns: Option<u64>,
+    before: Option<(DateTime<Utc>, RuntimeStats, Option<u64>)>,
+) -> StatsResponse {
+    let online_cpus = std::thread::available_parallelism()
+        .map(|n| n.get() as u32)
+        .ok();
+    let cpu = |s: &RuntimeStats, system: Option<u64>| CpuStats {
+        cpu_usage: CpuUsage {
+            total_usage: s.cpu_ns,
+            usage_in_usermode: s.cpu_ns,
+            usage_in_kernelmode: 0,
+        },
+        system_cpu_usage: system,
+        online_cpus,
+        throttling_data: ThrottlingData::default(),
+    };
+    let limit = (r.host_config.memory > 0)
+        .then_some(r.host_config.memory as u64)
+        .or_else(host_memory);
+    StatsResponse {
+        name: format!("/{}", r.name),
+        id: r.id.to_string(),
+        read: ts(Some(Utc::now())),
+        preread: ts(before.as_ref().map(|b| b.0)),
+        // One "process": the instance (or, for a function, the server).
+        pids_stats: PidsStats {
+            current: 1,
+            limit: None,
+        },
+        cpu_stats: cpu(&now, system_ns),
+        precpu_stats: before
+            .as_ref()
+            .map(|(_, s, sys)| cpu(s, *sys))
+            .unwrap_or_default(),
+        memory_stats: MemoryStats {
+            usage: Some(now.memory_bytes),
+            max_usage: Some(now.memory_peak),
+            stats: BTreeMap::new(),
+            limit,
+        },
+        function_stats: now.http.as_ref().map(|h| FunctionStats {
+            requests: h.requests,
+            errors: h.errors,
+            rejected: h.rejected,
+            in_flight: h.in_flight,
+            latency_p50_us: h.p50.as_micros() as u64,
+            latency_p99_us: h.p99.as_micros() as u64,
+        }),
+        storage_stats: serde_json::json!({}),
+        ..Default::default()
+    }
+}
+
+/// Total RAM of the host, the limit of a container without `--memory`.
+fn host_memory() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kb: u64 = info
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
+}
+
+/// The host's total CPU time in nanoseconds (`/proc/stat`, all cpus).
+pub fn system_cpu_ns() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let ticks: u64 = line
+        .split_whitespace()
+        .filter_map(|f| f.parse::<u64>().ok())
+        .sum();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (hz > 0).then(|| ticks * (1_000_000_000 / hz as u64))
 }

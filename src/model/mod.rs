@@ -1,12 +1,18 @@
 //! Leaf types shared by every layer: ids, digests, image references,
-//! container status and its legal transitions, restart policies.
+//! container status and its legal transitions, restart policies, published
+//! ports, sizes and durations.
 //!
 //! Nothing here depends on the rest of the crate.
 
+pub mod function;
 pub mod ids;
+pub mod ports;
 pub mod reference;
 pub mod status;
+pub mod units;
 
 pub use ids::{ContainerId, Digest, DigestError};
+pub use function::HttpOptions;
+pub use ports::{PortMapping, Proto};
 pub use reference::{ImageRef, RefError};
 pub use status::{RestartPolicy, Status, TransitionError};

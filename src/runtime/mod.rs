@@ -2,14 +2,18 @@
 //! implementations. `wasm` runs WebAssembly instances inside ketchd.
 
 use crate::api::stream::StdStream;
+pub use crate::model::{HttpOptions, PortMapping, Proto};
 use crate::model::Digest;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use tokio::sync::oneshot;
 
+pub mod stats;
 #[cfg(feature = "wasm")]
 pub mod wasm;
+
+pub use stats::{HttpStats, RuntimeStats};
 
 /// Exit code for an instance ended by `kill` (128 + SIGKILL, as Docker).
 pub const EXIT_KILLED: i64 = 137;
@@ -31,6 +35,12 @@ pub enum RuntimeError {
     },
     #[error("{0} is not supported by this runtime")]
     Unsupported(String),
+    #[error("cannot publish port {port} of container {name}: {reason}")]
+    Publish {
+        name: String,
+        port: String,
+        reason: String,
+    },
 }
 
 /// Where a container's stdout and stderr go. Called from the instance as
@@ -69,6 +79,11 @@ pub struct RunSpec {
     pub memory_limit: Option<u64>,
     pub stdin: Option<Stdin>,
     pub output: Arc<dyn OutputSink>,
+    /// Ports asked for with `-p`/`-P`.
+    pub ports: Vec<PortMapping>,
+    /// Container ports the image exposes (`EXPOSE`), for a default binding.
+    pub exposed: Vec<(u16, Proto)>,
+    pub http: HttpOptions,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -84,14 +99,20 @@ pub struct ExitStatus {
 pub trait Control: Send + Sync {
     /// End the instance now. Its exit status will be [`EXIT_KILLED`].
     fn kill(&self);
+    /// Ask the instance to finish on its own (a server stops accepting and
+    /// drains). The engine kills it if it has not exited by the stop timeout.
+    fn terminate(&self) {}
     /// Suspend without losing state.
     fn pause(&self);
     fn resume(&self);
+    fn stats(&self) -> RuntimeStats;
 }
 
 pub struct Started {
     pub control: Arc<dyn Control>,
     pub exit: oneshot::Receiver<ExitStatus>,
+    /// The ports actually bound (host port 0 resolved).
+    pub ports: Vec<PortMapping>,
 }
 
 /// A container runtime.

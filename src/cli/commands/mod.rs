@@ -6,9 +6,11 @@ pub mod images;
 pub mod inspect;
 pub mod lifecycle;
 pub mod logs;
+pub mod port;
 pub mod ps;
 pub mod run;
 pub mod start;
+pub mod stats;
 pub mod system;
 
 /// Percent-encode a path segment or query value.

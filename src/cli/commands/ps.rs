@@ -1,6 +1,6 @@
 //! `ps [-a] [-q] [--format] [--filter]`.
 
-use crate::api::types::ContainerSummary;
+use crate::api::types::{ContainerSummary, Port};
 use crate::cli::output::{ago, table, template};
 use crate::client::Client;
 
@@ -73,7 +73,7 @@ pub async fn run(c: &Client, a: Args) -> anyhow::Result<i32> {
                 "RunningFor": ago(s.created),
                 "Status": s.status,
                 "State": s.state,
-                "Ports": "",
+                "Ports": ports_text(&s.ports),
                 "Names": s.names.iter().map(|n| n.trim_start_matches('/')).collect::<Vec<_>>().join(","),
                 "Labels": s.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
                 "Mounts": s.mounts.iter().map(|m| m.destination.clone()).collect::<Vec<_>>().join(","),
@@ -95,7 +95,7 @@ pub async fn run(c: &Client, a: Args) -> anyhow::Result<i32> {
                 cmd,
                 ago(s.created),
                 s.status.clone(),
-                String::new(),
+                ports_text(&s.ports),
                 s.names
                     .iter()
                     .map(|n| n.trim_start_matches('/'))
@@ -120,4 +120,23 @@ pub async fn run(c: &Client, a: Args) -> anyhow::Result<i32> {
         )
     );
     Ok(0)
+}
+
+/// Docker's PORTS column: `0.0.0.0:8080->80/tcp, 443/tcp`.
+fn ports_text(ports: &[Port]) -> String {
+    ports
+        .iter()
+        .map(|p| match (&p.ip, p.public_port) {
+            (Some(ip), Some(public)) => {
+                let ip = if ip.contains(':') {
+                    format!("[{ip}]")
+                } else {
+                    ip.clone()
+                };
+                format!("{ip}:{public}->{}/{}", p.private_port, p.kind)
+            }
+            _ => format!("{}/{}", p.private_port, p.kind),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -2,11 +2,14 @@
 
 use super::enc;
 use crate::api::types::{
-    ContainerConfig, ContainerCreateRequest, HostConfig, IdResponse, RestartPolicyApi,
+    ContainerConfig, ContainerCreateRequest, HostConfig, IdResponse, PortBinding,
+    RestartPolicyApi,
 };
+use crate::api::annotations as ann;
 use crate::client::Client;
-use crate::model::{Digest, RestartPolicy};
+use crate::model::{ports, units, Digest, RestartPolicy};
 use anyhow::{bail, Context};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 #[derive(clap::Args, Debug)]
@@ -54,33 +57,56 @@ pub struct RunArgs {
     /// Seconds to wait when stopping the container
     #[arg(long)]
     pub stop_timeout: Option<i64>,
+    /// Publish a container's port to the host ([ip:][hostPort:]containerPort[/proto])
+    #[arg(short, long = "publish")]
+    pub publish: Vec<String>,
+    /// Publish all exposed ports to random host ports
+    #[arg(short = 'P', long)]
+    pub publish_all: bool,
+    /// Add an annotation to the container (passed through to the runtime)
+    #[arg(long = "annotation")]
+    pub annotation: Vec<String>,
+    /// Function containers: wall-time limit per request (e.g. 30s, 500ms; 0 = none)
+    #[arg(long)]
+    pub http_timeout: Option<String>,
+    /// Function containers: requests served at once before answering 503
+    #[arg(long)]
+    pub http_concurrency: Option<usize>,
+    /// Function containers: largest request body accepted (e.g. 16m)
+    #[arg(long)]
+    pub http_max_body: Option<String>,
+    /// Function containers: let the guest send HTTP requests to HOST[:PORT] (or *)
+    #[arg(long = "allow-http", value_name = "HOST[:PORT]")]
+    pub allow_http: Vec<String>,
     /// Image (or path to a local .wasm file), then the command and its args
     #[arg(required = true, allow_hyphen_values = true)]
     pub image_and_args: Vec<String>,
 }
 
-/// `64m`, `1g`, `512k`, `1024b` or plain bytes.
-pub fn parse_memory(s: &str) -> Result<i64, String> {
-    let t = s.trim().to_ascii_lowercase();
-    let (num, mult) = match t
-        .char_indices()
-        .find(|(_, c)| !c.is_ascii_digit() && *c != '.')
-    {
-        Some((i, _)) => {
-            let m: i64 = match t[i..].trim_end_matches('b') {
-                "" => 1,
-                "k" => 1 << 10,
-                "m" => 1 << 20,
-                "g" => 1 << 30,
-                "t" => 1 << 40,
-                _ => return Err(format!("invalid size: {s:?}")),
-            };
-            (&t[..i], m)
-        }
-        None => (t.as_str(), 1),
-    };
-    let n: f64 = num.parse().map_err(|_| format!("invalid size: {s:?}"))?;
-    Ok((n * mult as f64) as i64)
+/// `--annotation k=v` and the function flags, which travel as annotations.
+/// Values are checked here for a quick error, and again by ketchd.
+fn annotations(a: &RunArgs) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for kv in &a.annotation {
+        let (k, v) = kv
+            .split_once('=')
+            .with_context(|| format!("invalid annotation {kv:?}: expected key=value"))?;
+        out.insert(k.to_string(), v.to_string());
+    }
+    if let Some(t) = &a.http_timeout {
+        out.insert(ann::HTTP_TIMEOUT.into(), t.clone());
+    }
+    if let Some(n) = a.http_concurrency {
+        out.insert(ann::HTTP_CONCURRENCY.into(), n.to_string());
+    }
+    if let Some(m) = &a.http_max_body {
+        out.insert(ann::HTTP_MAX_BODY.into(), m.clone());
+    }
+    if !a.allow_http.is_empty() {
+        out.insert(ann::HTTP_ALLOW.into(), a.allow_http.join(","));
+    }
+    ann::http_options(&out).map_err(anyhow::Error::msg)?;
+    Ok(out)
 }
 
 fn env_from_files(files: &[String]) -> anyhow::Result<Vec<String>> {
@@ -136,6 +162,18 @@ pub async fn run(c: &Client, a: RunArgs, create_only: bool) -> anyhow::Result<i3
         })
         .collect();
     let attach = !a.detach && !create_only;
+    let mut port_bindings: BTreeMap<String, Option<Vec<PortBinding>>> = BTreeMap::new();
+    let mut exposed = BTreeMap::new();
+    for p in &a.publish {
+        let (key, (host_ip, host_port)) = ports::parse_publish(p).map_err(anyhow::Error::msg)?;
+        exposed.insert(key.clone(), serde_json::json!({}));
+        port_bindings
+            .entry(key)
+            .or_default()
+            .get_or_insert_with(Vec::new)
+            .push(PortBinding { host_ip, host_port });
+    }
+    let annotations = annotations(&a)?;
     let config = ContainerConfig {
         image: image.clone(),
         cmd: if args.is_empty() { None } else { Some(args) },
@@ -150,6 +188,7 @@ pub async fn run(c: &Client, a: RunArgs, create_only: bool) -> anyhow::Result<i3
         attach_stderr: attach,
         tty: a.tty,
         stop_timeout: a.stop_timeout,
+        exposed_ports: (!exposed.is_empty()).then_some(exposed),
         ..Default::default()
     };
     let host_config = HostConfig {
@@ -157,15 +196,18 @@ pub async fn run(c: &Client, a: RunArgs, create_only: bool) -> anyhow::Result<i3
         memory: a
             .memory
             .as_deref()
-            .map(parse_memory)
+            .map(units::parse_size)
             .transpose()
             .map_err(anyhow::Error::msg)?
-            .unwrap_or(0),
+            .map_or(0, |m| m.min(i64::MAX as u64) as i64),
         restart_policy: RestartPolicyApi {
             name: policy.name().into(),
             maximum_retry_count: policy.max_retries() as i64,
         },
         auto_remove: a.rm,
+        port_bindings: Some(port_bindings),
+        publish_all_ports: a.publish_all,
+        annotations: (!annotations.is_empty()).then_some(annotations),
         ..Default::default()
     };
     let name = a
@@ -233,18 +275,4 @@ async fn load_local_wasm(c: &Client, path: &Path) -> anyhow::Result<String> {
         crate::image::archive::single_module_archive(&r, &format!("/{stem}.wasm"), &bytes);
     super::archive::load_archive(c, archive).await?;
     Ok(reference)
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn memory_sizes() {
-        use super::parse_memory as p;
-        assert_eq!(p("64m"), Ok(64 << 20));
-        assert_eq!(p("1g"), Ok(1 << 30));
-        assert_eq!(p("512K"), Ok(512 << 10));
-        assert_eq!(p("1000"), Ok(1000));
-        assert_eq!(p("2mb"), Ok(2 << 20));
-        assert!(p("lots").is_err());
-    }
 }

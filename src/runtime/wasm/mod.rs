@@ -10,11 +10,17 @@
 //!   thread bumps the epoch every [`EPOCH_TICK`], and at each tick the guest
 //!   yields to the runtime, so `kill` and `pause` take effect even in a loop
 //!   that never calls the host.
+//! - A component that exports `wasi:http/incoming-handler` is a function:
+//!   it is compiled for a second engine with the pooling allocator and
+//!   served by [`http`], a fresh instance per request.
 
+mod http;
 mod io;
 
+use super::stats::{HttpCounters, MemoryGauge};
 use super::{
-    Backend, Control, ExitStatus, Program, RunSpec, RuntimeError, Started, EXIT_KILLED, EXIT_TRAP,
+    Backend, Control, ExitStatus, Program, RunSpec, RuntimeError, RuntimeStats, Started,
+    EXIT_KILLED, EXIT_TRAP,
 };
 use crate::api::stream::StdStream;
 use crate::model::Digest;
@@ -22,30 +28,51 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::sync::{oneshot, watch, Notify};
+use tokio::sync::{oneshot, watch};
 use wasmtime::component::{Component, ResourceTable};
 use wasmtime::{Engine, InstancePre, Linker, Module, ResourceLimiter, Store, UpdateDeadline};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::bindings::CommandPre;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 /// How often the epoch advances: the longest a guest runs between checks.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+/// The same for functions, shorter: a spinning handler holds a runtime
+/// worker for up to one tick, delaying other requests' I/O, and tokio
+/// polls I/O only every few dozen task polls while its workers are busy.
+pub const FN_EPOCH_TICK: Duration = Duration::from_millis(1);
 /// Table elements allowed when no memory limit is set; bounds a hostile
 /// module's `table.grow`.
 const MAX_TABLE_ELEMENTS: usize = 1 << 20;
 
+/// Component instances the function pool holds: the most requests all
+/// function containers of one ketchd can run at once.
+const POOL_INSTANCES: u32 = 1000;
+/// A Rust wasip2 component is a few core instances (the program plus
+/// adapter shims), each with its own table.
+const POOL_CORE_PER_COMPONENT: u32 = 4;
+
 enum Compiled {
     Module(InstancePre<P1State>),
     Component(CommandPre<P2State>),
+    Http(ProxyPre<http::HttpState>),
+}
+
+/// The engine and linker for function containers, made on first use: the
+/// pooling allocator reserves its address space up front.
+struct FnRuntime {
+    engine: Engine,
+    linker: wasmtime::component::Linker<http::HttpState>,
 }
 
 pub struct WasmBackend {
     engine: Engine,
+    functions: OnceLock<Result<FnRuntime, String>>,
     cache_dir: PathBuf,
     compiled: Mutex<HashMap<Digest, Arc<Compiled>>>,
     p1_linker: Linker<P1State>,
@@ -53,21 +80,46 @@ pub struct WasmBackend {
 }
 
 /// Memory/table limits, remembering whether a grow was refused so a guest
-/// that then dies can be reported as OOM-killed.
+/// that then dies can be reported as OOM-killed. Counts what it grants in
+/// the container's [`MemoryGauge`] and gives it back when the store goes.
 struct Limits {
     memory: Option<usize>,
     refused: bool,
+    held: u64,
+    gauge: Arc<MemoryGauge>,
+}
+
+impl Limits {
+    fn new(memory: Option<usize>, gauge: &Arc<MemoryGauge>) -> Self {
+        Limits {
+            memory,
+            refused: false,
+            held: 0,
+            gauge: gauge.clone(),
+        }
+    }
+}
+
+impl Drop for Limits {
+    fn drop(&mut self) {
+        self.gauge.shrink(self.held);
+    }
 }
 
 impl ResourceLimiter for Limits {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _max: Option<usize>,
     ) -> wasmtime::Result<bool> {
         let ok = self.memory.is_none_or(|m| desired <= m);
         self.refused |= !ok;
+        if ok {
+            let add = desired.saturating_sub(current) as u64;
+            self.held += add;
+            self.gauge.grow(add);
+        }
         Ok(ok)
     }
     fn table_growing(
@@ -104,25 +156,74 @@ impl WasiView for P2State {
     }
 }
 
-/// Shared between the instance task and its [`Control`] handle.
+/// Shared between a container's instances and its [`Control`] handle.
 struct Ctl {
-    killed: AtomicBool,
-    kill_notify: Notify,
+    killed: watch::Sender<bool>,
     paused: watch::Sender<bool>,
+    terminating: watch::Sender<bool>,
+    memory: Arc<MemoryGauge>,
+    /// Nanoseconds spent polling guest code.
+    cpu_ns: Arc<AtomicU64>,
+    http: Option<Arc<HttpCounters>>,
+}
+
+impl Ctl {
+    fn new(http: bool) -> Arc<Self> {
+        Arc::new(Ctl {
+            killed: watch::channel(false).0,
+            paused: watch::channel(false).0,
+            terminating: watch::channel(false).0,
+            memory: Arc::default(),
+            cpu_ns: Arc::default(),
+            http: http.then(Arc::default),
+        })
+    }
+
+    fn is_killed(&self) -> bool {
+        *self.killed.borrow()
+    }
+
+    /// Resolves once the container is killed.
+    fn killed(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut rx = self.killed.subscribe();
+        async move {
+            let _ = rx.wait_for(|k| *k).await;
+        }
+    }
+
+    /// Wraps `f` so it is polled only while the container is not paused.
+    fn pausable<F: Future + Unpin>(&self, f: F) -> Pausable<F> {
+        Pausable {
+            inner: f,
+            paused: self.paused.subscribe(),
+            waiting: None,
+            cpu_ns: self.cpu_ns.clone(),
+        }
+    }
 }
 
 impl Control for Ctl {
     fn kill(&self) {
-        self.killed.store(true, Ordering::SeqCst);
-        self.kill_notify.notify_one();
+        self.killed.send_replace(true);
         // A paused instance must wake up to die.
         self.paused.send_replace(false);
+    }
+    fn terminate(&self) {
+        self.terminating.send_replace(true);
     }
     fn pause(&self) {
         self.paused.send_replace(true);
     }
     fn resume(&self) {
         self.paused.send_replace(false);
+    }
+    fn stats(&self) -> RuntimeStats {
+        RuntimeStats {
+            cpu_ns: self.cpu_ns.load(Ordering::Relaxed),
+            memory_bytes: self.memory.current(),
+            memory_peak: self.memory.peak(),
+            http: self.http.as_ref().map(|h| h.snapshot()),
+        }
     }
 }
 
@@ -143,14 +244,56 @@ impl WasmBackend {
         let mut p2_linker = wasmtime::component::Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut p2_linker)
             .map_err(|e| RuntimeError::Unsupported(format!("wasi p2 linker: {e}")))?;
-        spawn_epoch_ticker(&engine);
+        spawn_epoch_ticker(&engine, EPOCH_TICK);
         Ok(WasmBackend {
             engine,
+            functions: OnceLock::new(),
             cache_dir: cache_dir.to_path_buf(),
             compiled: Mutex::new(HashMap::new()),
             p1_linker,
             p2_linker,
         })
+    }
+
+    /// The function engine, made on first use.
+    fn functions(&self) -> Result<&FnRuntime, RuntimeError> {
+        self.functions
+            .get_or_init(|| {
+                let mut cfg = wasmtime::Config::new();
+                cfg.epoch_interruption(true);
+                cfg.wasm_component_model(true);
+                let mut pool = wasmtime::PoolingAllocationConfig::default();
+                pool.total_component_instances(POOL_INSTANCES)
+                    .total_core_instances(POOL_INSTANCES * POOL_CORE_PER_COMPONENT)
+                    .total_tables(POOL_INSTANCES * POOL_CORE_PER_COMPONENT)
+                    .total_memories(POOL_INSTANCES);
+                cfg.allocation_strategy(pool);
+                let engine = Engine::new(&cfg).or_else(|e| {
+                    // Hosts with a small address space (39-bit VAs) cannot
+                    // reserve the pool; serve with on-demand allocation.
+                    tracing::warn!("pooling allocator unavailable ({e:#}); functions will allocate on demand");
+                    cfg.allocation_strategy(wasmtime::InstanceAllocationStrategy::OnDemand);
+                    Engine::new(&cfg)
+                });
+                let engine = engine.map_err(|e| format!("wasmtime function engine: {e:#}"))?;
+                let mut linker = wasmtime::component::Linker::new(&engine);
+                wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+                    .and_then(|()| wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker))
+                    .map_err(|e| format!("wasi-http linker: {e:#}"))?;
+                spawn_epoch_ticker(&engine, FN_EPOCH_TICK);
+                Ok(FnRuntime { engine, linker })
+            })
+            .as_ref()
+            .map_err(|e| RuntimeError::Unsupported(e.clone()))
+    }
+
+    /// Is this prepared module a function (a wasi:http component)?
+    pub fn is_function(&self, digest: &Digest) -> bool {
+        self.compiled
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(digest)
+            .is_some_and(|c| matches!(**c, Compiled::Http(_)))
     }
 
     /// Is this module already compiled and hot?
@@ -171,7 +314,11 @@ impl WasmBackend {
             name: name.to_string(),
             reason,
         };
-        let kind = wasm_kind(bytes).ok_or_else(|| invalid("no WebAssembly magic number".into()))?;
+        let mut kind =
+            wasm_kind(bytes).ok_or_else(|| invalid("no WebAssembly magic number".into()))?;
+        if kind == Kind::Component && exports_http_handler(bytes) {
+            kind = Kind::Function;
+        }
         let cached = self
             .cache_dir
             .join(format!("{}.{}.cwasm", digest.hex(), kind.ext()));
@@ -183,6 +330,7 @@ impl WasmBackend {
             Kind::Module => {
                 let module = self
                     .load_or_compile(
+                        &self.engine,
                         &cached,
                         // SAFETY: files in the cache dir are written only by
                         // `Module::serialize` of this daemon; wasmtime checks the
@@ -201,6 +349,7 @@ impl WasmBackend {
             Kind::Component => {
                 let component = self
                     .load_or_compile(
+                        &self.engine,
                         &cached,
                         // SAFETY: as above, for components.
                         |e, p| unsafe { Component::deserialize_file(e, p) },
@@ -218,6 +367,28 @@ impl WasmBackend {
                 })?;
                 Compiled::Component(cmd)
             }
+            Kind::Function => {
+                let fr = self.functions()?;
+                let component = self
+                    .load_or_compile(
+                        &fr.engine,
+                        &cached,
+                        // SAFETY: as above, for components.
+                        |e, p| unsafe { Component::deserialize_file(e, p) },
+                        |e| Component::new(e, bytes),
+                        Component::serialize,
+                    )
+                    .map_err(|e| invalid(format!("{e:#}")))?;
+                let pre = fr
+                    .linker
+                    .instantiate_pre(&component)
+                    .map_err(instantiate_err)?;
+                let proxy = ProxyPre::new(pre).map_err(|e| RuntimeError::Instantiate {
+                    name: name.into(),
+                    reason: format!("component does not export wasi:http/incoming-handler: {e:#}"),
+                })?;
+                Compiled::Http(proxy)
+            }
         };
         self.compiled
             .lock()
@@ -230,15 +401,16 @@ impl WasmBackend {
     /// write the cache (a cache write failure only costs a recompile later).
     fn load_or_compile<T>(
         &self,
+        engine: &Engine,
         cached: &Path,
         load: impl FnOnce(&Engine, &Path) -> wasmtime::Result<T>,
         compile: impl FnOnce(&Engine) -> wasmtime::Result<T>,
         serialize: impl FnOnce(&T) -> wasmtime::Result<Vec<u8>>,
     ) -> wasmtime::Result<T> {
-        if let Ok(t) = load(&self.engine, cached) {
+        if let Ok(t) = load(engine, cached) {
             return Ok(t);
         }
-        let t = compile(&self.engine)?;
+        let t = compile(engine)?;
         if let Ok(data) = serialize(&t) {
             if let Err(e) = crate::fsutil::write_atomic(cached, &data) {
                 tracing::warn!("cannot cache compiled module at {}: {e}", cached.display());
@@ -247,7 +419,8 @@ impl WasmBackend {
         Ok(t)
     }
 
-    fn wasi_ctx(spec: &mut RunSpec) -> Result<WasiCtxBuilder, RuntimeError> {
+    /// The WASI context a spec grants, stdin aside.
+    fn wasi_ctx(spec: &RunSpec) -> Result<WasiCtxBuilder, RuntimeError> {
         let mut b = WasiCtxBuilder::new();
         b.args(&spec.argv);
         for (k, v) in &spec.env {
@@ -277,9 +450,6 @@ impl WasmBackend {
             sink: spec.output.clone(),
             stream: StdStream::Stderr,
         });
-        if let Some(stdin) = spec.stdin.take() {
-            b.stdin(wasmtime_wasi::cli::AsyncStdinStream::new(stdin));
-        }
         Ok(b)
     }
 }
@@ -301,29 +471,35 @@ impl Backend for WasmBackend {
                 name: spec.name.clone(),
                 reason: format!("module {module} was not prepared"),
             })?;
-        let (paused, _) = watch::channel(false);
-        let ctl = Arc::new(Ctl {
-            killed: AtomicBool::new(false),
-            kill_notify: Notify::new(),
-            paused,
-        });
+        if let Compiled::Http(pre) = &*compiled {
+            let ctl = Ctl::new(true);
+            let engine = self.functions()?.engine.clone();
+            return http::serve(engine, pre.clone(), spec, ctl);
+        }
+        if let Some(p) = spec.ports.first() {
+            return Err(RuntimeError::Publish {
+                name: spec.name.clone(),
+                port: format!("{}/{}", p.container_port, p.proto.as_str()),
+                reason: "a Wasm command has no sockets to publish; only wasi:http components serve ports".into(),
+            });
+        }
+        let ctl = Ctl::new(false);
         let memory = spec.memory_limit.map(|m| m as usize);
-        let limits = || Limits {
-            memory,
-            refused: false,
-        };
-        let mut wasi = Self::wasi_ctx(&mut spec)?;
+        let mut wasi = Self::wasi_ctx(&spec)?;
+        if let Some(stdin) = spec.stdin.take() {
+            wasi.stdin(wasmtime_wasi::cli::AsyncStdinStream::new(stdin));
+        }
         let (tx, rx) = oneshot::channel();
         let name = spec.name.clone();
         let run: Pin<Box<dyn Future<Output = ExitStatus> + Send>> = match &*compiled {
             Compiled::Module(pre) => {
                 let state = P1State {
                     wasi: wasi.build_p1(),
-                    limits: limits(),
+                    limits: Limits::new(memory, &ctl.memory),
                     ctl: ctl.clone(),
                 };
                 let mut store = Store::new(&self.engine, state);
-                configure_store(&mut store, |s| &mut s.limits, |s| &s.ctl);
+                configure_store(&mut store);
                 let pre = pre.clone();
                 Box::pin(async move {
                     let result = async {
@@ -339,11 +515,11 @@ impl Backend for WasmBackend {
                 let state = P2State {
                     ctx: wasi.build(),
                     table: ResourceTable::new(),
-                    limits: limits(),
+                    limits: Limits::new(memory, &ctl.memory),
                     ctl: ctl.clone(),
                 };
                 let mut store = Store::new(&self.engine, state);
-                configure_store(&mut store, |s| &mut s.limits, |s| &s.ctl);
+                configure_store(&mut store);
                 let pre = pre.clone();
                 Box::pin(async move {
                     let result = async {
@@ -357,15 +533,15 @@ impl Backend for WasmBackend {
                     )
                 })
             }
+            Compiled::Http(_) => unreachable!("functions are served above"),
         };
         let task_ctl = ctl.clone();
         tokio::spawn(async move {
-            let paused_rx = task_ctl.paused.subscribe();
             let status = tokio::select! {
-                s = Pausable { inner: run, paused: paused_rx, waiting: None } => s,
-                _ = task_ctl.kill_notify.notified() => ExitStatus { code: EXIT_KILLED, error: None, oom_killed: false },
+                s = task_ctl.pausable(run) => s,
+                () = task_ctl.killed() => ExitStatus { code: EXIT_KILLED, error: None, oom_killed: false },
             };
-            let status = if task_ctl.killed.load(Ordering::SeqCst) {
+            let status = if task_ctl.is_killed() {
                 ExitStatus {
                     code: EXIT_KILLED,
                     error: None,
@@ -380,19 +556,47 @@ impl Backend for WasmBackend {
         Ok(Started {
             control: ctl,
             exit: rx,
+            ports: Vec::new(),
         })
     }
 }
 
-fn configure_store<T: 'static>(
-    store: &mut Store<T>,
-    limits: fn(&mut T) -> &mut Limits,
-    ctl: fn(&T) -> &Arc<Ctl>,
-) {
-    store.limiter(move |s| limits(s) as &mut dyn ResourceLimiter);
+/// What every store's data gives the limiter and the epoch callback.
+trait Guest: Send + 'static {
+    fn limits(&mut self) -> &mut Limits;
+    fn ctl(&self) -> &Ctl;
+    /// When this instance must stop, if ever (a function's request deadline).
+    fn deadline(&self) -> Option<std::time::Instant> {
+        None
+    }
+}
+
+impl Guest for P1State {
+    fn limits(&mut self) -> &mut Limits {
+        &mut self.limits
+    }
+    fn ctl(&self) -> &Ctl {
+        &self.ctl
+    }
+}
+
+impl Guest for P2State {
+    fn limits(&mut self) -> &mut Limits {
+        &mut self.limits
+    }
+    fn ctl(&self) -> &Ctl {
+        &self.ctl
+    }
+}
+
+fn configure_store<T: Guest>(store: &mut Store<T>) {
+    store.limiter(|s| s.limits() as &mut dyn ResourceLimiter);
     store.set_epoch_deadline(1);
-    store.epoch_deadline_callback(move |cx| {
-        if ctl(cx.data()).killed.load(Ordering::Relaxed) {
+    store.epoch_deadline_callback(|cx| {
+        let s = cx.data();
+        // Checked here, in the guest, rather than by a timer alone: a
+        // runtime busy with spinning guests polls its timers late.
+        if s.ctl().is_killed() || s.deadline().is_some_and(|d| std::time::Instant::now() >= d) {
             return Ok(UpdateDeadline::Interrupt);
         }
         // Yield at every tick: lets pause/kill act and keeps the runtime fair.
@@ -425,10 +629,12 @@ fn exit_status(result: wasmtime::Result<i64>, refused: bool) -> ExitStatus {
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Kind {
     Module,
     Component,
+    /// A component exporting `wasi:http/incoming-handler`.
+    Function,
 }
 
 impl Kind {
@@ -436,8 +642,32 @@ impl Kind {
         match self {
             Kind::Module => "module",
             Kind::Component => "component",
+            Kind::Function => "function",
         }
     }
+}
+
+/// Does this component export `wasi:http/incoming-handler` at its top
+/// level (the `wasi:http/proxy` world)? Reads only the export sections.
+fn exports_http_handler(bytes: &[u8]) -> bool {
+    use wasmparser::{Parser, Payload};
+    let mut depth = 0usize;
+    for payload in Parser::new(0).parse_all(bytes) {
+        match payload {
+            Ok(Payload::Version { .. }) => depth += 1,
+            Ok(Payload::End(_)) => depth = depth.saturating_sub(1),
+            Ok(Payload::ComponentExportSection(reader)) if depth == 1 => {
+                for export in reader.into_iter().flatten() {
+                    if export.name.name.starts_with("wasi:http/incoming-handler@") {
+                        return true;
+                    }
+                }
+            }
+            Ok(_) => {}
+            Err(_) => return false,
+        }
+    }
+    false
 }
 
 /// Core module (version 1) or component (layer 1) by header.
@@ -457,12 +687,12 @@ pub fn is_wasm(b: &[u8]) -> bool {
     b.len() >= 4 && &b[..4] == b"\0asm"
 }
 
-fn spawn_epoch_ticker(engine: &Engine) {
+fn spawn_epoch_ticker(engine: &Engine, tick: Duration) {
     let weak = engine.weak();
     std::thread::Builder::new()
         .name("ketch-epoch".into())
         .spawn(move || loop {
-            std::thread::sleep(EPOCH_TICK);
+            std::thread::sleep(tick);
             match weak.upgrade() {
                 Some(e) => e.increment_epoch(),
                 None => return,
@@ -474,10 +704,12 @@ fn spawn_epoch_ticker(engine: &Engine) {
 /// Polls the instance only while it is not paused. The instance yields at
 /// every epoch tick, so a pause takes hold within one tick, and a guest
 /// blocked in a host call (a sleep, a read) is not resumed until unpaused.
+/// Time spent in its polls is the container's CPU time.
 struct Pausable<F> {
     inner: F,
     paused: watch::Receiver<bool>,
     waiting: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    cpu_ns: Arc<AtomicU64>,
 }
 
 impl<F: Future + Unpin> Future for Pausable<F> {
@@ -497,7 +729,11 @@ impl<F: Future + Unpin> Future for Pausable<F> {
                 }));
                 continue;
             }
-            return Pin::new(&mut self.inner).poll(cx);
+            let t0 = std::time::Instant::now();
+            let r = Pin::new(&mut self.inner).poll(cx);
+            self.cpu_ns
+                .fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
+            return r;
         }
     }
 }
@@ -505,6 +741,30 @@ impl<F: Future + Unpin> Future for Pausable<F> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn finds_the_http_handler_export_of_a_function() {
+        let function = wat::parse_str(
+            r#"(component
+                (core module $m (func (export "h")))
+                (core instance $i (instantiate $m))
+                (func $h (canon lift (core func $i "h")))
+                (instance $ih (export "handle" (func $h)))
+                (export "wasi:http/incoming-handler@0.2.0" (instance $ih)))"#,
+        )
+        .unwrap();
+        assert!(exports_http_handler(&function));
+        let command = wat::parse_str(
+            r#"(component
+                (core module $m (func (export "h")))
+                (core instance $i (instantiate $m))
+                (func $h (canon lift (core func $i "h")))
+                (instance $ih (export "run" (func $h)))
+                (export "wasi:cli/run@0.2.0" (instance $ih)))"#,
+        )
+        .unwrap();
+        assert!(!exports_http_handler(&command));
+    }
 
     #[test]
     fn detects_modules_and_components() {

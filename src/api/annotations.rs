@@ -1,0 +1,96 @@
+//! Container annotations ketch reads (`HostConfig.Annotations`, Docker's
+//! `--annotation`): the serving options of function containers. ketch's
+//! own CLI sets them from `--http-*` and `--allow-http`; any Docker client
+//! can send them.
+
+use crate::model::units::{parse_duration, parse_size};
+use crate::model::HttpOptions;
+use std::collections::BTreeMap;
+
+/// Wall-time limit per request: `30s`, `500ms`; `0` for none.
+pub const HTTP_TIMEOUT: &str = "io.ketch.http.timeout";
+/// Requests served at once before answering 503.
+pub const HTTP_CONCURRENCY: &str = "io.ketch.http.concurrency";
+/// Largest request body: `16m`.
+pub const HTTP_MAX_BODY: &str = "io.ketch.http.max-body";
+/// Comma-separated `host[:port]` (or `*`) the guest may send requests to.
+pub const HTTP_ALLOW: &str = "io.ketch.http.allow";
+
+/// The most requests one function may run at once (the instance pool of
+/// the daemon is shared by all of them).
+pub const MAX_CONCURRENCY: usize = 1000;
+
+/// Read the function options from annotations; other keys are ignored.
+pub fn http_options(a: &BTreeMap<String, String>) -> Result<HttpOptions, String> {
+    let mut o = HttpOptions::default();
+    let bad = |k: &str, e: String| format!("annotation {k}: {e}");
+    if let Some(v) = a.get(HTTP_TIMEOUT) {
+        let d = parse_duration(v).map_err(|e| bad(HTTP_TIMEOUT, e))?;
+        o.timeout = (!d.is_zero()).then_some(d);
+    }
+    if let Some(v) = a.get(HTTP_CONCURRENCY) {
+        o.concurrency = v
+            .trim()
+            .parse()
+            .ok()
+            .filter(|n| (1..=MAX_CONCURRENCY).contains(n))
+            .ok_or_else(|| {
+                bad(
+                    HTTP_CONCURRENCY,
+                    format!("{v:?} is not a number from 1 to {MAX_CONCURRENCY}"),
+                )
+            })?;
+    }
+    if let Some(v) = a.get(HTTP_MAX_BODY) {
+        o.max_body = parse_size(v).map_err(|e| bad(HTTP_MAX_BODY, e))?;
+    }
+    if let Some(v) = a.get(HTTP_ALLOW) {
+        for h in v.split(',').map(str::trim).filter(|h| !h.is_empty()) {
+            if h != "*" && h.parse::<http::uri::Authority>().is_err() {
+                return Err(bad(HTTP_ALLOW, format!("{h:?} is not a host or host:port")));
+            }
+            o.allow_hosts.push(h.to_ascii_lowercase());
+        }
+    }
+    Ok(o)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn a(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
+        kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn reads_function_options() {
+        assert_eq!(http_options(&a(&[])), Ok(HttpOptions::default()));
+        let o = http_options(&a(&[
+            (HTTP_TIMEOUT, "250ms"),
+            (HTTP_CONCURRENCY, "4"),
+            (HTTP_MAX_BODY, "1k"),
+            (HTTP_ALLOW, "Example.com, 127.0.0.1:8080"),
+        ]))
+        .unwrap();
+        assert_eq!(o.timeout, Some(Duration::from_millis(250)));
+        assert_eq!((o.concurrency, o.max_body), (4, 1024));
+        assert_eq!(o.allow_hosts, ["example.com", "127.0.0.1:8080"]);
+        assert_eq!(http_options(&a(&[(HTTP_TIMEOUT, "0")])).unwrap().timeout, None);
+    }
+
+    #[test]
+    fn bad_values_name_the_annotation() {
+        for (k, v) in [
+            (HTTP_TIMEOUT, "soon"),
+            (HTTP_CONCURRENCY, "0"),
+            (HTTP_CONCURRENCY, "100000"),
+            (HTTP_MAX_BODY, "big"),
+            (HTTP_ALLOW, "not a host"),
+        ] {
+            let e = http_options(&a(&[(k, v)])).unwrap_err();
+            assert!(e.contains(k), "{e}");
+        }
+    }
+}

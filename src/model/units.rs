@@ -1,0 +1,88 @@
+//! Sizes and durations as users write them: `64m`, `1.5g`, `30s`, `250ms`.
+
+use std::time::Duration;
+
+/// `1024`, `64k`, `64m`, `1.5g`, `2t` (optionally with a trailing `b`),
+/// in bytes, binary multiples as Docker reads them.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim().to_ascii_lowercase();
+    let invalid = || format!("invalid size: {s:?}");
+    let split = t
+        .char_indices()
+        .find(|(_, c)| !c.is_ascii_digit() && *c != '.')
+        .map_or(t.len(), |(i, _)| i);
+    let mult: u64 = match t[split..].trim_end_matches('b') {
+        "" => 1,
+        "k" => 1 << 10,
+        "m" => 1 << 20,
+        "g" => 1 << 30,
+        "t" => 1 << 40,
+        _ => return Err(invalid()),
+    };
+    let n: f64 = t[..split].parse().map_err(|_| invalid())?;
+    if !n.is_finite() || n < 0.0 || n * mult as f64 > u64::MAX as f64 {
+        return Err(invalid());
+    }
+    Ok((n * mult as f64) as u64)
+}
+
+/// `30s`, `250ms`, `1.5s`, `2m`, `1h`; a bare number is seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let invalid = || format!("invalid duration: {s:?} (use e.g. 30s, 250ms, 2m)");
+    let split = t
+        .char_indices()
+        .find(|(_, c)| !c.is_ascii_digit() && *c != '.')
+        .map_or(t.len(), |(i, _)| i);
+    let secs: f64 = match &t[split..] {
+        "" | "s" => 1.0,
+        "ms" => 1e-3,
+        "us" | "µs" => 1e-6,
+        "m" => 60.0,
+        "h" => 3600.0,
+        _ => return Err(invalid()),
+    };
+    let n: f64 = t[..split].parse().map_err(|_| invalid())?;
+    Duration::try_from_secs_f64(n * secs).map_err(|_| invalid())
+}
+
+/// The inverse of [`parse_duration`] for display: `30s`, `1.5s`, `250ms`.
+pub fn format_duration(d: Duration) -> String {
+    if d.as_millis() < 1000 {
+        format!("{}ms", d.as_millis())
+    } else if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{:.1}s", d.as_secs_f64())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1024"), Ok(1024));
+        assert_eq!(parse_size("64k"), Ok(64 << 10));
+        assert_eq!(parse_size("64MB"), Ok(64 << 20));
+        assert_eq!(parse_size("1.5g"), Ok(3 << 29));
+        assert!(parse_size("12x").is_err());
+        assert!(parse_size("m").is_err());
+        assert!(parse_size("-1").is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("-1s").is_err());
+        for d in ["30s", "250ms", "1.5s"] {
+            assert_eq!(format_duration(parse_duration(d).unwrap()), d);
+        }
+    }
+}

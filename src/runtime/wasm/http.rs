@@ -1,0 +1,653 @@
+//! Function containers: a wasi-http component (`wasi:http/proxy`) served on
+//! the container's published ports, a fresh instance per request.
+//!
+//! One accept task per listener feeds the container's supervisor task, which
+//! runs one hyper HTTP/1.1 connection (with keep-alive) per client. Each
+//! request:
+//! 1. waits while the container is paused;
+//! 2. takes a permit of the concurrency cap, or is answered 503;
+//! 3. is refused with 413 if its body is over the limit;
+//! 4. gets its own `Store` and instance from the `ProxyPre` (the pooling
+//!    allocator makes that cheap), with the container's WASI grants and its
+//!    own memory limit;
+//! 5. runs under the request deadline, enforced on the daemon's runtime: the
+//!    guest yields at every epoch tick and a timer drops it when its time is
+//!    up. No thread per request, so the deadline costs almost nothing.
+//!
+//! The guest's stdout and stderr go to the container log, and so does a
+//! line for every request that ketch had to cut off or that trapped.
+
+use super::{configure_store, Ctl, Guest, Limits, WasmBackend};
+use crate::api::stream::StdStream;
+use crate::model::units::format_duration;
+use crate::runtime::stats::HttpCounters;
+use crate::runtime::{
+    ExitStatus, PortMapping, Proto, RunSpec, RuntimeError, Started, EXIT_KILLED,
+};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use wasmtime::component::ResourceTable;
+use wasmtime::{Engine, Store};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+use wasmtime_wasi_http::{
+    Error as HttpError, RequestOptions, WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks,
+    WasiHttpView,
+};
+
+/// The container port a function answers on when the image exposes none.
+pub const DEFAULT_PORT: u16 = 80;
+/// Pending connections per listener.
+const BACKLOG: u32 = 1024;
+/// A client gets this long to send a request's headers (slowloris guard).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+type Body = HyperOutgoingBody;
+
+/// The store data of one request's instance.
+pub(crate) struct HttpState {
+    ctx: WasiCtx,
+    table: ResourceTable,
+    http: WasiHttpCtx,
+    hooks: OutgoingGrants,
+    limits: Limits,
+    ctl: Arc<Ctl>,
+    deadline: Option<std::time::Instant>,
+}
+
+impl Guest for HttpState {
+    fn limits(&mut self) -> &mut Limits {
+        &mut self.limits
+    }
+    fn ctl(&self) -> &Ctl {
+        &self.ctl
+    }
+    fn deadline(&self) -> Option<std::time::Instant> {
+        self.deadline
+    }
+}
+
+impl WasiView for HttpState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.ctx,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for HttpState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
+}
+
+/// Outgoing requests go only to the hosts the run options grant.
+struct OutgoingGrants {
+    allow: Arc<[String]>,
+}
+
+type SendResult = Result<
+    (
+        http::Response<WasiBody>,
+        Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+    ),
+    HttpError,
+>;
+
+impl WasiHttpHooks for OutgoingGrants {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        _fut: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+    ) -> Box<dyn Future<Output = SendResult> + Send> {
+        let allowed = host_allowed(&self.allow, request.uri());
+        Box::new(async move {
+            if !allowed {
+                return Err(HttpError::HttpRequestDenied);
+            }
+            let (res, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            Ok((
+                res.map(BodyExt::boxed_unsync),
+                Box::new(io) as Box<dyn Future<Output = _> + Send>,
+            ))
+        })
+    }
+}
+
+/// Does a grant list allow a request to `uri`? A grant is `*`, a host (any
+/// port) or `host:port`; hosts compare without case.
+pub(crate) fn host_allowed(allow: &[String], uri: &http::Uri) -> bool {
+    let Some(host) = uri.host() else {
+        return false;
+    };
+    let port = uri.port_u16().unwrap_or(match uri.scheme_str() {
+        Some("https") => 443,
+        _ => 80,
+    });
+    allow.iter().any(|grant| {
+        if grant == "*" {
+            return true;
+        }
+        match grant.parse::<http::uri::Authority>() {
+            Ok(a) => a.host().eq_ignore_ascii_case(host) && a.port_u16().is_none_or(|p| p == port),
+            Err(_) => false,
+        }
+    })
+}
+
+/// How one request's instance ended.
+enum Outcome {
+    Done,
+    Trap(String),
+    Deadline,
+    Killed,
+}
+
+struct Function {
+    name: String,
+    engine: Engine,
+    pre: ProxyPre<HttpState>,
+    /// The container's spec; stdin is not used.
+    spec: RunSpec,
+    allow: Arc<[String]>,
+    permits: Arc<Semaphore>,
+    ctl: Arc<Ctl>,
+    counters: Arc<HttpCounters>,
+}
+
+/// Bind the container's ports and start serving.
+pub(super) fn serve(
+    engine: Engine,
+    pre: ProxyPre<HttpState>,
+    mut spec: RunSpec,
+    ctl: Arc<Ctl>,
+) -> Result<Started, RuntimeError> {
+    spec.stdin = None;
+    let listeners = bind(&spec)?;
+    let ports = listeners.iter().map(|(m, _)| *m).collect();
+    let counters = ctl.http.clone().expect("function containers count requests");
+    let f = Arc::new(Function {
+        name: spec.name.clone(),
+        engine,
+        pre,
+        allow: spec.http.allow_hosts.clone().into(),
+        permits: Arc::new(Semaphore::new(spec.http.concurrency)),
+        spec,
+        ctl: ctl.clone(),
+        counters,
+    });
+    let (tx, rx) = oneshot::channel();
+    tokio::spawn(async move {
+        let status = f.clone().supervise(listeners).await;
+        tracing::debug!("function {} exited with {}", f.name, status.code);
+        let _ = tx.send(status);
+    });
+    Ok(Started {
+        control: ctl,
+        exit: rx,
+        ports,
+    })
+}
+
+/// Listen on every published port; with none, on an ephemeral loopback
+/// port for each exposed TCP port (or [`DEFAULT_PORT`]).
+fn bind(spec: &RunSpec) -> Result<Vec<(PortMapping, TcpListener)>, RuntimeError> {
+    let wanted: Vec<PortMapping> = if spec.ports.is_empty() {
+        let mut exposed: Vec<u16> = spec
+            .exposed
+            .iter()
+            .filter(|(_, proto)| *proto == Proto::Tcp)
+            .map(|(p, _)| *p)
+            .collect();
+        if exposed.is_empty() {
+            exposed.push(DEFAULT_PORT);
+        }
+        exposed
+            .into_iter()
+            .map(|p| PortMapping {
+                container_port: p,
+                proto: Proto::Tcp,
+                host_ip: Ipv4Addr::LOCALHOST.into(),
+                host_port: 0,
+            })
+            .collect()
+    } else {
+        spec.ports.clone()
+    };
+    let mut out = Vec::with_capacity(wanted.len());
+    for m in wanted {
+        let fail = |reason: String| RuntimeError::Publish {
+            name: spec.name.clone(),
+            port: format!("{}/{}", m.container_port, m.proto.as_str()),
+            reason,
+        };
+        if m.proto != Proto::Tcp {
+            return Err(fail("a function serves HTTP over TCP only".into()));
+        }
+        let addr = SocketAddr::new(m.host_ip, m.host_port);
+        let listener = listen(addr).map_err(|e| {
+            fail(if e.kind() == std::io::ErrorKind::AddrInUse {
+                format!("{addr} is already in use")
+            } else {
+                format!("cannot listen on {addr}: {e}")
+            })
+        })?;
+        let local = listener
+            .local_addr()
+            .map_err(|e| fail(format!("{addr}: {e}")))?;
+        out.push((
+            PortMapping {
+                host_port: local.port(),
+                ..m
+            },
+            listener,
+        ));
+    }
+    Ok(out)
+}
+
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    // Rebinding right after a stop must not trip over TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
+}
+
+fn plain(status: StatusCode, msg: String) -> Response<Body> {
+    let mut r = Response::new(
+        Full::new(Bytes::from(msg))
+            .map_err(|never: Infallible| match never {})
+            .boxed_unsync(),
+    );
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+/// Run `f` until `deadline`, if there is one. `None` when time ran out.
+async fn within<F: Future>(deadline: Option<Instant>, f: F) -> Option<F::Output> {
+    match deadline {
+        Some(d) => tokio::time::timeout_at(d, f).await.ok(),
+        None => Some(f.await),
+    }
+}
+
+/// A permit of the concurrency cap, counted as in flight while held.
+struct InFlight {
+    counters: Arc<HttpCounters>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Function {
+    /// Accept until told to stop; then drain (terminate) or drop (kill)
+    /// the connections. Returns the container's exit status.
+    async fn supervise(self: Arc<Self>, listeners: Vec<(PortMapping, TcpListener)>) -> ExitStatus {
+        let (conn_tx, mut conn_rx) = mpsc::channel::<TcpStream>(64);
+        let mut accept = JoinSet::new();
+        for (_, listener) in listeners {
+            let tx = conn_tx.clone();
+            accept.spawn(async move {
+                loop {
+                    match listener.accept().await {
+                        Ok((stream, _)) => {
+                            let _ = stream.set_nodelay(true);
+                            if tx.send(stream).await.is_err() {
+                                return;
+                            }
+                        }
+                        // Out of fds or a connection reset before accept:
+                        // back off briefly rather than spin.
+                        Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+                    }
+                }
+            });
+        }
+        drop(conn_tx);
+        let (drain_tx, drain_rx) = watch::channel(false);
+        let mut conns = JoinSet::new();
+        let mut terminating = self.ctl.terminating.subscribe();
+        let killed = self.ctl.killed();
+        tokio::pin!(killed);
+        let killed_status = ExitStatus {
+            code: EXIT_KILLED,
+            error: None,
+            oom_killed: false,
+        };
+        loop {
+            tokio::select! {
+                Some(stream) = conn_rx.recv() => {
+                    conns.spawn(self.clone().connection(stream, drain_rx.clone()));
+                }
+                Some(_) = conns.join_next(), if !conns.is_empty() => {}
+                () = async { let _ = terminating.wait_for(|t| *t).await; } => break,
+                () = &mut killed => {
+                    accept.shutdown().await;
+                    conns.shutdown().await;
+                    return killed_status;
+                }
+            }
+        }
+        // Stop: close the listeners at once, let requests in flight finish.
+        accept.shutdown().await;
+        drop(conn_rx);
+        drain_tx.send_replace(true);
+        tokio::select! {
+            () = async { while conns.join_next().await.is_some() {} } => ExitStatus::default(),
+            () = &mut killed => {
+                conns.shutdown().await;
+                killed_status
+            }
+        }
+    }
+
+    /// Serve one client connection until it closes or the container drains.
+    async fn connection(self: Arc<Self>, stream: TcpStream, mut drain: watch::Receiver<bool>) {
+        let f = self.clone();
+        let service = hyper::service::service_fn(move |req| {
+            let f = f.clone();
+            async move { Ok::<_, Infallible>(f.handle(req).await) }
+        });
+        let mut builder = http1::Builder::new();
+        builder
+            .keep_alive(true)
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT);
+        let conn = builder.serve_connection(TokioIo::new(stream), service);
+        tokio::pin!(conn);
+        tokio::select! {
+            _ = conn.as_mut() => {}
+            () = async { let _ = drain.wait_for(|d| *d).await; } => {
+                conn.as_mut().graceful_shutdown();
+                let _ = conn.await;
+            }
+        }
+    }
+
+    async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {
+        let t0 = Instant::now();
+        let resp = self.respond(req, t0).await;
+        self.counters
+            .finish(resp.status().as_u16(), t0.elapsed());
+        resp
+    }
+
+    async fn respond(self: &Arc<Self>, req: Request<Incoming>, t0: Instant) -> Response<Body> {
+        // Paused: hold the request until unpaused.
+        if *self.ctl.paused.borrow() {
+            let mut rx = self.ctl.paused.subscribe();
+            let _ = rx.wait_for(|p| !*p).await;
+        }
+        if self.ctl.is_killed() {
+            return plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("function {} is stopping\n", self.name),
+            );
+        }
+        let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+            self.counters.rejected.fetch_add(1, Ordering::Relaxed);
+            return plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "function {} is already serving its limit of {} requests at once\n",
+                    self.name, self.spec.http.concurrency
+                ),
+            );
+        };
+        self.counters.in_flight.fetch_add(1, Ordering::Relaxed);
+        let in_flight = InFlight {
+            counters: self.counters.clone(),
+            _permit: permit,
+        };
+        let max = self.spec.http.max_body;
+        let declared = req
+            .headers()
+            .get(hyper::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if let Some(len) = declared.filter(|l| *l > max) {
+            return too_large(&self.name, Some(len), max);
+        }
+        // A body without a length is cut off at the limit as it streams.
+        let over = Arc::new(AtomicBool::new(false));
+        let what = format!("{} {}", req.method(), req.uri());
+        let req = {
+            let over = over.clone();
+            req.map(move |body| {
+                Limited::new(body, max as usize).map_err(move |e| {
+                    if e.is::<http_body_util::LengthLimitError>() {
+                        over.store(true, Ordering::Relaxed);
+                        HttpError::HttpRequestBodySize(Some(max))
+                    } else {
+                        match e.downcast::<hyper::Error>() {
+                            Ok(h) => HttpError::from(*h),
+                            Err(_) => HttpError::ConnectionTerminated,
+                        }
+                    }
+                })
+            })
+        };
+        let mut store = self.new_store(self.spec.http.timeout.map(|d| (t0 + d).into_std()));
+        let (tx, rx) = oneshot::channel();
+        let responded = Arc::new(AtomicBool::new(false));
+        let prepared = (|| {
+            let mut http = store.data_mut().http();
+            let req = http.new_incoming_request(Scheme::Http, req)?;
+            let responded = responded.clone();
+            let out = http.new_response_outparam_from_callback(move |r| {
+                responded.store(true, Ordering::Relaxed);
+                let _ = tx.send(r);
+            })?;
+            wasmtime::Result::<_>::Ok((req, out))
+        })();
+        let (req, out) = match prepared {
+            Ok(p) => p,
+            Err(e) => {
+                return plain(StatusCode::BAD_REQUEST, format!("bad request: {e:#}\n"));
+            }
+        };
+        let task = tokio::spawn(self.clone().run_guest(
+            store,
+            req,
+            out,
+            in_flight,
+            t0,
+            responded,
+            what,
+        ));
+        match rx.await {
+            Ok(_) if over.load(Ordering::Relaxed) => too_large(&self.name, None, max),
+            Ok(Ok(resp)) => resp,
+            Ok(Err(code)) => plain(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("function {} failed the request: {code:?}\n", self.name),
+            ),
+            Err(_) => match task.await {
+                Ok(Outcome::Deadline) => plain(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    format!(
+                        "function {} did not answer within its deadline of {}\n",
+                        self.name,
+                        format_duration(self.spec.http.timeout.unwrap_or_default())
+                    ),
+                ),
+                Ok(Outcome::Killed) => plain(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("function {} is stopping\n", self.name),
+                ),
+                Ok(Outcome::Trap(_)) | Err(_) => plain(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!(
+                        "function {} failed; its log has the details\n",
+                        self.name
+                    ),
+                ),
+                Ok(Outcome::Done) => plain(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("function {} returned without a response\n", self.name),
+                ),
+            },
+        }
+    }
+
+    fn new_store(&self, deadline: Option<std::time::Instant>) -> Store<HttpState> {
+        let wasi = WasmBackend::wasi_ctx(&self.spec);
+        // Grants were checked when the container started; a volume gone
+        // since then leaves the request without it rather than failing.
+        let ctx = match wasi {
+            Ok(mut b) => b.build(),
+            Err(e) => {
+                self.log(&format!("ketch: {e}\n"));
+                wasmtime_wasi::WasiCtxBuilder::new().build()
+            }
+        };
+        let state = HttpState {
+            ctx,
+            table: ResourceTable::new(),
+            http: WasiHttpCtx::new(),
+            hooks: OutgoingGrants {
+                allow: self.allow.clone(),
+            },
+            limits: Limits::new(
+                self.spec.memory_limit.map(|m| m as usize),
+                &self.ctl.memory,
+            ),
+            ctl: self.ctl.clone(),
+            deadline,
+        };
+        let mut store = Store::new(&self.engine, state);
+        configure_store(&mut store);
+        store
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn run_guest(
+        self: Arc<Self>,
+        mut store: Store<HttpState>,
+        req: wasmtime::component::Resource<wasmtime_wasi_http::p2::types::HostIncomingRequest>,
+        out: wasmtime::component::Resource<wasmtime_wasi_http::p2::types::HostResponseOutparam>,
+        in_flight: InFlight,
+        t0: Instant,
+        responded: Arc<AtomicBool>,
+        what: String,
+    ) -> Outcome {
+        let pre = self.pre.clone();
+        let run = Box::pin(async move {
+            let result = async {
+                let proxy = pre.instantiate_async(&mut store).await?;
+                proxy
+                    .wasi_http_incoming_handler()
+                    .call_handle(&mut store, req, out)
+                    .await
+            }
+            .await;
+            (result, store.data().limits.refused)
+        });
+        let deadline = self.spec.http.timeout.map(|d| t0 + d);
+        let outcome = tokio::select! {
+            r = within(deadline, self.ctl.pausable(run)) => match r {
+                Some((Ok(()), _)) => Outcome::Done,
+                Some((Err(_), _)) if deadline.is_some_and(|d| Instant::now() >= d) => Outcome::Deadline,
+                Some((Err(e), refused)) => {
+                    let mut msg = format!("{e:#}");
+                    if refused {
+                        msg.push_str(" (memory limit reached)");
+                    }
+                    Outcome::Trap(msg)
+                }
+                None => Outcome::Deadline,
+            },
+            () = self.ctl.killed() => Outcome::Killed,
+        };
+        drop(in_flight);
+        let failure = match &outcome {
+            Outcome::Trap(msg) => Some(format!("ketch: request {what} failed: {msg}\n")),
+            Outcome::Deadline => Some(format!(
+                "ketch: request {what} cut off at its deadline of {}\n",
+                format_duration(self.spec.http.timeout.unwrap_or_default())
+            )),
+            Outcome::Done | Outcome::Killed => None,
+        };
+        if let Some(line) = failure {
+            self.log(&line);
+            // A failure after the response head went out is not seen by
+            // `handle`'s status count.
+            if responded.load(Ordering::Relaxed) {
+                self.counters.errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        outcome
+    }
+
+    fn log(&self, line: &str) {
+        self.spec.output.write(StdStream::Stderr, line.as_bytes());
+    }
+}
+
+fn too_large(name: &str, len: Option<u64>, max: u64) -> Response<Body> {
+    let size = len.map(|l| format!(" of {l} bytes")).unwrap_or_default();
+    plain(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("request body{size} is over the limit of {max} bytes of function {name}\n"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn allow(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn outgoing_grants_match_host_and_port() {
+        let uri = |s: &str| s.parse::<http::Uri>().unwrap();
+        assert!(!host_allowed(&[], &uri("http://example.com/")));
+        let g = allow(&["Example.com", "127.0.0.1:8080"]);
+        assert!(host_allowed(&g, &uri("https://example.com/x")));
+        assert!(host_allowed(&g, &uri("http://EXAMPLE.com:81/")));
+        assert!(host_allowed(&g, &uri("http://127.0.0.1:8080/")));
+        assert!(!host_allowed(&g, &uri("http://127.0.0.1:8081/")));
+        assert!(!host_allowed(&g, &uri("http://127.0.0.1/")));
+        assert!(!host_allowed(&g, &uri("http://example.org/")));
+        assert!(host_allowed(&allow(&["127.0.0.1:80"]), &uri("http://127.0.0.1/")));
+        assert!(host_allowed(&allow(&["*"]), &uri("http://anything:1/")));
+    }
+
+}
