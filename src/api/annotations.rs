@@ -61,7 +61,9 @@ mod tests {
     use std::time::Duration;
 
     fn a(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
-        kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        kv.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -77,7 +79,10 @@ mod tests {
         assert_eq!(o.timeout, Some(Duration::from_millis(250)));
         assert_eq!((o.concurrency, o.max_body), (4, 1024));
         assert_eq!(o.allow_hosts, ["example.com", "127.0.0.1:8080"]);
-        assert_eq!(http_options(&a(&[(HTTP_TIMEOUT, "0")])).unwrap().timeout, None);
+        assert_eq!(
+            http_options(&a(&[(HTTP_TIMEOUT, "0")])).unwrap().timeout,
+            None
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@ use crate::api::{MEDIA_MULTIPLEXED, MEDIA_RAW};
 use crate::engine::logs::{read_entries, LogEvent};
 use crate::engine::view;
 use crate::engine::{Engine, EngineError, WaitCondition};
+use crate::runtime::RuntimeStats;
 use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
@@ -16,7 +17,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::broadcast::error::RecvError;
-use crate::runtime::RuntimeStats;
 
 /// Time between stats samples.
 const STATS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
@@ -442,7 +442,10 @@ pub async fn stats(engine: &Arc<Engine>, id: &str, q: &Query) -> Resp {
     let streaming = q.get("stream").is_none_or(|v| v != "0" && v != "false");
     if !streaming {
         let Some(first) = first else {
-            return json(StatusCode::OK, &view::stats(&rec, Default::default(), sys, None));
+            return json(
+                StatusCode::OK,
+                &view::stats(&rec, Default::default(), sys, None),
+            );
         };
         if q.flag("one-shot") {
             return json(StatusCode::OK, &view::stats(&rec, first, sys, None));
@@ -469,7 +472,9 @@ pub async fn stats(engine: &Arc<Engine>, id: &str, q: &Query) -> Resp {
                 return;
             };
             let Some(now) = now else {
-                let _ = tx.send(line(&view::stats(&rec, Default::default(), sys, None))).await;
+                let _ = tx
+                    .send(line(&view::stats(&rec, Default::default(), sys, None)))
+                    .await;
                 return;
             };
             let out = view::stats(&rec, now.clone(), sys, before.take());

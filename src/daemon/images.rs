@@ -271,6 +271,11 @@ async fn spool(
                 .map_err(EngineError::io(&path))?;
         }
     }
+    // tokio's File finishes its last write in the background: wait for it,
+    // or the reader that opens the path next may see a truncated file.
+    tokio::io::AsyncWriteExt::flush(&mut f)
+        .await
+        .map_err(EngineError::io(&path))?;
     Ok(guard)
 }
 

@@ -11,8 +11,8 @@ pub mod reference;
 pub mod status;
 pub mod units;
 
-pub use ids::{ContainerId, Digest, DigestError};
 pub use function::HttpOptions;
+pub use ids::{ContainerId, Digest, DigestError};
 pub use ports::{PortMapping, Proto};
 pub use reference::{ImageRef, RefError};
 pub use status::{RestartPolicy, Status, TransitionError};

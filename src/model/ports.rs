@@ -63,8 +63,9 @@ fn parse_host_port(s: &str, key: &str) -> Result<u16, String> {
     if s.is_empty() {
         return Ok(0);
     }
-    s.parse()
-        .map_err(|_| format!("invalid host port {s:?} for container port {key}: one port number, no ranges"))
+    s.parse().map_err(|_| {
+        format!("invalid host port {s:?} for container port {key}: one port number, no ranges")
+    })
 }
 
 fn parse_host_ip(s: &str) -> Result<IpAddr, String> {
@@ -106,7 +107,10 @@ pub fn from_api(
     }
     if publish_all {
         for &(port, proto) in exposed {
-            if !out.iter().any(|m| m.container_port == port && m.proto == proto) {
+            if !out
+                .iter()
+                .any(|m| m.container_port == port && m.proto == proto)
+            {
                 out.push(PortMapping {
                     container_port: port,
                     proto,
@@ -176,7 +180,10 @@ mod tests {
     #[test]
     fn publish_flags() {
         assert_eq!(parse_publish("80"), Ok(("80/tcp".into(), b("", ""))));
-        assert_eq!(parse_publish("8080:80"), Ok(("80/tcp".into(), b("", "8080"))));
+        assert_eq!(
+            parse_publish("8080:80"),
+            Ok(("80/tcp".into(), b("", "8080")))
+        );
         assert_eq!(
             parse_publish("127.0.0.1:8080:80/udp"),
             Ok(("80/udp".into(), b("127.0.0.1", "8080")))
@@ -204,7 +211,9 @@ mod tests {
         assert_eq!(got[0].host_port, 8080);
         assert_eq!((got[1].container_port, got[1].host_port), (443, 0));
         m.insert("81/tcp".to_string(), vec![b("", "8080")]);
-        assert!(from_api(&m, &[], false).unwrap_err().contains("published twice"));
+        assert!(from_api(&m, &[], false)
+            .unwrap_err()
+            .contains("published twice"));
         let mut bad = BTreeMap::new();
         bad.insert("http".to_string(), vec![]);
         assert!(from_api(&bad, &[], false).is_err());

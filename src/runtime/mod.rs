@@ -2,8 +2,8 @@
 //! implementations. `wasm` runs WebAssembly instances inside ketchd.
 
 use crate::api::stream::StdStream;
-pub use crate::model::{HttpOptions, PortMapping, Proto};
 use crate::model::Digest;
+pub use crate::model::{HttpOptions, PortMapping, Proto};
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;

@@ -261,3 +261,111 @@ pub const GROW_WAT: &str = r#"(module (memory (export "memory") 1)
   (func (export "_start")
     (loop $l (br_if $l (i32.ne (memory.grow (i32.const 16)) (i32.const -1))))
     unreachable))"#;
+
+/// A port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind an ephemeral port")
+        .port()
+}
+
+/// A minimal HTTP/1.1 client over one loopback connection (keep-alive).
+pub struct HttpConn {
+    stream: std::io::BufReader<std::net::TcpStream>,
+}
+
+impl HttpConn {
+    pub fn connect(port: u16) -> std::io::Result<Self> {
+        let s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+        s.set_read_timeout(Some(Duration::from_secs(20)))?;
+        Ok(HttpConn {
+            stream: std::io::BufReader::new(s),
+        })
+    }
+
+    /// Send a request; `chunked` sends the body with chunked encoding.
+    /// Returns (status, body).
+    pub fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        chunked: bool,
+    ) -> std::io::Result<(u16, String)> {
+        use std::io::BufRead;
+        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        let mut data = Vec::new();
+        if chunked {
+            req.push_str("Transfer-Encoding: chunked\r\n\r\n");
+            data.extend_from_slice(req.as_bytes());
+            for c in body.chunks(512) {
+                data.extend_from_slice(format!("{:x}\r\n", c.len()).as_bytes());
+                data.extend_from_slice(c);
+                data.extend_from_slice(b"\r\n");
+            }
+            data.extend_from_slice(b"0\r\n\r\n");
+        } else {
+            req.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+            data.extend_from_slice(req.as_bytes());
+            data.extend_from_slice(body);
+        }
+        self.stream.get_mut().write_all(&data)?;
+        let mut line = String::new();
+        self.stream.read_line(&mut line)?;
+        let status: u16 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| std::io::Error::other(format!("bad status line {line:?}")))?;
+        let (mut len, mut is_chunked) = (None, false);
+        loop {
+            line.clear();
+            self.stream.read_line(&mut line)?;
+            let l = line.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            let (k, v) = l.split_once(':').unwrap_or((l, ""));
+            match k.to_ascii_lowercase().as_str() {
+                "content-length" => len = v.trim().parse::<usize>().ok(),
+                "transfer-encoding" => is_chunked = v.trim().eq_ignore_ascii_case("chunked"),
+                _ => {}
+            }
+        }
+        let mut out = Vec::new();
+        if is_chunked {
+            loop {
+                line.clear();
+                self.stream.read_line(&mut line)?;
+                let n = usize::from_str_radix(line.trim(), 16)
+                    .map_err(|_| std::io::Error::other(format!("bad chunk size {line:?}")))?;
+                let mut chunk = vec![0; n + 2];
+                self.stream.read_exact(&mut chunk)?;
+                if n == 0 {
+                    break;
+                }
+                out.extend_from_slice(&chunk[..n]);
+            }
+        } else if let Some(n) = len {
+            out.resize(n, 0);
+            self.stream.read_exact(&mut out)?;
+        } else {
+            self.stream.read_to_end(&mut out)?;
+        }
+        Ok((status, String::from_utf8_lossy(&out).into_owned()))
+    }
+}
+
+/// One request on a fresh connection: (status, body), or status 0 when
+/// nothing answers.
+pub fn fetch(port: u16, method: &str, path: &str, body: &[u8]) -> (u16, String) {
+    match HttpConn::connect(port).and_then(|mut c| c.request(method, path, &[], body, false)) {
+        Ok(r) => r,
+        Err(e) => (0, e.to_string()),
+    }
+}

@@ -3,6 +3,7 @@
 
 mod api;
 mod common;
+mod functions;
 mod images;
 mod lifecycle;
 mod wasm;

@@ -1,11 +1,10 @@
 //! `run` and `create`.
 
 use super::enc;
-use crate::api::types::{
-    ContainerConfig, ContainerCreateRequest, HostConfig, IdResponse, PortBinding,
-    RestartPolicyApi,
-};
 use crate::api::annotations as ann;
+use crate::api::types::{
+    ContainerConfig, ContainerCreateRequest, HostConfig, IdResponse, PortBinding, RestartPolicyApi,
+};
 use crate::client::Client;
 use crate::model::{ports, units, Digest, RestartPolicy};
 use anyhow::{bail, Context};

@@ -129,11 +129,7 @@ fn row(s: &StatsResponse) -> Vec<String> {
         s.id.chars().take(12).collect(),
         s.name.trim_start_matches('/').to_string(),
         format!("{cpu:.2}%"),
-        format!(
-            "{} / {}",
-            human_size(used as i64),
-            human_size(limit as i64)
-        ),
+        format!("{} / {}", human_size(used as i64), human_size(limit as i64)),
         format!("{mem_pct:.2}%"),
         f.map_or("--".into(), |f| f.requests.to_string()),
         f.map_or("--".into(), |f| f.errors.to_string()),

@@ -21,9 +21,7 @@ use super::{configure_store, Ctl, Guest, Limits, WasmBackend};
 use crate::api::stream::StdStream;
 use crate::model::units::format_duration;
 use crate::runtime::stats::HttpCounters;
-use crate::runtime::{
-    ExitStatus, PortMapping, Proto, RunSpec, RuntimeError, Started, EXIT_KILLED,
-};
+use crate::runtime::{ExitStatus, PortMapping, Proto, RunSpec, RuntimeError, Started, EXIT_KILLED};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -187,7 +185,10 @@ pub(super) fn serve(
     spec.stdin = None;
     let listeners = bind(&spec)?;
     let ports = listeners.iter().map(|(m, _)| *m).collect();
-    let counters = ctl.http.clone().expect("function containers count requests");
+    let counters = ctl
+        .http
+        .clone()
+        .expect("function containers count requests");
     let f = Arc::new(Function {
         name: spec.name.clone(),
         engine,
@@ -402,8 +403,7 @@ impl Function {
     async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {
         let t0 = Instant::now();
         let resp = self.respond(req, t0).await;
-        self.counters
-            .finish(resp.status().as_u16(), t0.elapsed());
+        self.counters.finish(resp.status().as_u16(), t0.elapsed());
         resp
     }
 
@@ -481,15 +481,10 @@ impl Function {
                 return plain(StatusCode::BAD_REQUEST, format!("bad request: {e:#}\n"));
             }
         };
-        let task = tokio::spawn(self.clone().run_guest(
-            store,
-            req,
-            out,
-            in_flight,
-            t0,
-            responded,
-            what,
-        ));
+        let task = tokio::spawn(
+            self.clone()
+                .run_guest(store, req, out, in_flight, t0, responded, what),
+        );
         match rx.await {
             Ok(_) if over.load(Ordering::Relaxed) => too_large(&self.name, None, max),
             Ok(Ok(resp)) => resp,
@@ -512,10 +507,7 @@ impl Function {
                 ),
                 Ok(Outcome::Trap(_)) | Err(_) => plain(
                     StatusCode::INTERNAL_SERVER_ERROR,
-                    format!(
-                        "function {} failed; its log has the details\n",
-                        self.name
-                    ),
+                    format!("function {} failed; its log has the details\n", self.name),
                 ),
                 Ok(Outcome::Done) => plain(
                     StatusCode::INTERNAL_SERVER_ERROR,
@@ -543,10 +535,7 @@ impl Function {
             hooks: OutgoingGrants {
                 allow: self.allow.clone(),
             },
-            limits: Limits::new(
-                self.spec.memory_limit.map(|m| m as usize),
-                &self.ctl.memory,
-            ),
+            limits: Limits::new(self.spec.memory_limit.map(|m| m as usize), &self.ctl.memory),
             ctl: self.ctl.clone(),
             deadline,
         };
@@ -646,8 +635,10 @@ mod tests {
         assert!(!host_allowed(&g, &uri("http://127.0.0.1:8081/")));
         assert!(!host_allowed(&g, &uri("http://127.0.0.1/")));
         assert!(!host_allowed(&g, &uri("http://example.org/")));
-        assert!(host_allowed(&allow(&["127.0.0.1:80"]), &uri("http://127.0.0.1/")));
+        assert!(host_allowed(
+            &allow(&["127.0.0.1:80"]),
+            &uri("http://127.0.0.1/")
+        ));
         assert!(host_allowed(&allow(&["*"]), &uri("http://anything:1/")));
     }
-
 }

@@ -271,14 +271,18 @@ impl WasmBackend {
                 let engine = Engine::new(&cfg).or_else(|e| {
                     // Hosts with a small address space (39-bit VAs) cannot
                     // reserve the pool; serve with on-demand allocation.
-                    tracing::warn!("pooling allocator unavailable ({e:#}); functions will allocate on demand");
+                    tracing::warn!(
+                        "pooling allocator unavailable ({e:#}); functions will allocate on demand"
+                    );
                     cfg.allocation_strategy(wasmtime::InstanceAllocationStrategy::OnDemand);
                     Engine::new(&cfg)
                 });
                 let engine = engine.map_err(|e| format!("wasmtime function engine: {e:#}"))?;
                 let mut linker = wasmtime::component::Linker::new(&engine);
                 wasmtime_wasi::p2::add_to_linker_async(&mut linker)
-                    .and_then(|()| wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker))
+                    .and_then(|()| {
+                        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+                    })
                     .map_err(|e| format!("wasi-http linker: {e:#}"))?;
                 spawn_epoch_ticker(&engine, FN_EPOCH_TICK);
                 Ok(FnRuntime { engine, linker })
