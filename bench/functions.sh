@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Throughput and tail latency of a wasi-http function, side by side in one run:
+#   ketch run -d -p ... http-hello                 (per-request deadline on: 30s default)
+#   ketch, same, --http-timeout 0                  (deadline off: what the limit costs)
+#   wasmtime serve -O pooling-allocator -S cli     (the peer, same component)
+#   wasmtime serve, same, -W timeout=30s           (the peer's own deadline, for scale)
+# Load: hey -z ${DURATION} -c ${CONC}, pinned to core 0; every server pinned to
+# core 1. Only loopback traffic. Prints requests/s and p99, and the ratios.
+# A benchmark, not a test. Needs: hey (Debian) and wasmtime-cli (crates.io),
+# installed here if missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${DURATION:-10s}
+CONC=${CONC:-50}
+
+if ! command -v hey >/dev/null; then
+  apt-get update -qq && apt-get install -y -qq hey >/dev/null
+fi
+if ! command -v wasmtime >/dev/null; then
+  cargo install wasmtime-cli --version '~48.0' --locked
+fi
+. bench/lib.sh
+build_release
+start_ketchd
+# ketchd and every thread it makes later run on core 1.
+taskset -a -pc 1 "$DPID" >/dev/null
+WASM=wasm-examples/http-hello/http-hello.wasm
+$K build -q -t bench-fn wasm-examples/http-hello >/dev/null
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 200); do curl -sf -o /dev/null "http://127.0.0.1:$1/" && return 0; sleep 0.05; done; echo "nothing answers on port $1" >&2; return 1; }
+
+# One load run against a port: "<requests/s> <p99 ms> <non-2xx>".
+load() {
+  local port=$1 out
+  taskset -c 0 hey -n 2000 -c "$CONC" "http://127.0.0.1:$port/" >/dev/null
+  out=$(taskset -c 0 hey -z "$DURATION" -c "$CONC" "http://127.0.0.1:$port/")
+  python3 - "$out" <<'PY'
+import re, sys
+out = sys.argv[1]
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+p99 = float(re.search(r"99% in ([\d.]+) secs", out).group(1)) * 1000
+codes = dict((int(c), int(n)) for c, n in re.findall(r"\[(\d+)\]\s+(\d+) responses", out))
+bad = sum(n for c, n in codes.items() if c != 200)
+print(f"{rps:.0f} {p99:.2f} {bad}")
+PY
+}
+
+P_ON=$(free_port)
+$K run -d --name fn-deadline -p "127.0.0.1:$P_ON:80" --http-concurrency 1000 bench-fn >/dev/null
+wait_port "$P_ON"
+ON=$(load "$P_ON")
+$K rm -f fn-deadline >/dev/null
+
+P_OFF=$(free_port)
+$K run -d --name fn-nodeadline -p "127.0.0.1:$P_OFF:80" --http-concurrency 1000 --http-timeout 0 bench-fn >/dev/null
+wait_port "$P_OFF"
+OFF=$(load "$P_OFF")
+$K rm -f fn-nodeadline >/dev/null
+
+serve() {
+  local port=$1; shift
+  taskset -c 1 wasmtime serve -O pooling-allocator -S cli "$@" --addr "127.0.0.1:$port" "$WASM" >"$T/serve.log" 2>&1 &
+  SPID=$!
+  wait_port "$port"
+}
+P_WT=$(free_port)
+serve "$P_WT"
+WT=$(load "$P_WT")
+kill "$SPID"; wait "$SPID" 2>/dev/null || true
+
+P_WTT=$(free_port)
+serve "$P_WTT" -W timeout=30s
+WTT=$(load "$P_WTT")
+kill "$SPID"; wait "$SPID" 2>/dev/null || true
+
+python3 - "$ON" "$OFF" "$WT" "$WTT" "$DURATION" "$CONC" <<'PY'
+import sys
+on, off, wt, wtt = ([float(x) for x in a.split()] for a in sys.argv[1:5])
+print(f"load: hey -z {sys.argv[5]} -c {sys.argv[6]} (core 0); servers on core 1; non-2xx in the last column")
+rows = [("ketch, deadline 30s (default)", on), ("ketch, no deadline", off),
+        ("wasmtime serve -O pooling-allocator", wt), ("wasmtime serve ... -W timeout=30s", wtt)]
+for name, (rps, p99, bad) in rows:
+    print(f"{name:38s} {rps:9.0f} req/s   p99 {p99:7.2f} ms   {bad:.0f}")
+print(f"ratio ketch/wasmtime serve: requests/s {on[0]/wt[0]:.2f}   p99 {on[1]/wt[1]:.2f}")
+print(f"cost of ketch's deadline:   {(1 - on[0]/off[0]) * 100:+.1f}% requests/s")
+print(f"cost of wasmtime's -W timeout: {(1 - wtt[0]/wt[0]) * 100:+.1f}% requests/s")
+PY
