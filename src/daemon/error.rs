@@ -90,5 +90,16 @@ mod tests {
             ),
             StatusCode::BAD_REQUEST
         );
+        assert_eq!(
+            status_of(
+                &RuntimeError::Publish {
+                    name: "fn".into(),
+                    port: "80/tcp".into(),
+                    reason: "0.0.0.0:8080 is already in use".into()
+                }
+                .into()
+            ),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
     }
 }

@@ -1166,13 +1166,12 @@ fn merge_config(img: &Image, mut req: ContainerConfig) -> ContainerConfig {
         .collect();
     labels.extend(req.labels.take().unwrap_or_default());
     req.labels = Some(labels);
-    if req.exposed_ports.is_none() {
-        if let Some(p) = ic.exposed_ports() {
-            req.exposed_ports = Some(
-                p.iter()
-                    .map(|k| (k.clone(), serde_json::json!({})))
-                    .collect(),
-            );
+    // Exposed ports are the union of the image's and the request's, as Docker.
+    if let Some(p) = ic.exposed_ports() {
+        let set = req.exposed_ports.get_or_insert_with(Default::default);
+        for k in p {
+            set.entry(k.clone())
+                .or_insert_with(|| serde_json::json!({}));
         }
     }
     if req.stop_signal.is_none() {

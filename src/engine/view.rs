@@ -303,20 +303,6 @@ pub fn image_inspect(img: &Image) -> ImageInspect {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn human_durations() {
-        use super::human_duration as h;
-        use chrono::Duration as D;
-        assert_eq!(h(D::seconds(0)), "Less than a second");
-        assert_eq!(h(D::seconds(5)), "5 seconds");
-        assert_eq!(h(D::seconds(90)), "About a minute");
-        assert_eq!(h(D::seconds(600)), "10 minutes");
-        assert_eq!(h(D::hours(5)), "5 hours");
-    }
-}
-
 /// One `stats` sample. `system_ns` is the host's total CPU time, as
 /// Docker reports it, for the client's CPU % arithmetic.
 pub fn stats(
@@ -400,4 +386,18 @@ pub fn system_cpu_ns() -> Option<u64> {
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     (hz > 0).then(|| ticks * (1_000_000_000 / hz as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn human_durations() {
+        use super::human_duration as h;
+        use chrono::Duration as D;
+        assert_eq!(h(D::seconds(0)), "Less than a second");
+        assert_eq!(h(D::seconds(5)), "5 seconds");
+        assert_eq!(h(D::seconds(90)), "About a minute");
+        assert_eq!(h(D::seconds(600)), "10 minutes");
+        assert_eq!(h(D::hours(5)), "5 hours");
+    }
 }
