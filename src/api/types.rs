@@ -416,6 +416,17 @@ pub struct JsonMessage {
     pub error_detail: Option<ErrorResponse>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub aux: Option<serde_json::Value>,
+    #[serde(rename = "progressDetail", skip_serializing_if = "Option::is_none")]
+    pub progress_detail: Option<ProgressDetail>,
+}
+
+/// `{"current": n, "total": m}` of a download or upload.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct ProgressDetail {
+    #[serde(default)]
+    pub current: u64,
+    #[serde(default)]
+    pub total: u64,
 }
 
 impl JsonMessage {

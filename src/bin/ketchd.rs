@@ -15,6 +15,13 @@ struct Args {
     /// Enable debug logging
     #[arg(short = 'D', long)]
     debug: bool,
+    /// Speak plain HTTP to this registry (host[:port]); repeatable.
+    /// Loopback registries always are.
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    insecure_registry: Vec<String>,
+    /// Pull docker.io images through this mirror first (a base URL); repeatable
+    #[arg(long = "registry-mirror", value_name = "URL")]
+    registry_mirror: Vec<String>,
 }
 
 fn main() {
@@ -65,7 +72,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
         anyhow::bail!("another ketchd is using data root {}", root.display());
     }
-    let engine = ketch::engine::Engine::open(&root)
+    for m in &args.registry_mirror {
+        url::Url::parse(m).with_context(|| format!("invalid --registry-mirror {m:?}"))?;
+    }
+    let registry = ketch::image::registry::RegistryConfig {
+        insecure: args.insecure_registry.clone(),
+        mirrors: args.registry_mirror.clone(),
+    };
+    let engine = ketch::engine::Engine::open(&root, registry)
         .await
         .with_context(|| format!("opening data root {}", root.display()))?;
     let listener = ketch::daemon::bind(&socket)

@@ -2,8 +2,10 @@
 //! over the Engine API only.
 
 pub mod commands;
+pub mod config;
 pub mod connect;
 pub mod output;
+pub mod progress;
 
 use clap::{Parser, Subcommand};
 
@@ -65,10 +67,55 @@ pub enum Command {
     Port(commands::port::Args),
     /// Display a live stream of container(s) resource usage statistics
     Stats(commands::stats::Args),
+    /// Download an image from a registry
+    Pull(commands::registry::PullArgs),
+    /// Upload an image to a registry
+    Push(commands::registry::PushArgs),
+    /// Log in to a registry
+    Login(commands::registry::LoginArgs),
+    /// Log out from a registry
+    Logout(commands::registry::LogoutArgs),
+    /// Manage images
+    Image {
+        #[command(subcommand)]
+        cmd: ImageCmd,
+    },
+    /// Manage containers
+    Container {
+        #[command(subcommand)]
+        cmd: ContainerCmd,
+    },
+    /// Manage ketch
+    System {
+        #[command(subcommand)]
+        cmd: SystemCmd,
+    },
     /// Show the ketch version information
     Version,
     /// Display system-wide information
     Info,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ImageCmd {
+    /// Remove unused images and unreachable blobs
+    Prune(commands::prune::Args),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ContainerCmd {
+    /// Remove all stopped containers
+    Prune {
+        /// Do not prompt for confirmation
+        #[arg(short, long)]
+        force: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SystemCmd {
+    /// Remove stopped containers, unused images and unfinished downloads
+    Prune(commands::prune::Args),
 }
 
 /// Exit code for failures of ketch itself (Docker's).
@@ -76,6 +123,10 @@ pub const EXIT_KETCH_ERROR: i32 = 125;
 
 /// Run a parsed command line; returns the process exit code.
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
+    // Credentials are the CLI's own business: no daemon needed.
+    if let Command::Logout(a) = cli.command {
+        return commands::registry::logout(a).await;
+    }
     let client = connect::client(cli.host.as_deref()).await?;
     use Command::*;
     match cli.command {
@@ -100,6 +151,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Rm(a) => commands::lifecycle::rm(&client, a).await,
         Port(a) => commands::port::run(&client, a).await,
         Stats(a) => commands::stats::run(&client, a).await,
+        Pull(a) => commands::registry::pull(&client, a).await,
+        Push(a) => commands::registry::push(&client, a).await,
+        Login(a) => commands::registry::login(&client, a).await,
+        Logout(a) => commands::registry::logout(a).await,
+        Image {
+            cmd: ImageCmd::Prune(a),
+        } => commands::prune::image(&client, a).await,
+        Container {
+            cmd: ContainerCmd::Prune { force },
+        } => commands::prune::container(&client, force).await,
+        System {
+            cmd: SystemCmd::Prune(a),
+        } => commands::prune::system(&client, a).await,
         Version => commands::system::version(&client).await,
         Info => commands::system::info(&client).await,
     }

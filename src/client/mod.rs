@@ -86,6 +86,29 @@ impl Client {
         b.body(Full::new(body)).expect("valid request")
     }
 
+    /// POST with an `X-Registry-Auth` header (pull, push); returns the
+    /// response for its progress stream.
+    pub async fn post_with_auth(
+        &self,
+        path: &str,
+        registry_auth: Option<&str>,
+    ) -> Result<Response<Incoming>, ClientError> {
+        let mut req = Self::request(Method::POST, path, Bytes::new(), None);
+        if let Some(a) = registry_auth {
+            req.headers_mut().insert(
+                "x-registry-auth",
+                a.parse()
+                    .map_err(|_| ClientError::Http("credentials are not a valid header".into()))?,
+            );
+        }
+        let mut s = self.connect().await?;
+        let resp = s
+            .send_request(req)
+            .await
+            .map_err(|e| ClientError::Http(e.to_string()))?;
+        check(resp).await
+    }
+
     /// Send a request; non-2xx (except 304) becomes [`ClientError::Api`].
     pub async fn send(
         &self,

@@ -12,7 +12,9 @@ pub fn status_of(e: &EngineError) -> StatusCode {
         EngineError::InvalidArgument(_) => StatusCode::BAD_REQUEST,
         EngineError::NotModified(_) => StatusCode::NOT_MODIFIED,
         EngineError::Image(i) => match i {
-            ImageError::NotFound(_) => StatusCode::NOT_FOUND,
+            ImageError::NotFound(_) | ImageError::RemoteNotFound(_) => StatusCode::NOT_FOUND,
+            ImageError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ImageError::Registry { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             ImageError::Reference(_)
             | ImageError::Digest(_)
             | ImageError::Build(_)

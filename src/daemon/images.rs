@@ -178,7 +178,7 @@ async fn remove_image(
         untagged: None,
         deleted: Some(img.id.to_string()),
     });
-    for d in deleted.into_iter().filter(|d| *d != img.id) {
+    for (d, _) in deleted.into_iter().filter(|(d, _)| *d != img.id) {
         items.push(DeleteItem {
             untagged: None,
             deleted: Some(d.to_string()),

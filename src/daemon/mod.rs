@@ -6,6 +6,7 @@ mod containers;
 pub mod error;
 pub mod http;
 mod images;
+mod registry;
 mod system;
 
 use crate::engine::Engine;
@@ -121,6 +122,11 @@ async fn dispatch(engine: Arc<Engine>, req: Request<Incoming>) -> Resp {
             (&Method::GET, "json") => return images::list(&engine, &q).await,
             (&Method::GET, "get") => return images::save(&engine, &q).await,
             (&Method::POST, "load") => return images::load(&engine, req.into_body()).await,
+            (&Method::POST, "create") => return registry::pull(&engine, &q, req.headers()).await,
+            (&Method::POST, "prune") => return registry::prune_images(&engine, &q).await,
+            (&Method::POST, r) if r.ends_with("/push") => {
+                return registry::push(&engine, &r[..r.len() - 5], &q, req.headers()).await
+            }
             (&Method::GET, r) if r.ends_with("/json") => {
                 return images::inspect(&engine, &r[..r.len() - 5]).await
             }
@@ -139,6 +145,8 @@ async fn dispatch(engine: Arc<Engine>, req: Request<Incoming>) -> Resp {
         (&Method::GET, ["version"]) => system::version(),
         (&Method::GET, ["info"]) => system::info(&engine),
         (&Method::POST, ["build"]) => images::build(&engine, &q, req.into_body()).await,
+        (&Method::POST, ["auth"]) => registry::auth(&engine, req.into_body()).await,
+        (&Method::POST, ["containers", "prune"]) => registry::prune_containers(&engine).await,
         (&Method::POST, ["containers", "create"]) => {
             containers::create(&engine, &q, req.into_body()).await
         }

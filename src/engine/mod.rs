@@ -12,6 +12,7 @@ pub use record::{Record, StateRecord};
 
 use crate::api::types::{ContainerConfig, ContainerCreateRequest, HostConfig, PortBinding};
 use crate::fsutil;
+use crate::image::registry::{Registry, RegistryConfig};
 use crate::image::{Image, ImageStore};
 use crate::model::{
     ids, ports, ContainerId, Digest, HttpOptions, PortMapping, Proto, RestartPolicy, Status,
@@ -138,6 +139,7 @@ struct Table {
 pub struct Engine {
     root: PathBuf,
     pub images: Arc<ImageStore>,
+    pub registry: Arc<Registry>,
     containers: RwLock<Table>,
     #[cfg(feature = "wasm")]
     wasm: Arc<WasmBackend>,
@@ -157,7 +159,7 @@ pub enum WaitCondition {
 impl Engine {
     /// Open the data root and reconcile: containers recorded as running
     /// that no longer run are marked exited, then restarted per policy.
-    pub async fn open(root: &Path) -> Result<Arc<Self>, EngineError> {
+    pub async fn open(root: &Path, registry: RegistryConfig) -> Result<Arc<Self>, EngineError> {
         for d in ["containers", "image", "tmp", "wasm-cache"] {
             std::fs::create_dir_all(root.join(d)).map_err(EngineError::io(root.join(d)))?;
         }
@@ -169,11 +171,13 @@ impl Engine {
             }
         }
         let images = Arc::new(ImageStore::open(&root.join("image"))?);
+        let registry = Arc::new(Registry::new(registry)?);
         #[cfg(feature = "wasm")]
         let wasm = Arc::new(WasmBackend::new(&root.join("wasm-cache"))?);
         let engine = Arc::new(Engine {
             root: root.to_path_buf(),
             images,
+            registry,
             containers: RwLock::new(Table::default()),
             #[cfg(feature = "wasm")]
             wasm,

@@ -245,7 +245,12 @@ pub fn image_summary(img: &Image, containers: i64) -> ImageSummary {
     ImageSummary {
         id: img.id.to_string(),
         parent_id: String::new(),
-        repo_tags: img.refs.iter().map(|r| r.familiar()).collect(),
+        repo_tags: img
+            .refs
+            .iter()
+            .filter(|r| r.tag.is_some())
+            .map(|r| r.familiar())
+            .collect(),
         repo_digests: img
             .refs
             .iter()

@@ -173,6 +173,26 @@ enum Found {
 
 /// Read one file from the image's merged filesystem. `None` if the image
 /// does not have it. Symlinks inside the image are followed.
+/// The annotation naming a layer's file (`org.opencontainers.image.title`).
+pub const ANNOTATION_TITLE: &str = "org.opencontainers.image.title";
+
+/// The path a raw `application/wasm` layer is seen at: `/` + its title when
+/// that is a plain file name, else `/module.wasm`.
+pub fn wasm_layer_path(layer: &oci_spec::image::Descriptor) -> String {
+    let title = layer
+        .annotations()
+        .as_ref()
+        .and_then(|a| a.get(ANNOTATION_TITLE))
+        .filter(|t| {
+            !t.is_empty()
+                && *t != "."
+                && *t != ".."
+                && t.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        });
+    format!("/{}", title.map_or("module.wasm", |t| t.as_str()))
+}
+
 pub fn read_image_file(
     store: &ImageStore,
     manifest: &ImageManifest,
@@ -182,6 +202,13 @@ pub fn read_image_file(
     'hops: for _ in 0..MAX_SYMLINK_HOPS {
         for layer in manifest.layers().iter().rev() {
             let d = crate::image::store::digest_of(layer.digest())?;
+            if layer.media_type().to_string() == super::registry::MEDIA_WASM_LAYER {
+                // A Wasm artifact's layer is the module itself, not a tar.
+                if wasm_layer_path(layer) == want {
+                    return store.read_blob(&d).map(Some);
+                }
+                continue;
+            }
             match find_in_layer(store, &d, &want)? {
                 Found::File(data) => return Ok(Some(data)),
                 Found::Link(target) => {

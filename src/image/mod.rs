@@ -1,9 +1,10 @@
 //! Images: the on-disk OCI image layout store, layer tars, OCI archives
-//! (`save`/`load`) and `build` from a Dockerfile.
+//! (`save`/`load`), `build` from a Dockerfile, and the registry client.
 
 pub mod archive;
 pub mod build;
 pub mod layer;
+pub mod registry;
 pub mod store;
 
 pub use store::{Image, ImageStore};
@@ -31,6 +32,13 @@ pub enum ImageError {
     Build(#[from] build::BuildError),
     #[error("conflict: {0}")]
     Conflict(String),
+    /// A registry has no such repository, tag or blob.
+    #[error("{0}")]
+    RemoteNotFound(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("registry {registry}: {reason}")]
+    Registry { registry: String, reason: String },
     #[error("image store i/o on {path}: {source}")]
     Io {
         path: String,

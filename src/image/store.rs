@@ -24,6 +24,8 @@ pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
 pub const ANNOTATION_CONTAINERD_NAME: &str = "io.containerd.image.name";
 /// Manifests and configs are small; a larger one is hostile.
 pub const MAX_METADATA_BLOB: u64 = 8 << 20;
+/// Ingest files of downloads in progress are named by their digest.
+const PARTIAL_PREFIX: &str = "partial-";
 
 /// An image resolved from the store.
 #[derive(Clone, Debug)]
@@ -68,10 +70,13 @@ impl ImageStore {
         let io = ImageError::io;
         fs::create_dir_all(root.join("blobs/sha256")).map_err(io(root))?;
         fs::create_dir_all(root.join("ingest")).map_err(io(root))?;
-        // Leftovers of an interrupted write are never visible blobs.
+        // Leftovers of an interrupted write are never visible blobs. Partial
+        // downloads stay: the next pull of that blob resumes them.
         if let Ok(rd) = fs::read_dir(root.join("ingest")) {
             for e in rd.flatten() {
-                let _ = fs::remove_file(e.path());
+                if !e.file_name().to_string_lossy().starts_with(PARTIAL_PREFIX) {
+                    let _ = fs::remove_file(e.path());
+                }
             }
         }
         let layout = root.join("oci-layout");
@@ -127,6 +132,38 @@ impl ImageStore {
     }
 
     /// Store bytes as a blob; returns its digest.
+    /// Where a download of `d` is written until it is verified.
+    pub fn partial_path(&self, d: &Digest) -> PathBuf {
+        self.root
+            .join("ingest")
+            .join(format!("{PARTIAL_PREFIX}{}", d.hex()))
+    }
+
+    /// Make a verified download visible as blob `d`: fsync, rename, fsync
+    /// the directory.
+    pub fn commit_partial(&self, partial: &Path, d: &Digest) -> Result<(), ImageError> {
+        fs::File::open(partial)
+            .and_then(|f| f.sync_all())
+            .map_err(ImageError::io(partial))?;
+        let dest = self.blob_path(d);
+        fs::rename(partial, &dest).map_err(ImageError::io(&dest))?;
+        fsutil::sync_dir(dest.parent().expect("blob dir")).map_err(ImageError::io(&dest))
+    }
+
+    /// Remove downloads left unfinished; returns the bytes freed.
+    pub fn remove_partials(&self) -> u64 {
+        let mut freed = 0;
+        if let Ok(rd) = fs::read_dir(self.root.join("ingest")) {
+            for e in rd.flatten() {
+                if e.file_name().to_string_lossy().starts_with(PARTIAL_PREFIX) {
+                    freed += e.metadata().map_or(0, |m| m.len());
+                    let _ = fs::remove_file(e.path());
+                }
+            }
+        }
+        freed
+    }
+
     pub fn put_blob(&self, data: &[u8]) -> Result<Digest, ImageError> {
         let d = Digest::of(data);
         self.ingest(data, Some((&d, data.len() as u64)))
@@ -235,7 +272,13 @@ impl ImageStore {
     ) -> Result<Image, ImageError> {
         let manifest: ImageManifest = self.read_json_blob(manifest_digest, "manifest")?;
         let id = crate::image::store::digest_of(manifest.config().digest())?;
-        let config: ImageConfiguration = self.read_json_blob(&id, "image config")?;
+        let config: ImageConfiguration =
+            if manifest.config().media_type().to_string() == super::registry::MEDIA_WASM_CONFIG {
+                let wasm: serde_json::Value = self.read_json_blob(&id, "wasm config")?;
+                wasm_artifact_config(&manifest, &wasm)
+            } else {
+                self.read_json_blob(&id, "image config")?
+            };
         Ok(Image {
             manifest_digest: manifest_digest.clone(),
             manifest,
@@ -414,7 +457,8 @@ impl ImageStore {
     }
 
     /// Delete blobs no manifest in the index reaches. Returns the deleted.
-    pub fn gc(&self) -> Result<Vec<Digest>, ImageError> {
+    /// Delete every blob no index entry reaches; returns each with its size.
+    pub fn gc(&self) -> Result<Vec<(Digest, u64)>, ImageError> {
         let _g = self.index_lock.lock().unwrap_or_else(|e| e.into_inner());
         let idx = self.read_index()?;
         let mut live: HashSet<String> = HashSet::new();
@@ -436,8 +480,9 @@ impl ImageStore {
             let name = e.file_name().to_string_lossy().into_owned();
             if !live.contains(&name) {
                 if let Ok(d) = Digest::parse(&format!("sha256:{name}")) {
+                    let size = e.metadata().map_or(0, |m| m.len());
                     fs::remove_file(e.path()).map_err(ImageError::io(e.path()))?;
-                    deleted.push(d);
+                    deleted.push((d, size));
                 }
             }
         }
@@ -446,12 +491,41 @@ impl ImageStore {
 }
 
 /// The reference an index entry carries, if any.
+/// A CNCF Wasm artifact seen as an image: platform from its config, and
+/// its (first) `application/wasm` layer as the entrypoint, at the path
+/// [`crate::image::layer::wasm_layer_path`] gives it.
+fn wasm_artifact_config(manifest: &ImageManifest, wasm: &serde_json::Value) -> ImageConfiguration {
+    let os = wasm
+        .get("os")
+        .and_then(|v| v.as_str())
+        .unwrap_or("wasip1")
+        .to_string();
+    let entry: Vec<String> = manifest
+        .layers()
+        .iter()
+        .find(|l| l.media_type().to_string() == super::registry::MEDIA_WASM_LAYER)
+        .map(|l| vec![crate::image::layer::wasm_layer_path(l)])
+        .unwrap_or_default();
+    let cfg = serde_json::json!({
+        "created": wasm.get("created").and_then(|v| v.as_str()),
+        "author": wasm.get("author").and_then(|v| v.as_str()),
+        "architecture": "wasm",
+        "os": os,
+        "config": {"Entrypoint": entry},
+        "rootfs": {"type": "layers", "diff_ids": []},
+    });
+    serde_json::from_value(cfg).expect("a valid image configuration")
+}
+
 pub fn ref_of(desc: &Descriptor) -> Option<ImageRef> {
     let a = desc.annotations().as_ref()?;
     let name = a
         .get(ANNOTATION_CONTAINERD_NAME)
         .or_else(|| a.get(ANNOTATION_REF_NAME))?;
-    ImageRef::parse(name).ok().filter(|r| r.tag.is_some())
+    // A pull by digest records `name@digest`: an image with no tag.
+    ImageRef::parse(name)
+        .ok()
+        .filter(|r| r.tag.is_some() || r.digest.is_some())
 }
 
 /// An oci-spec digest as ketch's validated [`Digest`] (sha256 only).

@@ -99,8 +99,15 @@ impl TestDaemon {
         c.arg("-H")
             .arg(format!("unix://{}", self.socket.display()))
             .args(args)
+            // Registry credentials of this test only.
+            .env("KETCH_CONFIG", self.config_dir())
             .stdin(Stdio::null());
         c
+    }
+
+    /// Where this test's CLI keeps its config.json.
+    pub fn config_dir(&self) -> PathBuf {
+        self.dir.path().join("cli-config")
     }
 
     pub fn ketch(&self, args: &[&str]) -> Run {

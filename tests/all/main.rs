@@ -6,4 +6,5 @@ mod common;
 mod functions;
 mod images;
 mod lifecycle;
+mod registry;
 mod wasm;

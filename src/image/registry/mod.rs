@@ -1,0 +1,481 @@
+//! The OCI distribution client: pull and push of images against registries
+//! (OCI and Docker schema 2 manifests and indexes, CNCF Wasm artifacts),
+//! with Bearer-token and Basic auth.
+//!
+//! Transport: plain HTTP for loopback hosts and `--insecure-registry`
+//! entries, HTTPS with the system's roots otherwise. `docker.io` names go
+//! to `registry-1.docker.io`, or to the `--registry-mirror`s first.
+//!
+//! Every blob is written to the store's ingest area under a name fixed by
+//! its digest, verified against digest and size, and only then renamed into
+//! place; an interrupted download resumes from what is there (HTTP Range).
+
+pub mod auth;
+mod pull;
+mod push;
+
+pub use auth::Credentials;
+pub use pull::{pull, select_platform, Platform};
+pub use push::push;
+
+use super::ImageError;
+use crate::api::types::JsonMessage;
+use crate::model::ImageRef;
+use auth::Challenge;
+use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, WWW_AUTHENTICATE};
+use reqwest::{RequestBuilder, Response, StatusCode};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub const MEDIA_OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const MEDIA_OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const MEDIA_DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub const MEDIA_DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+/// CNCF TAG-Runtime Wasm OCI artifact: the config and layer media types.
+pub const MEDIA_WASM_CONFIG: &str = "application/vnd.wasm.config.v0+json";
+pub const MEDIA_WASM_LAYER: &str = "application/wasm";
+
+/// Docker Hub's API host, for `docker.io` names.
+const DOCKER_HUB: &str = "registry-1.docker.io";
+/// Attempts per request before a transient failure is final.
+const ATTEMPTS: u32 = 5;
+const BACKOFF_START: Duration = Duration::from_millis(200);
+/// Blobs fetched or pushed at once.
+pub const PARALLEL_TRANSFERS: usize = 4;
+
+#[derive(Clone, Debug, Default)]
+pub struct RegistryConfig {
+    /// Hosts (`host[:port]`) spoken to over plain HTTP.
+    pub insecure: Vec<String>,
+    /// Base URLs tried first for `docker.io` names.
+    pub mirrors: Vec<String>,
+}
+
+/// A progress message for the client (Docker's JSON progress lines).
+pub type ProgressFn<'a> = &'a (dyn Fn(JsonMessage) + Send + Sync);
+
+pub struct Registry {
+    http: reqwest::Client,
+    cfg: RegistryConfig,
+    /// Bearer tokens by (registry host, scope).
+    tokens: Mutex<HashMap<(String, String), String>>,
+    /// One download per blob at a time (they share the partial file).
+    blob_locks: Mutex<HashMap<crate::model::Digest, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// One repository on one registry endpoint, with the credentials to use.
+#[derive(Clone)]
+pub(crate) struct Repo {
+    /// `http://127.0.0.1:5000` or `https://registry-1.docker.io`.
+    pub base: String,
+    /// The name inside the registry (`library/busybox`).
+    pub name: String,
+    pub creds: Option<Credentials>,
+    /// For messages: the registry as the user knows it.
+    pub registry: String,
+}
+
+impl Registry {
+    pub fn new(cfg: RegistryConfig) -> Result<Self, ImageError> {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("ketch/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(15))
+            // A stalled transfer is retried (and resumed) rather than hung on.
+            .read_timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|e| ImageError::Registry {
+                registry: "-".into(),
+                reason: format!("http client: {e}"),
+            })?;
+        Ok(Registry {
+            http,
+            cfg,
+            tokens: Mutex::new(HashMap::new()),
+            blob_locks: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Is `host` spoken to over plain HTTP?
+    pub fn is_insecure(&self, host: &str) -> bool {
+        let bare = host
+            .rsplit_once(':')
+            .filter(|(h, p)| {
+                !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && !h.ends_with(':')
+            })
+            .map_or(host, |(h, _)| h);
+        let bare = bare.trim_start_matches('[').trim_end_matches(']');
+        bare == "localhost"
+            || bare
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+            || self.cfg.insecure.iter().any(|i| i == host || i == bare)
+    }
+
+    /// The endpoints to try for a reference: mirrors first for docker.io.
+    pub(crate) fn repos(&self, r: &ImageRef, creds: Option<&Credentials>) -> Vec<Repo> {
+        let mut out = Vec::new();
+        if r.domain == "docker.io" {
+            for m in &self.cfg.mirrors {
+                out.push(Repo {
+                    base: m.trim_end_matches('/').to_string(),
+                    name: r.path.clone(),
+                    creds: None,
+                    registry: m.clone(),
+                });
+            }
+        }
+        let host = if r.domain == "docker.io" {
+            DOCKER_HUB
+        } else {
+            r.domain.as_str()
+        };
+        let scheme = if self.is_insecure(host) {
+            "http"
+        } else {
+            "https"
+        };
+        out.push(Repo {
+            base: format!("{scheme}://{host}"),
+            name: r.path.clone(),
+            creds: creds.cloned(),
+            registry: r.domain.clone(),
+        });
+        out
+    }
+
+    /// Send a request built by `make` (called again for each retry), with
+    /// auth: a cached token, else the challenge the registry answers with.
+    /// Transient failures (connection errors, 429, 5xx) are retried with
+    /// exponential backoff.
+    pub(crate) async fn send(
+        &self,
+        repo: &Repo,
+        scope: &str,
+        make: impl Fn(&reqwest::Client) -> RequestBuilder,
+    ) -> Result<Response, ImageError> {
+        let mut delay = BACKOFF_START;
+        let mut last = String::new();
+        for attempt in 1..=ATTEMPTS {
+            match self.send_once(repo, scope, &make).await {
+                Ok(resp) if is_transient(resp.status()) && attempt < ATTEMPTS => {
+                    last = format!("{} answered {}", repo.registry, resp.status());
+                }
+                Ok(resp) => return Ok(resp),
+                Err(Transient(e)) if attempt < ATTEMPTS => last = e,
+                Err(Transient(e)) => {
+                    return Err(ImageError::Registry {
+                        registry: repo.registry.clone(),
+                        reason: e,
+                    })
+                }
+                Err(Fatal(e)) => return Err(e),
+            }
+            tracing::debug!("retrying in {delay:?}: {last}");
+            tokio::time::sleep(delay).await;
+            delay *= 2;
+        }
+        Err(ImageError::Registry {
+            registry: repo.registry.clone(),
+            reason: last,
+        })
+    }
+
+    async fn send_once(
+        &self,
+        repo: &Repo,
+        scope: &str,
+        make: &impl Fn(&reqwest::Client) -> RequestBuilder,
+    ) -> Result<Response, SendError> {
+        let host = repo.base.clone();
+        let key = (host.clone(), scope.to_string());
+        let cached = self
+            .tokens
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            .cloned();
+        let mut req = make(&self.http);
+        if let Some(t) = &cached {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.map_err(|e| Transient(error_chain(&e)))?;
+        if resp.status() != StatusCode::UNAUTHORIZED {
+            return Ok(resp);
+        }
+        let challenge = resp
+            .headers()
+            .get(WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(auth::parse_challenge);
+        let authorization = match challenge {
+            Some(Challenge::Basic) => match &repo.creds {
+                Some(c) => basic(c),
+                None => return Err(Fatal(unauthorized(repo, "credentials are required"))),
+            },
+            Some(Challenge::Bearer {
+                realm,
+                service,
+                scope: asked,
+            }) => {
+                let scope = if scope.is_empty() {
+                    asked.unwrap_or_default()
+                } else {
+                    scope.to_string()
+                };
+                let token = self
+                    .fetch_token(repo, &realm, service.as_deref(), &scope)
+                    .await?;
+                self.tokens
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(key, token.clone());
+                format!("Bearer {token}")
+            }
+            None => {
+                return Err(Fatal(unauthorized(
+                    repo,
+                    if cached.is_some() {
+                        "the token was refused"
+                    } else {
+                        "no supported authentication challenge"
+                    },
+                )))
+            }
+        };
+        let resp = make(&self.http)
+            .header(AUTHORIZATION, authorization)
+            .send()
+            .await
+            .map_err(|e| Transient(error_chain(&e)))?;
+        if resp.status() == StatusCode::UNAUTHORIZED {
+            return Err(Fatal(unauthorized(repo, "the credentials were refused")));
+        }
+        Ok(resp)
+    }
+
+    async fn fetch_token(
+        &self,
+        repo: &Repo,
+        realm: &str,
+        service: Option<&str>,
+        scope: &str,
+    ) -> Result<String, SendError> {
+        let mut url = url::Url::parse(realm).map_err(|e| {
+            Fatal(unauthorized(
+                repo,
+                &format!("bad token realm {realm:?}: {e}"),
+            ))
+        })?;
+        {
+            let mut q = url.query_pairs_mut();
+            if let Some(s) = service {
+                q.append_pair("service", s);
+            }
+            for s in scope.split(' ').filter(|s| !s.is_empty()) {
+                q.append_pair("scope", s);
+            }
+        }
+        let mut req = self.http.get(url);
+        if let Some(c) = &repo.creds {
+            req = req.header(AUTHORIZATION, basic(c));
+        }
+        let resp = req.send().await.map_err(|e| Transient(error_chain(&e)))?;
+        let status = resp.status();
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            return Err(Fatal(unauthorized(
+                repo,
+                "the token service refused the credentials",
+            )));
+        }
+        if is_transient(status) {
+            return Err(Transient(format!("token service answered {status}")));
+        }
+        #[derive(serde::Deserialize)]
+        struct Token {
+            #[serde(default)]
+            token: String,
+            #[serde(default)]
+            access_token: String,
+        }
+        let body = resp.bytes().await.map_err(|e| Transient(error_chain(&e)))?;
+        let t: Token = serde_json::from_slice(&body).map_err(|e| {
+            Fatal(ImageError::Registry {
+                registry: repo.registry.clone(),
+                reason: format!("token service answered {status} with no token: {e}"),
+            })
+        })?;
+        let token = if t.token.is_empty() {
+            t.access_token
+        } else {
+            t.token
+        };
+        if token.is_empty() {
+            return Err(Fatal(unauthorized(
+                repo,
+                "the token service sent an empty token",
+            )));
+        }
+        Ok(token)
+    }
+
+    /// `POST /auth`: check credentials against a registry's `/v2/`.
+    pub async fn login(&self, server: &str, creds: &Credentials) -> Result<(), ImageError> {
+        let host = normalize_server(server);
+        let r = ImageRef::parse(&format!("{host}/x")).map_err(ImageError::from)?;
+        let repo = self
+            .repos(&r, Some(creds))
+            .pop()
+            .expect("the registry itself");
+        let base = repo.base.clone();
+        let resp = self
+            .send(&repo, "", |c| c.get(format!("{base}/v2/")))
+            .await?;
+        if resp.status().is_success() {
+            Ok(())
+        } else {
+            Err(ImageError::Registry {
+                registry: repo.registry.clone(),
+                reason: format!("login answered {}", resp.status()),
+            })
+        }
+    }
+
+    /// The lock for downloading blob `d`. Entries nobody holds are dropped.
+    pub(crate) fn blob_lock(&self, d: &crate::model::Digest) -> Arc<tokio::sync::Mutex<()>> {
+        let mut m = self.blob_locks.lock().unwrap_or_else(|e| e.into_inner());
+        m.retain(|_, l| Arc::strong_count(l) > 1);
+        m.entry(d.clone()).or_default().clone()
+    }
+}
+
+/// `https://index.docker.io/v1/` and friends are Docker Hub.
+pub fn normalize_server(s: &str) -> String {
+    let s = s
+        .trim()
+        .trim_start_matches("https://")
+        .trim_start_matches("http://")
+        .trim_end_matches('/');
+    let s = s.strip_suffix("/v1").or(s.strip_suffix("/v2")).unwrap_or(s);
+    match s {
+        "" | "docker.io" | "index.docker.io" | "registry-1.docker.io" => "docker.io".into(),
+        other => other.to_string(),
+    }
+}
+
+enum SendError {
+    Transient(String),
+    Fatal(ImageError),
+}
+use SendError::{Fatal, Transient};
+
+fn is_transient(s: StatusCode) -> bool {
+    s == StatusCode::TOO_MANY_REQUESTS || s.is_server_error()
+}
+
+fn basic(c: &Credentials) -> String {
+    use base64::Engine as _;
+    let secret = if c.identity_token.is_empty() {
+        &c.password
+    } else {
+        &c.identity_token
+    };
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{}:{secret}", c.username))
+    )
+}
+
+fn unauthorized(repo: &Repo, why: &str) -> ImageError {
+    ImageError::Unauthorized(format!(
+        "{}: unauthorized for {}: {why}",
+        repo.registry, repo.name
+    ))
+}
+
+/// An error with its causes, for messages.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let m = c.to_string();
+        if !s.contains(&m) {
+            s.push_str(": ");
+            s.push_str(&m);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+/// Accept header for manifest requests.
+pub(crate) fn manifest_accept() -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert(
+        ACCEPT,
+        HeaderValue::from_static(concat!(
+            "application/vnd.oci.image.manifest.v1+json, ",
+            "application/vnd.oci.image.index.v1+json, ",
+            "application/vnd.docker.distribution.manifest.v2+json, ",
+            "application/vnd.docker.distribution.manifest.list.v2+json"
+        )),
+    );
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_and_listed_hosts_are_plain_http() {
+        let r = Registry::new(RegistryConfig {
+            insecure: vec!["reg.lan:5000".into()],
+            mirrors: vec![],
+        })
+        .unwrap();
+        for h in [
+            "localhost:5000",
+            "127.0.0.1:5000",
+            "127.1.2.3",
+            "[::1]:5000",
+            "reg.lan:5000",
+        ] {
+            assert!(r.is_insecure(h), "{h}");
+        }
+        for h in [
+            "registry-1.docker.io",
+            "reg.lan:5001",
+            "10.0.0.1:5000",
+            "ghcr.io",
+        ] {
+            assert!(!r.is_insecure(h), "{h}");
+        }
+    }
+
+    #[test]
+    fn docker_hub_names_go_to_mirrors_first() {
+        let r = Registry::new(RegistryConfig {
+            insecure: vec![],
+            mirrors: vec!["http://127.0.0.1:5001/".into()],
+        })
+        .unwrap();
+        let repos = r.repos(&ImageRef::parse("busybox").unwrap(), None);
+        assert_eq!(repos[0].base, "http://127.0.0.1:5001");
+        assert_eq!(repos[0].name, "library/busybox");
+        assert_eq!(repos[1].base, "https://registry-1.docker.io");
+        let repos = r.repos(&ImageRef::parse("127.0.0.1:5000/a/b:1").unwrap(), None);
+        assert_eq!(repos.len(), 1);
+        assert_eq!(
+            (repos[0].base.as_str(), repos[0].name.as_str()),
+            ("http://127.0.0.1:5000", "a/b")
+        );
+    }
+
+    #[test]
+    fn server_names_normalise() {
+        assert_eq!(normalize_server("https://index.docker.io/v1/"), "docker.io");
+        assert_eq!(normalize_server(""), "docker.io");
+        assert_eq!(normalize_server("http://127.0.0.1:5000/"), "127.0.0.1:5000");
+    }
+}
