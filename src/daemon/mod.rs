@@ -147,6 +147,15 @@ async fn dispatch(engine: Arc<Engine>, req: Request<Incoming>) -> Resp {
         (&Method::POST, ["build"]) => images::build(&engine, &q, req.into_body()).await,
         (&Method::POST, ["auth"]) => registry::auth(&engine, req.into_body()).await,
         (&Method::POST, ["containers", "prune"]) => registry::prune_containers(&engine).await,
+        // `docker system prune` asks these too. ketch has no user networks
+        // or build cache yet, so there is nothing to remove.
+        (&Method::POST, ["networks", "prune"]) => {
+            http::json(StatusCode::OK, &serde_json::json!({"NetworksDeleted": []}))
+        }
+        (&Method::POST, ["build", "prune"]) => http::json(
+            StatusCode::OK,
+            &serde_json::json!({"CachesDeleted": [], "SpaceReclaimed": 0}),
+        ),
         (&Method::POST, ["containers", "create"]) => {
             containers::create(&engine, &q, req.into_body()).await
         }

@@ -400,3 +400,41 @@ mod tests {
             .is_some());
     }
 }
+
+#[cfg(test)]
+mod wasm_layer_tests {
+    use super::*;
+
+    fn layer(title: Option<&str>) -> oci_spec::image::Descriptor {
+        let mut v = serde_json::json!({
+            "mediaType": "application/wasm",
+            "digest": format!("sha256:{:064x}", 1),
+            "size": 1,
+        });
+        if let Some(t) = title {
+            v["annotations"] = serde_json::json!({ ANNOTATION_TITLE: t });
+        }
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn wasm_layer_titles_cannot_escape() {
+        assert_eq!(wasm_layer_path(&layer(Some("app.wasm"))), "/app.wasm");
+        assert_eq!(wasm_layer_path(&layer(None)), "/module.wasm");
+        for hostile in [
+            "../../etc/passwd",
+            "/abs.wasm",
+            "a/b.wasm",
+            "..",
+            ".",
+            "",
+            "x y",
+        ] {
+            assert_eq!(
+                wasm_layer_path(&layer(Some(hostile))),
+                "/module.wasm",
+                "{hostile}"
+            );
+        }
+    }
+}

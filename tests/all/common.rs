@@ -11,6 +11,8 @@ pub struct TestDaemon {
     pub dir: tempfile::TempDir,
     pub socket: PathBuf,
     child: Option<Child>,
+    /// Extra ketchd flags.
+    args: Vec<String>,
 }
 
 pub struct Run {
@@ -42,12 +44,18 @@ impl Run {
 
 impl TestDaemon {
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// A daemon with extra `ketchd` flags.
+    pub fn start_with(args: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let socket = dir.path().join("ketch.sock");
         let mut d = TestDaemon {
             dir,
             socket,
             child: None,
+            args: args.iter().map(|a| a.to_string()).collect(),
         };
         d.spawn();
         d
@@ -64,6 +72,7 @@ impl TestDaemon {
             .arg(self.root())
             .arg("--host")
             .arg(format!("unix://{}", self.socket.display()))
+            .args(&self.args)
             // A host secret the guests must never see.
             .env("KETCH_TEST_HOST_SECRET", "hunter2")
             .stdout(log.try_clone().expect("log"))

@@ -321,6 +321,31 @@ fn interop_with_skopeo_both_ways_and_wasm_artifacts() {
         run.stderr
     );
 
+    // Docker schema 2 manifests (skopeo --format v2s2) pull and run too.
+    let v2 = format!("{}/v2s2/hello:v1", reg.addr);
+    let o = Command::new("skopeo")
+        .args(["copy", "--format", "v2s2", "--dest-tls-verify=false"])
+        .arg(format!(
+            "oci:{}:docker.io/library/http-hello:latest",
+            d.root().join("image").display()
+        ))
+        .arg(format!("docker://{v2}"))
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "skopeo: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let fresh2 = TestDaemon::start();
+    fresh2.ketch(&["pull", &v2]).ok();
+    let index = std::fs::read_to_string(fresh2.root().join("image/index.json")).unwrap();
+    assert!(
+        index.contains("application/vnd.docker.distribution.manifest.v2+json"),
+        "{index}"
+    );
+    fresh2.ketch(&["run", "-d", "--name", "v2", &v2]).ok();
+
     // And skopeo copies what ketch pushed out to an OCI directory.
     let out = tempfile::tempdir().unwrap();
     let o = Command::new("skopeo")
@@ -665,4 +690,28 @@ fn bearer_tokens_verified_blobs_and_resumed_downloads() {
             .collect();
         assert!(blobs.is_empty(), "blobs left: {blobs:?}");
     }
+}
+
+#[test]
+fn docker_hub_names_are_served_by_a_registry_mirror() {
+    let Some(reg) = Registry::start(None) else {
+        return;
+    };
+    let d = TestDaemon::start();
+    example_image(&d, "hello");
+    // The mirror holds docker.io/library/mirrored:v1 as library/mirrored:v1.
+    let on_mirror = format!("{}/library/mirrored:v1", reg.addr);
+    d.ketch(&["tag", "hello", &on_mirror]).ok();
+    d.ketch(&["push", &on_mirror]).ok();
+    let mirror = format!("http://{}", reg.addr);
+    let m = TestDaemon::start_with(&["--registry-mirror", &mirror]);
+    let out = m.ketch(&["pull", "mirrored:v1"]).ok();
+    assert!(
+        out.contains("Status: Downloaded newer image for mirrored:v1"),
+        "{out}"
+    );
+    assert!(m
+        .ketch(&["run", "--rm", "mirrored:v1", "Mo"])
+        .stdout
+        .contains("Hello, Mo!"));
 }
