@@ -61,6 +61,29 @@ pub struct ImageStore {
     index_lock: Mutex<()>,
     /// Parsed images, valid while `index.json` keeps this (mtime, size).
     cache: Mutex<Option<(IndexStamp, Vec<Image>)>>,
+    /// Blobs an operation in progress needs but the index does not reach
+    /// yet (a pull between its first blob and its manifest): GC keeps them.
+    pinned: Mutex<HashMap<String, usize>>,
+}
+
+/// Keeps blobs from GC while alive (see [`ImageStore::pin`]).
+pub struct Pin<'a> {
+    store: &'a ImageStore,
+    hexes: Vec<String>,
+}
+
+impl Drop for Pin<'_> {
+    fn drop(&mut self) {
+        let mut p = self.store.pinned.lock().unwrap_or_else(|e| e.into_inner());
+        for h in &self.hexes {
+            if let Some(n) = p.get_mut(h) {
+                *n -= 1;
+                if *n == 0 {
+                    p.remove(h);
+                }
+            }
+        }
+    }
 }
 
 type IndexStamp = (std::time::SystemTime, u64);
@@ -96,6 +119,7 @@ impl ImageStore {
         Ok(ImageStore {
             root: root.to_path_buf(),
             index_lock: Mutex::new(()),
+            pinned: Mutex::new(HashMap::new()),
             cache: Mutex::new(None),
         })
     }
@@ -132,6 +156,16 @@ impl ImageStore {
     }
 
     /// Store bytes as a blob; returns its digest.
+    /// Keep these blobs through any GC until the guard drops.
+    pub fn pin(&self, blobs: &[Digest]) -> Pin<'_> {
+        let mut p = self.pinned.lock().unwrap_or_else(|e| e.into_inner());
+        let hexes: Vec<String> = blobs.iter().map(|d| d.hex().to_string()).collect();
+        for h in &hexes {
+            *p.entry(h.clone()).or_default() += 1;
+        }
+        Pin { store: self, hexes }
+    }
+
     /// Where a download of `d` is written until it is verified.
     pub fn partial_path(&self, d: &Digest) -> PathBuf {
         self.root
@@ -474,6 +508,13 @@ impl ImageStore {
                 }
             }
         }
+        live.extend(
+            self.pinned
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .keys()
+                .cloned(),
+        );
         let dir = self.root.join("blobs/sha256");
         let mut deleted = Vec::new();
         for e in fs::read_dir(&dir).map_err(ImageError::io(&dir))?.flatten() {
@@ -540,6 +581,22 @@ pub fn oci_digest(d: &Digest) -> oci_spec::image::Digest {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gc_keeps_pinned_blobs() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ImageStore::open(dir.path()).unwrap();
+        let a = store.put_blob(b"pulled, manifest not yet indexed").unwrap();
+        let b = store.put_blob(b"garbage").unwrap();
+        {
+            let _pin = store.pin(std::slice::from_ref(&a));
+            let gone: Vec<Digest> = store.gc().unwrap().into_iter().map(|(d, _)| d).collect();
+            assert_eq!(gone, vec![b]);
+            assert!(store.has_blob(&a));
+        }
+        let gone: Vec<Digest> = store.gc().unwrap().into_iter().map(|(d, _)| d).collect();
+        assert_eq!(gone, vec![a]);
+    }
 
     #[test]
     fn ingest_rejects_wrong_content_and_leaves_nothing() {

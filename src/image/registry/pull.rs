@@ -192,6 +192,15 @@ async fn pull_from(
     let manifest_digest = Digest::of(&bytes);
     let manifest: ImageManifest =
         serde_json::from_slice(&bytes).map_err(|e| invalid(r, format!("bad manifest: {e}")))?;
+    // Until the manifest is in the index, GC must not take these blobs.
+    let mut needed = vec![
+        manifest_digest.clone(),
+        digest_of(manifest.config().digest())?,
+    ];
+    for l in manifest.layers() {
+        needed.push(digest_of(l.digest())?);
+    }
+    let _pin = store.pin(&needed);
     // The config first: it is small, and says whether the platform fits.
     fetch_blob(reg, store, repo, manifest.config().clone(), progress).await?;
     // An index entry's platform is authoritative; a lone manifest's is

@@ -62,6 +62,12 @@ pub async fn push(
         blobs.push(img.manifest.config().clone());
         (bytes, media, blobs)
     };
+    // An artifact's blobs are in no index entry: keep them from GC.
+    let mut pinned = vec![Digest::of(&manifest_bytes)];
+    for b in &blobs {
+        pinned.push(digest_of(b.digest())?);
+    }
+    let _pin = store.pin(&pinned);
     // Other repositories of this registry that hold the image: blobs can
     // be mounted from them instead of uploaded.
     let sources: Vec<String> = img
