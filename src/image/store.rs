@@ -410,8 +410,10 @@ impl ImageStore {
         }
         let r = ImageRef::parse(name)?;
         let found = match &r.digest {
+            // The manifest's own digest, or the index digest a pull recorded.
             Some(d) => images.into_iter().find(|i| {
-                &i.manifest_digest == d && i.refs.iter().any(|x| x.repository() == r.repository())
+                (&i.manifest_digest == d && i.refs.iter().any(|x| x.repository() == r.repository()))
+                    || i.refs.contains(&r)
             }),
             None => images.into_iter().find(|i| i.refs.contains(&r)),
         };

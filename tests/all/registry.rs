@@ -211,12 +211,13 @@ fn an_index_is_resolved_to_the_platform_asked_for() {
         "mediaType": "application/vnd.oci.image.index.v1+json",
         "manifests": [entry("linux", "linux", "amd64"), entry("wasm", "wasip1", "wasm")],
     });
+    let index_bytes = serde_json::to_vec(&index).unwrap();
     put_manifest(
         &reg.addr,
         "multi/app",
         "both",
         "application/vnd.oci.image.index.v1+json",
-        &serde_json::to_vec(&index).unwrap(),
+        &index_bytes,
     );
     let both = format!("{}/multi/app:both", reg.addr);
     let fresh = TestDaemon::start();
@@ -225,6 +226,13 @@ fn an_index_is_resolved_to_the_platform_asked_for() {
         .ok();
     let run = fresh.ketch(&["run", "--rm", &both, "Ida"]);
     assert!(run.stdout.contains("Hello, Ida!"), "{}", run.stderr);
+    // By the index's digest: found again under that name.
+    let by_digest = format!("{}/multi/app@sha256:{}", reg.addr, sha256_hex(&index_bytes));
+    fresh
+        .ketch(&["pull", "--platform", "wasi/wasm", &by_digest])
+        .ok();
+    let run = fresh.ketch(&["run", "--rm", &by_digest, "Ivo"]);
+    assert!(run.stdout.contains("Hello, Ivo!"), "{}", run.stderr);
     // Default: linux/amd64.
     let other = TestDaemon::start();
     other.ketch(&["pull", &both]).ok();
