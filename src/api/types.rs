@@ -545,6 +545,36 @@ pub struct FunctionStats {
     pub latency_p99_us: u64,
 }
 
+/// One `GET /events` line (`EventMessage`), with Docker's legacy
+/// `status`/`id`/`from` fields, which its CLI still reads.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct EventMessage {
+    #[serde(rename = "Type")]
+    pub kind: String,
+    #[serde(rename = "Action")]
+    pub action: String,
+    #[serde(rename = "Actor")]
+    pub actor: EventActor,
+    pub scope: String,
+    pub time: i64,
+    #[serde(rename = "timeNano")]
+    pub time_nano: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct EventActor {
+    #[serde(rename = "ID")]
+    pub id: String,
+    #[serde(rename = "Attributes")]
+    pub attributes: BTreeMap<String, String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

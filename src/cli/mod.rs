@@ -90,6 +90,8 @@ pub enum Command {
         #[command(subcommand)]
         cmd: SystemCmd,
     },
+    /// Get real time events from the daemon
+    Events(commands::events::Args),
     /// Show the ketch version information
     Version,
     /// Display system-wide information
@@ -164,6 +166,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         System {
             cmd: SystemCmd::Prune(a),
         } => commands::prune::system(&client, a).await,
+        Events(a) => commands::events::run(&client, a).await,
         Version => commands::system::version(&client).await,
         Info => commands::system::info(&client).await,
     }

@@ -100,7 +100,12 @@ pub async fn tag(engine: &Arc<Engine>, name: &str, q: &Query) -> Resp {
         Err(e) => return error(&e.into()),
     };
     match engine.images.tag(&img, &r) {
-        Ok(()) => super::http::empty(StatusCode::CREATED),
+        Ok(()) => {
+            engine
+                .events
+                .emit("image", "tag", img.id.as_str(), &[("name", &r.familiar())]);
+            super::http::empty(StatusCode::CREATED)
+        }
         Err(e) => error(&e.into()),
     }
 }
@@ -108,7 +113,16 @@ pub async fn tag(engine: &Arc<Engine>, name: &str, q: &Query) -> Resp {
 pub async fn remove(engine: &Arc<Engine>, name: &str, q: &Query) -> Resp {
     let force = q.flag("force");
     match remove_image(engine, name, force).await {
-        Ok(items) => json(StatusCode::OK, &items),
+        Ok(items) => {
+            for i in &items {
+                match (&i.untagged, &i.deleted) {
+                    (Some(u), _) => engine.events.emit("image", "untag", u, &[("name", u)]),
+                    (None, Some(d)) => engine.events.emit("image", "delete", d, &[("name", d)]),
+                    _ => {}
+                }
+            }
+            json(StatusCode::OK, &items)
+        }
         Err(e) => error(&e),
     }
 }

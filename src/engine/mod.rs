@@ -3,6 +3,7 @@
 //! and the one place that decides which runtime backend runs an image.
 
 pub mod error;
+pub mod events;
 pub mod logs;
 pub mod record;
 pub mod view;
@@ -140,6 +141,7 @@ pub struct Engine {
     root: PathBuf,
     pub images: Arc<ImageStore>,
     pub registry: Arc<Registry>,
+    pub events: events::Events,
     containers: RwLock<Table>,
     #[cfg(feature = "wasm")]
     wasm: Arc<WasmBackend>,
@@ -178,6 +180,7 @@ impl Engine {
             root: root.to_path_buf(),
             images,
             registry,
+            events: events::Events::default(),
             containers: RwLock::new(Table::default()),
             #[cfg(feature = "wasm")]
             wasm,
@@ -410,6 +413,7 @@ impl Engine {
             }
         }
         self.register(rec.clone(), dir);
+        self.event(&rec, "create", &[]);
         Ok(rec)
     }
 
@@ -627,7 +631,7 @@ impl Engine {
                 host_port: m.host_port.to_string(),
             });
         }
-        c.update(|r| {
+        let rec = c.update(|r| {
             r.state.ports = published;
             r.state.status = Status::Running;
             r.state.manually_stopped = false;
@@ -636,6 +640,7 @@ impl Engine {
             r.state.error.clear();
             r.state.oom_killed = false;
         })?;
+        self.event(&rec, "start", &[]);
         let engine = self.clone();
         let c2 = c.clone();
         tokio::spawn(async move {
@@ -682,6 +687,8 @@ impl Engine {
             })
         };
         c.log.exit();
+        let code = status.code.to_string();
+        self.event(&rec, "die", &[("exitCode", &code)]);
         c.exits.send_modify(|n| *n += 1);
         if rec.host_config.auto_remove {
             if let Err(e) = self.remove_now(c) {
@@ -774,18 +781,20 @@ impl Engine {
         let seen = *c.exits.borrow();
         let secs = timeout.or(rec.config.stop_timeout).unwrap_or(10);
         if let Some(ctl) = self.control(c) {
+            self.event(&rec, "kill", &[("signal", "15")]);
             ctl.resume();
             drop(c.take_stdin());
             ctl.terminate();
-            if secs != 0
+            let drained = secs != 0
                 && Self::wait_exit_after(c, seen, Some(Duration::from_secs(secs.max(0) as u64)))
-                    .await
-            {
-                return Ok(());
+                    .await;
+            if !drained {
+                self.event(&rec, "kill", &[("signal", "9")]);
+                ctl.kill();
+                Self::wait_exit_after(c, seen, None).await;
             }
-            ctl.kill();
         }
-        Self::wait_exit_after(c, seen, None).await;
+        self.event(&rec, "stop", &[]);
         Ok(())
     }
 
@@ -813,6 +822,8 @@ impl Engine {
         }
         let seen = *c.exits.borrow();
         if let Some(ctl) = self.control(&c) {
+            let sig = signal.filter(|s| !s.is_empty()).unwrap_or("KILL");
+            self.event(&c.record(), "kill", &[("signal", sig)]);
             ctl.kill();
             Self::wait_exit_after(&c, seen, Some(Duration::from_secs(10))).await;
         }
@@ -829,7 +840,8 @@ impl Engine {
             .control(&c)
             .ok_or_else(|| c.transition_error("pause", TransitionError::NotRunning))?;
         ctl.pause();
-        c.update(|r| r.state.status = Status::Paused)?;
+        let rec = c.update(|r| r.state.status = Status::Paused)?;
+        self.event(&rec, "pause", &[]);
         Ok(())
     }
 
@@ -842,11 +854,12 @@ impl Engine {
         if let Some(ctl) = self.control(&c) {
             ctl.resume();
         }
-        c.update(|r| {
+        let rec = c.update(|r| {
             if r.state.status == Status::Paused {
                 r.state.status = Status::Running;
             }
         })?;
+        self.event(&rec, "unpause", &[]);
         Ok(())
     }
 
@@ -863,7 +876,9 @@ impl Engine {
         c.status()
             .can_start()
             .map_err(|e| c.transition_error("restart", e))?;
-        self.start_container(&c).await
+        self.start_container(&c).await?;
+        self.event(&c.record(), "restart", &[]);
+        Ok(())
     }
 
     /// `DELETE /containers/{id}`.
@@ -908,8 +923,20 @@ impl Engine {
             t.names.remove(&name);
         }
         drop(t);
+        self.event(&c.record(), "destroy", &[]);
         c.removed.send_replace(true);
         Ok(())
+    }
+
+    /// A container event, with Docker's attributes: image, name, labels.
+    fn event(&self, rec: &Record, action: &str, extra: &[(&str, &str)]) {
+        let mut attrs: Vec<(&str, &str)> = vec![("image", &rec.image), ("name", &rec.name)];
+        for (k, v) in rec.config.labels.iter().flatten() {
+            attrs.push((k, v));
+        }
+        attrs.extend_from_slice(extra);
+        self.events
+            .emit("container", action, rec.id.as_str(), &attrs);
     }
 
     /// `GET /containers/{id}/stats`: live counters of a running container

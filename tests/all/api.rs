@@ -82,3 +82,61 @@ fn a_second_daemon_on_the_same_root_is_refused() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn events_report_the_lifecycle_and_system_df_counts() {
+    let d = TestDaemon::start();
+    d.wat_image("hello", HELLO_WAT);
+    d.ketch(&["run", "--name", "ev", "hello"]);
+    d.ketch(&["tag", "hello", "hello:v2"]).ok();
+    d.ketch(&["rm", "ev"]).ok();
+    let now = format!(
+        "{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 1
+    );
+    // A finished window: the past events, then the stream ends.
+    let (status, _, body) = d.http("GET", &format!("/events?since=0&until={now}"), "");
+    assert_eq!(status, 200);
+    let events: Vec<serde_json::Value> = body
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let actions: Vec<String> = events
+        .iter()
+        .filter(|e| e["Type"] == "container" && e["Actor"]["Attributes"]["name"] == "ev")
+        .map(|e| e["Action"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(actions, ["create", "start", "die", "destroy"], "{body}");
+    let die = events.iter().find(|e| e["Action"] == "die").unwrap();
+    assert_eq!(die["Actor"]["Attributes"]["exitCode"], "3");
+    assert_eq!(die["from"], "hello");
+    // Filters, through the CLI.
+    let out = d
+        .ketch(&[
+            "events",
+            "--since",
+            "0",
+            "--until",
+            &now,
+            "--filter",
+            "type=image",
+        ])
+        .ok();
+    assert!(
+        out.contains(" image tag ") && out.contains("name=hello:v2"),
+        "{out}"
+    );
+    assert!(!out.contains(" container "), "{out}");
+
+    let (status, _, body) = d.http("GET", "/system/df", "");
+    assert_eq!(status, 200, "{body}");
+    let df: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(df["Images"].as_array().unwrap().len(), 1, "{body}");
+    assert_eq!(df["Containers"], serde_json::json!([]));
+    assert!(df["LayersSize"].as_u64().unwrap() > 0);
+}

@@ -2,6 +2,7 @@
 
 pub mod archive;
 pub mod build;
+pub mod events;
 pub mod images;
 pub mod inspect;
 pub mod lifecycle;

@@ -1,0 +1,76 @@
+//! `events [--since] [--until] [--filter k=v]`: the daemon's event stream,
+//! one line per event, as Docker prints it.
+
+use super::enc;
+use crate::api::types::EventMessage;
+use crate::client::{next_chunk, Client};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Show events since this time (Unix seconds or RFC 3339)
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Stream events until this time
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Filter output based on conditions provided (type=, event=, container=, image=, label=)
+    #[arg(short, long = "filter")]
+    pub filter: Vec<String>,
+}
+
+pub async fn run(c: &Client, a: Args) -> anyhow::Result<i32> {
+    let mut q = Vec::new();
+    if let Some(s) = &a.since {
+        q.push(format!("since={}", enc(s)));
+    }
+    if let Some(u) = &a.until {
+        q.push(format!("until={}", enc(u)));
+    }
+    let mut filters: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for f in &a.filter {
+        let (k, v) = f
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("invalid filter {f:?}: expected key=value"))?;
+        filters.entry(k.into()).or_default().push(v.into());
+    }
+    if !filters.is_empty() {
+        q.push(format!(
+            "filters={}",
+            enc(&serde_json::to_string(&filters)?)
+        ));
+    }
+    let path = format!("/events?{}", q.join("&"));
+    let mut body = c
+        .send(hyper::Method::GET, &path, bytes::Bytes::new(), None)
+        .await?
+        .into_body();
+    let mut buf = Vec::new();
+    while let Some(chunk) = next_chunk(&mut body).await {
+        buf.extend_from_slice(&chunk?);
+        while let Some(nl) = buf.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=nl).collect();
+            if let Ok(e) = serde_json::from_slice::<EventMessage>(&line) {
+                println!("{}", format_event(&e));
+            }
+        }
+    }
+    Ok(0)
+}
+
+fn format_event(e: &EventMessage) -> String {
+    let t = chrono::DateTime::from_timestamp_nanos(e.time_nano)
+        .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+    let attrs: Vec<String> = e
+        .actor
+        .attributes
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    format!(
+        "{t} {} {} {} ({})",
+        e.kind,
+        e.action,
+        e.actor.id,
+        attrs.join(", ")
+    )
+}
