@@ -238,6 +238,39 @@ pub async fn decode<T: serde::de::DeserializeOwned>(
 }
 
 /// Read a streamed body chunk by chunk.
+/// Newline-delimited JSON from a streamed response body (progress, stats,
+/// events).
+pub struct JsonLines {
+    body: Incoming,
+    buf: Vec<u8>,
+}
+
+impl JsonLines {
+    pub fn new(body: Incoming) -> Self {
+        JsonLines {
+            body,
+            buf: Vec::new(),
+        }
+    }
+
+    /// The next line that decodes as `T` (others are skipped), or `None`
+    /// at the end of the stream.
+    pub async fn next<T: serde::de::DeserializeOwned>(&mut self) -> Option<Result<T, ClientError>> {
+        loop {
+            while let Some(nl) = self.buf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=nl).collect();
+                if let Ok(v) = serde_json::from_slice(&line) {
+                    return Some(Ok(v));
+                }
+            }
+            match next_chunk(&mut self.body).await? {
+                Ok(c) => self.buf.extend_from_slice(&c),
+                Err(e) => return Some(Err(e)),
+            }
+        }
+    }
+}
+
 pub async fn next_chunk(body: &mut Incoming) -> Option<Result<Bytes, ClientError>> {
     loop {
         match body.frame().await? {

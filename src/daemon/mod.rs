@@ -146,7 +146,7 @@ async fn dispatch(engine: Arc<Engine>, req: Request<Incoming>) -> Resp {
         (&Method::GET, ["info"]) => system::info(&engine),
         (&Method::POST, ["build"]) => images::build(&engine, &q, req.into_body()).await,
         (&Method::POST, ["auth"]) => registry::auth(&engine, req.into_body()).await,
-        (&Method::GET, ["events"]) => registry::events(&engine, &q).await,
+        (&Method::GET, ["events"]) => system::events(&engine, &q).await,
         (&Method::GET, ["system", "df"]) => system::df(&engine),
         (&Method::POST, ["containers", "prune"]) => registry::prune_containers(&engine).await,
         // `docker system prune` asks these too. ketch has no user networks

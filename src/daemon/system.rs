@@ -1,12 +1,14 @@
-//! `/_ping`, `/version`, `/info`.
+//! `/_ping`, `/version`, `/info`, `/events`, `/system/df`.
 
-use super::http::{full, json, Resp};
+use super::http::{error, full, json, stream, Query, Resp};
 use crate::api::types::{ComponentVersion, VersionResponse};
 use crate::api::{API_VERSION, ENGINE_VERSION, MIN_API_VERSION};
 use crate::engine::Engine;
+use crate::engine::EngineError;
 use crate::model::Status;
 use hyper::{Method, Response, StatusCode};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 pub fn ping(method: &Method) -> Resp {
     let body = if method == Method::HEAD {
@@ -179,4 +181,94 @@ pub fn df(engine: &Engine) -> Resp {
             "BuildCache": [],
         }),
     )
+}
+
+/// `GET /events?since=&until=&filters=`: past events from `since`, then
+/// live ones until `until` (or the client goes).
+pub async fn events(engine: &Arc<Engine>, q: &Query) -> Resp {
+    let parse_time = |k: &str| -> Result<Option<i64>, EngineError> {
+        match q.get(k).filter(|v| !v.is_empty()) {
+            None => Ok(None),
+            Some(v) => parse_event_time(v)
+                .map(Some)
+                .ok_or_else(|| EngineError::InvalidArgument(format!("invalid {k} time {v:?}"))),
+        }
+    };
+    let (since, until) = match (parse_time("since"), parse_time("until")) {
+        (Ok(s), Ok(u)) => (s, u),
+        (Err(e), _) | (_, Err(e)) => return error(&e),
+    };
+    let filters: std::collections::BTreeMap<String, Vec<String>> =
+        match q.get("filters").filter(|f| !f.is_empty()) {
+            None => Default::default(),
+            Some(f) => match super::containers::parse_filters(f) {
+                Ok(m) => m.into_iter().collect(),
+                Err(e) => return error(&e),
+            },
+        };
+    let (past, mut rx) = engine.events.subscribe(since);
+    let (out, resp) = stream("application/json");
+    let line = |e: &crate::api::types::EventMessage| {
+        let mut b = serde_json::to_vec(e).expect("event serialises");
+        b.push(b'\n');
+        bytes::Bytes::from(b)
+    };
+    tokio::spawn(async move {
+        let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
+        for e in past
+            .iter()
+            .filter(|e| until.is_none_or(|u| e.time_nano <= u))
+        {
+            if crate::engine::events::matches(e, &filters) && out.send(line(e)).await.is_err() {
+                return;
+            }
+        }
+        if until.is_some_and(|u| u <= now) {
+            return;
+        }
+        let deadline = until.map(|u| {
+            tokio::time::Instant::now() + std::time::Duration::from_nanos((u - now).max(0) as u64)
+        });
+        loop {
+            let next = async {
+                loop {
+                    match rx.recv().await {
+                        Ok(e) => return Some(e),
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(_) => return None,
+                    }
+                }
+            };
+            let e = match deadline {
+                Some(d) => match tokio::time::timeout_at(d, next).await {
+                    Ok(e) => e,
+                    Err(_) => return,
+                },
+                None => {
+                    tokio::select! {
+                        e = next => e,
+                        () = out.closed() => return,
+                    }
+                }
+            };
+            let Some(e) = e else { return };
+            if crate::engine::events::matches(&e, &filters) && out.send(line(&e)).await.is_err() {
+                return;
+            }
+        }
+    });
+    resp
+}
+
+/// Docker's event times: Unix seconds (with an optional fraction), or
+/// RFC 3339. Returns nanoseconds.
+fn parse_event_time(v: &str) -> Option<i64> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(v) {
+        return t.timestamp_nanos_opt();
+    }
+    let (secs, frac) = v.split_once('.').unwrap_or((v, ""));
+    let secs: i64 = secs.parse().ok()?;
+    let frac = format!("{frac:0<9}");
+    let nanos: i64 = frac.get(..9)?.parse().ok()?;
+    secs.checked_mul(1_000_000_000)?.checked_add(nanos)
 }

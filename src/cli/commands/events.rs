@@ -3,7 +3,7 @@
 
 use super::enc;
 use crate::api::types::EventMessage;
-use crate::client::{next_chunk, Client};
+use crate::client::{Client, JsonLines};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -40,19 +40,13 @@ pub async fn run(c: &Client, a: Args) -> anyhow::Result<i32> {
         ));
     }
     let path = format!("/events?{}", q.join("&"));
-    let mut body = c
+    let body = c
         .send(hyper::Method::GET, &path, bytes::Bytes::new(), None)
         .await?
         .into_body();
-    let mut buf = Vec::new();
-    while let Some(chunk) = next_chunk(&mut body).await {
-        buf.extend_from_slice(&chunk?);
-        while let Some(nl) = buf.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = buf.drain(..=nl).collect();
-            if let Ok(e) = serde_json::from_slice::<EventMessage>(&line) {
-                println!("{}", format_event(&e));
-            }
-        }
+    let mut lines = JsonLines::new(body);
+    while let Some(e) = lines.next::<EventMessage>().await {
+        println!("{}", format_event(&e?));
     }
     Ok(0)
 }

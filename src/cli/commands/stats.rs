@@ -3,7 +3,7 @@
 
 use crate::api::types::{ContainerSummary, StatsResponse};
 use crate::cli::output::{human_size, table};
-use crate::client::{next_chunk, Client};
+use crate::client::{Client, JsonLines};
 use anyhow::bail;
 use std::io::Write;
 
@@ -61,7 +61,7 @@ pub async fn run(c: &Client, a: Args) -> anyhow::Result<i32> {
     // Stream: one reader per container, the table redrawn each second.
     let (tx, mut rx) = tokio::sync::mpsc::channel::<(usize, StatsResponse)>(16);
     for (i, n) in names.iter().enumerate() {
-        let mut body = c
+        let body = c
             .send(
                 hyper::Method::GET,
                 &format!("/containers/{}/stats?stream=1", super::enc(n)),
@@ -72,16 +72,10 @@ pub async fn run(c: &Client, a: Args) -> anyhow::Result<i32> {
             .into_body();
         let tx = tx.clone();
         tokio::spawn(async move {
-            let mut buf = Vec::new();
-            while let Some(Ok(chunk)) = next_chunk(&mut body).await {
-                buf.extend_from_slice(&chunk);
-                while let Some(nl) = buf.iter().position(|b| *b == b'\n') {
-                    let line: Vec<u8> = buf.drain(..=nl).collect();
-                    if let Ok(s) = serde_json::from_slice::<StatsResponse>(&line) {
-                        if tx.send((i, s)).await.is_err() {
-                            return;
-                        }
-                    }
+            let mut lines = JsonLines::new(body);
+            while let Some(Ok(s)) = lines.next::<StatsResponse>().await {
+                if tx.send((i, s)).await.is_err() {
+                    return;
                 }
             }
         });

@@ -36,6 +36,8 @@ pub const MEDIA_DOCKER_LIST: &str = "application/vnd.docker.distribution.manifes
 pub const MEDIA_WASM_CONFIG: &str = "application/vnd.wasm.config.v0+json";
 pub const MEDIA_WASM_LAYER: &str = "application/wasm";
 
+/// The scope key under which a registry's Basic credentials are cached.
+const BASIC: &str = "\0basic";
 /// Docker Hub's API host, for `docker.io` names.
 const DOCKER_HUB: &str = "registry-1.docker.io";
 /// Attempts per request before a transient failure is final.
@@ -58,7 +60,8 @@ pub type ProgressFn<'a> = &'a (dyn Fn(JsonMessage) + Send + Sync);
 pub struct Registry {
     http: reqwest::Client,
     cfg: RegistryConfig,
-    /// Bearer tokens by (registry host, scope).
+    /// `Authorization` values that worked: Bearer tokens by (registry and
+    /// identity, scope), Basic credentials by (registry and identity, [`BASIC`]).
     tokens: Mutex<HashMap<(String, String), String>>,
     /// One download per blob at a time (they share the partial file).
     blob_locks: Mutex<HashMap<crate::model::Digest, Arc<tokio::sync::Mutex<()>>>>,
@@ -187,17 +190,19 @@ impl Registry {
         scope: &str,
         make: &impl Fn(&reqwest::Client) -> RequestBuilder,
     ) -> Result<Response, SendError> {
-        let host = repo.base.clone();
+        // Cached auth is per registry *and* per identity: one client's
+        // token must never serve another client's request.
+        let host = format!("{}#{}", repo.base, identity(repo.creds.as_ref()));
         let key = (host.clone(), scope.to_string());
-        let cached = self
-            .tokens
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&key)
-            .cloned();
+        let cached = {
+            let t = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
+            t.get(&key)
+                .or_else(|| t.get(&(host.clone(), BASIC.to_string())))
+                .cloned()
+        };
         let mut req = make(&self.http);
-        if let Some(t) = &cached {
-            req = req.bearer_auth(t);
+        if let Some(a) = &cached {
+            req = req.header(AUTHORIZATION, a);
         }
         let resp = req.send().await.map_err(|e| Transient(error_chain(&e)))?;
         if resp.status() != StatusCode::UNAUTHORIZED {
@@ -208,9 +213,9 @@ impl Registry {
             .get(WWW_AUTHENTICATE)
             .and_then(|v| v.to_str().ok())
             .and_then(auth::parse_challenge);
-        let authorization = match challenge {
+        let (authorization, cache_key) = match challenge {
             Some(Challenge::Basic) => match &repo.creds {
-                Some(c) => basic(c),
+                Some(c) => (basic(c), (host, BASIC.to_string())),
                 None => return Err(Fatal(unauthorized(repo, "credentials are required"))),
             },
             Some(Challenge::Bearer {
@@ -226,11 +231,7 @@ impl Registry {
                 let token = self
                     .fetch_token(repo, &realm, service.as_deref(), &scope)
                     .await?;
-                self.tokens
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(key, token.clone());
-                format!("Bearer {token}")
+                (format!("Bearer {token}"), key)
             }
             None => {
                 return Err(Fatal(unauthorized(
@@ -244,13 +245,17 @@ impl Registry {
             }
         };
         let resp = make(&self.http)
-            .header(AUTHORIZATION, authorization)
+            .header(AUTHORIZATION, &authorization)
             .send()
             .await
             .map_err(|e| Transient(error_chain(&e)))?;
         if resp.status() == StatusCode::UNAUTHORIZED {
             return Err(Fatal(unauthorized(repo, "the credentials were refused")));
         }
+        self.tokens
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(cache_key, authorization);
         Ok(resp)
     }
 
@@ -369,6 +374,17 @@ enum SendError {
 }
 use SendError::{Fatal, Transient};
 
+/// A stable, non-reversible name for a set of credentials.
+fn identity(c: Option<&Credentials>) -> String {
+    use sha2::Digest as _;
+    match c {
+        None => "anonymous".into(),
+        Some(c) => hex::encode(sha2::Sha256::digest(
+            format!("{}\0{}\0{}", c.username, c.password, c.identity_token).as_bytes(),
+        )),
+    }
+}
+
 fn is_transient(s: StatusCode) -> bool {
     s == StatusCode::TOO_MANY_REQUESTS || s.is_server_error()
 }
@@ -406,6 +422,28 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
         cur = c.source();
     }
     s
+}
+
+/// A progress line: `status`, about blob `id` when given.
+pub(crate) fn msg(status: impl Into<String>, id: Option<&str>) -> JsonMessage {
+    JsonMessage {
+        status: Some(status.into()),
+        id: id.map(str::to_string),
+        ..Default::default()
+    }
+}
+
+/// A progress line with bytes done of a blob's total.
+pub(crate) fn bytes_msg(status: &str, id: &str, current: u64, total: u64) -> JsonMessage {
+    JsonMessage {
+        progress_detail: Some(crate::api::types::ProgressDetail { current, total }),
+        ..msg(status, Some(id))
+    }
+}
+
+/// The short id progress lines use for a blob.
+pub(crate) fn short(d: &crate::model::Digest) -> &str {
+    &d.hex()[..12]
 }
 
 /// Accept header for manifest requests.
@@ -470,6 +508,24 @@ mod tests {
             (repos[0].base.as_str(), repos[0].name.as_str()),
             ("http://127.0.0.1:5000", "a/b")
         );
+    }
+
+    #[test]
+    fn cached_auth_is_keyed_by_identity() {
+        let c = |u: &str, p: &str| Credentials {
+            username: u.into(),
+            password: p.into(),
+            ..Default::default()
+        };
+        let (anon, ada, ada2, bo) = (
+            identity(None),
+            identity(Some(&c("ada", "pw"))),
+            identity(Some(&c("ada", "other"))),
+            identity(Some(&c("bo", "pw"))),
+        );
+        assert!(anon != ada && ada != ada2 && ada != bo);
+        assert_eq!(ada, identity(Some(&c("ada", "pw"))));
+        assert!(!ada.contains("pw"));
     }
 
     #[test]

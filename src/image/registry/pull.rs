@@ -3,10 +3,9 @@
 //! tag it in the store.
 
 use super::{
-    error_chain, manifest_accept, ProgressFn, Registry, Repo, ATTEMPTS, BACKOFF_START,
-    MEDIA_DOCKER_LIST, MEDIA_OCI_INDEX, PARALLEL_TRANSFERS,
+    bytes_msg, error_chain, manifest_accept, msg, short, ProgressFn, Registry, Repo, ATTEMPTS,
+    BACKOFF_START, MEDIA_DOCKER_LIST, MEDIA_OCI_INDEX, PARALLEL_TRANSFERS,
 };
-use crate::api::types::{JsonMessage, ProgressDetail};
 use crate::image::store::{digest_of, MAX_METADATA_BLOB};
 use crate::image::{ImageError, ImageStore};
 use crate::model::{Digest, ImageRef};
@@ -117,19 +116,6 @@ pub fn select_platform(index: &ImageIndex, want: Option<&Platform>) -> Option<De
     }
 }
 
-fn msg(status: &str, id: Option<&str>) -> JsonMessage {
-    JsonMessage {
-        status: Some(status.to_string()),
-        id: id.map(str::to_string),
-        ..Default::default()
-    }
-}
-
-/// The short id progress lines use for a blob.
-fn short(d: &Digest) -> &str {
-    &d.hex()[..12]
-}
-
 /// Pull `r` into the store; returns the image id. Mirrors are tried first
 /// for docker.io names, and skipped on any failure.
 pub async fn pull(
@@ -172,7 +158,7 @@ async fn pull_from(
     let from_index = media == MEDIA_OCI_INDEX || media == MEDIA_DOCKER_LIST;
     let shown = r.tag.clone().unwrap_or_else(|| reference.to_string());
     progress(msg(
-        &format!("Pulling from {}", r.familiar_repository()),
+        format!("Pulling from {}", r.familiar_repository()),
         Some(&shown),
     ));
     if media == MEDIA_OCI_INDEX || media == MEDIA_DOCKER_LIST {
@@ -244,9 +230,9 @@ async fn pull_from(
     })
     .await
     .expect("store task")?;
-    progress(msg(&format!("Digest: {manifest_digest}"), None));
+    progress(msg(format!("Digest: {manifest_digest}"), None));
     progress(msg(
-        &if before.as_ref() == Some(&manifest_digest) {
+        if before.as_ref() == Some(&manifest_digest) {
             format!("Status: Image is up to date for {}", tag_ref.familiar())
         } else {
             format!("Status: Downloaded newer image for {}", tag_ref.familiar())
@@ -526,15 +512,7 @@ async fn download(
         file.write_all(&chunk).await.map_err(io)?;
         if n - reported >= PROGRESS_STEP || n == size {
             reported = n;
-            progress(JsonMessage {
-                status: Some("Downloading".into()),
-                id: Some(short(d).to_string()),
-                progress_detail: Some(ProgressDetail {
-                    current: n,
-                    total: size,
-                }),
-                ..Default::default()
-            });
+            progress(bytes_msg("Downloading", short(d), n, size));
         }
     }
     file.flush().await.map_err(io)?;

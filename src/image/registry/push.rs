@@ -3,10 +3,10 @@
 //! With `artifact`, a Wasm image goes up in the CNCF Wasm artifact form.
 
 use super::{
-    ProgressFn, Registry, Repo, MEDIA_OCI_MANIFEST, MEDIA_WASM_CONFIG, MEDIA_WASM_LAYER,
-    PARALLEL_TRANSFERS,
+    bytes_msg, msg, short, ProgressFn, Registry, Repo, MEDIA_OCI_MANIFEST, MEDIA_WASM_CONFIG,
+    MEDIA_WASM_LAYER, PARALLEL_TRANSFERS,
 };
-use crate::api::types::{JsonMessage, ProgressDetail};
+use crate::api::types::JsonMessage;
 use crate::image::layer::{read_image_file, ANNOTATION_TITLE};
 use crate::image::store::{digest_of, oci_digest};
 use crate::image::{canonical_json, Image, ImageError, ImageStore};
@@ -16,14 +16,6 @@ use oci_spec::image::{Descriptor, MediaType};
 use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
 use reqwest::StatusCode;
 use std::sync::Arc;
-
-fn msg(status: impl Into<String>, id: Option<&str>) -> JsonMessage {
-    JsonMessage {
-        status: Some(status.into()),
-        id: id.map(str::to_string),
-        ..Default::default()
-    }
-}
 
 /// Push `img` as `target`. Returns the manifest digest.
 pub async fn push(
@@ -146,7 +138,7 @@ async fn push_blob(
     progress: ProgressFn<'_>,
 ) -> Result<(), ImageError> {
     let d = digest_of(desc.digest())?;
-    let id = &d.hex()[..12];
+    let id = short(&d);
     let base = &repo.base;
     let head = format!("{base}/v2/{}/blobs/{d}", repo.name);
     let resp = reg
@@ -206,15 +198,7 @@ async fn push_blob(
     put.query_pairs_mut().append_pair("digest", d.as_str());
     let path = store.blob_path(&d);
     let size = desc.size();
-    progress(JsonMessage {
-        status: Some("Pushing".into()),
-        id: Some(id.to_string()),
-        progress_detail: Some(ProgressDetail {
-            current: 0,
-            total: size,
-        }),
-        ..Default::default()
-    });
+    progress(bytes_msg("Pushing", id, 0, size));
     let resp = reg
         .send(repo, &push_scope(repo, &[]), |c| {
             // A fresh handle per attempt: each starts at the beginning.
