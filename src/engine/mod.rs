@@ -440,13 +440,7 @@ impl Engine {
         workdir: &str,
     ) -> Result<String, EngineError> {
         let path = entry_path(entry, workdir);
-        let key = (img.id.clone(), path.clone());
-        let known = self
-            .modules
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&key)
-            .cloned();
+        let known = self.known_module(&img.id, &path);
         #[cfg(feature = "wasm")]
         if let Some(d) = &known {
             if self.wasm.is_prepared(d) {
@@ -487,11 +481,20 @@ impl Engine {
             self.modules
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .insert(key, digest);
+                .insert((img.id.clone(), path.clone()), digest);
             return Ok("wasi/wasm".into());
         }
         let _ = bytes;
         Err(self.no_backend(&image_name))
+    }
+
+    /// The module digest prepared for (image, entrypoint path), if any.
+    fn known_module(&self, image_id: &Digest, path: &str) -> Option<Digest> {
+        self.modules
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(image_id.clone(), path.to_string()))
+            .cloned()
     }
 
     /// Can this program serve published ports? Wasm commands cannot: they
@@ -499,14 +502,7 @@ impl Engine {
     fn serves_ports(&self, image_id: &Digest, entry: &str, workdir: &str) -> bool {
         #[cfg(feature = "wasm")]
         {
-            let key = (image_id.clone(), entry_path(entry, workdir));
-            let module = self
-                .modules
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(&key)
-                .cloned();
-            if let Some(m) = module {
+            if let Some(m) = self.known_module(image_id, &entry_path(entry, workdir)) {
                 return self.wasm.is_function(&m);
             }
         }
@@ -523,16 +519,8 @@ impl Engine {
     fn backend_for(&self, rec: &Record) -> Result<(Arc<dyn Backend>, Program), EngineError> {
         #[cfg(feature = "wasm")]
         if rec.platform == "wasi/wasm" {
-            let key = (
-                rec.image_id.clone(),
-                entry_path(&rec.path, &rec.config.working_dir),
-            );
-            let module = self
-                .modules
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(&key)
-                .cloned();
+            let path = entry_path(&rec.path, &rec.config.working_dir);
+            let module = self.known_module(&rec.image_id, &path);
             if let Some(module) = module.filter(|m| self.wasm.is_prepared(m)) {
                 return Ok((self.wasm.clone(), Program::Wasm { module }));
             }
