@@ -12,6 +12,19 @@ fn published(d: &TestDaemon, name: &str) -> u16 {
     port.parse().expect("port number")
 }
 
+/// The `function_stats` of a container's one-shot stats sample.
+fn function_stats(d: &TestDaemon, name: &str) -> serde_json::Value {
+    let body = d
+        .http(
+            "GET",
+            &format!("/containers/{name}/stats?stream=0&one-shot=1"),
+            "",
+        )
+        .2;
+    let mut v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    v["function_stats"].take()
+}
+
 #[test]
 fn function_serves_a_published_port_through_its_lifecycle() {
     let d = TestDaemon::start();
@@ -128,16 +141,10 @@ fn function_without_publish_gets_a_loopback_port_and_logs_and_stats() {
     assert_eq!(cols[1], "echo", "{stats}");
     // REQUESTS and ERRORS columns.
     assert!(cols.contains(&"2"), "{stats}");
-    let api = d
-        .http("GET", "/containers/echo/stats?stream=0&one-shot=1", "")
-        .2;
-    let v: serde_json::Value = serde_json::from_str(&api).unwrap();
-    assert_eq!(v["function_stats"]["requests"], 2, "{api}");
-    assert_eq!(v["function_stats"]["errors"], 0, "{api}");
-    assert!(
-        v["function_stats"]["latency_p99_us"].as_u64().unwrap() > 0,
-        "{api}"
-    );
+    let f = function_stats(&d, "echo");
+    assert_eq!(f["requests"], 2, "{f}");
+    assert_eq!(f["errors"], 0, "{f}");
+    assert!(f["latency_p99_us"].as_u64().unwrap() > 0, "{f}");
 }
 
 #[test]
@@ -178,12 +185,9 @@ fn deadline_cuts_off_a_spinning_handler_while_others_succeed_and_stop_drains() {
         .ketch(&["logs", "spin"])
         .stderr
         .contains("cut off at its deadline of 400ms"));
-    let api = d
-        .http("GET", "/containers/spin/stats?stream=0&one-shot=1", "")
-        .2;
-    let v: serde_json::Value = serde_json::from_str(&api).unwrap();
-    assert_eq!(v["function_stats"]["errors"], 2, "{api}");
-    assert_eq!(v["function_stats"]["requests"], 7, "{api}");
+    let f = function_stats(&d, "spin");
+    assert_eq!(f["errors"], 2, "{f}");
+    assert_eq!(f["requests"], 7, "{f}");
 
     // stop drains a request in flight (it ends at its deadline), then exits 0.
     let inflight = std::thread::spawn(move || fetch(port, "GET", "/spin", b"").0);
@@ -217,10 +221,7 @@ fn concurrency_cap_answers_503_and_pause_holds_requests() {
     let port = published(&d, "capped");
     let spinner = std::thread::spawn(move || fetch(port, "GET", "/spin", b"").0);
     d.eventually(5, "the spinner in flight", || {
-        let api = d
-            .http("GET", "/containers/capped/stats?stream=0&one-shot=1", "")
-            .2;
-        api.contains("\"in_flight\":1")
+        function_stats(&d, "capped")["in_flight"] == 1
     });
     let (status, body) = fetch(port, "GET", "/", b"");
     assert_eq!(status, 503, "{body}");

@@ -79,6 +79,17 @@ impl Drop for Registry {
     }
 }
 
+/// Run skopeo; it must succeed. Returns its stdout.
+fn skopeo(args: &[&str]) -> String {
+    let o = Command::new("skopeo").args(args).output().unwrap();
+    assert!(
+        o.status.success(),
+        "skopeo {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
 fn has(tool: &str) -> bool {
     let ok = Command::new(tool).arg("--version").output().is_ok();
     if !ok {
@@ -273,15 +284,7 @@ fn interop_with_skopeo_both_ways_and_wasm_artifacts() {
         "oci:{}:docker.io/library/http-hello:latest",
         d.root().join("image").display()
     );
-    let o = Command::new("skopeo")
-        .args(["copy", "--dest-tls-verify=false", &layout, &dest])
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "skopeo: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    skopeo(&["copy", "--dest-tls-verify=false", &layout, &dest]);
     let fresh = TestDaemon::start();
     let name = format!("{}/by-skopeo/hello:v1", reg.addr);
     fresh.ketch(&["pull", &name]).ok();
@@ -291,16 +294,12 @@ fn interop_with_skopeo_both_ways_and_wasm_artifacts() {
     let art = format!("{}/art/hello:v1", reg.addr);
     d.ketch(&["tag", "http-hello", &art]).ok();
     d.ketch(&["push", "--wasm-artifact", &art]).ok();
-    let o = Command::new("skopeo")
-        .args([
-            "inspect",
-            "--tls-verify=false",
-            "--raw",
-            &format!("docker://{art}"),
-        ])
-        .output()
-        .unwrap();
-    let raw = String::from_utf8_lossy(&o.stdout);
+    let raw = skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        "--raw",
+        &format!("docker://{art}"),
+    ]);
     assert!(raw.contains("application/vnd.wasm.config.v0+json"), "{raw}");
     assert!(raw.contains("\"application/wasm\""), "{raw}");
 
@@ -310,15 +309,7 @@ fn interop_with_skopeo_both_ways_and_wasm_artifacts() {
     write_wasm_artifact_layout(dir.path(), &std::fs::read(example("hello")).unwrap());
     let src = format!("oci:{}:v1", dir.path().display());
     let dest = format!("docker://{}/foreign/hello:v1", reg.addr);
-    let o = Command::new("skopeo")
-        .args(["copy", "--dest-tls-verify=false", &src, &dest])
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "skopeo: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    skopeo(&["copy", "--dest-tls-verify=false", &src, &dest]);
     let foreign = format!("{}/foreign/hello:v1", reg.addr);
     fresh.ketch(&["pull", &foreign]).ok();
     let run = fresh.ketch(&["run", "--rm", &foreign, "Eve"]);
@@ -331,20 +322,17 @@ fn interop_with_skopeo_both_ways_and_wasm_artifacts() {
 
     // Docker schema 2 manifests (skopeo --format v2s2) pull and run too.
     let v2 = format!("{}/v2s2/hello:v1", reg.addr);
-    let o = Command::new("skopeo")
-        .args(["copy", "--format", "v2s2", "--dest-tls-verify=false"])
-        .arg(format!(
+    skopeo(&[
+        "copy",
+        "--format",
+        "v2s2",
+        "--dest-tls-verify=false",
+        &format!(
             "oci:{}:docker.io/library/http-hello:latest",
             d.root().join("image").display()
-        ))
-        .arg(format!("docker://{v2}"))
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "skopeo: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+        ),
+        &format!("docker://{v2}"),
+    ]);
     let fresh2 = TestDaemon::start();
     fresh2.ketch(&["pull", &v2]).ok();
     let index = std::fs::read_to_string(fresh2.root().join("image/index.json")).unwrap();
@@ -356,16 +344,12 @@ fn interop_with_skopeo_both_ways_and_wasm_artifacts() {
 
     // And skopeo copies what ketch pushed out to an OCI directory.
     let out = tempfile::tempdir().unwrap();
-    let o = Command::new("skopeo")
-        .args(["copy", "--src-tls-verify=false", &format!("docker://{art}")])
-        .arg(format!("oci:{}:v1", out.path().display()))
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "skopeo: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        &format!("docker://{art}"),
+        &format!("oci:{}:v1", out.path().display()),
+    ]);
 }
 
 /// An OCI layout holding `module` as a CNCF Wasm artifact, tagged `v1`.
