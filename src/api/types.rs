@@ -132,6 +132,11 @@ pub struct HostConfig {
     pub log_config: LogConfig,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub annotations: Option<BTreeMap<String, String>>,
+    pub pids_limit: Option<i64>,
+    pub cap_add: Option<Vec<String>>,
+    pub cap_drop: Option<Vec<String>>,
+    /// `--tmpfs`: destination -> mount options.
+    pub tmpfs: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

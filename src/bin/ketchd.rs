@@ -25,6 +25,17 @@ struct Args {
 }
 
 fn main() {
+    // `ketchd monitor DIR`: a Linux container's monitor. It must fork
+    // before any thread exists, so it is dispatched before anything else.
+    #[cfg(all(feature = "linux", target_os = "linux"))]
+    {
+        let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+        if argv.len() == 3 && argv[1] == "monitor" {
+            std::process::exit(ketch::runtime::linux::monitor::main(std::path::Path::new(
+                &argv[2],
+            )));
+        }
+    }
     let args = Args::parse();
     let filter = if args.debug {
         "ketch=debug,info"

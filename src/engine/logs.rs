@@ -38,6 +38,9 @@ pub struct Log {
     path: PathBuf,
     file: Mutex<Option<File>>,
     tx: broadcast::Sender<LogEvent>,
+    /// While another process appends to the file: how far its lines have
+    /// been published. Guarded together with `file`.
+    relayed: Mutex<Option<u64>>,
 }
 
 impl Log {
@@ -47,6 +50,7 @@ impl Log {
             path: path.to_path_buf(),
             file: Mutex::new(None),
             tx,
+            relayed: Mutex::new(None),
         }
     }
 
@@ -58,7 +62,9 @@ impl Log {
     /// it, taken atomically so a follower neither misses nor repeats a line.
     pub fn snapshot_and_subscribe(&self) -> (u64, broadcast::Receiver<LogEvent>) {
         let g = self.file.lock().unwrap_or_else(|e| e.into_inner());
-        let len = std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0);
+        let relayed = *self.relayed.lock().unwrap_or_else(|e| e.into_inner());
+        let len =
+            relayed.unwrap_or_else(|| std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0));
         let rx = self.tx.subscribe();
         drop(g);
         (len, rx)
@@ -107,6 +113,48 @@ impl Log {
 impl OutputSink for Log {
     fn write(&self, stream: StdStream, data: &[u8]) {
         self.append(stream, data);
+    }
+
+    fn relay_from_end(&self) {
+        let _g = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        let len = std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0);
+        *self.relayed.lock().unwrap_or_else(|e| e.into_inner()) = Some(len);
+    }
+
+    fn relay(&self) -> bool {
+        let _g = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        let mut relayed = self.relayed.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(from) = *relayed else { return false };
+        let Ok(mut f) = File::open(&self.path) else {
+            return false;
+        };
+        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+        if len <= from || f.seek(SeekFrom::Start(from)).is_err() {
+            return false;
+        }
+        let mut data = Vec::new();
+        if f.take(len - from).read_to_end(&mut data).is_err() {
+            return false;
+        }
+        // Only whole lines; a torn last line waits for the next call.
+        let Some(end) = data.iter().rposition(|&b| b == b'\n') else {
+            return false;
+        };
+        for line in data[..end].split(|&b| b == b'\n') {
+            if let Ok(l) = serde_json::from_slice::<Line>(line) {
+                let _ = self.tx.send(LogEvent::Output {
+                    stream: l.stream,
+                    data: Bytes::from(l.log),
+                    time: l.time,
+                });
+            }
+        }
+        *relayed = Some(from + end as u64 + 1);
+        true
+    }
+
+    fn relay_stop(&self) {
+        *self.relayed.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 }
 

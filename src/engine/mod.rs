@@ -4,6 +4,8 @@
 
 pub mod error;
 pub mod events;
+#[cfg(all(feature = "linux", target_os = "linux"))]
+mod linux;
 pub mod logs;
 pub mod record;
 pub mod view;
@@ -19,7 +21,9 @@ use crate::model::{
     ids, ports, ContainerId, Digest, HttpOptions, PortMapping, Proto, RestartPolicy, Status,
     TransitionError,
 };
-use crate::runtime::{Backend, Control, ExitStatus, Grant, Program, RunSpec, RuntimeStats};
+use crate::runtime::{
+    Backend, Control, ExitStatus, Grant, Program, RunSpec, RuntimeStats, Started,
+};
 use chrono::Utc;
 use logs::Log;
 use std::collections::{BTreeMap, HashMap};
@@ -145,6 +149,8 @@ pub struct Engine {
     containers: RwLock<Table>,
     #[cfg(feature = "wasm")]
     wasm: Arc<WasmBackend>,
+    #[cfg(all(feature = "linux", target_os = "linux"))]
+    linux: linux::Linux,
     /// (image id, in-image path) -> module digest, so a warm run does not
     /// read the image's layers again.
     modules: Mutex<HashMap<(Digest, String), Digest>>,
@@ -176,6 +182,8 @@ impl Engine {
         let registry = Arc::new(Registry::new(registry)?);
         #[cfg(feature = "wasm")]
         let wasm = Arc::new(WasmBackend::new(&root.join("wasm-cache"))?);
+        #[cfg(all(feature = "linux", target_os = "linux"))]
+        let linux = linux::Linux::open(root)?;
         let engine = Arc::new(Engine {
             root: root.to_path_buf(),
             images,
@@ -184,6 +192,8 @@ impl Engine {
             containers: RwLock::new(Table::default()),
             #[cfg(feature = "wasm")]
             wasm,
+            #[cfg(all(feature = "linux", target_os = "linux"))]
+            linux,
             modules: Mutex::new(HashMap::new()),
         });
         engine.reconcile().await?;
@@ -226,12 +236,37 @@ impl Engine {
                 Status::Running | Status::Paused | Status::Restarting
             );
             if was_alive {
+                let mut exit = (
+                    ExitStatus {
+                        code: EXIT_DAEMON_GONE,
+                        error: Some("ketchd stopped while the container was running".into()),
+                        oom_killed: false,
+                    },
+                    Utc::now(),
+                );
+                #[cfg(all(feature = "linux", target_os = "linux"))]
+                if linux::is_linux(&rec) {
+                    use crate::runtime::linux::Reattached;
+                    match self.reattach_linux(&c, &rec) {
+                        Reattached::Running(started) => {
+                            let at = rec.state.started_at.unwrap_or_else(Utc::now);
+                            self.adopt(&c, started, at);
+                            continue;
+                        }
+                        Reattached::Exited(status, at) => exit = (status, at),
+                        Reattached::Lost => {
+                            exit.0.error = Some("the container's monitor was killed".into());
+                            self.cleanup_linux(&rec);
+                        }
+                    }
+                }
                 c.update(|r| {
                     r.state.status = Status::Exited;
                     r.state.ports.clear();
-                    r.state.exit_code = EXIT_DAEMON_GONE;
-                    r.state.error = "ketchd stopped while the container was running".into();
-                    r.state.finished_at = Some(Utc::now());
+                    r.state.exit_code = exit.0.code;
+                    r.state.oom_killed = exit.0.oom_killed;
+                    r.state.error = exit.0.error.clone().unwrap_or_default();
+                    r.state.finished_at = Some(exit.1);
                 })?;
             }
             // An --rm container that outlived its daemon is removed, as Docker does.
@@ -360,6 +395,10 @@ impl Engine {
         let platform = self
             .prepare_program(&img, &argv[0], &config.working_dir)
             .await?;
+        #[cfg(all(feature = "linux", target_os = "linux"))]
+        if platform.starts_with("linux/") {
+            linux::validate(&host_config)?;
+        }
         let mappings = port_mappings(&config, &host_config)?;
         if !mappings.is_empty() && !self.serves_ports(&img.id, &argv[0], &config.working_dir) {
             return Err(EngineError::InvalidArgument(format!(
@@ -467,6 +506,13 @@ impl Engine {
                     "image {image_name}: entrypoint {path} not found in the image"
                 )));
             }
+            // A Linux container looks its command up on its PATH.
+            #[cfg(all(feature = "linux", target_os = "linux"))]
+            {
+                self.linux.backend(&image_name)?;
+                return Ok(linux::platform(img));
+            }
+            #[allow(unreachable_code)]
             return Err(EngineError::InvalidArgument(format!("image {image_name}: entrypoint {path} not found in the image, and this ketchd has no Linux container backend to look it up on a PATH")));
         };
         #[cfg(feature = "wasm")]
@@ -485,6 +531,12 @@ impl Engine {
             return Ok("wasi/wasm".into());
         }
         let _ = bytes;
+        #[cfg(all(feature = "linux", target_os = "linux"))]
+        {
+            self.linux.backend(&image_name)?;
+            return Ok(linux::platform(img));
+        }
+        #[allow(unreachable_code)]
         Err(self.no_backend(&image_name))
     }
 
@@ -553,6 +605,13 @@ impl Engine {
     /// Start without the op lock (callers hold it, or are the restart loop).
     async fn start_container(self: &Arc<Self>, c: &Arc<Container>) -> Result<(), EngineError> {
         let rec = c.record();
+        #[cfg(all(feature = "linux", target_os = "linux"))]
+        if linux::is_linux(&rec) {
+            let (backend, program) = self.linux_program(c, &rec).await?;
+            let spec = self.run_spec(c, &rec, Program::Linux(Box::new(program)))?;
+            let started = tokio::task::block_in_place(|| backend.start(spec))?;
+            return self.started(c, started);
+        }
         // Warm path: the module is hot. After a daemon restart it is not:
         // prepare it again from the image (or the on-disk compile cache).
         let (backend, program) = match self.backend_for(&rec) {
@@ -574,6 +633,17 @@ impl Engine {
                 self.backend_for(&rec)?
             }
         };
+        let spec = self.run_spec(c, &rec, program)?;
+        let started = backend.start(spec)?;
+        self.started(c, started)
+    }
+
+    fn run_spec(
+        &self,
+        c: &Container,
+        rec: &Record,
+        program: Program,
+    ) -> Result<RunSpec, EngineError> {
         let stdin = if rec.config.open_stdin {
             let guest = c
                 .stdin_guest
@@ -595,7 +665,7 @@ impl Engine {
         } else {
             None
         };
-        let spec = RunSpec {
+        Ok(RunSpec {
             name: rec.name.clone(),
             program,
             argv: rec.argv(),
@@ -608,9 +678,11 @@ impl Engine {
             ports: port_mappings(&rec.config, &rec.host_config)?,
             exposed: exposed_ports(&rec.config)?,
             http: http_options(&rec.host_config)?,
-        };
-        let started = backend.start(spec)?;
-        *c.control.lock().unwrap_or_else(|e| e.into_inner()) = Some(started.control.clone());
+        })
+    }
+
+    /// Record a container as running and watch for its exit.
+    fn started(self: &Arc<Self>, c: &Arc<Container>, started: Started) -> Result<(), EngineError> {
         let started_at = Utc::now();
         let mut published: BTreeMap<String, Vec<PortBinding>> = BTreeMap::new();
         for m in &started.ports {
@@ -629,6 +701,18 @@ impl Engine {
             r.state.oom_killed = false;
         })?;
         self.event(&rec, "start", &[]);
+        self.adopt(c, started, started_at);
+        Ok(())
+    }
+
+    /// Take control of a started instance and handle its exit.
+    fn adopt(
+        self: &Arc<Self>,
+        c: &Arc<Container>,
+        started: Started,
+        started_at: chrono::DateTime<Utc>,
+    ) {
+        *c.control.lock().unwrap_or_else(|e| e.into_inner()) = Some(started.control.clone());
         let engine = self.clone();
         let c2 = c.clone();
         tokio::spawn(async move {
@@ -639,7 +723,6 @@ impl Engine {
             });
             engine.on_exit(&c2, status, started_at).await;
         });
-        Ok(())
     }
 
     async fn on_exit(
@@ -793,11 +876,14 @@ impl Engine {
         signal: Option<&str>,
     ) -> Result<(), EngineError> {
         let c = self.lookup(name)?;
-        if let Some(s) = signal.filter(|s| !s.is_empty()) {
-            let s = s.trim_start_matches("SIG").to_ascii_uppercase();
-            if !matches!(s.as_str(), "KILL" | "9" | "TERM" | "15" | "INT" | "2") {
-                return Err(EngineError::InvalidArgument(format!("signal {s} cannot be delivered to a Wasm container: only KILL, TERM and INT end it")));
-            }
+        let sig_name = signal.filter(|s| !s.is_empty()).unwrap_or("KILL");
+        let signo = crate::model::signal::number(sig_name)
+            .ok_or_else(|| EngineError::InvalidArgument(format!("invalid signal: {sig_name}")))?;
+        // A Linux container takes any signal; a Wasm guest has none, so
+        // the ones that end a process end it.
+        let deliver = c.record().platform.starts_with("linux/") && signo != libc::SIGKILL;
+        if !deliver && ![libc::SIGKILL, libc::SIGTERM, libc::SIGINT].contains(&signo) {
+            return Err(EngineError::InvalidArgument(format!("signal {sig_name} cannot be delivered to a Wasm container: only KILL, TERM and INT end it")));
         }
         let status = c.status();
         status
@@ -810,8 +896,12 @@ impl Engine {
         }
         let seen = *c.exits.borrow();
         if let Some(ctl) = self.control(&c) {
-            let sig = signal.filter(|s| !s.is_empty()).unwrap_or("KILL");
-            self.event(&c.record(), "kill", &[("signal", sig)]);
+            self.event(&c.record(), "kill", &[("signal", &signo.to_string())]);
+            if deliver {
+                // Docker does not wait for the container to act on it.
+                ctl.signal(signo);
+                return Ok(());
+            }
             ctl.kill();
             Self::wait_exit_after(&c, seen, Some(Duration::from_secs(10))).await;
         }
@@ -893,7 +983,12 @@ impl Engine {
     }
 
     fn remove_now(&self, c: &Arc<Container>) -> Result<(), EngineError> {
-        c.set(|r| r.state.status = Status::Removing);
+        let rec = c.set(|r| r.state.status = Status::Removing);
+        #[cfg(all(feature = "linux", target_os = "linux"))]
+        if linux::is_linux(&rec) {
+            self.cleanup_linux(&rec);
+        }
+        let _ = rec;
         // Rename first (atomic): a crash mid-delete leaves a tombstone that
         // the next start deletes, never a half-removed container.
         let tomb = c.dir.with_extension(REMOVING_SUFFIX);

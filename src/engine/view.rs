@@ -337,10 +337,12 @@ pub fn stats(
         id: r.id.to_string(),
         read: ts(Some(Utc::now())),
         preread: ts(before.as_ref().map(|b| b.0)),
-        // One "process": the instance (or, for a function, the server).
+        // A Wasm container is one "process": the instance (or, for a
+        // function, the server). A Linux container reports its cgroup's.
         pids_stats: PidsStats {
-            current: 1,
-            limit: None,
+            current: now.pids.unwrap_or(1),
+            limit: (r.host_config.pids_limit.unwrap_or(0) > 0)
+                .then(|| r.host_config.pids_limit.unwrap_or(0) as u64),
         },
         cpu_stats: cpu(&now, system_ns),
         precpu_stats: before

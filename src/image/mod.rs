@@ -6,6 +6,8 @@ pub mod build;
 pub mod layer;
 pub mod registry;
 pub mod store;
+#[cfg(target_os = "linux")]
+pub mod unpack;
 
 pub use store::{Image, ImageStore};
 

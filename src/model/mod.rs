@@ -1,6 +1,6 @@
 //! Leaf types shared by every layer: ids, digests, image references,
 //! container status and its legal transitions, restart policies, published
-//! ports, sizes and durations.
+//! ports, sizes, durations and signals.
 //!
 //! Nothing here depends on the rest of the crate.
 
@@ -8,6 +8,7 @@ pub mod function;
 pub mod ids;
 pub mod ports;
 pub mod reference;
+pub mod signal;
 pub mod status;
 pub mod units;
 

@@ -1,5 +1,6 @@
 //! Runtimes: the one small trait the engine sees ([`Backend`]) and its
-//! implementations. `wasm` runs WebAssembly instances inside ketchd.
+//! implementations. `wasm` runs WebAssembly instances inside ketchd;
+//! `linux` runs OCI images in namespaces through a monitor process.
 
 use crate::api::stream::StdStream;
 use crate::model::Digest;
@@ -9,6 +10,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use tokio::sync::oneshot;
 
+#[cfg(all(feature = "linux", target_os = "linux"))]
+pub mod linux;
 pub mod stats;
 #[cfg(feature = "wasm")]
 pub mod wasm;
@@ -47,6 +50,16 @@ pub enum RuntimeError {
 /// output is produced; must not block for long.
 pub trait OutputSink: Send + Sync {
     fn write(&self, stream: StdStream, data: &[u8]);
+    /// Another process (a Linux container's monitor) appends to the log
+    /// file from now on; what it wrote before this call is not news.
+    fn relay_from_end(&self) {}
+    /// Publish what that process appended since the last call. Returns
+    /// whether there was anything.
+    fn relay(&self) -> bool {
+        false
+    }
+    /// The other process is done writing.
+    fn relay_stop(&self) {}
 }
 
 /// A directory granted to the container.
@@ -62,6 +75,9 @@ pub struct Grant {
 pub enum Program {
     /// A Wasm module or component, already prepared under this digest.
     Wasm { module: Digest },
+    /// An OCI image's root filesystem, run as a Linux container.
+    #[cfg(all(feature = "linux", target_os = "linux"))]
+    Linux(Box<linux::LinuxProgram>),
 }
 
 pub type Stdin = Pin<Box<dyn tokio::io::AsyncRead + Send + Sync>>;
@@ -102,6 +118,10 @@ pub trait Control: Send + Sync {
     /// Ask the instance to finish on its own (a server stops accepting and
     /// drains). The engine kills it if it has not exited by the stop timeout.
     fn terminate(&self) {}
+    /// Deliver a signal by number. `false` if this runtime has no signals.
+    fn signal(&self, _sig: i32) -> bool {
+        false
+    }
     /// Suspend without losing state.
     fn pause(&self);
     fn resume(&self);

@@ -15,6 +15,10 @@ pub struct RuntimeStats {
     pub memory_bytes: u64,
     /// Peak of `memory_bytes` since start.
     pub memory_peak: u64,
+    /// The cgroup's memory limit (Linux containers).
+    pub memory_limit: Option<u64>,
+    /// Processes in the container (Linux containers).
+    pub pids: Option<u64>,
     pub http: Option<HttpStats>,
 }
 

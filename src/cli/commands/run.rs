@@ -77,6 +77,36 @@ pub struct RunArgs {
     /// Function containers: let the guest send HTTP requests to HOST[:PORT] (or *)
     #[arg(long = "allow-http", value_name = "HOST[:PORT]")]
     pub allow_http: Vec<String>,
+    /// Linux containers: network to join (none, host)
+    #[arg(long)]
+    pub network: Option<String>,
+    /// Linux containers: user name or uid, with an optional group (name|uid[:group|gid])
+    #[arg(short, long)]
+    pub user: Option<String>,
+    /// Linux containers: the container's host name
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// Linux containers: mount the root filesystem read-only
+    #[arg(long)]
+    pub read_only: bool,
+    /// Linux containers: add a Linux capability (or ALL)
+    #[arg(long)]
+    pub cap_add: Vec<String>,
+    /// Linux containers: drop a Linux capability (or ALL)
+    #[arg(long)]
+    pub cap_drop: Vec<String>,
+    /// Linux containers: mount a tmpfs (DEST[:OPTIONS])
+    #[arg(long)]
+    pub tmpfs: Vec<String>,
+    /// Linux containers: memory plus swap limit (-1 for unlimited swap)
+    #[arg(long)]
+    pub memory_swap: Option<String>,
+    /// Linux containers: number of CPUs (e.g. 1.5)
+    #[arg(long)]
+    pub cpus: Option<f64>,
+    /// Linux containers: most processes at once (-1 for unlimited)
+    #[arg(long)]
+    pub pids_limit: Option<i64>,
     /// Image (or path to a local .wasm file), then the command and its args
     #[arg(required = true, allow_hyphen_values = true)]
     pub image_and_args: Vec<String>,
@@ -179,6 +209,8 @@ pub async fn run(c: &Client, a: RunArgs, create_only: bool) -> anyhow::Result<i3
         entrypoint: a.entrypoint.map(|e| vec![e]),
         env: Some(env),
         working_dir: a.workdir.unwrap_or_default(),
+        user: a.user.clone().unwrap_or_default(),
+        hostname: a.hostname.clone().unwrap_or_default(),
         labels: Some(labels),
         open_stdin: a.interactive,
         stdin_once: a.interactive && attach,
@@ -207,6 +239,32 @@ pub async fn run(c: &Client, a: RunArgs, create_only: bool) -> anyhow::Result<i3
         port_bindings: Some(port_bindings),
         publish_all_ports: a.publish_all,
         annotations: (!annotations.is_empty()).then_some(annotations),
+        network_mode: a.network.clone().unwrap_or_else(|| "default".into()),
+        readonly_rootfs: a.read_only,
+        cap_add: (!a.cap_add.is_empty()).then(|| a.cap_add.clone()),
+        cap_drop: (!a.cap_drop.is_empty()).then(|| a.cap_drop.clone()),
+        tmpfs: (!a.tmpfs.is_empty()).then(|| {
+            a.tmpfs
+                .iter()
+                .map(|t| match t.split_once(':') {
+                    Some((d, o)) => (d.to_string(), o.to_string()),
+                    None => (t.clone(), String::new()),
+                })
+                .collect()
+        }),
+        memory_swap: match a.memory_swap.as_deref() {
+            None => 0,
+            Some("-1") => -1,
+            Some(s) => units::parse_size(s)
+                .map_err(anyhow::Error::msg)?
+                .min(i64::MAX as u64) as i64,
+        },
+        nano_cpus: match a.cpus {
+            None => 0,
+            Some(c) if c > 0.0 && c.is_finite() => (c * 1e9) as i64,
+            Some(c) => bail!("invalid --cpus {c}: must be a positive number"),
+        },
+        pids_limit: a.pids_limit,
         ..Default::default()
     };
     let name = a

@@ -223,6 +223,7 @@ impl Control for Ctl {
             memory_bytes: self.memory.current(),
             memory_peak: self.memory.peak(),
             http: self.http.as_ref().map(|h| h.snapshot()),
+            ..Default::default()
         }
     }
 }
@@ -464,7 +465,14 @@ impl Backend for WasmBackend {
     }
 
     fn start(&self, mut spec: RunSpec) -> Result<Started, RuntimeError> {
-        let Program::Wasm { module } = &spec.program;
+        #[allow(irrefutable_let_patterns)]
+        let Program::Wasm { module } = &spec.program
+        else {
+            return Err(RuntimeError::Unsupported(format!(
+                "a Linux program in the Wasm backend ({})",
+                spec.name
+            )));
+        };
         let compiled = self
             .compiled
             .lock()

@@ -1,0 +1,260 @@
+//! The engine's side of Linux containers: turning a container record into
+//! a [`LinuxProgram`] (unpacked layers, user, network, limits) and picking
+//! containers up again after a ketchd restart.
+
+use super::{Container, Engine, EngineError, Record};
+use crate::api::types::HostConfig;
+use crate::image::unpack::Snapshots;
+use crate::image::Image;
+use crate::model::{signal, Digest};
+use crate::runtime::linux::{LinuxBackend, LinuxProgram, NetworkMode, Reattached};
+use std::sync::Arc;
+
+/// The Linux backend, or why this host can't have it.
+pub(super) struct Linux {
+    pub backend: Result<Arc<LinuxBackend>, String>,
+    pub snapshots: Arc<Snapshots>,
+}
+
+impl Linux {
+    pub fn open(root: &std::path::Path) -> Result<Self, EngineError> {
+        let snapshots = Arc::new(Snapshots::open(&root.join("snapshots"))?);
+        let backend = crate::runtime::linux::host_supports().and_then(|()| {
+            LinuxBackend::new(&root.join("runtime"))
+                .map(Arc::new)
+                .map_err(|e| e.to_string())
+        });
+        if let Err(why) = &backend {
+            tracing::info!("Linux containers are unavailable: {why}");
+        }
+        Ok(Linux { backend, snapshots })
+    }
+
+    pub fn backend(&self, image: &str) -> Result<Arc<LinuxBackend>, EngineError> {
+        self.backend.clone().map_err(|why| {
+            EngineError::InvalidArgument(format!(
+                "image {image} is a Linux image, and this ketchd cannot run Linux containers: {why}"
+            ))
+        })
+    }
+}
+
+/// The platform recorded for a Linux container.
+pub(super) fn platform(img: &Image) -> String {
+    let os = img.config.os().to_string();
+    let arch = img.config.architecture().to_string();
+    format!("{os}/{arch}")
+}
+
+pub(super) fn is_linux(rec: &Record) -> bool {
+    rec.platform.starts_with("linux/")
+}
+
+/// `NetworkMode` as the API gives it. Docker's default is its bridge;
+/// here a container without a network choice gets a network namespace of
+/// its own with loopback only.
+pub(super) fn network_mode(mode: &str) -> Result<NetworkMode, EngineError> {
+    match mode {
+        "" | "default" | "none" => Ok(NetworkMode::None),
+        "host" => Ok(NetworkMode::Host),
+        other => Err(EngineError::InvalidArgument(format!(
+            "network {other} is not available to Linux containers: use none or host"
+        ))),
+    }
+}
+
+/// Check the Linux-only options of a create request.
+pub(super) fn validate(hc: &HostConfig) -> Result<(), EngineError> {
+    network_mode(&hc.network_mode)?;
+    crate::runtime::linux::spec::capabilities(
+        hc.cap_add.as_deref().unwrap_or_default(),
+        hc.cap_drop.as_deref().unwrap_or_default(),
+    )
+    .map_err(|e| EngineError::InvalidArgument(e.to_string()))?;
+    if hc.memory_swap > 0 && hc.memory_swap < hc.memory {
+        return Err(EngineError::InvalidArgument(
+            "minimum memoryswap limit should be larger than memory limit, see usage".into(),
+        ));
+    }
+    if hc.memory_swap > 0 && hc.memory == 0 {
+        return Err(EngineError::InvalidArgument(
+            "you should always set the memory limit when using the memoryswap limit, see usage"
+                .into(),
+        ));
+    }
+    for dest in hc.tmpfs.iter().flatten().map(|(d, _)| d) {
+        if !dest.starts_with('/') {
+            return Err(EngineError::InvalidArgument(format!(
+                "invalid tmpfs mount {dest:?}: the container path must be absolute"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Resolve `--user` (name, uid, `uid:gid`, `name:group`) against the
+/// image's `/etc/passwd` and `/etc/group`.
+fn resolve_user(
+    engine: &Engine,
+    img: &Image,
+    user: &str,
+) -> Result<(u32, u32, Vec<u32>), EngineError> {
+    if user.is_empty() {
+        return Ok((0, 0, Vec::new()));
+    }
+    let (u, g) = match user.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (user, None),
+    };
+    let read = |path: &str| -> String {
+        crate::image::layer::read_image_file(&engine.images, &img.manifest, path)
+            .ok()
+            .flatten()
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    };
+    let bad = |what: &str| {
+        EngineError::InvalidArgument(format!(
+            "unable to find user {user}: no matching entries in {what} of image {}",
+            img.refs.first().map(|r| r.familiar()).unwrap_or_default()
+        ))
+    };
+    let (uid, mut gid) = match u.parse::<u32>() {
+        Ok(uid) => {
+            let gid = read("/etc/passwd")
+                .lines()
+                .map(|l| l.split(':').collect::<Vec<_>>())
+                .find(|f| f.len() > 3 && f[2] == u)
+                .and_then(|f| f[3].parse().ok())
+                .unwrap_or(0);
+            (uid, gid)
+        }
+        Err(_) => read("/etc/passwd")
+            .lines()
+            .map(|l| l.split(':').collect::<Vec<_>>())
+            .find(|f| f.len() > 3 && f[0] == u)
+            .and_then(|f| Some((f[2].parse().ok()?, f[3].parse().ok()?)))
+            .ok_or_else(|| bad("/etc/passwd"))?,
+    };
+    if let Some(g) = g {
+        gid = match g.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => read("/etc/group")
+                .lines()
+                .map(|l| l.split(':').collect::<Vec<_>>())
+                .find(|f| f.len() > 2 && f[0] == g)
+                .and_then(|f| f[2].parse().ok())
+                .ok_or_else(|| bad("/etc/group"))?,
+        };
+    }
+    Ok((uid, gid, Vec::new()))
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+impl Engine {
+    /// Everything the Linux backend needs to run this container; unpacks
+    /// the image's layers on first use.
+    pub(super) async fn linux_program(
+        self: &Arc<Self>,
+        c: &Container,
+        rec: &Record,
+    ) -> Result<(Arc<LinuxBackend>, LinuxProgram), EngineError> {
+        let backend = self.linux.backend(&rec.image)?;
+        let engine = self.clone();
+        let image_id = rec.image_id.to_string();
+        let user = rec.config.user.clone();
+        let name = rec.name.clone();
+        let (img, layers, ids) = tokio::task::spawn_blocking(move || {
+            let img = engine.images.resolve(&image_id).map_err(|e| {
+                EngineError::Conflict(format!(
+                    "cannot start container {name}: its image is gone: {e}"
+                ))
+            })?;
+            let mut layers = Vec::new();
+            for l in img.manifest.layers() {
+                let d: Digest = crate::image::store::digest_of(l.digest())
+                    .map_err(crate::image::ImageError::from)?;
+                layers.push(engine.linux.snapshots.ensure(&engine.images, &d)?);
+            }
+            let ids = resolve_user(&engine, &img, &user)?;
+            Ok::<_, EngineError>((img, layers, ids))
+        })
+        .await
+        .expect("unpack task")?;
+        let hc = &rec.host_config;
+        let network = network_mode(&hc.network_mode)?;
+        let hostname = match (&rec.config.hostname, network) {
+            (h, _) if !h.is_empty() => h.clone(),
+            (_, NetworkMode::Host) => host_name(),
+            _ => rec.id.as_str()[..12].to_string(),
+        };
+        let stop_signal = match rec.config.stop_signal.as_deref().or(img
+            .config
+            .config()
+            .as_ref()
+            .and_then(|c| c.stop_signal().as_deref()))
+        {
+            Some(s) if !s.is_empty() => signal::number(s).ok_or_else(|| {
+                EngineError::InvalidArgument(format!("invalid stop signal {s:?}"))
+            })?,
+            _ => libc::SIGTERM,
+        };
+        let (uid, gid, additional_gids) = ids;
+        Ok((
+            backend,
+            LinuxProgram {
+                id: rec.id.to_string(),
+                run_dir: c.dir.join("run"),
+                fs_dir: c.dir.join("fs"),
+                layers,
+                log_path: c.log.path().to_path_buf(),
+                uid,
+                gid,
+                additional_gids,
+                hostname,
+                read_only: hc.readonly_rootfs,
+                cap_add: hc.cap_add.clone().unwrap_or_default(),
+                cap_drop: hc.cap_drop.clone().unwrap_or_default(),
+                tmpfs: hc
+                    .tmpfs
+                    .iter()
+                    .flatten()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+                memory_swap: (hc.memory_swap != 0).then_some(hc.memory_swap),
+                nano_cpus: hc.nano_cpus,
+                pids_limit: hc.pids_limit,
+                network,
+                stop_signal,
+            },
+        ))
+    }
+
+    /// A container recorded as running when ketchd last stopped: still
+    /// running under its monitor, exited meanwhile, or lost.
+    pub(super) fn reattach_linux(&self, c: &Container, rec: &Record) -> Reattached {
+        let Ok(backend) = &self.linux.backend else {
+            return Reattached::Lost;
+        };
+        let stop = rec
+            .config
+            .stop_signal
+            .as_deref()
+            .and_then(signal::number)
+            .unwrap_or(libc::SIGTERM);
+        backend.reattach(rec.id.as_str(), &c.dir.join("run"), c.log.clone(), stop)
+    }
+
+    /// Whatever a Linux container may have left behind (a killed monitor's
+    /// cgroup and runtime state).
+    pub(super) fn cleanup_linux(&self, rec: &Record) {
+        if let Ok(b) = &self.linux.backend {
+            b.cleanup(rec.id.as_str());
+        }
+    }
+}

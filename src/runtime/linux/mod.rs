@@ -1,0 +1,583 @@
+//! Linux containers: an ordinary OCI image's layers as an overlay root,
+//! run in pid, mount, uts, ipc and net namespaces with cgroup limits.
+//!
+//! ketchd never forks to make a container. [`LinuxBackend::start`] writes
+//! the OCI runtime spec (built in [`spec`]) and a [`MonitorConfig`] into
+//! the container's run directory, then spawns `ketchd monitor DIR`
+//! ([`monitor`]), which creates the container with youki's libcontainer,
+//! holds its stdio, writes its log and records its exit. ketchd watches
+//! the monitor through a pidfd and relays the log file to followers; after
+//! a ketchd restart, [`LinuxBackend::reattach`] picks the same container up
+//! again from `pids.json`, or its exit from `exit.json`.
+
+pub mod monitor;
+pub mod spec;
+pub mod sys;
+
+use super::{
+    Backend, Control, ExitStatus, OutputSink, Program, RunSpec, RuntimeError, RuntimeStats, Started,
+};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::io::Read;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+/// Written by ketchd, read by the monitor.
+pub const MONITOR_FILE: &str = "monitor.json";
+/// Written by the monitor once the container runs.
+pub const PIDS_FILE: &str = "pids.json";
+/// Written by the monitor when the container has exited.
+pub const EXIT_FILE: &str = "exit.json";
+/// How long ketchd waits for a monitor to report that its container runs.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkMode {
+    /// A network namespace of its own with only `lo`.
+    None,
+    /// The host's network stack.
+    Host,
+}
+
+/// What a Linux container needs beyond the common [`RunSpec`].
+#[derive(Clone, Debug)]
+pub struct LinuxProgram {
+    pub id: String,
+    /// Spec, monitor files and the overlay mount point; made afresh per run.
+    pub run_dir: PathBuf,
+    /// The container's upper and work dirs; they live as long as it does.
+    pub fs_dir: PathBuf,
+    /// Unpacked layers, lowest first.
+    pub layers: Vec<PathBuf>,
+    pub log_path: PathBuf,
+    pub uid: u32,
+    pub gid: u32,
+    pub additional_gids: Vec<u32>,
+    pub hostname: String,
+    pub read_only: bool,
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    /// `--tmpfs DEST[:OPTIONS]`.
+    pub tmpfs: Vec<(String, String)>,
+    pub memory_swap: Option<i64>,
+    pub nano_cpus: i64,
+    pub pids_limit: Option<i64>,
+    pub network: NetworkMode,
+    pub stop_signal: i32,
+}
+
+impl LinuxProgram {
+    pub fn cgroup_path(&self) -> String {
+        cgroup_path(&self.id)
+    }
+}
+
+pub fn cgroup_path(id: &str) -> String {
+    format!("/ketch/{id}")
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct MonitorConfig {
+    pub id: String,
+    /// libcontainer's state directory (one subdirectory per container).
+    pub state_root: PathBuf,
+    pub bundle: PathBuf,
+    pub lower: Vec<PathBuf>,
+    pub upper: PathBuf,
+    pub work: PathBuf,
+    pub log: PathBuf,
+    pub network: NetworkMode,
+    pub stdin: bool,
+    pub cgroup_path: String,
+    /// Made in the root if the image lacks it.
+    pub workdir: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Pids {
+    pub monitor: i32,
+    /// The monitor's start time, so a reused pid is not taken for it.
+    pub monitor_start: u64,
+    /// The container's init, as the host sees it.
+    pub pid: i32,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ExitRecord {
+    pub code: i64,
+    pub oom_killed: bool,
+    pub error: Option<String>,
+    pub finished_at: DateTime<Utc>,
+}
+
+/// Can this host run Linux containers? Root, cgroups and overlayfs.
+pub fn host_supports() -> Result<(), String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err("ketchd is not running as root".into());
+    }
+    if !Path::new("/sys/fs/cgroup").is_dir() {
+        return Err("no cgroup filesystem at /sys/fs/cgroup".into());
+    }
+    let fs = std::fs::read_to_string("/proc/filesystems").unwrap_or_default();
+    if !fs.lines().any(|l| l.trim_end().ends_with("overlay")) {
+        return Err("the kernel has no overlayfs".into());
+    }
+    Ok(())
+}
+
+pub struct LinuxBackend {
+    state_root: PathBuf,
+    monitor_exe: PathBuf,
+}
+
+/// What became of a container that was running when ketchd last stopped.
+pub enum Reattached {
+    Running(Started),
+    Exited(ExitStatus, DateTime<Utc>),
+    /// Neither running nor a recorded exit: its monitor was killed.
+    Lost,
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> RuntimeError + '_ {
+    move |source| RuntimeError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+impl LinuxBackend {
+    pub fn new(state_root: &Path) -> Result<Self, RuntimeError> {
+        std::fs::create_dir_all(state_root).map_err(io_err(state_root))?;
+        // The monitor is ketchd's own binary; an embedding program finds
+        // `ketchd` beside its own executable.
+        let exe = std::env::current_exe().map_err(io_err(Path::new("/proc/self/exe")))?;
+        let monitor_exe = if exe.file_name().is_some_and(|n| n == "ketchd") {
+            exe
+        } else {
+            exe.with_file_name("ketchd")
+        };
+        Ok(LinuxBackend {
+            state_root: state_root.to_path_buf(),
+            monitor_exe,
+        })
+    }
+
+    fn write_host_files(p: &LinuxProgram) -> Result<(), RuntimeError> {
+        let hosts = match p.network {
+            NetworkMode::Host => std::fs::read_to_string("/etc/hosts").unwrap_or_default(),
+            NetworkMode::None => format!(
+                "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.0.1\t{}\n",
+                p.hostname
+            ),
+        };
+        let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        for (name, data) in [
+            ("hosts", hosts),
+            ("hostname", format!("{}\n", p.hostname)),
+            ("resolv.conf", resolv),
+        ] {
+            let path = p.run_dir.join(name);
+            std::fs::write(&path, data).map_err(io_err(&path))?;
+        }
+        Ok(())
+    }
+
+    /// Spawn the monitor and wait for its report.
+    fn spawn_monitor(&self, run_dir: &Path, stdin: Option<OwnedFd>) -> Result<Pids, RuntimeError> {
+        let failed = |reason: String| RuntimeError::Instantiate {
+            name: run_dir.display().to_string(),
+            reason,
+        };
+        let errlog = run_dir.join("monitor.log");
+        let errfile = std::fs::File::create(&errlog).map_err(io_err(&errlog))?;
+        let mut child = Command::new(&self.monitor_exe)
+            .arg("monitor")
+            .arg(run_dir)
+            .stdin(stdin.map_or_else(Stdio::null, Stdio::from))
+            .stdout(Stdio::piped())
+            .stderr(errfile)
+            .spawn()
+            .map_err(|e| failed(format!("cannot run {}: {e}", self.monitor_exe.display())))?;
+        let mut out = child.stdout.take().expect("piped stdout");
+        // The first process exits right after forking the real monitor.
+        let _ = child.wait();
+        let mut line = Vec::new();
+        let deadline = std::time::Instant::now() + START_TIMEOUT;
+        let mut buf = [0u8; 4096];
+        while !line.contains(&b'\n') {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let mut pfd = libc::pollfd {
+                fd: out.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd.
+            let n = unsafe { libc::poll(&mut pfd, 1, left.as_millis() as i32) };
+            if n == 0 {
+                return Err(failed("the monitor did not report within 60s".into()));
+            }
+            match out.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => line.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(failed(format!("reading the monitor's report: {e}"))),
+            }
+        }
+        match serde_json::from_slice::<monitor::Report>(line.trim_ascii_end()) {
+            Ok(monitor::Report::Started(pids)) => Ok(pids),
+            Ok(monitor::Report::Failed(reason)) => Err(failed(reason)),
+            Err(_) => {
+                let log = std::fs::read_to_string(&errlog).unwrap_or_default();
+                Err(failed(format!(
+                    "the monitor exited without a report: {}",
+                    log.trim()
+                )))
+            }
+        }
+    }
+
+    /// Remove what a container whose monitor was killed left behind: its
+    /// processes, cgroup and libcontainer state.
+    pub fn cleanup(&self, id: &str) {
+        let dir = self.state_root.join(id);
+        if let Ok(mut c) = libcontainer::container::Container::load(dir.clone()) {
+            if let Err(e) = c.delete(true) {
+                tracing::warn!("cleaning up container {id}: {e}");
+            }
+        }
+        let _ = std::fs::remove_dir_all(dir);
+        // Without libcontainer's state, go by the cgroup itself.
+        use libcgroups::common::CgroupManager;
+        let Ok(m) = libcgroups::common::create_cgroup_manager(libcgroups::common::CgroupConfig {
+            cgroup_path: PathBuf::from(cgroup_path(id)),
+            systemd_cgroup: false,
+            container_name: id.to_string(),
+        }) else {
+            return;
+        };
+        for _ in 0..50 {
+            let pids = m.get_all_pids().unwrap_or_default();
+            if pids.is_empty() {
+                break;
+            }
+            for p in pids {
+                // SAFETY: a plain signal to a process of this container's cgroup.
+                unsafe { libc::kill(p.as_raw(), libc::SIGKILL) };
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = m.remove();
+    }
+
+    /// Pick up a container whose monitor outlived a ketchd restart.
+    pub fn reattach(
+        &self,
+        id: &str,
+        run_dir: &Path,
+        output: Arc<dyn OutputSink>,
+        stop_signal: i32,
+    ) -> Reattached {
+        if let Some(st) = read_exit(run_dir) {
+            return Reattached::Exited(st.0, st.1);
+        }
+        let Some(pids) = std::fs::read(run_dir.join(PIDS_FILE))
+            .ok()
+            .and_then(|d| serde_json::from_slice::<Pids>(&d).ok())
+        else {
+            return Reattached::Lost;
+        };
+        let monitor = match sys::pidfd_open(pids.monitor) {
+            Ok(fd) if sys::start_time(pids.monitor) == Some(pids.monitor_start) => fd,
+            _ => {
+                // It may have finished between the two reads.
+                return match read_exit(run_dir) {
+                    Some(st) => Reattached::Exited(st.0, st.1),
+                    None => Reattached::Lost,
+                };
+            }
+        };
+        let init = sys::pidfd_open(pids.pid).ok();
+        output.relay_from_end();
+        Reattached::Running(self.started(
+            id,
+            run_dir,
+            pids,
+            Some(monitor),
+            init,
+            output,
+            stop_signal,
+        ))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn started(
+        &self,
+        id: &str,
+        run_dir: &Path,
+        pids: Pids,
+        monitor: Option<OwnedFd>,
+        init: Option<OwnedFd>,
+        output: Arc<dyn OutputSink>,
+        stop_signal: i32,
+    ) -> Started {
+        let (tx, rx) = oneshot::channel();
+        let control = Arc::new(LinuxControl {
+            id: id.to_string(),
+            pid: pids.pid,
+            init,
+            stop_signal,
+        });
+        tokio::spawn(watch(run_dir.to_path_buf(), monitor, output, tx));
+        Started {
+            control,
+            exit: rx,
+            ports: Vec::new(),
+        }
+    }
+}
+
+fn read_exit(run_dir: &Path) -> Option<(ExitStatus, DateTime<Utc>)> {
+    let rec: ExitRecord =
+        serde_json::from_slice(&std::fs::read(run_dir.join(EXIT_FILE)).ok()?).ok()?;
+    if let Some(e) = &rec.error {
+        tracing::warn!("monitor of {}: {e}", run_dir.display());
+    }
+    Some((
+        ExitStatus {
+            code: rec.code,
+            error: None,
+            oom_killed: rec.oom_killed,
+        },
+        rec.finished_at,
+    ))
+}
+
+/// Relay the log while the monitor lives; then report the exit it recorded.
+async fn watch(
+    run_dir: PathBuf,
+    monitor: Option<OwnedFd>,
+    output: Arc<dyn OutputSink>,
+    tx: oneshot::Sender<ExitStatus>,
+) {
+    let Some(monitor) = monitor else {
+        // The monitor has finished already.
+        output.relay();
+        output.relay_stop();
+        let _ = tx.send(exit_status(&run_dir));
+        return;
+    };
+    // SAFETY: the OwnedFd moves into the AsyncFd, which keeps it open and
+    // unchanged for its whole life.
+    let afd = unsafe {
+        tokio::io::unix::AsyncFd::register_with_interest(monitor, tokio::io::Interest::READABLE)
+    };
+    let mut idle = 0u32;
+    loop {
+        // Poll the log often while output flows, rarely when it is quiet.
+        let delay = Duration::from_millis(if idle < 50 { 20 } else { 250 });
+        match &afd {
+            Ok(afd) => {
+                tokio::select! {
+                    _ = afd.readable() => break,
+                    _ = tokio::time::sleep(delay) => {}
+                }
+            }
+            Err(_) => tokio::time::sleep(delay).await,
+        }
+        if output.relay() {
+            idle = 0;
+        } else {
+            idle = idle.saturating_add(1);
+        }
+    }
+    output.relay();
+    output.relay_stop();
+    let _ = tx.send(exit_status(&run_dir));
+}
+
+fn exit_status(run_dir: &Path) -> ExitStatus {
+    read_exit(run_dir).map(|s| s.0).unwrap_or(ExitStatus {
+        code: 255,
+        error: Some("the container's monitor ended without recording its exit".into()),
+        oom_killed: false,
+    })
+}
+
+impl Backend for LinuxBackend {
+    fn name(&self) -> &'static str {
+        "linux"
+    }
+
+    fn start(&self, run: RunSpec) -> Result<Started, RuntimeError> {
+        let Program::Linux(p) = &run.program else {
+            return Err(RuntimeError::Unsupported(
+                "a Wasm program in the Linux backend".into(),
+            ));
+        };
+        if !run.ports.is_empty() {
+            return Err(RuntimeError::Unsupported(format!(
+                "publishing ports of Linux container {} (use --network host)",
+                run.name
+            )));
+        }
+        let _ = std::fs::remove_dir_all(&p.run_dir);
+        // A leftover libcontainer state from an earlier run of the same id.
+        let _ = std::fs::remove_dir_all(self.state_root.join(&p.id));
+        let upper = p.fs_dir.join("upper");
+        let work = p.fs_dir.join("work");
+        let rootfs = p.run_dir.join("rootfs");
+        let empty = p.fs_dir.join("empty");
+        for d in [&upper, &work, &rootfs, &empty] {
+            std::fs::create_dir_all(d).map_err(io_err(d))?;
+        }
+        Self::write_host_files(p)?;
+        let spec = spec::build(&run, p, "rootfs")?;
+        let cfg_path = p.run_dir.join("config.json");
+        spec.save(&cfg_path)
+            .map_err(|e| RuntimeError::Instantiate {
+                name: run.name.clone(),
+                reason: format!("writing {}: {e}", cfg_path.display()),
+            })?;
+        let lower = if p.layers.is_empty() {
+            vec![empty]
+        } else {
+            p.layers.clone()
+        };
+        let mc = MonitorConfig {
+            id: p.id.clone(),
+            state_root: self.state_root.clone(),
+            bundle: p.run_dir.clone(),
+            lower,
+            upper,
+            work,
+            log: p.log_path.clone(),
+            network: p.network,
+            stdin: run.stdin.is_some(),
+            cgroup_path: p.cgroup_path(),
+            workdir: run.workdir.clone(),
+        };
+        let mc_path = p.run_dir.join(MONITOR_FILE);
+        crate::fsutil::write_atomic(&mc_path, &serde_json::to_vec(&mc).expect("serialises"))
+            .map_err(io_err(&mc_path))?;
+        let stdin_fd = match run.stdin {
+            Some(mut src) => {
+                let (r, w) = std::io::pipe().map_err(io_err(&p.run_dir))?;
+                let w = tokio::net::unix::pipe::Sender::from_owned_fd(OwnedFd::from(w))
+                    .map_err(io_err(&p.run_dir))?;
+                tokio::spawn(async move {
+                    let mut w = w;
+                    let _ = tokio::io::copy(&mut src, &mut w).await;
+                });
+                Some(OwnedFd::from(r))
+            }
+            None => None,
+        };
+        run.output.relay_from_end();
+        let pids = self
+            .spawn_monitor(&p.run_dir, stdin_fd)
+            .map_err(|e| match e {
+                RuntimeError::Instantiate { reason, .. } => RuntimeError::Instantiate {
+                    name: run.name.clone(),
+                    reason,
+                },
+                e => e,
+            })?;
+        // Either may be gone already: a container that exits at once is
+        // reaped by its monitor, which then records the exit and ends.
+        let monitor = sys::pidfd_open(pids.monitor).ok();
+        let init = sys::pidfd_open(pids.pid).ok();
+        Ok(self.started(
+            &p.id,
+            &p.run_dir,
+            pids,
+            monitor,
+            init,
+            run.output.clone(),
+            p.stop_signal,
+        ))
+    }
+}
+
+pub struct LinuxControl {
+    id: String,
+    pid: i32,
+    /// `None` when the init had exited before ketchd could open it.
+    init: Option<OwnedFd>,
+    stop_signal: i32,
+}
+
+impl LinuxControl {
+    fn cgroup(&self) -> Option<libcgroups::common::AnyCgroupManager> {
+        libcgroups::common::create_cgroup_manager(libcgroups::common::CgroupConfig {
+            cgroup_path: PathBuf::from(cgroup_path(&self.id)),
+            systemd_cgroup: false,
+            container_name: self.id.clone(),
+        })
+        .map_err(|e| tracing::warn!("cgroup of container {}: {e}", self.id))
+        .ok()
+    }
+
+    fn freeze(&self, state: libcgroups::common::FreezerState) {
+        use libcgroups::common::CgroupManager;
+        if let Some(m) = self.cgroup() {
+            if let Err(e) = m.freeze(state) {
+                tracing::warn!("freezer of container {}: {e}", self.id);
+            }
+        }
+    }
+
+    /// Processes in the container's cgroup, as host pids.
+    pub fn pids(&self) -> Vec<i32> {
+        use libcgroups::common::CgroupManager;
+        self.cgroup()
+            .and_then(|m| m.get_all_pids().ok())
+            .map(|v| v.into_iter().map(|p| p.as_raw()).collect())
+            .unwrap_or_else(|| vec![self.pid])
+    }
+}
+
+impl Control for LinuxControl {
+    fn kill(&self) {
+        self.signal(libc::SIGKILL);
+    }
+
+    fn terminate(&self) {
+        self.signal(self.stop_signal);
+    }
+
+    fn signal(&self, sig: i32) -> bool {
+        self.init
+            .as_ref()
+            .is_some_and(|fd| sys::pidfd_send_signal(fd.as_raw_fd(), sig).is_ok())
+    }
+
+    fn pause(&self) {
+        self.freeze(libcgroups::common::FreezerState::Frozen);
+    }
+
+    fn resume(&self) {
+        self.freeze(libcgroups::common::FreezerState::Thawed);
+    }
+
+    fn stats(&self) -> RuntimeStats {
+        use libcgroups::common::CgroupManager;
+        let Some(s) = self.cgroup().and_then(|m| m.stats().ok()) else {
+            return RuntimeStats::default();
+        };
+        RuntimeStats {
+            cpu_ns: s.cpu.usage.usage_total,
+            memory_bytes: s.memory.memory.usage,
+            memory_peak: s.memory.memory.max_usage,
+            memory_limit: Some(s.memory.memory.limit).filter(|l| *l > 0 && *l < i64::MAX as u64),
+            pids: Some(s.pids.current),
+            http: None,
+        }
+    }
+}

@@ -1,0 +1,396 @@
+//! The monitor: one small process per running Linux container, of ketchd's
+//! own binary (`ketchd monitor DIR`), in the role of conmon.
+//!
+//! ketchd is multi-threaded and must never fork to make a container, so it
+//! spawns this instead. The monitor forks once (ketchd reaps the parent at
+//! once), leaves ketchd's session, and then:
+//! - makes a private mount namespace, so the container's overlay root
+//!   exists only while the monitor lives and can never leak onto the host;
+//! - makes the network namespace (with `lo` up) for `--network none`;
+//! - creates and starts the container with libcontainer, holding its
+//!   stdout and stderr, and writes them to the json-file log;
+//! - reaps the container's exit, reads whether the kernel's OOM killer
+//!   ended it, removes its cgroup, and records the exit in `exit.json`.
+//!
+//! It outlives ketchd, so containers keep running across a daemon restart;
+//! ketchd finds it again through `pids.json` and a pidfd.
+
+use super::sys;
+use super::{ExitRecord, MonitorConfig, NetworkMode, Pids, EXIT_FILE, PIDS_FILE};
+use crate::api::stream::StdStream;
+use chrono::Utc;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::Path;
+
+/// How the monitor reports back to ketchd: one JSON line on its stdout.
+#[derive(serde::Serialize, serde::Deserialize, Debug)]
+#[serde(rename_all = "snake_case")]
+pub enum Report {
+    Started(Pids),
+    Failed(String),
+}
+
+fn report(r: &Report) {
+    let mut line = serde_json::to_vec(r).unwrap_or_default();
+    line.push(b'\n');
+    let mut out = io::stdout().lock();
+    let _ = out.write_all(&line);
+    let _ = out.flush();
+}
+
+/// Entry point of `ketchd monitor DIR`. Must run before any other thread
+/// exists in the process: it forks.
+pub fn main(run_dir: &Path) -> i32 {
+    // libcontainer explains its failures through tracing; they go to
+    // `monitor.log` (the monitor's stderr until it detaches).
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("KETCH_MONITOR_LOG")
+                .unwrap_or_else(|_| "warn,libcgroups=error".into()),
+        )
+        .with_ansi(false)
+        .with_writer(io::stderr)
+        .try_init();
+    let cfg: MonitorConfig = match std::fs::read(run_dir.join(super::MONITOR_FILE))
+        .map_err(|e| e.to_string())
+        .and_then(|d| serde_json::from_slice(&d).map_err(|e| e.to_string()))
+    {
+        Ok(c) => c,
+        Err(e) => {
+            report(&Report::Failed(format!(
+                "cannot read monitor config in {}: {e}",
+                run_dir.display()
+            )));
+            return 1;
+        }
+    };
+    // SAFETY: single-threaded at this point (checked by the caller's
+    // contract), so the child may do anything.
+    match unsafe { libc::fork() } {
+        -1 => {
+            report(&Report::Failed(format!(
+                "fork: {}",
+                io::Error::last_os_error()
+            )));
+            return 1;
+        }
+        0 => {}
+        _ => return 0,
+    }
+    // SAFETY: plain calls with integer arguments.
+    unsafe {
+        libc::setsid();
+        // Its own name in `ps`, so that `pkill ketchd` leaves it alone.
+        libc::prctl(libc::PR_SET_NAME, c"ketch-monitor".as_ptr(), 0, 0, 0);
+        // Reap the container's init (a grandchild by way of libcontainer's
+        // intermediate process) and anything it leaves behind.
+        libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+    }
+    let running = match start(run_dir, &cfg) {
+        Ok(r) => r,
+        Err(e) => {
+            report(&Report::Failed(e));
+            return 1;
+        }
+    };
+    report(&Report::Started(running.pids.clone()));
+    detach_stdio();
+    let code = running.supervise(&cfg);
+    finish(run_dir, &cfg, code);
+    0
+}
+
+fn detach_stdio() {
+    if let Ok(null) = OpenOptions::new().read(true).write(true).open("/dev/null") {
+        for fd in 0..3 {
+            // SAFETY: dup2 onto the standard descriptors we own.
+            unsafe { libc::dup2(null.as_raw_fd(), fd) };
+        }
+    }
+}
+
+struct Running {
+    pids: Pids,
+    out: OwnedFd,
+    err: OwnedFd,
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd), String> {
+    let mut fds = [0 as RawFd; 2];
+    // SAFETY: fds has room for two descriptors.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(format!("pipe: {}", io::Error::last_os_error()));
+    }
+    // SAFETY: the kernel just gave us both descriptors.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+fn start(run_dir: &Path, cfg: &MonitorConfig) -> Result<Running, String> {
+    sys::unshare(libc::CLONE_NEWNS).map_err(|e| format!("mount namespace: {e}"))?;
+    // Receive the host's mount events, but send none back.
+    sys::mount(
+        "none",
+        Path::new("/"),
+        "",
+        libc::MS_REC | libc::MS_SLAVE,
+        None,
+    )
+    .map_err(|e| format!("making / a slave mount: {e}"))?;
+    if cfg.network == NetworkMode::None {
+        sys::unshare(libc::CLONE_NEWNET).map_err(|e| format!("network namespace: {e}"))?;
+        sys::loopback_up().map_err(|e| format!("bringing lo up: {e}"))?;
+    }
+    let rootfs = cfg.bundle.join("rootfs");
+    // overlayfs lists the top layer first.
+    let lower: Vec<String> = cfg
+        .lower
+        .iter()
+        .rev()
+        .map(|p| p.display().to_string())
+        .collect();
+    let opts = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lower.join(":"),
+        cfg.upper.display(),
+        cfg.work.display()
+    );
+    sys::mount("overlay", &rootfs, "overlay", 0, Some(&opts))
+        .map_err(|e| format!("mounting the overlay root at {}: {e}", rootfs.display()))?;
+    if !cfg.workdir.is_empty() {
+        make_workdir(&rootfs, &cfg.workdir);
+    }
+    let (out_r, out_w) = pipe()?;
+    let (err_r, err_w) = pipe()?;
+    let stdin: OwnedFd = if cfg.stdin {
+        // ketchd handed us the container's stdin as our own.
+        // SAFETY: dup of our fd 0 gives a new descriptor we own.
+        let fd = unsafe { libc::dup(0) };
+        if fd < 0 {
+            return Err(format!("stdin: {}", io::Error::last_os_error()));
+        }
+        // SAFETY: fd is ours from dup.
+        unsafe { OwnedFd::from_raw_fd(fd) }
+    } else {
+        File::open("/dev/null").map_err(|e| e.to_string())?.into()
+    };
+    use libcontainer::container::builder::ContainerBuilder;
+    use libcontainer::syscall::syscall::SyscallType;
+    let mut container = ContainerBuilder::new(cfg.id.clone(), SyscallType::default())
+        .with_root_path(&cfg.state_root)
+        .map_err(|e| e.to_string())?
+        .with_stdin(stdin)
+        .with_stdout(out_w)
+        .with_stderr(err_w)
+        .as_init(&cfg.bundle)
+        .with_systemd(false)
+        .with_detach(true)
+        .build()
+        .map_err(|e| format!("creating the container: {e}"))?;
+    if let Err(e) = container.start() {
+        let _ = container.delete(true);
+        return Err(format!("starting the container: {e}"));
+    }
+    let pid = container
+        .pid()
+        .map(|p| p.as_raw())
+        .ok_or("the container has no init process")?;
+    let me = std::process::id() as i32;
+    let pids = Pids {
+        monitor: me,
+        monitor_start: sys::start_time(me).unwrap_or(0),
+        pid,
+    };
+    crate::fsutil::write_atomic(
+        &run_dir.join(PIDS_FILE),
+        &serde_json::to_vec(&pids).unwrap_or_default(),
+    )
+    .map_err(|e| format!("writing {PIDS_FILE}: {e}"))?;
+    Ok(Running {
+        pids,
+        out: out_r,
+        err: err_r,
+    })
+}
+
+/// Create a missing working directory in the container's root, as Docker
+/// does. The path comes from the image or the request: it is hostile, so
+/// creation stops at the first component that is not a plain directory
+/// (a symlink could point anywhere on the host).
+fn make_workdir(rootfs: &Path, workdir: &str) {
+    let mut cur = rootfs.to_path_buf();
+    for c in Path::new(workdir).components() {
+        let std::path::Component::Normal(name) = c else {
+            continue;
+        };
+        cur.push(name);
+        match std::fs::symlink_metadata(&cur) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => return,
+            Err(_) => {
+                if std::fs::create_dir(&cur).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Appends json-file lines, as ketchd's own log writer does.
+struct LogWriter {
+    file: Option<File>,
+}
+
+impl LogWriter {
+    fn write(&mut self, stream: StdStream, data: &[u8]) {
+        let Some(f) = self.file.as_mut() else { return };
+        let time = Utc::now();
+        let mut buf = Vec::with_capacity(data.len() + 64);
+        for piece in data.split_inclusive(|&b| b == b'\n') {
+            let line = serde_json::json!({
+                "log": String::from_utf8_lossy(piece),
+                "stream": stream,
+                "time": time,
+            });
+            let _ = serde_json::to_writer(&mut buf, &line);
+            buf.push(b'\n');
+        }
+        let _ = f.write_all(&buf);
+    }
+}
+
+fn wait_status_code(status: libc::c_int) -> i64 {
+    if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status) as i64
+    } else if libc::WIFSIGNALED(status) {
+        128 + libc::WTERMSIG(status) as i64
+    } else {
+        255
+    }
+}
+
+impl Running {
+    /// Relay output until the container's init exits; returns its code.
+    fn supervise(self, cfg: &MonitorConfig) -> i64 {
+        let mut log = LogWriter {
+            file: OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&cfg.log)
+                .ok(),
+        };
+        let mut open = [Some(self.out), Some(self.err)];
+        let streams = [StdStream::Stdout, StdStream::Stderr];
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut code = None;
+        loop {
+            let mut pfds: Vec<libc::pollfd> = open
+                .iter()
+                .flatten()
+                .map(|fd| libc::pollfd {
+                    fd: fd.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                })
+                .collect();
+            // Once the init is gone, only drain what is already buffered.
+            let timeout = if code.is_some() { 0 } else { 100 };
+            // SAFETY: pfds is a valid array of pollfd of the given length.
+            let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as _, timeout) };
+            let mut progressed = false;
+            if n > 0 {
+                for p in &pfds {
+                    if p.revents == 0 {
+                        continue;
+                    }
+                    let i = open
+                        .iter()
+                        .position(|fd| fd.as_ref().is_some_and(|f| f.as_raw_fd() == p.fd))
+                        .expect("polled fd is open");
+                    let fd = open[i].as_ref().expect("open");
+                    // SAFETY: reading into a buffer we own from our own fd.
+                    let r =
+                        unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+                    if r > 0 {
+                        log.write(streams[i], &buf[..r as usize]);
+                        progressed = true;
+                    } else if r == 0
+                        || io::Error::last_os_error().kind() != io::ErrorKind::Interrupted
+                    {
+                        open[i] = None;
+                    }
+                }
+            }
+            loop {
+                let mut status = 0;
+                // SAFETY: status is a valid out pointer.
+                let reaped = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+                if reaped <= 0 {
+                    break;
+                }
+                if reaped == self.pids.pid {
+                    code = Some(wait_status_code(status));
+                }
+            }
+            if let Some(c) = code {
+                if !progressed || open.iter().all(Option::is_none) {
+                    return c;
+                }
+            } else if open.iter().all(Option::is_none) {
+                // Nothing left to relay: just wait for the exit.
+                let mut status = 0;
+                // SAFETY: status is a valid out pointer.
+                let reaped = unsafe { libc::waitpid(self.pids.pid, &mut status, 0) };
+                if reaped == self.pids.pid {
+                    return wait_status_code(status);
+                }
+            }
+        }
+    }
+}
+
+/// Did the kernel's OOM killer act in this cgroup (v1 or v2)?
+pub fn oom_killed(cgroup_path: &str) -> bool {
+    let rel = cgroup_path.trim_start_matches('/');
+    let files = [
+        (
+            format!("/sys/fs/cgroup/memory/{rel}/memory.oom_control"),
+            "oom_kill ",
+        ),
+        (format!("/sys/fs/cgroup/{rel}/memory.events"), "oom_kill "),
+    ];
+    files.iter().any(|(f, key)| {
+        std::fs::read_to_string(f).is_ok_and(|s| {
+            s.lines().any(|l| {
+                l.strip_prefix(key)
+                    .and_then(|n| n.trim().parse::<u64>().ok())
+                    .is_some_and(|n| n > 0)
+            })
+        })
+    })
+}
+
+fn finish(run_dir: &Path, cfg: &MonitorConfig, code: i64) {
+    let oom = oom_killed(&cfg.cgroup_path);
+    let mut error = None;
+    match libcontainer::container::Container::load(cfg.state_root.join(&cfg.id)) {
+        Ok(mut c) => {
+            if let Err(e) = c.delete(true) {
+                error = Some(format!("removing the container's cgroup: {e}"));
+            }
+        }
+        Err(e) => error = Some(format!("loading container state: {e}")),
+    }
+    let rec = ExitRecord {
+        code,
+        oom_killed: oom,
+        error,
+        finished_at: Utc::now(),
+    };
+    let _ = crate::fsutil::write_atomic(
+        &run_dir.join(EXIT_FILE),
+        &serde_json::to_vec(&rec).unwrap_or_default(),
+    );
+    let _ = sys::umount(&cfg.bundle.join("rootfs"));
+}

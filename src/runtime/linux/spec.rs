@@ -1,0 +1,354 @@
+//! The OCI runtime spec of a Linux container, made the way runc and Docker
+//! make it: Docker's default capabilities, `no_new_privs`, runc's masked
+//! and read-only paths, a default seccomp filter, and the run options.
+
+use super::LinuxProgram;
+use crate::runtime::{RunSpec, RuntimeError};
+use oci_spec::runtime::Spec;
+use serde_json::{json, Value};
+
+/// Docker's default capability set.
+pub const DEFAULT_CAPS: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
+
+/// Every capability name the kernel knows, for `--cap-add ALL`.
+const ALL_CAPS: &[&str] = &[
+    "CAP_AUDIT_CONTROL",
+    "CAP_AUDIT_READ",
+    "CAP_AUDIT_WRITE",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_KILL",
+    "CAP_LEASE",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_MAC_ADMIN",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MKNOD",
+    "CAP_NET_ADMIN",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_RAW",
+    "CAP_PERFMON",
+    "CAP_SETFCAP",
+    "CAP_SETGID",
+    "CAP_SETPCAP",
+    "CAP_SETUID",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_NICE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
+];
+
+/// runc's masked paths: kernel information a container has no business
+/// reading.
+const MASKED_PATHS: &[&str] = &[
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+
+const READONLY_PATHS: &[&str] = &[
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+/// System calls refused with EPERM, as Docker's default profile refuses
+/// them to a container without CAP_SYS_ADMIN and friends: they reach
+/// kernel-wide state (modules, clocks, keyrings, swap, reboot) or escape
+/// the namespaces (mount, setns, unshare, open_by_handle_at).
+const DENIED_SYSCALLS: &[&str] = &[
+    "acct",
+    "add_key",
+    "bpf",
+    "clock_adjtime",
+    "clock_settime",
+    "create_module",
+    "delete_module",
+    "finit_module",
+    "get_kernel_syms",
+    "init_module",
+    "ioperm",
+    "iopl",
+    "kcmp",
+    "kexec_file_load",
+    "kexec_load",
+    "keyctl",
+    "lookup_dcookie",
+    "nfsservctl",
+    "open_by_handle_at",
+    "perf_event_open",
+    "query_module",
+    "quotactl",
+    "reboot",
+    "request_key",
+    "settimeofday",
+    "stime",
+    "swapoff",
+    "swapon",
+    "sysfs",
+    "_sysctl",
+    "uselib",
+    "userfaultfd",
+    "ustat",
+    "vm86",
+    "vm86old",
+];
+
+/// Refused unless the container has CAP_SYS_ADMIN.
+const ADMIN_SYSCALLS: &[&str] = &[
+    "mount",
+    "umount",
+    "umount2",
+    "pivot_root",
+    "setns",
+    "unshare",
+    "name_to_handle_at",
+    "fsopen",
+    "fsmount",
+    "move_mount",
+    "open_tree",
+];
+
+/// Normalise a capability name given on the command line (`net_admin`,
+/// `CAP_NET_ADMIN`, `ALL`).
+fn cap_name(raw: &str) -> Result<String, RuntimeError> {
+    let up = raw.trim().to_ascii_uppercase();
+    let name = if up == "ALL" || up.starts_with("CAP_") {
+        up
+    } else {
+        format!("CAP_{up}")
+    };
+    if name != "ALL" && !ALL_CAPS.contains(&name.as_str()) {
+        return Err(RuntimeError::Unsupported(format!("capability {raw:?}")));
+    }
+    Ok(name)
+}
+
+/// The effective capability set: Docker's defaults, plus `add`, minus `drop`.
+pub fn capabilities(add: &[String], drop: &[String]) -> Result<Vec<String>, RuntimeError> {
+    let add: Vec<String> = add.iter().map(|c| cap_name(c)).collect::<Result<_, _>>()?;
+    let drop: Vec<String> = drop.iter().map(|c| cap_name(c)).collect::<Result<_, _>>()?;
+    let mut caps: Vec<String> = if drop.iter().any(|c| c == "ALL") {
+        Vec::new()
+    } else {
+        DEFAULT_CAPS.iter().map(|c| c.to_string()).collect()
+    };
+    caps.retain(|c| !drop.contains(c));
+    for c in add {
+        if c == "ALL" {
+            caps = ALL_CAPS.iter().map(|c| c.to_string()).collect();
+        } else if !caps.contains(&c) {
+            caps.push(c);
+        }
+    }
+    caps.sort();
+    Ok(caps)
+}
+
+fn seccomp(caps: &[String]) -> Value {
+    let mut names: Vec<&str> = DENIED_SYSCALLS.to_vec();
+    if !caps.iter().any(|c| c == "CAP_SYS_ADMIN") {
+        names.extend_from_slice(ADMIN_SYSCALLS);
+    }
+    if !caps.iter().any(|c| c == "CAP_SYS_PTRACE") {
+        names.extend_from_slice(&["ptrace", "process_vm_readv", "process_vm_writev"]);
+    }
+    json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32", "SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"],
+        "syscalls": [{ "names": names, "action": "SCMP_ACT_ERRNO", "errnoRet": libc::EPERM }],
+    })
+}
+
+/// Build the spec. `rootfs` is relative to the bundle directory.
+pub fn build(run: &RunSpec, p: &LinuxProgram, rootfs: &str) -> Result<Spec, RuntimeError> {
+    let caps = capabilities(&p.cap_add, &p.cap_drop)?;
+    let env: Vec<String> = run.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let cwd = if run.workdir.is_empty() {
+        "/".to_string()
+    } else {
+        crate::fsutil::clean_abs(&run.workdir)
+    };
+    let mut mounts = vec![
+        json!({"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]}),
+        json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}),
+        json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]}),
+        json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]}),
+        json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]}),
+        json!({"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]}),
+    ];
+    for (dest, file) in [
+        ("/etc/hosts", "hosts"),
+        ("/etc/hostname", "hostname"),
+        ("/etc/resolv.conf", "resolv.conf"),
+    ] {
+        mounts.push(json!({
+            "destination": dest, "type": "bind",
+            "source": p.run_dir.join(file), "options": ["rbind", "rprivate"],
+        }));
+    }
+    for g in &run.grants {
+        let mut opts = vec!["rbind", "rprivate"];
+        if g.read_only {
+            opts.push("ro");
+        }
+        mounts.push(json!({
+            "destination": crate::fsutil::clean_abs(&g.guest), "type": "bind",
+            "source": g.host, "options": opts,
+        }));
+    }
+    for (dest, opts) in &p.tmpfs {
+        let mut o: Vec<&str> = vec!["nosuid", "nodev", "noexec"];
+        o.extend(opts.split(',').filter(|s| !s.is_empty()));
+        mounts.push(json!({
+            "destination": crate::fsutil::clean_abs(dest), "type": "tmpfs",
+            "source": "tmpfs", "options": o,
+        }));
+    }
+    // No network namespace here: the monitor makes it (and brings `lo` up)
+    // before the container starts, and the container inherits it.
+    let namespaces = vec![
+        json!({"type": "pid"}),
+        json!({"type": "ipc"}),
+        json!({"type": "uts"}),
+        json!({"type": "mount"}),
+    ];
+    let mut resources = json!({
+        "devices": [{"allow": false, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 1, "minor": 5, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 1, "minor": 7, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 1, "minor": 8, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 1, "minor": 9, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 5, "minor": 0, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 5, "minor": 1, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 5, "minor": 2, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 136, "access": "rwm"}],
+    });
+    if let Some(limit) = run.memory_limit {
+        let mut m = json!({"limit": limit});
+        if let Some(swap) = p.memory_swap {
+            m["swap"] = json!(swap);
+        }
+        resources["memory"] = m;
+    }
+    if p.nano_cpus > 0 {
+        let period: i64 = 100_000;
+        resources["cpu"] = json!({"quota": p.nano_cpus * period / 1_000_000_000, "period": period});
+    }
+    if let Some(pids) = p.pids_limit.filter(|n| *n > 0) {
+        resources["pids"] = json!({"limit": pids});
+    }
+    // As Docker: a generous open-file limit, but never above what this
+    // process may grant (raising a hard limit needs more than root here).
+    let nofile = {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: lim is a valid out pointer.
+        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
+        lim.rlim_max.min(1 << 20)
+    };
+    let spec = json!({
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": false,
+            "user": {"uid": p.uid, "gid": p.gid, "additionalGids": p.additional_gids},
+            "args": run.argv,
+            "env": env,
+            "cwd": cwd,
+            "capabilities": {
+                "bounding": caps, "effective": caps, "permitted": caps,
+            },
+            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": nofile, "soft": nofile}],
+            "noNewPrivileges": true,
+        },
+        "root": {"path": rootfs, "readonly": p.read_only},
+        "hostname": p.hostname,
+        "mounts": mounts,
+        "linux": {
+            "namespaces": namespaces,
+            "cgroupsPath": p.cgroup_path(),
+            "resources": resources,
+            "maskedPaths": MASKED_PATHS,
+            "readonlyPaths": READONLY_PATHS,
+            "seccomp": seccomp(&caps),
+        },
+    });
+    serde_json::from_value(spec)
+        .map_err(|e| RuntimeError::Unsupported(format!("runtime spec: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capabilities_follow_docker() {
+        let caps = capabilities(&[], &[]).unwrap();
+        assert_eq!(caps.len(), DEFAULT_CAPS.len());
+        let caps = capabilities(&["net_admin".into()], &["CAP_CHOWN".into()]).unwrap();
+        assert!(caps.contains(&"CAP_NET_ADMIN".to_string()));
+        assert!(!caps.contains(&"CAP_CHOWN".to_string()));
+        assert!(capabilities(&[], &["ALL".into()]).unwrap().is_empty());
+        assert_eq!(
+            capabilities(&["ALL".into()], &[]).unwrap().len(),
+            ALL_CAPS.len()
+        );
+        assert!(capabilities(&["bogus".into()], &[])
+            .unwrap_err()
+            .to_string()
+            .contains("bogus"));
+    }
+
+    #[test]
+    fn seccomp_relaxes_with_caps() {
+        let s = seccomp(&["CAP_SYS_ADMIN".into()]).to_string();
+        assert!(!s.contains("\"mount\""));
+        assert!(s.contains("kexec_load"));
+        assert!(seccomp(&[]).to_string().contains("\"mount\""));
+    }
+}
