@@ -28,7 +28,8 @@ pub fn status_of(e: &EngineError) -> StatusCode {
             RuntimeError::InvalidModule { .. }
             | RuntimeError::Grant { .. }
             | RuntimeError::Unsupported(_)
-            | RuntimeError::Instantiate { .. } => StatusCode::BAD_REQUEST,
+            | RuntimeError::Instantiate { .. }
+            | RuntimeError::Start { .. } => StatusCode::BAD_REQUEST,
             RuntimeError::Io { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             // As dockerd: a port that cannot be bound fails the start.
             RuntimeError::Publish { .. } => StatusCode::INTERNAL_SERVER_ERROR,

@@ -236,6 +236,7 @@ impl Engine {
                 Status::Running | Status::Paused | Status::Restarting
             );
             if was_alive {
+                #[allow(unused_mut)] // only the Linux backend revises it
                 let mut exit = (
                     ExitStatus {
                         code: EXIT_DAEMON_GONE,
@@ -667,6 +668,7 @@ impl Engine {
         };
         Ok(RunSpec {
             name: rec.name.clone(),
+            image: rec.image.clone(),
             program,
             argv: rec.argv(),
             env: parse_env(rec.config.env.as_deref().unwrap_or_default()),

@@ -196,7 +196,7 @@ fn remove_existing(path: &Path) {
 fn mknod_whiteout(path: &Path) -> io::Result<()> {
     let c = CString::new(path.as_os_str().as_bytes()).map_err(io::Error::other)?;
     // SAFETY: c is a valid NUL-terminated path; mknod does not retain it.
-    let rc = unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR | 0o000, 0) };
+    let rc = unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR, 0) };
     if rc != 0 {
         return Err(io::Error::last_os_error());
     }
@@ -213,6 +213,18 @@ fn set_opaque(dir: &Path) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// An error with its causes (tar's own messages hide them).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cur = c.source();
+    }
+    out
 }
 
 /// Unpack one layer blob (tar, tar+gzip or tar+zstd) into `dest`.
@@ -283,9 +295,11 @@ pub fn unpack_layer(blob: impl Read, compressed: u64, dest: &Path) -> Result<(),
                 let tpath = dest.join(&trel);
                 match fs::symlink_metadata(&tpath) {
                     Ok(m) if m.is_file() => {}
-                    _ => return Err(format!(
+                    _ => {
+                        return Err(format!(
                         "hard link {rel:?} points to {target:?}, which is not a file in the layer"
-                    )),
+                    ))
+                    }
                 }
                 remove_existing(&path);
                 fs::hard_link(&tpath, &path).map_err(|e| format!("hard link {rel:?}: {e}"))?;
@@ -310,10 +324,9 @@ pub fn unpack_layer(blob: impl Read, compressed: u64, dest: &Path) -> Result<(),
         }
         entry
             .unpack(&path)
-            .map_err(|e| format!("unpacking {rel:?}: {e}"))?;
+            .map_err(|e| format!("unpacking {rel:?}: {}", chain(&e)))?;
     }
-    // Set last: a later entry for the same directory would not clear it, but
-    // creating it first would be refused by nothing; keeping it simple.
+    // Marked once every entry is in, so the directories surely exist.
     for dir in opaque {
         set_opaque(&dir).map_err(|e| format!("opaque directory {dir:?}: {e}"))?;
     }
@@ -335,6 +348,9 @@ mod tests {
         h.set_entry_type(kind);
         h.set_size(size);
         h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
         h
     }
 
@@ -448,7 +464,8 @@ mod tests {
         }
         let data = gz.finish().unwrap();
         let (_dir, r) = unpack(&data);
-        assert!(r.unwrap_err().contains("decompression bomb"));
+        let err = r.unwrap_err();
+        assert!(err.contains("decompression bomb"), "{err}");
     }
 
     #[test]

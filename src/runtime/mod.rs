@@ -29,6 +29,12 @@ pub enum RuntimeError {
     InvalidModule { name: String, reason: String },
     #[error("cannot instantiate {name}: {reason}")]
     Instantiate { name: String, reason: String },
+    #[error("cannot start container {name} of image {image}: {reason}")]
+    Start {
+        name: String,
+        image: String,
+        reason: String,
+    },
     #[error("cannot grant volume {host} to the container: {reason}")]
     Grant { host: String, reason: String },
     #[error("runtime i/o on {path}: {source}")]
@@ -84,8 +90,9 @@ pub type Stdin = Pin<Box<dyn tokio::io::AsyncRead + Send + Sync>>;
 
 /// Everything a backend needs to start one container.
 pub struct RunSpec {
-    /// For error messages and logs: the container's name.
+    /// For error messages and logs: the container's name and its image.
     pub name: String,
+    pub image: String,
     pub program: Program,
     pub argv: Vec<String>,
     pub env: Vec<(String, String)>,

@@ -202,6 +202,17 @@ impl TestDaemon {
 
 impl Drop for TestDaemon {
     fn drop(&mut self) {
+        // Linux containers outlive ketchd (their monitors keep them): end
+        // them so a test leaves no process, cgroup or mount behind.
+        let linux_ran = std::fs::read_dir(self.root().join("runtime"))
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(false);
+        if linux_ran && self.child.is_some() {
+            let ids = self.ketch(&["ps", "-aq"]).stdout;
+            for id in ids.split_whitespace() {
+                self.ketch(&["rm", "-f", id]);
+            }
+        }
         if let Some(mut c) = self.child.take() {
             // SAFETY: sending SIGTERM to our own child process.
             unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
@@ -248,6 +259,52 @@ pub fn example_image(d: &TestDaemon, name: &str) {
         .join(name);
     example(name);
     d.ketch(&["build", "-t", name, dir.to_str().expect("utf8")])
+        .ok();
+}
+
+/// Why Linux containers can't be tested here, if they can't: they need
+/// root (CI is root) and Debian's busybox-static (`.ci/setup` installs it).
+pub fn linux_unavailable() -> Option<&'static str> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Some("not root");
+    }
+    if !Path::new(BUSYBOX).exists() {
+        return Some("no /bin/busybox (apt install busybox-static)");
+    }
+    None
+}
+
+const BUSYBOX: &str = "/bin/busybox";
+
+/// Build `busybox`: FROM scratch, the static busybox and its applet
+/// links in /bin, and a minimal /etc/passwd and /etc/group.
+pub fn busybox_image(d: &TestDaemon) {
+    let ctx = d.dir.path().join("busybox-ctx");
+    let bin = ctx.join("bin");
+    std::fs::create_dir_all(&bin).expect("mkdir");
+    std::fs::copy(BUSYBOX, bin.join("busybox")).expect("copy busybox");
+    let list = Command::new(BUSYBOX)
+        .arg("--list")
+        .output()
+        .expect("busybox");
+    for applet in String::from_utf8_lossy(&list.stdout).split_whitespace() {
+        if applet != "busybox" {
+            let _ = std::os::unix::fs::symlink("busybox", bin.join(applet));
+        }
+    }
+    write_context(
+        &ctx,
+        "FROM scratch\nCOPY bin /bin\nCOPY etc /etc\nENV PATH=/usr/sbin:/usr/bin:/sbin:/bin\nCMD [\"sh\"]\n",
+        &[
+            (
+                "etc/passwd",
+                b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
+            ),
+            ("etc/group", b"root:x:0:\nnogroup:x:65534:\n"),
+        ],
+    );
+    d.ketch(&["build", "-q", "-t", "busybox", ctx.to_str().expect("utf8")])
         .ok();
 }
 

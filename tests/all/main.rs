@@ -6,5 +6,6 @@ mod common;
 mod functions;
 mod images;
 mod lifecycle;
+mod linux;
 mod registry;
 mod wasm;

@@ -468,14 +468,14 @@ impl Backend for LinuxBackend {
             .map_err(io_err(&mc_path))?;
         let stdin_fd = match run.stdin {
             Some(mut src) => {
-                let (r, w) = std::io::pipe().map_err(io_err(&p.run_dir))?;
-                let w = tokio::net::unix::pipe::Sender::from_owned_fd(OwnedFd::from(w))
-                    .map_err(io_err(&p.run_dir))?;
+                let (r, w) = sys::pipe().map_err(io_err(&p.run_dir))?;
+                let w =
+                    tokio::net::unix::pipe::Sender::from_owned_fd(w).map_err(io_err(&p.run_dir))?;
                 tokio::spawn(async move {
                     let mut w = w;
                     let _ = tokio::io::copy(&mut src, &mut w).await;
                 });
-                Some(OwnedFd::from(r))
+                Some(r)
             }
             None => None,
         };
@@ -483,8 +483,9 @@ impl Backend for LinuxBackend {
         let pids = self
             .spawn_monitor(&p.run_dir, stdin_fd)
             .map_err(|e| match e {
-                RuntimeError::Instantiate { reason, .. } => RuntimeError::Instantiate {
+                RuntimeError::Instantiate { reason, .. } => RuntimeError::Start {
                     name: run.name.clone(),
+                    image: run.image.clone(),
                     reason,
                 },
                 e => e,

@@ -21,7 +21,7 @@ use crate::api::stream::StdStream;
 use chrono::Utc;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
 
 /// How the monitor reports back to ketchd: one JSON line on its stdout.
@@ -117,16 +117,6 @@ struct Running {
     err: OwnedFd,
 }
 
-fn pipe() -> Result<(OwnedFd, OwnedFd), String> {
-    let mut fds = [0 as RawFd; 2];
-    // SAFETY: fds has room for two descriptors.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(format!("pipe: {}", io::Error::last_os_error()));
-    }
-    // SAFETY: the kernel just gave us both descriptors.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
-}
-
 fn start(run_dir: &Path, cfg: &MonitorConfig) -> Result<Running, String> {
     sys::unshare(libc::CLONE_NEWNS).map_err(|e| format!("mount namespace: {e}"))?;
     // Receive the host's mount events, but send none back.
@@ -161,8 +151,8 @@ fn start(run_dir: &Path, cfg: &MonitorConfig) -> Result<Running, String> {
     if !cfg.workdir.is_empty() {
         make_workdir(&rootfs, &cfg.workdir);
     }
-    let (out_r, out_w) = pipe()?;
-    let (err_r, err_w) = pipe()?;
+    let (out_r, out_w) = sys::pipe().map_err(|e| format!("pipe: {e}"))?;
+    let (err_r, err_w) = sys::pipe().map_err(|e| format!("pipe: {e}"))?;
     let stdin: OwnedFd = if cfg.stdin {
         // ketchd handed us the container's stdin as our own.
         // SAFETY: dup of our fd 0 gives a new descriptor we own.

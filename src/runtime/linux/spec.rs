@@ -7,6 +7,8 @@ use crate::runtime::{RunSpec, RuntimeError};
 use oci_spec::runtime::Spec;
 use serde_json::{json, Value};
 
+const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 /// Docker's default capability set.
 pub const DEFAULT_CAPS: &[&str] = &[
     "CAP_CHOWN",
@@ -205,7 +207,11 @@ fn seccomp(caps: &[String]) -> Value {
 /// Build the spec. `rootfs` is relative to the bundle directory.
 pub fn build(run: &RunSpec, p: &LinuxProgram, rootfs: &str) -> Result<Spec, RuntimeError> {
     let caps = capabilities(&p.cap_add, &p.cap_drop)?;
-    let env: Vec<String> = run.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let mut env: Vec<String> = run.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    // As Docker: an image without a PATH gets the usual one.
+    if !run.env.iter().any(|(k, _)| k == "PATH") {
+        env.push(DEFAULT_PATH.into());
+    }
     let cwd = if run.workdir.is_empty() {
         "/".to_string()
     } else {

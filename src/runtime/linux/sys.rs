@@ -42,6 +42,17 @@ pub fn pidfd_send_signal(fd: RawFd, sig: i32) -> io::Result<()> {
     .map(drop)
 }
 
+/// A pipe (read end, write end), both close-on-exec.
+pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as RawFd; 2];
+    // SAFETY: fds has room for two descriptors.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just gave us both descriptors.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
 /// The start time of a process (clock ticks since boot), to tell it from a
 /// later process with the same pid.
 pub fn start_time(pid: i32) -> Option<u64> {

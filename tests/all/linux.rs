@@ -1,0 +1,411 @@
+//! Linux containers end to end: a busybox image built FROM scratch, run in
+//! namespaces with cgroup limits, through the CLI and the API. These need
+//! root (CI is root); elsewhere each test says why it is skipped.
+
+use crate::common::*;
+use std::path::Path;
+use std::time::Duration;
+
+macro_rules! need_linux {
+    () => {
+        if let Some(why) = linux_unavailable() {
+            eprintln!("skipped: Linux containers need {why}");
+            return;
+        }
+    };
+}
+
+fn daemon() -> TestDaemon {
+    let d = TestDaemon::start();
+    busybox_image(&d);
+    d
+}
+
+#[test]
+fn linux_run_isolation_and_options() {
+    need_linux!();
+    let d = daemon();
+    // Exit code, pid namespace, hostname (the short id), loopback only.
+    let r = d.ketch(&[
+        "run",
+        "--name",
+        "iso",
+        "busybox",
+        "sh",
+        "-c",
+        "echo pid=$$; hostname; ip -o link | wc -l; exit 3",
+    ]);
+    assert_eq!(r.code, 3, "{r:?}", r = r.stderr);
+    let id = d.ketch(&["inspect", "-f", "{{.Id}}", "iso"]).ok();
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(lines, ["pid=1", &id.trim()[..12], "1"], "{}", r.stdout);
+    assert_eq!(
+        d.ketch(&["inspect", "-f", "{{.Platform}}", "iso"])
+            .ok()
+            .trim(),
+        format!(
+            "linux/{}",
+            if cfg!(target_arch = "aarch64") {
+                "arm64"
+            } else {
+                "amd64"
+            }
+        )
+    );
+
+    let out = d
+        .ketch(&[
+            "run",
+            "--rm",
+            "--hostname",
+            "box",
+            "-e",
+            "GREETING=hi",
+            "--user",
+            "nobody",
+            "-w",
+            "/made/here",
+            "busybox",
+            "sh",
+            "-c",
+            "hostname; echo $GREETING; id -u; pwd",
+        ])
+        .ok();
+    assert_eq!(out, "box\nhi\n65534\n/made/here\n");
+
+    // Read-only root, tmpfs, capabilities and the seccomp filter.
+    let r = d.ketch(&[
+        "run",
+        "--rm",
+        "--read-only",
+        "--tmpfs",
+        "/scratch",
+        "busybox",
+        "sh",
+        "-c",
+        "touch /scratch/ok && echo tmpfs-ok; touch /x",
+    ]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stdout.contains("tmpfs-ok") && r.stderr.contains("Read-only file system"),
+        "{r:?}",
+        r = r.stderr
+    );
+    let out = d
+        .ketch(&[
+            "run",
+            "--rm",
+            "--cap-drop",
+            "ALL",
+            "busybox",
+            "grep",
+            "CapEff",
+            "/proc/self/status",
+        ])
+        .ok();
+    assert!(out.contains("0000000000000000"), "{out}");
+    let r = d.ketch(&[
+        "run", "--rm", "busybox", "mount", "-t", "tmpfs", "x", "/mnt",
+    ]);
+    assert_ne!(r.code, 0, "mount must be refused: {}", r.stdout);
+    let out = d
+        .ketch(&["run", "--rm", "busybox", "cat", "/proc/self/status"])
+        .ok();
+    assert!(out.contains("NoNewPrivs:\t1"), "{out}");
+
+    // Bind mounts, read-write and read-only.
+    let host = d.dir.path().join("share");
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::write(host.join("in.txt"), "from host\n").unwrap();
+    let rw = format!("{}:/data", host.display());
+    let out = d
+        .ketch(&[
+            "run",
+            "--rm",
+            "-v",
+            &rw,
+            "busybox",
+            "sh",
+            "-c",
+            "cat /data/in.txt; echo back > /data/out.txt",
+        ])
+        .ok();
+    assert_eq!(out, "from host\n");
+    assert_eq!(
+        std::fs::read_to_string(host.join("out.txt")).unwrap(),
+        "back\n"
+    );
+    let ro = format!("{}:/data:ro", host.display());
+    let r = d.ketch(&["run", "--rm", "-v", &ro, "busybox", "touch", "/data/nope"]);
+    assert_ne!(r.code, 0);
+    assert!(!host.join("nope").exists());
+
+    // A missing command is a clear error naming it.
+    let r = d.ketch(&["run", "--rm", "busybox", "no-such-cmd"]);
+    assert_eq!(r.code, 125);
+    assert!(r.stderr.contains("no-such-cmd"), "{}", r.stderr);
+    // Bad options are refused at create.
+    let r = d.ketch(&["create", "--cap-add", "bogus", "busybox"]);
+    assert!(r.code != 0 && r.stderr.contains("bogus"), "{}", r.stderr);
+    let r = d.ketch(&["create", "--network", "nosuchnet", "busybox"]);
+    assert!(
+        r.code != 0 && r.stderr.contains("nosuchnet"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn linux_limits_pause_and_stats() {
+    need_linux!();
+    let d = daemon();
+    // Over --memory: the kernel's OOM killer ends it with 137.
+    let r = d.ketch(&[
+        "run",
+        "--name",
+        "oom",
+        "--memory",
+        "32m",
+        "busybox",
+        "sh",
+        "-c",
+        "head -c 256m /dev/zero | tail > /dev/null",
+    ]);
+    assert_eq!(r.code, 137, "{}", r.stderr);
+    assert_eq!(
+        d.ketch(&[
+            "inspect",
+            "-f",
+            "{{.State.OOMKilled}} {{.State.ExitCode}}",
+            "oom"
+        ])
+        .ok(),
+        "true 137\n"
+    );
+    // --pids-limit stops a fork storm.
+    let out = d
+        .ketch(&[
+            "run",
+            "--rm",
+            "--pids-limit",
+            "10",
+            "busybox",
+            "sh",
+            "-c",
+            "for i in $(seq 40); do sleep 5 & done 2>&1 | tail -1; echo survived",
+        ])
+        .ok();
+    assert!(out.contains("survived"), "{out}");
+
+    d.ketch(&[
+        "run",
+        "-d",
+        "--name",
+        "busy",
+        "--memory",
+        "64m",
+        "--cpus",
+        "0.5",
+        "busybox",
+        "sh",
+        "-c",
+        "trap 'echo bye; exit 0' TERM; i=0; while true; do i=$((i+1)); echo n $i; sleep 0.1; done",
+    ])
+    .ok();
+    d.eventually(10, "output", || {
+        d.ketch(&["logs", "busy"]).stdout.lines().count() >= 3
+    });
+    let (code, _, body) = d.http("GET", "/containers/busy/stats?stream=false", "");
+    assert_eq!(code, 200, "{body}");
+    let s: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(s["memory_stats"]["usage"].as_u64().unwrap() > 0, "{body}");
+    assert_eq!(
+        s["memory_stats"]["limit"].as_u64(),
+        Some(64 << 20),
+        "{body}"
+    );
+    assert!(s["pids_stats"]["current"].as_u64().unwrap() >= 1, "{body}");
+    assert!(
+        s["cpu_stats"]["cpu_usage"]["total_usage"].as_u64().unwrap() > 0,
+        "{body}"
+    );
+
+    // Paused: the freezer holds it, so its output stops.
+    d.ketch(&["pause", "busy"]).ok();
+    assert_eq!(d.state("busy"), "paused");
+    std::thread::sleep(Duration::from_millis(300));
+    let before = d.ketch(&["logs", "busy"]).stdout.lines().count();
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(d.ketch(&["logs", "busy"]).stdout.lines().count(), before);
+    d.ketch(&["unpause", "busy"]).ok();
+    d.eventually(10, "output after unpause", || {
+        d.ketch(&["logs", "busy"]).stdout.lines().count() > before
+    });
+    // stop delivers SIGTERM; the trap exits 0.
+    d.ketch(&["stop", "busy"]).ok();
+    assert_eq!(
+        d.ketch(&["inspect", "-f", "{{.State.ExitCode}}", "busy"])
+            .ok(),
+        "0\n"
+    );
+    assert!(d.ketch(&["logs", "busy"]).stdout.contains("bye"));
+    // kill -s delivers any signal.
+    d.ketch(&[
+        "run",
+        "-d",
+        "--name",
+        "sig",
+        "busybox",
+        "sh",
+        "-c",
+        "trap 'echo got-usr1' USR1; while true; do sleep 0.1; done",
+    ])
+    .ok();
+    std::thread::sleep(Duration::from_millis(300));
+    d.ketch(&["kill", "-s", "USR1", "sig"]).ok();
+    d.eventually(10, "USR1 handled", || {
+        d.ketch(&["logs", "sig"]).stdout.contains("got-usr1")
+    });
+    assert_eq!(d.state("sig"), "running");
+    d.ketch(&["kill", "sig"]).ok();
+    assert_eq!(
+        d.ketch(&["inspect", "-f", "{{.State.ExitCode}}", "sig"])
+            .ok(),
+        "137\n"
+    );
+}
+
+#[test]
+fn linux_containers_survive_a_ketchd_restart() {
+    need_linux!();
+    let mut d = daemon();
+    d.ketch(&[
+        "run",
+        "-d",
+        "--name",
+        "tick",
+        "busybox",
+        "sh",
+        "-c",
+        "i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.1; done",
+    ])
+    .ok();
+    d.ketch(&[
+        "run",
+        "-d",
+        "--name",
+        "short",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 1; exit 7",
+    ])
+    .ok();
+    d.eventually(10, "ticks", || {
+        d.ketch(&["logs", "tick"]).stdout.contains("tick 2")
+    });
+    d.crash_and_restart();
+    // Still running, and its log still grows.
+    assert_eq!(d.state("tick"), "running");
+    let n = d.ketch(&["logs", "tick"]).stdout.lines().count();
+    d.eventually(10, "more ticks", || {
+        d.ketch(&["logs", "tick"]).stdout.lines().count() > n + 3
+    });
+    // logs -f follows the container after the restart.
+    let follow = d
+        .ketch_cmd(&["logs", "-f", "--tail", "0", "tick"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    // The exit while ketchd was down (or after) is reported as it was.
+    d.eventually(10, "short exited", || d.state("short") == "exited");
+    assert_eq!(
+        d.ketch(&["inspect", "-f", "{{.State.ExitCode}}", "short"])
+            .ok(),
+        "7\n"
+    );
+    d.ketch(&["stop", "-t", "1", "tick"]).ok();
+    let out = follow.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines().filter(|l| l.starts_with("tick ")).count() >= 3,
+        "{text}"
+    );
+    assert_eq!(d.state("tick"), "exited");
+    // And it can start again.
+    d.ketch(&["start", "tick"]).ok();
+    assert_eq!(d.state("tick"), "running");
+}
+
+/// Processes of this daemon's containers, cgroups, mounts and runtime state.
+fn leftovers(d: &TestDaemon, ids: &[String]) -> Vec<String> {
+    let mut found = Vec::new();
+    let root = d.root().display().to_string();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            if cmd.contains("monitor") && cmd.contains(&root) {
+                found.push(format!(
+                    "monitor process {}",
+                    e.file_name().to_string_lossy()
+                ));
+            }
+        }
+    }
+    for id in ids {
+        for ctl in ["memory", "pids", "freezer", "cpu"] {
+            let v1 = format!("/sys/fs/cgroup/{ctl}/ketch/{id}");
+            if Path::new(&v1).exists() {
+                found.push(v1);
+            }
+        }
+        let v2 = format!("/sys/fs/cgroup/ketch/{id}");
+        if Path::new(&v2).exists() {
+            found.push(v2);
+        }
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    found.extend(
+        mounts
+            .lines()
+            .filter(|l| l.contains(&root))
+            .map(String::from),
+    );
+    if let Ok(rd) = std::fs::read_dir(d.root().join("runtime")) {
+        found.extend(rd.flatten().map(|e| e.path().display().to_string()));
+    }
+    found
+}
+
+#[test]
+fn linux_containers_leave_nothing_behind() {
+    need_linux!();
+    let d = daemon();
+    let mut ids = Vec::new();
+    d.ketch(&["run", "--rm", "busybox", "true"]).ok();
+    for name in ["la", "lb"] {
+        let id = d
+            .ketch(&[
+                "run", "-d", "--name", name, "--memory", "32m", "busybox", "sleep", "100",
+            ])
+            .ok();
+        ids.push(id.trim().to_string());
+    }
+    d.ketch(&["run", "--name", "lc", "busybox", "sh", "-c", "exit 2"]);
+    ids.push(
+        d.ketch(&["inspect", "-f", "{{.Id}}", "lc"])
+            .ok()
+            .trim()
+            .to_string(),
+    );
+    d.ketch(&["stop", "-t", "0", "la"]).ok();
+    d.ketch(&["rm", "-f", "la", "lb", "lc"]).ok();
+    let mut left = Vec::new();
+    d.eventually(10, "cleanup", || {
+        left = leftovers(&d, &ids);
+        left.is_empty()
+    });
+    assert!(left.is_empty(), "{left:?}");
+    assert!(d.ketch(&["ps", "-aq"]).ok().is_empty());
+}
