@@ -157,6 +157,21 @@ fn host_name() -> String {
 }
 
 impl Engine {
+    /// Decide that (image, entry) is a Linux program, and remember it.
+    pub(super) fn linux_entry(
+        &self,
+        img: &Image,
+        image_name: &str,
+        key: (Digest, String),
+    ) -> Result<String, EngineError> {
+        self.linux.backend(image_name)?;
+        self.linux_entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key);
+        Ok(platform(img))
+    }
+
     /// Everything the Linux backend needs to run this container; unpacks
     /// the image's layers on first use.
     pub(super) async fn linux_program(

@@ -154,6 +154,9 @@ pub struct Engine {
     /// (image id, in-image path) -> module digest, so a warm run does not
     /// read the image's layers again.
     modules: Mutex<HashMap<(Digest, String), Digest>>,
+    /// (image id, in-image path) found not to be Wasm: a Linux program,
+    /// so a warm create does not scan the image's layers again.
+    linux_entries: Mutex<std::collections::HashSet<(Digest, String)>>,
 }
 
 /// What `wait` waits for.
@@ -195,6 +198,7 @@ impl Engine {
             #[cfg(all(feature = "linux", target_os = "linux"))]
             linux,
             modules: Mutex::new(HashMap::new()),
+            linux_entries: Mutex::new(Default::default()),
         });
         engine.reconcile().await?;
         Ok(engine)
@@ -488,6 +492,16 @@ impl Engine {
             }
         }
         let _ = known;
+        let key = (img.id.clone(), path.clone());
+        #[cfg(all(feature = "linux", target_os = "linux"))]
+        if self
+            .linux_entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&key)
+        {
+            return Ok(linux::platform(img));
+        }
         let images = self.images.clone();
         let manifest = img.manifest.clone();
         let p = path.clone();
@@ -510,8 +524,7 @@ impl Engine {
             // A Linux container looks its command up on its PATH.
             #[cfg(all(feature = "linux", target_os = "linux"))]
             {
-                self.linux.backend(&image_name)?;
-                return Ok(linux::platform(img));
+                return self.linux_entry(img, &image_name, key);
             }
             #[allow(unreachable_code)]
             return Err(EngineError::InvalidArgument(format!("image {image_name}: entrypoint {path} not found in the image, and this ketchd has no Linux container backend to look it up on a PATH")));
@@ -534,8 +547,7 @@ impl Engine {
         let _ = bytes;
         #[cfg(all(feature = "linux", target_os = "linux"))]
         {
-            self.linux.backend(&image_name)?;
-            return Ok(linux::platform(img));
+            return self.linux_entry(img, &image_name, key);
         }
         #[allow(unreachable_code)]
         Err(self.no_backend(&image_name))

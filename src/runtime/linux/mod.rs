@@ -247,6 +247,17 @@ impl LinuxBackend {
     /// processes, cgroup and libcontainer state.
     pub fn cleanup(&self, id: &str) {
         let dir = self.state_root.join(id);
+        // The usual case, cheaply: the monitor removed everything.
+        let cg = cgroup_path(id);
+        let cgroup_left = ["pids", "memory", ""].iter().any(|ctl| {
+            Path::new("/sys/fs/cgroup")
+                .join(ctl)
+                .join(cg.trim_start_matches('/'))
+                .exists()
+        });
+        if !cgroup_left && !dir.exists() {
+            return;
+        }
         if let Ok(mut c) = libcontainer::container::Container::load(dir.clone()) {
             if let Err(e) = c.delete(true) {
                 tracing::warn!("cleaning up container {id}: {e}");

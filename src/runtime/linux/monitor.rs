@@ -192,7 +192,8 @@ fn start(run_dir: &Path, cfg: &MonitorConfig) -> Result<Running, String> {
         monitor_start: sys::start_time(me).unwrap_or(0),
         pid,
     };
-    crate::fsutil::write_atomic(
+    // Not fsynced: after a machine crash there is no container to find.
+    crate::fsutil::write_atomic_volatile(
         &run_dir.join(PIDS_FILE),
         &serde_json::to_vec(&pids).unwrap_or_default(),
     )
@@ -378,7 +379,7 @@ fn finish(run_dir: &Path, cfg: &MonitorConfig, code: i64) {
         error,
         finished_at: Utc::now(),
     };
-    let _ = crate::fsutil::write_atomic(
+    let _ = crate::fsutil::write_atomic_volatile(
         &run_dir.join(EXIT_FILE),
         &serde_json::to_vec(&rec).unwrap_or_default(),
     );
