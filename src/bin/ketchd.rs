@@ -25,8 +25,8 @@ struct Args {
 }
 
 fn main() {
-    // `ketchd monitor DIR`: a Linux container's monitor. It must fork
-    // before any thread exists, so it is dispatched before anything else.
+    // `ketchd monitor DIR` (a Linux container's monitor) and `ketchd exec`
+    // fork before any thread exists, so they are dispatched before anything.
     #[cfg(all(feature = "linux", target_os = "linux"))]
     {
         let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
@@ -34,6 +34,12 @@ fn main() {
             std::process::exit(ketch::runtime::linux::monitor::main(std::path::Path::new(
                 &argv[2],
             )));
+        }
+        // `ketchd exec REQUEST`: one exec in a running Linux container.
+        if argv.len() == 3 && argv[1] == "exec" {
+            std::process::exit(ketch::runtime::linux::exec::main(
+                &argv[2].to_string_lossy(),
+            ));
         }
     }
     let args = Args::parse();

@@ -41,6 +41,8 @@ pub enum Command {
     Run(commands::run::RunArgs),
     /// Create a new container
     Create(commands::run::RunArgs),
+    /// Run a command in a running Linux container
+    Exec(commands::exec::Args),
     /// Start one or more stopped containers
     Start(commands::start::Args),
     /// Stop one or more running containers
@@ -65,6 +67,8 @@ pub enum Command {
     Rm(commands::lifecycle::RmArgs),
     /// List port mappings or a specific mapping for the container
     Port(commands::port::Args),
+    /// Display the running processes of a container
+    Top(commands::top::Args),
     /// Display a live stream of container(s) resource usage statistics
     Stats(commands::stats::Args),
     /// Download an image from a registry
@@ -141,6 +145,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Run(a) => commands::run::run(&client, a, false).await,
         Create(a) => commands::run::run(&client, a, true).await,
         Start(a) => commands::start::run(&client, a).await,
+        Exec(a) => commands::exec::run(&client, a).await,
         Stop(a) => commands::lifecycle::stop(&client, a, "stop").await,
         Restart(a) => commands::lifecycle::stop(&client, a, "restart").await,
         Kill(a) => commands::lifecycle::kill(&client, a).await,
@@ -153,6 +158,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Rm(a) => commands::lifecycle::rm(&client, a).await,
         Port(a) => commands::port::run(&client, a).await,
         Stats(a) => commands::stats::run(&client, a).await,
+        Top(a) => commands::top::run(&client, a).await,
         Pull(a) => commands::registry::pull(&client, a).await,
         Push(a) => commands::registry::push(&client, a).await,
         Login(a) => commands::registry::login(&client, a).await,

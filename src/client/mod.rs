@@ -170,13 +170,22 @@ impl Client {
             .is_ok()
     }
 
-    /// Upgrade `POST path` to a raw stream (attach).
+    /// Upgrade `POST path` (with a JSON `body`, or none) to a raw stream
+    /// (attach, exec start).
     pub async fn upgrade(
         &self,
         path: &str,
+        body: Option<&serde_json::Value>,
     ) -> Result<TokioIo<hyper::upgrade::Upgraded>, ClientError> {
         let mut s = self.connect().await?;
-        let mut req = Self::request(Method::POST, path, Bytes::new(), None);
+        let (data, ctype) = match body {
+            Some(b) => (
+                Bytes::from(serde_json::to_vec(b).expect("serialises")),
+                Some("application/json"),
+            ),
+            None => (Bytes::new(), None),
+        };
+        let mut req = Self::request(Method::POST, path, data, ctype);
         req.headers_mut()
             .insert("connection", "Upgrade".parse().expect("header"));
         req.headers_mut()

@@ -180,7 +180,7 @@ pub fn wait(engine: &Arc<Engine>, id: &str, q: &Query) -> Resp {
     resp
 }
 
-fn frame(tty: bool, stream: StdStream, data: &[u8]) -> Bytes {
+pub(super) fn frame(tty: bool, stream: StdStream, data: &[u8]) -> Bytes {
     if tty {
         Bytes::copy_from_slice(data)
     } else {

@@ -4,6 +4,8 @@
 
 mod containers;
 pub mod error;
+#[cfg(all(feature = "linux", target_os = "linux"))]
+mod exec;
 pub mod http;
 mod images;
 mod registry;
@@ -167,6 +169,20 @@ async fn dispatch(engine: Arc<Engine>, req: Request<Incoming>) -> Resp {
         (&Method::POST, ["containers", id, "attach"]) => {
             containers::attach(&engine, id, &q, req).await
         }
+        #[cfg(all(feature = "linux", target_os = "linux"))]
+        (&Method::POST, ["containers", id, "exec"]) => {
+            exec::create(&engine, id, req.into_body()).await
+        }
+        #[cfg(all(feature = "linux", target_os = "linux"))]
+        (&Method::POST, ["exec", id, "start"]) => exec::start(&engine, id, req).await,
+        #[cfg(all(feature = "linux", target_os = "linux"))]
+        (&Method::GET, ["exec", id, "json"]) => exec::inspect(&engine, id),
+        #[cfg(all(feature = "linux", target_os = "linux"))]
+        (&Method::POST, ["exec", id, "resize"]) => exec::resize(&engine, id),
+        (&Method::GET, ["containers", id, "top"]) => match engine.top(id) {
+            Ok(pids) => http::json(StatusCode::OK, &crate::engine::view::top(&pids)),
+            Err(e) => http::error(&e),
+        },
         (&Method::GET, ["containers", id, "stats"]) => containers::stats(&engine, id, &q).await,
         (&Method::POST, ["containers", id, "wait"]) => containers::wait(&engine, id, &q),
         (&Method::POST, ["containers", id, action]) => {

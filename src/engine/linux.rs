@@ -94,7 +94,7 @@ pub(super) fn validate(hc: &HostConfig) -> Result<(), EngineError> {
 
 /// Resolve `--user` (name, uid, `uid:gid`, `name:group`) against the
 /// image's `/etc/passwd` and `/etc/group`.
-fn resolve_user(
+pub(super) fn resolve_user(
     engine: &Engine,
     img: &Image,
     user: &str,

@@ -5,6 +5,8 @@
 pub mod error;
 pub mod events;
 #[cfg(all(feature = "linux", target_os = "linux"))]
+pub mod exec;
+#[cfg(all(feature = "linux", target_os = "linux"))]
 mod linux;
 pub mod logs;
 pub mod record;
@@ -157,6 +159,8 @@ pub struct Engine {
     /// (image id, in-image path) found not to be Wasm: a Linux program,
     /// so a warm create does not scan the image's layers again.
     linux_entries: Mutex<std::collections::HashSet<(Digest, String)>>,
+    #[cfg(all(feature = "linux", target_os = "linux"))]
+    execs: Mutex<HashMap<String, Arc<exec::Exec>>>,
 }
 
 /// What `wait` waits for.
@@ -199,6 +203,8 @@ impl Engine {
             linux,
             modules: Mutex::new(HashMap::new()),
             linux_entries: Mutex::new(Default::default()),
+            #[cfg(all(feature = "linux", target_os = "linux"))]
+            execs: Mutex::new(HashMap::new()),
         });
         engine.reconcile().await?;
         Ok(engine)
@@ -1001,6 +1007,10 @@ impl Engine {
         #[cfg(all(feature = "linux", target_os = "linux"))]
         if linux::is_linux(&rec) {
             self.cleanup_linux(&rec);
+            self.execs
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .retain(|_, e| e.container != rec.id);
         }
         let _ = rec;
         // Rename first (atomic): a crash mid-delete leaves a tombstone that
@@ -1042,6 +1052,30 @@ impl Engine {
         let c = self.lookup(name)?;
         let stats = self.control(&c).map(|ctl| ctl.stats());
         Ok((c.record(), stats))
+    }
+
+    /// `GET /containers/{id}/top`: the host pids of a running container's
+    /// processes.
+    pub fn top(&self, name: &str) -> Result<Vec<i32>, EngineError> {
+        let c = self.lookup(name)?;
+        let rec = c.record();
+        if !matches!(rec.state.status, Status::Running | Status::Paused) {
+            return Err(EngineError::Conflict(format!(
+                "container {} is not running",
+                rec.name
+            )));
+        }
+        let ctl = self.control(&c).ok_or_else(|| {
+            EngineError::Conflict(format!("container {} is not running", rec.name))
+        })?;
+        let pids = ctl.pids();
+        if pids.is_empty() {
+            return Err(EngineError::InvalidArgument(format!(
+                "container {}: a Wasm container has no processes to list (its instance runs inside ketchd)",
+                rec.name
+            )));
+        }
+        Ok(pids)
     }
 
     /// `POST /containers/{id}/wait`: resolves to the exit code. Subscribes

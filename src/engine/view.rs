@@ -382,6 +382,81 @@ fn host_memory() -> Option<u64> {
     Some(kb * 1024)
 }
 
+/// `top`: the processes of a container as `ps -ef` shows them (Docker's
+/// default titles), read from `/proc`.
+pub fn top(pids: &[i32]) -> serde_json::Value {
+    // SAFETY: sysconf has no preconditions.
+    let hz = (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).max(1) as u64;
+    let boot = std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("btime ")?.trim().parse::<i64>().ok())
+        })
+        .unwrap_or(0);
+    let mut rows = Vec::new();
+    for &pid in pids {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some(close) = stat.rfind(')') else {
+            continue;
+        };
+        let comm = stat[stat.find('(').map_or(0, |i| i + 1)..close].to_string();
+        let f: Vec<&str> = stat[close + 2..].split(' ').collect();
+        let num = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        let ppid = num(1);
+        let cpu_secs = (num(11) + num(12)) / hz;
+        let start = boot + (num(19) / hz) as i64;
+        let uid = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|s| {
+                s.lines().find_map(|l| {
+                    l.strip_prefix("Uid:")?
+                        .split_whitespace()
+                        .next()
+                        .map(String::from)
+                })
+            })
+            .unwrap_or_default();
+        let cmd = std::fs::read(format!("/proc/{pid}/cmdline"))
+            .map(|c| {
+                c.split(|&b| b == 0)
+                    .filter(|a| !a.is_empty())
+                    .map(|a| String::from_utf8_lossy(a).into_owned())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .unwrap_or_default();
+        let stime = chrono::DateTime::from_timestamp(start, 0)
+            .map(|t| t.format("%H:%M").to_string())
+            .unwrap_or_default();
+        rows.push(vec![
+            if uid == "0" { "root".to_string() } else { uid },
+            pid.to_string(),
+            ppid.to_string(),
+            "0".to_string(),
+            stime,
+            "?".to_string(),
+            format!(
+                "{:02}:{:02}:{:02}",
+                cpu_secs / 3600,
+                cpu_secs / 60 % 60,
+                cpu_secs % 60
+            ),
+            if cmd.is_empty() {
+                format!("[{comm}]")
+            } else {
+                cmd
+            },
+        ]);
+    }
+    serde_json::json!({
+        "Titles": ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"],
+        "Processes": rows,
+    })
+}
+
 /// The host's total CPU time in nanoseconds (`/proc/stat`, all cpus).
 pub fn system_cpu_ns() -> Option<u64> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;

@@ -133,6 +133,11 @@ pub trait Control: Send + Sync {
     fn pause(&self);
     fn resume(&self);
     fn stats(&self) -> RuntimeStats;
+    /// Host pids of the container's processes (empty: it has none, as a
+    /// Wasm instance runs inside ketchd).
+    fn pids(&self) -> Vec<i32> {
+        Vec::new()
+    }
 }
 
 pub struct Started {

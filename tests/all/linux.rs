@@ -276,6 +276,89 @@ fn linux_limits_pause_and_stats() {
 }
 
 #[test]
+fn linux_exec_joins_the_container() {
+    need_linux!();
+    let d = daemon();
+    d.ketch(&[
+        "run",
+        "-d",
+        "--name",
+        "host",
+        "--hostname",
+        "inside",
+        "-e",
+        "FROM_RUN=1",
+        "busybox",
+        "sh",
+        "-c",
+        "mkdir -p /work && echo made > /work/f && sleep 100",
+    ])
+    .ok();
+    d.eventually(10, "file", || {
+        d.ketch(&["exec", "host", "cat", "/work/f"]).stdout == "made\n"
+    });
+    // Its namespaces, filesystem, env; the exit code comes back.
+    let r = d.ketch(&[
+        "exec",
+        "-e",
+        "X=y",
+        "host",
+        "sh",
+        "-c",
+        "echo pid=$$; hostname; ip -o link | wc -l; echo $FROM_RUN$X; echo err >&2; exit 5",
+    ]);
+    assert_eq!(r.code, 5, "{}", r.stderr);
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert!(
+        lines[0] != "pid=1" && lines[0].starts_with("pid="),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(&lines[1..], ["inside", "1", "1y"], "{}", r.stdout);
+    assert_eq!(r.stderr, "err\n");
+    // stdin, user and working directory.
+    let r = d.ketch_stdin(
+        &[
+            "exec",
+            "-i",
+            "-u",
+            "nobody",
+            "-w",
+            "/work",
+            "host",
+            "sh",
+            "-c",
+            "read x; echo $x $(id -u) $(pwd)",
+        ],
+        b"hello\n",
+    );
+    assert_eq!(r.stdout, "hello 65534 /work\n", "{}", r.stderr);
+    // A missing command is 127 with its name; a stopped container is refused.
+    let r = d.ketch(&["exec", "host", "no-such-cmd"]);
+    assert_eq!(r.code, 127);
+    assert!(r.stderr.contains("no-such-cmd"), "{}", r.stderr);
+    d.ketch(&["exec", "-d", "host", "sleep", "1"]).ok();
+    // The processes are in the container's cgroup, reaped: no zombies.
+    let ps = d.ketch(&["exec", "host", "ps", "-o", "pid,stat,comm"]).ok();
+    assert!(!ps.lines().any(|l| l.contains(" Z ")), "{ps}");
+    let top = d.ketch(&["top", "host"]).ok();
+    assert!(top.contains("sleep 100") && top.contains("PID"), "{top}");
+    d.ketch(&["stop", "-t", "0", "host"]).ok();
+    let r = d.ketch(&["exec", "host", "true"]);
+    assert!(
+        r.code != 0 && r.stderr.contains("not running"),
+        "{}",
+        r.stderr
+    );
+    // Wasm containers have nothing to exec into.
+    d.wat_image("spin", SPIN_WAT);
+    d.ketch(&["run", "-d", "--name", "wasm1", "spin"]).ok();
+    let r = d.ketch(&["exec", "wasm1", "true"]);
+    assert!(r.code != 0 && r.stderr.contains("Wasm"), "{}", r.stderr);
+    d.ketch(&["rm", "-f", "wasm1"]).ok();
+}
+
+#[test]
 fn linux_containers_survive_a_ketchd_restart() {
     need_linux!();
     let mut d = daemon();

@@ -3,6 +3,7 @@
 pub mod archive;
 pub mod build;
 pub mod events;
+pub mod exec;
 pub mod images;
 pub mod inspect;
 pub mod lifecycle;
@@ -15,6 +16,7 @@ pub mod run;
 pub mod start;
 pub mod stats;
 pub mod system;
+pub mod top;
 
 /// Percent-encode a path segment or query value.
 pub fn enc(s: &str) -> String {

@@ -64,7 +64,7 @@ pub async fn attach_and_start(
         "/containers/{id}/attach?stream=1&stdout=1&stderr=1{}",
         if stdin { "&stdin=1" } else { "" }
     );
-    let io = c.upgrade(&q).await?;
+    let io = c.upgrade(&q, None).await?;
     let (mut rd, mut wr) = tokio::io::split(io);
     // The wait is registered (its headers received) before start is sent.
     let wait_resp = c
@@ -100,6 +100,18 @@ pub async fn attach_and_start(
     if start {
         c.post(&format!("/containers/{id}/start")).await?;
     }
+    copy_output(&mut rd, tty).await?;
+    // A trap's message reached stderr through the log stream already.
+    let w = waiter.await.context("wait task")??;
+    Ok(w.status_code as i32)
+}
+
+/// Copy an attached stream to stdout and stderr until it ends: raw with a
+/// TTY, else demultiplexed from its 8-byte frames.
+pub async fn copy_output(
+    rd: &mut (impl tokio::io::AsyncRead + Unpin),
+    tty: bool,
+) -> anyhow::Result<()> {
     let mut out = tokio::io::stdout();
     let mut err = tokio::io::stderr();
     let mut dec = Decoder::default();
@@ -128,7 +140,5 @@ pub async fn attach_and_start(
             }
         }
     }
-    // A trap's message reached stderr through the log stream already.
-    let w = waiter.await.context("wait task")??;
-    Ok(w.status_code as i32)
+    Ok(())
 }

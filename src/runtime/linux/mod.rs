@@ -10,6 +10,7 @@
 //! a ketchd restart, [`LinuxBackend::reattach`] picks the same container up
 //! again from `pids.json`, or its exit from `exit.json`.
 
+pub mod exec;
 pub mod monitor;
 pub mod spec;
 pub mod sys;
@@ -287,6 +288,19 @@ impl LinuxBackend {
         let _ = m.remove();
     }
 
+    /// The command that runs `req` inside its container (see [`exec`]).
+    pub fn exec_command(&self, req: &exec::ExecRequest) -> tokio::process::Command {
+        let mut c = tokio::process::Command::new(&self.monitor_exe);
+        c.arg("exec")
+            .arg(serde_json::to_string(req).expect("serialises"))
+            .kill_on_drop(false);
+        c
+    }
+
+    pub fn state_root(&self) -> &Path {
+        &self.state_root
+    }
+
     /// Pick up a container whose monitor outlived a ketchd restart.
     pub fn reattach(
         &self,
@@ -544,15 +558,6 @@ impl LinuxControl {
             }
         }
     }
-
-    /// Processes in the container's cgroup, as host pids.
-    pub fn pids(&self) -> Vec<i32> {
-        use libcgroups::common::CgroupManager;
-        self.cgroup()
-            .and_then(|m| m.get_all_pids().ok())
-            .map(|v| v.into_iter().map(|p| p.as_raw()).collect())
-            .unwrap_or_else(|| vec![self.pid])
-    }
 }
 
 impl Control for LinuxControl {
@@ -568,6 +573,14 @@ impl Control for LinuxControl {
         self.init
             .as_ref()
             .is_some_and(|fd| sys::pidfd_send_signal(fd.as_raw_fd(), sig).is_ok())
+    }
+
+    fn pids(&self) -> Vec<i32> {
+        use libcgroups::common::CgroupManager;
+        self.cgroup()
+            .and_then(|m| m.get_all_pids().ok())
+            .map(|v| v.into_iter().map(|p| p.as_raw()).collect())
+            .unwrap_or_else(|| vec![self.pid])
     }
 
     fn pause(&self) {

@@ -131,6 +131,21 @@ fn start(run_dir: &Path, cfg: &MonitorConfig) -> Result<Running, String> {
     if cfg.network == NetworkMode::None {
         sys::unshare(libc::CLONE_NEWNET).map_err(|e| format!("network namespace: {e}"))?;
         sys::loopback_up().map_err(|e| format!("bringing lo up: {e}"))?;
+        // Name it in the spec, so an exec joins it too (the init is
+        // already in it).
+        let spec = cfg.bundle.join("config.json");
+        let mut v: serde_json::Value = std::fs::read(&spec)
+            .ok()
+            .and_then(|d| serde_json::from_slice(&d).ok())
+            .ok_or_else(|| format!("cannot read {}", spec.display()))?;
+        if let Some(ns) = v["linux"]["namespaces"].as_array_mut() {
+            ns.push(serde_json::json!({
+                "type": "network",
+                "path": format!("/proc/{}/ns/net", std::process::id()),
+            }));
+        }
+        crate::fsutil::write_atomic_volatile(&spec, &serde_json::to_vec(&v).unwrap_or_default())
+            .map_err(|e| format!("writing {}: {e}", spec.display()))?;
     }
     let rootfs = cfg.bundle.join("rootfs");
     // overlayfs lists the top layer first.

@@ -1,0 +1,93 @@
+//! `exec [-i] [-t] [-d] [-e] [-w] [-u] CONTAINER CMD...`: run a command in a
+//! running Linux container; exits with the command's exit code.
+
+use super::enc;
+use crate::api::types::{ExecConfig, ExecInspect, IdResponse};
+use crate::client::Client;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[derive(clap::Args, Debug)]
+#[command(trailing_var_arg = true)]
+pub struct Args {
+    /// Keep STDIN open and send it to the command
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// Raw output (no stream framing); no pseudo-terminal is allocated
+    #[arg(short, long)]
+    pub tty: bool,
+    /// Run the command in the background
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Set environment variables
+    #[arg(short, long = "env")]
+    pub env: Vec<String>,
+    /// Working directory inside the container
+    #[arg(short, long)]
+    pub workdir: Option<String>,
+    /// User name or uid, with an optional group (name|uid[:group|gid])
+    #[arg(short, long)]
+    pub user: Option<String>,
+    /// The container, then the command and its arguments
+    #[arg(required = true, num_args = 2.., allow_hyphen_values = true)]
+    pub container_and_cmd: Vec<String>,
+}
+
+pub async fn run(c: &Client, a: Args) -> anyhow::Result<i32> {
+    let container = &a.container_and_cmd[0];
+    let cfg = ExecConfig {
+        attach_stdin: a.interactive && !a.detach,
+        attach_stdout: !a.detach,
+        attach_stderr: !a.detach,
+        tty: a.tty,
+        env: Some(a.env.clone()),
+        cmd: Some(a.container_and_cmd[1..].to_vec()),
+        working_dir: a.workdir.clone().unwrap_or_default(),
+        user: a.user.clone().unwrap_or_default(),
+        privileged: false,
+    };
+    let created: IdResponse = c
+        .post_json(&format!("/containers/{}/exec", enc(container)), &cfg)
+        .await?;
+    let start = serde_json::json!({"Detach": a.detach, "Tty": a.tty});
+    if a.detach {
+        let r = c
+            .send(
+                hyper::Method::POST,
+                &format!("/exec/{}/start", created.id),
+                bytes::Bytes::from(start.to_string()),
+                Some("application/json"),
+            )
+            .await?;
+        if !r.status().is_success() {
+            anyhow::bail!("exec in {container} failed to start: {}", r.status());
+        }
+        return Ok(0);
+    }
+    let io = c
+        .upgrade(&format!("/exec/{}/start", created.id), Some(&start))
+        .await?;
+    let (mut rd, mut wr) = tokio::io::split(io);
+    if a.interactive {
+        tokio::spawn(async move {
+            let mut input = tokio::io::stdin();
+            let mut buf = vec![0u8; 16 * 1024];
+            loop {
+                match input.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if wr.write_all(&buf[..n]).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+            let _ = wr.shutdown().await;
+            std::future::pending::<()>().await;
+        });
+    } else {
+        drop(wr);
+    }
+    super::start::copy_output(&mut rd, a.tty).await?;
+    let info: ExecInspect = c.get_json(&format!("/exec/{}/json", created.id)).await?;
+    Ok(info.exit_code.unwrap_or(0) as i32)
+}

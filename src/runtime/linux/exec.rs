@@ -1,0 +1,90 @@
+//! `exec` in a running Linux container. Joining a container's namespaces
+//! takes a fork, which the multi-threaded daemon must not do, so ketchd
+//! spawns `ketchd exec REQUEST-JSON` with the exec's stdio as its own. That
+//! helper joins the container with libcontainer's tenant builder (the
+//! container's namespaces, including the network namespace its monitor
+//! made, its cgroup, capabilities and seccomp filter), waits for the
+//! process and exits with its status.
+
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::PathBuf;
+
+/// Exit status when the process could not be started (as Docker's 126).
+pub const EXIT_CANNOT_EXEC: i32 = 126;
+/// Exit status when the command was not found (as Docker's 127).
+pub const EXIT_NOT_FOUND: i32 = 127;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ExecRequest {
+    pub id: String,
+    pub state_root: PathBuf,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub cwd: Option<String>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+}
+
+/// Entry point of `ketchd exec REQUEST`. Must run before any other thread
+/// exists in the process: libcontainer forks.
+pub fn main(arg: &str) -> i32 {
+    let fail = |code: i32, msg: String| {
+        let _ = writeln!(std::io::stderr(), "ketch exec: {msg}");
+        code
+    };
+    let req: ExecRequest = match serde_json::from_str(arg) {
+        Ok(r) => r,
+        Err(e) => return fail(EXIT_CANNOT_EXEC, format!("bad request: {e}")),
+    };
+    // SAFETY: a plain prctl; the exec'd process ends up our grandchild.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    use libcontainer::container::builder::ContainerBuilder;
+    use libcontainer::syscall::syscall::SyscallType;
+    let env: HashMap<String, String> = req.env.iter().cloned().collect();
+    let built = ContainerBuilder::new(req.id.clone(), SyscallType::default())
+        .with_root_path(&req.state_root)
+        .and_then(|b| {
+            b.as_tenant()
+                .with_container_args(req.args.clone())
+                .with_env(env)
+                .with_cwd(req.cwd.as_ref().map(PathBuf::from))
+                .with_user(req.uid)
+                .with_group(req.gid)
+                .with_detach(true)
+                .build()
+        });
+    let pid = match built {
+        Ok(pid) => pid.as_raw(),
+        Err(e) => {
+            let msg = e.to_string();
+            let code = if msg.contains("not found") {
+                EXIT_NOT_FOUND
+            } else {
+                EXIT_CANNOT_EXEC
+            };
+            let cmd = req.args.first().cloned().unwrap_or_default();
+            // Reap what libcontainer started before it failed, so nothing
+            // is left as a zombie in the container.
+            // SAFETY: status is a valid out pointer; -1 = any child.
+            while unsafe { libc::waitpid(-1, &mut 0, 0) } > 0 {}
+            return fail(code, format!("cannot run {cmd:?}: {msg}"));
+        }
+    };
+    loop {
+        let mut status = 0;
+        // SAFETY: status is a valid out pointer.
+        let reaped = unsafe { libc::waitpid(-1, &mut status, 0) };
+        if reaped < 0 {
+            return fail(EXIT_CANNOT_EXEC, "lost the exec'd process".into());
+        }
+        if reaped == pid {
+            return if libc::WIFEXITED(status) {
+                libc::WEXITSTATUS(status)
+            } else {
+                128 + libc::WTERMSIG(status)
+            };
+        }
+    }
+}
