@@ -262,7 +262,26 @@ impl Engine {
             .as_deref()
             .and_then(signal::number)
             .unwrap_or(libc::SIGTERM);
-        backend.reattach(rec.id.as_str(), &c.dir.join("run"), c.log.clone(), stop)
+        let ports = crate::model::ports::from_api(
+            &rec.state
+                .ports
+                .iter()
+                .map(|(k, v)| {
+                    let list = v.iter().map(|b| (b.host_ip.clone(), b.host_port.clone()));
+                    (k.clone(), list.collect())
+                })
+                .collect(),
+            &[],
+            false,
+        )
+        .unwrap_or_default();
+        backend.reattach(
+            rec.id.as_str(),
+            &c.dir.join("run"),
+            c.log.clone(),
+            stop,
+            ports,
+        )
     }
 
     /// Whatever a Linux container may have left behind (a killed monitor's

@@ -152,3 +152,58 @@ pub trait Backend: Send + Sync {
     fn name(&self) -> &'static str;
     fn start(&self, spec: RunSpec) -> Result<Started, RuntimeError>;
 }
+
+/// Queued connections per published port.
+const BACKLOG: u32 = 1024;
+
+/// Listen on every published port (host port 0 picks one); the mappings
+/// come back with their actual ports. A port in use fails with the
+/// address named. Only TCP: `udp` is refused with `no_udp`.
+pub(crate) fn bind_ports(
+    name: &str,
+    wanted: Vec<PortMapping>,
+    no_udp: &str,
+) -> Result<Vec<(PortMapping, tokio::net::TcpListener)>, RuntimeError> {
+    let mut out = Vec::with_capacity(wanted.len());
+    for m in wanted {
+        let fail = |reason: String| RuntimeError::Publish {
+            name: name.to_string(),
+            port: format!("{}/{}", m.container_port, m.proto.as_str()),
+            reason,
+        };
+        if m.proto != Proto::Tcp {
+            return Err(fail(no_udp.into()));
+        }
+        let addr = std::net::SocketAddr::new(m.host_ip, m.host_port);
+        let listener = listen(addr).map_err(|e| {
+            fail(if e.kind() == std::io::ErrorKind::AddrInUse {
+                format!("{addr} is already in use")
+            } else {
+                format!("cannot listen on {addr}: {e}")
+            })
+        })?;
+        let local = listener
+            .local_addr()
+            .map_err(|e| fail(format!("{addr}: {e}")))?;
+        out.push((
+            PortMapping {
+                host_port: local.port(),
+                ..m
+            },
+            listener,
+        ));
+    }
+    Ok(out)
+}
+
+fn listen(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // Rebinding right after a stop must not trip over TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
+}

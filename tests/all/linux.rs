@@ -384,10 +384,47 @@ fn linux_containers_survive_a_ketchd_restart() {
         "sleep 1; exit 7",
     ])
     .ok();
+    // A web server on a published port (a userland proxy into its
+    // network namespace).
+    let port = free_port();
+    let publish = format!("127.0.0.1:{port}:80");
+    d.ketch(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "-p",
+        &publish,
+        "busybox",
+        "sh",
+        "-c",
+        "mkdir -p /www && echo hello-web > /www/index.html && exec httpd -f -p 80 -h /www",
+    ])
+    .ok();
+    let served = || {
+        let (code, body) = fetch(port, "GET", "/index.html", b"");
+        code == 200 && body.contains("hello-web")
+    };
+    d.eventually(10, "web server", served);
+    assert_eq!(
+        d.ketch(&["port", "web"]).ok(),
+        format!("80/tcp -> 127.0.0.1:{port}\n")
+    );
+    // A second container can't take the same port.
+    let r = d.ketch(&[
+        "run", "-d", "--name", "web2", "-p", &publish, "busybox", "sleep", "5",
+    ]);
+    assert!(
+        r.code != 0 && r.stderr.contains("already in use"),
+        "{}",
+        r.stderr
+    );
     d.eventually(10, "ticks", || {
         d.ketch(&["logs", "tick"]).stdout.contains("tick 2")
     });
     d.crash_and_restart();
+    // The port is served again by the new ketchd.
+    d.eventually(10, "web server after the restart", served);
     // Still running, and its log still grows.
     assert_eq!(d.state("tick"), "running");
     let n = d.ketch(&["logs", "tick"]).stdout.lines().count();

@@ -12,6 +12,7 @@
 
 pub mod exec;
 pub mod monitor;
+mod proxy;
 pub mod spec;
 pub mod sys;
 
@@ -308,6 +309,7 @@ impl LinuxBackend {
         run_dir: &Path,
         output: Arc<dyn OutputSink>,
         stop_signal: i32,
+        ports: Vec<crate::runtime::PortMapping>,
     ) -> Reattached {
         if let Some(st) = read_exit(run_dir) {
             return Reattached::Exited(st.0, st.1);
@@ -330,6 +332,12 @@ impl LinuxBackend {
         };
         let init = sys::pidfd_open(pids.pid).ok();
         output.relay_from_end();
+        // The published ports were ketchd's sockets: listen again.
+        let bound = proxy::bind(id, ports).unwrap_or_else(|e| {
+            tracing::warn!("container {id}: {e}");
+            Vec::new()
+        });
+        let proxies = proxy::serve(bound, netns_of(&pids));
         Reattached::Running(self.started(
             id,
             run_dir,
@@ -338,6 +346,7 @@ impl LinuxBackend {
             init,
             output,
             stop_signal,
+            proxies,
         ))
     }
 
@@ -351,6 +360,7 @@ impl LinuxBackend {
         init: Option<OwnedFd>,
         output: Arc<dyn OutputSink>,
         stop_signal: i32,
+        proxies: Vec<tokio::task::JoinHandle<()>>,
     ) -> Started {
         let (tx, rx) = oneshot::channel();
         let control = Arc::new(LinuxControl {
@@ -359,13 +369,24 @@ impl LinuxBackend {
             init,
             stop_signal,
         });
-        tokio::spawn(watch(run_dir.to_path_buf(), monitor, output, tx));
+        let run_dir = run_dir.to_path_buf();
+        tokio::spawn(async move {
+            watch(run_dir, monitor, output, tx).await;
+            for p in proxies {
+                p.abort();
+            }
+        });
         Started {
             control,
             exit: rx,
             ports: Vec::new(),
         }
     }
+}
+
+/// The container's network namespace: its monitor's.
+fn netns_of(pids: &Pids) -> PathBuf {
+    PathBuf::from(format!("/proc/{}/ns/net", pids.monitor))
 }
 
 fn read_exit(run_dir: &Path) -> Option<(ExitStatus, DateTime<Utc>)> {
@@ -446,12 +467,12 @@ impl Backend for LinuxBackend {
                 "a Wasm program in the Linux backend".into(),
             ));
         };
-        if !run.ports.is_empty() {
-            return Err(RuntimeError::Unsupported(format!(
-                "publishing ports of Linux container {} (use --network host)",
-                run.name
-            )));
-        }
+        // With the host's network the container's ports are the host's:
+        // nothing to publish (Docker ignores -p there too).
+        let bound = match p.network {
+            NetworkMode::Host => Vec::new(),
+            NetworkMode::None => proxy::bind(&run.name, run.ports.clone())?,
+        };
         let _ = std::fs::remove_dir_all(&p.run_dir);
         // A leftover libcontainer state from an earlier run of the same id.
         let _ = std::fs::remove_dir_all(self.state_root.join(&p.id));
@@ -519,7 +540,9 @@ impl Backend for LinuxBackend {
         // reaped by its monitor, which then records the exit and ends.
         let monitor = sys::pidfd_open(pids.monitor).ok();
         let init = sys::pidfd_open(pids.pid).ok();
-        Ok(self.started(
+        let ports = bound.iter().map(|(m, _)| *m).collect();
+        let proxies = proxy::serve(bound, netns_of(&pids));
+        let mut started = self.started(
             &p.id,
             &p.run_dir,
             pids,
@@ -527,7 +550,10 @@ impl Backend for LinuxBackend {
             init,
             run.output.clone(),
             p.stop_signal,
-        ))
+            proxies,
+        );
+        started.ports = ports;
+        Ok(started)
     }
 }
 

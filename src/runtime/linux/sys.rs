@@ -101,6 +101,12 @@ pub fn unshare(flags: libc::c_int) -> io::Result<()> {
     check(unsafe { libc::unshare(flags) } as libc::c_long).map(drop)
 }
 
+/// Move the calling thread into the namespace open at `fd`.
+pub fn setns(fd: RawFd, kind: libc::c_int) -> io::Result<()> {
+    // SAFETY: integer arguments; fd is an open namespace file.
+    check(unsafe { libc::setns(fd, kind) } as libc::c_long).map(drop)
+}
+
 /// Bring the loopback interface of the current network namespace up.
 pub fn loopback_up() -> io::Result<()> {
     // SAFETY: a plain socket call.

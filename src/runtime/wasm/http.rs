@@ -30,11 +30,11 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -51,8 +51,6 @@ use wasmtime_wasi_http::{
 
 /// The container port a function answers on when the image exposes none.
 pub const DEFAULT_PORT: u16 = 80;
-/// Pending connections per listener.
-const BACKLOG: u32 = 1024;
 /// A client gets this long to send a request's headers (slowloris guard).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -237,48 +235,7 @@ fn bind(spec: &RunSpec) -> Result<Vec<(PortMapping, TcpListener)>, RuntimeError>
     } else {
         spec.ports.clone()
     };
-    let mut out = Vec::with_capacity(wanted.len());
-    for m in wanted {
-        let fail = |reason: String| RuntimeError::Publish {
-            name: spec.name.clone(),
-            port: format!("{}/{}", m.container_port, m.proto.as_str()),
-            reason,
-        };
-        if m.proto != Proto::Tcp {
-            return Err(fail("a function serves HTTP over TCP only".into()));
-        }
-        let addr = SocketAddr::new(m.host_ip, m.host_port);
-        let listener = listen(addr).map_err(|e| {
-            fail(if e.kind() == std::io::ErrorKind::AddrInUse {
-                format!("{addr} is already in use")
-            } else {
-                format!("cannot listen on {addr}: {e}")
-            })
-        })?;
-        let local = listener
-            .local_addr()
-            .map_err(|e| fail(format!("{addr}: {e}")))?;
-        out.push((
-            PortMapping {
-                host_port: local.port(),
-                ..m
-            },
-            listener,
-        ));
-    }
-    Ok(out)
-}
-
-fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
-    // Rebinding right after a stop must not trip over TIME_WAIT.
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    socket.listen(BACKLOG)
+    crate::runtime::bind_ports(&spec.name, wanted, "a function serves HTTP over TCP only")
 }
 
 fn plain(status: StatusCode, msg: String) -> Response<Body> {
