@@ -67,6 +67,11 @@ pub enum Command {
     Rm(commands::lifecycle::RmArgs),
     /// List port mappings or a specific mapping for the container
     Port(commands::port::Args),
+    /// Manage volumes
+    Volume {
+        #[command(subcommand)]
+        cmd: commands::volume::Cmd,
+    },
     /// Display the running processes of a container
     Top(commands::top::Args),
     /// Display a live stream of container(s) resource usage statistics
@@ -159,6 +164,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Port(a) => commands::port::run(&client, a).await,
         Stats(a) => commands::stats::run(&client, a).await,
         Top(a) => commands::top::run(&client, a).await,
+        Volume { cmd } => commands::volume::run(&client, cmd).await,
         Pull(a) => commands::registry::pull(&client, a).await,
         Push(a) => commands::registry::push(&client, a).await,
         Login(a) => commands::registry::login(&client, a).await,

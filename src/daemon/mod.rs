@@ -10,6 +10,7 @@ pub mod http;
 mod images;
 mod registry;
 mod system;
+mod volumes;
 
 use crate::engine::Engine;
 use http::{error_msg, Resp};
@@ -160,6 +161,11 @@ async fn dispatch(engine: Arc<Engine>, req: Request<Incoming>) -> Resp {
             StatusCode::OK,
             &serde_json::json!({"CachesDeleted": [], "SpaceReclaimed": 0}),
         ),
+        (&Method::POST, ["volumes", "create"]) => volumes::create(&engine, req.into_body()).await,
+        (&Method::POST, ["volumes", "prune"]) => volumes::prune(&engine, &q),
+        (&Method::GET, ["volumes"]) => volumes::list(&engine),
+        (&Method::GET, ["volumes", name]) => volumes::inspect(&engine, name),
+        (&Method::DELETE, ["volumes", name]) => volumes::remove(&engine, name, &q),
         (&Method::POST, ["containers", "create"]) => {
             containers::create(&engine, &q, req.into_body()).await
         }

@@ -11,6 +11,7 @@ mod linux;
 pub mod logs;
 pub mod record;
 pub mod view;
+pub mod volumes;
 
 pub use error::EngineError;
 pub use record::{Record, StateRecord};
@@ -148,6 +149,7 @@ pub struct Engine {
     pub images: Arc<ImageStore>,
     pub registry: Arc<Registry>,
     pub events: events::Events,
+    pub volumes: volumes::Volumes,
     containers: RwLock<Table>,
     #[cfg(feature = "wasm")]
     wasm: Arc<WasmBackend>,
@@ -196,6 +198,7 @@ impl Engine {
             images,
             registry,
             events: events::Events::default(),
+            volumes: volumes::Volumes::open(&root.join("volumes"))?,
             containers: RwLock::new(Table::default()),
             #[cfg(feature = "wasm")]
             wasm,
@@ -370,8 +373,9 @@ impl Engine {
         name: Option<&str>,
         req: ContainerCreateRequest,
     ) -> Result<Record, EngineError> {
-        let host_config = req.host_config.unwrap_or_default();
-        validate_host_config(&host_config)?;
+        let mut host_config = req.host_config.unwrap_or_default();
+        self.prepare_volumes(&mut host_config)?;
+        validate_host_config(&host_config, &self.volumes)?;
         let name = match name.filter(|n| !n.is_empty()) {
             Some(n) => {
                 let n = n.strip_prefix('/').unwrap_or(n);
@@ -465,6 +469,45 @@ impl Engine {
         self.register(rec.clone(), dir);
         self.event(&rec, "create", &[]);
         Ok(rec)
+    }
+
+    /// Make the volumes a create request names (as Docker does), and give
+    /// `-v /path` an anonymous one, recorded by name in its binds.
+    fn prepare_volumes(&self, hc: &mut HostConfig) -> Result<(), EngineError> {
+        let ensure = |name: Option<&str>| -> Result<String, EngineError> {
+            let existed = name.is_some_and(|n| self.volumes.get(n).is_ok());
+            let v = self.volumes.create(name, BTreeMap::new(), name.is_none())?;
+            if !existed {
+                self.events
+                    .emit("volume", "create", &v.name, &[("driver", "local")]);
+            }
+            Ok(v.name)
+        };
+        for b in hc.binds.iter_mut().flatten() {
+            let parts: Vec<&str> = b.split(':').collect();
+            match parts.as_slice() {
+                [guest] if guest.starts_with('/') => {
+                    let name = ensure(None)?;
+                    *b = format!("{name}:{guest}");
+                }
+                [src, ..] => {
+                    if let Some(n) = volumes::named(src) {
+                        ensure(Some(n))?;
+                    }
+                }
+                [] => {}
+            }
+        }
+        for m in hc.mounts.iter_mut().flatten() {
+            if m.kind == "volume" {
+                m.source = ensure(
+                    Some(&m.source)
+                        .filter(|s| !s.is_empty())
+                        .map(|s| s.as_str()),
+                )?;
+            }
+        }
+        Ok(())
     }
 
     fn unused_name(&self) -> String {
@@ -691,7 +734,7 @@ impl Engine {
             argv: rec.argv(),
             env: parse_env(rec.config.env.as_deref().unwrap_or_default()),
             workdir: rec.config.working_dir.clone(),
-            grants: grants(&rec.host_config)?,
+            grants: grants(&rec.host_config, &self.volumes)?,
             memory_limit: (rec.host_config.memory > 0).then_some(rec.host_config.memory as u64),
             stdin,
             output: c.log.clone(),
@@ -1149,7 +1192,7 @@ fn entry_path(entry: &str, workdir: &str) -> String {
     }
 }
 
-fn validate_host_config(hc: &HostConfig) -> Result<(), EngineError> {
+fn validate_host_config(hc: &HostConfig, volumes: &volumes::Volumes) -> Result<(), EngineError> {
     if hc.memory < 0 {
         return Err(EngineError::InvalidArgument(format!(
             "invalid memory limit {}",
@@ -1178,7 +1221,7 @@ fn validate_host_config(hc: &HostConfig) -> Result<(), EngineError> {
             "maximum retry count cannot be used with restart policy other than on-failure".into(),
         ));
     }
-    grants(hc)?;
+    grants(hc, volumes)?;
     http_options(hc)?;
     Ok(())
 }
@@ -1217,10 +1260,10 @@ fn http_options(hc: &HostConfig) -> Result<HttpOptions, EngineError> {
         .map_err(EngineError::InvalidArgument)
 }
 
-/// `-v host:guest[:ro]` and `--mount type=bind` into directory grants.
-/// Host paths must be absolute existing directories; named volumes arrive
-/// with the Linux backend.
-fn grants(hc: &HostConfig) -> Result<Vec<Grant>, EngineError> {
+/// `-v host:guest[:ro]`, `-v volume:guest[:ro]` and `--mount
+/// type=bind|volume` into directory grants. Host paths must be absolute
+/// existing directories; volumes exist by now (made at create).
+fn grants(hc: &HostConfig, volumes: &volumes::Volumes) -> Result<Vec<Grant>, EngineError> {
     let mut out = Vec::new();
     for b in hc.binds.iter().flatten() {
         let parts: Vec<&str> = b.split(':').collect();
@@ -1245,18 +1288,30 @@ fn grants(hc: &HostConfig) -> Result<Vec<Grant>, EngineError> {
                 )))
             }
         };
-        out.push(grant(host, guest, read_only)?);
+        out.push(grant(&source_path(host, volumes)?, guest, read_only)?);
     }
     for m in hc.mounts.iter().flatten() {
-        if m.kind != "bind" {
+        if m.kind != "bind" && m.kind != "volume" {
             return Err(EngineError::InvalidArgument(format!(
-                "mount type {:?} for {} is not supported yet: use a bind mount",
+                "mount type {:?} for {} is not supported yet: use a bind mount or a volume",
                 m.kind, m.target
             )));
         }
-        out.push(grant(&m.source, &m.target, m.read_only)?);
+        out.push(grant(
+            &source_path(&m.source, volumes)?,
+            &m.target,
+            m.read_only,
+        )?);
     }
     Ok(out)
+}
+
+/// A bind source: a host path, or the data directory of a named volume.
+fn source_path(source: &str, volumes: &volumes::Volumes) -> Result<String, EngineError> {
+    match volumes::named(source) {
+        Some(name) => Ok(volumes.data_path(name)?.display().to_string()),
+        None => Ok(source.to_string()),
+    }
 }
 
 fn grant(host: &str, guest: &str, read_only: bool) -> Result<Grant, EngineError> {

@@ -140,6 +140,31 @@ fn linux_run_isolation_and_options() {
     assert_ne!(r.code, 0);
     assert!(!host.join("nope").exists());
 
+    // A named volume keeps its data from one container to the next.
+    d.ketch(&[
+        "run",
+        "--rm",
+        "-v",
+        "shared:/vol",
+        "busybox",
+        "sh",
+        "-c",
+        "echo kept > /vol/f",
+    ])
+    .ok();
+    let out = d
+        .ketch(&[
+            "run",
+            "--rm",
+            "-v",
+            "shared:/vol:ro",
+            "busybox",
+            "cat",
+            "/vol/f",
+        ])
+        .ok();
+    assert_eq!(out, "kept\n");
+
     // A missing command is a clear error naming it.
     let r = d.ketch(&["run", "--rm", "busybox", "no-such-cmd"]);
     assert_eq!(r.code, 125);

@@ -210,3 +210,75 @@ fn entrypoint_workdir_and_env_file_flags() {
     assert_eq!(r.code, 125);
     assert!(r.stderr.contains("/nope.wasm"), "{}", r.stderr);
 }
+
+#[test]
+fn named_volumes_outlive_their_containers() {
+    let d = TestDaemon::start();
+    example_image(&d, "volume");
+    assert_eq!(
+        d.ketch(&["volume", "create", "--label", "team=a", "visits"])
+            .ok(),
+        "visits\n"
+    );
+    // A volume used by name keeps its data across containers.
+    for n in 1..=2 {
+        let out = d
+            .ketch(&["run", "--rm", "-v", "visits:/data", "volume"])
+            .ok();
+        assert!(out.contains(&format!("has {n} visits")), "{out}");
+    }
+    // Named on first use, as Docker does; and an anonymous one for -v /path.
+    d.ketch(&[
+        "run",
+        "--name",
+        "user",
+        "-v",
+        "auto:/data",
+        "-v",
+        "/scratch",
+        "volume",
+    ])
+    .ok();
+    let ls = d.ketch(&["volume", "ls", "-q"]).ok();
+    assert!(ls.contains("visits\n") && ls.contains("auto\n"), "{ls}");
+    assert_eq!(ls.lines().count(), 3, "{ls}");
+    let info: serde_json::Value =
+        serde_json::from_str(&d.ketch(&["volume", "inspect", "visits"]).ok()).unwrap();
+    assert_eq!(info[0]["Labels"]["team"], "a");
+    assert_eq!(info[0]["Driver"], "local");
+    let data = std::path::Path::new(info[0]["Mountpoint"].as_str().unwrap());
+    assert_eq!(
+        std::fs::read_to_string(data.join("visits.txt")).unwrap(),
+        "visit\nvisit\n"
+    );
+    // In use: refused, naming the container; prune leaves it alone.
+    let r = d.ketch(&["volume", "rm", "auto"]);
+    assert!(r.code != 0 && r.stderr.contains("in use"), "{}", r.stderr);
+    d.ketch(&["volume", "prune", "-a", "-f"]).ok();
+    let ls = d.ketch(&["volume", "ls", "-q"]).ok();
+    assert!(!ls.contains("visits") && ls.contains("auto\n"), "{ls}");
+    assert_eq!(
+        ls.lines().count(),
+        2,
+        "the anonymous one is in use too: {ls}"
+    );
+    // Once unused, a plain prune removes anonymous volumes only.
+    d.ketch(&["rm", "user"]).ok();
+    d.ketch(&["volume", "prune", "-f"]).ok();
+    assert_eq!(d.ketch(&["volume", "ls", "-q"]).ok(), "auto\n");
+    d.ketch(&["volume", "rm", "auto"]).ok();
+    assert_eq!(d.ketch(&["volume", "ls", "-q"]).ok(), "");
+    let r = d.ketch(&["volume", "rm", "nosuch"]);
+    assert!(
+        r.code != 0 && r.stderr.contains("no such volume"),
+        "{}",
+        r.stderr
+    );
+    d.ketch(&["volume", "rm", "-f", "nosuch"]).ok();
+    let r = d.ketch(&["volume", "create", "../evil"]);
+    assert!(
+        r.code != 0 && r.stderr.contains("invalid characters"),
+        "{}",
+        r.stderr
+    );
+}

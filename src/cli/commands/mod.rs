@@ -17,6 +17,7 @@ pub mod start;
 pub mod stats;
 pub mod system;
 pub mod top;
+pub mod volume;
 
 /// Percent-encode a path segment or query value.
 pub fn enc(s: &str) -> String {

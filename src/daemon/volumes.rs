@@ -1,0 +1,90 @@
+//! Volume endpoints.
+
+use super::http::{empty, error, json, read_json, Query, Resp};
+use super::MAX_JSON_BODY;
+use crate::engine::Engine;
+use hyper::body::Incoming;
+use hyper::StatusCode;
+use std::collections::BTreeMap;
+
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct CreateRequest {
+    name: String,
+    driver: String,
+    driver_opts: Option<BTreeMap<String, String>>,
+    labels: Option<BTreeMap<String, String>>,
+}
+
+pub async fn create(engine: &Engine, body: Incoming) -> Resp {
+    let req: CreateRequest = match read_json(body, MAX_JSON_BODY).await {
+        Ok(r) => r,
+        Err(e) => return error(&e),
+    };
+    if !req.driver.is_empty() && req.driver != "local" {
+        return super::http::error_msg(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "volume driver {:?} is not supported: only local",
+                req.driver
+            ),
+        );
+    }
+    if req.driver_opts.as_ref().is_some_and(|o| !o.is_empty()) {
+        return super::http::error_msg(
+            StatusCode::BAD_REQUEST,
+            "volume driver options are not supported",
+        );
+    }
+    let name = Some(req.name.as_str()).filter(|n| !n.is_empty());
+    let existed = name.is_some_and(|n| engine.volumes.get(n).is_ok());
+    match engine
+        .volumes
+        .create(name, req.labels.unwrap_or_default(), false)
+    {
+        Ok(v) => {
+            if !existed {
+                engine
+                    .events
+                    .emit("volume", "create", &v.name, &[("driver", "local")]);
+            }
+            json(StatusCode::CREATED, &v)
+        }
+        Err(e) => error(&e),
+    }
+}
+
+pub fn list(engine: &Engine) -> Resp {
+    json(
+        StatusCode::OK,
+        &serde_json::json!({"Volumes": engine.volumes.list(), "Warnings": []}),
+    )
+}
+
+pub fn inspect(engine: &Engine, name: &str) -> Resp {
+    match engine.volumes.get(name) {
+        Ok(v) => json(StatusCode::OK, &v),
+        Err(e) => error(&e),
+    }
+}
+
+pub fn remove(engine: &Engine, name: &str, q: &Query) -> Resp {
+    match engine.volume_remove(name, q.flag("force")) {
+        Ok(()) => empty(StatusCode::NO_CONTENT),
+        Err(e) => error(&e),
+    }
+}
+
+/// `POST /volumes/prune?filters={"all":["true"]}`.
+pub fn prune(engine: &Engine, q: &Query) -> Resp {
+    let all = q
+        .get("filters")
+        .and_then(|f| super::containers::parse_filters(f).ok())
+        .and_then(|f| f.get("all").cloned())
+        .is_some_and(|v| v.iter().any(|x| x == "true" || x == "1"));
+    let (gone, freed) = engine.volume_prune(all);
+    json(
+        StatusCode::OK,
+        &serde_json::json!({"VolumesDeleted": gone, "SpaceReclaimed": freed}),
+    )
+}
