@@ -35,6 +35,11 @@ fn main() {
                 &argv[2],
             )));
         }
+        // `ketchd cp MODE PID PATH`: a copy to or from a Linux container.
+        if argv.len() == 5 && argv[1] == "cp" {
+            let s = |i: usize| argv[i].to_string_lossy().into_owned();
+            std::process::exit(ketch::runtime::linux::copy::main(&s(2), &s(3), &s(4)));
+        }
         // `ketchd exec REQUEST`: one exec in a running Linux container.
         if argv.len() == 3 && argv[1] == "exec" {
             std::process::exit(ketch::runtime::linux::exec::main(

@@ -72,6 +72,8 @@ pub enum Command {
         #[command(subcommand)]
         cmd: commands::volume::Cmd,
     },
+    /// Copy files between a running Linux container and the local filesystem
+    Cp(commands::cp::Args),
     /// Display the running processes of a container
     Top(commands::top::Args),
     /// Display a live stream of container(s) resource usage statistics
@@ -164,6 +166,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Port(a) => commands::port::run(&client, a).await,
         Stats(a) => commands::stats::run(&client, a).await,
         Top(a) => commands::top::run(&client, a).await,
+        Cp(a) => commands::cp::run(&client, a).await,
         Volume { cmd } => commands::volume::run(&client, cmd).await,
         Pull(a) => commands::registry::pull(&client, a).await,
         Push(a) => commands::registry::push(&client, a).await,

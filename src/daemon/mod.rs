@@ -2,6 +2,8 @@
 //! parse, call the engine, render. Errors become status codes in
 //! [`error::status_of`] only.
 
+#[cfg(all(feature = "linux", target_os = "linux"))]
+mod archive;
 mod containers;
 pub mod error;
 #[cfg(all(feature = "linux", target_os = "linux"))]
@@ -185,6 +187,14 @@ async fn dispatch(engine: Arc<Engine>, req: Request<Incoming>) -> Resp {
         (&Method::GET, ["exec", id, "json"]) => exec::inspect(&engine, id),
         #[cfg(all(feature = "linux", target_os = "linux"))]
         (&Method::POST, ["exec", id, "resize"]) => exec::resize(&engine, id),
+        #[cfg(all(feature = "linux", target_os = "linux"))]
+        (&Method::GET | &Method::HEAD, ["containers", id, "archive"]) => {
+            archive::get(&engine, id, &q, &method).await
+        }
+        #[cfg(all(feature = "linux", target_os = "linux"))]
+        (&Method::PUT, ["containers", id, "archive"]) => {
+            archive::put(&engine, id, &q, req.into_body()).await
+        }
         (&Method::GET, ["containers", id, "top"]) => match engine.top(id) {
             Ok(pids) => http::json(StatusCode::OK, &crate::engine::view::top(&pids)),
             Err(e) => http::error(&e),

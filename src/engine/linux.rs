@@ -284,6 +284,46 @@ impl Engine {
         )
     }
 
+    /// `cp`: the helper command for a running Linux container's files.
+    pub fn copy_command(
+        &self,
+        name: &str,
+        mode: &str,
+        path: &str,
+    ) -> Result<tokio::process::Command, EngineError> {
+        let c = self.lookup(name)?;
+        let rec = c.record();
+        if !is_linux(&rec) {
+            return Err(EngineError::InvalidArgument(format!(
+                "container {}: cp is not supported for Wasm containers (grant a volume instead)",
+                rec.name
+            )));
+        }
+        if !path.starts_with('/') {
+            return Err(EngineError::InvalidArgument(format!(
+                "path {path:?} in container {} must be absolute",
+                rec.name
+            )));
+        }
+        let pid = self
+            .control(&c)
+            .and_then(|ctl| ctl.pids().first().copied())
+            .filter(|_| {
+                matches!(
+                    rec.state.status,
+                    crate::model::Status::Running | crate::model::Status::Paused
+                )
+            })
+            .ok_or_else(|| {
+                EngineError::Conflict(format!(
+                    "container {} is not running: cp needs a running Linux container",
+                    rec.name
+                ))
+            })?;
+        let backend = self.linux.backend(&rec.image)?;
+        Ok(backend.copy_command(mode, pid, path))
+    }
+
     /// Whatever a Linux container may have left behind (a killed monitor's
     /// cgroup and runtime state).
     pub(super) fn cleanup_linux(&self, rec: &Record) {

@@ -368,6 +368,42 @@ fn linux_exec_joins_the_container() {
     assert!(!ps.lines().any(|l| l.contains(" Z ")), "{ps}");
     let top = d.ketch(&["top", "host"]).ok();
     assert!(top.contains("sleep 100") && top.contains("PID"), "{top}");
+    // cp out of and into the container, through its own mounts and root.
+    let local = d.dir.path().join("cp");
+    std::fs::create_dir_all(&local).unwrap();
+    let out = local.join("work-copy");
+    d.ketch(&["cp", "host:/work", out.to_str().unwrap()]).ok();
+    assert_eq!(std::fs::read_to_string(out.join("f")).unwrap(), "made\n");
+    std::fs::write(local.join("in.txt"), "from outside\n").unwrap();
+    d.ketch(&["cp", local.join("in.txt").to_str().unwrap(), "host:/work/"])
+        .ok();
+    d.ketch(&[
+        "cp",
+        local.join("in.txt").to_str().unwrap(),
+        "host:/work/renamed.txt",
+    ])
+    .ok();
+    assert_eq!(
+        d.ketch(&["exec", "host", "cat", "/work/in.txt", "/work/renamed.txt"])
+            .ok(),
+        "from outside\nfrom outside\n"
+    );
+    let r = d.ketch(&["cp", "host:/no/such", local.to_str().unwrap()]);
+    assert!(r.code != 0 && r.stderr.contains("/no/such"), "{}", r.stderr);
+    // An absolute symlink is resolved inside the container, never on the host.
+    d.ketch(&["exec", "host", "ln", "-s", "/", "/work/root"])
+        .ok();
+    d.ketch(&[
+        "cp",
+        local.join("in.txt").to_str().unwrap(),
+        "host:/work/root/etc/",
+    ])
+    .ok();
+    assert!(d
+        .ketch(&["exec", "host", "cat", "/etc/in.txt"])
+        .ok()
+        .contains("from outside"));
+    assert!(!std::path::Path::new("/etc/in.txt").exists());
     d.ketch(&["stop", "-t", "0", "host"]).ok();
     let r = d.ketch(&["exec", "host", "true"]);
     assert!(

@@ -2,6 +2,7 @@
 
 pub mod archive;
 pub mod build;
+pub mod cp;
 pub mod events;
 pub mod exec;
 pub mod images;

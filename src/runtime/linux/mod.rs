@@ -10,6 +10,7 @@
 //! a ketchd restart, [`LinuxBackend::reattach`] picks the same container up
 //! again from `pids.json`, or its exit from `exit.json`.
 
+pub mod copy;
 pub mod exec;
 pub mod monitor;
 mod proxy;
@@ -295,6 +296,14 @@ impl LinuxBackend {
         c.arg("exec")
             .arg(serde_json::to_string(req).expect("serialises"))
             .kill_on_drop(false);
+        c
+    }
+
+    /// The command that copies to or from a running container (see
+    /// [`copy`]): `mode` is `stat`, `get` or `put`.
+    pub fn copy_command(&self, mode: &str, pid: i32, path: &str) -> tokio::process::Command {
+        let mut c = tokio::process::Command::new(&self.monitor_exe);
+        c.arg("cp").arg(mode).arg(pid.to_string()).arg(path);
         c
     }
 

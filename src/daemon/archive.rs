@@ -1,0 +1,121 @@
+//! `/containers/{id}/archive`: `docker cp` for running Linux containers.
+//! The work happens in a `ketchd cp` helper inside the container's mount
+//! namespace (see `runtime::linux::copy`).
+
+use super::http::{empty, error, error_msg, stream, Query, Resp};
+use crate::engine::{Engine, EngineError};
+use base64::Engine as _;
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::{Method, StatusCode};
+use std::process::Stdio;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const STAT_HEADER: &str = "x-docker-container-path-stat";
+
+/// A helper that failed: exit 2 is a missing path (404), else its message.
+fn failed(code: Option<i32>, stderr: &[u8]) -> Resp {
+    let msg = String::from_utf8_lossy(stderr).trim().to_string();
+    let status = if code == Some(2) {
+        StatusCode::NOT_FOUND
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    error_msg(status, msg)
+}
+
+fn path_of(q: &Query) -> Result<String, EngineError> {
+    q.get("path")
+        .filter(|p| !p.is_empty())
+        .map(str::to_string)
+        .ok_or_else(|| EngineError::InvalidArgument("missing path".into()))
+}
+
+pub async fn get(engine: &Engine, id: &str, q: &Query, method: &Method) -> Resp {
+    let path = match path_of(q) {
+        Ok(p) => p,
+        Err(e) => return error(&e),
+    };
+    let out = match engine.copy_command(id, "stat", &path) {
+        Ok(mut cmd) => cmd.output().await,
+        Err(e) => return error(&e),
+    };
+    let out = match out {
+        Ok(o) => o,
+        Err(e) => return error_msg(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    if !out.status.success() {
+        return failed(out.status.code(), &out.stderr);
+    }
+    let stat = base64::engine::general_purpose::STANDARD.encode(out.stdout.trim_ascii_end());
+    if method == Method::HEAD {
+        let mut r = empty(StatusCode::OK);
+        r.headers_mut()
+            .insert(STAT_HEADER, stat.parse().expect("base64 is a header value"));
+        return r;
+    }
+    let mut child = match engine.copy_command(id, "get", &path).map(|mut c| {
+        c.stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .stdin(Stdio::null())
+            .spawn()
+    }) {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => return error_msg(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => return error(&e),
+    };
+    let (tx, mut resp) = stream("application/x-tar");
+    resp.headers_mut()
+        .insert(STAT_HEADER, stat.parse().expect("base64 is a header value"));
+    let mut stdout = child.stdout.take().expect("piped");
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match stdout.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if tx.send(Bytes::copy_from_slice(&buf[..n])).await.is_err() {
+                        let _ = child.kill().await;
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = child.wait().await;
+    });
+    resp
+}
+
+pub async fn put(engine: &Engine, id: &str, q: &Query, body: Incoming) -> Resp {
+    let path = match path_of(q) {
+        Ok(p) => p,
+        Err(e) => return error(&e),
+    };
+    let mut child = match engine.copy_command(id, "put", &path).map(|mut c| {
+        c.stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+    }) {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => return error_msg(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => return error(&e),
+    };
+    let mut stdin = child.stdin.take().expect("piped");
+    let mut body = body;
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else { break };
+        if let Some(data) = frame.data_ref() {
+            if stdin.write_all(data).await.is_err() {
+                break;
+            }
+        }
+    }
+    drop(stdin);
+    match child.wait_with_output().await {
+        Ok(o) if o.status.success() => empty(StatusCode::OK),
+        Ok(o) => failed(o.status.code(), &o.stderr),
+        Err(e) => error_msg(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}

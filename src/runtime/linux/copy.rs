@@ -1,0 +1,140 @@
+//! `cp` to and from a running Linux container. The helper `ketchd cp
+//! MODE PID PATH` enters the container's mount namespace (which needs a
+//! single-threaded process, so ketchd spawns it) and so sees exactly what
+//! the container sees: its overlay root, volumes and tmpfs mounts, with
+//! every path, symlinks included, resolved inside the container's root.
+//!
+//! - `stat`: prints the path's stat as Docker's `X-Docker-Container-Path-Stat`
+//!   JSON;
+//! - `get`: writes a tar of the path (named by its base name) to stdout;
+//! - `put`: extracts a tar from stdin into the directory PATH, with the
+//!   same checks as an image layer.
+
+use serde::Serialize;
+use std::io::Write;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+/// Docker's container path stat.
+#[derive(Serialize, Debug)]
+pub struct PathStat {
+    pub name: String,
+    pub size: i64,
+    pub mode: u32,
+    pub mtime: String,
+    #[serde(rename = "linkTarget")]
+    pub link_target: String,
+}
+
+/// Go's `os.FileMode` bits for the file type, which Docker's clients read.
+fn go_mode(m: &std::fs::Metadata) -> u32 {
+    let perm = m.mode() & 0o777;
+    let ft = m.file_type();
+    use std::os::unix::fs::FileTypeExt;
+    let kind = if ft.is_dir() {
+        1 << 31
+    } else if ft.is_symlink() {
+        1 << 27
+    } else if ft.is_fifo() {
+        1 << 25
+    } else if ft.is_socket() {
+        1 << 24
+    } else if ft.is_block_device() {
+        1 << 26
+    } else if ft.is_char_device() {
+        (1 << 26) | (1 << 21)
+    } else {
+        0
+    };
+    kind | perm
+}
+
+fn stat(path: &Path) -> std::io::Result<PathStat> {
+    let m = std::fs::symlink_metadata(path)?;
+    let mtime = chrono::DateTime::from_timestamp(m.mtime(), m.mtime_nsec() as u32)
+        .unwrap_or_default()
+        .to_rfc3339();
+    Ok(PathStat {
+        name: path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "/".into()),
+        size: m.len() as i64,
+        mode: go_mode(&m),
+        mtime,
+        link_target: std::fs::read_link(path)
+            .map(|t| t.display().to_string())
+            .unwrap_or_default(),
+    })
+}
+
+fn enter(pid: i32) -> std::io::Result<()> {
+    let ns = std::fs::File::open(format!("/proc/{pid}/ns/mnt"))?;
+    use std::os::fd::AsRawFd;
+    super::sys::setns(ns.as_raw_fd(), libc::CLONE_NEWNS)?;
+    // setns leaves the root where the namespace's is: the container's.
+    std::env::set_current_dir("/")
+}
+
+/// Entry point of `ketchd cp MODE PID PATH`. Exit status 2 means the path
+/// does not exist (a 404), 1 any other failure (its message on stderr).
+pub fn main(mode: &str, pid: &str, path: &str) -> i32 {
+    let fail = |code: i32, msg: String| {
+        let _ = writeln!(std::io::stderr(), "{msg}");
+        code
+    };
+    let Ok(pid) = pid.parse::<i32>() else {
+        return fail(1, format!("bad pid {pid:?}"));
+    };
+    if let Err(e) = enter(pid) {
+        return fail(1, format!("entering the container: {e}"));
+    }
+    let p = Path::new(path);
+    let missing = |e: std::io::Error| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            fail(2, format!("Could not find the file {path} in container"))
+        } else {
+            fail(1, format!("{path}: {e}"))
+        }
+    };
+    match mode {
+        "stat" => match stat(p) {
+            Ok(s) => {
+                println!("{}", serde_json::to_string(&s).unwrap_or_default());
+                0
+            }
+            Err(e) => missing(e),
+        },
+        "get" => {
+            let st = match stat(p) {
+                Ok(s) => s,
+                Err(e) => return missing(e),
+            };
+            let out = std::io::stdout().lock();
+            let mut b = tar::Builder::new(std::io::BufWriter::new(out));
+            b.follow_symlinks(false);
+            let r = if std::fs::symlink_metadata(p).is_ok_and(|m| m.is_dir()) {
+                b.append_dir_all(&st.name, p)
+            } else {
+                b.append_path_with_name(p, &st.name)
+            };
+            match r.and_then(|()| b.into_inner()).and_then(|mut w| w.flush()) {
+                Ok(()) => 0,
+                Err(e) => fail(1, format!("archiving {path}: {e}")),
+            }
+        }
+        "put" => {
+            match std::fs::metadata(p) {
+                Ok(m) if m.is_dir() => {}
+                Ok(_) => return fail(1, format!("extraction point {path} is not a directory")),
+                Err(e) => return missing(e),
+            }
+            let stdin = std::io::stdin().lock();
+            match crate::image::unpack::unpack_layer(stdin, u64::MAX / 1024, p) {
+                Ok(()) => 0,
+                Err(e) => fail(1, format!("extracting into {path}: {e}")),
+            }
+        }
+        other => fail(1, format!("unknown cp mode {other:?}")),
+    }
+}
