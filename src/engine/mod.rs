@@ -160,6 +160,7 @@ pub struct Engine {
     modules: Mutex<HashMap<(Digest, String), Digest>>,
     /// (image id, in-image path) found not to be Wasm: a Linux program,
     /// so a warm create does not scan the image's layers again.
+    #[cfg(all(feature = "linux", target_os = "linux"))]
     linux_entries: Mutex<std::collections::HashSet<(Digest, String)>>,
     #[cfg(all(feature = "linux", target_os = "linux"))]
     execs: Mutex<HashMap<String, Arc<exec::Exec>>>,
@@ -205,6 +206,7 @@ impl Engine {
             #[cfg(all(feature = "linux", target_os = "linux"))]
             linux,
             modules: Mutex::new(HashMap::new()),
+            #[cfg(all(feature = "linux", target_os = "linux"))]
             linux_entries: Mutex::new(Default::default()),
             #[cfg(all(feature = "linux", target_os = "linux"))]
             execs: Mutex::new(HashMap::new()),
@@ -541,6 +543,10 @@ impl Engine {
             }
         }
         let _ = known;
+        #[cfg_attr(
+            not(all(feature = "linux", target_os = "linux")),
+            allow(unused_variables)
+        )]
         let key = (img.id.clone(), path.clone());
         #[cfg(all(feature = "linux", target_os = "linux"))]
         if self

@@ -153,12 +153,14 @@ pub trait Backend: Send + Sync {
     fn start(&self, spec: RunSpec) -> Result<Started, RuntimeError>;
 }
 
+#[cfg(any(feature = "wasm", all(feature = "linux", target_os = "linux")))]
 /// Queued connections per published port.
 const BACKLOG: u32 = 1024;
 
 /// Listen on every published port (host port 0 picks one); the mappings
 /// come back with their actual ports. A port in use fails with the
 /// address named. Only TCP: `udp` is refused with `no_udp`.
+#[cfg(any(feature = "wasm", all(feature = "linux", target_os = "linux")))]
 pub(crate) fn bind_ports(
     name: &str,
     wanted: Vec<PortMapping>,
@@ -196,6 +198,7 @@ pub(crate) fn bind_ports(
     Ok(out)
 }
 
+#[cfg(any(feature = "wasm", all(feature = "linux", target_os = "linux")))]
 fn listen(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
     let socket = if addr.is_ipv4() {
         tokio::net::TcpSocket::new_v4()?

@@ -30,7 +30,7 @@ fn errors_are_json_with_docker_status_codes() {
     let (st, _, body) = d.http(
         "POST",
         "/containers/create",
-        r#"{"Image":"spin","HostConfig":{"Binds":["relative:/x"]}}"#,
+        r#"{"Image":"spin","HostConfig":{"Binds":["../escape:/x"]}}"#,
     );
     assert_eq!(st, 400, "{body}");
 }

@@ -124,7 +124,7 @@ async fn copy_in(c: &Client, src: &str, name: &str, path: &str) -> anyhow::Resul
         v
     } else {
         let p = Path::new(src);
-        let meta = std::fs::symlink_metadata(p).with_context(|| format!("{src}"))?;
+        let meta = std::fs::symlink_metadata(p).with_context(|| src.to_string())?;
         let name = entry_name.unwrap_or_else(|| base_name(src));
         let mut b = tar::Builder::new(Vec::new());
         b.follow_symlinks(false);
