@@ -398,5 +398,6 @@ fn finish(run_dir: &Path, cfg: &MonitorConfig, code: i64) {
         &run_dir.join(EXIT_FILE),
         &serde_json::to_vec(&rec).unwrap_or_default(),
     );
-    let _ = sys::umount(&cfg.bundle.join("rootfs"));
+    // No unmount: the overlay lives in this process's private mount
+    // namespace, which goes away with it.
 }

@@ -90,12 +90,6 @@ pub fn mount(
     check(rc as libc::c_long).map(drop)
 }
 
-pub fn umount(target: &Path) -> io::Result<()> {
-    let tgt = cstr(target)?;
-    // SAFETY: a NUL-terminated path.
-    check(unsafe { libc::umount2(tgt.as_ptr(), libc::MNT_DETACH) } as libc::c_long).map(drop)
-}
-
 pub fn unshare(flags: libc::c_int) -> io::Result<()> {
     // SAFETY: integer argument.
     check(unsafe { libc::unshare(flags) } as libc::c_long).map(drop)
