@@ -3,6 +3,7 @@
 
 mod api;
 mod common;
+mod docker_cli;
 mod functions;
 mod images;
 mod lifecycle;

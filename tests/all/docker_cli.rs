@@ -1,0 +1,241 @@
+//! The real `docker` CLI (a client only) driving a test ketchd through
+//! `DOCKER_HOST`. Skipped, saying why, when the CLI is not installed; the
+//! Linux-container part also needs root and busybox-static.
+
+use crate::common::*;
+use std::process::{Command, Stdio};
+
+struct Docker<'a> {
+    d: &'a TestDaemon,
+}
+
+impl Docker<'_> {
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("docker");
+        c.args(args)
+            .env("DOCKER_HOST", format!("unix://{}", self.d.socket.display()))
+            // This test's own client config, and the classic builder.
+            .env("DOCKER_CONFIG", self.d.dir.path().join("docker-config"))
+            .env("DOCKER_BUILDKIT", "0")
+            .stdin(Stdio::null());
+        c
+    }
+
+    #[track_caller]
+    fn run(&self, args: &[&str]) -> Run {
+        let o = self.cmd(args).output().expect("run docker");
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+
+    #[track_caller]
+    fn ok(&self, args: &[&str]) -> String {
+        let r = self.run(args);
+        assert_eq!(r.code, 0, "docker {args:?}: {} {}", r.stdout, r.stderr);
+        r.stdout
+    }
+}
+
+fn docker_missing() -> bool {
+    let found = Command::new("docker")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        eprintln!("skipped: the docker CLI is not installed");
+    }
+    !found
+}
+
+#[test]
+fn docker_cli_drives_wasm_containers_and_images() {
+    if docker_missing() {
+        return;
+    }
+    let d = TestDaemon::start();
+    let dk = Docker { d: &d };
+    let v = dk.ok(&[
+        "version",
+        "--format",
+        "{{.Server.APIVersion}} {{.Server.Os}}",
+    ]);
+    assert!(v.starts_with("1."), "{v}");
+    assert!(dk.ok(&["info", "--format", "{{.Containers}}"]).trim() == "0");
+
+    // build through the classic builder, tag, images, rmi.
+    let ctx = d.dir.path().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    write_context(
+        &ctx,
+        "FROM scratch\nCOPY m.wasm /m.wasm\nENTRYPOINT [\"/m.wasm\"]\n",
+        &[("m.wasm", &wat::parse_str(HELLO_WAT).unwrap())],
+    );
+    dk.ok(&["build", "-q", "-t", "hello", ctx.to_str().unwrap()]);
+    dk.ok(&["tag", "hello", "hello:v2"]);
+    let images = dk.ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    assert!(
+        images.contains("hello:latest") && images.contains("hello:v2"),
+        "{images}"
+    );
+    dk.ok(&["rmi", "hello:v2"]);
+
+    // run: exit code, --rm, -e, output.
+    let r = dk.run(&["run", "--rm", "hello"]);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert_eq!(r.stdout, "hello from wat\n");
+    // create, start -a, wait, logs, inspect, ps --format, rm.
+    let id = dk.ok(&["create", "--name", "h1", "hello"]);
+    let r = dk.run(&["start", "-a", "h1"]);
+    assert_eq!((r.code, r.stdout.as_str()), (3, "hello from wat\n"));
+    assert_eq!(dk.ok(&["wait", "h1"]), "3\n");
+    assert_eq!(dk.ok(&["logs", "h1"]), "hello from wat\n");
+    assert_eq!(
+        dk.ok(&["inspect", "-f", "{{.State.ExitCode}} {{.Platform}}", "h1"]),
+        "3 wasi/wasm\n"
+    );
+    let ps = dk.ok(&["ps", "-a", "--format", "{{.ID}} {{.Names}}"]);
+    assert!(ps.contains(&format!("{} h1", &id.trim()[..12])), "{ps}");
+    // A spinning guest: -d, pause/unpause, stop, restart, rm -f.
+    d.wat_image("spin", SPIN_WAT);
+    dk.ok(&["run", "-d", "--name", "sp", "spin"]);
+    dk.ok(&["pause", "sp"]);
+    assert_eq!(
+        dk.ok(&["inspect", "-f", "{{.State.Status}}", "sp"]),
+        "paused\n"
+    );
+    dk.ok(&["unpause", "sp"]);
+    dk.ok(&["stop", "-t", "0", "sp"]);
+    dk.ok(&["start", "sp"]);
+    dk.ok(&["restart", "-t", "0", "sp"]);
+    assert_eq!(
+        dk.ok(&["inspect", "-f", "{{.State.Status}}", "sp"]),
+        "running\n"
+    );
+    dk.ok(&["rm", "-f", "sp"]);
+    // Volumes.
+    dk.ok(&["volume", "create", "vol1"]);
+    assert!(dk.ok(&["volume", "ls", "-q"]).contains("vol1"));
+    dk.ok(&["volume", "rm", "vol1"]);
+    // save / load, events, system df, container prune.
+    let tar = d.dir.path().join("hello.tar");
+    dk.ok(&["save", "-o", tar.to_str().unwrap(), "hello"]);
+    dk.ok(&["rm", "h1"]);
+    dk.ok(&["rmi", "hello"]);
+    let out = dk.ok(&["load", "-i", tar.to_str().unwrap()]);
+    assert!(out.contains("hello"), "{out}");
+    let until = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 1)
+    .to_string();
+    let ev = dk.ok(&[
+        "events",
+        "--since",
+        "0",
+        "--until",
+        &until,
+        "--format",
+        "{{.Type}} {{.Action}}",
+    ]);
+    assert!(
+        ev.contains("container create") && ev.contains("container destroy"),
+        "{ev}"
+    );
+    assert!(dk.ok(&["system", "df"]).contains("Images"));
+    assert_eq!(dk.run(&["run", "--name", "done1", "hello"]).code, 3);
+    dk.ok(&["container", "prune", "-f"]);
+    assert_eq!(dk.ok(&["ps", "-aq"]), "");
+}
+
+#[test]
+fn docker_cli_drives_linux_containers() {
+    if docker_missing() {
+        return;
+    }
+    if let Some(why) = linux_unavailable() {
+        eprintln!("skipped: Linux containers need {why}");
+        return;
+    }
+    let d = TestDaemon::start();
+    busybox_image(&d);
+    let dk = Docker { d: &d };
+    assert_eq!(
+        dk.ok(&["run", "--rm", "-e", "A=1", "busybox", "sh", "-c", "echo $A"]),
+        "1\n"
+    );
+    let r = dk.run(&["run", "--rm", "busybox", "sh", "-c", "exit 7"]);
+    assert_eq!(r.code, 7);
+    let mut child = dk
+        .cmd(&["run", "-i", "--rm", "busybox", "cat"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"piped\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "piped\n");
+
+    let port = free_port();
+    let publish = format!("127.0.0.1:{port}:80");
+    dk.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "-p",
+        &publish,
+        "--memory",
+        "64m",
+        "busybox",
+        "sh",
+        "-c",
+        "mkdir -p /www && echo page > /www/index.html && exec httpd -f -p 80 -h /www",
+    ]);
+    d.eventually(10, "served", || {
+        fetch(port, "GET", "/", b"").1.contains("page")
+    });
+    assert_eq!(
+        dk.ok(&["port", "web"]),
+        format!("80/tcp -> 127.0.0.1:{port}\n")
+    );
+    // exec (its exit code), top, cp both ways, stats, logs -f.
+    let r = dk.run(&["exec", "web", "sh", "-c", "echo in; exit 4"]);
+    assert_eq!((r.code, r.stdout.as_str()), (4, "in\n"));
+    assert!(dk.ok(&["top", "web"]).contains("httpd"));
+    let local = d.dir.path().join("page.html");
+    dk.ok(&["cp", "web:/www/index.html", local.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(&local).unwrap(), "page\n");
+    std::fs::write(&local, "changed\n").unwrap();
+    dk.ok(&["cp", local.to_str().unwrap(), "web:/www/index.html"]);
+    assert_eq!(fetch(port, "GET", "/", b"").1, "changed\n");
+    let stats = dk.ok(&[
+        "stats",
+        "--no-stream",
+        "--format",
+        "{{.Name}} {{.MemUsage}}",
+        "web",
+    ]);
+    assert!(stats.contains("web") && stats.contains("64MiB"), "{stats}");
+    dk.ok(&["pause", "web"]);
+    dk.ok(&["unpause", "web"]);
+    dk.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "talk",
+        "busybox",
+        "sh",
+        "-c",
+        "echo one; sleep 1; echo two",
+    ]);
+    let out = dk.ok(&["logs", "-f", "talk"]);
+    assert_eq!(out, "one\ntwo\n");
+    dk.ok(&["rm", "-f", "web", "talk"]);
+}
