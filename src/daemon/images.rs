@@ -372,13 +372,22 @@ pub async fn build(engine: &Arc<Engine>, q: &Query, body: Incoming) -> Resp {
     );
     let (tx, resp) = stream("application/json");
     let store = engine.images.clone();
+    opts.cache_dir = Some(engine.root().join("build-cache"));
+    #[cfg(all(feature = "linux", target_os = "linux"))]
+    let runner_impl = engine.build_runner();
     tokio::task::spawn_blocking(move || {
+        #[cfg(all(feature = "linux", target_os = "linux"))]
+        let runner = runner_impl
+            .as_ref()
+            .map(|r| r as &dyn crate::image::build::StepRunner);
+        #[cfg(not(all(feature = "linux", target_os = "linux")))]
+        let runner = None;
         let send = |m: JsonMessage| {
             let _ = tx.blocking_send(m.to_line());
         };
         let result = extract_context(&upload.0, &ctx_dir.0, &opts.dockerfile).and_then(|()| {
             drop(upload);
-            crate::image::build::build(&store, &ctx_dir.0, &opts, &mut |s| {
+            crate::image::build::build(&store, &ctx_dir.0, &opts, runner, &mut |s| {
                 send(JsonMessage::stream(s))
             })
         });

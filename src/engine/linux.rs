@@ -250,6 +250,15 @@ impl Engine {
         ))
     }
 
+    /// The RUN step runner for builds, if this host runs Linux containers.
+    pub fn build_runner(self: &Arc<Self>) -> Option<BuildRunner> {
+        self.linux.backend.as_ref().ok()?;
+        Some(BuildRunner {
+            engine: self.clone(),
+            handle: tokio::runtime::Handle::current(),
+        })
+    }
+
     /// A container recorded as running when ketchd last stopped: still
     /// running under its monitor, exited meanwhile, or lost.
     pub(super) fn reattach_linux(&self, c: &Container, rec: &Record) -> Reattached {
@@ -330,5 +339,150 @@ impl Engine {
         if let Ok(b) = &self.linux.backend {
             b.cleanup(rec.id.as_str());
         }
+    }
+}
+
+/// Runs a build's RUN steps as Linux containers: the stage's layers as the
+/// overlay's lower dirs, the host's network (as `docker build` reaches
+/// the network), and the upper dir's changes as the new layer.
+pub struct BuildRunner {
+    pub engine: Arc<Engine>,
+    pub handle: tokio::runtime::Handle,
+}
+
+/// Output of a RUN step goes to its log file, read back when it ends.
+struct NoSink;
+
+impl crate::runtime::OutputSink for NoSink {
+    fn write(&self, _: crate::api::stream::StdStream, _: &[u8]) {}
+}
+
+/// `--user` for a RUN step, from the stage's unpacked layers.
+fn user_in_layers(layers: &[std::path::PathBuf], user: &str) -> Result<(u32, u32), String> {
+    if user.is_empty() {
+        return Ok((0, 0));
+    }
+    let read = |file: &str| -> String {
+        layers
+            .iter()
+            .rev()
+            .find_map(|l| std::fs::read_to_string(l.join(file)).ok())
+            .unwrap_or_default()
+    };
+    let (u, g) = user
+        .split_once(':')
+        .map_or((user, None), |(u, g)| (u, Some(g)));
+    let passwd = read("etc/passwd");
+    let entry = passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() > 3 && (f[0] == u || f[2] == u));
+    let uid = match u.parse::<u32>() {
+        Ok(n) => n,
+        Err(_) => entry
+            .as_ref()
+            .and_then(|f| f[2].parse().ok())
+            .ok_or_else(|| {
+                format!("unable to find user {u}: no matching entries in passwd file")
+            })?,
+    };
+    let mut gid = entry.and_then(|f| f[3].parse().ok()).unwrap_or(0);
+    if let Some(g) = g {
+        gid = match g.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => read("etc/group")
+                .lines()
+                .map(|l| l.split(':').collect::<Vec<_>>())
+                .find(|f| f.len() > 2 && f[0] == g)
+                .and_then(|f| f[2].parse().ok())
+                .ok_or_else(|| {
+                    format!("unable to find group {g}: no matching entries in group file")
+                })?,
+        };
+    }
+    Ok((uid, gid))
+}
+
+impl crate::image::build::StepRunner for BuildRunner {
+    fn run(
+        &self,
+        step: &crate::image::build::RunStep,
+        out: &mut dyn FnMut(&str),
+    ) -> Result<Vec<u8>, String> {
+        let e = &self.engine;
+        let backend = e.linux.backend.clone()?;
+        let layers = step
+            .layers
+            .iter()
+            .map(|d| e.linux.snapshots.ensure(&e.images, d))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|err| err.to_string())?;
+        let (uid, gid) = user_in_layers(&layers, &step.user)?;
+        let id = crate::model::ContainerId::random();
+        let dir = e.tmp_dir().join(format!("run-{}", &id.as_str()[..12]));
+        let program = LinuxProgram {
+            id: id.to_string(),
+            run_dir: dir.join("run"),
+            fs_dir: dir.join("fs"),
+            layers,
+            log_path: dir.join("log.json"),
+            uid,
+            gid,
+            additional_gids: Vec::new(),
+            hostname: id.as_str()[..12].to_string(),
+            read_only: false,
+            cap_add: Vec::new(),
+            cap_drop: Vec::new(),
+            tmpfs: Vec::new(),
+            memory_swap: None,
+            nano_cpus: 0,
+            pids_limit: None,
+            network: NetworkMode::Host,
+            stop_signal: libc::SIGTERM,
+        };
+        let log = program.log_path.clone();
+        let upper = program.fs_dir.join("upper");
+        let spec = crate::runtime::RunSpec {
+            name: format!("build step {}", &id.as_str()[..12]),
+            image: "being built".into(),
+            program: crate::runtime::Program::Linux(Box::new(program)),
+            argv: step.argv.clone(),
+            env: step.env.clone(),
+            workdir: step.workdir.clone(),
+            grants: Vec::new(),
+            memory_limit: None,
+            stdin: None,
+            output: Arc::new(NoSink),
+            ports: Vec::new(),
+            exposed: Vec::new(),
+            http: Default::default(),
+        };
+        let result = (|| {
+            use crate::runtime::Backend;
+            let started = {
+                let _rt = self.handle.enter();
+                backend
+                    .start(spec)
+                    .map_err(|e| format!("RUN {:?} cannot run: {e}", step.argv.join(" ")))?
+            };
+            let status = self
+                .handle
+                .block_on(started.exit)
+                .map_err(|e| e.to_string())?;
+            for entry in super::logs::read_entries(&log, u64::MAX).unwrap_or_default() {
+                out(&String::from_utf8_lossy(&entry.data));
+            }
+            if status.code != 0 {
+                return Err(format!(
+                    "The command '{}' returned a non-zero code: {}",
+                    step.argv.join(" "),
+                    status.code
+                ));
+            }
+            crate::image::unpack::diff_upper(&upper)
+        })();
+        backend.cleanup(id.as_str());
+        let _ = std::fs::remove_dir_all(&dir);
+        result
     }
 }

@@ -38,6 +38,21 @@ pub struct BuiltLayer {
     pub size: u64,
 }
 
+/// Store an uncompressed layer tar as a tar+gzip blob (deterministic
+/// header); its digest of the tar is the diff id.
+pub fn write_tar(store: &ImageStore, tar: &[u8]) -> Result<BuiltLayer, ImageError> {
+    let diff_id = Digest::of(tar);
+    let mut gz = GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(tar).map_err(ImageError::io("layer"))?;
+    let blob = gz.finish().map_err(ImageError::io("layer"))?;
+    let digest = store.put_blob(&blob)?;
+    Ok(BuiltLayer {
+        digest,
+        diff_id,
+        size: blob.len() as u64,
+    })
+}
+
 impl LayerBuilder {
     /// Add an entry; missing parent directories are added too.
     pub fn add(&mut self, path: &str, entry: Entry) {

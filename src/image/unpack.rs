@@ -333,6 +333,106 @@ pub fn unpack_layer(blob: impl Read, compressed: u64, dest: &Path) -> Result<(),
     Ok(())
 }
 
+/// The changes in an overlay upper dir as an OCI layer tar: files,
+/// directories and symlinks with their modes and owners (mtimes zeroed, in
+/// sorted order, so the same changes give the same layer), overlayfs
+/// whiteouts as `.wh.NAME`, opaque directories as `.wh..wh..opq`.
+pub fn diff_upper(upper: &Path) -> Result<Vec<u8>, String> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let mut b = tar::Builder::new(Vec::new());
+    let mut stack = vec![PathBuf::new()];
+    let mut paths = Vec::new();
+    while let Some(rel) = stack.pop() {
+        let dir = upper.join(&rel);
+        let mut names: Vec<_> = fs::read_dir(&dir)
+            .map_err(|e| format!("{}: {e}", dir.display()))?
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        names.sort();
+        for n in names.into_iter().rev() {
+            let r = rel.join(&n);
+            if fs::symlink_metadata(upper.join(&r)).is_ok_and(|m| m.is_dir()) {
+                stack.push(r.clone());
+            }
+            paths.push(r);
+        }
+    }
+    paths.sort();
+    let err = |p: &Path, e: io::Error| format!("{}: {e}", p.display());
+    for rel in paths {
+        let full = upper.join(&rel);
+        let m = fs::symlink_metadata(&full).map_err(|e| err(&full, e))?;
+        let ft = m.file_type();
+        let mut h = tar::Header::new_gnu();
+        h.set_mtime(0);
+        h.set_uid(m.uid() as u64);
+        h.set_gid(m.gid() as u64);
+        h.set_mode(m.mode() & 0o7777);
+        if ft.is_char_device() && m.rdev() == 0 {
+            let name = rel
+                .file_name()
+                .map(|n| n.to_string_lossy())
+                .unwrap_or_default();
+            let wh = rel.with_file_name(format!(".wh.{name}"));
+            h.set_entry_type(tar::EntryType::Regular);
+            h.set_mode(0o644);
+            h.set_size(0);
+            b.append_data(&mut h, &wh, io::empty())
+                .map_err(|e| err(&wh, e))?;
+        } else if ft.is_dir() {
+            h.set_entry_type(tar::EntryType::Directory);
+            h.set_size(0);
+            b.append_data(&mut h, &rel, io::empty())
+                .map_err(|e| err(&rel, e))?;
+            if is_opaque(&full) {
+                let mut o = tar::Header::new_gnu();
+                o.set_mtime(0);
+                o.set_mode(0o644);
+                o.set_size(0);
+                o.set_entry_type(tar::EntryType::Regular);
+                b.append_data(&mut o, rel.join(".wh..wh..opq"), io::empty())
+                    .map_err(|e| err(&rel, e))?;
+            }
+        } else if ft.is_symlink() {
+            let target = fs::read_link(&full).map_err(|e| err(&full, e))?;
+            h.set_entry_type(tar::EntryType::Symlink);
+            h.set_size(0);
+            b.append_link(&mut h, &rel, &target)
+                .map_err(|e| err(&rel, e))?;
+        } else if ft.is_file() {
+            h.set_entry_type(tar::EntryType::Regular);
+            h.set_size(m.len());
+            let f = fs::File::open(&full).map_err(|e| err(&full, e))?;
+            b.append_data(&mut h, &rel, f).map_err(|e| err(&rel, e))?;
+        } else if ft.is_fifo() {
+            h.set_entry_type(tar::EntryType::Fifo);
+            h.set_size(0);
+            b.append_data(&mut h, &rel, io::empty())
+                .map_err(|e| err(&rel, e))?;
+        }
+        // Sockets and device nodes made by a RUN step are not kept.
+    }
+    b.into_inner().map_err(|e| e.to_string())
+}
+
+fn is_opaque(dir: &Path) -> bool {
+    let Ok(c) = CString::new(dir.as_os_str().as_bytes()) else {
+        return false;
+    };
+    let mut v = [0u8; 4];
+    // SAFETY: NUL-terminated strings and a buffer of the given size.
+    let n = unsafe {
+        libc::lgetxattr(
+            c.as_ptr(),
+            c"trusted.overlay.opaque".as_ptr(),
+            v.as_mut_ptr().cast(),
+            v.len(),
+        )
+    };
+    n == 1 && v[0] == b'y'
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

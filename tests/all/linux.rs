@@ -590,3 +590,59 @@ fn linux_containers_leave_nothing_behind() {
     assert!(left.is_empty(), "{left:?}");
     assert!(d.ketch(&["ps", "-aq"]).ok().is_empty());
 }
+
+#[test]
+fn linux_run_in_builds() {
+    need_linux!();
+    let d = daemon();
+    let dockerfile = "FROM busybox\n\
+        RUN mkdir -p /app /tmp && chmod 1777 /tmp && echo built > /app/file \\\n\
+            && rm /etc/group && echo 'ada:x:1234:1234::/:/bin/sh' >> /etc/passwd\n\
+        USER ada\n\
+        RUN id -u > /tmp/who && echo step-output\n\
+        USER root\n\
+        CMD [\"cat\", \"/app/file\"]\n";
+    let r = d.build("built", dockerfile, &[]);
+    assert_eq!(r.code, 0, "{} {}", r.stdout, r.stderr);
+    assert!(r.stdout.lines().any(|l| l == "step-output"), "{}", r.stdout);
+    assert_eq!(d.ketch(&["run", "--rm", "built"]).ok(), "built\n");
+    // The deletion is a whiteout in the layer; USER applied to the RUN.
+    let out = d
+        .ketch(&[
+            "run",
+            "--rm",
+            "built",
+            "sh",
+            "-c",
+            "cat /tmp/who; ls /etc/group || echo gone",
+        ])
+        .ok();
+    assert!(out.starts_with("1234\n") && out.contains("gone"), "{out}");
+    // Unchanged: every RUN comes from the cache, and the image is the same.
+    let id = d.ketch(&["inspect", "-f", "{{.Id}}", "built"]).ok();
+    let t0 = std::time::Instant::now();
+    let r = d.build("built", dockerfile, &[]);
+    let took = t0.elapsed();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.stdout.matches("Using cache").count(), 2, "{}", r.stdout);
+    assert!(!r.stdout.lines().any(|l| l == "step-output"), "{}", r.stdout);
+    assert_eq!(d.ketch(&["inspect", "-f", "{{.Id}}", "built"]).ok(), id);
+    assert!(
+        took < Duration::from_secs(2),
+        "cached rebuild took {took:?}"
+    );
+    // A failing RUN fails the build with its output, line and exit code.
+    let r = d.build(
+        "bad",
+        "FROM busybox\nRUN echo failing-output; exit 3\n",
+        &[],
+    );
+    assert_ne!(r.code, 0);
+    let all = format!("{}{}", r.stdout, r.stderr);
+    assert!(
+        all.contains("failing-output")
+            && all.contains("line 2")
+            && all.contains("non-zero code: 3"),
+        "{all}"
+    );
+}

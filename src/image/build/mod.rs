@@ -64,6 +64,35 @@ pub struct BuildOptions {
     pub build_args: BTreeMap<String, String>,
     /// `os/arch`, e.g. `wasi/wasm`.
     pub platform: Option<String>,
+    /// Where RUN results are remembered (none: no build cache).
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// What a RUN step runs: its command in a container of the stage's root
+/// filesystem (these layers, lowest first).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct RunStep {
+    pub layers: Vec<Digest>,
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub workdir: String,
+    pub user: String,
+}
+
+/// Runs RUN steps; the engine provides one when it can run Linux
+/// containers.
+pub trait StepRunner: Sync {
+    /// Run the step, sending its output to `out`; return its changes as an
+    /// uncompressed OCI layer tar. A failure names the exit code.
+    fn run(&self, step: &RunStep, out: &mut dyn FnMut(&str)) -> Result<Vec<u8>, String>;
+}
+
+/// A remembered RUN result: the layer it made.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct CachedLayer {
+    digest: Digest,
+    diff_id: Digest,
+    size: u64,
 }
 
 /// Refuse context archives with more entries than this.
@@ -121,6 +150,7 @@ pub fn build(
     store: &ImageStore,
     ctx: &Path,
     opts: &BuildOptions,
+    runner: Option<&dyn StepRunner>,
     out: &mut dyn FnMut(&str),
 ) -> Result<Digest, ImageError> {
     let df_rel = if opts.dockerfile.is_empty() {
@@ -227,10 +257,13 @@ pub fn build(
                 let stage = cur
                     .as_mut()
                     .ok_or_else(|| err("instruction before FROM".into()))?;
-                run_step(store, ctx, stage, &stages, inst, step).map_err(err)?;
-                stage
-                    .history
-                    .push((step.text.clone(), !matches!(inst, Instruction::Copy { .. })));
+                if let Instruction::Run(form) = inst {
+                    run_command(store, opts, runner, stage, form, out).map_err(err)?;
+                } else {
+                    run_step(store, ctx, stage, &stages, inst, step).map_err(err)?;
+                }
+                let empty = !matches!(inst, Instruction::Copy { .. } | Instruction::Run(_));
+                stage.history.push((step.text.clone(), empty));
             }
         }
     }
@@ -376,18 +409,89 @@ fn run_step(
             stage.cmd = Some(form.clone().into_argv());
             stage.cmd_set_here = true;
         }
-        Instruction::Run(form) => {
-            let shown = match form {
-                CommandForm::Exec(v) => v.join(" "),
-                CommandForm::Shell(s) => s.clone(),
-            };
-            return Err(format!("RUN {shown:?}: RUN needs the Linux container backend, which this ketchd does not provide"));
-        }
         Instruction::Copy { args, add } => {
             copy_step(store, ctx, stage, stages, args, *add, &lookup)?
         }
-        Instruction::From(_) | Instruction::Arg(_) => unreachable!("handled by the build loop"),
+        Instruction::From(_) | Instruction::Arg(_) | Instruction::Run(_) => {
+            unreachable!("handled by the build loop")
+        }
     }
+    Ok(())
+}
+
+/// RUN: the command in a container of the stage; its changes become a
+/// layer. A result is reused when the stage's layers, the command and its
+/// environment are the same as before.
+fn run_command(
+    store: &ImageStore,
+    opts: &BuildOptions,
+    runner: Option<&dyn StepRunner>,
+    stage: &mut Stage,
+    form: &CommandForm,
+    out: &mut dyn FnMut(&str),
+) -> Result<(), String> {
+    let argv = form.clone().into_argv();
+    let shown = argv.join(" ");
+    let Some(runner) = runner else {
+        return Err(format!(
+            "RUN {shown:?}: RUN needs the Linux container backend, which this ketchd does not provide"
+        ));
+    };
+    let mut env = stage.env.clone();
+    for (k, v) in &stage.args {
+        if !env.iter().any(|(n, _)| n == k) {
+            env.push((k.clone(), v.clone()));
+        }
+    }
+    let layers = stage
+        .layers
+        .iter()
+        .map(|d| super::store::digest_of(d.digest()).map_err(|e| e.to_string()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let run = RunStep {
+        layers,
+        argv,
+        env,
+        workdir: stage.workdir.clone(),
+        user: stage.user.clone(),
+    };
+    let key =
+        Digest::of(&serde_json::to_vec(&(&run, &stage.diff_ids, &stage.os)).unwrap_or_default());
+    let cache_file = opts
+        .cache_dir
+        .as_ref()
+        .map(|d| d.join(format!("{}.json", key.hex())));
+    let cached = cache_file
+        .as_ref()
+        .and_then(|f| fs::read(f).ok())
+        .and_then(|d| serde_json::from_slice::<CachedLayer>(&d).ok())
+        .filter(|c| store.has_blob(&c.digest));
+    let layer = match cached {
+        Some(c) => {
+            out(" ---> Using cache\n");
+            c
+        }
+        None => {
+            let tar = runner.run(&run, out)?;
+            let built = super::layer::write_tar(store, &tar).map_err(|e| e.to_string())?;
+            let c = CachedLayer {
+                digest: built.digest,
+                diff_id: built.diff_id,
+                size: built.size,
+            };
+            if let Some(f) = &cache_file {
+                let _ = fs::create_dir_all(f.parent().unwrap_or(Path::new(".")));
+                let _ = crate::fsutil::write_atomic(f, &serde_json::to_vec(&c).unwrap_or_default());
+            }
+            c
+        }
+    };
+    stage.layers.push(Descriptor::new(
+        MediaType::ImageLayerGzip,
+        layer.size,
+        oci_digest(&layer.digest),
+    ));
+    stage.diff_ids.push(layer.diff_id.to_string());
     Ok(())
 }
 
