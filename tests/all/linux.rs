@@ -625,7 +625,11 @@ fn linux_run_in_builds() {
     let took = t0.elapsed();
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(r.stdout.matches("Using cache").count(), 2, "{}", r.stdout);
-    assert!(!r.stdout.lines().any(|l| l == "step-output"), "{}", r.stdout);
+    assert!(
+        !r.stdout.lines().any(|l| l == "step-output"),
+        "{}",
+        r.stdout
+    );
     assert_eq!(d.ketch(&["inspect", "-f", "{{.Id}}", "built"]).ok(), id);
     assert!(
         took < Duration::from_secs(2),

@@ -358,23 +358,66 @@ impl Running {
 
 /// Did the kernel's OOM killer act in this cgroup (v1 or v2)?
 pub fn oom_killed(cgroup_path: &str) -> bool {
+    oom_killed_in(Path::new("/sys/fs/cgroup"), cgroup_path)
+}
+
+/// The same, under a cgroup filesystem mounted at `root`: v1's
+/// `memory/<path>/memory.oom_control` or v2's `<path>/memory.events`, each
+/// with an `oom_kill N` line.
+fn oom_killed_in(root: &Path, cgroup_path: &str) -> bool {
     let rel = cgroup_path.trim_start_matches('/');
     let files = [
-        (
-            format!("/sys/fs/cgroup/memory/{rel}/memory.oom_control"),
-            "oom_kill ",
-        ),
-        (format!("/sys/fs/cgroup/{rel}/memory.events"), "oom_kill "),
+        root.join("memory").join(rel).join("memory.oom_control"),
+        root.join(rel).join("memory.events"),
     ];
-    files.iter().any(|(f, key)| {
+    files.iter().any(|f| {
         std::fs::read_to_string(f).is_ok_and(|s| {
             s.lines().any(|l| {
-                l.strip_prefix(key)
+                l.strip_prefix("oom_kill ")
                     .and_then(|n| n.trim().parse::<u64>().ok())
                     .is_some_and(|n| n > 0)
             })
         })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fake(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let root = tempfile::tempdir().unwrap();
+        for (p, data) in files {
+            let f = root.path().join(p);
+            std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+            std::fs::write(f, data).unwrap();
+        }
+        root
+    }
+
+    #[test]
+    fn oom_kills_are_read_on_cgroup_v2() {
+        let v2 = fake(&[(
+            "ketch/c1/memory.events",
+            "low 0\nhigh 0\nmax 12\noom 1\noom_kill 1\noom_group_kill 0\n",
+        )]);
+        assert!(oom_killed_in(v2.path(), "/ketch/c1"));
+        let calm = fake(&[(
+            "ketch/c1/memory.events",
+            "low 0\nmax 0\noom 0\noom_kill 0\n",
+        )]);
+        assert!(!oom_killed_in(calm.path(), "/ketch/c1"));
+    }
+
+    #[test]
+    fn oom_kills_are_read_on_cgroup_v1() {
+        let v1 = fake(&[(
+            "memory/ketch/c1/memory.oom_control",
+            "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n",
+        )]);
+        assert!(oom_killed_in(v1.path(), "/ketch/c1"));
+        assert!(!oom_killed_in(v1.path(), "/ketch/other"));
+    }
 }
 
 fn finish(run_dir: &Path, cfg: &MonitorConfig, code: i64) {
