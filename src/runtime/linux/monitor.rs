@@ -381,6 +381,31 @@ fn oom_killed_in(root: &Path, cgroup_path: &str) -> bool {
     })
 }
 
+fn finish(run_dir: &Path, cfg: &MonitorConfig, code: i64) {
+    let oom = oom_killed(&cfg.cgroup_path);
+    let mut error = None;
+    match libcontainer::container::Container::load(cfg.state_root.join(&cfg.id)) {
+        Ok(mut c) => {
+            if let Err(e) = c.delete(true) {
+                error = Some(format!("removing the container's cgroup: {e}"));
+            }
+        }
+        Err(e) => error = Some(format!("loading container state: {e}")),
+    }
+    let rec = ExitRecord {
+        code,
+        oom_killed: oom,
+        error,
+        finished_at: Utc::now(),
+    };
+    let _ = crate::fsutil::write_atomic_volatile(
+        &run_dir.join(EXIT_FILE),
+        &serde_json::to_vec(&rec).unwrap_or_default(),
+    );
+    // No unmount: the overlay lives in this process's private mount
+    // namespace, which goes away with it.
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -418,29 +443,4 @@ mod tests {
         assert!(oom_killed_in(v1.path(), "/ketch/c1"));
         assert!(!oom_killed_in(v1.path(), "/ketch/other"));
     }
-}
-
-fn finish(run_dir: &Path, cfg: &MonitorConfig, code: i64) {
-    let oom = oom_killed(&cfg.cgroup_path);
-    let mut error = None;
-    match libcontainer::container::Container::load(cfg.state_root.join(&cfg.id)) {
-        Ok(mut c) => {
-            if let Err(e) = c.delete(true) {
-                error = Some(format!("removing the container's cgroup: {e}"));
-            }
-        }
-        Err(e) => error = Some(format!("loading container state: {e}")),
-    }
-    let rec = ExitRecord {
-        code,
-        oom_killed: oom,
-        error,
-        finished_at: Utc::now(),
-    };
-    let _ = crate::fsutil::write_atomic_volatile(
-        &run_dir.join(EXIT_FILE),
-        &serde_json::to_vec(&rec).unwrap_or_default(),
-    );
-    // No unmount: the overlay lives in this process's private mount
-    // namespace, which goes away with it.
 }
