@@ -11,7 +11,7 @@ use crate::engine::{Engine, EngineError, WaitCondition};
 use crate::runtime::RuntimeStats;
 use bytes::Bytes;
 use hyper::body::Incoming;
-use hyper::{Request, Response, StatusCode};
+use hyper::{Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -417,13 +417,7 @@ pub async fn attach(engine: &Arc<Engine>, id: &str, q: &Query, mut req: Request<
             _ = output => {}
         }
     });
-    let mut resp = Response::new(super::http::full(Bytes::new()));
-    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    let h = resp.headers_mut();
-    h.insert("content-type", content_type.parse().expect("header"));
-    h.insert("connection", "Upgrade".parse().expect("header"));
-    h.insert("upgrade", "tcp".parse().expect("header"));
-    resp
+    super::http::switching_protocols(content_type)
 }
 
 /// `GET /containers/{id}/stats`: `stream=false` answers once (after a

@@ -11,7 +11,7 @@ use crate::engine::exec::ExecIo;
 use crate::engine::Engine;
 use bytes::Bytes;
 use hyper::body::Incoming;
-use hyper::{Request, Response, StatusCode};
+use hyper::{Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
@@ -161,11 +161,5 @@ pub async fn start(engine: &Arc<Engine>, id: &str, mut req: Request<Incoming>) -
             _ = out => {}
         }
     });
-    let mut resp = Response::new(super::http::full(Bytes::new()));
-    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    let h = resp.headers_mut();
-    h.insert("content-type", content_type.parse().expect("header"));
-    h.insert("connection", "Upgrade".parse().expect("header"));
-    h.insert("upgrade", "tcp".parse().expect("header"));
-    resp
+    super::http::switching_protocols(content_type)
 }

@@ -66,6 +66,18 @@ pub fn stream(content_type: &str) -> (mpsc::Sender<Bytes>, Resp) {
     (tx, r)
 }
 
+/// `101 Switching Protocols` to a raw stream (`Upgrade: tcp`), as attach
+/// and exec start answer.
+pub fn switching_protocols(content_type: &str) -> Resp {
+    let mut resp = Response::new(full(Bytes::new()));
+    *resp.status_mut() = hyper::StatusCode::SWITCHING_PROTOCOLS;
+    let h = resp.headers_mut();
+    h.insert("content-type", content_type.parse().expect("header"));
+    h.insert("connection", "Upgrade".parse().expect("header"));
+    h.insert("upgrade", "tcp".parse().expect("header"));
+    resp
+}
+
 /// Parsed query string.
 pub struct Query(pub HashMap<String, Vec<String>>);
 

@@ -4,7 +4,6 @@
 use super::enc;
 use crate::api::types::{ExecConfig, ExecInspect, IdResponse};
 use crate::client::Client;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[derive(clap::Args, Debug)]
 #[command(trailing_var_arg = true)]
@@ -66,24 +65,9 @@ pub async fn run(c: &Client, a: Args) -> anyhow::Result<i32> {
     let io = c
         .upgrade(&format!("/exec/{}/start", created.id), Some(&start))
         .await?;
-    let (mut rd, mut wr) = tokio::io::split(io);
+    let (mut rd, wr) = tokio::io::split(io);
     if a.interactive {
-        tokio::spawn(async move {
-            let mut input = tokio::io::stdin();
-            let mut buf = vec![0u8; 16 * 1024];
-            loop {
-                match input.read(&mut buf).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => {
-                        if wr.write_all(&buf[..n]).await.is_err() {
-                            return;
-                        }
-                    }
-                }
-            }
-            let _ = wr.shutdown().await;
-            std::future::pending::<()>().await;
-        });
+        tokio::spawn(super::start::send_stdin(wr));
     } else {
         drop(wr);
     }

@@ -65,7 +65,7 @@ pub async fn attach_and_start(
         if stdin { "&stdin=1" } else { "" }
     );
     let io = c.upgrade(&q, None).await?;
-    let (mut rd, mut wr) = tokio::io::split(io);
+    let (mut rd, wr) = tokio::io::split(io);
     // The wait is registered (its headers received) before start is sent.
     let wait_resp = c
         .send(
@@ -77,23 +77,7 @@ pub async fn attach_and_start(
         .await?;
     let waiter = tokio::spawn(crate::client::decode::<WaitResponse>(wait_resp));
     if stdin {
-        tokio::spawn(async move {
-            let mut input = tokio::io::stdin();
-            let mut buf = vec![0u8; 16 * 1024];
-            loop {
-                match input.read(&mut buf).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => {
-                        if wr.write_all(&buf[..n]).await.is_err() {
-                            return;
-                        }
-                    }
-                }
-            }
-            let _ = wr.shutdown().await;
-            // Keep the write half alive (closed) until the reader is done.
-            std::future::pending::<()>().await;
-        });
+        tokio::spawn(send_stdin(wr));
     } else {
         drop(wr);
     }
@@ -141,4 +125,23 @@ pub async fn copy_output(
         }
     }
     Ok(())
+}
+
+/// Copy the CLI's stdin to an attached stream, then close its write side
+/// (kept alive, closed, until the reader is done).
+pub async fn send_stdin(mut wr: impl tokio::io::AsyncWrite + Unpin) {
+    let mut input = tokio::io::stdin();
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        match input.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if wr.write_all(&buf[..n]).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+    let _ = wr.shutdown().await;
+    std::future::pending::<()>().await;
 }
