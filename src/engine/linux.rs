@@ -92,61 +92,80 @@ pub(super) fn validate(hc: &HostConfig) -> Result<(), EngineError> {
     Ok(())
 }
 
-/// Resolve `--user` (name, uid, `uid:gid`, `name:group`) against the
-/// image's `/etc/passwd` and `/etc/group`.
+/// Resolve `--user` (name, uid, `uid:gid`, `name:group`) against a root
+/// filesystem's `etc/passwd` and `etc/group`, read through `read` (given
+/// those relative paths). A uid without a passwd entry gets gid 0.
+fn parse_user(user: &str, read: &dyn Fn(&str) -> String) -> Result<(u32, u32), String> {
+    if user.is_empty() {
+        return Ok((0, 0));
+    }
+    let (u, g) = user
+        .split_once(':')
+        .map_or((user, None), |(u, g)| (u, Some(g)));
+    let numeric = u.parse::<u32>().ok();
+    let passwd = read("etc/passwd");
+    let entry = passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| {
+            f.len() > 3
+                && if numeric.is_some() {
+                    f[2] == u
+                } else {
+                    f[0] == u
+                }
+        });
+    let (uid, mut gid) = match (numeric, &entry) {
+        (Some(uid), e) => (uid, e.as_ref().and_then(|f| f[3].parse().ok()).unwrap_or(0)),
+        (None, Some(f)) => match (f[2].parse(), f[3].parse()) {
+            (Ok(uid), Ok(gid)) => (uid, gid),
+            _ => {
+                return Err(format!(
+                    "unable to find user {user}: no matching entries in passwd file"
+                ))
+            }
+        },
+        (None, None) => {
+            return Err(format!(
+                "unable to find user {user}: no matching entries in passwd file"
+            ))
+        }
+    };
+    if let Some(g) = g {
+        gid = match g.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => read("etc/group")
+                .lines()
+                .map(|l| l.split(':').collect::<Vec<_>>())
+                .find(|f| f.len() > 2 && f[0] == g)
+                .and_then(|f| f[2].parse().ok())
+                .ok_or_else(|| {
+                    format!("unable to find group {g}: no matching entries in group file")
+                })?,
+        };
+    }
+    Ok((uid, gid))
+}
+
+/// `--user` against the image's own `/etc/passwd` and `/etc/group`.
 pub(super) fn resolve_user(
     engine: &Engine,
     img: &Image,
     user: &str,
 ) -> Result<(u32, u32, Vec<u32>), EngineError> {
-    if user.is_empty() {
-        return Ok((0, 0, Vec::new()));
-    }
-    let (u, g) = match user.split_once(':') {
-        Some((u, g)) => (u, Some(g)),
-        None => (user, None),
-    };
     let read = |path: &str| -> String {
-        crate::image::layer::read_image_file(&engine.images, &img.manifest, path)
+        crate::image::layer::read_image_file(&engine.images, &img.manifest, &format!("/{path}"))
             .ok()
             .flatten()
             .map(|b| String::from_utf8_lossy(&b).into_owned())
             .unwrap_or_default()
     };
-    let bad = |what: &str| {
+    let (uid, gid) = parse_user(user, &read).map_err(|e| {
         EngineError::InvalidArgument(format!(
-            "unable to find user {user}: no matching entries in {what} of image {}",
+            "{e} of image {}",
             img.refs.first().map(|r| r.familiar()).unwrap_or_default()
         ))
-    };
-    let (uid, mut gid) = match u.parse::<u32>() {
-        Ok(uid) => {
-            let gid = read("/etc/passwd")
-                .lines()
-                .map(|l| l.split(':').collect::<Vec<_>>())
-                .find(|f| f.len() > 3 && f[2] == u)
-                .and_then(|f| f[3].parse().ok())
-                .unwrap_or(0);
-            (uid, gid)
-        }
-        Err(_) => read("/etc/passwd")
-            .lines()
-            .map(|l| l.split(':').collect::<Vec<_>>())
-            .find(|f| f.len() > 3 && f[0] == u)
-            .and_then(|f| Some((f[2].parse().ok()?, f[3].parse().ok()?)))
-            .ok_or_else(|| bad("/etc/passwd"))?,
-    };
-    if let Some(g) = g {
-        gid = match g.parse::<u32>() {
-            Ok(n) => n,
-            Err(_) => read("/etc/group")
-                .lines()
-                .map(|l| l.split(':').collect::<Vec<_>>())
-                .find(|f| f.len() > 2 && f[0] == g)
-                .and_then(|f| f[2].parse().ok())
-                .ok_or_else(|| bad("/etc/group"))?,
-        };
-    }
+    })?;
     Ok((uid, gid, Vec::new()))
 }
 
@@ -357,11 +376,9 @@ impl crate::runtime::OutputSink for NoSink {
     fn write(&self, _: crate::api::stream::StdStream, _: &[u8]) {}
 }
 
-/// `--user` for a RUN step, from the stage's unpacked layers.
+/// `--user` for a RUN step, from the stage's unpacked layers (the topmost
+/// layer that has the file).
 fn user_in_layers(layers: &[std::path::PathBuf], user: &str) -> Result<(u32, u32), String> {
-    if user.is_empty() {
-        return Ok((0, 0));
-    }
     let read = |file: &str| -> String {
         layers
             .iter()
@@ -369,38 +386,7 @@ fn user_in_layers(layers: &[std::path::PathBuf], user: &str) -> Result<(u32, u32
             .find_map(|l| std::fs::read_to_string(l.join(file)).ok())
             .unwrap_or_default()
     };
-    let (u, g) = user
-        .split_once(':')
-        .map_or((user, None), |(u, g)| (u, Some(g)));
-    let passwd = read("etc/passwd");
-    let entry = passwd
-        .lines()
-        .map(|l| l.split(':').collect::<Vec<_>>())
-        .find(|f| f.len() > 3 && (f[0] == u || f[2] == u));
-    let uid = match u.parse::<u32>() {
-        Ok(n) => n,
-        Err(_) => entry
-            .as_ref()
-            .and_then(|f| f[2].parse().ok())
-            .ok_or_else(|| {
-                format!("unable to find user {u}: no matching entries in passwd file")
-            })?,
-    };
-    let mut gid = entry.and_then(|f| f[3].parse().ok()).unwrap_or(0);
-    if let Some(g) = g {
-        gid = match g.parse::<u32>() {
-            Ok(n) => n,
-            Err(_) => read("etc/group")
-                .lines()
-                .map(|l| l.split(':').collect::<Vec<_>>())
-                .find(|f| f.len() > 2 && f[0] == g)
-                .and_then(|f| f[2].parse().ok())
-                .ok_or_else(|| {
-                    format!("unable to find group {g}: no matching entries in group file")
-                })?,
-        };
-    }
-    Ok((uid, gid))
+    parse_user(user, &read)
 }
 
 impl crate::image::build::StepRunner for BuildRunner {
@@ -484,5 +470,29 @@ impl crate::image::build::StepRunner for BuildRunner {
         backend.cleanup(id.as_str());
         let _ = std::fs::remove_dir_all(&dir);
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_user;
+
+    #[test]
+    fn users_resolve_like_docker() {
+        let read = |f: &str| match f {
+            "etc/passwd" => "root:x:0:0::/root:/bin/sh\nada:x:1234:100::/:/bin/sh\n".to_string(),
+            "etc/group" => "root:x:0:\nstaff:x:50:\n".to_string(),
+            _ => String::new(),
+        };
+        assert_eq!(parse_user("", &read), Ok((0, 0)));
+        assert_eq!(parse_user("ada", &read), Ok((1234, 100)));
+        assert_eq!(parse_user("1234", &read), Ok((1234, 100)));
+        assert_eq!(parse_user("999", &read), Ok((999, 0)));
+        assert_eq!(parse_user("ada:staff", &read), Ok((1234, 50)));
+        assert_eq!(parse_user("ada:7", &read), Ok((1234, 7)));
+        assert!(parse_user("bob", &read).unwrap_err().contains("user bob"));
+        assert!(parse_user("ada:nogroup", &read)
+            .unwrap_err()
+            .contains("group nogroup"));
     }
 }
