@@ -285,6 +285,22 @@ pub struct NetworkSettings {
     pub sandbox_id: String,
     pub sandbox_key: String,
     pub ports: BTreeMap<String, Option<Vec<PortBinding>>>,
+    /// The default bridge's endpoint, at the top level as Docker still
+    /// shows it.
+    #[serde(rename = "EndpointID")]
+    pub endpoint_id: String,
+    pub gateway: String,
+    #[serde(rename = "GlobalIPv6Address")]
+    pub global_ipv6_address: String,
+    #[serde(rename = "GlobalIPv6PrefixLen")]
+    pub global_ipv6_prefix_len: i64,
+    #[serde(rename = "IPAddress")]
+    pub ip_address: String,
+    #[serde(rename = "IPPrefixLen")]
+    pub ip_prefix_len: i64,
+    #[serde(rename = "IPv6Gateway")]
+    pub ipv6_gateway: String,
+    pub mac_address: String,
     pub networks: BTreeMap<String, serde_json::Value>,
 }
 

@@ -67,6 +67,11 @@ pub enum Command {
     Rm(commands::lifecycle::RmArgs),
     /// List port mappings or a specific mapping for the container
     Port(commands::port::Args),
+    /// Manage networks
+    Network {
+        #[command(subcommand)]
+        cmd: commands::network::Cmd,
+    },
     /// Manage volumes
     Volume {
         #[command(subcommand)]
@@ -168,6 +173,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Top(a) => commands::top::run(&client, a).await,
         Cp(a) => commands::cp::run(&client, a).await,
         Volume { cmd } => commands::volume::run(&client, cmd).await,
+        Network { cmd } => commands::network::run(&client, cmd).await,
         Pull(a) => commands::registry::pull(&client, a).await,
         Push(a) => commands::registry::push(&client, a).await,
         Login(a) => commands::registry::login(&client, a).await,

@@ -153,6 +153,21 @@ impl Client {
         Ok(st)
     }
 
+    /// POST a JSON body, ignoring the reply body.
+    pub async fn post_body(
+        &self,
+        path: &str,
+        body: &impl serde::Serialize,
+    ) -> Result<StatusCode, ClientError> {
+        let data = serde_json::to_vec(body).expect("request serialises");
+        let r = self
+            .send(Method::POST, path, data.into(), Some("application/json"))
+            .await?;
+        let st = r.status();
+        let _ = r.into_body().collect().await;
+        Ok(st)
+    }
+
     pub async fn delete<T: serde::de::DeserializeOwned + Default>(
         &self,
         path: &str,

@@ -10,6 +10,7 @@ pub fn status_of(e: &EngineError) -> StatusCode {
         EngineError::NotFound(_) => StatusCode::NOT_FOUND,
         EngineError::Conflict(_) => StatusCode::CONFLICT,
         EngineError::InvalidArgument(_) => StatusCode::BAD_REQUEST,
+        EngineError::Forbidden(_) => StatusCode::FORBIDDEN,
         EngineError::NotModified(_) => StatusCode::NOT_MODIFIED,
         EngineError::Image(i) => match i {
             ImageError::NotFound(_) | ImageError::RemoteNotFound(_) => StatusCode::NOT_FOUND,
@@ -45,6 +46,10 @@ mod tests {
 
     #[test]
     fn maps_each_kind() {
+        assert_eq!(
+            status_of(&EngineError::Forbidden("bridge is pre-defined".into())),
+            StatusCode::FORBIDDEN
+        );
         assert_eq!(
             status_of(&EngineError::no_such_container("x")),
             StatusCode::NOT_FOUND

@@ -10,6 +10,7 @@ pub mod error;
 mod exec;
 pub mod http;
 mod images;
+mod networks;
 mod registry;
 mod system;
 mod volumes;
@@ -154,11 +155,19 @@ async fn dispatch(engine: Arc<Engine>, req: Request<Incoming>) -> Resp {
         (&Method::GET, ["events"]) => system::events(&engine, &q).await,
         (&Method::GET, ["system", "df"]) => system::df(&engine),
         (&Method::POST, ["containers", "prune"]) => registry::prune_containers(&engine).await,
-        // `docker system prune` asks these too. ketch has no user networks
-        // or build cache yet, so there is nothing to remove.
-        (&Method::POST, ["networks", "prune"]) => {
-            http::json(StatusCode::OK, &serde_json::json!({"NetworksDeleted": []}))
+        (&Method::POST, ["networks", "create"]) => networks::create(&engine, req.into_body()).await,
+        (&Method::POST, ["networks", "prune"]) => networks::prune(&engine),
+        (&Method::GET, ["networks"]) => networks::list(&engine, &q),
+        (&Method::GET, ["networks", id]) => networks::inspect(&engine, id),
+        (&Method::DELETE, ["networks", id]) => networks::remove(&engine, id),
+        (&Method::POST, ["networks", id, "connect"]) => {
+            networks::connect(&engine, id, req.into_body()).await
         }
+        (&Method::POST, ["networks", id, "disconnect"]) => {
+            networks::disconnect(&engine, id, req.into_body()).await
+        }
+        // `docker system prune` asks this too. Build steps' cache is kept
+        // by the image store's own prune.
         (&Method::POST, ["build", "prune"]) => http::json(
             StatusCode::OK,
             &serde_json::json!({"CachesDeleted": [], "SpaceReclaimed": 0}),

@@ -14,6 +14,9 @@ pub enum EngineError {
     Conflict(String),
     #[error("{0}")]
     InvalidArgument(String),
+    /// Refused outright (a predefined network's removal): HTTP 403.
+    #[error("{0}")]
+    Forbidden(String),
     /// The verb had nothing to do (start of a running container): HTTP 304.
     #[error("container {0} is already in the requested state")]
     NotModified(String),

@@ -46,26 +46,31 @@ pub(super) fn platform(img: &Image) -> String {
     format!("{os}/{arch}")
 }
 
-pub(super) fn is_linux(rec: &Record) -> bool {
-    rec.platform.starts_with("linux/")
+pub(super) use super::is_linux_record as is_linux;
+
+/// How a container's network is made, from the networks it is on.
+fn network_mode(rec: &Record) -> NetworkMode {
+    if rec.networks.contains_key("host") {
+        NetworkMode::Host
+    } else if rec.networks.contains_key("none") || rec.networks.is_empty() {
+        NetworkMode::None
+    } else {
+        NetworkMode::Bridge
+    }
 }
 
-/// `NetworkMode` as the API gives it. Docker's default is its bridge;
-/// here a container without a network choice gets a network namespace of
-/// its own with loopback only.
-pub(super) fn network_mode(mode: &str) -> Result<NetworkMode, EngineError> {
-    match mode {
-        "" | "default" | "none" => Ok(NetworkMode::None),
-        "host" => Ok(NetworkMode::Host),
-        other => Err(EngineError::InvalidArgument(format!(
-            "network {other} is not available to Linux containers: use none or host"
-        ))),
+/// The container's hostname: its own choice, the host's with the host's
+/// network, else its short id (as Docker's).
+fn hostname(rec: &Record) -> String {
+    match (&rec.config.hostname, network_mode(rec)) {
+        (h, _) if !h.is_empty() => h.clone(),
+        (_, NetworkMode::Host) => host_name(),
+        _ => rec.id.as_str()[..12].to_string(),
     }
 }
 
 /// Check the Linux-only options of a create request.
 pub(super) fn validate(hc: &HostConfig) -> Result<(), EngineError> {
-    network_mode(&hc.network_mode)?;
     crate::runtime::linux::spec::capabilities(
         hc.cap_add.as_deref().unwrap_or_default(),
         hc.cap_drop.as_deref().unwrap_or_default(),
@@ -221,12 +226,14 @@ impl Engine {
         .await
         .expect("unpack task")?;
         let hc = &rec.host_config;
-        let network = network_mode(&hc.network_mode)?;
-        let hostname = match (&rec.config.hostname, network) {
-            (h, _) if !h.is_empty() => h.clone(),
-            (_, NetworkMode::Host) => host_name(),
-            _ => rec.id.as_str()[..12].to_string(),
+        let network = network_mode(rec);
+        let hostname = hostname(rec);
+        let attachments = if network == NetworkMode::Bridge {
+            self.allocate_endpoints(c)?
+        } else {
+            Vec::new()
         };
+        let peer_hosts = self.peer_hosts(rec);
         let stop_signal = match rec.config.stop_signal.as_deref().or(img
             .config
             .config()
@@ -264,6 +271,8 @@ impl Engine {
                 nano_cpus: hc.nano_cpus,
                 pids_limit: hc.pids_limit,
                 network,
+                attachments,
+                peer_hosts,
                 stop_signal,
             },
         ))
@@ -309,7 +318,49 @@ impl Engine {
             c.log.clone(),
             stop,
             ports,
+            rec.networks.values().find_map(|e| e.ip),
         )
+    }
+
+    /// The network namespace of a running Linux container.
+    pub(super) fn netns_of(&self, c: &Container) -> Option<std::path::PathBuf> {
+        crate::runtime::linux::netns_path(&c.dir.join("run"))
+    }
+
+    /// Write a running container's `/etc/hosts` afresh: its own address
+    /// and its peers' on its user networks.
+    pub(super) fn write_hosts(&self, c: &Container, rec: &Record) {
+        if network_mode(rec) != NetworkMode::Bridge {
+            return;
+        }
+        let own = rec
+            .networks
+            .get(crate::engine::networks::default_mode(
+                &rec.host_config.network_mode,
+            ))
+            .and_then(|e| e.ip)
+            .or_else(|| rec.networks.values().find_map(|e| e.ip));
+        let content = crate::runtime::linux::hosts_file(&hostname(rec), own, &self.peer_hosts(rec));
+        if let Err(e) = crate::runtime::linux::rewrite_hosts(&c.dir.join("run"), &content) {
+            tracing::warn!("/etc/hosts of container {}: {e}", rec.name);
+        }
+    }
+
+    /// Forget a container's addresses (it stopped, or failed to start).
+    pub(super) fn release_endpoints(&self, c: &Container) -> Option<Record> {
+        let had = c.record().networks.values().any(|e| e.ip.is_some());
+        if !had {
+            return None;
+        }
+        let rec = c
+            .update(|r| {
+                r.networks
+                    .values_mut()
+                    .for_each(crate::engine::networks::Endpoint::release);
+            })
+            .ok()?;
+        self.refresh_peers(&rec);
+        Some(rec)
     }
 
     /// `cp`: the helper command for a running Linux container's files.
@@ -424,6 +475,8 @@ impl crate::image::build::StepRunner for BuildRunner {
             nano_cpus: 0,
             pids_limit: None,
             network: NetworkMode::Host,
+            attachments: Vec::new(),
+            peer_hosts: Vec::new(),
             stop_signal: libc::SIGTERM,
         };
         let log = program.log_path.clone();

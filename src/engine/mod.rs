@@ -9,6 +9,7 @@ pub mod exec;
 #[cfg(all(feature = "linux", target_os = "linux"))]
 mod linux;
 pub mod logs;
+pub mod networks;
 pub mod record;
 pub mod view;
 pub mod volumes;
@@ -38,6 +39,11 @@ use tokio::sync::watch;
 
 #[cfg(feature = "wasm")]
 use crate::runtime::wasm::WasmBackend;
+
+/// Is this a Linux container (rather than a Wasm one)?
+pub(crate) fn is_linux_record(rec: &Record) -> bool {
+    rec.platform.starts_with("linux/")
+}
 
 /// Suffix of a container directory being deleted.
 const REMOVING_SUFFIX: &str = "removing";
@@ -150,6 +156,11 @@ pub struct Engine {
     pub registry: Arc<Registry>,
     pub events: events::Events,
     pub volumes: volumes::Volumes,
+    pub networks: networks::Networks,
+    /// Held while an address is picked and recorded, so two starts
+    /// cannot take the same one.
+    #[cfg_attr(not(all(feature = "linux", target_os = "linux")), allow(dead_code))]
+    ipam: Mutex<()>,
     containers: RwLock<Table>,
     #[cfg(feature = "wasm")]
     wasm: Arc<WasmBackend>,
@@ -194,12 +205,18 @@ impl Engine {
         let wasm = Arc::new(WasmBackend::new(&root.join("wasm-cache"))?);
         #[cfg(all(feature = "linux", target_os = "linux"))]
         let linux = linux::Linux::open(root)?;
+        #[cfg(all(feature = "linux", target_os = "linux"))]
+        let linux_networks = linux.backend.is_ok();
+        #[cfg(not(all(feature = "linux", target_os = "linux")))]
+        let linux_networks = false;
         let engine = Arc::new(Engine {
             root: root.to_path_buf(),
             images,
             registry,
             events: events::Events::default(),
             volumes: volumes::Volumes::open(&root.join("volumes"))?,
+            networks: networks::Networks::open(&root.join("networks"), linux_networks)?,
+            ipam: Mutex::new(()),
             containers: RwLock::new(Table::default()),
             #[cfg(feature = "wasm")]
             wasm,
@@ -279,6 +296,9 @@ impl Engine {
                 c.update(|r| {
                     r.state.status = Status::Exited;
                     r.state.ports.clear();
+                    r.networks
+                        .values_mut()
+                        .for_each(networks::Endpoint::release);
                     r.state.exit_code = exit.0.code;
                     r.state.oom_killed = exit.0.oom_killed;
                     r.state.error = exit.0.error.clone().unwrap_or_default();
@@ -412,9 +432,17 @@ impl Engine {
         let platform = self
             .prepare_program(&img, &argv[0], &config.working_dir)
             .await?;
+        #[allow(unused_mut)] // only Linux containers have networks
+        let mut endpoints = BTreeMap::new();
         #[cfg(all(feature = "linux", target_os = "linux"))]
         if platform.starts_with("linux/") {
             linux::validate(&host_config)?;
+            endpoints =
+                self.initial_endpoints(&host_config.network_mode, req.networking_config.as_ref())?;
+            // Recorded by name, however the request named it.
+            if let Some(name) = endpoints.keys().next() {
+                host_config.network_mode = name.clone();
+            }
         }
         let mappings = port_mappings(&config, &host_config)?;
         if !mappings.is_empty() && !self.serves_ports(&img.id, &argv[0], &config.working_dir) {
@@ -436,6 +464,7 @@ impl Engine {
             host_config,
             platform,
             state: StateRecord::default(),
+            networks: endpoints,
         };
         let dir = self.root.join("containers").join(id.as_str());
         {
@@ -675,10 +704,23 @@ impl Engine {
         let rec = c.record();
         #[cfg(all(feature = "linux", target_os = "linux"))]
         if linux::is_linux(&rec) {
-            let (backend, program) = self.linux_program(c, &rec).await?;
-            let spec = self.run_spec(c, &rec, Program::Linux(Box::new(program)))?;
-            let started = tokio::task::block_in_place(|| backend.start(spec))?;
-            return self.started(c, started);
+            let started = async {
+                let (backend, program) = self.linux_program(c, &rec).await?;
+                let spec = self.run_spec(c, &rec, Program::Linux(Box::new(program)))?;
+                Ok::<_, EngineError>(tokio::task::block_in_place(|| backend.start(spec))?)
+            }
+            .await;
+            let started = match started {
+                Ok(s) => s,
+                Err(e) => {
+                    self.release_endpoints(c);
+                    return Err(e);
+                }
+            };
+            self.started(c, started)?;
+            // Its peers on user networks learn its address.
+            self.refresh_peers(&c.record());
+            return Ok(());
         }
         // Warm path: the module is hot. After a daemon restart it is not:
         // prepare it again from the image (or the on-disk compile cache).
@@ -802,6 +844,8 @@ impl Engine {
     ) {
         *c.control.lock().unwrap_or_else(|e| e.into_inner()) = None;
         c.fresh_stdin();
+        #[cfg(all(feature = "linux", target_os = "linux"))]
+        self.release_endpoints(c);
         if let Some(err) = &status.error {
             use crate::runtime::OutputSink;
             c.log.write(

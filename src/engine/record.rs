@@ -56,6 +56,9 @@ pub struct Record {
     /// `wasi/wasm` for Wasm containers.
     pub platform: String,
     pub state: StateRecord,
+    /// Linux containers: the networks they are on, by network name.
+    #[serde(default)]
+    pub networks: BTreeMap<String, super::networks::Endpoint>,
 }
 
 impl Record {

@@ -1,7 +1,7 @@
 //! Engine records rendered as Engine API shapes (`ps`, `inspect`,
 //! `images`).
 
-use super::{Container, Record};
+use super::{networks, Container, Record};
 use crate::api::types::*;
 use crate::image::Image;
 use crate::model::Status;
@@ -87,6 +87,75 @@ fn mounts(r: &Record) -> Vec<MountPoint> {
     out
 }
 
+/// `NetworkSettings.Networks`: one entry per network the container is
+/// on, with its address while it runs.
+fn endpoints(c: &Container, r: &Record) -> BTreeMap<String, serde_json::Value> {
+    let _ = c;
+    r.networks
+        .iter()
+        .map(|(name, e)| {
+            let gateway = e.gateway.map(|g| g.to_string()).unwrap_or_default();
+            let prefix = if e.ip.is_some() { e.prefix } else { 0 };
+            let running = e.ip.is_some();
+            let mut dns = Vec::new();
+            if name != networks::DEFAULT && running {
+                dns.push(r.name.clone());
+                dns.extend(e.aliases.iter().cloned());
+                dns.push(r.id.as_str()[..12].to_string());
+            }
+            let v = serde_json::json!({
+                "IPAMConfig": null,
+                "Links": null,
+                "Aliases": if e.aliases.is_empty() { serde_json::Value::Null } else { serde_json::json!(e.aliases) },
+                "MacAddress": e.ip.map(networks::mac_for).unwrap_or_default(),
+                "DriverOpts": null,
+                "GwPriority": 0,
+                "NetworkID": e.network_id,
+                "EndpointID": if running { networks::endpoint_id(&r.id, &e.network_id) } else { String::new() },
+                "Gateway": gateway,
+                "IPAddress": e.ip.map(|ip| ip.to_string()).unwrap_or_default(),
+                "IPPrefixLen": prefix,
+                "IPv6Gateway": "",
+                "GlobalIPv6Address": "",
+                "GlobalIPv6PrefixLen": 0,
+                "DNSNames": if dns.is_empty() { serde_json::Value::Null } else { serde_json::json!(dns) },
+            });
+            (name.clone(), v)
+        })
+        .collect()
+}
+
+fn network_settings(c: &Container, r: &Record) -> NetworkSettings {
+    let networks = endpoints(c, r);
+    let mut s = NetworkSettings {
+        ports: inspect_ports(r),
+        sandbox_key: sandbox_key(c, r),
+        ..Default::default()
+    };
+    if let Some(b) = networks.get(networks::DEFAULT) {
+        let text = |k: &str| b[k].as_str().unwrap_or_default().to_string();
+        s.endpoint_id = text("EndpointID");
+        s.gateway = text("Gateway");
+        s.ip_address = text("IPAddress");
+        s.mac_address = text("MacAddress");
+        s.ip_prefix_len = b["IPPrefixLen"].as_i64().unwrap_or(0);
+    }
+    s.networks = networks;
+    s
+}
+
+/// The network namespace of a running Linux container.
+fn sandbox_key(c: &Container, r: &Record) -> String {
+    #[cfg(all(feature = "linux", target_os = "linux"))]
+    if r.state.status.is_alive() && super::is_linux_record(r) {
+        if let Some(p) = crate::runtime::linux::netns_path(&c.dir.join("run")) {
+            return p.display().to_string();
+        }
+    }
+    let _ = (c, r);
+    String::new()
+}
+
 fn network_mode(r: &Record) -> String {
     if r.host_config.network_mode.is_empty() {
         "none".into()
@@ -124,7 +193,7 @@ pub fn summary(c: &Container) -> ContainerSummary {
             network_mode: network_mode(&r),
         },
         network_settings: SummaryNetworkSettings {
-            networks: BTreeMap::new(),
+            networks: endpoints(c, &r),
         },
         mounts: mounts(&r),
     }
@@ -176,10 +245,7 @@ pub fn inspect(c: &Container) -> ContainerInspect {
         },
         mounts: mounts(&r),
         config,
-        network_settings: NetworkSettings {
-            ports: inspect_ports(&r),
-            ..Default::default()
-        },
+        network_settings: network_settings(c, &r),
         ..Default::default()
     }
 }

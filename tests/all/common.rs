@@ -219,14 +219,32 @@ impl Drop for TestDaemon {
             let t0 = Instant::now();
             while t0.elapsed() < Duration::from_secs(5) {
                 if let Ok(Some(_)) = c.try_wait() {
-                    return;
+                    break;
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
             let _ = c.kill();
             let _ = c.wait();
         }
+        // A ketchd keeps its networks' bridges (as dockerd keeps docker0);
+        // a test's are removed with it.
+        for b in bridges(&self.root()) {
+            let _ = ketch::runtime::linux::net::remove_bridge(&b);
+        }
     }
+}
+
+/// The host bridges of a data root's networks.
+pub fn bridges(root: &Path) -> Vec<String> {
+    std::fs::read_dir(root.join("networks"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path()).ok())
+        .filter_map(|d| serde_json::from_slice::<serde_json::Value>(&d).ok())
+        .filter_map(|v| v["bridge"].as_str().map(String::from))
+        .filter(|b| !b.is_empty())
+        .collect()
 }
 
 pub fn write_context(dir: &Path, dockerfile: &str, files: &[(&str, &[u8])]) {

@@ -30,6 +30,8 @@ fn linux_run_isolation_and_options() {
         "run",
         "--name",
         "iso",
+        "--network",
+        "none",
         "busybox",
         "sh",
         "-c",
@@ -330,7 +332,7 @@ fn linux_exec_joins_the_container() {
         "host",
         "sh",
         "-c",
-        "echo pid=$$; hostname; ip -o link | wc -l; echo $FROM_RUN$X; echo err >&2; exit 5",
+        "echo pid=$$; hostname; ip -o link | cut -d' ' -f2 | cut -d@ -f1; echo $FROM_RUN$X; echo err >&2; exit 5",
     ]);
     assert_eq!(r.code, 5, "{}", r.stderr);
     let lines: Vec<&str> = r.stdout.lines().collect();
@@ -339,7 +341,8 @@ fn linux_exec_joins_the_container() {
         "{}",
         r.stdout
     );
-    assert_eq!(&lines[1..], ["inside", "1", "1y"], "{}", r.stdout);
+    // The container's own network: loopback and its bridge interface.
+    assert_eq!(&lines[1..], ["inside", "lo:", "eth0", "1y"], "{}", r.stdout);
     assert_eq!(r.stderr, "err\n");
     // stdin, user and working directory.
     let r = d.ketch_stdin(
@@ -517,6 +520,186 @@ fn linux_containers_survive_a_ketchd_restart() {
     // And it can start again.
     d.ketch(&["start", "tick"]).ok();
     assert_eq!(d.state("tick"), "running");
+}
+
+/// The host's network devices.
+fn host_links() -> Vec<String> {
+    std::fs::read_dir("/sys/class/net")
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+#[test]
+fn linux_networks_and_name_resolution() {
+    need_linux!();
+    let d = daemon();
+    // The default bridge: an address from its subnet, a default route.
+    let ipam: serde_json::Value = serde_json::from_str(
+        &d.ketch(&[
+            "network",
+            "inspect",
+            "-f",
+            "{{json .IPAM.Config}}",
+            "bridge",
+        ])
+        .ok(),
+    )
+    .unwrap();
+    let subnet = ipam[0]["Subnet"].as_str().unwrap().to_string();
+    let prefix = subnet.split('.').take(2).collect::<Vec<_>>().join(".");
+    let out = d
+        .ketch(&[
+            "run",
+            "--rm",
+            "busybox",
+            "sh",
+            "-c",
+            "ip -o -4 addr show eth0; ip route",
+        ])
+        .ok();
+    assert!(out.contains(&format!("inet {prefix}.")), "{subnet} {out}");
+    assert!(out.contains("default via"), "{out}");
+
+    // A user network: containers reach each other by name and alias.
+    let net_id = d.ketch(&["network", "create", "backend"]).ok();
+    let ls = d.ketch(&["network", "ls"]).ok();
+    for name in ["bridge", "host", "none", "backend"] {
+        assert!(ls.contains(name), "{ls}");
+    }
+    let srv = d
+        .ketch(&[
+            "run",
+            "-d",
+            "--name",
+            "srv",
+            "--network",
+            "backend",
+            "--network-alias",
+            "web",
+            "busybox",
+            "sh",
+            "-c",
+            "mkdir -p /www && echo hello-srv > /www/index.html && exec httpd -f -p 8080 -h /www",
+        ])
+        .ok();
+    let fetch_by = |name: &str| {
+        d.ketch(&[
+            "run",
+            "--rm",
+            "--network",
+            "backend",
+            "busybox",
+            "wget",
+            "-q",
+            "-O-",
+            &format!("http://{name}:8080/"),
+        ])
+    };
+    d.eventually(10, "srv by name", || {
+        fetch_by("srv").stdout
+            == "hello-srv
+"
+    });
+    assert_eq!(
+        fetch_by("web").ok(),
+        "hello-srv
+"
+    );
+    // The host reaches it on its bridge address too.
+    let ip = d
+        .ketch(&[
+            "inspect",
+            "-f",
+            "{{.NetworkSettings.Networks.backend.IPAddress}}",
+            "srv",
+        ])
+        .ok();
+    let ip: std::net::Ipv4Addr = ip.trim().parse().expect("an address");
+    let mut s = std::net::TcpStream::connect((ip, 8080)).unwrap();
+    use std::io::{Read, Write};
+    s.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).unwrap();
+    assert!(body.contains("hello-srv"), "{body}");
+
+    // connect and disconnect a running container.
+    d.ketch(&["run", "-d", "--name", "cli", "busybox", "sleep", "100"])
+        .ok();
+    d.ketch(&["network", "connect", "backend", "cli"]).ok();
+    assert_eq!(
+        d.ketch(&["exec", "cli", "wget", "-q", "-O-", "http://srv:8080/"])
+            .ok(),
+        "hello-srv
+"
+    );
+    let nets: serde_json::Value = serde_json::from_str(
+        &d.ketch(&["inspect", "-f", "{{json .NetworkSettings.Networks}}", "cli"])
+            .ok(),
+    )
+    .unwrap();
+    let names: Vec<&String> = nets.as_object().unwrap().keys().collect();
+    assert_eq!(names, ["backend", "bridge"]);
+    assert!(nets["backend"]["IPAddress"]
+        .as_str()
+        .unwrap()
+        .starts_with(&nets["backend"]["Gateway"].as_str().unwrap()[..4]));
+    // srv's /etc/hosts learnt cli's name.
+    assert!(d
+        .ketch(&["exec", "srv", "cat", "/etc/hosts"])
+        .ok()
+        .contains("\tcli "));
+    d.ketch(&["network", "disconnect", "backend", "cli"]).ok();
+    assert_eq!(
+        d.ketch(&["exec", "cli", "sh", "-c", "ip -o link | wc -l"])
+            .ok(),
+        "2\n"
+    );
+    assert!(!d
+        .ketch(&["exec", "srv", "cat", "/etc/hosts"])
+        .ok()
+        .contains("\tcli "));
+
+    // Errors name what is wrong.
+    let r = d.ketch(&["network", "rm", "backend"]);
+    assert!(
+        r.code != 0 && r.stderr.contains("active endpoints"),
+        "{}",
+        r.stderr
+    );
+    let r = d.ketch(&["network", "rm", "bridge"]);
+    assert!(
+        r.code != 0 && r.stderr.contains("pre-defined"),
+        "{}",
+        r.stderr
+    );
+    let r = d.ketch(&["network", "create", "backend"]);
+    assert!(
+        r.code != 0 && r.stderr.contains("already exists"),
+        "{}",
+        r.stderr
+    );
+    let r = d.ketch(&["run", "--rm", "--network", "nowhere", "busybox", "true"]);
+    assert!(
+        r.code != 0 && r.stderr.contains("network nowhere not found"),
+        "{}",
+        r.stderr
+    );
+
+    // Nothing is left on the host once they are gone.
+    let bridge = format!("kt-{}", &net_id.trim()[..12]);
+    assert!(host_links().contains(&bridge));
+    d.ketch(&["rm", "-f", "srv", "cli"]).ok();
+    d.ketch(&["network", "rm", "backend"]).ok();
+    let veths = [
+        ketch::runtime::linux::net::host_ifname(srv.trim(), 0),
+        bridge,
+    ];
+    d.eventually(10, "veths and bridge gone", || {
+        let links = host_links();
+        !veths.iter().any(|v| links.contains(v))
+    });
 }
 
 /// Processes of this daemon's containers, cgroups, mounts and runtime state.

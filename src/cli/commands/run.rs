@@ -77,9 +77,12 @@ pub struct RunArgs {
     /// Function containers: let the guest send HTTP requests to HOST[:PORT] (or *)
     #[arg(long = "allow-http", value_name = "HOST[:PORT]")]
     pub allow_http: Vec<String>,
-    /// Linux containers: network to join (none, host)
-    #[arg(long)]
+    /// Linux containers: network to join (bridge, host, none, or a network's name)
+    #[arg(long, alias = "net")]
     pub network: Option<String>,
+    /// Linux containers: a network-scoped alias for the container
+    #[arg(long = "network-alias", alias = "net-alias")]
+    pub network_alias: Vec<String>,
     /// Linux containers: user name or uid, with an optional group (name|uid[:group|gid])
     #[arg(short, long)]
     pub user: Option<String>,
@@ -275,7 +278,10 @@ pub async fn run(c: &Client, a: RunArgs, create_only: bool) -> anyhow::Result<i3
     let req = ContainerCreateRequest {
         config,
         host_config: Some(host_config),
-        networking_config: None,
+        networking_config: (!a.network_alias.is_empty()).then(|| {
+            let net = a.network.clone().unwrap_or_else(|| "bridge".into());
+            serde_json::json!({"EndpointsConfig": {net: {"Aliases": a.network_alias}}})
+        }),
     };
     let created: IdResponse = c
         .post_json(&format!("/containers/create{name}"), &req)

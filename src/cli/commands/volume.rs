@@ -2,7 +2,6 @@
 
 use super::enc;
 use crate::client::Client;
-use anyhow::Context;
 use std::collections::BTreeMap;
 
 #[derive(clap::Subcommand, Debug)]
@@ -23,6 +22,9 @@ pub enum Cmd {
     },
     /// Display detailed information on one or more volumes
     Inspect {
+        /// Format output using a Go-template subset, e.g. '{{.Name}}'
+        #[arg(short, long)]
+        format: Option<String>,
         #[arg(required = true)]
         names: Vec<String>,
     },
@@ -77,23 +79,8 @@ pub async fn run(c: &Client, cmd: Cmd) -> anyhow::Result<i32> {
             }
             Ok(0)
         }
-        Cmd::Inspect { names } => {
-            let mut out = Vec::new();
-            let mut code = 0;
-            for n in names {
-                match c
-                    .get_json::<serde_json::Value>(&format!("/volumes/{}", enc(&n)))
-                    .await
-                {
-                    Ok(v) => out.push(v),
-                    Err(e) => {
-                        eprintln!("{e}");
-                        code = 1;
-                    }
-                }
-            }
-            println!("{}", serde_json::to_string_pretty(&out).context("json")?);
-            Ok(code)
+        Cmd::Inspect { format, names } => {
+            super::inspect_each(c, "/volumes", &names, format.as_deref()).await
         }
         Cmd::Rm { force, names } => {
             let mut code = 0;

@@ -13,6 +13,7 @@
 pub mod copy;
 pub mod exec;
 pub mod monitor;
+pub mod net;
 mod proxy;
 pub mod spec;
 pub mod sys;
@@ -23,6 +24,7 @@ use super::{
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::io::Read;
+use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -46,6 +48,8 @@ pub enum NetworkMode {
     None,
     /// The host's network stack.
     Host,
+    /// A network namespace of its own, joined to bridges by veth pairs.
+    Bridge,
 }
 
 /// What a Linux container needs beyond the common [`RunSpec`].
@@ -72,6 +76,10 @@ pub struct LinuxProgram {
     pub nano_cpus: i64,
     pub pids_limit: Option<i64>,
     pub network: NetworkMode,
+    /// Its interfaces on bridge networks, the primary one first.
+    pub attachments: Vec<net::Attachment>,
+    /// `/etc/hosts` entries for the peers on its user networks.
+    pub peer_hosts: Vec<(Ipv4Addr, Vec<String>)>,
     pub stop_signal: i32,
 }
 
@@ -96,6 +104,8 @@ pub struct MonitorConfig {
     pub work: PathBuf,
     pub log: PathBuf,
     pub network: NetworkMode,
+    #[serde(default)]
+    pub attachments: Vec<net::Attachment>,
     pub stdin: bool,
     pub cgroup_path: String,
     /// Made in the root if the image lacks it.
@@ -173,14 +183,21 @@ impl LinuxBackend {
     }
 
     fn write_host_files(p: &LinuxProgram) -> Result<(), RuntimeError> {
-        let hosts = match p.network {
-            NetworkMode::Host => std::fs::read_to_string("/etc/hosts").unwrap_or_default(),
-            NetworkMode::None => format!(
-                "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.0.1\t{}\n",
-                p.hostname
+        let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let (hosts, resolv) = match p.network {
+            NetworkMode::Host => (
+                std::fs::read_to_string("/etc/hosts").unwrap_or_default(),
+                host_resolv,
+            ),
+            NetworkMode::None | NetworkMode::Bridge => (
+                hosts_file(
+                    &p.hostname,
+                    p.attachments.first().map(|a| a.ip),
+                    &p.peer_hosts,
+                ),
+                container_resolv(&host_resolv),
             ),
         };
-        let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
         for (name, data) in [
             ("hosts", hosts),
             ("hostname", format!("{}\n", p.hostname)),
@@ -319,6 +336,7 @@ impl LinuxBackend {
         output: Arc<dyn OutputSink>,
         stop_signal: i32,
         ports: Vec<crate::runtime::PortMapping>,
+        ip: Option<Ipv4Addr>,
     ) -> Reattached {
         if let Some(st) = read_exit(run_dir) {
             return Reattached::Exited(st.0, st.1);
@@ -346,7 +364,11 @@ impl LinuxBackend {
             tracing::warn!("container {id}: {e}");
             Vec::new()
         });
-        let proxies = proxy::serve(bound, netns_of(&pids));
+        let target = match ip {
+            Some(ip) => proxy::Target::Addr(ip),
+            None => proxy::Target::Netns(netns_of(&pids)),
+        };
+        let proxies = proxy::serve(bound, target);
         Reattached::Running(self.started(
             id,
             run_dir,
@@ -391,6 +413,61 @@ impl LinuxBackend {
             ports: Vec::new(),
         }
     }
+}
+
+/// A container's `/etc/hosts`: loopback, its own name on its primary
+/// address, and its peers.
+pub fn hosts_file(
+    hostname: &str,
+    own: Option<Ipv4Addr>,
+    peers: &[(Ipv4Addr, Vec<String>)],
+) -> String {
+    let mut s = String::from(
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n\
+         fe00::\tip6-localnet\nff00::\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
+    );
+    let own = own.map_or_else(|| "127.0.0.1".to_string(), |ip| ip.to_string());
+    s.push_str(&format!("{own}\t{hostname}\n"));
+    for (ip, names) in peers {
+        s.push_str(&format!("{ip}\t{}\n", names.join(" ")));
+    }
+    s
+}
+
+/// Rewrite a running container's `/etc/hosts` in place: it is bind
+/// mounted, so the file (its inode) must stay the same.
+pub fn rewrite_hosts(run_dir: &Path, content: &str) -> std::io::Result<()> {
+    std::fs::write(run_dir.join("hosts"), content)
+}
+
+/// The host's resolver configuration without loopback nameservers, which
+/// mean nothing inside another network namespace; Docker's public
+/// fallback if none remain.
+fn container_resolv(host: &str) -> String {
+    let mut out = String::new();
+    let mut servers = 0;
+    for l in host.lines() {
+        let mut f = l.split_whitespace();
+        if f.next() == Some("nameserver") {
+            match f.next().and_then(|a| a.parse::<std::net::IpAddr>().ok()) {
+                Some(a) if a.is_loopback() => continue,
+                Some(_) => servers += 1,
+                None => continue,
+            }
+        }
+        out.push_str(l);
+        out.push('\n');
+    }
+    if servers == 0 {
+        out.push_str("nameserver 8.8.8.8\nnameserver 8.8.4.4\n");
+    }
+    out
+}
+
+/// The network namespace of a running container, from its run dir.
+pub fn netns_path(run_dir: &Path) -> Option<PathBuf> {
+    let pids: Pids = serde_json::from_slice(&std::fs::read(run_dir.join(PIDS_FILE)).ok()?).ok()?;
+    (sys::start_time(pids.monitor) == Some(pids.monitor_start)).then(|| netns_of(&pids))
 }
 
 /// The container's network namespace: its monitor's.
@@ -480,7 +557,7 @@ impl Backend for LinuxBackend {
         // nothing to publish (Docker ignores -p there too).
         let bound = match p.network {
             NetworkMode::Host => Vec::new(),
-            NetworkMode::None => proxy::bind(&run.name, run.ports.clone())?,
+            NetworkMode::None | NetworkMode::Bridge => proxy::bind(&run.name, run.ports.clone())?,
         };
         let _ = std::fs::remove_dir_all(&p.run_dir);
         // A leftover libcontainer state from an earlier run of the same id.
@@ -514,6 +591,7 @@ impl Backend for LinuxBackend {
             work,
             log: p.log_path.clone(),
             network: p.network,
+            attachments: p.attachments.clone(),
             stdin: run.stdin.is_some(),
             cgroup_path: p.cgroup_path(),
             workdir: run.workdir.clone(),
@@ -550,7 +628,11 @@ impl Backend for LinuxBackend {
         let monitor = sys::pidfd_open(pids.monitor).ok();
         let init = sys::pidfd_open(pids.pid).ok();
         let ports = bound.iter().map(|(m, _)| *m).collect();
-        let proxies = proxy::serve(bound, netns_of(&pids));
+        let target = match p.attachments.first() {
+            Some(a) => proxy::Target::Addr(a.ip),
+            None => proxy::Target::Netns(netns_of(&pids)),
+        };
+        let proxies = proxy::serve(bound, target);
         let mut started = self.started(
             &p.id,
             &p.run_dir,

@@ -6,7 +6,8 @@
 //! once), leaves ketchd's session, and then:
 //! - makes a private mount namespace, so the container's overlay root
 //!   exists only while the monitor lives and can never leak onto the host;
-//! - makes the network namespace (with `lo` up) for `--network none`;
+//! - makes the network namespace (with `lo` up), and joins it to its
+//!   bridge networks by veth pairs;
 //! - creates and starts the container with libcontainer, holding its
 //!   stdout and stderr, and writes them to the json-file log;
 //! - reaps the container's exit, reads whether the kernel's OOM killer
@@ -128,9 +129,24 @@ fn start(run_dir: &Path, cfg: &MonitorConfig) -> Result<Running, String> {
         None,
     )
     .map_err(|e| format!("making / a slave mount: {e}"))?;
-    if cfg.network == NetworkMode::None {
+    if cfg.network != NetworkMode::Host {
+        // Opened before leaving: these stay in the host's namespace.
+        let host = if cfg.attachments.is_empty() {
+            None
+        } else {
+            let nl = super::net::Netlink::open().map_err(|e| format!("netlink: {e}"))?;
+            let ns = File::open("/proc/self/ns/net").map_err(|e| format!("host netns: {e}"))?;
+            Some((nl, ns))
+        };
         sys::unshare(libc::CLONE_NEWNET).map_err(|e| format!("network namespace: {e}"))?;
         sys::loopback_up().map_err(|e| format!("bringing lo up: {e}"))?;
+        if let Some((mut host_nl, host_ns)) = host {
+            let mut ns = super::net::Netlink::open().map_err(|e| format!("netlink: {e}"))?;
+            for a in &cfg.attachments {
+                super::net::attach(&mut host_nl, &mut ns, host_ns.as_raw_fd(), a)
+                    .map_err(|e| format!("network {}: {e}", a.ifname))?;
+            }
+        }
         // Name it in the spec, so an exec joins it too (the init is
         // already in it).
         let spec = cfg.bundle.join("config.json");

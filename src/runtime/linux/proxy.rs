@@ -1,9 +1,10 @@
 //! Published ports of a Linux container: a userland proxy, with no
 //! dependency on iptables or nftables. ketchd listens on the host address;
-//! each accepted connection is joined to the container's port on its own
-//! loopback, through a socket made inside the container's network
-//! namespace by a short-lived thread (a network namespace is per thread,
-//! so `setns` there leaves the rest of ketchd where it was).
+//! each accepted connection is joined to the container's port: on its
+//! bridge address when it has one, else on its own loopback, through a
+//! socket made inside the container's network namespace by a short-lived
+//! thread (a network namespace is per thread, so `setns` there leaves the
+//! rest of ketchd where it was).
 
 use super::sys;
 use crate::runtime::{PortMapping, RuntimeError};
@@ -24,29 +25,45 @@ pub fn bind(name: &str, ports: Vec<PortMapping>) -> Result<Bound, RuntimeError> 
     )
 }
 
-/// Forward connections on the bound ports to the container whose network
-/// namespace is `netns`. Abort the accept loops when the container ends.
-pub fn serve(bound: Bound, netns: PathBuf) -> Vec<JoinHandle<()>> {
+/// Where a container's ports are reached from the host.
+#[derive(Clone, Debug)]
+pub enum Target {
+    /// Its address on a bridge, reachable from the host's namespace.
+    Addr(Ipv4Addr),
+    /// Only inside its network namespace (at this path), on loopback.
+    Netns(PathBuf),
+}
+
+/// Forward connections on the bound ports to the container. Abort the
+/// accept loops when the container ends.
+pub fn serve(bound: Bound, target: Target) -> Vec<JoinHandle<()>> {
     let mut tasks = Vec::with_capacity(bound.len());
     for (m, listener) in bound {
-        let netns = netns.clone();
+        let target = target.clone();
         tasks.push(tokio::spawn(async move {
             loop {
                 let Ok((client, _)) = listener.accept().await else {
                     continue;
                 };
-                let netns = netns.clone();
+                let target = target.clone();
                 let port = m.container_port;
                 tokio::spawn(async move {
-                    let inner =
-                        tokio::task::spawn_blocking(move || connect_inside(&netns, port)).await;
-                    let Ok(Ok(inner)) = inner else {
-                        return; // nothing listens there: the client sees a close
+                    let inner = match target {
+                        Target::Addr(ip) => tokio::net::TcpStream::connect((ip, port)).await,
+                        Target::Netns(netns) => {
+                            match tokio::task::spawn_blocking(move || connect_inside(&netns, port))
+                                .await
+                            {
+                                Ok(Ok(s)) => s
+                                    .set_nonblocking(true)
+                                    .and_then(|()| tokio::net::TcpStream::from_std(s)),
+                                Ok(Err(e)) => Err(e),
+                                Err(e) => Err(std::io::Error::other(e)),
+                            }
+                        }
                     };
-                    let (Ok(()), Ok(mut inner)) = (
-                        inner.set_nonblocking(true),
-                        tokio::net::TcpStream::from_std(inner),
-                    ) else {
+                    // Nothing listens there: the client sees a close.
+                    let Ok(mut inner) = inner else {
                         return;
                     };
                     let mut client = client;

@@ -1,0 +1,197 @@
+//! Network endpoints: `GET /networks`, `POST /networks/create`,
+//! `GET|DELETE /networks/{id}`, `POST /networks/{id}/connect|disconnect`
+//! and `POST /networks/prune`.
+
+use super::http::{empty, error, json, read_json, Query, Resp};
+use super::MAX_JSON_BODY;
+use crate::engine::networks::CreateNetwork;
+use crate::engine::{Engine, EngineError};
+use hyper::body::Incoming;
+use hyper::StatusCode;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct Ipam {
+    driver: String,
+    config: Option<Vec<IpamConfig>>,
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct IpamConfig {
+    subnet: String,
+    gateway: String,
+    #[serde(rename = "IPRange")]
+    ip_range: String,
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct CreateRequest {
+    name: String,
+    driver: String,
+    internal: bool,
+    #[serde(rename = "EnableIPv6")]
+    enable_ipv6: Option<bool>,
+    #[serde(rename = "IPAM")]
+    ipam: Option<Ipam>,
+    options: Option<BTreeMap<String, String>>,
+    labels: Option<BTreeMap<String, String>>,
+}
+
+fn create_request(req: CreateRequest) -> Result<CreateNetwork, EngineError> {
+    let bad = |m: String| EngineError::InvalidArgument(format!("network {}: {m}", req.name));
+    if req.enable_ipv6 == Some(true) {
+        return Err(bad("IPv6 networks are not supported".into()));
+    }
+    let ipam = req.ipam.unwrap_or_default();
+    if !ipam.driver.is_empty() && ipam.driver != "default" {
+        return Err(bad(format!(
+            "IPAM driver {:?} is not supported: only default",
+            ipam.driver
+        )));
+    }
+    let configs = ipam.config.unwrap_or_default();
+    if configs.len() > 1 {
+        return Err(bad(
+            "only one IPAM config (one IPv4 subnet) is supported".into()
+        ));
+    }
+    let cfg = configs.into_iter().next().unwrap_or_default();
+    if !cfg.ip_range.is_empty() {
+        return Err(bad("IPAM ip ranges are not supported".into()));
+    }
+    if cfg.subnet.is_empty() && !cfg.gateway.is_empty() {
+        return Err(bad("a gateway needs a subnet".into()));
+    }
+    let opt = |s: String| Some(s).filter(|s| !s.is_empty());
+    Ok(CreateNetwork {
+        name: req.name.clone(),
+        driver: req.driver,
+        subnet: opt(cfg.subnet),
+        gateway: opt(cfg.gateway),
+        internal: req.internal,
+        labels: req.labels.unwrap_or_default(),
+        options: req.options.unwrap_or_default(),
+    })
+}
+
+pub async fn create(engine: &Engine, body: Incoming) -> Resp {
+    let req: CreateRequest = match read_json(body, MAX_JSON_BODY).await {
+        Ok(r) => r,
+        Err(e) => return error(&e),
+    };
+    match create_request(req).and_then(|r| engine.network_create(r)) {
+        Ok(n) => json(
+            StatusCode::CREATED,
+            &serde_json::json!({"Id": n.id, "Warning": ""}),
+        ),
+        Err(e) => error(&e),
+    }
+}
+
+/// Does a network (as viewed) pass Docker's list filters?
+fn matches(n: &serde_json::Value, filters: &HashMap<String, Vec<String>>) -> bool {
+    let s = |k: &str| n[k].as_str().unwrap_or_default().to_string();
+    filters.iter().all(|(k, want)| {
+        want.iter().any(|w| match k.as_str() {
+            "name" => s("Name").contains(w.as_str()),
+            "id" => s("Id").starts_with(w.as_str()),
+            "driver" => s("Driver") == *w,
+            "scope" => w == "local",
+            "type" => {
+                let builtin = matches!(s("Name").as_str(), "bridge" | "host" | "none");
+                (w == "builtin") == builtin
+            }
+            "dangling" => {
+                let empty = n["Containers"].as_object().is_none_or(|c| c.is_empty());
+                (w == "true" || w == "1") == empty
+            }
+            "label" => match w.split_once('=') {
+                Some((lk, lv)) => n["Labels"][lk].as_str() == Some(lv),
+                None => n["Labels"].get(w.as_str()).is_some(),
+            },
+            _ => false,
+        })
+    })
+}
+
+pub fn list(engine: &Engine, q: &Query) -> Resp {
+    let filters = match q.get("filters").map(super::containers::parse_filters) {
+        Some(Ok(f)) => f,
+        Some(Err(e)) => return error(&e),
+        None => HashMap::new(),
+    };
+    let all: Vec<serde_json::Value> = engine
+        .network_list()
+        .into_iter()
+        .filter(|n| matches(n, &filters))
+        .collect();
+    json(StatusCode::OK, &all)
+}
+
+pub fn inspect(engine: &Engine, id: &str) -> Resp {
+    match engine.network_inspect(id) {
+        Ok(v) => json(StatusCode::OK, &v),
+        Err(e) => error(&e),
+    }
+}
+
+pub fn remove(engine: &Engine, id: &str) -> Resp {
+    match engine.network_remove(id) {
+        Ok(()) => empty(StatusCode::NO_CONTENT),
+        Err(e) => error(&e),
+    }
+}
+
+pub fn prune(engine: &Engine) -> Resp {
+    json(
+        StatusCode::OK,
+        &serde_json::json!({"NetworksDeleted": engine.network_prune()}),
+    )
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct EndpointConfig {
+    aliases: Option<Vec<String>>,
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct ConnectRequest {
+    container: String,
+    endpoint_config: Option<EndpointConfig>,
+    force: bool,
+}
+
+pub async fn connect(engine: &Arc<Engine>, id: &str, body: Incoming) -> Resp {
+    let req: ConnectRequest = match read_json(body, MAX_JSON_BODY).await {
+        Ok(r) => r,
+        Err(e) => return error(&e),
+    };
+    let aliases = req
+        .endpoint_config
+        .and_then(|e| e.aliases)
+        .unwrap_or_default();
+    match engine.network_connect(id, &req.container, aliases).await {
+        Ok(()) => empty(StatusCode::OK),
+        Err(e) => error(&e),
+    }
+}
+
+pub async fn disconnect(engine: &Arc<Engine>, id: &str, body: Incoming) -> Resp {
+    let req: ConnectRequest = match read_json(body, MAX_JSON_BODY).await {
+        Ok(r) => r,
+        Err(e) => return error(&e),
+    };
+    match engine
+        .network_disconnect(id, &req.container, req.force)
+        .await
+    {
+        Ok(()) => empty(StatusCode::OK),
+        Err(e) => error(&e),
+    }
+}
