@@ -6,6 +6,7 @@ pub mod config;
 pub mod connect;
 pub mod output;
 pub mod progress;
+pub mod terminal;
 
 use clap::{Parser, Subcommand};
 
@@ -67,6 +68,8 @@ pub enum Command {
     Rm(commands::lifecycle::RmArgs),
     /// List port mappings or a specific mapping for the container
     Port(commands::port::Args),
+    /// Attach local standard input, output, and error streams to a running container
+    Attach(commands::start::AttachArgs),
     /// Manage networks
     Network {
         #[command(subcommand)]
@@ -173,6 +176,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Top(a) => commands::top::run(&client, a).await,
         Cp(a) => commands::cp::run(&client, a).await,
         Volume { cmd } => commands::volume::run(&client, cmd).await,
+        Attach(a) => commands::start::attach(&client, a).await,
         Network { cmd } => commands::network::run(&client, cmd).await,
         Pull(a) => commands::registry::pull(&client, a).await,
         Push(a) => commands::registry::push(&client, a).await,

@@ -115,6 +115,17 @@ pub fn inspect(engine: &Engine, id: &str) -> Resp {
     }
 }
 
+/// `?h=ROWS&w=COLS` of a resize.
+pub(super) fn dimensions(q: &Query) -> Result<(u16, u16), EngineError> {
+    let dim = |k: &str| -> Result<u16, EngineError> {
+        let v = q.int(k)?.unwrap_or(0);
+        u16::try_from(v).map_err(|_| {
+            EngineError::InvalidArgument(format!("invalid terminal size {k}={v}"))
+        })
+    };
+    Ok((dim("h")?, dim("w")?))
+}
+
 pub async fn action(engine: &Arc<Engine>, id: &str, action: &str, q: &Query) -> Resp {
     let t = match q.int("t").and_then(|a| Ok(a.or(q.int("timeout")?))) {
         Ok(t) => t,
@@ -127,7 +138,7 @@ pub async fn action(engine: &Arc<Engine>, id: &str, action: &str, q: &Query) -> 
         "kill" => engine.kill(id, q.get("signal")).await,
         "pause" => engine.pause(id).await,
         "unpause" => engine.unpause(id).await,
-        "resize" => engine.lookup(id).map(|_| ()),
+        "resize" => dimensions(q).and_then(|(h, w)| engine.resize(id, h, w)),
         _ => {
             return error_msg(
                 StatusCode::NOT_FOUND,

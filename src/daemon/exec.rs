@@ -41,11 +41,12 @@ pub fn inspect(engine: &Engine, id: &str) -> Resp {
     }
 }
 
-/// `POST /exec/{id}/resize`: there is no pty to resize; answered for
-/// clients that always send it.
-pub fn resize(engine: &Engine, id: &str) -> Resp {
-    match engine.exec_lookup(id) {
-        Ok(_) => empty(StatusCode::OK),
+/// `POST /exec/{id}/resize?h=&w=`: a `-t` exec's terminal size.
+pub fn resize(engine: &Engine, id: &str, q: &super::http::Query) -> Resp {
+    let r = super::containers::dimensions(q)
+        .and_then(|(h, w)| engine.exec_lookup(id).and_then(|e| e.resize(h, w)));
+    match r {
+        Ok(()) => empty(StatusCode::OK),
         Err(e) => error(&e),
     }
 }

@@ -195,7 +195,7 @@ async fn dispatch(engine: Arc<Engine>, req: Request<Incoming>) -> Resp {
         #[cfg(all(feature = "linux", target_os = "linux"))]
         (&Method::GET, ["exec", id, "json"]) => exec::inspect(&engine, id),
         #[cfg(all(feature = "linux", target_os = "linux"))]
-        (&Method::POST, ["exec", id, "resize"]) => exec::resize(&engine, id),
+        (&Method::POST, ["exec", id, "resize"]) => exec::resize(&engine, id, &q),
         #[cfg(all(feature = "linux", target_os = "linux"))]
         (&Method::GET | &Method::HEAD, ["containers", id, "archive"]) => {
             archive::get(&engine, id, &q, &method).await

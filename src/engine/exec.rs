@@ -6,8 +6,10 @@ use super::{linux, Engine, EngineError};
 use crate::api::types::{ExecConfig, ExecInspect, ExecProcessConfig};
 use crate::model::{ContainerId, Status};
 use crate::runtime::linux::exec::ExecRequest;
+use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex};
-use tokio::process::{ChildStderr, ChildStdin, ChildStdout};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 
 pub struct Exec {
@@ -17,6 +19,8 @@ pub struct Exec {
     state: Mutex<ExecState>,
     /// Becomes true once the exit code is recorded.
     done: watch::Sender<bool>,
+    /// `-t`: the pty master, for resizes.
+    master: Mutex<Option<std::os::fd::OwnedFd>>,
 }
 
 #[derive(Default)]
@@ -27,11 +31,12 @@ struct ExecState {
     pid: u32,
 }
 
-/// The started process's stdio, for the daemon to stream.
+/// The started process's stdio (its pipes, or with `-t` its pty), for
+/// the daemon to stream.
 pub struct ExecIo {
-    pub stdin: Option<ChildStdin>,
-    pub stdout: Option<ChildStdout>,
-    pub stderr: Option<ChildStderr>,
+    pub stdin: Option<Box<dyn AsyncWrite + Send + Unpin>>,
+    pub stdout: Option<Box<dyn AsyncRead + Send + Unpin>>,
+    pub stderr: Option<Box<dyn AsyncRead + Send + Unpin>>,
     pub done: watch::Receiver<bool>,
 }
 
@@ -58,6 +63,18 @@ impl Exec {
             can_remove: !st.running,
             detach_keys: String::new(),
         }
+    }
+}
+
+impl Exec {
+    /// `POST /exec/{id}/resize`: a `-t` exec's terminal size.
+    pub fn resize(&self, rows: u16, cols: u16) -> Result<(), EngineError> {
+        if let Some(m) = self.master.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            crate::runtime::linux::sys::set_winsize(m.as_raw_fd(), rows, cols).map_err(|e| {
+                EngineError::Conflict(format!("resizing exec {}: {e}", self.id))
+            })?;
+        }
+        Ok(())
     }
 }
 
@@ -109,6 +126,7 @@ impl Engine {
             config: cfg,
             state: Mutex::new(ExecState::default()),
             done,
+            master: Mutex::new(None),
         });
         self.execs
             .lock()
@@ -174,6 +192,20 @@ impl Engine {
         let cwd = Some(cfg.working_dir.clone())
             .filter(|w| !w.is_empty())
             .or_else(|| Some(rec.config.working_dir.clone()).filter(|w| !w.is_empty()));
+        // `-t`: the process's init sends its pty master to this socket.
+        let console = if cfg.tty {
+            let path = c.dir.join("run").join(format!("exec-{}.sock", &exec.id[..12]));
+            let _ = std::fs::remove_file(&path);
+            let l = crate::runtime::linux::sys::bind_unix(&path)
+                .and_then(|l| {
+                    l.set_nonblocking(true)?;
+                    tokio::net::UnixListener::from_std(l)
+                })
+                .map_err(EngineError::io(&path))?;
+            Some((l, path))
+        } else {
+            None
+        };
         let req = ExecRequest {
             id: rec.id.to_string(),
             state_root: backend.state_root().to_path_buf(),
@@ -182,33 +214,81 @@ impl Engine {
             cwd,
             uid,
             gid,
+            console_socket: console.as_ref().map(|(_, p)| p.clone()),
         };
         let mut cmd = backend.exec_command(&req);
         use std::process::Stdio;
-        cmd.stdin(if cfg.attach_stdin {
+        cmd.stdin(if cfg.attach_stdin && !cfg.tty {
             Stdio::piped()
         } else {
             Stdio::null()
         })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-        let mut child = cmd.spawn().map_err(|e| {
+        let spawned = cmd.spawn().map_err(|e| {
             EngineError::Runtime(crate::runtime::RuntimeError::Io {
                 path: "ketchd exec".into(),
                 source: e,
             })
-        })?;
+        });
+        let mut child = match spawned {
+            Ok(c) => c,
+            Err(e) => {
+                if let Some((_, p)) = &console {
+                    let _ = std::fs::remove_file(p);
+                }
+                return Err(e);
+            }
+        };
         {
             let mut st = exec.state.lock().unwrap_or_else(|e| e.into_inner());
             st.running = true;
             st.pid = child.id().unwrap_or(0);
         }
-        let io = ExecIo {
-            stdin: child.stdin.take(),
-            stdout: child.stdout.take(),
-            stderr: child.stderr.take(),
+        let mut io = ExecIo {
+            stdin: child
+                .stdin
+                .take()
+                .map(|s| Box::new(s) as Box<dyn AsyncWrite + Send + Unpin>),
+            stdout: child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn AsyncRead + Send + Unpin>),
+            stderr: child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn AsyncRead + Send + Unpin>),
             done: exec.done.subscribe(),
         };
+        if let Some((listener, path)) = console {
+            // The helper's own output is its errors; the process's is the pty.
+            let master = tokio::time::timeout(Duration::from_secs(10), listener.accept()).await;
+            let _ = std::fs::remove_file(&path);
+            let _ = std::fs::remove_file(path.with_extension("json"));
+            let master = match master {
+                Ok(Ok((s, _))) => {
+                    let s = s.into_std().and_then(|s| {
+                        s.set_nonblocking(false)?;
+                        Ok(s)
+                    });
+                    s.and_then(|s| crate::runtime::linux::sys::recv_fd(s.as_raw_fd()))
+                        .ok()
+                }
+                _ => None,
+            };
+            if let Some(m) = master {
+                let w = m.try_clone().ok().map(|w| {
+                    Box::new(tokio::fs::File::from_std(std::fs::File::from(w)))
+                        as Box<dyn AsyncWrite + Send + Unpin>
+                });
+                if cfg.attach_stdin {
+                    io.stdin = w;
+                }
+                let dup = m.try_clone().ok();
+                io.stdout = Some(Box::new(tokio::fs::File::from_std(std::fs::File::from(m))));
+                *exec.master.lock().unwrap_or_else(|e| e.into_inner()) = dup;
+            }
+        }
         let engine = self.clone();
         let ex = exec.clone();
         tokio::spawn(async move {
@@ -221,6 +301,7 @@ impl Engine {
                 st.running = false;
                 st.exit_code = Some(code);
             }
+            ex.master.lock().unwrap_or_else(|e| e.into_inner()).take();
             ex.done.send_replace(true);
             if let Ok(c) = engine.lookup(ex.container.as_str()) {
                 engine.event(&c.record(), "exec_die", &[("execID", &ex.id)]);

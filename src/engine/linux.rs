@@ -273,6 +273,7 @@ impl Engine {
                 network,
                 attachments,
                 peer_hosts,
+                tty: rec.config.tty,
                 stop_signal,
             },
         ))
@@ -477,6 +478,7 @@ impl crate::image::build::StepRunner for BuildRunner {
             network: NetworkMode::Host,
             attachments: Vec::new(),
             peer_hosts: Vec::new(),
+            tty: false,
             stop_signal: libc::SIGTERM,
         };
         let log = program.log_path.clone();

@@ -1128,6 +1128,24 @@ impl Engine {
         Ok(())
     }
 
+    /// `POST /containers/{id}/resize`: a running `-t` Linux container's
+    /// terminal size (anything else has no terminal to size).
+    pub fn resize(&self, name: &str, rows: u16, cols: u16) -> Result<(), EngineError> {
+        let c = self.lookup(name)?;
+        let rec = c.record();
+        #[cfg(all(feature = "linux", target_os = "linux"))]
+        if is_linux_record(&rec) && rec.config.tty && rec.state.status.is_alive() {
+            crate::runtime::linux::resize(&c.dir.join("run"), rows, cols).map_err(|e| {
+                EngineError::Conflict(format!(
+                    "resizing the terminal of container {}: {e}",
+                    rec.name
+                ))
+            })?;
+        }
+        let _ = (rec, rows, cols);
+        Ok(())
+    }
+
     /// A container event, with Docker's attributes: image, name, labels.
     fn event(&self, rec: &Record, action: &str, extra: &[(&str, &str)]) {
         let mut attrs: Vec<(&str, &str)> = vec![("image", &rec.image), ("name", &rec.name)];

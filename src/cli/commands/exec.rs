@@ -71,7 +71,22 @@ pub async fn run(c: &Client, a: Args) -> anyhow::Result<i32> {
     } else {
         drop(wr);
     }
-    super::start::copy_output(&mut rd, a.tty).await?;
+    let (raw, sizer) = if a.tty {
+        (
+            a.interactive
+                .then(crate::cli::terminal::RawMode::enter)
+                .flatten(),
+            crate::cli::terminal::follow_size(c, format!("/exec/{}/resize", created.id)),
+        )
+    } else {
+        (None, None)
+    };
+    let copied = super::start::copy_output(&mut rd, a.tty).await;
+    if let Some(s) = sizer {
+        s.abort();
+    }
+    drop(raw);
+    copied?;
     let info: ExecInspect = c.get_json(&format!("/exec/{}/json", created.id)).await?;
     Ok(info.exit_code.unwrap_or(0) as i32)
 }

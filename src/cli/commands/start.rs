@@ -19,6 +19,30 @@ pub struct Args {
     pub containers: Vec<String>,
 }
 
+#[derive(clap::Args, Debug)]
+pub struct AttachArgs {
+    /// Do not attach STDIN
+    #[arg(long)]
+    pub no_stdin: bool,
+    pub container: String,
+}
+
+/// `attach`: follow a running container's output (and feed its stdin)
+/// until it exits; its exit code becomes ours.
+pub async fn attach(c: &Client, a: AttachArgs) -> anyhow::Result<i32> {
+    let info: ContainerInspect = c
+        .get_json(&format!("/containers/{}/json", enc(&a.container)))
+        .await?;
+    if !info.state.running {
+        anyhow::bail!("You cannot attach to a stopped container, start it first");
+    }
+    if info.state.paused {
+        anyhow::bail!("You cannot attach to a paused container, unpause it first");
+    }
+    let stdin = !a.no_stdin && info.config.open_stdin;
+    attach_and_start(c, &info.id, stdin, info.config.tty, false, "next-exit").await
+}
+
 pub async fn run(c: &Client, a: Args) -> anyhow::Result<i32> {
     if a.attach || a.interactive {
         if a.containers.len() > 1 {
@@ -84,7 +108,20 @@ pub async fn attach_and_start(
     if start {
         c.post(&format!("/containers/{id}/start")).await?;
     }
-    copy_output(&mut rd, tty).await?;
+    let (raw, sizer) = if tty {
+        (
+            stdin.then(crate::cli::terminal::RawMode::enter).flatten(),
+            crate::cli::terminal::follow_size(c, format!("/containers/{id}/resize")),
+        )
+    } else {
+        (None, None)
+    };
+    let copied = copy_output(&mut rd, tty).await;
+    if let Some(s) = sizer {
+        s.abort();
+    }
+    drop(raw);
+    copied?;
     // A trap's message reached stderr through the log stream already.
     let w = waiter.await.context("wait task")??;
     Ok(w.status_code as i32)

@@ -25,6 +25,38 @@ pub struct ExecRequest {
     pub cwd: Option<String>,
     pub uid: Option<u32>,
     pub gid: Option<u32>,
+    /// `-t`: where the process's pty master is sent (ketchd listens).
+    #[serde(default)]
+    pub console_socket: Option<PathBuf>,
+}
+
+/// With a terminal the tenant's whole process is given as a file: the
+/// container's own process (capabilities, rlimits, no_new_privs) with this
+/// exec's command, environment, directory, user and `terminal` set.
+fn tty_process(req: &ExecRequest, socket: &std::path::Path) -> Result<PathBuf, String> {
+    let c = libcontainer::container::Container::load(req.state_root.join(&req.id))
+        .map_err(|e| format!("loading container {}: {e}", req.id))?;
+    let spec = oci_spec::runtime::Spec::load(c.bundle().join("config.json"))
+        .map_err(|e| format!("reading the container's spec: {e}"))?;
+    let mut p = spec.process().clone().ok_or("the container's spec has no process")?;
+    p.set_terminal(Some(true));
+    p.set_args(Some(req.args.clone()));
+    p.set_env(Some(req.env.iter().map(|(k, v)| format!("{k}={v}")).collect()));
+    if let Some(cwd) = &req.cwd {
+        p.set_cwd(PathBuf::from(cwd));
+    }
+    let mut user = p.user().clone();
+    if let Some(uid) = req.uid {
+        user.set_uid(uid);
+    }
+    if let Some(gid) = req.gid {
+        user.set_gid(gid);
+    }
+    p.set_user(user);
+    let path = socket.with_extension("json");
+    std::fs::write(&path, serde_json::to_vec(&p).map_err(|e| e.to_string())?)
+        .map_err(|e| format!("writing {}: {e}", path.display()))?;
+    Ok(path)
 }
 
 /// Entry point of `ketchd exec REQUEST`. Must run before any other thread
@@ -43,10 +75,19 @@ pub fn main(arg: &str) -> i32 {
     use libcontainer::container::builder::ContainerBuilder;
     use libcontainer::syscall::syscall::SyscallType;
     let env: HashMap<String, String> = req.env.iter().cloned().collect();
+    let process = match &req.console_socket {
+        Some(sock) => match tty_process(&req, sock) {
+            Ok(p) => Some(p),
+            Err(e) => return fail(EXIT_CANNOT_EXEC, e),
+        },
+        None => None,
+    };
     let built = ContainerBuilder::new(req.id.clone(), SyscallType::default())
         .with_root_path(&req.state_root)
+        .map(|b| b.with_console_socket(req.console_socket.clone()))
         .and_then(|b| {
             b.as_tenant()
+                .with_process(process.clone())
                 .with_container_args(req.args.clone())
                 .with_env(env)
                 .with_cwd(req.cwd.as_ref().map(PathBuf::from))

@@ -80,6 +80,8 @@ pub struct LinuxProgram {
     pub attachments: Vec<net::Attachment>,
     /// `/etc/hosts` entries for the peers on its user networks.
     pub peer_hosts: Vec<(Ipv4Addr, Vec<String>)>,
+    /// `-t`: a pty for its stdio.
+    pub tty: bool,
     pub stop_signal: i32,
 }
 
@@ -107,6 +109,9 @@ pub struct MonitorConfig {
     #[serde(default)]
     pub attachments: Vec<net::Attachment>,
     pub stdin: bool,
+    /// `-t`: the container's stdio is a pty, relayed by the monitor.
+    #[serde(default)]
+    pub tty: bool,
     pub cgroup_path: String,
     /// Made in the root if the image lacks it.
     pub workdir: String,
@@ -415,6 +420,13 @@ impl LinuxBackend {
     }
 }
 
+/// Resize a running `-t` container's terminal (through its monitor).
+pub fn resize(run_dir: &Path, rows: u16, cols: u16) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut s = sys::connect_unix(&run_dir.join(monitor::RESIZE_SOCKET))?;
+    s.write_all(format!("{rows} {cols}\n").as_bytes())
+}
+
 /// A container's `/etc/hosts`: loopback, its own name on its primary
 /// address, and its peers.
 pub fn hosts_file(
@@ -593,6 +605,7 @@ impl Backend for LinuxBackend {
             network: p.network,
             attachments: p.attachments.clone(),
             stdin: run.stdin.is_some(),
+            tty: p.tty,
             cgroup_path: p.cgroup_path(),
             workdir: run.workdir.clone(),
         };

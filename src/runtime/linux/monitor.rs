@@ -112,11 +112,25 @@ fn detach_stdio() {
     }
 }
 
+/// What the monitor relays while the container runs.
+enum Source {
+    /// Container output for the log.
+    Output(StdStream),
+    /// `-t`: ketchd's stdin for the container, written to the pty master.
+    Stdin,
+    /// `-t`: resize requests (`ROWS COLS`) from ketchd.
+    Resize(std::os::unix::net::UnixListener),
+}
+
 struct Running {
     pids: Pids,
-    out: OwnedFd,
-    err: OwnedFd,
+    sources: Vec<(OwnedFd, Source)>,
+    /// `-t`: the pty master (a second descriptor, for input and resizes).
+    master: Option<OwnedFd>,
 }
+
+/// Name of the socket in the run dir that takes `-t` resize requests.
+pub const RESIZE_SOCKET: &str = "tty.sock";
 
 fn start(run_dir: &Path, cfg: &MonitorConfig) -> Result<Running, String> {
     sys::unshare(libc::CLONE_NEWNS).map_err(|e| format!("mount namespace: {e}"))?;
@@ -184,7 +198,16 @@ fn start(run_dir: &Path, cfg: &MonitorConfig) -> Result<Running, String> {
     }
     let (out_r, out_w) = sys::pipe().map_err(|e| format!("pipe: {e}"))?;
     let (err_r, err_w) = sys::pipe().map_err(|e| format!("pipe: {e}"))?;
-    let stdin: OwnedFd = if cfg.stdin {
+    // `-t`: the container's init makes a pty and sends its master here.
+    let console = if cfg.tty {
+        let path = run_dir.join("console.sock");
+        let _ = std::fs::remove_file(&path);
+        let l = sys::bind_unix(&path).map_err(|e| format!("console socket: {e}"))?;
+        Some((l, path))
+    } else {
+        None
+    };
+    let stdin: OwnedFd = if cfg.stdin && !cfg.tty {
         // ketchd handed us the container's stdin as our own.
         // SAFETY: dup of our fd 0 gives a new descriptor we own.
         let fd = unsafe { libc::dup(0) };
@@ -204,11 +227,50 @@ fn start(run_dir: &Path, cfg: &MonitorConfig) -> Result<Running, String> {
         .with_stdin(stdin)
         .with_stdout(out_w)
         .with_stderr(err_w)
+        .with_console_socket(console.as_ref().map(|(_, p)| p.clone()))
         .as_init(&cfg.bundle)
         .with_systemd(false)
         .with_detach(true)
         .build()
         .map_err(|e| format!("creating the container: {e}"))?;
+    let mut sources = vec![
+        (out_r, Source::Output(StdStream::Stdout)),
+        (err_r, Source::Output(StdStream::Stderr)),
+    ];
+    let mut master = None;
+    if let Some((l, _)) = &console {
+        let got = sys::accept_within(l, std::time::Duration::from_secs(10))
+            .and_then(|s| sys::recv_fd(s.as_raw_fd()));
+        let m = match got {
+            Ok(m) => m,
+            Err(e) => {
+                let _ = container.delete(true);
+                return Err(format!("receiving the container's terminal: {e}"));
+            }
+        };
+        let resize_path = run_dir.join(RESIZE_SOCKET);
+        let _ = std::fs::remove_file(&resize_path);
+        let resize = sys::bind_unix(&resize_path).map_err(|e| format!("resize socket: {e}"))?;
+        let second = m.try_clone().map_err(|e| format!("pty: {e}"))?;
+        // The pty is the container's only output; the pipes stay empty.
+        sources = vec![(m, Source::Output(StdStream::Stdout))];
+        if cfg.stdin {
+            // SAFETY: dup of our fd 0 gives a new descriptor we own.
+            let fd = unsafe { libc::dup(0) };
+            if fd >= 0 {
+                // SAFETY: fd is ours from dup.
+                sources.push((unsafe { OwnedFd::from_raw_fd(fd) }, Source::Stdin));
+            }
+        }
+        let fd = resize.as_raw_fd();
+        // SAFETY: a dup of the listener's descriptor, owned from here on.
+        let dup = unsafe { libc::dup(fd) };
+        if dup >= 0 {
+            // SAFETY: dup is ours.
+            sources.push((unsafe { OwnedFd::from_raw_fd(dup) }, Source::Resize(resize)));
+        }
+        master = Some(second);
+    }
     if let Err(e) = container.start() {
         let _ = container.delete(true);
         return Err(format!("starting the container: {e}"));
@@ -231,8 +293,8 @@ fn start(run_dir: &Path, cfg: &MonitorConfig) -> Result<Running, String> {
     .map_err(|e| format!("writing {PIDS_FILE}: {e}"))?;
     Ok(Running {
         pids,
-        out: out_r,
-        err: err_r,
+        sources,
+        master,
     })
 }
 
@@ -293,8 +355,9 @@ fn wait_status_code(status: libc::c_int) -> i64 {
 }
 
 impl Running {
-    /// Relay output until the container's init exits; returns its code.
-    fn supervise(self, cfg: &MonitorConfig) -> i64 {
+    /// Relay output (and, with `-t`, input and resizes) until the
+    /// container's init exits; returns its code.
+    fn supervise(mut self, cfg: &MonitorConfig) -> i64 {
         let mut log = LogWriter {
             file: OpenOptions::new()
                 .create(true)
@@ -302,15 +365,16 @@ impl Running {
                 .open(&cfg.log)
                 .ok(),
         };
-        let mut open = [Some(self.out), Some(self.err)];
-        let streams = [StdStream::Stdout, StdStream::Stderr];
+        let outputs_open = |s: &[(OwnedFd, Source)]| {
+            s.iter().any(|(_, k)| matches!(k, Source::Output(_)))
+        };
         let mut buf = vec![0u8; 64 * 1024];
         let mut code = None;
         loop {
-            let mut pfds: Vec<libc::pollfd> = open
+            let mut pfds: Vec<libc::pollfd> = self
+                .sources
                 .iter()
-                .flatten()
-                .map(|fd| libc::pollfd {
+                .map(|(fd, _)| libc::pollfd {
                     fd: fd.as_raw_fd(),
                     events: libc::POLLIN,
                     revents: 0,
@@ -321,28 +385,47 @@ impl Running {
             // SAFETY: pfds is a valid array of pollfd of the given length.
             let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as _, timeout) };
             let mut progressed = false;
+            let mut closed = Vec::new();
             if n > 0 {
-                for p in &pfds {
+                for (i, p) in pfds.iter().enumerate() {
                     if p.revents == 0 {
                         continue;
                     }
-                    let i = open
-                        .iter()
-                        .position(|fd| fd.as_ref().is_some_and(|f| f.as_raw_fd() == p.fd))
-                        .expect("polled fd is open");
-                    let fd = open[i].as_ref().expect("open");
+                    let (fd, kind) = &self.sources[i];
+                    if let Source::Resize(l) = kind {
+                        if let Ok((conn, _)) = l.accept() {
+                            self.resize(conn);
+                        }
+                        continue;
+                    }
                     // SAFETY: reading into a buffer we own from our own fd.
                     let r =
                         unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
                     if r > 0 {
-                        log.write(streams[i], &buf[..r as usize]);
-                        progressed = true;
+                        let data = &buf[..r as usize];
+                        match kind {
+                            Source::Output(stream) => {
+                                log.write(*stream, data);
+                                progressed = true;
+                            }
+                            Source::Stdin => {
+                                if let Some(m) = &self.master {
+                                    let _ = File::from(m.try_clone().expect("dup")).write_all(data);
+                                }
+                            }
+                            Source::Resize(_) => {}
+                        }
                     } else if r == 0
                         || io::Error::last_os_error().kind() != io::ErrorKind::Interrupted
                     {
-                        open[i] = None;
+                        // End of output (a pty master reads EIO once the
+                        // container's side is closed).
+                        closed.push(i);
                     }
                 }
+            }
+            for i in closed.into_iter().rev() {
+                self.sources.remove(i);
             }
             loop {
                 let mut status = 0;
@@ -356,10 +439,10 @@ impl Running {
                 }
             }
             if let Some(c) = code {
-                if !progressed || open.iter().all(Option::is_none) {
+                if !progressed || !outputs_open(&self.sources) {
                     return c;
                 }
-            } else if open.iter().all(Option::is_none) {
+            } else if self.sources.is_empty() {
                 // Nothing left to relay: just wait for the exit.
                 let mut status = 0;
                 // SAFETY: status is a valid out pointer.
@@ -368,6 +451,19 @@ impl Running {
                     return wait_status_code(status);
                 }
             }
+        }
+    }
+
+    /// One resize request: `ROWS COLS`, read with a short deadline so a
+    /// silent client cannot stall the relay.
+    fn resize(&self, conn: std::os::unix::net::UnixStream) {
+        use std::io::Read;
+        let _ = conn.set_read_timeout(Some(std::time::Duration::from_millis(200)));
+        let mut line = String::new();
+        let _ = (&conn).take(64).read_to_string(&mut line);
+        let mut f = line.split_whitespace().map(|x| x.parse::<u16>());
+        if let (Some(Ok(rows)), Some(Ok(cols)), Some(m)) = (f.next(), f.next(), &self.master) {
+            let _ = sys::set_winsize(m.as_raw_fd(), rows, cols);
         }
     }
 }

@@ -301,7 +301,7 @@ pub fn build(run: &RunSpec, p: &LinuxProgram, rootfs: &str) -> Result<Spec, Runt
     let spec = json!({
         "ociVersion": "1.0.2",
         "process": {
-            "terminal": false,
+            "terminal": p.tty,
             "user": {"uid": p.uid, "gid": p.gid, "additionalGids": p.additional_gids},
             "args": run.argv,
             "env": env,

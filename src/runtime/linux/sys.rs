@@ -125,6 +125,109 @@ pub fn loopback_up() -> io::Result<()> {
     Ok(())
 }
 
+/// A unix socket path the kernel accepts whatever its length: `sun_path`
+/// holds 108 bytes, and data roots can be deeper than that, so a long path
+/// is reached through `/proc/self/fd/N` of its directory, opened `O_PATH`.
+/// The returned descriptor must live until the bind or connect is done.
+fn short_unix_path(path: &Path) -> io::Result<(std::path::PathBuf, Option<OwnedFd>)> {
+    if path.as_os_str().len() < 100 {
+        return Ok((path.to_path_buf(), None));
+    }
+    let dir = path.parent().ok_or_else(|| io::Error::other("socket path without a directory"))?;
+    let name = path.file_name().ok_or_else(|| io::Error::other("socket path without a name"))?;
+    let c = cstr(dir)?;
+    // SAFETY: c is a valid C string; the flags ask for a path-only handle.
+    let fd = check(unsafe {
+        libc::open(c.as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) as libc::c_long
+    })?;
+    // SAFETY: open just gave us this descriptor.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+    use std::os::fd::AsRawFd;
+    let short = Path::new(&format!("/proc/self/fd/{}", fd.as_raw_fd())).join(name);
+    Ok((short, Some(fd)))
+}
+
+/// Listen on a unix socket at `path` (of any length).
+pub fn bind_unix(path: &Path) -> io::Result<std::os::unix::net::UnixListener> {
+    let (p, _dir) = short_unix_path(path)?;
+    std::os::unix::net::UnixListener::bind(p)
+}
+
+/// Connect to a unix socket at `path` (of any length).
+pub fn connect_unix(path: &Path) -> io::Result<std::os::unix::net::UnixStream> {
+    let (p, _dir) = short_unix_path(path)?;
+    std::os::unix::net::UnixStream::connect(p)
+}
+
+/// Receive one descriptor sent with `SCM_RIGHTS` (a pty master from the
+/// container's init, through the console socket).
+pub fn recv_fd(sock: RawFd) -> io::Result<OwnedFd> {
+    let mut data = [0u8; 4096];
+    let mut iov = libc::iovec {
+        iov_base: data.as_mut_ptr().cast(),
+        iov_len: data.len(),
+    };
+    // Room for one cmsghdr carrying one int, suitably aligned.
+    let mut cmsg = [0u64; 8];
+    // SAFETY: msghdr is plain data; all-zero is a valid starting value.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cmsg.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&cmsg) as _;
+    // SAFETY: msg points at buffers that outlive the call.
+    let n = unsafe { libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: walking the control messages the kernel wrote into msg.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
+                let fd = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<RawFd>());
+                return Ok(OwnedFd::from_raw_fd(fd));
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+    }
+    Err(io::Error::other("no descriptor in the console socket message"))
+}
+
+/// Accept one connection on `l`, waiting at most `timeout`.
+pub fn accept_within(
+    l: &std::os::unix::net::UnixListener,
+    timeout: std::time::Duration,
+) -> io::Result<std::os::unix::net::UnixStream> {
+    use std::os::fd::AsRawFd;
+    let mut pfd = libc::pollfd {
+        fd: l.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    let n = unsafe { libc::poll(&mut pfd, 1, timeout.as_millis() as i32) };
+    if n <= 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "nothing connected to the console socket",
+        ));
+    }
+    l.accept().map(|(s, _)| s)
+}
+
+/// Set a terminal's size (on its pty master).
+pub fn set_winsize(fd: RawFd, rows: u16, cols: u16) -> io::Result<()> {
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads one winsize from a valid pointer.
+    check(unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, &ws) } as libc::c_long).map(drop)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
