@@ -119,9 +119,8 @@ pub fn inspect(engine: &Engine, id: &str) -> Resp {
 pub(super) fn dimensions(q: &Query) -> Result<(u16, u16), EngineError> {
     let dim = |k: &str| -> Result<u16, EngineError> {
         let v = q.int(k)?.unwrap_or(0);
-        u16::try_from(v).map_err(|_| {
-            EngineError::InvalidArgument(format!("invalid terminal size {k}={v}"))
-        })
+        u16::try_from(v)
+            .map_err(|_| EngineError::InvalidArgument(format!("invalid terminal size {k}={v}")))
     };
     Ok((dim("h")?, dim("w")?))
 }

@@ -69,10 +69,14 @@ impl Exec {
 impl Exec {
     /// `POST /exec/{id}/resize`: a `-t` exec's terminal size.
     pub fn resize(&self, rows: u16, cols: u16) -> Result<(), EngineError> {
-        if let Some(m) = self.master.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
-            crate::runtime::linux::sys::set_winsize(m.as_raw_fd(), rows, cols).map_err(|e| {
-                EngineError::Conflict(format!("resizing exec {}: {e}", self.id))
-            })?;
+        if let Some(m) = self
+            .master
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
+            crate::runtime::linux::sys::set_winsize(m.as_raw_fd(), rows, cols)
+                .map_err(|e| EngineError::Conflict(format!("resizing exec {}: {e}", self.id)))?;
         }
         Ok(())
     }
@@ -194,7 +198,10 @@ impl Engine {
             .or_else(|| Some(rec.config.working_dir.clone()).filter(|w| !w.is_empty()));
         // `-t`: the process's init sends its pty master to this socket.
         let console = if cfg.tty {
-            let path = c.dir.join("run").join(format!("exec-{}.sock", &exec.id[..12]));
+            let path = c
+                .dir
+                .join("run")
+                .join(format!("exec-{}.sock", &exec.id[..12]));
             let _ = std::fs::remove_file(&path);
             let l = crate::runtime::linux::sys::bind_unix(&path)
                 .and_then(|l| {

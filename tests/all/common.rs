@@ -460,3 +460,73 @@ pub fn fetch(port: u16, method: &str, path: &str, body: &[u8]) -> (u16, String) 
         Err(e) => (0, e.to_string()),
     }
 }
+
+/// Run `cmd` on a new pty sized 33x101, type `input` once it has had time
+/// to start, and collect what it prints until it exits: (output, code).
+pub fn in_pty(mut cmd: Command, input: &[u8]) -> (String, i32) {
+    use std::os::fd::FromRawFd;
+    let (mut master, mut slave) = (0, 0);
+    let ws = libc::winsize {
+        ws_row: 33,
+        ws_col: 101,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: out pointers are valid; name and termios may be null.
+    let rc = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            &ws,
+        )
+    };
+    assert_eq!(rc, 0, "openpty");
+    // SAFETY: openpty just gave us both descriptors.
+    let (master, slave) = unsafe {
+        (
+            std::fs::File::from_raw_fd(master),
+            std::fs::File::from_raw_fd(slave),
+        )
+    };
+    cmd.stdin(slave.try_clone().unwrap())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(slave);
+    let mut child = cmd.spawn().expect("spawn on the pty");
+    // Drop our copies of the slave (moved into cmd), so reads end at exit.
+    drop(cmd);
+    let reader = {
+        let mut m = master.try_clone().unwrap();
+        std::thread::spawn(move || {
+            let mut out = Vec::new();
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = m.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                out.extend_from_slice(&buf[..n]);
+            }
+            out
+        })
+    };
+    std::thread::sleep(Duration::from_millis(1500));
+    (&master).write_all(input).unwrap();
+    let t0 = Instant::now();
+    let status = loop {
+        if let Ok(Some(s)) = child.try_wait() {
+            break s;
+        }
+        if t0.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            break child.wait().unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    drop(master);
+    let out = reader.join().unwrap_or_default();
+    (
+        String::from_utf8_lossy(&out).into_owned(),
+        status.code().unwrap_or(-1),
+    )
+}

@@ -237,5 +237,60 @@ fn docker_cli_drives_linux_containers() {
     ]);
     let out = dk.ok(&["logs", "-f", "talk"]);
     assert_eq!(out, "one\ntwo\n");
-    dk.ok(&["rm", "-f", "web", "talk"]);
+
+    // -it, for run and exec: a pty sized as the client's.
+    let (out, code) = in_pty(
+        dk.cmd(&["run", "--rm", "-it", "busybox", "sh"]),
+        b"stty size; exit 5\r",
+    );
+    assert_eq!(code, 5, "{out}");
+    assert!(out.contains("33 101"), "{out:?}");
+    let (out, code) = in_pty(
+        dk.cmd(&["exec", "-it", "web", "sh"]),
+        b"stty size; exit 6\r",
+    );
+    assert_eq!(code, 6, "{out}");
+    assert!(out.contains("33 101"), "{out:?}");
+
+    // Networks: create, ls, a container on it found by name, rm.
+    dk.ok(&["network", "create", "appnet"]);
+    assert!(dk
+        .ok(&["network", "ls", "--format", "{{.Name}}"])
+        .contains("appnet"));
+    dk.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "db",
+        "--network",
+        "appnet",
+        "busybox",
+        "sh",
+        "-c",
+        "mkdir -p /w && echo db-here > /w/index.html && exec httpd -f -p 80 -h /w",
+    ]);
+    d.eventually(10, "db by name", || {
+        dk.run(&[
+            "run",
+            "--rm",
+            "--network",
+            "appnet",
+            "busybox",
+            "wget",
+            "-q",
+            "-O-",
+            "http://db/",
+        ])
+        .stdout
+            == "db-here\n"
+    });
+    let ip = dk.ok(&[
+        "inspect",
+        "-f",
+        "{{.NetworkSettings.Networks.appnet.IPAddress}}",
+        "db",
+    ]);
+    assert!(ip.trim().parse::<std::net::Ipv4Addr>().is_ok(), "{ip}");
+    dk.ok(&["rm", "-f", "web", "talk", "db"]);
+    dk.ok(&["network", "rm", "appnet"]);
 }

@@ -522,6 +522,60 @@ fn linux_containers_survive_a_ketchd_restart() {
     assert_eq!(d.state("tick"), "running");
 }
 
+#[test]
+fn linux_terminals_and_attach() {
+    need_linux!();
+    let d = daemon();
+    // run -it: a real pty, sized as the client's terminal.
+    let (out, code) = in_pty(
+        d.ketch_cmd(&["run", "--rm", "-it", "busybox", "sh"]),
+        b"stty size; tty; exit 3\r",
+    );
+    assert_eq!(code, 3, "{out}");
+    assert!(out.contains("33 101\r\n/dev/pts/0"), "{out:?}");
+    // exec -it in a running -t container.
+    d.ketch(&[
+        "run",
+        "-d",
+        "-t",
+        "--name",
+        "term",
+        "busybox",
+        "sh",
+        "-c",
+        "echo ready; sleep 100",
+    ])
+    .ok();
+    let (out, code) = in_pty(
+        d.ketch_cmd(&["exec", "-it", "term", "sh"]),
+        b"stty size; exit 4\r",
+    );
+    assert_eq!(code, 4, "{out}");
+    assert!(out.contains("33 101"), "{out:?}");
+    // A -t container's log is its terminal's output.
+    assert_eq!(d.ketch(&["logs", "term"]).ok(), "ready\r\n");
+    // attach follows a running container to its exit.
+    d.ketch(&[
+        "run",
+        "-d",
+        "--name",
+        "att",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 1; echo bye; exit 9",
+    ])
+    .ok();
+    let r = d.ketch(&["attach", "att"]);
+    assert_eq!((r.code, r.stdout.as_str()), (9, "bye\n"), "{}", r.stderr);
+    let r = d.ketch(&["attach", "att"]);
+    assert!(
+        r.code != 0 && r.stderr.contains("stopped container"),
+        "{}",
+        r.stderr
+    );
+}
+
 /// The host's network devices.
 fn host_links() -> Vec<String> {
     std::fs::read_dir("/sys/class/net")

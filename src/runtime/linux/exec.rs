@@ -38,10 +38,15 @@ fn tty_process(req: &ExecRequest, socket: &std::path::Path) -> Result<PathBuf, S
         .map_err(|e| format!("loading container {}: {e}", req.id))?;
     let spec = oci_spec::runtime::Spec::load(c.bundle().join("config.json"))
         .map_err(|e| format!("reading the container's spec: {e}"))?;
-    let mut p = spec.process().clone().ok_or("the container's spec has no process")?;
+    let mut p = spec
+        .process()
+        .clone()
+        .ok_or("the container's spec has no process")?;
     p.set_terminal(Some(true));
     p.set_args(Some(req.args.clone()));
-    p.set_env(Some(req.env.iter().map(|(k, v)| format!("{k}={v}")).collect()));
+    p.set_env(Some(
+        req.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+    ));
     if let Some(cwd) = &req.cwd {
         p.set_cwd(PathBuf::from(cwd));
     }

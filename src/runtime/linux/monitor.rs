@@ -365,9 +365,8 @@ impl Running {
                 .open(&cfg.log)
                 .ok(),
         };
-        let outputs_open = |s: &[(OwnedFd, Source)]| {
-            s.iter().any(|(_, k)| matches!(k, Source::Output(_)))
-        };
+        let outputs_open =
+            |s: &[(OwnedFd, Source)]| s.iter().any(|(_, k)| matches!(k, Source::Output(_)));
         let mut buf = vec![0u8; 64 * 1024];
         let mut code = None;
         loop {

@@ -133,12 +133,19 @@ fn short_unix_path(path: &Path) -> io::Result<(std::path::PathBuf, Option<OwnedF
     if path.as_os_str().len() < 100 {
         return Ok((path.to_path_buf(), None));
     }
-    let dir = path.parent().ok_or_else(|| io::Error::other("socket path without a directory"))?;
-    let name = path.file_name().ok_or_else(|| io::Error::other("socket path without a name"))?;
+    let dir = path
+        .parent()
+        .ok_or_else(|| io::Error::other("socket path without a directory"))?;
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::other("socket path without a name"))?;
     let c = cstr(dir)?;
     // SAFETY: c is a valid C string; the flags ask for a path-only handle.
     let fd = check(unsafe {
-        libc::open(c.as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) as libc::c_long
+        libc::open(
+            c.as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        ) as libc::c_long
     })?;
     // SAFETY: open just gave us this descriptor.
     let fd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
@@ -191,7 +198,9 @@ pub fn recv_fd(sock: RawFd) -> io::Result<OwnedFd> {
             c = libc::CMSG_NXTHDR(&msg, c);
         }
     }
-    Err(io::Error::other("no descriptor in the console socket message"))
+    Err(io::Error::other(
+        "no descriptor in the console socket message",
+    ))
 }
 
 /// Accept one connection on `l`, waiting at most `timeout`.
