@@ -151,6 +151,19 @@ fn docker_cli_drives_wasm_containers_and_images() {
     assert_eq!(dk.run(&["run", "--name", "done1", "hello"]).code, 3);
     dk.ok(&["container", "prune", "-f"]);
     assert_eq!(dk.ok(&["ps", "-aq"]), "");
+
+    // push and pull, against a real registry on loopback.
+    if let Some(reg) = crate::registry::Registry::start(None) {
+        let reference = format!("{}/cli/hello:1", reg.addr);
+        dk.ok(&["tag", "hello", &reference]);
+        let out = dk.ok(&["push", &reference]);
+        assert!(out.contains("digest: sha256:"), "{out}");
+        dk.ok(&["rmi", &reference]);
+        let out = dk.ok(&["pull", &reference]);
+        assert!(out.contains(&reference), "{out}");
+        let r = dk.run(&["run", "--rm", &reference]);
+        assert_eq!((r.code, r.stdout.as_str()), (3, "hello from wat\n"));
+    }
 }
 
 #[test]

@@ -9,4 +9,5 @@ mod images;
 mod lifecycle;
 mod linux;
 mod registry;
+mod sdk;
 mod wasm;

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// A `docker-registry serve` on a free loopback port with its own storage.
-struct Registry {
+pub(crate) struct Registry {
     child: Child,
     pub addr: String,
     _dir: tempfile::TempDir,
@@ -20,7 +20,7 @@ struct Registry {
 
 impl Registry {
     /// None (with a note) when docker-registry is not installed.
-    fn start(htpasswd: Option<(&str, &str)>) -> Option<Self> {
+    pub(crate) fn start(htpasswd: Option<(&str, &str)>) -> Option<Self> {
         if Command::new("docker-registry")
             .arg("--version")
             .output()
