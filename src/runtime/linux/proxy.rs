@@ -6,23 +6,61 @@
 //! thread (a network namespace is per thread, so `setns` there leaves the
 //! rest of ketchd where it was).
 
-use super::sys;
+use crate::model::Proto;
 use crate::runtime::{PortMapping, RuntimeError};
-use std::net::{Ipv4Addr, TcpStream};
-use std::os::fd::AsRawFd;
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use tokio::task::JoinHandle;
 
-pub type Bound = Vec<(PortMapping, tokio::net::TcpListener)>;
+/// A published port's host socket.
+pub enum Listener {
+    Tcp(tokio::net::TcpListener),
+    Udp(tokio::net::UdpSocket),
+}
+
+pub type Bound = Vec<(PortMapping, Listener)>;
+
+/// UDP "connections" (one per client address) kept at once per port;
+/// datagrams from further clients are dropped until one goes idle.
+const MAX_UDP_FLOWS: usize = 1024;
+/// A UDP flow with no traffic for this long is forgotten.
+const UDP_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Listen on `ports` (before the container starts, so a port in use fails
 /// the start with nothing to undo).
 pub fn bind(name: &str, ports: Vec<PortMapping>) -> Result<Bound, RuntimeError> {
-    crate::runtime::bind_ports(
-        name,
-        ports,
-        "publishing UDP ports of a Linux container is not supported yet",
-    )
+    let (udp, tcp): (Vec<_>, Vec<_>) = ports.into_iter().partition(|m| m.proto == Proto::Udp);
+    let mut out: Bound = crate::runtime::bind_ports(name, tcp, "")?
+        .into_iter()
+        .map(|(m, l)| (m, Listener::Tcp(l)))
+        .collect();
+    for m in udp {
+        let addr = std::net::SocketAddr::new(m.host_ip, m.host_port);
+        let fail = |e: std::io::Error| RuntimeError::Publish {
+            name: name.to_string(),
+            port: format!("{}/udp", m.container_port),
+            reason: if e.kind() == std::io::ErrorKind::AddrInUse {
+                format!("{addr} is already in use")
+            } else {
+                format!("cannot listen on {addr}: {e}")
+            },
+        };
+        let sock = std::net::UdpSocket::bind(addr)
+            .and_then(|s| {
+                s.set_nonblocking(true)?;
+                tokio::net::UdpSocket::from_std(s)
+            })
+            .map_err(fail)?;
+        let port = sock.local_addr().map_err(fail)?.port();
+        out.push((
+            PortMapping {
+                host_port: port,
+                ..m
+            },
+            Listener::Udp(sock),
+        ));
+    }
+    Ok(out)
 }
 
 /// Where a container's ports are reached from the host.
@@ -40,6 +78,13 @@ pub fn serve(bound: Bound, target: Target) -> Vec<JoinHandle<()>> {
     let mut tasks = Vec::with_capacity(bound.len());
     for (m, listener) in bound {
         let target = target.clone();
+        let listener = match listener {
+            Listener::Tcp(l) => l,
+            Listener::Udp(sock) => {
+                tasks.push(tokio::spawn(serve_udp(sock, target, m.container_port)));
+                continue;
+            }
+        };
         tasks.push(tokio::spawn(async move {
             loop {
                 let Ok((client, _)) = listener.accept().await else {
@@ -75,15 +120,130 @@ pub fn serve(bound: Bound, target: Target) -> Vec<JoinHandle<()>> {
     tasks
 }
 
+/// Relay datagrams between clients of `front` and the container's UDP
+/// `port`: one socket towards the container per client address, so its
+/// replies find their way back.
+async fn serve_udp(front: tokio::net::UdpSocket, target: Target, port: u16) {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+    let front = Arc::new(front);
+    let flows: Arc<Mutex<HashMap<SocketAddr, Arc<tokio::net::UdpSocket>>>> = Arc::default();
+    // Owned by this task: aborting it (the container ended) ends every
+    // flow, and with them the last hold on the host port.
+    let mut replies = tokio::task::JoinSet::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        while replies.try_join_next().is_some() {}
+        let Ok((n, client)) = front.recv_from(&mut buf).await else {
+            continue;
+        };
+        let known = flows
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&client)
+            .cloned();
+        let upstream = match known {
+            Some(u) => u,
+            None => {
+                if flows.lock().unwrap_or_else(|e| e.into_inner()).len() >= MAX_UDP_FLOWS {
+                    continue;
+                }
+                let t = target.clone();
+                let made = tokio::task::spawn_blocking(move || udp_upstream(&t, port)).await;
+                let Ok(Ok(u)) = made else { continue };
+                let u = Arc::new(u);
+                flows
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(client, u.clone());
+                let (front, flows, up) = (front.clone(), flows.clone(), u.clone());
+                replies.spawn(async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    while let Ok(Ok(n)) = tokio::time::timeout(UDP_IDLE, up.recv(&mut buf)).await {
+                        if front.send_to(&buf[..n], client).await.is_err() {
+                            break;
+                        }
+                    }
+                    flows
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&client);
+                });
+                u
+            }
+        };
+        let _ = upstream.send(&buf[..n]).await;
+    }
+}
+
+/// A UDP socket connected to the container's `port`.
+fn udp_upstream(target: &Target, port: u16) -> std::io::Result<tokio::net::UdpSocket> {
+    let make = |ip: Ipv4Addr| {
+        let s = std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
+        s.connect((ip, port))?;
+        s.set_nonblocking(true)?;
+        Ok::<_, std::io::Error>(s)
+    };
+    let s = match target {
+        Target::Addr(ip) => make(*ip)?,
+        Target::Netns(netns) => super::net::in_netns(netns, || make(Ipv4Addr::LOCALHOST))?,
+    };
+    tokio::net::UdpSocket::from_std(s)
+}
+
 /// Connect to `127.0.0.1:port` inside the network namespace at `netns`.
 fn connect_inside(netns: &Path, port: u16) -> std::io::Result<TcpStream> {
-    let ns = std::fs::File::open(netns)?;
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            sys::setns(ns.as_raw_fd(), libc::CLONE_NEWNET)?;
-            TcpStream::connect((Ipv4Addr::LOCALHOST, port))
-        })
-        .join()
-        .unwrap_or_else(|_| Err(std::io::Error::other("proxy thread panicked")))
-    })
+    super::net::in_netns(netns, || TcpStream::connect((Ipv4Addr::LOCALHOST, port)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn udp_datagrams_go_both_ways_and_the_port_is_freed() {
+        // A UDP echo server stands in for the container.
+        let echo = tokio::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
+            .await
+            .unwrap();
+        let echo_port = echo.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 1500];
+            while let Ok((n, from)) = echo.recv_from(&mut buf).await {
+                let mut reply = b"echo:".to_vec();
+                reply.extend_from_slice(&buf[..n]);
+                let _ = echo.send_to(&reply, from).await;
+            }
+        });
+        let wanted = PortMapping {
+            host_ip: Ipv4Addr::LOCALHOST.into(),
+            host_port: 0,
+            container_port: echo_port,
+            proto: Proto::Udp,
+        };
+        let bound = bind("t", vec![wanted]).unwrap();
+        let port = bound[0].0.host_port;
+        let tasks = serve(bound, Target::Addr(Ipv4Addr::LOCALHOST));
+        for who in ["a", "b"] {
+            let client = tokio::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
+                .await
+                .unwrap();
+            client
+                .send_to(who.as_bytes(), (Ipv4Addr::LOCALHOST, port))
+                .await
+                .unwrap();
+            let mut buf = [0u8; 64];
+            let n = tokio::time::timeout(std::time::Duration::from_secs(5), client.recv(&mut buf))
+                .await
+                .expect("a reply")
+                .unwrap();
+            assert_eq!(&buf[..n], format!("echo:{who}").as_bytes());
+        }
+        for t in tasks {
+            t.abort();
+            let _ = t.await;
+        }
+        // The container ended: its host port can be taken again at once.
+        std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, port)).expect("port freed");
+    }
 }
