@@ -32,12 +32,12 @@ fn path_of(q: &Query) -> Result<String, EngineError> {
         .ok_or_else(|| EngineError::InvalidArgument("missing path".into()))
 }
 
-pub async fn get(engine: &Engine, id: &str, q: &Query, method: &Method) -> Resp {
+pub async fn get(engine: &std::sync::Arc<Engine>, id: &str, q: &Query, method: &Method) -> Resp {
     let path = match path_of(q) {
         Ok(p) => p,
         Err(e) => return error(&e),
     };
-    let out = match engine.copy_command(id, "stat", &path) {
+    let out = match engine.copy_command(id, "stat", &path).await {
         Ok(mut cmd) => cmd.output().await,
         Err(e) => return error(&e),
     };
@@ -55,7 +55,7 @@ pub async fn get(engine: &Engine, id: &str, q: &Query, method: &Method) -> Resp 
             .insert(STAT_HEADER, stat.parse().expect("base64 is a header value"));
         return r;
     }
-    let mut child = match engine.copy_command(id, "get", &path).map(|mut c| {
+    let mut child = match engine.copy_command(id, "get", &path).await.map(|mut c| {
         c.stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .stdin(Stdio::null())
@@ -87,12 +87,12 @@ pub async fn get(engine: &Engine, id: &str, q: &Query, method: &Method) -> Resp 
     resp
 }
 
-pub async fn put(engine: &Engine, id: &str, q: &Query, body: Incoming) -> Resp {
+pub async fn put(engine: &std::sync::Arc<Engine>, id: &str, q: &Query, body: Incoming) -> Resp {
     let path = match path_of(q) {
         Ok(p) => p,
         Err(e) => return error(&e),
     };
-    let mut child = match engine.copy_command(id, "put", &path).map(|mut c| {
+    let mut child = match engine.copy_command(id, "put", &path).await.map(|mut c| {
         c.stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -196,6 +196,25 @@ impl Engine {
         Ok(platform(img))
     }
 
+    /// A container's image and its unpacked layers, lowest first
+    /// (unpacked now if they are not yet). Blocking.
+    fn image_layers(
+        &self,
+        image_id: &str,
+        container: &str,
+    ) -> Result<(Image, Vec<std::path::PathBuf>), EngineError> {
+        let img = self.images.resolve(image_id).map_err(|e| {
+            EngineError::Conflict(format!("container {container}: its image is gone: {e}"))
+        })?;
+        let mut layers = Vec::new();
+        for l in img.manifest.layers() {
+            let d: Digest = crate::image::store::digest_of(l.digest())
+                .map_err(crate::image::ImageError::from)?;
+            layers.push(self.linux.snapshots.ensure(&self.images, &d)?);
+        }
+        Ok((img, layers))
+    }
+
     /// Everything the Linux backend needs to run this container; unpacks
     /// the image's layers on first use.
     pub(super) async fn linux_program(
@@ -209,17 +228,7 @@ impl Engine {
         let user = rec.config.user.clone();
         let name = rec.name.clone();
         let (img, layers, ids) = tokio::task::spawn_blocking(move || {
-            let img = engine.images.resolve(&image_id).map_err(|e| {
-                EngineError::Conflict(format!(
-                    "cannot start container {name}: its image is gone: {e}"
-                ))
-            })?;
-            let mut layers = Vec::new();
-            for l in img.manifest.layers() {
-                let d: Digest = crate::image::store::digest_of(l.digest())
-                    .map_err(crate::image::ImageError::from)?;
-                layers.push(engine.linux.snapshots.ensure(&engine.images, &d)?);
-            }
+            let (img, layers) = engine.image_layers(&image_id, &name)?;
             let ids = resolve_user(&engine, &img, &user)?;
             Ok::<_, EngineError>((img, layers, ids))
         })
@@ -365,8 +374,8 @@ impl Engine {
     }
 
     /// `cp`: the helper command for a running Linux container's files.
-    pub fn copy_command(
-        &self,
+    pub async fn copy_command(
+        self: &Arc<Self>,
         name: &str,
         mode: &str,
         path: &str,
@@ -385,6 +394,7 @@ impl Engine {
                 rec.name
             )));
         }
+        let backend = self.linux.backend(&rec.image)?;
         let pid = self
             .control(&c)
             .and_then(|ctl| ctl.pids().first().copied())
@@ -393,15 +403,40 @@ impl Engine {
                     rec.state.status,
                     crate::model::Status::Running | crate::model::Status::Paused
                 )
-            })
-            .ok_or_else(|| {
-                EngineError::Conflict(format!(
-                    "container {} is not running: cp needs a running Linux container",
-                    rec.name
-                ))
-            })?;
-        let backend = self.linux.backend(&rec.image)?;
-        Ok(backend.copy_command(mode, pid, path))
+            });
+        if let Some(pid) = pid {
+            return Ok(backend.copy_command(mode, &pid.to_string(), path));
+        }
+        // Created or stopped: the helper mounts its filesystem privately.
+        if !matches!(
+            rec.state.status,
+            crate::model::Status::Created | crate::model::Status::Exited
+        ) {
+            return Err(EngineError::Conflict(format!(
+                "container {} is {}: cp needs it running, created or exited",
+                rec.name,
+                rec.state.status.as_str()
+            )));
+        }
+        let engine = self.clone();
+        let (image_id, cname) = (rec.image_id.to_string(), rec.name.clone());
+        let (_, lower) =
+            tokio::task::spawn_blocking(move || engine.image_layers(&image_id, &cname))
+                .await
+                .expect("unpack task")?;
+        let fs = c.dir.join("fs");
+        let root = crate::runtime::linux::copy::CopyRoot {
+            lower,
+            upper: fs.join("upper"),
+            work: fs.join("work"),
+            mountpoint: c.dir.join("run").join("rootfs"),
+            empty: fs.join("empty"),
+        };
+        for d in [&root.upper, &root.work, &root.mountpoint, &root.empty] {
+            std::fs::create_dir_all(d).map_err(EngineError::io(d))?;
+        }
+        let target = serde_json::to_string(&root).expect("serialises");
+        Ok(backend.copy_command(mode, &target, path))
     }
 
     /// Whatever a Linux container may have left behind (a killed monitor's

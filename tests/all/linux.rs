@@ -414,6 +414,26 @@ fn linux_exec_joins_the_container() {
         "{}",
         r.stderr
     );
+    // cp from a stopped container, and into a created one before it runs.
+    let back = local.join("back");
+    std::fs::create_dir_all(&back).unwrap();
+    d.ketch(&["cp", "host:/work/f", back.to_str().unwrap()])
+        .ok();
+    assert_eq!(std::fs::read_to_string(back.join("f")).unwrap(), "made\n");
+    d.ketch(&["create", "--name", "fresh", "busybox", "cat", "/in.txt"])
+        .ok();
+    d.ketch(&["cp", local.join("in.txt").to_str().unwrap(), "fresh:/"])
+        .ok();
+    assert!(d
+        .ketch(&["start", "-a", "fresh"])
+        .ok()
+        .contains("from outside"));
+    // Its private mount is gone with the helper.
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(&d.root().display().to_string()),
+        "{mounts}"
+    );
     // Wasm containers have nothing to exec into.
     d.wat_image("spin", SPIN_WAT);
     d.ketch(&["run", "-d", "--name", "wasm1", "spin"]).ok();

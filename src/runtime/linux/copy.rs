@@ -1,8 +1,12 @@
-//! `cp` to and from a running Linux container. The helper `ketchd cp
-//! MODE PID PATH` enters the container's mount namespace (which needs a
-//! single-threaded process, so ketchd spawns it) and so sees exactly what
-//! the container sees: its overlay root, volumes and tmpfs mounts, with
-//! every path, symlinks included, resolved inside the container's root.
+//! `cp` to and from a Linux container. The helper `ketchd cp MODE TARGET
+//! PATH` (a single-threaded process, so ketchd spawns it) enters the
+//! container's root, so every path, symlinks included, resolves inside it:
+//! - a running container's: TARGET is a pid, whose mount namespace it
+//!   joins, seeing exactly what the container sees (volumes and tmpfs
+//!   mounts too);
+//! - a created or stopped one's: TARGET is a [`CopyRoot`] (JSON), whose
+//!   overlay it mounts in a private mount namespace of its own (gone when
+//!   it exits), and `chroot`s into.
 //!
 //! - `stat`: prints the path's stat as Docker's `X-Docker-Container-Path-Stat`
 //!   JSON;
@@ -68,6 +72,48 @@ fn stat(path: &Path) -> std::io::Result<PathStat> {
     })
 }
 
+/// A stopped container's filesystem: its overlay's parts.
+#[derive(Serialize, serde::Deserialize, Debug)]
+pub struct CopyRoot {
+    /// The image's unpacked layers, lowest first.
+    pub lower: Vec<std::path::PathBuf>,
+    pub upper: std::path::PathBuf,
+    pub work: std::path::PathBuf,
+    pub mountpoint: std::path::PathBuf,
+    /// A lower dir for an image without layers.
+    pub empty: std::path::PathBuf,
+}
+
+fn enter_stopped(root: &CopyRoot) -> std::io::Result<()> {
+    use super::sys;
+    sys::unshare(libc::CLONE_NEWNS)?;
+    sys::mount(
+        "none",
+        Path::new("/"),
+        "",
+        libc::MS_REC | libc::MS_SLAVE,
+        None,
+    )?;
+    let lower: Vec<String> = if root.lower.is_empty() {
+        vec![root.empty.display().to_string()]
+    } else {
+        root.lower
+            .iter()
+            .rev()
+            .map(|p| p.display().to_string())
+            .collect()
+    };
+    let opts = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lower.join(":"),
+        root.upper.display(),
+        root.work.display()
+    );
+    sys::mount("overlay", &root.mountpoint, "overlay", 0, Some(&opts))?;
+    std::os::unix::fs::chroot(&root.mountpoint)?;
+    std::env::set_current_dir("/")
+}
+
 fn enter(pid: i32) -> std::io::Result<()> {
     let ns = std::fs::File::open(format!("/proc/{pid}/ns/mnt"))?;
     use std::os::fd::AsRawFd;
@@ -83,10 +129,12 @@ pub fn main(mode: &str, pid: &str, path: &str) -> i32 {
         let _ = writeln!(std::io::stderr(), "{msg}");
         code
     };
-    let Ok(pid) = pid.parse::<i32>() else {
-        return fail(1, format!("bad pid {pid:?}"));
+    let entered = match (pid.parse::<i32>(), serde_json::from_str::<CopyRoot>(pid)) {
+        (Ok(pid), _) => enter(pid),
+        (_, Ok(root)) => enter_stopped(&root),
+        _ => return fail(1, format!("bad cp target {pid:?}")),
     };
-    if let Err(e) = enter(pid) {
+    if let Err(e) = entered {
         return fail(1, format!("entering the container: {e}"));
     }
     let p = Path::new(path);

@@ -323,9 +323,11 @@ impl LinuxBackend {
 
     /// The command that copies to or from a running container (see
     /// [`copy`]): `mode` is `stat`, `get` or `put`.
-    pub fn copy_command(&self, mode: &str, pid: i32, path: &str) -> tokio::process::Command {
+    /// `target` is the pid of a running container's process, or a
+    /// [`copy::CopyRoot`] as JSON for a stopped one.
+    pub fn copy_command(&self, mode: &str, target: &str, path: &str) -> tokio::process::Command {
         let mut c = tokio::process::Command::new(&self.monitor_exe);
-        c.arg("cp").arg(mode).arg(pid.to_string()).arg(path);
+        c.arg("cp").arg(mode).arg(target).arg(path);
         c
     }
 
