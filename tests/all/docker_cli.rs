@@ -117,9 +117,24 @@ fn docker_cli_drives_wasm_containers_and_images() {
         "running\n"
     );
     dk.ok(&["rm", "-f", "sp"]);
-    // Volumes.
+    // Volumes: a named one and a host directory granted with -v.
     dk.ok(&["volume", "create", "vol1"]);
     assert!(dk.ok(&["volume", "ls", "-q"]).contains("vol1"));
+    example_image(&d, "volume");
+    let out = dk.ok(&["run", "--rm", "-v", "vol1:/data", "volume"]);
+    assert!(out.contains("/data/visits.txt has 1 visits"), "{out}");
+    let host = d.dir.path().join("granted");
+    std::fs::create_dir_all(&host).unwrap();
+    let grant = format!("{}:/data", host.display());
+    dk.ok(&["run", "--rm", "-v", &grant, "volume"]);
+    assert_eq!(
+        std::fs::read_to_string(host.join("visits.txt")).unwrap(),
+        "visit\n"
+    );
+    // -it on a Wasm container: raw output, no pty (a Wasm guest has none).
+    let (out, code) = in_pty(dk.cmd(&["run", "--rm", "-it", "hello"]), b"");
+    assert_eq!(code, 3, "{out}");
+    assert!(out.contains("hello from wat"), "{out:?}");
     dk.ok(&["volume", "rm", "vol1"]);
     // save / load, events, system df, container prune.
     let tar = d.dir.path().join("hello.tar");
@@ -250,6 +265,17 @@ fn docker_cli_drives_linux_containers() {
     ]);
     let out = dk.ok(&["logs", "-f", "talk"]);
     assert_eq!(out, "one\ntwo\n");
+    // -v: a host directory, read-only.
+    let host = d.dir.path().join("ro");
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::write(host.join("f"), "from host\n").unwrap();
+    let grant = format!("{}:/data:ro", host.display());
+    assert_eq!(
+        dk.ok(&["run", "--rm", "-v", &grant, "busybox", "cat", "/data/f"]),
+        "from host\n"
+    );
+    let r = dk.run(&["run", "--rm", "-v", &grant, "busybox", "touch", "/data/g"]);
+    assert!(r.code != 0, "{}", r.stdout);
 
     // -it, for run and exec: a pty sized as the client's.
     let (out, code) = in_pty(

@@ -707,12 +707,18 @@ impl Control for LinuxControl {
             .is_some_and(|fd| sys::pidfd_send_signal(fd.as_raw_fd(), sig).is_ok())
     }
 
+    /// The cgroup's processes, the init first (it lives as long as the
+    /// container; an exec'd process may be gone by the time it is used).
     fn pids(&self) -> Vec<i32> {
         use libcgroups::common::CgroupManager;
-        self.cgroup()
+        let mut pids: Vec<i32> = self
+            .cgroup()
             .and_then(|m| m.get_all_pids().ok())
             .map(|v| v.into_iter().map(|p| p.as_raw()).collect())
-            .unwrap_or_else(|| vec![self.pid])
+            .unwrap_or_default();
+        pids.retain(|p| *p != self.pid);
+        pids.insert(0, self.pid);
+        pids
     }
 
     fn pause(&self) {
