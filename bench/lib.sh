@@ -11,7 +11,18 @@ start_ketchd() {
   T=$(mktemp -d)
   target/release/ketchd --data-root "$T/root" --host "unix://$T/k.sock" >"$T/ketchd.log" 2>&1 &
   DPID=$!
-  trap 'kill "$DPID" 2>/dev/null || true; wait "$DPID" 2>/dev/null || true; rm -rf "$T"' EXIT
+  trap stop_ketchd EXIT
   for _ in $(seq 200); do [ -S "$T/k.sock" ] && break; sleep 0.05; done
   K="target/release/ketch -H unix://$T/k.sock"
+}
+
+# Stop the daemon and remove what it made: its data root, and the host
+# bridges of its networks (a ketchd keeps those, as dockerd keeps docker0).
+stop_ketchd() {
+  kill "$DPID" 2>/dev/null || true
+  wait "$DPID" 2>/dev/null || true
+  for b in $(grep -ho '"bridge": *"[^"]*"' "$T"/root/networks/*.json 2>/dev/null | cut -d'"' -f4); do
+    ip link del "$b" 2>/dev/null || true
+  done
+  rm -rf "$T"
 }

@@ -25,26 +25,15 @@ struct Args {
 }
 
 fn main() {
-    // `ketchd monitor DIR` (a Linux container's monitor) and `ketchd exec`
-    // fork before any thread exists, so they are dispatched before anything.
+    // The helper commands (`ketchd monitor DIR`, `exec`, `cp`) fork before
+    // any thread exists, so they are dispatched before anything. ketchd
+    // spawns the lean `ketch-monitor` for them when it is installed beside
+    // it, and itself otherwise.
     #[cfg(all(feature = "linux", target_os = "linux"))]
     {
         let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
-        if argv.len() == 3 && argv[1] == "monitor" {
-            std::process::exit(ketch::runtime::linux::monitor::main(std::path::Path::new(
-                &argv[2],
-            )));
-        }
-        // `ketchd cp MODE PID PATH`: a copy to or from a Linux container.
-        if argv.len() == 5 && argv[1] == "cp" {
-            let s = |i: usize| argv[i].to_string_lossy().into_owned();
-            std::process::exit(ketch::runtime::linux::copy::main(&s(2), &s(3), &s(4)));
-        }
-        // `ketchd exec REQUEST`: one exec in a running Linux container.
-        if argv.len() == 3 && argv[1] == "exec" {
-            std::process::exit(ketch::runtime::linux::exec::main(
-                &argv[2].to_string_lossy(),
-            ));
+        if let Some(code) = ketch::runtime::linux::helper_main(&argv) {
+            std::process::exit(code);
         }
     }
     let args = Args::parse();

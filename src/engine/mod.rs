@@ -247,6 +247,13 @@ impl Engine {
             .map_err(EngineError::io(&dir))?
             .flatten()
         {
+            if e.path().extension().is_some_and(|x| x == REMOVING_SUFFIX) {
+                // A removal that ketchd did not finish deleting.
+                if let Err(err) = std::fs::remove_dir_all(e.path()) {
+                    tracing::warn!("cannot delete {}: {err}", e.path().display());
+                }
+                continue;
+            }
             let path = e.path().join("container.json");
             let rec: Record = match std::fs::read(&path)
                 .map_err(|e| e.to_string())
@@ -1110,11 +1117,19 @@ impl Engine {
         // the next start deletes, never a half-removed container.
         let tomb = c.dir.with_extension(REMOVING_SUFFIX);
         std::fs::rename(&c.dir, &tomb).map_err(EngineError::io(&c.dir))?;
-        if let Err(e) = std::fs::remove_dir_all(&tomb) {
-            tracing::warn!(
-                "cannot delete {}: {e}; it goes at the next start",
-                tomb.display()
-            );
+        // From here the container is gone; its files need not delay the
+        // answer (`run --rm` waits for it).
+        let delete = move || {
+            if let Err(e) = std::fs::remove_dir_all(&tomb) {
+                tracing::warn!(
+                    "cannot delete {}: {e}; it goes at the next start",
+                    tomb.display()
+                );
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => drop(rt.spawn_blocking(delete)),
+            Err(_) => delete(),
         }
         let mut t = self.containers.write().unwrap_or_else(|e| e.into_inner());
         t.by_id.remove(&c.id);

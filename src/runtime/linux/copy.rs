@@ -1,5 +1,5 @@
-//! `cp` to and from a Linux container. The helper `ketchd cp MODE TARGET
-//! PATH` (a single-threaded process, so ketchd spawns it) enters the
+//! `cp` to and from a Linux container. The helper `ketch-monitor cp MODE
+//! TARGET PATH` (a single-threaded process, so ketchd spawns it) enters the
 //! container's root, so every path, symlinks included, resolves inside it:
 //! - a running container's: TARGET is a pid, whose mount namespace it
 //!   joins, seeing exactly what the container sees (volumes and tmpfs
@@ -122,7 +122,7 @@ fn enter(pid: i32) -> std::io::Result<()> {
     std::env::set_current_dir("/")
 }
 
-/// Entry point of `ketchd cp MODE PID PATH`. Exit status 2 means the path
+/// Entry point of `ketch-monitor cp MODE PID PATH`. Exit status 2 means the path
 /// does not exist (a 404), 1 any other failure (its message on stderr).
 pub fn main(mode: &str, pid: &str, path: &str) -> i32 {
     let fail = |code: i32, msg: String| {

@@ -1,7 +1,7 @@
 //! `exec` in a running Linux container. Joining a container's namespaces
 //! takes a fork, which the multi-threaded daemon must not do, so ketchd
-//! spawns `ketchd exec REQUEST-JSON` with the exec's stdio as its own. That
-//! helper joins the container with libcontainer's tenant builder (the
+//! spawns `ketch-monitor exec REQUEST-JSON` with the exec's stdio as its
+//! own. That helper joins the container with libcontainer's tenant builder (the
 //! container's namespaces, including the network namespace its monitor
 //! made, its cgroup, capabilities and seccomp filter), waits for the
 //! process and exits with its status.
@@ -64,7 +64,7 @@ fn tty_process(req: &ExecRequest, socket: &std::path::Path) -> Result<PathBuf, S
     Ok(path)
 }
 
-/// Entry point of `ketchd exec REQUEST`. Must run before any other thread
+/// Entry point of `ketch-monitor exec REQUEST`. Must run before any other thread
 /// exists in the process: libcontainer forks.
 pub fn main(arg: &str) -> i32 {
     let fail = |code: i32, msg: String| {

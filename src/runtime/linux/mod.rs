@@ -3,7 +3,7 @@
 //!
 //! ketchd never forks to make a container. [`LinuxBackend::start`] writes
 //! the OCI runtime spec (built in [`spec`]) and a [`MonitorConfig`] into
-//! the container's run directory, then spawns `ketchd monitor DIR`
+//! the container's run directory, then spawns `ketch-monitor monitor DIR`
 //! ([`monitor`]), which creates the container with youki's libcontainer,
 //! holds its stdio, writes its log and records its exit. ketchd watches
 //! the monitor through a pidfd and relays the log file to followers; after
@@ -95,6 +95,154 @@ pub fn cgroup_path(id: &str) -> String {
     format!("/ketch/{id}")
 }
 
+/// Kill whatever is left in a container's cgroup and remove the cgroup.
+pub fn remove_cgroup(id: &str) -> Result<(), String> {
+    remove_cgroup_under(Path::new(CGROUP_ROOT), id).or_else(|e| {
+        // Something the plain walk could not remove (a child cgroup made
+        // inside): leave it to libcgroups, which knows every layout.
+        tracing::debug!("cgroup of {id}: {e}; retrying through libcgroups");
+        use libcgroups::common::CgroupManager;
+        libcgroups::common::create_cgroup_manager(libcgroups::common::CgroupConfig {
+            cgroup_path: PathBuf::from(cgroup_path(id)),
+            systemd_cgroup: false,
+            container_name: id.to_string(),
+        })
+        .map_err(|e| e.to_string())?
+        .remove()
+        .map_err(|e| e.to_string())
+    })
+}
+
+const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+
+/// [`remove_cgroup`] under a cgroup filesystem mounted at `root`: the
+/// container's directory in every v1 hierarchy (`root/<controller>/...`)
+/// and the v2 one (`root/...`), whichever exist. Its processes are killed
+/// first (after its init has exited there are normally none: the kernel
+/// ended its pid namespace).
+fn remove_cgroup_under(root: &Path, id: &str) -> Result<(), String> {
+    let rel = cgroup_path(id);
+    let rel = rel.trim_start_matches('/');
+    let mut dirs = vec![root.join(rel)];
+    if let Ok(rd) = std::fs::read_dir(root) {
+        dirs.extend(rd.flatten().map(|e| e.path().join(rel)));
+    }
+    // Co-mounted v1 controllers (`cpu,cpuacct` and its symlinks) name
+    // one directory several times.
+    dirs.retain(|d| d.is_dir());
+    dirs.sort();
+    dirs.dedup();
+    for attempt in 0..50 {
+        let mut busy = None;
+        for d in &dirs {
+            match std::fs::remove_dir(d) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    let procs = std::fs::read_to_string(d.join("cgroup.procs")).unwrap_or_default();
+                    for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+                        // SAFETY: a plain signal to a process of this container's cgroup.
+                        unsafe { libc::kill(pid, libc::SIGKILL) };
+                    }
+                    busy = Some(format!("{}: {e}", d.display()));
+                }
+            }
+        }
+        match busy {
+            None => return Ok(()),
+            Some(e) if attempt == 49 => return Err(e),
+            Some(_) => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
+    Ok(())
+}
+
+/// Moving a process into a cgroup write-locks a kernel-wide per-cpu rwsem,
+/// and taking it out of its fast mode waits for an RCU grace period: 7-15
+/// ms on a small VM, unless the hierarchy is mounted with `favordynmods`.
+/// libcontainer moves the container's first process into its cgroup a few
+/// milliseconds after the monitor is spawned, and would wait that long on
+/// the critical path of every start. So ketchd takes the lock first, from a
+/// thread of its own, by a migration that changes nothing (its own pid into
+/// the cgroup it is already in): the grace period elapses while the monitor
+/// starts, and the lock stays in its slow mode for about one more grace
+/// period, in which libcontainer's migration does not wait.
+fn prime_cgroup_migration(procs: PathBuf) {
+    let _ = std::thread::Builder::new()
+        .name("cgroup-prime".into())
+        .spawn(move || {
+            let write = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&procs)
+                .and_then(|mut f| {
+                    use std::io::Write;
+                    f.write_all(std::process::id().to_string().as_bytes())
+                });
+            if let Err(e) = write {
+                tracing::debug!("priming cgroup migration through {}: {e}", procs.display());
+            }
+        });
+}
+
+/// The `cgroup.procs` of the cgroup this process is in, from the text of
+/// `/proc/self/cgroup`, under a cgroup filesystem mounted at `root`: the
+/// v2 one on a pure v2 host, else one of its v1 hierarchies (the named,
+/// controller-less `systemd` one if mounted, whose attach does nothing).
+fn own_cgroup_procs(root: &Path, proc_self_cgroup: &str) -> Option<PathBuf> {
+    let mut lines: Vec<(&str, &str)> = proc_self_cgroup
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.splitn(3, ':');
+            let (_, ctl, path) = (f.next()?, f.next()?, f.next()?);
+            Some((ctl, path.trim_start_matches('/')))
+        })
+        .collect();
+    if root.join("cgroup.procs").is_file() {
+        let (_, path) = lines.iter().find(|(ctl, _)| ctl.is_empty())?;
+        return Some(root.join(path).join("cgroup.procs")).filter(|p| p.is_file());
+    }
+    lines.retain(|(ctl, _)| !ctl.is_empty());
+    lines.sort_by_key(|(ctl, _)| *ctl != "name=systemd");
+    lines.iter().find_map(|(ctl, path)| {
+        let dir = ctl.strip_prefix("name=").unwrap_or(ctl);
+        Some(root.join(dir).join(path).join("cgroup.procs")).filter(|p| p.is_file())
+    })
+}
+
+/// The file name of the lean helper binary that ketchd spawns for Linux
+/// containers (in the role of conmon). ketchd can do the same jobs itself;
+/// the helper is used when it sits beside ketchd, since a small binary
+/// starts faster.
+pub const HELPER_BIN: &str = "ketch-monitor";
+
+/// Run one of the helper commands ketchd spawns, if `argv` names one:
+/// `monitor DIR`, `exec REQUEST` or `cp MODE TARGET PATH`. Returns its
+/// exit status. Call it first thing in `main`: they fork, so no other
+/// thread may exist yet.
+pub fn helper_main(argv: &[std::ffi::OsString]) -> Option<i32> {
+    let s = |i: usize| argv[i].to_string_lossy().into_owned();
+    match (argv.len(), argv.get(1).and_then(|a| a.to_str())) {
+        (3, Some("monitor")) => Some(monitor::main(Path::new(&argv[2]))),
+        (3, Some("exec")) => Some(exec::main(&s(2))),
+        (5, Some("cp")) => Some(copy::main(&s(2), &s(3), &s(4))),
+        _ => None,
+    }
+}
+
+/// The helper to spawn from a process whose executable is `exe`: the lean
+/// [`HELPER_BIN`] beside it, else `ketchd` itself (which an embedding
+/// program finds beside its own executable).
+fn helper_exe(exe: &Path) -> PathBuf {
+    let lean = exe.with_file_name(HELPER_BIN);
+    if lean.is_file() {
+        lean
+    } else if exe.file_name().is_some_and(|n| n == "ketchd") {
+        exe.to_path_buf()
+    } else {
+        exe.with_file_name("ketchd")
+    }
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 pub struct MonitorConfig {
     pub id: String,
@@ -153,6 +301,8 @@ pub fn host_supports() -> Result<(), String> {
 pub struct LinuxBackend {
     state_root: PathBuf,
     monitor_exe: PathBuf,
+    /// ketchd's own `cgroup.procs`, for [`prime_cgroup_migration`].
+    own_cgroup_procs: Option<PathBuf>,
 }
 
 /// What became of a container that was running when ketchd last stopped.
@@ -173,17 +323,14 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> RuntimeError + '_ {
 impl LinuxBackend {
     pub fn new(state_root: &Path) -> Result<Self, RuntimeError> {
         std::fs::create_dir_all(state_root).map_err(io_err(state_root))?;
-        // The monitor is ketchd's own binary; an embedding program finds
-        // `ketchd` beside its own executable.
         let exe = std::env::current_exe().map_err(io_err(Path::new("/proc/self/exe")))?;
-        let monitor_exe = if exe.file_name().is_some_and(|n| n == "ketchd") {
-            exe
-        } else {
-            exe.with_file_name("ketchd")
-        };
         Ok(LinuxBackend {
             state_root: state_root.to_path_buf(),
-            monitor_exe,
+            monitor_exe: helper_exe(&exe),
+            own_cgroup_procs: own_cgroup_procs(
+                Path::new(CGROUP_ROOT),
+                &std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default(),
+            ),
         })
     }
 
@@ -275,7 +422,7 @@ impl LinuxBackend {
         // The usual case, cheaply: the monitor removed everything.
         let cg = cgroup_path(id);
         let cgroup_left = ["pids", "memory", ""].iter().any(|ctl| {
-            Path::new("/sys/fs/cgroup")
+            Path::new(CGROUP_ROOT)
                 .join(ctl)
                 .join(cg.trim_start_matches('/'))
                 .exists()
@@ -290,26 +437,9 @@ impl LinuxBackend {
         }
         let _ = std::fs::remove_dir_all(dir);
         // Without libcontainer's state, go by the cgroup itself.
-        use libcgroups::common::CgroupManager;
-        let Ok(m) = libcgroups::common::create_cgroup_manager(libcgroups::common::CgroupConfig {
-            cgroup_path: PathBuf::from(cgroup_path(id)),
-            systemd_cgroup: false,
-            container_name: id.to_string(),
-        }) else {
-            return;
-        };
-        for _ in 0..50 {
-            let pids = m.get_all_pids().unwrap_or_default();
-            if pids.is_empty() {
-                break;
-            }
-            for p in pids {
-                // SAFETY: a plain signal to a process of this container's cgroup.
-                unsafe { libc::kill(p.as_raw(), libc::SIGKILL) };
-            }
-            std::thread::sleep(Duration::from_millis(10));
+        if let Err(e) = remove_cgroup(id) {
+            tracing::warn!("cleaning up container {id}: {e}");
         }
-        let _ = m.remove();
     }
 
     /// The command that runs `req` inside its container (see [`exec`]).
@@ -567,6 +697,9 @@ impl Backend for LinuxBackend {
                 "a Wasm program in the Linux backend".into(),
             ));
         };
+        if let Some(procs) = &self.own_cgroup_procs {
+            prime_cgroup_migration(procs.clone());
+        }
         // With the host's network the container's ports are the host's:
         // nothing to publish (Docker ignores -p there too).
         let bound = match p.network {
@@ -612,8 +745,12 @@ impl Backend for LinuxBackend {
             workdir: run.workdir.clone(),
         };
         let mc_path = p.run_dir.join(MONITOR_FILE);
-        crate::fsutil::write_atomic(&mc_path, &serde_json::to_vec(&mc).expect("serialises"))
-            .map_err(io_err(&mc_path))?;
+        // Not fsynced: it is read once, by the monitor spawned next.
+        crate::fsutil::write_atomic_volatile(
+            &mc_path,
+            &serde_json::to_vec(&mc).expect("serialises"),
+        )
+        .map_err(io_err(&mc_path))?;
         let stdin_fd = match run.stdin {
             Some(mut src) => {
                 let (r, w) = sys::pipe().map_err(io_err(&p.run_dir))?;
@@ -742,5 +879,58 @@ impl Control for LinuxControl {
             pids: Some(s.pids.current),
             http: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cgroups_are_removed_from_every_hierarchy_and_only_the_containers() {
+        let root = tempfile::tempdir().unwrap();
+        let mine = ["memory", "pids", "cpu,cpuacct", ""];
+        for ctl in mine {
+            std::fs::create_dir_all(root.path().join(ctl).join("ketch/c1")).unwrap();
+            std::fs::create_dir_all(root.path().join(ctl).join("ketch/c2")).unwrap();
+        }
+        // A co-mounted hierarchy seen through its symlink as well.
+        std::os::unix::fs::symlink("cpu,cpuacct", root.path().join("cpu")).unwrap();
+        remove_cgroup_under(root.path(), "c1").unwrap();
+        for ctl in mine {
+            let base = root.path().join(ctl).join("ketch");
+            assert!(!base.join("c1").exists(), "{ctl}/ketch/c1 is left");
+            assert!(base.join("c2").is_dir(), "{ctl}/ketch/c2 was removed");
+        }
+        // Nothing to remove is not an error.
+        remove_cgroup_under(root.path(), "c1").unwrap();
+    }
+
+    #[test]
+    fn own_cgroup_is_found_on_v1_and_v2() {
+        let v1 = tempfile::tempdir().unwrap();
+        for d in ["systemd/user.slice", "memory/box", "pids"] {
+            std::fs::create_dir_all(v1.path().join(d)).unwrap();
+            std::fs::write(v1.path().join(d).join("cgroup.procs"), "").unwrap();
+        }
+        let text = "9:pids:/\n4:memory:/box\n1:name=systemd:/user.slice\n0::/\n";
+        assert_eq!(
+            own_cgroup_procs(v1.path(), text),
+            Some(v1.path().join("systemd/user.slice/cgroup.procs"))
+        );
+        assert_eq!(
+            own_cgroup_procs(v1.path(), "9:pids:/\n4:memory:/box\n"),
+            Some(v1.path().join("pids/cgroup.procs"))
+        );
+        let v2 = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(v2.path().join("system.slice/ketchd.service")).unwrap();
+        for d in ["", "system.slice/ketchd.service"] {
+            std::fs::write(v2.path().join(d).join("cgroup.procs"), "").unwrap();
+        }
+        assert_eq!(
+            own_cgroup_procs(v2.path(), "0::/system.slice/ketchd.service\n"),
+            Some(v2.path().join("system.slice/ketchd.service/cgroup.procs"))
+        );
+        assert_eq!(own_cgroup_procs(v2.path(), ""), None);
     }
 }

@@ -1,5 +1,6 @@
-//! The monitor: one small process per running Linux container, of ketchd's
-//! own binary (`ketchd monitor DIR`), in the role of conmon.
+//! The monitor: one small process per running Linux container
+//! (`ketch-monitor monitor DIR`, or `ketchd monitor DIR`), in the role of
+//! conmon.
 //!
 //! ketchd is multi-threaded and must never fork to make a container, so it
 //! spawns this instead. The monitor forks once (ketchd reaps the parent at
@@ -41,7 +42,7 @@ fn report(r: &Report) {
     let _ = out.flush();
 }
 
-/// Entry point of `ketchd monitor DIR`. Must run before any other thread
+/// Entry point of `ketch-monitor monitor DIR`. Must run before any other thread
 /// exists in the process: it forks.
 pub fn main(run_dir: &Path) -> i32 {
     // libcontainer explains its failures through tracing; they go to
@@ -494,14 +495,18 @@ fn oom_killed_in(root: &Path, cgroup_path: &str) -> bool {
 
 fn finish(run_dir: &Path, cfg: &MonitorConfig, code: i64) {
     let oom = oom_killed(&cfg.cgroup_path);
-    let mut error = None;
-    match libcontainer::container::Container::load(cfg.state_root.join(&cfg.id)) {
-        Ok(mut c) => {
-            if let Err(e) = c.delete(true) {
-                error = Some(format!("removing the container's cgroup: {e}"));
-            }
+    // The init has exited, so the kernel has killed the rest of its pid
+    // namespace: what is left is the cgroup and libcontainer's state. (No
+    // libcontainer `delete`: it would first probe the dead init through a
+    // fresh procfs instance.)
+    let error = super::remove_cgroup(&cfg.id)
+        .err()
+        .map(|e| format!("removing the container's cgroup: {e}"));
+    let state = cfg.state_root.join(&cfg.id);
+    if let Err(e) = std::fs::remove_dir_all(&state) {
+        if e.kind() != io::ErrorKind::NotFound {
+            tracing::warn!("removing {}: {e}", state.display());
         }
-        Err(e) => error = Some(format!("loading container state: {e}")),
     }
     let rec = ExitRecord {
         code,

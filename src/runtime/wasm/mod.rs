@@ -29,7 +29,7 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::sync::{oneshot, watch};
@@ -91,6 +91,7 @@ struct Limits {
 
 impl Limits {
     fn new(memory: Option<usize>, gauge: &Arc<MemoryGauge>) -> Self {
+        store_born();
         Limits {
             memory,
             refused: false,
@@ -103,7 +104,26 @@ impl Limits {
 impl Drop for Limits {
     fn drop(&mut self) {
         self.gauge.shrink(self.held);
+        store_gone();
     }
+}
+
+/// How many stores exist (each has one [`Limits`]), so the epoch tickers
+/// sleep while there is no guest to interrupt: an idle ketchd does not
+/// wake a thousand times a second.
+static LIVE_STORES: (Mutex<usize>, Condvar) = (Mutex::new(0), Condvar::new());
+
+fn store_born() {
+    let mut n = LIVE_STORES.0.lock().unwrap_or_else(|e| e.into_inner());
+    *n += 1;
+    if *n == 1 {
+        LIVE_STORES.1.notify_all();
+    }
+}
+
+fn store_gone() {
+    let mut n = LIVE_STORES.0.lock().unwrap_or_else(|e| e.into_inner());
+    *n = n.saturating_sub(1);
 }
 
 impl ResourceLimiter for Limits {
@@ -704,6 +724,21 @@ fn spawn_epoch_ticker(engine: &Engine, tick: Duration) {
     std::thread::Builder::new()
         .name("ketch-epoch".into())
         .spawn(move || loop {
+            {
+                let mut n = LIVE_STORES.0.lock().unwrap_or_else(|e| e.into_inner());
+                while *n == 0 {
+                    // Woken by the first store; the timeout notices a
+                    // dropped engine.
+                    n = LIVE_STORES
+                        .1
+                        .wait_timeout(n, Duration::from_secs(1))
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
+                    if weak.upgrade().is_none() {
+                        return;
+                    }
+                }
+            }
             std::thread::sleep(tick);
             match weak.upgrade() {
                 Some(e) => e.increment_epoch(),
