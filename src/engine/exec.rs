@@ -234,7 +234,7 @@ impl Engine {
         .stderr(Stdio::piped());
         let spawned = cmd.spawn().map_err(|e| {
             EngineError::Runtime(crate::runtime::RuntimeError::Io {
-                path: "ketchd exec".into(),
+                path: "ketch-monitor exec".into(),
                 source: e,
             })
         });

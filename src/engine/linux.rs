@@ -431,6 +431,14 @@ impl Engine {
             work: fs.join("work"),
             mountpoint: c.dir.join("run").join("rootfs"),
             empty: fs.join("empty"),
+            binds: super::grants(&rec.host_config, &self.volumes)?
+                .into_iter()
+                .map(|g| crate::runtime::linux::copy::CopyBind {
+                    host: g.host,
+                    guest: g.guest,
+                    read_only: g.read_only,
+                })
+                .collect(),
         };
         for d in [&root.upper, &root.work, &root.mountpoint, &root.empty] {
             std::fs::create_dir_all(d).map_err(EngineError::io(d))?;

@@ -420,14 +420,44 @@ fn linux_exec_joins_the_container() {
     d.ketch(&["cp", "host:/work/f", back.to_str().unwrap()])
         .ok();
     assert_eq!(std::fs::read_to_string(back.join("f")).unwrap(), "made\n");
-    d.ketch(&["create", "--name", "fresh", "busybox", "cat", "/in.txt"])
+    // Its volumes and binds are there too, read-only where asked.
+    let ro = local.join("ro");
+    std::fs::create_dir_all(&ro).unwrap();
+    std::fs::write(ro.join("r.txt"), "bound\n").unwrap();
+    let ro_bind = format!("{}:/ro:ro", ro.display());
+    d.ketch(&[
+        "create",
+        "--name",
+        "fresh",
+        "-v",
+        "cpvol:/vol",
+        "-v",
+        &ro_bind,
+        "busybox",
+        "cat",
+        "/in.txt",
+        "/vol/in.txt",
+    ])
+    .ok();
+    let input = local.join("in.txt");
+    d.ketch(&["cp", input.to_str().unwrap(), "fresh:/"]).ok();
+    d.ketch(&["cp", input.to_str().unwrap(), "fresh:/vol/"])
         .ok();
-    d.ketch(&["cp", local.join("in.txt").to_str().unwrap(), "fresh:/"])
+    let r = d.ketch(&["cp", input.to_str().unwrap(), "fresh:/ro/"]);
+    assert!(
+        r.code != 0 && r.stderr.to_lowercase().contains("read-only"),
+        "{}",
+        r.stderr
+    );
+    d.ketch(&["cp", "fresh:/ro/r.txt", back.to_str().unwrap()])
         .ok();
-    assert!(d
-        .ketch(&["start", "-a", "fresh"])
-        .ok()
-        .contains("from outside"));
+    assert_eq!(
+        std::fs::read_to_string(back.join("r.txt")).unwrap(),
+        "bound\n"
+    );
+    let out = d.ketch(&["start", "-a", "fresh"]).ok();
+    assert_eq!(out.matches("from outside").count(), 2, "{out}");
+    assert!(!ro.join("in.txt").exists());
     // Its private mount is gone with the helper.
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(

@@ -82,6 +82,19 @@ pub struct CopyRoot {
     pub mountpoint: std::path::PathBuf,
     /// A lower dir for an image without layers.
     pub empty: std::path::PathBuf,
+    /// Its volumes and bind mounts, as it would get them at start.
+    #[serde(default)]
+    pub binds: Vec<CopyBind>,
+}
+
+/// A volume or bind mount of a stopped container.
+#[derive(Serialize, serde::Deserialize, Debug)]
+pub struct CopyBind {
+    pub host: std::path::PathBuf,
+    /// The path inside the container: hostile, resolved only after the
+    /// `chroot`, so no symlink in the image can point it at the host.
+    pub guest: String,
+    pub read_only: bool,
 }
 
 fn enter_stopped(root: &CopyRoot) -> std::io::Result<()> {
@@ -110,8 +123,45 @@ fn enter_stopped(root: &CopyRoot) -> std::io::Result<()> {
         root.work.display()
     );
     sys::mount("overlay", &root.mountpoint, "overlay", 0, Some(&opts))?;
+    // The sources are taken while the host's paths are reachable, and
+    // attached once the container's root is the root.
+    let trees = root
+        .binds
+        .iter()
+        .map(|b| {
+            let dir = std::fs::metadata(&b.host)?.is_dir();
+            Ok((sys::clone_tree(&b.host)?, dir, b))
+        })
+        .collect::<std::io::Result<Vec<_>>>()?;
     std::os::unix::fs::chroot(&root.mountpoint)?;
-    std::env::set_current_dir("/")
+    std::env::set_current_dir("/")?;
+    for (tree, dir, b) in trees {
+        let dest = Path::new("/").join(crate::fsutil::clean_abs(&b.guest).trim_start_matches('/'));
+        if dir {
+            std::fs::create_dir_all(&dest)?;
+        } else if std::fs::symlink_metadata(&dest).is_err() {
+            if let Some(parent) = dest.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::File::create(&dest)?;
+        }
+        sys::move_mount_to(&tree, &dest).map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("mounting {} at {}: {e}", b.host.display(), b.guest),
+            )
+        })?;
+        if b.read_only {
+            sys::mount(
+                "none",
+                &dest,
+                "",
+                libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
+                None,
+            )?;
+        }
+    }
+    Ok(())
 }
 
 fn enter(pid: i32) -> std::io::Result<()> {

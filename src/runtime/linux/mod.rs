@@ -443,7 +443,12 @@ impl LinuxBackend {
     }
 
     /// The command that runs `req` inside its container (see [`exec`]).
+    /// The helper joins the container's cgroup, so the migration lock is
+    /// primed first, as for a start.
     pub fn exec_command(&self, req: &exec::ExecRequest) -> tokio::process::Command {
+        if let Some(procs) = &self.own_cgroup_procs {
+            prime_cgroup_migration(procs.clone());
+        }
         let mut c = tokio::process::Command::new(&self.monitor_exe);
         c.arg("exec")
             .arg(serde_json::to_string(req).expect("serialises"))

@@ -3,7 +3,7 @@
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -88,6 +88,43 @@ pub fn mount(
         )
     };
     check(rc as libc::c_long).map(drop)
+}
+
+/// A detached recursive copy of the mount tree at `path` (`open_tree` with
+/// `OPEN_TREE_CLONE`), to be attached elsewhere with [`move_mount_to`],
+/// even after a `chroot` has made `path` unreachable.
+pub fn clone_tree(path: &Path) -> io::Result<OwnedFd> {
+    let p = cstr(path)?;
+    // SAFETY: a NUL-terminated path that outlives the call; integer flags.
+    let fd = check(unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            p.as_ptr(),
+            (libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC | libc::AT_RECURSIVE as libc::c_uint)
+                as libc::c_uint,
+        )
+    })?;
+    // SAFETY: open_tree returned a new descriptor that we now own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Attach a tree from [`clone_tree`] at `target`, resolved from the current
+/// root (after a `chroot`, inside it).
+pub fn move_mount_to(tree: &OwnedFd, target: &Path) -> io::Result<()> {
+    let t = cstr(target)?;
+    // SAFETY: a valid descriptor, an empty and a NUL-terminated path.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            t.as_ptr(),
+            libc::MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    })
+    .map(drop)
 }
 
 pub fn unshare(flags: libc::c_int) -> io::Result<()> {
