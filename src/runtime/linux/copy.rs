@@ -99,30 +99,14 @@ pub struct CopyBind {
 
 fn enter_stopped(root: &CopyRoot) -> std::io::Result<()> {
     use super::sys;
-    sys::unshare(libc::CLONE_NEWNS)?;
-    sys::mount(
-        "none",
-        Path::new("/"),
-        "",
-        libc::MS_REC | libc::MS_SLAVE,
-        None,
-    )?;
-    let lower: Vec<String> = if root.lower.is_empty() {
-        vec![root.empty.display().to_string()]
+    sys::private_mount_namespace()?;
+    let empty = [root.empty.clone()];
+    let lower = if root.lower.is_empty() {
+        &empty[..]
     } else {
-        root.lower
-            .iter()
-            .rev()
-            .map(|p| p.display().to_string())
-            .collect()
+        &root.lower[..]
     };
-    let opts = format!(
-        "lowerdir={},upperdir={},workdir={}",
-        lower.join(":"),
-        root.upper.display(),
-        root.work.display()
-    );
-    sys::mount("overlay", &root.mountpoint, "overlay", 0, Some(&opts))?;
+    sys::mount_overlay(lower, &root.upper, &root.work, &root.mountpoint)?;
     // The sources are taken while the host's paths are reachable, and
     // attached once the container's root is the root.
     let trees = root

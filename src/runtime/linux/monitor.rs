@@ -134,16 +134,7 @@ struct Running {
 pub const RESIZE_SOCKET: &str = "tty.sock";
 
 fn start(run_dir: &Path, cfg: &MonitorConfig) -> Result<Running, String> {
-    sys::unshare(libc::CLONE_NEWNS).map_err(|e| format!("mount namespace: {e}"))?;
-    // Receive the host's mount events, but send none back.
-    sys::mount(
-        "none",
-        Path::new("/"),
-        "",
-        libc::MS_REC | libc::MS_SLAVE,
-        None,
-    )
-    .map_err(|e| format!("making / a slave mount: {e}"))?;
+    sys::private_mount_namespace().map_err(|e| format!("mount namespace: {e}"))?;
     if cfg.network != NetworkMode::Host {
         // Opened before leaving: these stay in the host's namespace.
         let host = if cfg.attachments.is_empty() {
@@ -179,20 +170,7 @@ fn start(run_dir: &Path, cfg: &MonitorConfig) -> Result<Running, String> {
             .map_err(|e| format!("writing {}: {e}", spec.display()))?;
     }
     let rootfs = cfg.bundle.join("rootfs");
-    // overlayfs lists the top layer first.
-    let lower: Vec<String> = cfg
-        .lower
-        .iter()
-        .rev()
-        .map(|p| p.display().to_string())
-        .collect();
-    let opts = format!(
-        "lowerdir={},upperdir={},workdir={}",
-        lower.join(":"),
-        cfg.upper.display(),
-        cfg.work.display()
-    );
-    sys::mount("overlay", &rootfs, "overlay", 0, Some(&opts))
+    sys::mount_overlay(&cfg.lower, &cfg.upper, &cfg.work, &rootfs)
         .map_err(|e| format!("mounting the overlay root at {}: {e}", rootfs.display()))?;
     if !cfg.workdir.is_empty() {
         make_workdir(&rootfs, &cfg.workdir);

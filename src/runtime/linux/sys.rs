@@ -127,6 +127,43 @@ pub fn move_mount_to(tree: &OwnedFd, target: &Path) -> io::Result<()> {
     .map(drop)
 }
 
+/// Leave for a mount namespace of our own that still receives the host's
+/// mount events but sends none back: whatever is mounted here goes away
+/// with the last process in it.
+pub fn private_mount_namespace() -> io::Result<()> {
+    unshare(libc::CLONE_NEWNS)?;
+    mount(
+        "none",
+        Path::new("/"),
+        "",
+        libc::MS_REC | libc::MS_SLAVE,
+        None,
+    )
+}
+
+/// Mount an overlay of `lower` (lowest first), `upper` and `work` at
+/// `target`.
+pub fn mount_overlay(
+    lower: &[std::path::PathBuf],
+    upper: &Path,
+    work: &Path,
+    target: &Path,
+) -> io::Result<()> {
+    // overlayfs lists the top layer first.
+    let lower: Vec<String> = lower
+        .iter()
+        .rev()
+        .map(|p| p.display().to_string())
+        .collect();
+    let opts = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lower.join(":"),
+        upper.display(),
+        work.display()
+    );
+    mount("overlay", target, "overlay", 0, Some(&opts))
+}
+
 pub fn unshare(flags: libc::c_int) -> io::Result<()> {
     // SAFETY: integer argument.
     check(unsafe { libc::unshare(flags) } as libc::c_long).map(drop)
