@@ -148,9 +148,7 @@ impl Client {
     /// POST with no body, ignoring the reply body.
     pub async fn post(&self, path: &str) -> Result<StatusCode, ClientError> {
         let r = self.send(Method::POST, path, Bytes::new(), None).await?;
-        let st = r.status();
-        let _ = r.into_body().collect().await;
-        Ok(st)
+        Ok(discard(r).await)
     }
 
     /// POST a JSON body, ignoring the reply body.
@@ -163,9 +161,7 @@ impl Client {
         let r = self
             .send(Method::POST, path, data.into(), Some("application/json"))
             .await?;
-        let st = r.status();
-        let _ = r.into_body().collect().await;
-        Ok(st)
+        Ok(discard(r).await)
     }
 
     pub async fn delete<T: serde::de::DeserializeOwned + Default>(
@@ -244,6 +240,14 @@ async fn check(resp: Response<Incoming>) -> Result<Response<Incoming>, ClientErr
 }
 
 /// Read a whole JSON response body.
+/// The status of a reply whose body is not wanted (read to the end, so the
+/// connection can be reused).
+async fn discard(r: Response<Incoming>) -> StatusCode {
+    let st = r.status();
+    let _ = r.into_body().collect().await;
+    st
+}
+
 pub async fn decode<T: serde::de::DeserializeOwned>(
     r: Response<Incoming>,
 ) -> Result<T, ClientError> {

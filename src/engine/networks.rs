@@ -693,14 +693,19 @@ impl Engine {
             .collect()
     }
 
+    /// A `network` event, with Docker's attributes (and the container's id
+    /// for `connect` and `disconnect`).
+    fn network_event(&self, action: &str, n: &NetworkRecord, container: Option<&str>) {
+        let mut attrs = vec![("name", n.name.as_str()), ("type", n.driver.as_str())];
+        if let Some(id) = container {
+            attrs.insert(0, ("container", id));
+        }
+        self.events.emit("network", action, &n.id, &attrs);
+    }
+
     pub fn network_create(&self, req: CreateNetwork) -> Result<NetworkRecord, EngineError> {
         let n = self.networks.create(req)?;
-        self.events.emit(
-            "network",
-            "create",
-            &n.id,
-            &[("name", &n.name), ("type", &n.driver)],
-        );
+        self.network_event("create", &n, None);
         Ok(n)
     }
 
@@ -725,12 +730,7 @@ impl Engine {
             )));
         }
         self.networks.delete(&n)?;
-        self.events.emit(
-            "network",
-            "destroy",
-            &n.id,
-            &[("name", &n.name), ("type", &n.driver)],
-        );
+        self.network_event("destroy", &n, None);
         Ok(())
     }
 
@@ -805,16 +805,7 @@ impl Engine {
                 return Err(e);
             }
         }
-        self.events.emit(
-            "network",
-            "connect",
-            &n.id,
-            &[
-                ("container", rec.id.as_str()),
-                ("name", &n.name),
-                ("type", &n.driver),
-            ],
-        );
+        self.network_event("connect", &n, Some(rec.id.as_str()));
         Ok(())
     }
 
@@ -930,16 +921,7 @@ impl Engine {
             self.write_hosts(&c, &after);
         }
         let _ = after;
-        self.events.emit(
-            "network",
-            "disconnect",
-            &n.id,
-            &[
-                ("container", rec.id.as_str()),
-                ("name", &n.name),
-                ("type", &n.driver),
-            ],
-        );
+        self.network_event("disconnect", &n, Some(rec.id.as_str()));
         Ok(())
     }
 }

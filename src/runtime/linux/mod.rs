@@ -132,7 +132,8 @@ fn remove_cgroup_under(root: &Path, id: &str) -> Result<(), String> {
     dirs.retain(|d| d.is_dir());
     dirs.sort();
     dirs.dedup();
-    for attempt in 0..50 {
+    let mut attempts = 0;
+    loop {
         let mut busy = None;
         for d in &dirs {
             match std::fs::remove_dir(d) {
@@ -148,13 +149,13 @@ fn remove_cgroup_under(root: &Path, id: &str) -> Result<(), String> {
                 }
             }
         }
+        attempts += 1;
         match busy {
             None => return Ok(()),
-            Some(e) if attempt == 49 => return Err(e),
+            Some(e) if attempts == 50 => return Err(e),
             Some(_) => std::thread::sleep(Duration::from_millis(10)),
         }
     }
-    Ok(())
 }
 
 /// Moving a process into a cgroup write-locks a kernel-wide per-cpu rwsem,
