@@ -16,6 +16,8 @@
 pub mod api;
 pub mod cli;
 pub mod client;
+#[cfg(target_os = "linux")]
+pub mod confine;
 pub mod daemon;
 pub mod engine;
 pub mod fsutil;

@@ -10,6 +10,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::{Method, StatusCode};
 use std::process::Stdio;
+use crate::confine::archive::{Limits, LIMITS_ENV};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const STAT_HEADER: &str = "x-docker-container-path-stat";
@@ -92,30 +93,63 @@ pub async fn put(engine: &std::sync::Arc<Engine>, id: &str, q: &Query, body: Inc
         Ok(p) => p,
         Err(e) => return error(&e),
     };
-    let mut child = match engine.copy_command(id, "put", &path).await.map(|mut c| {
-        c.stdin(Stdio::piped())
+    // The upload is spooled to an anonymous file (gone when closed) so
+    // the helper can check the whole archive before writing anything.
+    let upload = match spool(&engine.tmp_dir(), body).await {
+        Ok(f) => f,
+        Err(resp) => return resp,
+    };
+    let child = match engine.copy_command(id, "put", &path).await.map(|mut c| {
+        c.stdin(Stdio::from(upload))
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
+            .env(LIMITS_ENV, Limits::daemon().to_env())
             .spawn()
     }) {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => return error_msg(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         Err(e) => return error(&e),
     };
-    let mut stdin = child.stdin.take().expect("piped");
-    let mut body = body;
-    while let Some(frame) = body.frame().await {
-        let Ok(frame) = frame else { break };
-        if let Some(data) = frame.data_ref() {
-            if stdin.write_all(data).await.is_err() {
-                break;
-            }
-        }
-    }
-    drop(stdin);
     match child.wait_with_output().await {
         Ok(o) if o.status.success() => empty(StatusCode::OK),
         Ok(o) => failed(o.status.code(), &o.stderr),
         Err(e) => error_msg(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
+}
+
+/// Write a request body to a file in `dir` that is unlinked at once (so
+/// it is gone when closed, even after a crash), at most the archive
+/// limit's bytes. A broken upload is an error, never a partial archive.
+async fn spool(dir: &std::path::Path, mut body: Incoming) -> Result<std::fs::File, Resp> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let internal = |e: std::io::Error| error_msg(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+    let path = dir.join(format!("upload-{:016x}", rand::random::<u64>()));
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(internal)?;
+    let _ = std::fs::remove_file(&path);
+    let mut out = tokio::fs::File::from_std(file.try_clone().map_err(internal)?);
+    let max = Limits::daemon().max_bytes;
+    let mut n = 0u64;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            error_msg(StatusCode::BAD_REQUEST, format!("reading the archive: {e}"))
+        })?;
+        if let Some(data) = frame.data_ref() {
+            n += data.len() as u64;
+            if n > max {
+                return Err(error_msg(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("the archive is larger than {max} bytes"),
+                ));
+            }
+            out.write_all(data).await.map_err(internal)?;
+        }
+    }
+    out.flush().await.map_err(internal)?;
+    Ok(file)
 }

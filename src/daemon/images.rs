@@ -12,7 +12,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::StatusCode;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
@@ -402,133 +402,51 @@ pub async fn build(engine: &Arc<Engine>, q: &Query, body: Incoming) -> Resp {
     resp
 }
 
-/// Refuse build contexts with more entries than this.
-const MAX_CONTEXT_ENTRIES: usize = crate::image::build::MAX_CONTEXT_ENTRIES;
-
-/// Unpack an uploaded context tar beneath `dest`, dropping what
-/// `.dockerignore` excludes. Paths are hostile: `..` and absolute names are
-/// confined, and nothing is written through a symlink.
+/// Unpack an uploaded context tar into the fresh directory `dest`,
+/// dropping what `.dockerignore` excludes, under the build-context policy
+/// of [`crate::confine::archive`] (no devices, nothing written through a
+/// symlink, bounded in entries and bytes, bombs refused).
 fn extract_context(tar_path: &Path, dest: &Path, dockerfile: &str) -> Result<(), ImageError> {
-    let open = || -> Result<tar::Archive<Box<dyn std::io::Read>>, ImageError> {
-        let f = std::fs::File::open(tar_path).map_err(ImageError::io(tar_path))?;
-        Ok(tar::Archive::new(
-            crate::image::layer::decompress(f)
-                .map_err(|e| ImageError::Archive(format!("build context: {e}")))?,
-        ))
+    use crate::confine::archive::{self, EntryKind, Kind, Limits, Policy, Target};
+    let policy = Policy {
+        kind: Kind::Context,
+        limits: Limits {
+            max_entries: crate::image::build::MAX_CONTEXT_ENTRIES as u64,
+            ..Limits::daemon()
+        },
     };
-    let bad = |e: std::io::Error| ImageError::Archive(format!("build context: {e}"));
-    let mut ignore_src = String::new();
-    for e in open()?.entries().map_err(bad)? {
-        let mut e = e.map_err(bad)?;
-        if crate::fsutil::clean_abs(&String::from_utf8_lossy(&e.path_bytes())) == "/.dockerignore" {
-            std::io::Read::read_to_string(
-                &mut std::io::Read::take(&mut e, 1 << 20),
-                &mut ignore_src,
-            )
-            .map_err(bad)?;
+    let bad = |e: crate::confine::ConfineError| ImageError::Archive(format!("build context: {e}"));
+    let open = || std::fs::File::open(tar_path).map_err(ImageError::io(tar_path));
+    let mut ignore_src = Vec::new();
+    archive::entries(open()?, &policy, &mut |e, data| {
+        if e.kind == EntryKind::File && e.path.to_string() == ".dockerignore" {
+            ignore_src = crate::confine::read_bounded(data, 1 << 20, ".dockerignore")?;
         }
-    }
-    let ignore = Ignore::parse(&ignore_src);
+        Ok(())
+    })
+    .map_err(bad)?;
+    let ignore = Ignore::parse(&String::from_utf8_lossy(&ignore_src));
     let keep_always = [
         "/.dockerignore".to_string(),
         crate::fsutil::clean_abs(dockerfile),
     ];
     std::fs::create_dir_all(dest).map_err(ImageError::io(dest))?;
-    for (n, e) in open()?.entries().map_err(bad)?.enumerate() {
-        if n >= MAX_CONTEXT_ENTRIES {
-            return Err(ImageError::Archive(
-                "build context has too many entries".into(),
-            ));
-        }
-        let mut e = e.map_err(bad)?;
-        let raw = String::from_utf8_lossy(&e.path_bytes()).into_owned();
-        let clean = crate::fsutil::clean_abs(&raw);
-        if clean == "/" {
-            continue;
-        }
-        if !keep_always.contains(&clean) && ignore.excluded(clean.trim_start_matches('/')) {
-            continue;
-        }
-        let target =
-            crate::fsutil::join_beneath(dest, &raw).ok_or_else(|| ImageError::HostilePath {
-                context: "build context".into(),
-                path: raw.clone(),
-            })?;
-        no_symlink_ancestors(dest, &target).map_err(|_| ImageError::HostilePath {
-            context: "build context (through a symlink)".into(),
-            path: raw.clone(),
-        })?;
-        if let Some(p) = target.parent() {
-            std::fs::create_dir_all(p).map_err(ImageError::io(p))?;
-        }
-        let mode = e.header().mode().unwrap_or(0o644) & 0o777;
-        use std::os::unix::fs::PermissionsExt;
-        match e.header().entry_type() {
-            tar::EntryType::Directory => {
-                std::fs::create_dir_all(&target).map_err(ImageError::io(&target))?;
-                let _ = std::fs::set_permissions(
-                    &target,
-                    std::fs::Permissions::from_mode(mode | 0o700),
-                );
-            }
-            tar::EntryType::Regular | tar::EntryType::Continuous => {
-                let mut f = std::fs::File::create(&target).map_err(ImageError::io(&target))?;
-                std::io::copy(&mut e, &mut f).map_err(ImageError::io(&target))?;
-                let _ = std::fs::set_permissions(&target, std::fs::Permissions::from_mode(mode));
-            }
-            tar::EntryType::Symlink => {
-                let link = e
-                    .link_name_bytes()
-                    .map(|b| PathBuf::from(String::from_utf8_lossy(&b).into_owned()))
-                    .unwrap_or_default();
-                let _ = std::fs::remove_file(&target);
-                std::os::unix::fs::symlink(&link, &target).map_err(ImageError::io(&target))?;
-            }
-            tar::EntryType::Link => {
-                let src_raw = e
-                    .link_name_bytes()
-                    .map(|b| String::from_utf8_lossy(&b).into_owned())
-                    .unwrap_or_default();
-                let src = crate::fsutil::join_beneath(dest, &src_raw).ok_or_else(|| {
-                    ImageError::HostilePath {
-                        context: "build context hard link".into(),
-                        path: src_raw.clone(),
-                    }
-                })?;
-                no_symlink_ancestors(dest, &src).map_err(|_| ImageError::HostilePath {
-                    context: "build context hard link".into(),
-                    path: src_raw.clone(),
-                })?;
-                if std::fs::symlink_metadata(&src)
-                    .map(|m| m.is_file())
-                    .unwrap_or(false)
-                {
-                    std::fs::copy(&src, &target).map_err(ImageError::io(&target))?;
-                }
-            }
-            other => {
-                return Err(ImageError::HostilePath {
-                    context: format!("build context ({other:?} entries are not allowed)"),
-                    path: raw,
-                })
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Fail if any existing component between `root` and `path` (inclusive) is
-/// a symlink: writing there would land outside the context.
-fn no_symlink_ancestors(root: &Path, path: &Path) -> Result<(), ()> {
-    let rel = path.strip_prefix(root).map_err(|_| ())?;
-    let mut cur = root.to_path_buf();
-    for c in rel.components() {
-        cur.push(c);
-        match std::fs::symlink_metadata(&cur) {
-            Ok(m) if m.file_type().is_symlink() => return Err(()),
-            Ok(_) => {}
-            Err(_) => return Ok(()),
-        }
-    }
+    let root = crate::confine::Root::open(dest).map_err(bad)?;
+    let mut file = Some(open()?);
+    archive::extract_filtered(
+        &root,
+        &mut || {
+            file.take()
+                .map(|f| Box::new(f) as Box<dyn std::io::Read>)
+                .ok_or_else(|| std::io::Error::other("a context is read once"))
+        },
+        &policy,
+        Target::Fresh,
+        &|e| {
+            let clean = format!("/{}", e.path);
+            keep_always.contains(&clean) || !ignore.excluded(clean.trim_start_matches('/'))
+        },
+    )
+    .map_err(bad)?;
     Ok(())
 }

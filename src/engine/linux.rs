@@ -18,7 +18,10 @@ pub(super) struct Linux {
 
 impl Linux {
     pub fn open(root: &std::path::Path) -> Result<Self, EngineError> {
-        let snapshots = Arc::new(Snapshots::open(&root.join("snapshots"))?);
+        let snapshots = Arc::new(Snapshots::open(
+            &root.join("snapshots"),
+            crate::confine::archive::Limits::daemon(),
+        )?);
         let backend = crate::runtime::linux::host_supports().and_then(|()| {
             LinuxBackend::new(&root.join("runtime"))
                 .map(Arc::new)
@@ -97,10 +100,17 @@ pub(super) fn validate(hc: &HostConfig) -> Result<(), EngineError> {
     Ok(())
 }
 
+/// `/etc/passwd` or `/etc/group` larger than this is refused: a hostile
+/// image could make it endless (or a link to `/dev/zero`).
+const MAX_USER_DB: u64 = 1 << 20;
+
 /// Resolve `--user` (name, uid, `uid:gid`, `name:group`) against a root
 /// filesystem's `etc/passwd` and `etc/group`, read through `read` (given
 /// those relative paths). A uid without a passwd entry gets gid 0.
-fn parse_user(user: &str, read: &dyn Fn(&str) -> String) -> Result<(u32, u32), String> {
+fn parse_user(
+    user: &str,
+    read: &dyn Fn(&str) -> Result<String, String>,
+) -> Result<(u32, u32), String> {
     if user.is_empty() {
         return Ok((0, 0));
     }
@@ -108,7 +118,7 @@ fn parse_user(user: &str, read: &dyn Fn(&str) -> String) -> Result<(u32, u32), S
         .split_once(':')
         .map_or((user, None), |(u, g)| (u, Some(g)));
     let numeric = u.parse::<u32>().ok();
-    let passwd = read("etc/passwd");
+    let passwd = read("etc/passwd")?;
     let entry = passwd
         .lines()
         .map(|l| l.split(':').collect::<Vec<_>>())
@@ -139,7 +149,7 @@ fn parse_user(user: &str, read: &dyn Fn(&str) -> String) -> Result<(u32, u32), S
     if let Some(g) = g {
         gid = match g.parse::<u32>() {
             Ok(n) => n,
-            Err(_) => read("etc/group")
+            Err(_) => read("etc/group")?
                 .lines()
                 .map(|l| l.split(':').collect::<Vec<_>>())
                 .find(|f| f.len() > 2 && f[0] == g)
@@ -158,12 +168,15 @@ pub(super) fn resolve_user(
     img: &Image,
     user: &str,
 ) -> Result<(u32, u32, Vec<u32>), EngineError> {
-    let read = |path: &str| -> String {
-        crate::image::layer::read_image_file(&engine.images, &img.manifest, &format!("/{path}"))
-            .ok()
-            .flatten()
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default()
+    let read = |path: &str| -> Result<String, String> {
+        crate::image::layer::read_image_file_max(
+            &engine.images,
+            &img.manifest,
+            &format!("/{path}"),
+            MAX_USER_DB,
+        )
+        .map(|b| b.map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default())
+        .map_err(|e| e.to_string())
     };
     let (uid, gid) = parse_user(user, &read).map_err(|e| {
         EngineError::InvalidArgument(format!(
@@ -471,15 +484,25 @@ impl crate::runtime::OutputSink for NoSink {
     fn write(&self, _: crate::api::stream::StdStream, _: &[u8]) {}
 }
 
-/// `--user` for a RUN step, from the stage's unpacked layers (the topmost
-/// layer that has the file).
-fn user_in_layers(layers: &[std::path::PathBuf], user: &str) -> Result<(u32, u32), String> {
-    let read = |file: &str| -> String {
-        layers
-            .iter()
-            .rev()
-            .find_map(|l| std::fs::read_to_string(l.join(file)).ok())
-            .unwrap_or_default()
+/// `--user` for a RUN step, from the stage's own `/etc/passwd` and
+/// `/etc/group`: read out of its layer blobs (whiteouts and symlinks
+/// resolved inside the image, never on the host), bounded in size.
+fn user_in_layers(
+    images: &crate::image::ImageStore,
+    layers: &[Digest],
+    user: &str,
+) -> Result<(u32, u32), String> {
+    let layers: Vec<_> = layers
+        .iter()
+        .map(|d| crate::image::layer::ImageLayer {
+            digest: d.clone(),
+            wasm_path: None,
+        })
+        .collect();
+    let read = |file: &str| -> Result<String, String> {
+        crate::image::layer::read_layers_file(images, &layers, &format!("/{file}"), MAX_USER_DB)
+            .map(|b| b.map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default())
+            .map_err(|e| e.to_string())
     };
     parse_user(user, &read)
 }
@@ -498,7 +521,7 @@ impl crate::image::build::StepRunner for BuildRunner {
             .map(|d| e.linux.snapshots.ensure(&e.images, d))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|err| err.to_string())?;
-        let (uid, gid) = user_in_layers(&layers, &step.user)?;
+        let (uid, gid) = user_in_layers(&e.images, &step.layers, &step.user)?;
         let id = crate::model::ContainerId::random();
         let dir = e.tmp_dir().join(format!("run-{}", &id.as_str()[..12]));
         let program = LinuxProgram {
@@ -563,7 +586,7 @@ impl crate::image::build::StepRunner for BuildRunner {
                     status.code
                 ));
             }
-            crate::image::unpack::diff_upper(&upper)
+            crate::image::unpack::diff_upper(&upper).map_err(|e| e.to_string())
         })();
         backend.cleanup(id.as_str());
         let _ = std::fs::remove_dir_all(&dir);
@@ -577,10 +600,12 @@ mod tests {
 
     #[test]
     fn users_resolve_like_docker() {
-        let read = |f: &str| match f {
-            "etc/passwd" => "root:x:0:0::/root:/bin/sh\nada:x:1234:100::/:/bin/sh\n".to_string(),
-            "etc/group" => "root:x:0:\nstaff:x:50:\n".to_string(),
-            _ => String::new(),
+        let read = |f: &str| {
+            Ok(match f {
+                "etc/passwd" => "root:x:0:0::/root:/bin/sh\nada:x:1234:100::/:/bin/sh\n".to_string(),
+                "etc/group" => "root:x:0:\nstaff:x:50:\n".to_string(),
+                _ => String::new(),
+            })
         };
         assert_eq!(parse_user("", &read), Ok((0, 0)));
         assert_eq!(parse_user("ada", &read), Ok((1234, 100)));

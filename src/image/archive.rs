@@ -117,47 +117,54 @@ struct DockerManifestEntry {
 /// Import an archive. Returns the names (or ids) loaded, for
 /// `Loaded image: ...` lines.
 pub fn load(store: &ImageStore, r: impl Read) -> Result<Vec<String>, ImageError> {
+    use crate::confine::archive::{self, EntryKind, Kind, Limits, Policy};
     let bad = |m: String| ImageError::Archive(m);
-    let mut tar = tar::Archive::new(super::layer::decompress(r).map_err(|e| bad(e.to_string()))?);
     let mut files: HashMap<String, Digest> = HashMap::new();
     let mut index_json: Option<Vec<u8>> = None;
     let mut manifest_json: Option<Vec<u8>> = None;
-    for e in tar.entries().map_err(|e| bad(e.to_string()))? {
-        let mut e = e.map_err(|e| bad(e.to_string()))?;
-        if !matches!(
-            e.header().entry_type(),
-            tar::EntryType::Regular | tar::EntryType::Continuous
-        ) {
-            continue;
+    let policy = Policy {
+        kind: Kind::Copy,
+        limits: Limits::daemon(),
+    };
+    // Paths are lookup keys only, never file names; every entry is read
+    // under the archive limits.
+    let mut failed: Option<ImageError> = None;
+    let walked = archive::entries(r, &policy, &mut |e, data| {
+        if e.kind != EntryKind::File || failed.is_some() {
+            return Ok(());
         }
-        let path = crate::fsutil::clean_abs(&String::from_utf8_lossy(&e.path_bytes()))
-            .trim_start_matches('/')
-            .to_string();
-        let small = |e: &mut tar::Entry<_>| -> Result<Vec<u8>, ImageError> {
-            if e.size() > MAX_METADATA_BLOB {
-                return Err(ImageError::Archive(format!("{path} is too large")));
-            }
-            let mut v = Vec::new();
-            e.read_to_end(&mut v)
-                .map_err(|x| ImageError::Archive(x.to_string()))?;
-            Ok(v)
-        };
+        let path = e.path.to_string();
+        let small = |data: &mut dyn Read| crate::confine::read_bounded(data, MAX_METADATA_BLOB, &path);
         match path.as_str() {
-            "index.json" => index_json = Some(small(&mut e)?),
-            "manifest.json" => manifest_json = Some(small(&mut e)?),
+            "index.json" => index_json = Some(small(data)?),
+            "manifest.json" => manifest_json = Some(small(data)?),
             "oci-layout" | "repositories" => {}
             p => {
-                let expect = p
+                let expect = match p
                     .strip_prefix("blobs/sha256/")
                     .map(|h| Digest::parse(&format!("sha256:{h}")))
                     .transpose()
-                    .map_err(|_| bad(format!("bad blob name {p:?}")))?;
-                let size = e.size();
-                let d = store.ingest(&mut e, expect.as_ref().map(|d| (d, size)))?;
-                files.insert(p.to_string(), d);
+                {
+                    Ok(d) => d,
+                    Err(_) => {
+                        failed = Some(bad(format!("bad blob name {p:?}")));
+                        return Ok(());
+                    }
+                };
+                match store.ingest(data, expect.as_ref().map(|d| (d, e.size))) {
+                    Ok(d) => {
+                        files.insert(p.to_string(), d);
+                    }
+                    Err(err) => failed = Some(err),
+                }
             }
         }
+        Ok(())
+    });
+    if let Some(e) = failed {
+        return Err(e);
     }
+    walked.map_err(|e| bad(e.to_string()))?;
     let mut loaded = Vec::new();
     if let Some(idx) = index_json {
         let idx: ImageIndex =
@@ -369,3 +376,4 @@ pub fn single_module_archive(r: &ImageRef, path: &str, module: &[u8]) -> Vec<u8>
     }
     tar.into_inner().expect("in-memory tar")
 }
+

@@ -9,7 +9,7 @@ use flate2::write::GzEncoder;
 use oci_spec::image::ImageManifest;
 use sha2::{Digest as _, Sha256};
 use std::collections::BTreeMap;
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, Write};
 
 /// A Wasm module larger than this is refused (guards a decompression bomb
 /// posing as an entrypoint).
@@ -29,7 +29,14 @@ pub enum Entry {
 #[derive(Default)]
 pub struct LayerBuilder {
     entries: BTreeMap<String, Entry>,
+    /// Bytes of file data held (the layer is built in memory).
+    data_len: u64,
 }
+
+/// A layer built in memory (`COPY`, `ADD`) may hold at most this much file
+/// data: an archive or a stage larger than that is refused rather than
+/// exhausting ketchd's memory.
+pub const MAX_IN_MEMORY_LAYER: u64 = 2 << 30;
 
 /// A written layer: compressed blob digest, uncompressed diff id, size.
 pub struct BuiltLayer {
@@ -73,8 +80,55 @@ impl LayerBuilder {
                 .or_insert(Entry::Dir { mode: 0o755 });
         }
         if path != "/" {
-            self.entries.insert(path, entry);
+            if let Entry::File { data, .. } = &entry {
+                self.data_len += data.len() as u64;
+            }
+            if let Some(Entry::File { data, .. }) = self.entries.insert(path, entry) {
+                self.data_len -= data.len() as u64;
+            }
         }
+    }
+
+    /// Remove `path` and everything below it (a whiteout).
+    pub fn remove(&mut self, path: &str) {
+        let path = crate::fsutil::clean_abs(path);
+        self.remove_below(&path);
+        self.take(&path);
+    }
+
+    /// Remove everything below `dir` (an opaque directory).
+    pub fn remove_below(&mut self, dir: &str) {
+        let prefix = format!("{}/", crate::fsutil::clean_abs(dir).trim_end_matches('/'));
+        let below: Vec<String> = self
+            .entries
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in below {
+            self.take(&k);
+        }
+    }
+
+    fn take(&mut self, path: &str) {
+        if let Some(Entry::File { data, .. }) = self.entries.remove(path) {
+            self.data_len -= data.len() as u64;
+        }
+    }
+
+    /// Every entry, in path order.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &Entry)> {
+        self.entries.iter()
+    }
+
+    /// What is at `path`, if anything.
+    pub fn get(&self, path: &str) -> Option<&Entry> {
+        self.entries.get(&crate::fsutil::clean_abs(path))
+    }
+
+    /// How many more bytes of file data this layer may take.
+    pub fn room(&self) -> u64 {
+        MAX_IN_MEMORY_LAYER.saturating_sub(self.data_len)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -158,24 +212,6 @@ impl<W: Write> Write for HashingWriter<'_, W> {
     }
 }
 
-/// Wrap a layer blob in the decompressor its magic bytes call for.
-pub fn decompress<'a>(r: impl Read + 'a) -> io::Result<Box<dyn Read + 'a>> {
-    let mut br = BufReader::with_capacity(1 << 16, r);
-    let head = br.fill_buf()?;
-    if head.starts_with(&[0x1f, 0x8b]) {
-        Ok(Box::new(flate2::read::MultiGzDecoder::new(br)))
-    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Ok(Box::new(zstd::stream::read::Decoder::with_buffer(br)?))
-    } else {
-        Ok(Box::new(br))
-    }
-}
-
-/// Normalise a tar entry path to an absolute in-image path.
-pub fn entry_path(raw: &[u8]) -> String {
-    crate::fsutil::clean_abs(&String::from_utf8_lossy(raw))
-}
-
 enum Found {
     File(Vec<u8>),
     Link(String),
@@ -210,18 +246,61 @@ pub fn read_image_file(
     manifest: &ImageManifest,
     path: &str,
 ) -> Result<Option<Vec<u8>>, ImageError> {
+    read_image_file_max(store, manifest, path, MAX_EXTRACTED_FILE)
+}
+
+/// [`read_image_file`] with a size limit of its own (for small files such
+/// as `/etc/passwd`, which a hostile image may make endless).
+pub fn read_image_file_max(
+    store: &ImageStore,
+    manifest: &ImageManifest,
+    path: &str,
+    max: u64,
+) -> Result<Option<Vec<u8>>, ImageError> {
+    let layers = manifest
+        .layers()
+        .iter()
+        .map(|l| {
+            let d = crate::image::store::digest_of(l.digest())?;
+            let wasm = l.media_type().to_string() == super::registry::MEDIA_WASM_LAYER;
+            Ok(ImageLayer {
+                digest: d,
+                wasm_path: wasm.then(|| wasm_layer_path(l)),
+            })
+        })
+        .collect::<Result<Vec<_>, ImageError>>()?;
+    read_layers_file(store, &layers, path, max)
+}
+
+/// One layer of a stack being read: a tar, or a Wasm artifact's module.
+pub struct ImageLayer {
+    pub digest: Digest,
+    /// For a raw `application/wasm` layer: the path its module is seen at.
+    pub wasm_path: Option<String>,
+}
+
+/// Read one file from a layer stack's merged filesystem (lowest layer
+/// first), at most `max` bytes. `None` if the stack does not have it.
+/// Symlinks inside the stack are followed, resolved as if its root were
+/// `/`; nothing on the host is ever opened. Layers are read under the
+/// layer policy of [`crate::confine::archive`] (bombs are refused).
+pub fn read_layers_file(
+    store: &ImageStore,
+    layers: &[ImageLayer],
+    path: &str,
+    max: u64,
+) -> Result<Option<Vec<u8>>, ImageError> {
     let mut want = crate::fsutil::clean_abs(path);
     'hops: for _ in 0..MAX_SYMLINK_HOPS {
-        for layer in manifest.layers().iter().rev() {
-            let d = crate::image::store::digest_of(layer.digest())?;
-            if layer.media_type().to_string() == super::registry::MEDIA_WASM_LAYER {
+        for layer in layers.iter().rev() {
+            if let Some(p) = &layer.wasm_path {
                 // A Wasm artifact's layer is the module itself, not a tar.
-                if wasm_layer_path(layer) == want {
-                    return store.read_blob(&d).map(Some);
+                if *p == want {
+                    return store.read_blob(&layer.digest).map(Some);
                 }
                 continue;
             }
-            match find_in_layer(store, &d, &want)? {
+            match find_in_layer(store, &layer.digest, &want, max)? {
                 Found::File(data) => return Ok(Some(data)),
                 Found::Link(target) => {
                     want = if target.starts_with('/') {
@@ -244,70 +323,63 @@ pub fn read_image_file(
     })
 }
 
-fn find_in_layer(store: &ImageStore, d: &Digest, want: &str) -> Result<Found, ImageError> {
-    let corrupt = |e: io::Error| ImageError::Corrupt {
-        digest: d.to_string(),
-        reason: e.to_string(),
-    };
+fn find_in_layer(
+    store: &ImageStore,
+    d: &Digest,
+    want: &str,
+    max: u64,
+) -> Result<Found, ImageError> {
+    use crate::confine::archive::{self, EntryKind, Kind, Limits, Policy};
     let f = store.open_blob(d)?;
-    let mut tar = tar::Archive::new(decompress(f).map_err(corrupt)?);
-    let (dir, base) = want.rsplit_once('/').unwrap_or(("", want));
-    let whiteout = format!("{dir}/.wh.{base}");
+    let policy = Policy {
+        kind: Kind::Layer,
+        limits: Limits::daemon(),
+    };
     let mut result = Found::Absent;
-    for entry in tar.entries().map_err(corrupt)? {
-        let mut entry = entry.map_err(corrupt)?;
-        let p = entry_path(&entry.path_bytes());
-        if p == whiteout {
-            result = Found::Hidden;
-            continue;
-        }
-        // An opaque directory above the file hides lower layers.
-        if let Some(opq_dir) = p.strip_suffix("/.wh..wh..opq") {
-            if want.starts_with(&format!("{opq_dir}/")) && matches!(result, Found::Absent) {
-                result = Found::Hidden;
+    let mut not_regular = false;
+    // `want` is clean and absolute; entry paths are relative.
+    let inside = |p: &crate::confine::RelPath| {
+        let p = format!("/{p}");
+        want == p || want.starts_with(&format!("{p}/"))
+    };
+    archive::entries_until(f, &policy, &mut |e, data| {
+        match &e.kind {
+            // A whiteout of the file or of a directory above it, or an
+            // opaque directory above it, hides the lower layers.
+            EntryKind::Whiteout if inside(&e.path) => result = Found::Hidden,
+            EntryKind::Opaque if inside(&e.path) && matches!(result, Found::Absent) => {
+                result = Found::Hidden
             }
-            continue;
-        }
-        if p != want {
-            continue;
-        }
-        match entry.header().entry_type() {
-            tar::EntryType::Regular | tar::EntryType::Continuous => {
-                if entry.size() > MAX_EXTRACTED_FILE {
-                    return Err(ImageError::Invalid {
-                        name: want.to_string(),
-                        reason: "file is too large".into(),
-                    });
-                }
-                let mut data = Vec::with_capacity(entry.size() as usize);
-                entry
-                    .by_ref()
-                    .take(MAX_EXTRACTED_FILE)
-                    .read_to_end(&mut data)
-                    .map_err(corrupt)?;
-                return Ok(Found::File(data));
+            _ if format!("/{}", e.path) != want => {}
+            EntryKind::File => {
+                let data = crate::confine::read_bounded(data, max, want)?;
+                result = Found::File(data);
+                return Ok(false);
             }
-            tar::EntryType::Symlink => {
-                let target = entry
-                    .link_name_bytes()
-                    .map(|b| String::from_utf8_lossy(&b).into_owned())
-                    .unwrap_or_default();
-                return Ok(Found::Link(target));
+            EntryKind::Symlink(t) => {
+                result = Found::Link(t.to_string_lossy().into_owned());
+                return Ok(false);
             }
-            tar::EntryType::Link => {
-                let target = entry
-                    .link_name_bytes()
-                    .map(|b| entry_path(&b))
-                    .unwrap_or_default();
-                return Ok(Found::Link(target));
+            EntryKind::HardLink(t) => {
+                result = Found::Link(format!("/{t}"));
+                return Ok(false);
             }
             _ => {
-                return Err(ImageError::Invalid {
-                    name: want.to_string(),
-                    reason: "not a regular file".into(),
-                });
+                not_regular = true;
+                return Ok(false);
             }
         }
+        Ok(true)
+    })
+    .map_err(|e| ImageError::Invalid {
+        name: format!("{want} in layer {d}"),
+        reason: e.to_string(),
+    })?;
+    if not_regular {
+        return Err(ImageError::Invalid {
+            name: want.to_string(),
+            reason: "not a regular file".into(),
+        });
     }
     Ok(result)
 }

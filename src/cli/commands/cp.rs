@@ -5,6 +5,8 @@
 
 use super::enc;
 use crate::client::Client;
+use crate::confine::archive::{self, Kind, Limits, Policy, Target};
+use crate::confine::Root;
 use anyhow::{bail, Context};
 use bytes::Bytes;
 use http_body_util::BodyExt;
@@ -69,7 +71,7 @@ async fn copy_out(c: &Client, name: &str, path: &str, dest: &str) -> anyhow::Res
     }
     let dest = PathBuf::from(dest);
     if dest.is_dir() {
-        return unpack(&tar, &dest).map(|()| 0);
+        return unpack(&tar, &dest, Target::Existing).map(|()| 0);
     }
     // Not an existing directory: the copied entry takes the name `dest`.
     let parent = dest
@@ -81,7 +83,7 @@ async fn copy_out(c: &Client, name: &str, path: &str, dest: &str) -> anyhow::Res
     }
     let tmp = parent.join(format!(".ketch-cp-{}", rand::random::<u32>()));
     std::fs::create_dir(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    let result = unpack(&tar, &tmp).and_then(|()| {
+    let result = unpack(&tar, &tmp, Target::Fresh).and_then(|()| {
         let top = tmp.join(base_name(path));
         std::fs::rename(&top, &dest).with_context(|| format!("writing {}", dest.display()))
     });
@@ -89,9 +91,23 @@ async fn copy_out(c: &Client, name: &str, path: &str, dest: &str) -> anyhow::Res
     result.map(|()| 0)
 }
 
-fn unpack(tar: &[u8], into: &Path) -> anyhow::Result<()> {
-    crate::image::unpack::unpack_layer(tar, u64::MAX / 1024, into)
-        .map_err(|e| anyhow::anyhow!("extracting into {}: {e}", into.display()))
+/// Extract what a container sent under the `cp` policy: whiteouts are
+/// plain names, nothing is written through a symlink, and an archive
+/// refused for an existing directory writes nothing into it.
+fn unpack(tar: &[u8], into: &Path, target: Target) -> anyhow::Result<()> {
+    let root = Root::open(into)?;
+    let policy = Policy {
+        kind: Kind::Copy,
+        limits: Limits::daemon(),
+    };
+    archive::extract(
+        &root,
+        &mut || Ok(Box::new(tar) as Box<dyn std::io::Read>),
+        &policy,
+        target,
+    )
+    .map(|_| ())
+    .with_context(|| format!("extracting into {}", into.display()))
 }
 
 async fn copy_in(c: &Client, src: &str, name: &str, path: &str) -> anyhow::Result<i32> {

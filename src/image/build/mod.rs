@@ -20,7 +20,8 @@ use oci_spec::image::{
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::fs;
-use std::io::Read;
+use crate::confine::archive::{self, EntryKind, Kind, Limits, Policy};
+use crate::confine::{Node, Root};
 use std::path::{Path, PathBuf};
 
 /// A build failure, with the Dockerfile line when one is to blame.
@@ -97,6 +98,8 @@ struct CachedLayer {
 
 /// Refuse context archives with more entries than this.
 pub const MAX_CONTEXT_ENTRIES: usize = 1_000_000;
+/// A Dockerfile larger than this is refused (it is parsed in memory).
+const MAX_DOCKERFILE: u64 = 4 << 20;
 
 /// The state of one build stage.
 #[derive(Clone, Default)]
@@ -158,13 +161,13 @@ pub fn build(
     } else {
         &opts.dockerfile
     };
-    let df_path = crate::fsutil::join_beneath(ctx, df_rel).ok_or_else(|| {
-        BuildError::new(format!(
-            "dockerfile path {df_rel:?} escapes the build context"
-        ))
-    })?;
-    let src = fs::read_to_string(&df_path)
-        .map_err(|e| BuildError::new(format!("cannot read dockerfile {df_rel}: {e}")))?;
+    // The Dockerfile is resolved inside the context: a symlink to a host
+    // file reads the context's own file of that name, or nothing.
+    let root = Root::open(ctx).map_err(|e| BuildError::new(format!("build context: {e}")))?;
+    let src = root
+        .read_file(df_rel.as_bytes(), MAX_DOCKERFILE)
+        .map_err(|e| BuildError::new(format!("cannot read dockerfile: {e}")))?;
+    let src = String::from_utf8_lossy(&src).into_owned();
     let steps = dockerfile::parse(&src)?;
     let total = steps.len();
     let mut global_args: BTreeMap<String, String> = BTreeMap::new();
@@ -260,7 +263,7 @@ pub fn build(
                 if let Instruction::Run(form) = inst {
                     run_command(store, opts, runner, stage, form, out).map_err(err)?;
                 } else {
-                    run_step(store, ctx, stage, &stages, inst, step).map_err(err)?;
+                    run_step(store, &root, stage, &stages, inst, step).map_err(err)?;
                 }
                 let empty = !matches!(inst, Instruction::Copy { .. } | Instruction::Run(_));
                 stage.history.push((step.text.clone(), empty));
@@ -353,7 +356,7 @@ fn from_image(store: &ImageStore, name: &str) -> Result<Stage, ImageError> {
 
 fn run_step(
     store: &ImageStore,
-    ctx: &Path,
+    ctx: &Root,
     stage: &mut Stage,
     stages: &[Stage],
     inst: &Instruction,
@@ -505,7 +508,7 @@ fn resolve_in_image(base: &str, p: &str) -> String {
 
 fn copy_step(
     store: &ImageStore,
-    ctx: &Path,
+    ctx: &Root,
     stage: &mut Stage,
     stages: &[Stage],
     raw: &str,
@@ -556,7 +559,7 @@ fn copy_step(
             for src in srcs {
                 let src = crate::fsutil::clean_abs(src);
                 let mut hit = false;
-                for (path, entry) in &tree {
+                for (path, entry) in tree.iter() {
                     let target = if *path == src {
                         match entry {
                             Entry::Dir { .. } => continue,
@@ -585,16 +588,21 @@ fn copy_step(
                         "COPY failed: file not found in build context: {src}"
                     ));
                 }
-                for (rel, host) in matches {
-                    let meta = fs::symlink_metadata(&host).map_err(|e| format!("{rel}: {e}"))?;
-                    if meta.is_dir() {
-                        add_dir(&mut layer, &host, &dest, chmod)?;
-                    } else if add && is_archive(&host) {
-                        extract_archive(&mut layer, &host, &dest)?;
-                    } else {
-                        let name = rel.rsplit('/').next().unwrap_or(&rel);
-                        let target = file_dest(&dest, dest_dir_form, name);
-                        layer.add(&target, with_mode(host_entry(&host, &meta)?, chmod));
+                for (rel, node) in matches {
+                    match node {
+                        Node::Dir(fd) => add_dir(&mut layer, fd, &dest, chmod)?,
+                        Node::File(f) if add && is_archive(&f) => {
+                            extract_archive(&mut layer, f, &dest).map_err(|e| format!("ADD {rel}: {e}"))?
+                        }
+                        Node::File(f) => {
+                            let name = rel.rsplit('/').next().unwrap_or(&rel);
+                            let target = file_dest(&dest, dest_dir_form, name);
+                            let entry = file_entry(&layer, f, &rel)?;
+                            layer.add(&target, with_mode(entry, chmod));
+                        }
+                        Node::Symlink(_) | Node::Other(_) => {
+                            return Err(format!("{rel}: not a regular file or directory"))
+                        }
                     }
                 }
             }
@@ -627,23 +635,24 @@ fn file_dest(dest: &str, dir_form: bool, src_path: &str) -> String {
     }
 }
 
-/// Files of the context that a COPY source (possibly a glob) names, as
-/// (context-relative path, host path). Never leaves the context.
-fn context_matches(ctx: &Path, src: &str) -> Result<Vec<(String, PathBuf)>, String> {
+/// What a COPY source (possibly a glob) names in the context, as
+/// (context-relative path, what is there). Paths and symlinks resolve
+/// inside the context only.
+fn context_matches(ctx: &Root, src: &str) -> Result<Vec<(String, Node)>, String> {
     let clean = crate::fsutil::clean_abs(src);
     let rel = clean.trim_start_matches('/');
+    let open = |rel: &str| match ctx.open_node(rel.as_bytes()) {
+        Ok(n) => Ok(Some(n)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(format!("{src}: {e}")),
+    };
     if !rel.contains(['*', '?', '[']) {
-        let host = crate::fsutil::join_beneath(ctx, rel)
-            .ok_or_else(|| format!("{src} is outside the build context"))?;
-        return Ok(if fs::symlink_metadata(&host).is_ok() {
-            vec![(rel.to_string(), host)]
-        } else {
-            vec![]
-        });
+        return Ok(open(rel)?.map(|n| vec![(rel.to_string(), n)]).unwrap_or_default());
     }
     let pat: Vec<&str> = rel.split('/').collect();
-    let mut out = Vec::new();
-    walk(ctx, "", &mut |r, p| {
+    let mut names = Vec::new();
+    Root::walk(ctx.fd(), &mut |r, _, _| {
+        let r = r.to_string();
         let parts: Vec<&str> = r.split('/').collect();
         if parts.len() == pat.len()
             && parts
@@ -651,15 +660,24 @@ fn context_matches(ctx: &Path, src: &str) -> Result<Vec<(String, PathBuf)>, Stri
                 .zip(&pat)
                 .all(|(s, p)| ignore::glob(p.as_bytes(), s.as_bytes()))
         {
-            out.push((r.to_string(), p.to_path_buf()));
+            names.push(r.clone());
         }
+        // Deeper than the pattern cannot match.
+        Ok(parts.len() < pat.len())
     })
     .map_err(|e| e.to_string())?;
-    out.sort();
+    names.sort();
+    let mut out = Vec::new();
+    for n in names {
+        if let Some(node) = open(&n)? {
+            out.push((n, node));
+        }
+    }
     Ok(out)
 }
 
-/// Visit everything below `dir` in name order, as context-relative paths.
+/// Visit everything below `dir` in name order, as context-relative paths
+/// (the CLI's side: the user's own directory, before it is sent).
 /// `enter` decides whether a path is visited (and, for a directory, walked).
 pub fn walk_filtered(
     dir: &Path,
@@ -687,167 +705,143 @@ pub fn walk_filtered(
     Ok(())
 }
 
-fn walk(dir: &Path, rel: &str, f: &mut dyn FnMut(&str, &Path)) -> std::io::Result<()> {
-    walk_filtered(dir, rel, &|_| true, &mut |r, p| {
-        f(r, p);
-        Ok(())
-    })
-}
-
-fn host_entry(host: &Path, meta: &fs::Metadata) -> Result<Entry, String> {
+/// A regular file of the context as a layer entry, if the layer has room.
+fn file_entry(layer: &LayerBuilder, f: fs::File, rel: &str) -> Result<Entry, String> {
     use std::os::unix::fs::PermissionsExt;
-    if meta.file_type().is_symlink() {
-        let t = fs::read_link(host).map_err(|e| e.to_string())?;
-        return Ok(Entry::Symlink {
-            target: t.to_string_lossy().into_owned(),
-        });
-    }
-    if !meta.is_file() {
-        return Err(format!("{}: not a regular file", host.display()));
-    }
-    let data = fs::read(host).map_err(|e| format!("{}: {e}", host.display()))?;
-    Ok(Entry::File {
-        mode: meta.permissions().mode() & 0o7777,
-        data,
-    })
+    let mode = f.metadata().map_err(|e| format!("{rel}: {e}"))?.permissions().mode() & 0o7777;
+    let data = crate::confine::read_bounded(f, layer.room(), rel).map_err(|e| in_memory(&e))?;
+    Ok(Entry::File { mode, data })
 }
 
+fn in_memory(e: &crate::confine::ConfineError) -> String {
+    format!("{e} (a COPY or ADD layer is built in memory)")
+}
+
+/// A context directory and everything below it, symlinks kept as links.
 fn add_dir(
     layer: &mut LayerBuilder,
-    host: &Path,
+    dir: std::os::fd::OwnedFd,
     dest: &str,
     chmod: Option<u32>,
 ) -> Result<(), String> {
-    let mut err = None;
-    walk(host, "", &mut |rel, p| {
-        if err.is_some() {
-            return;
-        }
+    use std::os::fd::AsFd;
+    Root::walk(dir.as_fd(), &mut |rel, node, st| {
         let target = format!("{}/{rel}", dest.trim_end_matches('/'));
-        match fs::symlink_metadata(p) {
-            Ok(m) if m.is_dir() => {
-                use std::os::unix::fs::PermissionsExt;
-                layer.add(
-                    &target,
-                    with_mode(
-                        Entry::Dir {
-                            mode: m.permissions().mode() & 0o7777,
-                        },
-                        chmod,
-                    ),
-                );
-            }
-            Ok(m) => match host_entry(p, &m) {
-                Ok(e) => layer.add(&target, with_mode(e, chmod)),
-                Err(e) => err = Some(e),
+        let entry = match node {
+            Node::Dir(_) => Entry::Dir {
+                mode: st.st_mode & 0o7777,
             },
-            Err(e) => err = Some(e.to_string()),
-        }
+            Node::Symlink(t) => Entry::Symlink {
+                target: t.to_string_lossy().into_owned(),
+            },
+            Node::File(f) => Entry::File {
+                mode: st.st_mode & 0o7777,
+                data: crate::confine::read_bounded(f, layer.room(), &rel.to_string())?,
+            },
+            Node::Other(_) => {
+                return Err(crate::confine::ConfineError::refused(
+                    rel,
+                    crate::confine::Rule::NotRegular,
+                ))
+            }
+        };
+        layer.add(&target, with_mode(entry, chmod));
+        Ok(true)
     })
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| in_memory(&e))?;
     layer.add(
         dest,
         Entry::Dir {
             mode: chmod.unwrap_or(0o755),
         },
     );
-    err.map_or(Ok(()), Err)
-}
-
-fn is_archive(p: &Path) -> bool {
-    let mut head = [0u8; 262];
-    let Ok(mut f) = fs::File::open(p) else {
-        return false;
-    };
-    let n = f.read(&mut head).unwrap_or(0);
-    (n >= 2 && head[..2] == [0x1f, 0x8b]) || (n >= 262 && &head[257..262] == b"ustar")
-}
-
-/// ADD of a local tar: entries land beneath `dest`; hostile paths are refused.
-fn extract_archive(layer: &mut LayerBuilder, host: &Path, dest: &str) -> Result<(), String> {
-    let f = fs::File::open(host).map_err(|e| e.to_string())?;
-    let mut tar = tar::Archive::new(super::layer::decompress(f).map_err(|e| e.to_string())?);
-    for e in tar.entries().map_err(|e| e.to_string())? {
-        let mut e = e.map_err(|e| e.to_string())?;
-        let raw = String::from_utf8_lossy(&e.path_bytes()).into_owned();
-        if raw.split('/').any(|c| c == "..") {
-            return Err(format!(
-                "hostile path {raw:?} in archive {}",
-                host.display()
-            ));
-        }
-        let target = format!(
-            "{}/{}",
-            dest.trim_end_matches('/'),
-            crate::fsutil::clean_abs(&raw).trim_start_matches('/')
-        );
-        let mode = e.header().mode().unwrap_or(0o644) & 0o7777;
-        match e.header().entry_type() {
-            tar::EntryType::Directory => layer.add(&target, Entry::Dir { mode }),
-            tar::EntryType::Regular | tar::EntryType::Continuous => {
-                let mut data = Vec::new();
-                e.read_to_end(&mut data).map_err(|e| e.to_string())?;
-                layer.add(&target, Entry::File { mode, data });
-            }
-            tar::EntryType::Symlink => {
-                let t = e
-                    .link_name_bytes()
-                    .map(|b| String::from_utf8_lossy(&b).into_owned())
-                    .unwrap_or_default();
-                layer.add(&target, Entry::Symlink { target: t });
-            }
-            other => {
-                return Err(format!(
-                    "unsupported entry type {other:?} for {raw:?} in {}",
-                    host.display()
-                ))
-            }
-        }
-    }
     Ok(())
 }
 
+fn is_archive(f: &fs::File) -> bool {
+    use std::os::unix::fs::FileExt;
+    let mut head = [0u8; 262];
+    let n = f.read_at(&mut head, 0).unwrap_or(0);
+    (n >= 2 && head[..2] == [0x1f, 0x8b]) || (n >= 262 && &head[257..262] == b"ustar")
+}
+
+/// ADD of a local tar: its entries land beneath `dest`, under the `cp`
+/// policy (no `..`, no absolute names, bombs and oversized archives
+/// refused); hard links become copies.
+fn extract_archive(layer: &mut LayerBuilder, f: fs::File, dest: &str) -> Result<(), String> {
+    let policy = Policy {
+        kind: Kind::Copy,
+        limits: Limits::daemon(),
+    };
+    let at = |p: &crate::confine::RelPath| format!("{}/{p}", dest.trim_end_matches('/'));
+    archive::entries(f, &policy, &mut |e, data| {
+        let target = at(&e.path);
+        let entry = match &e.kind {
+            EntryKind::Dir => Entry::Dir { mode: e.mode },
+            EntryKind::File => Entry::File {
+                mode: e.mode,
+                data: crate::confine::read_bounded(data, layer.room(), &e.path.to_string())?,
+            },
+            EntryKind::Symlink(t) => Entry::Symlink {
+                target: t.to_string_lossy().into_owned(),
+            },
+            EntryKind::HardLink(t) => match layer.get(&at(t)) {
+                Some(e) => e.clone(),
+                None => return Ok(()),
+            },
+            _ => {
+                return Err(crate::confine::ConfineError::refused(
+                    &e.path,
+                    crate::confine::Rule::UnsupportedType("device or FIFO in ADD".into()),
+                ))
+            }
+        };
+        layer.add(&target, entry);
+        Ok(())
+    })
+    .map_err(|e| in_memory(&e))
+}
+
 /// The merged file tree of a layer stack (whiteouts applied), for `COPY --from`.
-fn merged_tree(
-    store: &ImageStore,
-    layers: &[Descriptor],
-) -> Result<BTreeMap<String, Entry>, String> {
-    let mut tree: BTreeMap<String, Entry> = BTreeMap::new();
+fn merged_tree(store: &ImageStore, layers: &[Descriptor]) -> Result<LayerBuilder, String> {
+    let mut tree = LayerBuilder::default();
+    let policy = Policy {
+        kind: Kind::Layer,
+        limits: Limits::daemon(),
+    };
     for l in layers {
         let d = crate::image::store::digest_of(l.digest()).map_err(|e| e.to_string())?;
         let f = store.open_blob(&d).map_err(|e| e.to_string())?;
-        let mut tar = tar::Archive::new(super::layer::decompress(f).map_err(|e| e.to_string())?);
-        for e in tar.entries().map_err(|e| e.to_string())? {
-            let mut e = e.map_err(|e| e.to_string())?;
-            let p = super::layer::entry_path(&e.path_bytes());
-            let (dir, base) = p.rsplit_once('/').unwrap_or(("", &p));
-            if base == ".wh..wh..opq" {
-                tree.retain(|k, _| !k.starts_with(&format!("{dir}/")));
-                continue;
-            }
-            if let Some(hidden) = base.strip_prefix(".wh.") {
-                let gone = format!("{dir}/{hidden}");
-                tree.retain(|k, _| *k != gone && !k.starts_with(&format!("{gone}/")));
-                continue;
-            }
-            let mode = e.header().mode().unwrap_or(0o644) & 0o7777;
-            let entry = match e.header().entry_type() {
-                tar::EntryType::Directory => Entry::Dir { mode },
-                tar::EntryType::Symlink => Entry::Symlink {
-                    target: e
-                        .link_name_bytes()
-                        .map(|b| String::from_utf8_lossy(&b).into_owned())
-                        .unwrap_or_default(),
-                },
-                tar::EntryType::Regular | tar::EntryType::Continuous => {
-                    let mut data = Vec::new();
-                    e.read_to_end(&mut data).map_err(|e| e.to_string())?;
-                    Entry::File { mode, data }
+        archive::entries(f, &policy, &mut |e, data| {
+            let p = format!("/{}", e.path);
+            let entry = match &e.kind {
+                EntryKind::Opaque => {
+                    tree.remove_below(&p);
+                    return Ok(());
                 }
-                _ => continue,
+                EntryKind::Whiteout => {
+                    tree.remove(&p);
+                    return Ok(());
+                }
+                EntryKind::Dir => Entry::Dir { mode: e.mode },
+                EntryKind::Symlink(t) => Entry::Symlink {
+                    target: t.to_string_lossy().into_owned(),
+                },
+                EntryKind::File => Entry::File {
+                    mode: e.mode,
+                    data: crate::confine::read_bounded(data, tree.room(), &e.path.to_string())?,
+                },
+                EntryKind::HardLink(t) => match tree.get(&format!("/{t}")) {
+                    Some(e) => e.clone(),
+                    None => return Ok(()),
+                },
+                // Devices and FIFOs are not copied between stages.
+                _ => return Ok(()),
             };
-            tree.insert(p, entry);
-        }
+            tree.add(&p, entry);
+            Ok(())
+        })
+        .map_err(|e| format!("layer {d}: {}", in_memory(&e)))?;
     }
     Ok(tree)
 }

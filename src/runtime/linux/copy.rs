@@ -11,8 +11,9 @@
 //! - `stat`: prints the path's stat as Docker's `X-Docker-Container-Path-Stat`
 //!   JSON;
 //! - `get`: writes a tar of the path (named by its base name) to stdout;
-//! - `put`: extracts a tar from stdin into the directory PATH, with the
-//!   same checks as an image layer.
+//! - `put`: extracts a tar (a file on stdin) into the directory PATH under
+//!   the `cp` policy of [`crate::confine::archive`]: checked whole first,
+//!   then written by descriptor, whiteouts are plain names.
 
 use serde::Serialize;
 use std::io::Write;
@@ -206,14 +207,32 @@ pub fn main(mode: &str, pid: &str, path: &str) -> i32 {
             }
         }
         "put" => {
-            match std::fs::metadata(p) {
-                Ok(m) if m.is_dir() => {}
-                Ok(_) => return fail(1, format!("extraction point {path} is not a directory")),
-                Err(e) => return missing(e),
-            }
-            let stdin = std::io::stdin().lock();
-            match crate::image::unpack::unpack_layer(stdin, u64::MAX / 1024, p) {
-                Ok(()) => 0,
+            use crate::confine::archive::{self, Limits, Policy};
+            let root = match crate::confine::Root::open(p) {
+                Ok(r) => r,
+                Err(e) if e.is_not_found() => {
+                    return fail(2, format!("Could not find the file {path} in container"))
+                }
+                Err(_) => return fail(1, format!("extraction point {path} is not a directory")),
+            };
+            // ketchd hands the upload over as a file, read twice: checked
+            // whole, then written.
+            use std::io::Seek;
+            use std::os::fd::AsFd;
+            let upload = match std::io::stdin().as_fd().try_clone_to_owned() {
+                Ok(fd) => std::fs::File::from(fd),
+                Err(e) => return fail(1, format!("reading the archive: {e}")),
+            };
+            let policy = Policy {
+                kind: archive::Kind::Copy,
+                limits: Limits::daemon(),
+            };
+            let mut open = || -> std::io::Result<Box<dyn std::io::Read + '_>> {
+                (&upload).seek(std::io::SeekFrom::Start(0))?;
+                Ok(Box::new(&upload))
+            };
+            match archive::extract(&root, &mut open, &policy, archive::Target::Existing) {
+                Ok(_) => 0,
                 Err(e) => fail(1, format!("extracting into {path}: {e}")),
             }
         }
