@@ -6,13 +6,16 @@
 //!                                                                          -> runtime::wasm (wasmtime, WASI)
 //! ```
 //!
-//! Arrows point one way. [`model`] (ids, references, status) and [`fsutil`]
-//! depend on nothing else in the crate; [`api`] is the wire contract both the
-//! client and the daemon use. The CLI never reaches into the engine: it
-//! speaks the Engine API, like any Docker client.
+//! Arrows point one way. [`model`] (ids, references, status), [`fsutil`],
+//! [`lograte`] (rate-limited log lines) and [`accept`] (the descriptor
+//! budget and connection caps) depend on nothing else in the crate; [`api`]
+//! is the wire contract both the client and the daemon use. The CLI never
+//! reaches into the engine: it speaks the Engine API, like any Docker
+//! client.
 
 #![recursion_limit = "256"]
 
+pub mod accept;
 pub mod api;
 pub mod cli;
 pub mod client;
@@ -22,6 +25,7 @@ pub mod daemon;
 pub mod engine;
 pub mod fsutil;
 pub mod image;
+pub mod lograte;
 pub mod model;
 pub mod paths;
 pub mod runtime;

@@ -22,6 +22,47 @@ struct Args {
     /// Pull docker.io images through this mirror first (a base URL); repeatable
     #[arg(long = "registry-mirror", value_name = "URL")]
     registry_mirror: Vec<String>,
+    /// Memory cap of a Wasm guest (a command, or one request of a function)
+    /// run without --memory [default: 256m]
+    #[arg(long, value_name = "SIZE", value_parser = ketch::runtime::memory::parse_limit)]
+    wasm_memory_default: Option<u64>,
+    /// Memory all Wasm guests may hold together; a guest refused by it fails
+    /// alone, as OOM-killed [default: half of the host's memory, or of
+    /// ketchd's cgroup limit]
+    #[arg(long, value_name = "SIZE", value_parser = ketch::runtime::memory::parse_limit)]
+    wasm_memory_budget: Option<u64>,
+    /// Most bytes one archive (a layer, a build context, ADD, cp, load) may
+    /// unpack to [default: 64g]
+    #[arg(long, value_name = "SIZE", value_parser = ketch::model::units::parse_size)]
+    max_unpack_bytes: Option<u64>,
+    /// Most bytes one archive entry may hold [default: 32g]
+    #[arg(long, value_name = "SIZE", value_parser = ketch::model::units::parse_size)]
+    max_unpack_entry: Option<u64>,
+    /// Most entries one archive may have [default: 4000000]
+    #[arg(long, value_name = "N")]
+    max_unpack_entries: Option<u64>,
+    /// Archives inflating to more than this many times their compressed
+    /// size (beyond 256 MiB) are refused as decompression bombs [default: 200]
+    #[arg(long, value_name = "RATIO")]
+    max_unpack_ratio: Option<u64>,
+    /// Connections each published port (or function port) holds at once;
+    /// further ones are reset
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = ketch::accept::DEFAULT_MAX_PORT_CONNECTIONS as u64,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    max_port_connections: u64,
+    /// Concurrent API connections; when all are taken, the one idle longest
+    /// is closed to make room
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = ketch::accept::DEFAULT_MAX_API_CONNECTIONS as u64,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    max_api_connections: u64,
 }
 
 fn main() {
@@ -61,6 +102,13 @@ fn main() {
 
 async fn run(args: Args) -> anyhow::Result<()> {
     use anyhow::Context;
+    // First, before anything opens files: raise the descriptor limit and
+    // size the reserve that keeps the API answering (see `accept`).
+    let to_usize = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+    let fds = ketch::accept::configure(ketch::accept::Limits {
+        max_port_connections: to_usize(args.max_port_connections),
+        max_api_connections: to_usize(args.max_api_connections),
+    });
     let root = args
         .data_root
         .unwrap_or_else(ketch::paths::default_data_root);
@@ -90,7 +138,20 @@ async fn run(args: Args) -> anyhow::Result<()> {
         insecure: args.insecure_registry.clone(),
         mirrors: args.registry_mirror.clone(),
     };
-    let engine = ketch::engine::Engine::open(&root, registry)
+    let d = ketch::confine::archive::Limits::default();
+    ketch::confine::archive::Limits::set_daemon(ketch::confine::archive::Limits {
+        max_bytes: args.max_unpack_bytes.unwrap_or(d.max_bytes),
+        max_entry_bytes: args.max_unpack_entry.unwrap_or(d.max_entry_bytes),
+        max_entries: args.max_unpack_entries.unwrap_or(d.max_entries),
+        max_ratio: args.max_unpack_ratio.unwrap_or(d.max_ratio),
+        ratio_floor: d.ratio_floor,
+    });
+    let defaults = ketch::runtime::memory::WasmMemory::default();
+    let wasm_memory = ketch::runtime::memory::WasmMemory {
+        guest_default: args.wasm_memory_default.unwrap_or(defaults.guest_default),
+        budget: args.wasm_memory_budget.unwrap_or(defaults.budget),
+    };
+    let engine = ketch::engine::Engine::open(&root, registry, wasm_memory)
         .await
         .with_context(|| format!("opening data root {}", root.display()))?;
     let listener = ketch::daemon::bind(&socket)
@@ -100,6 +161,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
         env!("CARGO_PKG_VERSION"),
         socket.display(),
         root.display()
+    );
+    tracing::info!(
+        "descriptor limit {}, {} kept for the API and ketchd's own files; \
+         {} connections per published port, {} API connections",
+        fds.fd_limit,
+        fds.fd_reserve,
+        fds.limits.max_port_connections,
+        fds.limits.max_api_connections
     );
     let shutdown = async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

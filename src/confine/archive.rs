@@ -475,7 +475,8 @@ fn entry_kind<R: Read>(
         tar::EntryType::Link => {
             let raw = link()?;
             let shown = String::from_utf8_lossy(&raw).into_owned();
-            let target = RelPath::parse(&raw).map_err(|_| Rule::HardLinkNotEarlier(shown.clone()))?;
+            let target =
+                RelPath::parse(&raw).map_err(|_| Rule::HardLinkNotEarlier(shown.clone()))?;
             EntryKind::HardLink(target)
         }
         tar::EntryType::Char => device(EntryKind::Char)?,
@@ -640,7 +641,11 @@ impl Writer<'_> {
             let fd = self.root.dir_nofollow(rel, true)?;
             self.cached = Some((rel.clone(), fd));
         }
-        Ok(self.cached.as_ref().map(|(_, fd)| fd.as_fd()).expect("just set"))
+        Ok(self
+            .cached
+            .as_ref()
+            .map(|(_, fd)| fd.as_fd())
+            .expect("just set"))
     }
 
     fn owners(&self, e: &Entry) -> Option<(rustix::fs::Uid, rustix::fs::Gid)> {
@@ -695,7 +700,11 @@ impl Writer<'_> {
                 let fd = rustix::fs::openat(
                     dir,
                     &name,
-                    OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    OFlags::WRONLY
+                        | OFlags::CREATE
+                        | OFlags::EXCL
+                        | OFlags::NOFOLLOW
+                        | OFlags::CLOEXEC,
                     Mode::from_raw_mode(0o600),
                 )
                 .map_err(errno(path))?;
@@ -727,8 +736,12 @@ impl Writer<'_> {
             }
             EntryKind::Char(..) | EntryKind::Block(..) | EntryKind::Fifo | EntryKind::Whiteout => {
                 let (ft, dev, mode) = match e.kind {
-                    EntryKind::Char(ma, mi) => (FileType::CharacterDevice, rustix::fs::makedev(ma, mi), mode),
-                    EntryKind::Block(ma, mi) => (FileType::BlockDevice, rustix::fs::makedev(ma, mi), mode),
+                    EntryKind::Char(ma, mi) => {
+                        (FileType::CharacterDevice, rustix::fs::makedev(ma, mi), mode)
+                    }
+                    EntryKind::Block(ma, mi) => {
+                        (FileType::BlockDevice, rustix::fs::makedev(ma, mi), mode)
+                    }
                     EntryKind::Whiteout => (FileType::CharacterDevice, 0, Mode::empty()),
                     _ => (FileType::Fifo, 0, mode),
                 };
@@ -816,8 +829,9 @@ impl Writer<'_> {
         for p in self.made.iter().rev() {
             if let Some((parent, name)) = p.split_last() {
                 if let Ok(dir) = self.root.dir_nofollow(&parent, false) {
-                    let _ = remove_tree(dir.as_fd(), name, 0)
-                        .or_else(|_| rustix::fs::unlinkat(&dir, name, AtFlags::empty()).map_err(io::Error::from));
+                    let _ = remove_tree(dir.as_fd(), name, 0).or_else(|_| {
+                        rustix::fs::unlinkat(&dir, name, AtFlags::empty()).map_err(io::Error::from)
+                    });
                 }
             }
         }

@@ -19,8 +19,8 @@
 
 pub mod archive;
 
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags};
 pub use rustix::fs::Stat;
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags};
 use std::collections::VecDeque;
 use std::ffi::{OsStr, OsString};
 use std::fmt;
@@ -344,7 +344,8 @@ fn walk_dir(dir: BorrowedFd<'_>, rel: &RelPath, f: &mut WalkFn<'_>) -> Result<()
         let (node, st) = open_entry(dir, &name).map_err(ConfineError::io(&path))?;
         let sub = match &node {
             Node::Dir(fd) => Some(
-                rustix::io::fcntl_dupfd_cloexec(fd, 0).map_err(|e| ConfineError::io(&path)(e.into()))?,
+                rustix::io::fcntl_dupfd_cloexec(fd, 0)
+                    .map_err(|e| ConfineError::io(&path)(e.into()))?,
             ),
             _ => None,
         };
@@ -554,12 +555,14 @@ mod tests {
     #[test]
     fn symlinks_resolve_inside_the_root() {
         both_ways(|root, _| {
-            for p in ["etc/up", "abs", "../secret", "/../../secret", "etclink/../secret"] {
-                assert_eq!(
-                    root.read_file(p.as_bytes(), 100).unwrap(),
-                    b"inside",
-                    "{p}"
-                );
+            for p in [
+                "etc/up",
+                "abs",
+                "../secret",
+                "/../../secret",
+                "etclink/../secret",
+            ] {
+                assert_eq!(root.read_file(p.as_bytes(), 100).unwrap(), b"inside", "{p}");
             }
             assert!(root
                 .read_file(b"etclink/passwd", 100)

@@ -3,6 +3,7 @@
 //! namespace (see `runtime::linux::copy`).
 
 use super::http::{empty, error, error_msg, stream, Query, Resp};
+use crate::confine::archive::{Limits, LIMITS_ENV};
 use crate::engine::{Engine, EngineError};
 use base64::Engine as _;
 use bytes::Bytes;
@@ -10,7 +11,6 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::{Method, StatusCode};
 use std::process::Stdio;
-use crate::confine::archive::{Limits, LIMITS_ENV};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const STAT_HEADER: &str = "x-docker-container-path-stat";
@@ -136,9 +136,8 @@ async fn spool(dir: &std::path::Path, mut body: Incoming) -> Result<std::fs::Fil
     let max = Limits::daemon().max_bytes;
     let mut n = 0u64;
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| {
-            error_msg(StatusCode::BAD_REQUEST, format!("reading the archive: {e}"))
-        })?;
+        let frame = frame
+            .map_err(|e| error_msg(StatusCode::BAD_REQUEST, format!("reading the archive: {e}")))?;
         if let Some(data) = frame.data_ref() {
             n += data.len() as u64;
             if n > max {

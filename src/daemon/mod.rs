@@ -4,6 +4,7 @@
 
 #[cfg(all(feature = "linux", target_os = "linux"))]
 mod archive;
+mod conns;
 mod containers;
 pub mod error;
 #[cfg(all(feature = "linux", target_os = "linux"))]
@@ -15,19 +16,30 @@ mod registry;
 mod system;
 mod volumes;
 
+use crate::accept::Backoff;
 use crate::engine::Engine;
+use crate::lograte::warn_limited;
 use http::{error_msg, Resp};
 use hyper::body::Incoming;
 use hyper::{Method, Request, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use percent_encoding::percent_decode_str;
 use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::UnixListener;
 
 /// JSON request bodies larger than this are refused.
 pub const MAX_JSON_BODY: usize = 4 << 20;
+/// An API connection that sends no request (or no complete request head)
+/// for this long is closed: each idle one holds a descriptor. In hyper 1.x
+/// the header read timeout also runs while a keep-alive connection waits
+/// between requests (`proto/h1/conn.rs`: `State::idle` asks for a new read,
+/// `poll_read_head` starts the timer), and never while a response is in
+/// flight, so `logs -f`, `events`, `wait` and upgraded `attach`/`exec`
+/// streams are not cut.
+const API_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Bind the API socket: mode 0660 (never world-writable), stale socket
 /// files from a dead daemon replaced.
@@ -56,36 +68,77 @@ pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
     Ok(l)
 }
 
-/// Serve until `shutdown` resolves.
+/// Serve until `shutdown` resolves, with at most `--max-api-connections`
+/// connections at once (`conns.rs`: the longest-idle one makes room).
 pub async fn serve(
     engine: Arc<Engine>,
     listener: UnixListener,
     shutdown: impl Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
+    let conns = conns::Conns::new(crate::accept::config().limits.max_api_connections);
+    let mut backoff = Backoff::new();
     loop {
         let stream = tokio::select! {
             r = listener.accept() => match r {
-                Ok((s, _)) => s,
+                Ok((s, _)) => {
+                    backoff.succeeded();
+                    s
+                }
+                // Out of descriptors (EMFILE, ENFILE) or memory (ENOBUFS):
+                // the listener stays readable, so retrying at once would
+                // spin and flood the log.
                 Err(e) => {
-                    tracing::warn!("accept: {e}");
+                    warn_limited!("api accept", "accepting an API connection: {e}");
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff.failed()) => {}
+                        _ = &mut shutdown => return,
+                    }
                     continue;
                 }
             },
             _ = &mut shutdown => return,
         };
+        let Some(slot) = conns.admit() else {
+            warn_limited!(
+                "api full",
+                "refusing an API connection: all {} are serving requests",
+                conns.max()
+            );
+            drop(stream);
+            continue;
+        };
         let engine = engine.clone();
         tokio::spawn(async move {
+            let this = slot.conn.clone();
             let svc = hyper::service::service_fn(move |req| {
                 let engine = engine.clone();
-                async move { Ok::<_, std::convert::Infallible>(route(engine, req).await) }
+                let busy = this.start_request();
+                async move {
+                    let resp = route(engine, req).await;
+                    Ok::<_, std::convert::Infallible>(conns::until_sent(resp, busy))
+                }
             });
-            let conn = hyper::server::conn::http1::Builder::new()
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(API_IDLE_TIMEOUT);
+            let conn = builder
                 .serve_connection(TokioIo::new(stream), svc)
                 .with_upgrades();
-            if let Err(e) = conn.await {
+            tokio::pin!(conn);
+            let done = tokio::select! {
+                r = conn.as_mut() => r,
+                // Evicted to make room: finish what is in flight, then close.
+                () = slot.conn.asked_to_close() => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = done {
                 tracing::debug!("connection: {e}");
             }
+            drop(slot);
         });
     }
 }

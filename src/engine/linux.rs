@@ -175,7 +175,10 @@ pub(super) fn resolve_user(
             &format!("/{path}"),
             MAX_USER_DB,
         )
-        .map(|b| b.map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default())
+        .map(|b| {
+            b.map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default()
+        })
         .map_err(|e| e.to_string())
     };
     let (uid, gid) = parse_user(user, &read).map_err(|e| {
@@ -501,7 +504,10 @@ fn user_in_layers(
         .collect();
     let read = |file: &str| -> Result<String, String> {
         crate::image::layer::read_layers_file(images, &layers, &format!("/{file}"), MAX_USER_DB)
-            .map(|b| b.map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default())
+            .map(|b| {
+                b.map(|b| String::from_utf8_lossy(&b).into_owned())
+                    .unwrap_or_default()
+            })
             .map_err(|e| e.to_string())
     };
     parse_user(user, &read)
@@ -602,7 +608,9 @@ mod tests {
     fn users_resolve_like_docker() {
         let read = |f: &str| {
             Ok(match f {
-                "etc/passwd" => "root:x:0:0::/root:/bin/sh\nada:x:1234:100::/:/bin/sh\n".to_string(),
+                "etc/passwd" => {
+                    "root:x:0:0::/root:/bin/sh\nada:x:1234:100::/:/bin/sh\n".to_string()
+                }
                 "etc/group" => "root:x:0:\nstaff:x:50:\n".to_string(),
                 _ => String::new(),
             })

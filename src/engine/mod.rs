@@ -188,7 +188,13 @@ pub enum WaitCondition {
 impl Engine {
     /// Open the data root and reconcile: containers recorded as running
     /// that no longer run are marked exited, then restarted per policy.
-    pub async fn open(root: &Path, registry: RegistryConfig) -> Result<Arc<Self>, EngineError> {
+    /// `wasm_memory` holds the Wasm guests to their caps and budget.
+    pub async fn open(
+        root: &Path,
+        registry: RegistryConfig,
+        #[cfg_attr(not(feature = "wasm"), allow(unused_variables))]
+        wasm_memory: crate::runtime::memory::WasmMemory,
+    ) -> Result<Arc<Self>, EngineError> {
         for d in ["containers", "image", "tmp", "wasm-cache"] {
             std::fs::create_dir_all(root.join(d)).map_err(EngineError::io(root.join(d)))?;
         }
@@ -202,7 +208,7 @@ impl Engine {
         let images = Arc::new(ImageStore::open(&root.join("image"))?);
         let registry = Arc::new(Registry::new(registry)?);
         #[cfg(feature = "wasm")]
-        let wasm = Arc::new(WasmBackend::new(&root.join("wasm-cache"))?);
+        let wasm = Arc::new(WasmBackend::new(&root.join("wasm-cache"), wasm_memory)?);
         #[cfg(all(feature = "linux", target_os = "linux"))]
         let linux = linux::Linux::open(root)?;
         #[cfg(all(feature = "linux", target_os = "linux"))]

@@ -134,7 +134,8 @@ pub fn load(store: &ImageStore, r: impl Read) -> Result<Vec<String>, ImageError>
             return Ok(());
         }
         let path = e.path.to_string();
-        let small = |data: &mut dyn Read| crate::confine::read_bounded(data, MAX_METADATA_BLOB, &path);
+        let small =
+            |data: &mut dyn Read| crate::confine::read_bounded(data, MAX_METADATA_BLOB, &path);
         match path.as_str() {
             "index.json" => index_json = Some(small(data)?),
             "manifest.json" => manifest_json = Some(small(data)?),
@@ -376,4 +377,3 @@ pub fn single_module_archive(r: &ImageRef, path: &str, module: &[u8]) -> Vec<u8>
     }
     tar.into_inner().expect("in-memory tar")
 }
-

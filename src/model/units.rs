@@ -1,4 +1,5 @@
-//! Sizes and durations as users write them: `64m`, `1.5g`, `30s`, `250ms`.
+//! Sizes and durations as users write them: `64m`, `1.5g`, `30s`, `250ms`,
+//! and back for display.
 
 use std::time::Duration;
 
@@ -24,6 +25,27 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         return Err(invalid());
     }
     Ok((n * mult as f64) as u64)
+}
+
+/// Bytes for display, in the largest binary unit they fill: `256MiB`,
+/// `1.5GiB`, `100B`.
+pub fn format_size(n: u64) -> String {
+    const UNITS: [(&str, u64); 4] = [
+        ("TiB", 1 << 40),
+        ("GiB", 1 << 30),
+        ("MiB", 1 << 20),
+        ("KiB", 1 << 10),
+    ];
+    for (unit, size) in UNITS {
+        if n >= size {
+            return if n % size == 0 {
+                format!("{}{unit}", n / size)
+            } else {
+                format!("{:.1}{unit}", n as f64 / size as f64)
+            };
+        }
+    }
+    format!("{n}B")
 }
 
 /// `30s`, `250ms`, `1.5s`, `2m`, `1h`; a bare number is seconds.
@@ -70,6 +92,10 @@ mod tests {
         assert!(parse_size("12x").is_err());
         assert!(parse_size("m").is_err());
         assert!(parse_size("-1").is_err());
+        assert_eq!(format_size(256 << 20), "256MiB");
+        assert_eq!(format_size(3 << 29), "1.5GiB");
+        assert_eq!(format_size(64 << 10), "64KiB");
+        assert_eq!(format_size(100), "100B");
     }
 
     #[test]

@@ -12,6 +12,7 @@ use tokio::sync::oneshot;
 
 #[cfg(all(feature = "linux", target_os = "linux"))]
 pub mod linux;
+pub mod memory;
 pub mod stats;
 #[cfg(feature = "wasm")]
 pub mod wasm;
@@ -98,7 +99,8 @@ pub struct RunSpec {
     pub env: Vec<(String, String)>,
     pub workdir: String,
     pub grants: Vec<Grant>,
-    /// Cap on linear memory + tables, bytes.
+    /// Cap on linear memory + tables, bytes (`--memory`). A Wasm guest
+    /// without one gets the daemon's default cap.
     pub memory_limit: Option<u64>,
     pub stdin: Option<Stdin>,
     pub output: Arc<dyn OutputSink>,

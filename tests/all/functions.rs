@@ -331,8 +331,26 @@ fn bodies_over_the_limit_and_memory_over_the_limit_are_refused_cleanly() {
     assert!(d
         .ketch(&["logs", "lean"])
         .stderr
-        .contains("memory limit reached"));
+        .contains("over the container's --memory of 8MiB"));
     assert_eq!(fetch(port, "GET", "/", b"").0, 200);
+}
+
+#[test]
+fn function_instances_without_memory_flag_get_the_default_cap() {
+    let d = TestDaemon::start_with(&["--wasm-memory-default", "8m"]);
+    example_image(&d, "http-spin");
+    d.ketch(&["run", "-d", "--name", "fn", "http-spin"]).ok();
+    let port = published(&d, "fn");
+    assert_eq!(
+        fetch(port, "GET", "/grow?mib=1", b""),
+        (200, "grew 1 MiB\n".into())
+    );
+    // Over the cap, that request fails alone; the function serves on.
+    assert_eq!(fetch(port, "GET", "/grow?mib=64", b"").0, 500);
+    let logs = d.ketch(&["logs", "fn"]).stderr;
+    assert!(logs.contains("--wasm-memory-default"), "{logs}");
+    assert_eq!(fetch(port, "GET", "/", b"").0, 200);
+    assert_eq!(d.state("fn"), "running");
 }
 
 #[test]

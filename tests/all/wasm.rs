@@ -282,3 +282,71 @@ fn named_volumes_outlive_their_containers() {
         r.stderr
     );
 }
+
+/// Spins forever with 64 MiB of memory from its instantiation on.
+const HOG_WAT: &str = r#"(module (memory 1024) (func (export "_start") (loop $l (br $l))))"#;
+
+#[test]
+fn guests_get_a_default_cap_and_share_the_daemon_budget() {
+    let d = TestDaemon::start_with(&[
+        "--wasm-memory-default",
+        "2m",
+        "--wasm-memory-budget",
+        "100m",
+    ]);
+    d.wat_image("grow", GROW_WAT);
+    d.wat_image("hog", HOG_WAT);
+    let usage = |name: &str| {
+        let (_, _, body) = d.http("GET", &format!("/containers/{name}/stats?stream=false"), "");
+        let s: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        s["memory_stats"]["usage"].as_u64().unwrap_or(0)
+    };
+    d.ketch(&["run", "-d", "--name", "hog", "--memory", "80m", "hog"])
+        .ok();
+    d.eventually(10, "hog to hold 64 MiB", || usage("hog") == 64 << 20);
+    // Without --memory, a guest stops at the daemon's default cap, alone.
+    let r = d.ketch(&["run", "--name", "gg", "grow"]);
+    assert_eq!(r.code, 134, "{}", r.stderr);
+    let oom = |name: &str| {
+        d.ketch(&["inspect", "-f", "{{.State.OOMKilled}}", name])
+            .ok()
+            .trim()
+            .to_string()
+    };
+    assert_eq!(oom("gg"), "true");
+    let logs = d.ketch(&["logs", "gg"]);
+    assert!(
+        logs.stderr.contains("--wasm-memory-default"),
+        "{}",
+        logs.stderr
+    );
+    // The first hog holds 64 of the 100 MiB: a second one does not fit.
+    let r = d.ketch(&["run", "--name", "hog2", "--memory", "80m", "hog"]);
+    assert_eq!(r.code, 134, "{}", r.stderr);
+    assert_eq!(oom("hog2"), "true");
+    let logs = d.ketch(&["logs", "hog2"]);
+    assert!(
+        logs.stderr.contains("--wasm-memory-budget"),
+        "{}",
+        logs.stderr
+    );
+    assert!(d.daemon_log().contains("--wasm-memory-budget"));
+    assert_eq!(d.state("hog"), "running");
+    // Removing the first gives its share back.
+    d.ketch(&["rm", "-f", "hog"]).ok();
+    d.ketch(&["start", "hog2"]).ok();
+    d.eventually(10, "hog2 to hold 64 MiB", || usage("hog2") == 64 << 20);
+    assert_eq!(d.state("hog2"), "running");
+    d.ketch(&["rm", "-f", "hog2"]).ok();
+    // A size below one Wasm page is refused at startup.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ketchd"))
+        .args(["--wasm-memory-budget", "1k"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Wasm page"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -272,7 +272,10 @@ fn escaping_symlinks_in_layers_are_refused() {
     let data = Tar::new()
         .link(tar::EntryType::Symlink, "up", "../../../etc")
         .bytes();
-    refused(h.extract(&data, Kind::Layer, Target::Fresh), "outside the layer");
+    refused(
+        h.extract(&data, Kind::Layer, Target::Fresh),
+        "outside the layer",
+    );
     // Absolute targets resolve inside the container's root: kept.
     let data = Tar::new()
         .link(tar::EntryType::Symlink, "sh", "/bin/busybox")
@@ -287,9 +290,15 @@ fn devices_as_docker_makes_them() {
     let data = Tar::new()
         .special(tar::EntryType::Char, "dev/null", 1, 3)
         .bytes();
-    refused(h.extract(&data, Kind::Context, Target::Fresh), "not allowed here");
+    refused(
+        h.extract(&data, Kind::Context, Target::Fresh),
+        "not allowed here",
+    );
     let data = Tar::new().special(tar::EntryType::Fifo, "p", 0, 0).bytes();
-    refused(h.extract(&data, Kind::Context, Target::Fresh), "not allowed here");
+    refused(
+        h.extract(&data, Kind::Context, Target::Fresh),
+        "not allowed here",
+    );
     if !need_root("mknod") {
         return;
     }
@@ -327,7 +336,10 @@ fn decompression_bombs_are_refused() {
     }
     let data = gz.finish().unwrap();
     let h = Host::new();
-    let e = refused(h.extract(&data, Kind::Context, Target::Fresh), "decompression bomb");
+    let e = refused(
+        h.extract(&data, Kind::Context, Target::Fresh),
+        "decompression bomb",
+    );
     assert!(e.contains("200 times"), "{e}");
 }
 
@@ -351,7 +363,10 @@ fn entry_count_entry_size_and_total_are_bounded() {
     let big = Tar::new().file("big", &[1u8; 61]).bytes();
     let r = extract_with(&h.root(), &big, Kind::Copy, small, Target::Fresh);
     refused(r, "limit of 60 bytes per entry");
-    let total = Tar::new().file("a", &[1u8; 60]).file("b", &[1u8; 60]).bytes();
+    let total = Tar::new()
+        .file("a", &[1u8; 60])
+        .file("b", &[1u8; 60])
+        .bytes();
     let r = extract_with(&h.root(), &total, Kind::Copy, small, Target::Fresh);
     refused(r, "over 100 bytes");
 }

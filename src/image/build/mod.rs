@@ -12,6 +12,8 @@ use self::dockerfile::{key_values, words, CommandForm, Instruction, Step};
 use super::layer::{Entry, LayerBuilder};
 use super::store::{oci_digest, ImageStore};
 use super::{canonical_json, ImageError};
+use crate::confine::archive::{self, EntryKind, Kind, Limits, Policy};
+use crate::confine::{Node, Root};
 use crate::model::{Digest, ImageRef};
 use oci_spec::image::{
     Arch, ConfigBuilder, Descriptor, HistoryBuilder, ImageConfigurationBuilder,
@@ -20,8 +22,6 @@ use oci_spec::image::{
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::fs;
-use crate::confine::archive::{self, EntryKind, Kind, Limits, Policy};
-use crate::confine::{Node, Root};
 use std::path::{Path, PathBuf};
 
 /// A build failure, with the Dockerfile line when one is to blame.
@@ -592,7 +592,8 @@ fn copy_step(
                     match node {
                         Node::Dir(fd) => add_dir(&mut layer, fd, &dest, chmod)?,
                         Node::File(f) if add && is_archive(&f) => {
-                            extract_archive(&mut layer, f, &dest).map_err(|e| format!("ADD {rel}: {e}"))?
+                            extract_archive(&mut layer, f, &dest)
+                                .map_err(|e| format!("ADD {rel}: {e}"))?
                         }
                         Node::File(f) => {
                             let name = rel.rsplit('/').next().unwrap_or(&rel);
@@ -647,7 +648,9 @@ fn context_matches(ctx: &Root, src: &str) -> Result<Vec<(String, Node)>, String>
         Err(e) => Err(format!("{src}: {e}")),
     };
     if !rel.contains(['*', '?', '[']) {
-        return Ok(open(rel)?.map(|n| vec![(rel.to_string(), n)]).unwrap_or_default());
+        return Ok(open(rel)?
+            .map(|n| vec![(rel.to_string(), n)])
+            .unwrap_or_default());
     }
     let pat: Vec<&str> = rel.split('/').collect();
     let mut names = Vec::new();
@@ -708,7 +711,12 @@ pub fn walk_filtered(
 /// A regular file of the context as a layer entry, if the layer has room.
 fn file_entry(layer: &LayerBuilder, f: fs::File, rel: &str) -> Result<Entry, String> {
     use std::os::unix::fs::PermissionsExt;
-    let mode = f.metadata().map_err(|e| format!("{rel}: {e}"))?.permissions().mode() & 0o7777;
+    let mode = f
+        .metadata()
+        .map_err(|e| format!("{rel}: {e}"))?
+        .permissions()
+        .mode()
+        & 0o7777;
     let data = crate::confine::read_bounded(f, layer.room(), rel).map_err(|e| in_memory(&e))?;
     Ok(Entry::File { mode, data })
 }

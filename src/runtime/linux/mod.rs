@@ -511,7 +511,11 @@ impl LinuxBackend {
             Some(ip) => proxy::Target::Addr(ip),
             None => proxy::Target::Netns(netns_of(&pids)),
         };
-        let proxies = proxy::serve(bound, target);
+        let proxies = proxy::serve(
+            bound,
+            target,
+            crate::accept::config().limits.max_port_connections,
+        );
         Reattached::Running(self.started(
             id,
             run_dir,
@@ -790,7 +794,11 @@ impl Backend for LinuxBackend {
             Some(a) => proxy::Target::Addr(a.ip),
             None => proxy::Target::Netns(netns_of(&pids)),
         };
-        let proxies = proxy::serve(bound, target);
+        let proxies = proxy::serve(
+            bound,
+            target,
+            crate::accept::config().limits.max_port_connections,
+        );
         let mut started = self.started(
             &p.id,
             &p.run_dir,

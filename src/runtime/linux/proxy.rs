@@ -5,12 +5,27 @@
 //! socket made inside the container's network namespace by a short-lived
 //! thread (a network namespace is per thread, so `setns` there leaves the
 //! rest of ketchd where it was).
+//!
+//! Each TCP port holds at most its cap of connections (two descriptors
+//! each), within ketchd's descriptor budget ([`crate::accept`]); past
+//! either, a new connection is reset at once. A connection on which no
+//! byte moves either way for [`PROXY_IDLE_TIMEOUT`] is closed.
 
+use crate::accept::{self, Backoff, Gate};
+use crate::lograte::warn_limited;
 use crate::model::Proto;
 use crate::runtime::{PortMapping, RuntimeError};
+use std::io;
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 /// A published port's host socket.
 pub enum Listener {
@@ -24,7 +39,17 @@ pub type Bound = Vec<(PortMapping, Listener)>;
 /// datagrams from further clients are dropped until one goes idle.
 const MAX_UDP_FLOWS: usize = 1024;
 /// A UDP flow with no traffic for this long is forgotten.
-const UDP_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
+const UDP_IDLE: Duration = Duration::from_secs(60);
+/// A proxied TCP connection on which no byte moved either way for this
+/// long is closed: idle connections a client leaves open hold two of
+/// ketchd's descriptors each.
+pub const PROXY_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Reaching the container may take this long: one that drops SYNs (paused,
+/// firewalled) must not hold the client's descriptor through the kernel's
+/// two minutes of retries.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// A proxied connection holds the client's socket and one to the container.
+const FDS_PER_CONNECTION: usize = 2;
 
 /// Listen on `ports` (before the container starts, so a port in use fails
 /// the start with nothing to undo).
@@ -72,9 +97,10 @@ pub enum Target {
     Netns(PathBuf),
 }
 
-/// Forward connections on the bound ports to the container. Abort the
-/// accept loops when the container ends.
-pub fn serve(bound: Bound, target: Target) -> Vec<JoinHandle<()>> {
+/// Forward connections on the bound ports to the container, at most
+/// `max_conns` at once per port. Abort the accept loops when the container
+/// ends.
+pub fn serve(bound: Bound, target: Target, max_conns: usize) -> Vec<JoinHandle<()>> {
     let mut tasks = Vec::with_capacity(bound.len());
     for (m, listener) in bound {
         let target = target.clone();
@@ -85,39 +111,168 @@ pub fn serve(bound: Bound, target: Target) -> Vec<JoinHandle<()>> {
                 continue;
             }
         };
-        tasks.push(tokio::spawn(async move {
-            loop {
-                let Ok((client, _)) = listener.accept().await else {
-                    continue;
-                };
-                let target = target.clone();
-                let port = m.container_port;
-                tokio::spawn(async move {
-                    let inner = match target {
-                        Target::Addr(ip) => tokio::net::TcpStream::connect((ip, port)).await,
-                        Target::Netns(netns) => {
-                            match tokio::task::spawn_blocking(move || connect_inside(&netns, port))
-                                .await
-                            {
-                                Ok(Ok(s)) => s
-                                    .set_nonblocking(true)
-                                    .and_then(|()| tokio::net::TcpStream::from_std(s)),
-                                Ok(Err(e)) => Err(e),
-                                Err(e) => Err(std::io::Error::other(e)),
-                            }
-                        }
-                    };
-                    // Nothing listens there: the client sees a close.
-                    let Ok(mut inner) = inner else {
-                        return;
-                    };
-                    let mut client = client;
-                    let _ = tokio::io::copy_bidirectional(&mut client, &mut inner).await;
-                });
-            }
-        }));
+        tasks.push(tokio::spawn(serve_tcp(listener, m, target, max_conns)));
     }
     tasks
+}
+
+async fn serve_tcp(
+    listener: tokio::net::TcpListener,
+    m: PortMapping,
+    target: Target,
+    max_conns: usize,
+) {
+    let addr = SocketAddr::new(m.host_ip, m.host_port);
+    let port = m.container_port;
+    let gate = Gate::new(max_conns);
+    let mut backoff = Backoff::new();
+    loop {
+        let client = match listener.accept().await {
+            Ok((c, _)) => {
+                backoff.succeeded();
+                c
+            }
+            // Out of descriptors, or a connection reset before accept: the
+            // listener stays readable, so retrying at once would spin.
+            Err(e) => {
+                warn_limited!("proxy accept", "published port {addr}: accept: {e}");
+                tokio::time::sleep(backoff.failed()).await;
+                continue;
+            }
+        };
+        let admitted = match gate.admit(FDS_PER_CONNECTION) {
+            Ok(a) => a,
+            Err(why) => {
+                warn_limited!(
+                    "proxy refused",
+                    "published port {addr}: refusing a connection: {why}"
+                );
+                accept::refuse(client);
+                continue;
+            }
+        };
+        let target = target.clone();
+        tokio::spawn(async move {
+            let _admitted = admitted;
+            // Nothing listens there (or it does not answer): the client
+            // sees a close.
+            let Ok(Ok(inner)) = tokio::time::timeout(CONNECT_TIMEOUT, connect(target, port)).await
+            else {
+                return;
+            };
+            relay(client, inner, PROXY_IDLE_TIMEOUT).await;
+        });
+    }
+}
+
+/// A connection to the container's TCP `port`.
+async fn connect(target: Target, port: u16) -> io::Result<tokio::net::TcpStream> {
+    match target {
+        Target::Addr(ip) => tokio::net::TcpStream::connect((ip, port)).await,
+        Target::Netns(netns) => {
+            match tokio::task::spawn_blocking(move || connect_inside(&netns, port)).await {
+                Ok(Ok(s)) => s
+                    .set_nonblocking(true)
+                    .and_then(|()| tokio::net::TcpStream::from_std(s)),
+                Ok(Err(e)) => Err(e),
+                Err(e) => Err(io::Error::other(e)),
+            }
+        }
+    }
+}
+
+/// Copy both ways until both sides are done, or until no byte has moved
+/// either way for `idle`.
+async fn relay(client: tokio::net::TcpStream, inner: tokio::net::TcpStream, idle: Duration) {
+    let activity = Arc::new(Activity::new());
+    let mut client = Metered {
+        io: client,
+        activity: activity.clone(),
+    };
+    let mut inner = Metered {
+        io: inner,
+        activity: activity.clone(),
+    };
+    tokio::select! {
+        _ = tokio::io::copy_bidirectional(&mut client, &mut inner) => {}
+        () = activity.idle_for(idle) => {}
+    }
+}
+
+/// When a byte last moved through a connection's streams.
+struct Activity {
+    start: Instant,
+    /// Milliseconds since `start`.
+    last: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Activity {
+            start: Instant::now(),
+            last: AtomicU64::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last.store(ms, Ordering::Relaxed);
+    }
+
+    /// Resolves once nothing has moved for `idle`.
+    async fn idle_for(&self, idle: Duration) {
+        loop {
+            let last = Duration::from_millis(self.last.load(Ordering::Relaxed));
+            let quiet = self.start.elapsed().saturating_sub(last);
+            if quiet >= idle {
+                return;
+            }
+            tokio::time::sleep(idle - quiet).await;
+        }
+    }
+}
+
+/// A stream that records in its [`Activity`] every byte read or written.
+struct Metered {
+    io: tokio::net::TcpStream,
+    activity: Arc<Activity>,
+}
+
+impl AsyncRead for Metered {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.io).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.activity.touch();
+        }
+        r
+    }
+}
+
+impl AsyncWrite for Metered {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.io).poll_write(cx, data);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        r
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
 }
 
 /// Relay datagrams between clients of `front` and the container's UDP
@@ -132,10 +287,19 @@ async fn serve_udp(front: tokio::net::UdpSocket, target: Target, port: u16) {
     // flow, and with them the last hold on the host port.
     let mut replies = tokio::task::JoinSet::new();
     let mut buf = vec![0u8; 64 * 1024];
+    let mut backoff = Backoff::new();
     loop {
         while replies.try_join_next().is_some() {}
-        let Ok((n, client)) = front.recv_from(&mut buf).await else {
-            continue;
+        let (n, client) = match front.recv_from(&mut buf).await {
+            Ok(r) => {
+                backoff.succeeded();
+                r
+            }
+            Err(e) => {
+                warn_limited!("proxy udp recv", "published port {port}/udp: receive: {e}");
+                tokio::time::sleep(backoff.failed()).await;
+                continue;
+            }
         };
         let known = flows
             .lock()
@@ -148,6 +312,16 @@ async fn serve_udp(front: tokio::net::UdpSocket, target: Target, port: u16) {
                 if flows.lock().unwrap_or_else(|e| e.into_inner()).len() >= MAX_UDP_FLOWS {
                     continue;
                 }
+                // The flow's socket towards the container counts against
+                // ketchd's descriptor budget, as a TCP connection does.
+                let Some(held) = accept::tenant_descriptors(1) else {
+                    warn_limited!(
+                        "proxy udp refused",
+                        "published port {port}/udp: dropping a new client's datagram: {}",
+                        accept::Refused::OutOfDescriptors
+                    );
+                    continue;
+                };
                 let t = target.clone();
                 let made = tokio::task::spawn_blocking(move || udp_upstream(&t, port)).await;
                 let Ok(Ok(u)) = made else { continue };
@@ -158,6 +332,7 @@ async fn serve_udp(front: tokio::net::UdpSocket, target: Target, port: u16) {
                     .insert(client, u.clone());
                 let (front, flows, up) = (front.clone(), flows.clone(), u.clone());
                 replies.spawn(async move {
+                    let _held = held;
                     let mut buf = vec![0u8; 64 * 1024];
                     while let Ok(Ok(n)) = tokio::time::timeout(UDP_IDLE, up.recv(&mut buf)).await {
                         if front.send_to(&buf[..n], client).await.is_err() {
@@ -223,7 +398,11 @@ mod tests {
         };
         let bound = bind("t", vec![wanted]).unwrap();
         let port = bound[0].0.host_port;
-        let tasks = serve(bound, Target::Addr(Ipv4Addr::LOCALHOST));
+        let tasks = serve(
+            bound,
+            Target::Addr(Ipv4Addr::LOCALHOST),
+            accept::DEFAULT_MAX_PORT_CONNECTIONS,
+        );
         for who in ["a", "b"] {
             let client = tokio::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
                 .await
@@ -245,5 +424,114 @@ mod tests {
         }
         // The container ended: its host port can be taken again at once.
         std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, port)).expect("port freed");
+    }
+
+    /// Send `msg` and read the echo back; errors on a reset or a close.
+    async fn echo_roundtrip(s: &mut tokio::net::TcpStream, msg: &[u8]) -> io::Result<Vec<u8>> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        s.write_all(msg).await?;
+        let mut buf = vec![0u8; msg.len()];
+        tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut buf))
+            .await
+            .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
+        Ok(buf)
+    }
+
+    #[tokio::test]
+    async fn a_port_at_its_cap_resets_new_connections_until_one_closes() {
+        // A TCP echo server stands in for the container.
+        let echo = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .await
+            .unwrap();
+        let echo_port = echo.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = echo.accept().await {
+                tokio::spawn(async move {
+                    let (mut r, mut w) = s.split();
+                    let _ = tokio::io::copy(&mut r, &mut w).await;
+                });
+            }
+        });
+        let wanted = PortMapping {
+            host_ip: Ipv4Addr::LOCALHOST.into(),
+            host_port: 0,
+            container_port: echo_port,
+            proto: Proto::Tcp,
+        };
+        let bound = bind("t", vec![wanted]).unwrap();
+        let port = bound[0].0.host_port;
+        let tasks = serve(bound, Target::Addr(Ipv4Addr::LOCALHOST), 4);
+        let connect = || tokio::net::TcpStream::connect((Ipv4Addr::LOCALHOST, port));
+        let mut open = Vec::new();
+        for i in 0..4u8 {
+            let mut s = connect().await.unwrap();
+            // The echo proves the proxy admitted it before the next one.
+            assert_eq!(echo_roundtrip(&mut s, &[i]).await.unwrap(), [i]);
+            open.push(s);
+        }
+        // The fifth is accepted by the kernel, then reset at once: no
+        // queueing, no descriptor held.
+        let mut fifth = connect().await.unwrap();
+        let mut buf = [0u8; 1];
+        let r = tokio::time::timeout(
+            Duration::from_secs(5),
+            tokio::io::AsyncReadExt::read(&mut fifth, &mut buf),
+        )
+        .await
+        .expect("refused at once, not left hanging");
+        assert_eq!(
+            r.map_err(|e| e.kind()),
+            Err(io::ErrorKind::ConnectionReset),
+            "the fifth connection must be reset"
+        );
+        // The four admitted ones still work.
+        for (i, s) in open.iter_mut().enumerate() {
+            assert_eq!(echo_roundtrip(s, b"x").await.unwrap(), b"x", "conn {i}");
+        }
+        // Closing one makes room (once the proxy has seen it close).
+        drop(open.pop());
+        let t0 = Instant::now();
+        loop {
+            let mut s = connect().await.unwrap();
+            if echo_roundtrip(&mut s, b"again").await.ok().as_deref() == Some(&b"again"[..]) {
+                break;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(5),
+                "a closed connection's slot was never given back"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        for t in tasks {
+            t.abort();
+            let _ = t.await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_connection_is_idle_only_when_no_byte_moves() {
+        let a = Activity::new();
+        let idle = Duration::from_secs(1);
+        // Traffic every 50 ms keeps it alive (with room for a slow runner).
+        let busy = async {
+            for _ in 0..10 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                a.touch();
+            }
+        };
+        tokio::select! {
+            () = busy => {}
+            () = a.idle_for(idle) => panic!("idle while bytes moved"),
+        }
+        // Then silence: idle a second after the last byte.
+        let t0 = Instant::now();
+        tokio::time::timeout(Duration::from_secs(10), a.idle_for(idle))
+            .await
+            .expect("idle after a quiet spell");
+        assert!(
+            t0.elapsed() >= Duration::from_millis(900),
+            "{:?}",
+            t0.elapsed()
+        );
     }
 }

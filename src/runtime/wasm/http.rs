@@ -2,14 +2,17 @@
 //! the container's published ports, a fresh instance per request.
 //!
 //! One accept task per listener feeds the container's supervisor task, which
-//! runs one hyper HTTP/1.1 connection (with keep-alive) per client. Each
-//! request:
+//! runs one hyper HTTP/1.1 connection (with keep-alive) per client. A
+//! listener holds at most its cap of connections, within ketchd's
+//! descriptor budget ([`crate::accept`]); past either, a new connection is
+//! reset at once. Each request:
 //! 1. waits while the container is paused;
 //! 2. takes a permit of the concurrency cap, or is answered 503;
 //! 3. is refused with 413 if its body is over the limit;
 //! 4. gets its own `Store` and instance from the `ProxyPre` (the pooling
 //!    allocator makes that cheap), with the container's WASI grants and its
-//!    own memory limit;
+//!    own memory cap (`--memory`, or the daemon's default), drawing on the
+//!    daemon's memory budget like every guest;
 //! 5. runs under the request deadline, enforced on the daemon's runtime: the
 //!    guest yields at every epoch tick and a timer drops it when its time is
 //!    up. No thread per request, so the deadline costs almost nothing.
@@ -17,9 +20,12 @@
 //! The guest's stdout and stderr go to the container log, and so does a
 //! line for every request that ketch had to cut off or that trapped.
 
-use super::{configure_store, Ctl, Guest, Limits, WasmBackend};
+use super::{configure_store, Cap, Ctl, Guest, Limits, WasmBackend};
+use crate::accept::{Admitted, Backoff, Gate};
 use crate::api::stream::StdStream;
+use crate::lograte::warn_limited;
 use crate::model::units::format_duration;
+use crate::runtime::memory::MemoryBudget;
 use crate::runtime::stats::HttpCounters;
 use crate::runtime::{ExitStatus, PortMapping, Proto, RunSpec, RuntimeError, Started, EXIT_KILLED};
 use bytes::Bytes;
@@ -52,6 +58,10 @@ use wasmtime_wasi_http::{
 /// The container port a function answers on when the image exposes none.
 pub const DEFAULT_PORT: u16 = 80;
 /// A client gets this long to send a request's headers (slowloris guard).
+/// In hyper 1.x the same timer runs while a keep-alive connection waits
+/// for its next request (`proto/h1/conn.rs`: `State::idle` asks for a new
+/// read, and `poll_read_head` starts the timer), so it is also the idle
+/// timeout between requests: an idle connection holds a descriptor.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 type Body = HyperOutgoingBody;
@@ -162,7 +172,7 @@ enum Outcome {
 }
 
 struct Function {
-    name: String,
+    name: Arc<str>,
     engine: Engine,
     pre: ProxyPre<HttpState>,
     /// The container's spec; stdin is not used.
@@ -171,6 +181,9 @@ struct Function {
     permits: Arc<Semaphore>,
     ctl: Arc<Ctl>,
     counters: Arc<HttpCounters>,
+    /// Each request's instance gets this cap of its own.
+    cap: Cap,
+    budget: Arc<MemoryBudget>,
 }
 
 /// Bind the container's ports and start serving.
@@ -179,6 +192,8 @@ pub(super) fn serve(
     pre: ProxyPre<HttpState>,
     mut spec: RunSpec,
     ctl: Arc<Ctl>,
+    cap: Cap,
+    budget: Arc<MemoryBudget>,
 ) -> Result<Started, RuntimeError> {
     spec.stdin = None;
     let listeners = bind(&spec)?;
@@ -188,7 +203,7 @@ pub(super) fn serve(
         .clone()
         .expect("function containers count requests");
     let f = Arc::new(Function {
-        name: spec.name.clone(),
+        name: spec.name.as_str().into(),
         engine,
         pre,
         allow: spec.http.allow_hosts.clone().into(),
@@ -196,6 +211,8 @@ pub(super) fn serve(
         spec,
         ctl: ctl.clone(),
         counters,
+        cap,
+        budget,
     });
     let (tx, rx) = oneshot::channel();
     tokio::spawn(async move {
@@ -276,22 +293,46 @@ impl Function {
     /// Accept until told to stop; then drain (terminate) or drop (kill)
     /// the connections. Returns the container's exit status.
     async fn supervise(self: Arc<Self>, listeners: Vec<(PortMapping, TcpListener)>) -> ExitStatus {
-        let (conn_tx, mut conn_rx) = mpsc::channel::<TcpStream>(64);
+        let (conn_tx, mut conn_rx) = mpsc::channel::<(TcpStream, Admitted)>(64);
         let mut accept = JoinSet::new();
-        for (_, listener) in listeners {
+        let max_conns = crate::accept::config().limits.max_port_connections;
+        for (m, listener) in listeners {
             let tx = conn_tx.clone();
+            let name = self.name.clone();
             accept.spawn(async move {
+                let addr = std::net::SocketAddr::new(m.host_ip, m.host_port);
+                let gate = Gate::new(max_conns);
+                let mut backoff = Backoff::new();
                 loop {
                     match listener.accept().await {
                         Ok((stream, _)) => {
+                            backoff.succeeded();
+                            let admitted = match gate.admit(1) {
+                                Ok(a) => a,
+                                Err(why) => {
+                                    warn_limited!(
+                                        "function refused",
+                                        "function {name} on {addr}: refusing a connection: {why}"
+                                    );
+                                    crate::accept::refuse(stream);
+                                    continue;
+                                }
+                            };
                             let _ = stream.set_nodelay(true);
-                            if tx.send(stream).await.is_err() {
+                            if tx.send((stream, admitted)).await.is_err() {
                                 return;
                             }
                         }
                         // Out of fds or a connection reset before accept:
-                        // back off briefly rather than spin.
-                        Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+                        // the listener stays readable, so back off rather
+                        // than spin.
+                        Err(e) => {
+                            warn_limited!(
+                                "function accept",
+                                "function {name} on {addr}: accept: {e}"
+                            );
+                            tokio::time::sleep(backoff.failed()).await;
+                        }
                     }
                 }
             });
@@ -309,8 +350,8 @@ impl Function {
         };
         loop {
             tokio::select! {
-                Some(stream) = conn_rx.recv() => {
-                    conns.spawn(self.clone().connection(stream, drain_rx.clone()));
+                Some((stream, admitted)) = conn_rx.recv() => {
+                    conns.spawn(self.clone().connection(stream, admitted, drain_rx.clone()));
                 }
                 Some(_) = conns.join_next(), if !conns.is_empty() => {}
                 () = async { let _ = terminating.wait_for(|t| *t).await; } => break,
@@ -334,8 +375,15 @@ impl Function {
         }
     }
 
-    /// Serve one client connection until it closes or the container drains.
-    async fn connection(self: Arc<Self>, stream: TcpStream, mut drain: watch::Receiver<bool>) {
+    /// Serve one client connection until it closes, stays idle past
+    /// [`HEADER_READ_TIMEOUT`], or the container drains. `_admitted` keeps
+    /// it counted on its listener's cap until then.
+    async fn connection(
+        self: Arc<Self>,
+        stream: TcpStream,
+        _admitted: Admitted,
+        mut drain: watch::Receiver<bool>,
+    ) {
         let f = self.clone();
         let service = hyper::service::service_fn(move |req| {
             let f = f.clone();
@@ -492,7 +540,7 @@ impl Function {
             hooks: OutgoingGrants {
                 allow: self.allow.clone(),
             },
-            limits: Limits::new(self.spec.memory_limit.map(|m| m as usize), &self.ctl.memory),
+            limits: Limits::new(self.cap, &self.budget, &self.ctl.memory, &self.name),
             ctl: self.ctl.clone(),
             deadline,
         };
@@ -531,8 +579,8 @@ impl Function {
                 Some((Err(_), _)) if deadline.is_some_and(|d| Instant::now() >= d) => Outcome::Deadline,
                 Some((Err(e), refused)) => {
                     let mut msg = format!("{e:#}");
-                    if refused {
-                        msg.push_str(" (memory limit reached)");
+                    if let Some(why) = refused {
+                        msg.push_str(&format!(" ({why})"));
                     }
                     Outcome::Trap(msg)
                 }

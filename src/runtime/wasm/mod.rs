@@ -9,7 +9,9 @@
 //! - Every store has a resource limiter and an epoch deadline: the ticker
 //!   thread bumps the epoch every [`EPOCH_TICK`], and at each tick the guest
 //!   yields to the runtime, so `kill` and `pause` take effect even in a loop
-//!   that never calls the host.
+//!   that never calls the host. The limiter holds each guest to its cap
+//!   (`--memory`, or the daemon's default) and all of them together to the
+//!   daemon's [`MemoryBudget`], so a guest out of memory fails alone.
 //! - A component that exports `wasi:http/incoming-handler` is a function:
 //!   it is compiled for a second engine with the pooling allocator and
 //!   served by [`http`], a fresh instance per request.
@@ -17,12 +19,14 @@
 mod http;
 mod io;
 
+use super::memory::{MemoryBudget, WasmMemory};
 use super::stats::{HttpCounters, MemoryGauge};
 use super::{
     Backend, Control, ExitStatus, Program, RunSpec, RuntimeError, RuntimeStats, Started,
     EXIT_KILLED, EXIT_TRAP,
 };
 use crate::api::stream::StdStream;
+use crate::model::units::format_size;
 use crate::model::Digest;
 use std::collections::HashMap;
 use std::future::Future;
@@ -46,9 +50,18 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// worker for up to one tick, delaying other requests' I/O, and tokio
 /// polls I/O only every few dozen task polls while its workers are busy.
 pub const FN_EPOCH_TICK: Duration = Duration::from_millis(1);
-/// Table elements allowed when no memory limit is set; bounds a hostile
-/// module's `table.grow`.
+/// Elements of one table: bounds a hostile module's `table.grow` even under
+/// a large cap (each element is also counted against the cap).
 const MAX_TABLE_ELEMENTS: usize = 1 << 20;
+/// What wasmtime stores per table element: a pointer (its
+/// `ResourceLimiter::table_growing` docs).
+const TABLE_ELEMENT_BYTES: u64 = std::mem::size_of::<usize>() as u64;
+/// Linear memories of one store. Each reserves 4 GiB of address space plus
+/// guards when created, however small: at wasmtime's default of 10,000 per
+/// store, a few guests of empty memories would exhaust ketchd's 128 TiB of
+/// address space, and then its own allocations fail. Multi-memory guests
+/// and composed components use a handful.
+const MAX_MEMORIES: usize = 16;
 
 /// Component instances the function pool holds: the most requests all
 /// function containers of one ketchd can run at once.
@@ -72,6 +85,9 @@ struct FnRuntime {
 
 pub struct WasmBackend {
     engine: Engine,
+    memory: WasmMemory,
+    /// Shared by the guests of both engines.
+    budget: Arc<MemoryBudget>,
     functions: OnceLock<Result<FnRuntime, String>>,
     cache_dir: PathBuf,
     compiled: Mutex<HashMap<Digest, Arc<Compiled>>>,
@@ -79,30 +95,128 @@ pub struct WasmBackend {
     p2_linker: wasmtime::component::Linker<P2State>,
 }
 
-/// Memory/table limits, remembering whether a grow was refused so a guest
-/// that then dies can be reported as OOM-killed. Counts what it grants in
-/// the container's [`MemoryGauge`] and gives it back when the store goes.
+/// The memory one guest may hold, bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Cap {
+    /// The container's `--memory`.
+    Flag(u64),
+    /// The daemon's `--wasm-memory-default`.
+    Default(u64),
+}
+
+impl Cap {
+    fn bytes(self) -> u64 {
+        match self {
+            Cap::Flag(n) | Cap::Default(n) => n,
+        }
+    }
+}
+
+/// Why the limiter refused a grow: said in the exit error (so in the
+/// container's log), and for the daemon's budget in ketchd's log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Refusal {
+    /// The guest's own cap.
+    Cap(Cap),
+    /// The daemon's budget, taken by all its guests; holds its size.
+    Budget(u64),
+    /// One table past [`MAX_TABLE_ELEMENTS`].
+    Table,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::Cap(Cap::Flag(n)) => write!(
+                f,
+                "memory refused: over the container's --memory of {}",
+                format_size(*n)
+            ),
+            Refusal::Cap(Cap::Default(n)) => write!(
+                f,
+                "memory refused: over the {} every Wasm guest may hold without --memory (ketchd --wasm-memory-default)",
+                format_size(*n)
+            ),
+            Refusal::Budget(n) => write!(
+                f,
+                "memory refused: the {} that all Wasm guests of ketchd may hold together is taken (ketchd --wasm-memory-budget)",
+                format_size(*n)
+            ),
+            Refusal::Table => write!(
+                f,
+                "table refused: over {MAX_TABLE_ELEMENTS} elements"
+            ),
+        }
+    }
+}
+
+/// Memory/table limits of one store: the guest's cap, and the daemon's
+/// budget, which it takes from before granting. Remembers why a grow was
+/// refused, so a guest that then dies is reported as OOM-killed. Counts
+/// what it grants in the container's [`MemoryGauge`]; gives everything back
+/// to both when the store is dropped, however the guest ended (exit, trap,
+/// kill, a dropped future, a panic).
 struct Limits {
-    memory: Option<usize>,
-    refused: bool,
+    cap: Cap,
+    budget: Arc<MemoryBudget>,
+    refused: Option<Refusal>,
+    /// Bytes of memories and tables granted, all taken from `budget`.
     held: u64,
     gauge: Arc<MemoryGauge>,
+    /// The container, for ketchd's log.
+    name: Arc<str>,
 }
 
 impl Limits {
-    fn new(memory: Option<usize>, gauge: &Arc<MemoryGauge>) -> Self {
+    fn new(
+        cap: Cap,
+        budget: &Arc<MemoryBudget>,
+        gauge: &Arc<MemoryGauge>,
+        name: &Arc<str>,
+    ) -> Self {
         store_born();
         Limits {
-            memory,
-            refused: false,
+            cap,
+            budget: budget.clone(),
+            refused: None,
             held: 0,
             gauge: gauge.clone(),
+            name: name.clone(),
         }
+    }
+
+    /// Grant `add` more bytes if both the cap and the budget allow.
+    fn grant(&mut self, add: u64) -> bool {
+        if self.held.saturating_add(add) > self.cap.bytes() {
+            self.refuse(Refusal::Cap(self.cap));
+            return false;
+        }
+        if !self.budget.try_take(add) {
+            self.refuse(Refusal::Budget(self.budget.limit()));
+            return false;
+        }
+        self.held += add;
+        self.gauge.grow(add);
+        true
+    }
+
+    fn refuse(&mut self, why: Refusal) {
+        if self.refused != Some(why) {
+            // The container's log says it when the guest dies; the budget
+            // is every guest's, so its operator hears of it too.
+            if let Refusal::Budget(_) = why {
+                tracing::warn!("wasm container {}: {why}", self.name);
+            } else {
+                tracing::debug!("wasm container {}: {why}", self.name);
+            }
+        }
+        self.refused = Some(why);
     }
 }
 
 impl Drop for Limits {
     fn drop(&mut self) {
+        self.budget.give_back(self.held);
         self.gauge.shrink(self.held);
         store_gone();
     }
@@ -126,31 +240,43 @@ fn store_gone() {
     *n = n.saturating_sub(1);
 }
 
+/// wasmtime asks here for every grow and, with `current` 0, for the initial
+/// size of every memory and table an instantiation creates (`limit_new` in
+/// its `vm/memory.rs` and `vm/table.rs`, for the on-demand and pooling
+/// allocators alike), so `held` is the store's whole footprint. Shared
+/// memories would bypass the limiter, but the engines leave them disabled.
 impl ResourceLimiter for Limits {
     fn memory_growing(
         &mut self,
         current: usize,
         desired: usize,
-        _max: Option<usize>,
+        maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let ok = self.memory.is_none_or(|m| desired <= m);
-        self.refused |= !ok;
-        if ok {
-            let add = desired.saturating_sub(current) as u64;
-            self.held += add;
-            self.gauge.grow(add);
+        // Past the memory's own declared maximum wasmtime fails the grow
+        // whatever we answer: the guest's own limit, not an OOM.
+        if maximum.is_some_and(|m| desired > m) {
+            return Ok(true);
         }
-        Ok(ok)
+        Ok(self.grant(desired.saturating_sub(current) as u64))
     }
     fn table_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
-        _max: Option<usize>,
+        maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let ok = desired <= MAX_TABLE_ELEMENTS;
-        self.refused |= !ok;
-        Ok(ok)
+        if maximum.is_some_and(|m| desired > m) {
+            return Ok(true);
+        }
+        if desired > MAX_TABLE_ELEMENTS {
+            self.refuse(Refusal::Table);
+            return Ok(false);
+        }
+        let add = desired.saturating_sub(current) as u64;
+        Ok(self.grant(add.saturating_mul(TABLE_ELEMENT_BYTES)))
+    }
+    fn memories(&self) -> usize {
+        MAX_MEMORIES
     }
 }
 
@@ -249,7 +375,7 @@ impl Control for Ctl {
 }
 
 impl WasmBackend {
-    pub fn new(cache_dir: &Path) -> Result<Self, RuntimeError> {
+    pub fn new(cache_dir: &Path, memory: WasmMemory) -> Result<Self, RuntimeError> {
         std::fs::create_dir_all(cache_dir).map_err(|e| RuntimeError::Io {
             path: cache_dir.display().to_string(),
             source: e,
@@ -266,8 +392,15 @@ impl WasmBackend {
         wasmtime_wasi::p2::add_to_linker_async(&mut p2_linker)
             .map_err(|e| RuntimeError::Unsupported(format!("wasi p2 linker: {e}")))?;
         spawn_epoch_ticker(&engine, EPOCH_TICK);
+        tracing::info!(
+            "wasm guests may hold {} each without --memory, {} all together",
+            format_size(memory.guest_default),
+            format_size(memory.budget)
+        );
         Ok(WasmBackend {
             engine,
+            memory,
+            budget: Arc::new(MemoryBudget::new(memory.budget)),
             functions: OnceLock::new(),
             cache_dir: cache_dir.to_path_buf(),
             compiled: Mutex::new(HashMap::new()),
@@ -444,6 +577,14 @@ impl WasmBackend {
         Ok(t)
     }
 
+    /// The memory cap of a guest of this spec.
+    fn cap(&self, spec: &RunSpec) -> Cap {
+        match spec.memory_limit {
+            Some(n) => Cap::Flag(n),
+            None => Cap::Default(self.memory.guest_default),
+        }
+    }
+
     /// The WASI context a spec grants, stdin aside.
     fn wasi_ctx(spec: &RunSpec) -> Result<WasiCtxBuilder, RuntimeError> {
         let mut b = WasiCtxBuilder::new();
@@ -506,7 +647,8 @@ impl Backend for WasmBackend {
         if let Compiled::Http(pre) = &*compiled {
             let ctl = Ctl::new(true);
             let engine = self.functions()?.engine.clone();
-            return http::serve(engine, pre.clone(), spec, ctl);
+            let cap = self.cap(&spec);
+            return http::serve(engine, pre.clone(), spec, ctl, cap, self.budget.clone());
         }
         if let Some(p) = spec.ports.first() {
             return Err(RuntimeError::Publish {
@@ -516,7 +658,8 @@ impl Backend for WasmBackend {
             });
         }
         let ctl = Ctl::new(false);
-        let memory = spec.memory_limit.map(|m| m as usize);
+        let cap = self.cap(&spec);
+        let log_name: Arc<str> = spec.name.as_str().into();
         let mut wasi = Self::wasi_ctx(&spec)?;
         if let Some(stdin) = spec.stdin.take() {
             wasi.stdin(wasmtime_wasi::cli::AsyncStdinStream::new(stdin));
@@ -527,7 +670,7 @@ impl Backend for WasmBackend {
             Compiled::Module(pre) => {
                 let state = P1State {
                     wasi: wasi.build_p1(),
-                    limits: Limits::new(memory, &ctl.memory),
+                    limits: Limits::new(cap, &self.budget, &ctl.memory, &log_name),
                     ctl: ctl.clone(),
                 };
                 let mut store = Store::new(&self.engine, state);
@@ -547,7 +690,7 @@ impl Backend for WasmBackend {
                 let state = P2State {
                     ctx: wasi.build(),
                     table: ResourceTable::new(),
-                    limits: Limits::new(memory, &ctl.memory),
+                    limits: Limits::new(cap, &self.budget, &ctl.memory, &log_name),
                     ctl: ctl.clone(),
                 };
                 let mut store = Store::new(&self.engine, state);
@@ -636,7 +779,9 @@ fn configure_store<T: Guest>(store: &mut Store<T>) {
     });
 }
 
-fn exit_status(result: wasmtime::Result<i64>, refused: bool) -> ExitStatus {
+/// A guest that dies after the limiter refused it memory is reported
+/// OOM-killed, with the limit it hit after the trap message.
+fn exit_status(result: wasmtime::Result<i64>, refused: Option<Refusal>) -> ExitStatus {
     match result {
         Ok(code) => ExitStatus {
             code,
@@ -651,11 +796,14 @@ fn exit_status(result: wasmtime::Result<i64>, refused: bool) -> ExitStatus {
                     oom_killed: false,
                 };
             }
-            let msg = format!("{e:#}");
+            let mut msg = format!("{e:#}");
+            if let Some(why) = refused {
+                msg.push_str(&format!(" ({why})"));
+            }
             ExitStatus {
                 code: EXIT_TRAP,
                 error: Some(msg),
-                oom_killed: refused,
+                oom_killed: refused.is_some(),
             }
         }
     }
@@ -788,6 +936,7 @@ impl<F: Future + Unpin> Future for Pausable<F> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runtime::memory::DEFAULT_GUEST_CAP;
 
     #[test]
     fn finds_the_http_handler_export_of_a_function() {
@@ -811,6 +960,164 @@ mod tests {
         )
         .unwrap();
         assert!(!exports_http_handler(&command));
+    }
+
+    const MIB: u64 = 1 << 20;
+
+    /// Grows memory 1 MiB at a time until refused, then aborts (as an
+    /// allocator failure would).
+    const GROW_WAT: &str = r#"(module (memory 1)
+      (func (export "_start")
+        (loop $l (br_if $l (i32.ne (memory.grow (i32.const 16)) (i32.const -1))))
+        unreachable))"#;
+    /// Spins forever with 64 MiB of memory from its instantiation on.
+    const HOG_WAT: &str = r#"(module (memory 1024) (func (export "_start") (loop $l (br $l))))"#;
+    /// Spins forever with one page.
+    const SPIN_WAT: &str = r#"(module (memory 1) (func (export "_start") (loop $l (br $l))))"#;
+
+    struct Discard;
+
+    impl crate::runtime::OutputSink for Discard {
+        fn write(&self, _: StdStream, _: &[u8]) {}
+    }
+
+    fn backend(guest_default: u64, budget: u64) -> (tempfile::TempDir, WasmBackend) {
+        let dir = tempfile::tempdir().unwrap();
+        let memory = WasmMemory {
+            guest_default,
+            budget,
+        };
+        let b = WasmBackend::new(dir.path(), memory).unwrap();
+        (dir, b)
+    }
+
+    fn prepared(b: &WasmBackend, wat: &str) -> Digest {
+        let wasm = wat::parse_str(wat).unwrap();
+        let digest = Digest::of(&wasm);
+        b.prepare("test", &digest, &wasm).unwrap();
+        digest
+    }
+
+    fn spec(name: &str, module: &Digest, memory_limit: Option<u64>) -> RunSpec {
+        RunSpec {
+            name: name.into(),
+            image: "test".into(),
+            program: Program::Wasm {
+                module: module.clone(),
+            },
+            argv: vec![name.into()],
+            env: Vec::new(),
+            workdir: "/".into(),
+            grants: Vec::new(),
+            memory_limit,
+            stdin: None,
+            output: Arc::new(Discard),
+            ports: Vec::new(),
+            exposed: Vec::new(),
+            http: Default::default(),
+        }
+    }
+
+    async fn exit(started: Started) -> ExitStatus {
+        tokio::time::timeout(Duration::from_secs(30), started.exit)
+            .await
+            .expect("the guest exits")
+            .expect("an exit status")
+    }
+
+    /// Waits until the budget has `used` bytes taken.
+    async fn budget_reaches(b: &WasmBackend, used: u64) {
+        for _ in 0..3000 {
+            if b.budget.used() == used {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("budget stuck at {} bytes, not {used}", b.budget.used());
+    }
+
+    #[test]
+    fn limiter_counts_memories_and_tables_against_cap_and_budget() {
+        let budget = Arc::new(MemoryBudget::new(10 * MIB));
+        let gauge = Arc::new(MemoryGauge::default());
+        let name: Arc<str> = "t".into();
+        let mb = MIB as usize;
+        let mut a = Limits::new(Cap::Flag(8 * MIB), &budget, &gauge, &name);
+        // Two memories of 4 MiB: the cap is for their sum.
+        assert!(a.memory_growing(0, 4 * mb, None).unwrap());
+        assert!(a.memory_growing(0, 4 * mb, None).unwrap());
+        assert!(!a.memory_growing(4 * mb, 5 * mb, None).unwrap());
+        assert_eq!(a.refused, Some(Refusal::Cap(Cap::Flag(8 * MIB))));
+        // Table elements count too; one table is bounded on its own.
+        let mut b = Limits::new(Cap::Default(8 * MIB), &budget, &gauge, &name);
+        assert!(b.table_growing(0, 1024, None).unwrap());
+        assert_eq!(b.held, 1024 * TABLE_ELEMENT_BYTES);
+        assert!(!b.table_growing(1024, MAX_TABLE_ELEMENTS + 1, None).unwrap());
+        assert_eq!(b.refused, Some(Refusal::Table));
+        // 8 MiB of the 10 are a's: b gets no 2 MiB more.
+        assert!(!b.memory_growing(0, 2 * mb, None).unwrap());
+        assert_eq!(b.refused, Some(Refusal::Budget(10 * MIB)));
+        // Past a memory's own maximum: wasmtime fails it, not an OOM.
+        let mut c = Limits::new(Cap::Default(8 * MIB), &budget, &gauge, &name);
+        assert!(c.memory_growing(0, 2 * mb, Some(mb)).unwrap());
+        assert_eq!((c.held, c.refused), (0, None));
+        assert_eq!(gauge.current(), 8 * MIB + 1024 * TABLE_ELEMENT_BYTES);
+        drop(a);
+        assert!(b.memory_growing(0, 2 * mb, None).unwrap());
+        drop((b, c));
+        assert_eq!(budget.used(), 0);
+        assert_eq!(gauge.current(), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn guest_without_memory_flag_stops_at_the_default_cap_alone() {
+        let (_dir, b) = backend(DEFAULT_GUEST_CAP, 64 << 30);
+        let grow = prepared(&b, GROW_WAT);
+        let spin = prepared(&b, SPIN_WAT);
+        let mut spinner = b.start(spec("spinner", &spin, None)).unwrap();
+        let grower = b.start(spec("grower", &grow, None)).unwrap();
+        let control = grower.control.clone();
+        let status = exit(grower).await;
+        assert_eq!(status.code, EXIT_TRAP, "{status:?}");
+        assert!(status.oom_killed, "{status:?}");
+        let error = status.error.unwrap_or_default();
+        assert!(error.contains("--wasm-memory-default"), "{error}");
+        // It got within a grow (1 MiB) of the cap, and not past it.
+        let peak = control.stats().memory_peak;
+        assert!(peak <= DEFAULT_GUEST_CAP, "{peak}");
+        assert!(peak > DEFAULT_GUEST_CAP - MIB, "{peak}");
+        // The other guest runs on.
+        assert!(spinner.exit.try_recv().is_err());
+        spinner.control.kill();
+        let status = exit(spinner).await;
+        assert_eq!((status.code, status.oom_killed), (EXIT_KILLED, false));
+        budget_reaches(&b, 0).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn second_guest_is_refused_while_the_first_holds_the_budget() {
+        let (_dir, b) = backend(DEFAULT_GUEST_CAP, 100 * MIB);
+        let hog = prepared(&b, HOG_WAT);
+        let mut first = b.start(spec("first", &hog, None)).unwrap();
+        budget_reaches(&b, 64 * MIB).await;
+        // Its initial memory does not fit in what is left.
+        let status = exit(b.start(spec("second", &hog, None)).unwrap()).await;
+        assert_eq!(status.code, EXIT_TRAP, "{status:?}");
+        assert!(status.oom_killed, "{status:?}");
+        let error = status.error.unwrap_or_default();
+        assert!(error.contains("--wasm-memory-budget"), "{error}");
+        assert!(first.exit.try_recv().is_err(), "the first runs on");
+        assert_eq!(b.budget.used(), 64 * MIB, "the refused one took nothing");
+        // A kill gives the first one's share back; now the second fits.
+        first.control.kill();
+        assert_eq!(exit(first).await.code, EXIT_KILLED);
+        assert_eq!(b.budget.used(), 0);
+        let mut second = b.start(spec("second", &hog, None)).unwrap();
+        budget_reaches(&b, 64 * MIB).await;
+        assert!(second.exit.try_recv().is_err());
+        second.control.kill();
+        assert_eq!(exit(second).await.code, EXIT_KILLED);
+        assert_eq!(b.budget.used(), 0);
     }
 
     #[test]
