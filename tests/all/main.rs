@@ -1,12 +1,14 @@
 //! ketch's integration tests: one binary; every test starts a real ketchd
 //! on a temp data root and drives it through the ketch CLI or the API.
 
+mod adversarial;
 mod api;
 mod common;
 mod docker_cli;
 mod functions;
 mod images;
 mod lifecycle;
+mod limits;
 mod linux;
 mod registry;
 mod sdk;
