@@ -47,6 +47,8 @@ pub(crate) fn is_linux_record(rec: &Record) -> bool {
 
 /// Suffix of a container directory being deleted.
 const REMOVING_SUFFIX: &str = "removing";
+/// A container being created: renamed to its id once its record is whole.
+const CREATING_SUFFIX: &str = "creating";
 /// Exit code recorded for a container that was running when ketchd went away.
 pub const EXIT_DAEMON_GONE: i64 = 255;
 /// Bytes buffered between an attached client's stdin and the guest.
@@ -253,14 +255,25 @@ impl Engine {
             .map_err(EngineError::io(&dir))?
             .flatten()
         {
-            if e.path().extension().is_some_and(|x| x == REMOVING_SUFFIX) {
-                // A removal that ketchd did not finish deleting.
+            if e.path()
+                .extension()
+                .is_some_and(|x| x == REMOVING_SUFFIX || x == CREATING_SUFFIX)
+            {
+                // A removal that ketchd did not finish deleting, or a
+                // create it did not finish making.
                 if let Err(err) = std::fs::remove_dir_all(e.path()) {
                     tracing::warn!("cannot delete {}: {err}", e.path().display());
                 }
                 continue;
             }
             let path = e.path().join("container.json");
+            if e.path().is_dir() && !path.exists() {
+                // Half made by an older ketchd that crashed mid-create:
+                // nothing refers to it.
+                tracing::warn!("removing {}: it has no record", e.path().display());
+                let _ = std::fs::remove_dir_all(e.path());
+                continue;
+            }
             let rec: Record = match std::fs::read(&path)
                 .map_err(|e| e.to_string())
                 .and_then(|d| serde_json::from_slice(&d).map_err(|e| e.to_string()))
@@ -491,16 +504,28 @@ impl Engine {
             }
             t.names.insert(name.clone(), id.clone());
             drop(t);
-            let write = std::fs::create_dir_all(&dir)
-                .map_err(EngineError::io(&dir))
+            // Made under a staging name and renamed into place once its
+            // record is written: a crash never leaves a half-made container.
+            let staging = dir.with_extension(CREATING_SUFFIX);
+            let write = std::fs::create_dir_all(&staging)
+                .map_err(EngineError::io(&staging))
                 .and_then(|()| {
                     write_record(
-                        &dir.join("container.json"),
+                        &staging.join("container.json"),
                         &serde_json::to_vec_pretty(&rec).expect("record serialises"),
                         rec.host_config.auto_remove,
                     )
+                })
+                .and_then(|()| std::fs::rename(&staging, &dir).map_err(EngineError::io(&dir)))
+                .and_then(|()| {
+                    if rec.host_config.auto_remove {
+                        return Ok(());
+                    }
+                    let parent = self.root.join("containers");
+                    crate::fsutil::sync_dir(&parent).map_err(EngineError::io(parent))
                 });
             if let Err(e) = write {
+                let _ = std::fs::remove_dir_all(&staging);
                 let _ = std::fs::remove_dir_all(&dir);
                 self.containers
                     .write()
