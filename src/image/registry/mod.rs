@@ -45,6 +45,13 @@ const ATTEMPTS: u32 = 5;
 const BACKOFF_START: Duration = Duration::from_millis(200);
 /// Blobs fetched or pushed at once.
 pub const PARALLEL_TRANSFERS: usize = 4;
+/// A token service's answer larger than this is refused: an endless one
+/// would otherwise grow ketchd without bound.
+pub const MAX_TOKEN_BODY: u64 = 1 << 20;
+/// Of an error answer, at most this much is read (for the message).
+pub const MAX_ERROR_BODY: u64 = 64 << 10;
+/// Redirects followed for one request.
+const MAX_REDIRECTS: usize = 10;
 
 #[derive(Clone, Debug, Default)]
 pub struct RegistryConfig {
@@ -83,6 +90,7 @@ impl Registry {
     pub fn new(cfg: RegistryConfig) -> Result<Self, ImageError> {
         let http = reqwest::Client::builder()
             .user_agent(concat!("ketch/", env!("CARGO_PKG_VERSION")))
+            .redirect(redirect_policy())
             .connect_timeout(Duration::from_secs(15))
             // A stalled transfer is retried (and resumed) rather than hung on.
             .read_timeout(Duration::from_secs(60))
@@ -113,6 +121,18 @@ impl Registry {
                 .parse::<std::net::IpAddr>()
                 .is_ok_and(|ip| ip.is_loopback())
             || self.cfg.insecure.iter().any(|i| i == host || i == bare)
+    }
+
+    fn build(
+        &self,
+        make: &impl Fn(&reqwest::Client) -> RequestBuilder,
+    ) -> Result<reqwest::Request, SendError> {
+        make(&self.http).build().map_err(|e| {
+            Fatal(ImageError::Registry {
+                registry: "-".into(),
+                reason: format!("bad request: {}", error_chain(&e)),
+            })
+        })
     }
 
     /// The endpoints to try for a reference: mirrors first for docker.io.
@@ -200,13 +220,32 @@ impl Registry {
                 .or_else(|| t.get(&(host.clone(), BASIC.to_string())))
                 .cloned()
         };
-        let mut req = make(&self.http);
-        if let Some(a) = &cached {
-            req = req.header(AUTHORIZATION, a);
+        // Credentials go only to the registry's own origin: an upload
+        // Location (or anything else a registry names) on another origin
+        // gets the request without them.
+        let own = |req: &reqwest::Request| same_origin(req.url(), &repo.base);
+        let mut req = self.build(make)?;
+        if let Some(a) = cached.as_deref().filter(|_| own(&req)) {
+            req.headers_mut().insert(AUTHORIZATION, header_value(a)?);
         }
-        let resp = req.send().await.map_err(|e| Transient(error_chain(&e)))?;
+        let theirs = !own(&req);
+        let resp = self
+            .http
+            .execute(req)
+            .await
+            .map_err(|e| Transient(error_chain(&e)))?;
         if resp.status() != StatusCode::UNAUTHORIZED {
             return Ok(resp);
+        }
+        if theirs {
+            return Err(Fatal(unauthorized(
+                repo,
+                &format!(
+                    "{} asks for credentials, which go only to {}",
+                    resp.url().origin().ascii_serialization(),
+                    repo.base
+                ),
+            )));
         }
         let challenge = resp
             .headers()
@@ -244,9 +283,12 @@ impl Registry {
                 )))
             }
         };
-        let resp = make(&self.http)
-            .header(AUTHORIZATION, &authorization)
-            .send()
+        let mut req = self.build(make)?;
+        req.headers_mut()
+            .insert(AUTHORIZATION, header_value(&authorization)?);
+        let resp = self
+            .http
+            .execute(req)
             .await
             .map_err(|e| Transient(error_chain(&e)))?;
         if resp.status() == StatusCode::UNAUTHORIZED {
@@ -281,6 +323,12 @@ impl Registry {
                 q.append_pair("scope", s);
             }
         }
+        if url.scheme() != "https" && repo.base.starts_with("https:") && repo.creds.is_some() {
+            return Err(Fatal(unauthorized(
+                repo,
+                &format!("refusing to send credentials to the plain-http token realm {realm:?}"),
+            )));
+        }
         let mut req = self.http.get(url);
         if let Some(c) = &repo.creds {
             req = req.header(AUTHORIZATION, basic(c));
@@ -303,7 +351,15 @@ impl Registry {
             #[serde(default)]
             access_token: String,
         }
-        let body = resp.bytes().await.map_err(|e| Transient(error_chain(&e)))?;
+        let body = read_limited(resp, MAX_TOKEN_BODY)
+            .await
+            .map_err(|e| match e {
+                Limited::Over => Fatal(ImageError::Registry {
+                    registry: repo.registry.clone(),
+                    reason: format!("the token service's answer is over {MAX_TOKEN_BODY} bytes"),
+                }),
+                Limited::Failed(e) => Transient(e),
+            })?;
         let t: Token = serde_json::from_slice(&body).map_err(|e| {
             Fatal(ImageError::Registry {
                 registry: repo.registry.clone(),
@@ -355,6 +411,68 @@ impl Registry {
 }
 
 /// `https://index.docker.io/v1/` and friends are Docker Hub.
+/// Follow redirects only to http(s), never from https down to http, at
+/// most [`MAX_REDIRECTS`]. (reqwest drops `Authorization` itself when the
+/// host or port changes.)
+fn redirect_policy() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let next = attempt.url();
+        let from_https = attempt
+            .previous()
+            .last()
+            .is_some_and(|u| u.scheme() == "https");
+        let why = match next.scheme() {
+            _ if attempt.previous().len() > MAX_REDIRECTS => {
+                format!("more than {MAX_REDIRECTS} redirects")
+            }
+            "https" => return attempt.follow(),
+            "http" if !from_https => return attempt.follow(),
+            "http" => format!("refusing a redirect from https down to {next}"),
+            other => format!("refusing a redirect to a {other}: URL ({next})"),
+        };
+        attempt.error(why)
+    })
+}
+
+/// Do `url` and `base` (`scheme://host[:port]`) share scheme, host and port?
+fn same_origin(url: &url::Url, base: &str) -> bool {
+    url::Url::parse(base).is_ok_and(|b| b.origin() == url.origin())
+}
+
+fn header_value(v: &str) -> Result<HeaderValue, SendError> {
+    HeaderValue::from_str(v).map_err(|e| {
+        Fatal(ImageError::Registry {
+            registry: "-".into(),
+            reason: format!("bad authorization header: {e}"),
+        })
+    })
+}
+
+/// Why a bounded read stopped.
+pub(crate) enum Limited {
+    Over,
+    Failed(String),
+}
+
+/// Read a response body, failing as soon as it passes `max` bytes.
+pub(crate) async fn read_limited(mut resp: Response, max: u64) -> Result<Vec<u8>, Limited> {
+    if resp.content_length().is_some_and(|n| n > max) {
+        return Err(Limited::Over);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| Limited::Failed(error_chain(&e)))?
+    {
+        if (body.len() + chunk.len()) as u64 > max {
+            return Err(Limited::Over);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 pub fn normalize_server(s: &str) -> String {
     let s = s
         .trim()
@@ -533,5 +651,203 @@ mod tests {
         assert_eq!(normalize_server("https://index.docker.io/v1/"), "docker.io");
         assert_eq!(normalize_server(""), "docker.io");
         assert_eq!(normalize_server("http://127.0.0.1:5000/"), "127.0.0.1:5000");
+    }
+
+    /// A hostile registry on loopback: each connection's request head is
+    /// recorded and answered by `answer` (path, head) with raw bytes, or
+    /// with a body streamed in 64 KiB chunks up to `stream` bytes.
+    struct Hostile {
+        port: u16,
+        heads: Arc<Mutex<Vec<String>>>,
+    }
+
+    type Answer = Arc<dyn Fn(&str, &str) -> (Vec<u8>, u64) + Send + Sync>;
+
+    async fn hostile(answer: Answer) -> Hostile {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let heads = Arc::new(Mutex::new(Vec::new()));
+        let seen = heads.clone();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                let (answer, seen) = (answer.clone(), seen.clone());
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut b = [0u8; 1024];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 65536 {
+                        match s.read(&mut b).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&b[..n]),
+                        }
+                    }
+                    let head = String::from_utf8_lossy(&head).into_owned();
+                    let path = head.split_whitespace().nth(1).unwrap_or("").to_string();
+                    seen.lock().unwrap().push(head.clone());
+                    let (bytes, stream) = answer(&path, &head);
+                    let _ = s.write_all(&bytes).await;
+                    let chunk = vec![b'a'; 64 << 10];
+                    let mut sent = 0;
+                    while sent < stream {
+                        if s.write_all(&chunk).await.is_err() {
+                            break;
+                        }
+                        sent += chunk.len() as u64;
+                    }
+                });
+            }
+        });
+        Hostile { port, heads }
+    }
+
+    fn reply(status: &str, headers: &str, body: &str) -> Vec<u8> {
+        format!(
+            "HTTP/1.1 {status}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    }
+
+    fn repo_at(port: u16) -> Repo {
+        Repo {
+            base: format!("http://127.0.0.1:{port}"),
+            name: "app".into(),
+            creds: Some(Credentials {
+                username: "ada".into(),
+                password: "secret".into(),
+                ..Default::default()
+            }),
+            registry: format!("127.0.0.1:{port}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_endless_token_answer_is_cut_off_at_its_limit() {
+        let srv = hostile(Arc::new(|path: &str, _: &str| {
+            if path.starts_with("/token") {
+                // No Content-Length: an endless body, 64 MiB at most here.
+                (
+                    b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n{\"token\":\"".to_vec(),
+                    64 << 20,
+                )
+            } else {
+                let port = 0; // filled below through the Host header
+                let _ = port;
+                (Vec::new(), 0)
+            }
+        }))
+        .await;
+        let port = srv.port;
+        let reg_srv = hostile(Arc::new(move |_: &str, _: &str| {
+            let h = format!(
+                "WWW-Authenticate: Bearer realm=\"http://127.0.0.1:{port}/token\",service=\"x\"\r\n"
+            );
+            (reply("401 Unauthorized", &h, ""), 0)
+        }))
+        .await;
+        let reg = Registry::new(RegistryConfig::default()).unwrap();
+        let repo = repo_at(reg_srv.port);
+        let url = format!("{}/v2/app/manifests/1", repo.base);
+        let t0 = std::time::Instant::now();
+        let err = reg
+            .send(&repo, "repository:app:pull", |c| c.get(&url))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&format!("over {MAX_TOKEN_BODY} bytes")),
+            "{err}"
+        );
+        assert!(t0.elapsed() < Duration::from_secs(20));
+    }
+
+    #[tokio::test]
+    async fn credentials_never_reach_another_origin() {
+        let other = hostile(Arc::new(|_: &str, _: &str| {
+            (reply("200 OK", "", "blob"), 0)
+        }))
+        .await;
+        let to = other.port;
+        let reg_srv = hostile(Arc::new(move |path: &str, head: &str| {
+            if !head.to_ascii_lowercase().contains("authorization: basic") {
+                return (
+                    reply(
+                        "401 Unauthorized",
+                        "WWW-Authenticate: Basic realm=\"r\"\r\n",
+                        "",
+                    ),
+                    0,
+                );
+            }
+            if path.contains("/blobs/") {
+                let h = format!("Location: http://127.0.0.1:{to}/stolen\r\n");
+                return (reply("307 Temporary Redirect", &h, ""), 0);
+            }
+            (reply("200 OK", "", "{}"), 0)
+        }))
+        .await;
+        let reg = Registry::new(RegistryConfig::default()).unwrap();
+        let repo = repo_at(reg_srv.port);
+        // A login caches the Basic credentials for the registry.
+        let v2 = format!("{}/v2/", repo.base);
+        let r = reg.send(&repo, "", |c| c.get(&v2)).await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        // A blob redirected to another port.
+        let blob = format!("{}/v2/app/blobs/sha256:00", repo.base);
+        let r = reg
+            .send(&repo, "repository:app:pull", |c| c.get(&blob))
+            .await
+            .unwrap();
+        assert_eq!(r.text().await.unwrap(), "blob");
+        // An upload Location on another origin (a push follows it itself).
+        let loc = format!("http://127.0.0.1:{to}/upload");
+        let _ = reg
+            .send(&repo, "repository:app:pull,push", |c| c.put(&loc))
+            .await;
+        let heads = other.heads.lock().unwrap().clone();
+        assert_eq!(heads.len(), 2, "{heads:?}");
+        for h in heads {
+            assert!(
+                !h.to_ascii_lowercase().contains("authorization"),
+                "leaked: {h}"
+            );
+        }
+        assert!(reg_srv
+            .heads
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|h| h.contains("Basic")));
+    }
+
+    #[tokio::test]
+    async fn redirects_go_only_to_http_and_https() {
+        let reg_srv = hostile(Arc::new(|_: &str, _: &str| {
+            (
+                reply("302 Found", "Location: file:///etc/passwd\r\n", ""),
+                0,
+            )
+        }))
+        .await;
+        let reg = Registry::new(RegistryConfig::default()).unwrap();
+        let mut repo = repo_at(reg_srv.port);
+        repo.creds = None;
+        let url = format!("{}/v2/app/blobs/sha256:00", repo.base);
+        // Refused by the policy, or not followed at all (the redirect is
+        // what the caller sees, and fails on): never read.
+        match reg.send(&repo, "", |c| c.get(&url)).await {
+            Err(e) => assert!(e.to_string().contains("file"), "{e}"),
+            Ok(r) => assert!(r.status().is_redirection(), "{}", r.status()),
+        }
+        assert_eq!(reg_srv.heads.lock().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn origins_are_scheme_host_and_port() {
+        let base = url::Url::parse("http://127.0.0.1:5000/v2/").unwrap();
+        assert!(same_origin(&base, "http://127.0.0.1:5000"));
+        assert!(!same_origin(&base, "http://127.0.0.1:5001"));
+        assert!(!same_origin(&base, "https://127.0.0.1:5000"));
+        assert!(!same_origin(&base, "http://localhost:5000"));
     }
 }

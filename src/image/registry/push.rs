@@ -117,7 +117,10 @@ fn push_scope(repo: &Repo, mount_from: &[&str]) -> String {
 
 async fn refused(repo: &Repo, what: &str, resp: reqwest::Response) -> ImageError {
     let status = resp.status();
-    let text = resp.text().await.unwrap_or_default();
+    let text = super::read_limited(resp, super::MAX_ERROR_BODY)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
     let detail = text.trim();
     ImageError::Registry {
         registry: repo.registry.clone(),
