@@ -752,6 +752,7 @@ impl Writer<'_> {
                 at_nofollow(dir)?;
                 // mknod applies the umask; the entry's own mode is wanted.
                 rustix::fs::chmodat(dir, &name, mode, AtFlags::empty()).map_err(errno(path))?;
+                let _ = rustix::fs::utimensat(dir, &name, &ts(e.mtime), AtFlags::SYMLINK_NOFOLLOW);
             }
             EntryKind::Opaque => unreachable!("handled above"),
         }

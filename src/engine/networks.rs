@@ -24,6 +24,9 @@ use std::sync::{Arc, RwLock};
 pub const DEFAULT: &str = "bridge";
 /// Docker's option naming a network's bridge device.
 pub const BRIDGE_NAME_OPTION: &str = "com.docker.network.bridge.name";
+/// `-o io.ketch.network.bridge.adopt=true`: use an existing host bridge
+/// named by [`BRIDGE_NAME_OPTION`]. ketch never deletes an adopted bridge.
+pub const ADOPT_OPTION: &str = "io.ketch.network.bridge.adopt";
 
 /// A network as stored.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -40,6 +43,10 @@ pub struct NetworkRecord {
     /// The host's bridge device.
     #[serde(default)]
     pub bridge: String,
+    /// Whether ketch made the bridge (and so may delete it). Records from
+    /// before this field: only ketch's own `kt-` names were surely made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bridge_made: Option<bool>,
     /// No default route out of the network.
     #[serde(default)]
     pub internal: bool,
@@ -57,6 +64,15 @@ impl NetworkRecord {
 
     pub fn is_bridge(&self) -> bool {
         self.driver == "bridge"
+    }
+
+    /// Did ketch make this network's host bridge? Only then may it delete
+    /// it, or make it again after a reboot.
+    pub fn owns_bridge(&self) -> bool {
+        !self.bridge.is_empty()
+            && self
+                .bridge_made
+                .unwrap_or_else(|| self.bridge.starts_with("kt-"))
     }
 
     /// (network address, prefix length, gateway).
@@ -185,7 +201,7 @@ impl Networks {
         };
         // After a reboot the bridges are gone: make them again, so other
         // ketchds on this host see their subnets as taken.
-        for n in nets.list().iter().filter(|n| !n.bridge.is_empty()) {
+        for n in nets.list().iter().filter(|n| n.owns_bridge()) {
             if let Err(e) = nets.make_bridge(n) {
                 tracing::warn!("network {}: {e}", n.name);
             }
@@ -199,6 +215,7 @@ impl Networks {
                     subnet: String::new(),
                     gateway: String::new(),
                     bridge: String::new(),
+                    bridge_made: None,
                     internal: false,
                     labels: BTreeMap::new(),
                     options: BTreeMap::new(),
@@ -344,6 +361,8 @@ impl Networks {
             None => format!("kt-{}", &id[..12]),
         };
         options.insert(BRIDGE_NAME_OPTION.into(), bridge.clone());
+        let adopt = options.get(ADOPT_OPTION).is_some_and(|v| v == "true");
+        let made = !self.existing_bridge(&req.name, &bridge, adopt)?;
         let n = NetworkRecord {
             id,
             name: req.name,
@@ -351,6 +370,7 @@ impl Networks {
             subnet: format!("{}/{}", subnet.0, subnet.1),
             gateway: gateway.to_string(),
             bridge,
+            bridge_made: Some(made),
             internal: req.internal,
             labels: req.labels,
             options,
@@ -392,9 +412,43 @@ impl Networks {
         Ok(())
     }
 
+    /// Is there a host link named `bridge` already? One ketch did not make
+    /// is refused, unless it is a bridge and the request asks to adopt it.
+    fn existing_bridge(
+        &self,
+        network: &str,
+        bridge: &str,
+        adopt: bool,
+    ) -> Result<bool, EngineError> {
+        #[cfg(all(feature = "linux", target_os = "linux"))]
+        if self.bridges {
+            let kind = crate::runtime::linux::net::link_kind(bridge)
+                .map_err(|e| EngineError::io(format!("network device {bridge}"))(e))?;
+            return adoption(network, bridge, kind.as_deref(), adopt);
+        }
+        let _ = (network, bridge, adopt);
+        Ok(false)
+    }
+
+    /// Delete the host bridge of `n`, if ketch made it; an adopted one is
+    /// left as it was found.
     fn remove_bridge(&self, n: &NetworkRecord) {
         #[cfg(all(feature = "linux", target_os = "linux"))]
-        if self.bridges && !n.bridge.is_empty() {
+        if self.bridges && !n.bridge.is_empty() && !n.owns_bridge() {
+            if let Some((_, prefix, gateway)) = n.ipv4() {
+                if let Err(e) =
+                    crate::runtime::linux::net::remove_address(&n.bridge, gateway, prefix)
+                {
+                    tracing::warn!(
+                        "removing {gateway} from bridge {} of network {}: {e}",
+                        n.bridge,
+                        n.name
+                    );
+                }
+            }
+        }
+        #[cfg(all(feature = "linux", target_os = "linux"))]
+        if self.bridges && n.owns_bridge() {
             if let Err(e) = crate::runtime::linux::net::remove_bridge(&n.bridge) {
                 tracing::warn!("removing bridge {} of network {}: {e}", n.bridge, n.name);
             }
@@ -411,6 +465,28 @@ impl Networks {
             .remove(&n.id);
         self.remove_bridge(n);
         Ok(())
+    }
+}
+
+/// What to do about a host link named `bridge` of kind `kind` (None: no
+/// such link) for a new network: `Ok(true)` adopt it, `Ok(false)` make it.
+pub fn adoption(
+    network: &str,
+    bridge: &str,
+    kind: Option<&str>,
+    adopt: bool,
+) -> Result<bool, EngineError> {
+    match kind {
+        None => Ok(false),
+        Some("bridge") if adopt => Ok(true),
+        Some("bridge") => Err(EngineError::Conflict(format!(
+            "network {network}: the host already has a bridge named {bridge}, which ketch did not make; \
+             to use it, add -o {ADOPT_OPTION}=true (ketch will never delete it)"
+        ))),
+        Some(k) => Err(EngineError::Conflict(format!(
+            "network {network}: the host already has a network device named {bridge} ({}), which is not a bridge",
+            if k.is_empty() { "a device" } else { k }
+        ))),
     }
 }
 
@@ -929,6 +1005,39 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_bridges_are_adopted_and_only_when_asked() {
+        assert!(!adoption("n", "kt-x", None, false).unwrap());
+        assert!(adoption("n", "br0", Some("bridge"), true).unwrap());
+        let e = adoption("n", "br0", Some("bridge"), false)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(ADOPT_OPTION), "{e}");
+        for kind in ["veth", "dummy", ""] {
+            let e = adoption("n", "eth0", Some(kind), true)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("not a bridge"), "{e}");
+        }
+    }
+
+    #[test]
+    fn old_records_own_only_ketchs_own_bridge_names() {
+        let mut n: NetworkRecord = serde_json::from_value(serde_json::json!({
+            "id": "x", "name": "n", "driver": "bridge", "bridge": "kt-0123456789ab",
+            "created": "2026-01-01T00:00:00Z"
+        }))
+        .unwrap();
+        assert!(n.owns_bridge());
+        n.bridge = "br-user".into();
+        assert!(!n.owns_bridge());
+        n.bridge_made = Some(true);
+        assert!(n.owns_bridge());
+        n.bridge_made = Some(false);
+        n.bridge = "kt-0123456789ab".into();
+        assert!(!n.owns_bridge());
+    }
 
     #[test]
     fn cidrs_parse_and_overlap() {

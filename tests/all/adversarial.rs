@@ -507,3 +507,80 @@ int main(void) {
         .ok();
     assert!(out.contains("clone-newns:ok\n"), "{out}");
 }
+
+/// Host links made by a test, deleted when it ends.
+struct HostLinks(Vec<String>);
+
+impl Drop for HostLinks {
+    fn drop(&mut self) {
+        for l in &self.0 {
+            let _ = Command::new("ip").args(["link", "del", l]).status();
+        }
+    }
+}
+
+fn link_exists(name: &str) -> bool {
+    Path::new("/sys/class/net").join(name).exists()
+}
+
+/// Class 10: a network may name an existing host link as its bridge, but
+/// only a bridge, only when asked to adopt it, and `network rm` deletes
+/// only the bridges ketch made.
+#[test]
+fn networks_delete_only_the_links_they_made() {
+    need_linux!();
+    let d = TestDaemon::start();
+    let tag = std::process::id() % 100_000;
+    // One end of someone's veth pair, and someone's bridge.
+    let (dummy, peer, bridge) = (
+        format!("ktadv{tag}"),
+        format!("ktadp{tag}"),
+        format!("ktadb{tag}"),
+    );
+    let _links = HostLinks(vec![dummy.clone(), bridge.clone()]);
+    for args in [
+        vec!["link", "add", &dummy, "type", "veth", "peer", "name", &peer],
+        vec!["link", "add", &bridge, "type", "bridge"],
+    ] {
+        let ok = Command::new("ip")
+            .args(&args)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "ip {args:?}");
+    }
+    let opt = |b: &str| format!("com.docker.network.bridge.name={b}");
+    let r = d.ketch(&["network", "create", "-o", &opt(&dummy), "on-dummy"]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("not a bridge"), "{}", r.stderr);
+    let r = d.ketch(&["network", "create", "-o", &opt(&bridge), "on-bridge"]);
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stderr.contains("io.ketch.network.bridge.adopt"),
+        "{}",
+        r.stderr
+    );
+    d.ketch(&[
+        "network",
+        "create",
+        "-o",
+        &opt(&bridge),
+        "-o",
+        "io.ketch.network.bridge.adopt=true",
+        "adopted",
+    ])
+    .ok();
+    d.ketch(&["network", "rm", "adopted"]).ok();
+    assert!(link_exists(&bridge), "network rm deleted an adopted bridge");
+    assert!(link_exists(&dummy));
+    // A bridge ketch made is deleted with its network.
+    d.ketch(&["network", "create", "own"]).ok();
+    let v: serde_json::Value =
+        serde_json::from_str(&d.ketch(&["network", "inspect", "own"]).ok()).unwrap();
+    let own = v[0]["Options"]["com.docker.network.bridge.name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(own.starts_with("kt-") && link_exists(&own), "{own}");
+    d.ketch(&["network", "rm", "own"]).ok();
+    assert!(!link_exists(&own));
+}

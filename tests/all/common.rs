@@ -234,7 +234,7 @@ impl Drop for TestDaemon {
     }
 }
 
-/// The host bridges of a data root's networks.
+/// The host bridges a data root's networks made.
 pub fn bridges(root: &Path) -> Vec<String> {
     std::fs::read_dir(root.join("networks"))
         .into_iter()
@@ -242,6 +242,12 @@ pub fn bridges(root: &Path) -> Vec<String> {
         .flatten()
         .filter_map(|e| std::fs::read(e.path()).ok())
         .filter_map(|d| serde_json::from_slice::<serde_json::Value>(&d).ok())
+        // Only the bridges ketch made: an adopted one is the host's.
+        .filter(|v| {
+            v["bridge_made"]
+                .as_bool()
+                .unwrap_or_else(|| v["bridge"].as_str().is_some_and(|b| b.starts_with("kt-")))
+        })
         .filter_map(|v| v["bridge"].as_str().map(String::from))
         .filter(|b| !b.is_empty())
         .collect()

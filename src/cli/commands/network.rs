@@ -23,6 +23,10 @@ pub enum Cmd {
         /// Set metadata on the network (key=value)
         #[arg(long = "label")]
         label: Vec<String>,
+        /// Set driver-specific options (key=value), e.g.
+        /// com.docker.network.bridge.name=NAME
+        #[arg(short = 'o', long = "opt")]
+        opt: Vec<String>,
         name: String,
     },
     /// List networks
@@ -93,6 +97,7 @@ pub async fn run(c: &Client, cmd: Cmd) -> anyhow::Result<i32> {
             gateway,
             internal,
             label,
+            opt,
             name,
         } => {
             let config: Vec<serde_json::Value> = subnet
@@ -105,6 +110,7 @@ pub async fn run(c: &Client, cmd: Cmd) -> anyhow::Result<i32> {
                 "Internal": internal,
                 "IPAM": {"Driver": "default", "Config": config},
                 "Labels": labels(&label),
+                "Options": labels(&opt),
             });
             let v: serde_json::Value = c.post_json("/networks/create", &body).await?;
             println!("{}", v["Id"].as_str().unwrap_or_default());

@@ -123,6 +123,32 @@ impl Netlink {
         }
     }
 
+    /// The kind of the link called `name` (`bridge`, `veth`, `dummy`, or
+    /// empty for a device without one, such as a NIC), if there is one.
+    pub fn link_kind(&mut self, name: &str) -> io::Result<Option<String>> {
+        let mut m = LinkMessage::default();
+        m.attributes.push(LinkAttribute::IfName(name.to_string()));
+        match self.request(RouteNetlinkMessage::GetLink(m), 0) {
+            Ok(replies) => Ok(replies.into_iter().find_map(|r| match r {
+                RouteNetlinkMessage::NewLink(l) => Some(
+                    l.attributes
+                        .iter()
+                        .find_map(|a| match a {
+                            LinkAttribute::LinkInfo(infos) => infos.iter().find_map(|i| match i {
+                                LinkInfo::Kind(k) => Some(k.to_string()),
+                                _ => None,
+                            }),
+                            _ => None,
+                        })
+                        .unwrap_or_default(),
+                ),
+                _ => None,
+            })),
+            Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// The index of the link called `name`, if there is one.
     pub fn link_index(&mut self, name: &str) -> io::Result<Option<u32>> {
         let mut m = LinkMessage::default();
@@ -168,6 +194,24 @@ impl Netlink {
             NLM_F_CREATE | NLM_F_EXCL,
         )
         .map(drop)
+    }
+
+    /// Take `ip/prefix` off the link `name` (what ketch put on a bridge it
+    /// adopted). A missing link or address is not an error.
+    pub fn remove_address(&mut self, name: &str, ip: Ipv4Addr, prefix: u8) -> io::Result<()> {
+        let Some(index) = self.link_index(name)? else {
+            return Ok(());
+        };
+        let mut m = AddressMessage::default();
+        m.header.family = AddressFamily::Inet;
+        m.header.prefix_len = prefix;
+        m.header.index = index;
+        m.attributes.push(AddressAttribute::Local(ip.into()));
+        m.attributes.push(AddressAttribute::Address(ip.into()));
+        match self.request(RouteNetlinkMessage::DelAddress(m), 0) {
+            Err(e) if e.raw_os_error() != Some(libc::EADDRNOTAVAIL) => Err(e),
+            _ => Ok(()),
+        }
     }
 
     /// Make the bridge `name` with `gateway/prefix` on it and bring it up.
@@ -340,6 +384,17 @@ pub fn ensure_bridge(name: &str, gateway: Ipv4Addr, prefix: u8) -> io::Result<()
 /// Remove a network's bridge from the host.
 pub fn remove_bridge(name: &str) -> io::Result<()> {
     Netlink::open()?.delete_link(name)
+}
+
+/// Take a network's gateway address off a bridge ketch adopted.
+pub fn remove_address(name: &str, ip: Ipv4Addr, prefix: u8) -> io::Result<()> {
+    Netlink::open()?.remove_address(name, ip, prefix)
+}
+
+/// The kind of the host link `name`, if it exists (see
+/// [`Netlink::link_kind`]).
+pub fn link_kind(name: &str) -> io::Result<Option<String>> {
+    Netlink::open()?.link_kind(name)
 }
 
 /// IPv4 networks the host already routes (from `/proc/net/route`), so a
