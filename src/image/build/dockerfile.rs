@@ -308,6 +308,9 @@ pub fn key_values(
     lookup: &dyn Fn(&str) -> Option<String>,
     legacy: bool,
 ) -> Result<Vec<(String, String)>, String> {
+    // Trimmed as `split_whitespace` splits (Unicode white space), so the
+    // first word is a prefix of it.
+    let s = s.trim_start();
     let first = s.split_whitespace().next().unwrap_or("");
     if legacy && !first.contains('=') {
         let rest = s[first.len()..].trim();
@@ -330,6 +333,15 @@ pub fn key_values(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn legacy_env_after_unicode_space_does_not_panic() {
+        // Found by the `dockerfile` fuzz target: a leading space made the
+        // first word's length an index into the wrong string.
+        let none = |_: &str| None;
+        let kv = key_values(" \u{2003}K \u{c6}v", &none, true).unwrap();
+        assert_eq!(kv, [("K".to_string(), "\u{c6}v".to_string())]);
+    }
 
     fn env(k: &str) -> Option<String> {
         match k {
