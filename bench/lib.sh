@@ -21,8 +21,11 @@ start_ketchd() {
 stop_ketchd() {
   kill "$DPID" 2>/dev/null || true
   wait "$DPID" 2>/dev/null || true
-  for b in $(grep -ho '"bridge": *"[^"]*"' "$T"/root/networks/*.json 2>/dev/null | cut -d'"' -f4); do
-    ip link del "$b" 2>/dev/null || true
+  # Only the bridges ketchd made (an adopted one is the host's).
+  for f in "$T"/root/networks/*.json; do
+    [ -e "$f" ] || continue
+    b=$(python3 -c 'import json,sys; n=json.load(open(sys.argv[1])); b=n.get("bridge",""); print(b if n.get("bridge_made", b.startswith("kt-")) else "")' "$f")
+    [ -n "$b" ] && { ip link del "$b" 2>/dev/null || true; }
   done
   rm -rf "$T"
 }

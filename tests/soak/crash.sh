@@ -36,7 +36,7 @@ cleanup() {
   [ -n "$REG_PID" ] && kill "$REG_PID" 2>/dev/null
   for f in "$ROOT"/networks/*.json; do
     [ -e "$f" ] || continue
-    b=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("bridge",""))' "$f")
+    b=$(python3 -c 'import json,sys; n=json.load(open(sys.argv[1])); b=n.get("bridge",""); print(b if n.get("bridge_made", b.startswith("kt-")) else "")' "$f")
     [ -n "$b" ] && ip link del "$b" 2>/dev/null
   done
   rm -rf "$T"
