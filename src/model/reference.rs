@@ -73,10 +73,12 @@ impl ImageRef {
         if name.is_empty() {
             return Err(fmt_err());
         }
-        if name.len() > MAX_NAME_LEN {
+        let (domain, path) = split_domain(name);
+        // As Docker: the limit is on the normalised name, so every name
+        // that parses prints as one that parses again.
+        if domain.len() + 1 + path.len() > MAX_NAME_LEN {
             return Err(RefError::TooLong(name.to_string()));
         }
-        let (domain, path) = split_domain(name);
         if !valid_domain(&domain) {
             return Err(fmt_err());
         }
@@ -226,6 +228,17 @@ fn valid_tag(t: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_length_limit_is_on_the_normalised_name() {
+        // Found by the `reference` fuzz target: 250 characters that grew
+        // past 255 with `docker.io/library/` printed again unparseable.
+        let short = "a".repeat(250);
+        assert!(matches!(ImageRef::parse(&short), Err(RefError::TooLong(_))));
+        let fits = "a".repeat(255 - "docker.io/library/".len());
+        let r = ImageRef::parse(&fits).unwrap();
+        assert_eq!(ImageRef::parse(&r.to_string()).unwrap(), r);
+    }
 
     fn p(s: &str) -> String {
         ImageRef::parse(s).unwrap().to_string()

@@ -279,24 +279,16 @@ fn start(run_dir: &Path, cfg: &MonitorConfig) -> Result<Running, String> {
 
 /// Create a missing working directory in the container's root, as Docker
 /// does. The path comes from the image or the request: it is hostile, so
-/// creation stops at the first component that is not a plain directory
-/// (a symlink could point anywhere on the host).
+/// it is made through `confine`, component by component with no symlink
+/// on the way (a symlink could point anywhere on the host); creation stops
+/// at anything that is not a plain directory.
 fn make_workdir(rootfs: &Path, workdir: &str) {
-    let mut cur = rootfs.to_path_buf();
-    for c in Path::new(workdir).components() {
-        let std::path::Component::Normal(name) = c else {
-            continue;
-        };
-        cur.push(name);
-        match std::fs::symlink_metadata(&cur) {
-            Ok(m) if m.is_dir() => {}
-            Ok(_) => return,
-            Err(_) => {
-                if std::fs::create_dir(&cur).is_err() {
-                    return;
-                }
-            }
-        }
+    let clean = crate::fsutil::clean_abs(workdir);
+    let Ok(rel) = crate::confine::RelPath::parse(clean.trim_start_matches('/').as_bytes()) else {
+        return;
+    };
+    if let Ok(root) = crate::confine::Root::open(rootfs) {
+        let _ = root.dir_nofollow(&rel, true);
     }
 }
 
