@@ -25,8 +25,21 @@ pub const DEFAULT: &str = "bridge";
 /// Docker's option naming a network's bridge device.
 pub const BRIDGE_NAME_OPTION: &str = "com.docker.network.bridge.name";
 /// `-o io.ketch.network.bridge.adopt=true`: use an existing host bridge
-/// named by [`BRIDGE_NAME_OPTION`]. ketch never deletes an adopted bridge.
+/// named by [`BRIDGE_NAME_OPTION`]. ketch never deletes an adopted bridge,
+/// nor makes it again when it is gone.
 pub const ADOPT_OPTION: &str = "io.ketch.network.bridge.adopt";
+
+/// `kt-<id12>`: the bridge name ketch gives a network that asks for none.
+pub fn default_bridge_name(network_id: &str) -> String {
+    format!("kt-{}", network_id.get(..12).unwrap_or(network_id))
+}
+
+/// The alias (IFLA_IFALIAS) ketch gives each bridge it makes, so that a
+/// bridge of the same name made by someone else (after a reboot, or by a
+/// second ketchd) is never taken for its own.
+pub fn bridge_mark(network_id: &str) -> String {
+    format!("ketch network {network_id}")
+}
 
 /// A network as stored.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -44,9 +57,14 @@ pub struct NetworkRecord {
     #[serde(default)]
     pub bridge: String,
     /// Whether ketch made the bridge (and so may delete it). Records from
-    /// before this field: only ketch's own `kt-` names were surely made.
+    /// before this field: only ketch's own name, `kt-<id12>`, was surely
+    /// made (see [`NetworkRecord::owns_bridge`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bridge_made: Option<bool>,
+    /// On an adopted bridge: ketch added the gateway address (it was not
+    /// there), so `network rm` takes it off again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub gateway_added: bool,
     /// No default route out of the network.
     #[serde(default)]
     pub internal: bool,
@@ -67,12 +85,14 @@ impl NetworkRecord {
     }
 
     /// Did ketch make this network's host bridge? Only then may it delete
-    /// it, or make it again after a reboot.
+    /// it, or make it again after a reboot. A record from before
+    /// `bridge_made` says so only for `kt-<its own id12>`: a name the user
+    /// gave may have been an existing link, adopted without a word.
     pub fn owns_bridge(&self) -> bool {
         !self.bridge.is_empty()
             && self
                 .bridge_made
-                .unwrap_or_else(|| self.bridge.starts_with("kt-"))
+                .unwrap_or_else(|| self.bridge == default_bridge_name(&self.id))
     }
 
     /// (network address, prefix length, gateway).
@@ -199,11 +219,15 @@ impl Networks {
             table: RwLock::new(table),
             bridges,
         };
-        // After a reboot the bridges are gone: make them again, so other
-        // ketchds on this host see their subnets as taken.
-        for n in nets.list().iter().filter(|n| n.owns_bridge()) {
-            if let Err(e) = nets.make_bridge(n) {
-                tracing::warn!("network {}: {e}", n.name);
+        // After a reboot the bridges are gone: make again the ones ketch
+        // made, so other ketchds on this host see their subnets as taken.
+        {
+            let _lock = nets.host_lock().unwrap_or_else(|e| {
+                tracing::warn!("{e}");
+                None
+            });
+            for n in nets.list().iter().filter(|n| !n.bridge.is_empty()) {
+                nets.restore_bridge(n);
             }
         }
         for (name, driver) in [("host", "host"), ("none", "null")] {
@@ -216,6 +240,7 @@ impl Networks {
                     gateway: String::new(),
                     bridge: String::new(),
                     bridge_made: None,
+                    gateway_added: false,
                     internal: false,
                     labels: BTreeMap::new(),
                     options: BTreeMap::new(),
@@ -353,30 +378,44 @@ impl Networks {
         };
         let id = ContainerId::random().to_string();
         let mut options = req.options;
+        let adopt = match options.get(ADOPT_OPTION).map(String::as_str) {
+            None | Some("false") => false,
+            Some("true") if options.contains_key(BRIDGE_NAME_OPTION) => true,
+            Some("true") => {
+                return Err(bad(format!(
+                    "{ADOPT_OPTION} needs {BRIDGE_NAME_OPTION} to name the bridge"
+                )))
+            }
+            Some(v) => {
+                return Err(bad(format!(
+                    "{ADOPT_OPTION} must be true or false, not {v:?}"
+                )))
+            }
+        };
         let bridge = match options.get(BRIDGE_NAME_OPTION) {
             Some(b) if b.is_empty() || b.len() > 15 || b.contains(['/', ' ', ':']) => {
                 return Err(bad(format!("invalid bridge name {b:?}")))
             }
             Some(b) => b.clone(),
-            None => format!("kt-{}", &id[..12]),
+            None => default_bridge_name(&id),
         };
         options.insert(BRIDGE_NAME_OPTION.into(), bridge.clone());
-        let adopt = options.get(ADOPT_OPTION).is_some_and(|v| v == "true");
-        let made = !self.existing_bridge(&req.name, &bridge, adopt)?;
-        let n = NetworkRecord {
+        let adopted = self.existing_bridge(&req.name, &bridge, adopt)?;
+        let mut n = NetworkRecord {
             id,
             name: req.name,
             driver: "bridge".into(),
             subnet: format!("{}/{}", subnet.0, subnet.1),
             gateway: gateway.to_string(),
             bridge,
-            bridge_made: Some(made),
+            bridge_made: Some(!adopted),
+            gateway_added: false,
             internal: req.internal,
             labels: req.labels,
             options,
             created: Utc::now(),
         };
-        self.make_bridge(&n)?;
+        self.make_bridge(&mut n)?;
         if let Err(e) = self.insert(n.clone()) {
             self.remove_bridge(&n);
             return Err(e);
@@ -394,26 +433,96 @@ impl Networks {
         Ok(None)
     }
 
-    fn make_bridge(&self, n: &NetworkRecord) -> Result<(), EngineError> {
+    /// Give a new network its bridge: make it, marked as ketch's (a link
+    /// of that name appearing meanwhile fails this), or, on an adopted
+    /// bridge, add the gateway address, noting whether it was there.
+    fn make_bridge(&self, n: &mut NetworkRecord) -> Result<(), EngineError> {
         #[cfg(all(feature = "linux", target_os = "linux"))]
         if self.bridges {
             if let Some((_, prefix, gateway)) = n.ipv4() {
-                crate::runtime::linux::net::ensure_bridge(&n.bridge, gateway, prefix).map_err(
-                    |e| {
-                        EngineError::Conflict(format!(
-                            "network {}: bridge {}: {e}",
-                            n.name, n.bridge
-                        ))
-                    },
-                )?;
+                use crate::runtime::linux::net;
+                let r = if n.owns_bridge() {
+                    net::make_bridge(&n.bridge, gateway, prefix, &bridge_mark(&n.id))
+                } else {
+                    net::ensure_bridge(&n.bridge, gateway, prefix, None)
+                        .map(|added| n.gateway_added = added)
+                };
+                r.map_err(|e| {
+                    EngineError::Conflict(format!("network {}: bridge {}: {e}", n.name, n.bridge))
+                })?;
             }
         }
         let _ = n;
         Ok(())
     }
 
+    /// At ketchd start: make a network's bridge again if ketch made it and
+    /// it is gone (a reboot). An adopted bridge that is gone stays gone:
+    /// ketch cannot know how the host had set it up, and a plain bridge
+    /// in its place would take the name the host's own tools will want;
+    /// the network's containers fail to start, saying why, until it is
+    /// back. A link that is not the network's own is never touched.
+    fn restore_bridge(&self, n: &NetworkRecord) {
+        #[cfg(all(feature = "linux", target_os = "linux"))]
+        if self.bridges {
+            use crate::runtime::linux::net;
+            let Some((_, prefix, gateway)) = n.ipv4() else {
+                return;
+            };
+            let link = match net::host_link(&n.bridge) {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!("network {}: bridge {}: {e}", n.name, n.bridge);
+                    return;
+                }
+            };
+            let mark = bridge_mark(&n.id);
+            let who = host_bridge(
+                n,
+                link.as_ref().map(|l| (l.kind.as_str(), l.alias.as_str())),
+            );
+            let r = match who {
+                HostBridge::Missing if n.owns_bridge() => {
+                    net::make_bridge(&n.bridge, gateway, prefix, &mark)
+                }
+                HostBridge::Missing => {
+                    tracing::warn!(
+                        "network {}: the bridge {} it adopted is gone; ketch does not make the host's bridges, so its containers cannot start until it is back",
+                        n.name,
+                        n.bridge
+                    );
+                    Ok(())
+                }
+                HostBridge::Made => link
+                    .as_ref()
+                    // A bridge made before ketch marked its bridges gets
+                    // the mark now.
+                    .filter(|l| l.alias.is_empty())
+                    .map_or(Ok(()), |l| net::mark_link(l.index, &mark))
+                    .and_then(|()| {
+                        net::ensure_bridge(&n.bridge, gateway, prefix, Some(mark.as_str()))
+                    })
+                    .map(drop),
+                HostBridge::Adopted => Ok(()),
+                HostBridge::Foreign(what) => {
+                    tracing::warn!(
+                        "network {}: the host's {} is {what}; ketch leaves it alone, and the network's containers cannot start",
+                        n.name,
+                        n.bridge
+                    );
+                    Ok(())
+                }
+            };
+            if let Err(e) = r {
+                tracing::warn!("network {}: bridge {}: {e}", n.name, n.bridge);
+            }
+        }
+        let _ = n;
+    }
+
     /// Is there a host link named `bridge` already? One ketch did not make
     /// is refused, unless it is a bridge and the request asks to adopt it.
+    /// `Ok(true)`: adopt it.
     fn existing_bridge(
         &self,
         network: &str,
@@ -422,38 +531,25 @@ impl Networks {
     ) -> Result<bool, EngineError> {
         #[cfg(all(feature = "linux", target_os = "linux"))]
         if self.bridges {
-            let kind = crate::runtime::linux::net::link_kind(bridge)
+            let link = crate::runtime::linux::net::host_link(bridge)
                 .map_err(|e| EngineError::io(format!("network device {bridge}"))(e))?;
-            return adoption(network, bridge, kind.as_deref(), adopt);
+            return adoption(
+                network,
+                bridge,
+                link.as_ref().map(|l| l.kind.as_str()),
+                adopt,
+            );
         }
         let _ = (network, bridge, adopt);
         Ok(false)
     }
 
-    /// Delete the host bridge of `n`, if ketch made it; an adopted one is
-    /// left as it was found.
+    /// Take back what ketch put on the host for `n` (see
+    /// [`release_bridge`]).
     fn remove_bridge(&self, n: &NetworkRecord) {
-        #[cfg(all(feature = "linux", target_os = "linux"))]
-        if self.bridges && !n.bridge.is_empty() && !n.owns_bridge() {
-            if let Some((_, prefix, gateway)) = n.ipv4() {
-                if let Err(e) =
-                    crate::runtime::linux::net::remove_address(&n.bridge, gateway, prefix)
-                {
-                    tracing::warn!(
-                        "removing {gateway} from bridge {} of network {}: {e}",
-                        n.bridge,
-                        n.name
-                    );
-                }
-            }
+        if self.bridges {
+            release_bridge(n);
         }
-        #[cfg(all(feature = "linux", target_os = "linux"))]
-        if self.bridges && n.owns_bridge() {
-            if let Err(e) = crate::runtime::linux::net::remove_bridge(&n.bridge) {
-                tracing::warn!("removing bridge {} of network {}: {e}", n.bridge, n.name);
-            }
-        }
-        let _ = n;
     }
 
     fn delete(&self, n: &NetworkRecord) -> Result<(), EngineError> {
@@ -470,6 +566,8 @@ impl Networks {
 
 /// What to do about a host link named `bridge` of kind `kind` (None: no
 /// such link) for a new network: `Ok(true)` adopt it, `Ok(false)` make it.
+/// A link ketch did not make is a 409 naming it: a non-bridge always, a
+/// bridge unless `adopt`.
 pub fn adoption(
     network: &str,
     bridge: &str,
@@ -477,6 +575,9 @@ pub fn adoption(
     adopt: bool,
 ) -> Result<bool, EngineError> {
     match kind {
+        None if adopt => Err(EngineError::InvalidArgument(format!(
+            "network {network}: there is no bridge named {bridge} to adopt"
+        ))),
         None => Ok(false),
         Some("bridge") if adopt => Ok(true),
         Some("bridge") => Err(EngineError::Conflict(format!(
@@ -488,6 +589,92 @@ pub fn adoption(
             if k.is_empty() { "a device" } else { k }
         ))),
     }
+}
+
+/// Whose is the host link a network's record names as its bridge: what
+/// ketch may do with it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum HostBridge {
+    /// There is no link of that name.
+    Missing,
+    /// The bridge ketch made for this network: it may delete it.
+    Made,
+    /// The host's bridge, adopted: used, never deleted.
+    Adopted,
+    /// Not the network's to touch: a non-bridge, or a bridge someone else
+    /// made under the name (after a reboot, say).
+    Foreign(String),
+}
+
+/// Judge the host link named `n.bridge`; `link` is its kind (empty for a
+/// device without one) and alias, None if there is no such link. ketch's
+/// own bridges carry [`bridge_mark`]; one made before the marks counts
+/// only under ketch's own name, `kt-<id12>`.
+pub fn host_bridge(n: &NetworkRecord, link: Option<(&str, &str)>) -> HostBridge {
+    let Some((kind, alias)) = link else {
+        return HostBridge::Missing;
+    };
+    if kind != "bridge" {
+        let kind = if kind.is_empty() { "network" } else { kind };
+        return HostBridge::Foreign(format!("a {kind} device, not a bridge"));
+    }
+    if !n.owns_bridge() {
+        return HostBridge::Adopted;
+    }
+    if alias == bridge_mark(&n.id) || (alias.is_empty() && n.bridge == default_bridge_name(&n.id)) {
+        HostBridge::Made
+    } else if alias.is_empty() {
+        HostBridge::Foreign("a bridge ketch did not make".into())
+    } else {
+        HostBridge::Foreign(format!(
+            "a bridge ketch did not make (its alias is {alias:?})"
+        ))
+    }
+}
+
+/// Take back what ketch put on the host for the stored network `n`, as
+/// `network rm` does: the bridge if ketch made it (and it is still the
+/// one it made); from an adopted bridge only the gateway address ketch
+/// added. Anything else is left alone. For ketchd, and for tests and tools
+/// that clean up after one.
+pub fn release_bridge(n: &NetworkRecord) {
+    #[cfg(all(feature = "linux", target_os = "linux"))]
+    if !n.bridge.is_empty() {
+        use crate::runtime::linux::net;
+        let link = match net::host_link(&n.bridge) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!("network {}: bridge {}: {e}", n.name, n.bridge);
+                return;
+            }
+        };
+        let who = host_bridge(
+            n,
+            link.as_ref().map(|l| (l.kind.as_str(), l.alias.as_str())),
+        );
+        let r = match who {
+            HostBridge::Missing => Ok(()),
+            HostBridge::Made => link.map_or(Ok(()), |l| net::remove_link(l.index)),
+            HostBridge::Adopted => match n.ipv4() {
+                Some((_, prefix, gateway)) if n.gateway_added => {
+                    net::remove_address(&n.bridge, gateway, prefix)
+                }
+                _ => Ok(()),
+            },
+            HostBridge::Foreign(what) => {
+                tracing::warn!(
+                    "network {}: leaving the host's {} alone: it is {what}",
+                    n.name,
+                    n.bridge
+                );
+                Ok(())
+            }
+        };
+        if let Err(e) = r {
+            tracing::warn!("network {}: releasing bridge {}: {e}", n.name, n.bridge);
+        }
+    }
+    let _ = n;
 }
 
 fn host_routes() -> Vec<(Ipv4Addr, u8)> {
@@ -638,6 +825,7 @@ impl Engine {
             let ifname = format!("eth{i}");
             out.push(crate::runtime::linux::net::Attachment {
                 bridge: n.bridge.clone(),
+                bridge_mark: n.owns_bridge().then(|| bridge_mark(&n.id)),
                 ifname: ifname.clone(),
                 host_ifname: crate::runtime::linux::net::host_ifname(rec.id.as_str(), i),
                 ip,
@@ -921,6 +1109,7 @@ impl Engine {
         };
         let a = crate::runtime::linux::net::Attachment {
             bridge: n.bridge.clone(),
+            bridge_mark: n.owns_bridge().then(|| bridge_mark(&n.id)),
             ifname,
             host_ifname: crate::runtime::linux::net::host_ifname(rec.id.as_str(), index),
             ip,
@@ -1010,33 +1199,137 @@ mod tests {
     fn only_bridges_are_adopted_and_only_when_asked() {
         assert!(!adoption("n", "kt-x", None, false).unwrap());
         assert!(adoption("n", "br0", Some("bridge"), true).unwrap());
-        let e = adoption("n", "br0", Some("bridge"), false)
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains(ADOPT_OPTION), "{e}");
+        let e = adoption("n", "br0", Some("bridge"), false).unwrap_err();
+        assert!(matches!(e, EngineError::Conflict(_)));
+        let e = e.to_string();
+        assert!(e.contains(ADOPT_OPTION) && e.contains("br0"), "{e}");
         for kind in ["veth", "dummy", ""] {
-            let e = adoption("n", "eth0", Some(kind), true)
-                .unwrap_err()
-                .to_string();
-            assert!(e.contains("not a bridge"), "{e}");
+            for adopt in [false, true] {
+                let e = adoption("n", "eth0", Some(kind), adopt).unwrap_err();
+                assert!(matches!(e, EngineError::Conflict(_)));
+                let e = e.to_string();
+                assert!(e.contains("not a bridge") && e.contains("eth0"), "{e}");
+            }
         }
+        // Adopting what is not there is a mistake, not a new bridge.
+        assert!(matches!(
+            adoption("n", "br9", None, true),
+            Err(EngineError::InvalidArgument(_))
+        ));
+    }
+
+    const ID: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    fn record(bridge: &str, made: Option<bool>) -> NetworkRecord {
+        let mut v = serde_json::json!({
+            "id": ID, "name": "n", "driver": "bridge", "bridge": bridge,
+            "subnet": "172.30.0.0/16", "gateway": "172.30.0.1",
+            "created": "2026-01-01T00:00:00Z"
+        });
+        if let Some(m) = made {
+            v["bridge_made"] = m.into();
+        }
+        serde_json::from_value(v).unwrap()
     }
 
     #[test]
     fn old_records_own_only_ketchs_own_bridge_names() {
-        let mut n: NetworkRecord = serde_json::from_value(serde_json::json!({
-            "id": "x", "name": "n", "driver": "bridge", "bridge": "kt-0123456789ab",
-            "created": "2026-01-01T00:00:00Z"
-        }))
-        .unwrap();
+        // Before `bridge_made`: only `kt-<its own id12>`.
+        assert!(record("kt-0123456789ab", None).owns_bridge());
+        assert!(!record("kt-lab", None).owns_bridge());
+        assert!(!record("kt-fedcba987654", None).owns_bridge());
+        assert!(!record("br-user", None).owns_bridge());
+        assert!(record("br-user", Some(true)).owns_bridge());
+        assert!(!record("kt-0123456789ab", Some(false)).owns_bridge());
+        assert!(!record("", Some(true)).owns_bridge());
+        // What is written says so, and reads back the same.
+        let n = record("br-user", Some(false));
+        let v = serde_json::to_value(&n).unwrap();
+        assert_eq!(v["bridge_made"], false);
+        assert!(v.get("gateway_added").is_none());
+        let back: NetworkRecord = serde_json::from_value(v).unwrap();
+        assert_eq!(back.bridge_made, Some(false));
+        assert!(!back.gateway_added);
+    }
+
+    #[test]
+    fn only_the_bridge_ketch_made_may_be_deleted() {
+        let mark = bridge_mark(ID);
+        let made = record("br-made", Some(true));
+        let adopted = record("br-host", Some(false));
+        assert_eq!(host_bridge(&made, None), HostBridge::Missing);
+        assert_eq!(
+            host_bridge(&made, Some(("bridge", mark.as_str()))),
+            HostBridge::Made
+        );
+        // Same name, but someone else's (made after a reboot, say).
+        for alias in ["", "lab", "ketch network 99"] {
+            assert!(matches!(
+                host_bridge(&made, Some(("bridge", alias))),
+                HostBridge::Foreign(_)
+            ));
+        }
+        // Never a non-bridge, whatever the record or the alias says.
+        for kind in ["", "veth", "dummy"] {
+            for n in [&made, &adopted] {
+                let HostBridge::Foreign(why) = host_bridge(n, Some((kind, mark.as_str()))) else {
+                    panic!("{kind:?} judged usable");
+                };
+                assert!(why.contains("not a bridge"), "{why}");
+            }
+        }
+        // Adopted: a bridge, used but never deleted.
+        assert_eq!(
+            host_bridge(&adopted, Some(("bridge", ""))),
+            HostBridge::Adopted
+        );
+        // Made before the marks: only under ketch's own name.
+        let old = record("kt-0123456789ab", None);
+        assert_eq!(host_bridge(&old, Some(("bridge", ""))), HostBridge::Made);
+        let old = record("br-user", None);
+        assert_eq!(host_bridge(&old, Some(("bridge", ""))), HostBridge::Adopted);
+    }
+
+    #[test]
+    fn the_adopt_option_is_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let nets = Networks::open(dir.path(), false).unwrap();
+        let opts = |o: &[(&str, &str)]| {
+            o.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<BTreeMap<_, _>>()
+        };
+        for o in [
+            opts(&[(ADOPT_OPTION, "true")]),
+            opts(&[(ADOPT_OPTION, "yes"), (BRIDGE_NAME_OPTION, "br0")]),
+        ] {
+            let e = nets
+                .create(CreateNetwork {
+                    name: "net-a".into(),
+                    options: o,
+                    ..Default::default()
+                })
+                .unwrap_err();
+            assert!(matches!(e, EngineError::InvalidArgument(_)));
+            assert!(e.to_string().contains(ADOPT_OPTION), "{e}");
+        }
+        // Without a host to ask (no bridges), a new bridge is ketch's.
+        let n = nets
+            .create(CreateNetwork {
+                name: "net-b".into(),
+                options: opts(&[(ADOPT_OPTION, "false"), (BRIDGE_NAME_OPTION, "br0")]),
+                ..Default::default()
+            })
+            .unwrap();
+        assert!(n.owns_bridge() && n.bridge == "br0");
+        let n = nets
+            .create(CreateNetwork {
+                name: "net-c".into(),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(n.bridge, default_bridge_name(&n.id));
         assert!(n.owns_bridge());
-        n.bridge = "br-user".into();
-        assert!(!n.owns_bridge());
-        n.bridge_made = Some(true);
-        assert!(n.owns_bridge());
-        n.bridge_made = Some(false);
-        n.bridge = "kt-0123456789ab".into();
-        assert!(!n.owns_bridge());
     }
 
     #[test]

@@ -227,29 +227,22 @@ impl Drop for TestDaemon {
             let _ = c.wait();
         }
         // A ketchd keeps its networks' bridges (as dockerd keeps docker0);
-        // a test's are removed with it.
-        for b in bridges(&self.root()) {
-            let _ = ketch::runtime::linux::net::remove_bridge(&b);
+        // a test's are removed with it, as `network rm` would: only the
+        // ones ketch made (an adopted one is the host's).
+        for n in networks(&self.root()) {
+            ketch::engine::networks::release_bridge(&n);
         }
     }
 }
 
-/// The host bridges a data root's networks made.
-pub fn bridges(root: &Path) -> Vec<String> {
+/// The networks stored in a data root.
+pub fn networks(root: &Path) -> Vec<ketch::engine::networks::NetworkRecord> {
     std::fs::read_dir(root.join("networks"))
         .into_iter()
         .flatten()
         .flatten()
         .filter_map(|e| std::fs::read(e.path()).ok())
-        .filter_map(|d| serde_json::from_slice::<serde_json::Value>(&d).ok())
-        // Only the bridges ketch made: an adopted one is the host's.
-        .filter(|v| {
-            v["bridge_made"]
-                .as_bool()
-                .unwrap_or_else(|| v["bridge"].as_str().is_some_and(|b| b.starts_with("kt-")))
-        })
-        .filter_map(|v| v["bridge"].as_str().map(String::from))
-        .filter(|b| !b.is_empty())
+        .filter_map(|d| serde_json::from_slice(&d).ok())
         .collect()
 }
 

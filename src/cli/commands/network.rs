@@ -24,7 +24,9 @@ pub enum Cmd {
         #[arg(long = "label")]
         label: Vec<String>,
         /// Set driver-specific options (key=value), e.g.
-        /// com.docker.network.bridge.name=NAME
+        /// com.docker.network.bridge.name=NAME; an existing host bridge of
+        /// that name also needs io.ketch.network.bridge.adopt=true (ketch
+        /// never deletes it)
         #[arg(short = 'o', long = "opt")]
         opt: Vec<String>,
         name: String,

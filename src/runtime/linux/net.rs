@@ -32,6 +32,11 @@ use std::path::Path;
 pub struct Attachment {
     /// The host's bridge device.
     pub bridge: String,
+    /// The alias ketch marks the bridge with if it made it (and so may
+    /// make it again when it is gone); None for a bridge it adopted, which
+    /// must be there.
+    #[serde(default)]
+    pub bridge_mark: Option<String>,
     /// The interface inside the container (`eth0`, `eth1`, ...).
     pub ifname: String,
     /// The host's end of the veth pair.
@@ -64,6 +69,66 @@ pub fn mac_string(mac: [u8; 6]) -> String {
 /// bytes, the kernel's limit).
 pub fn host_ifname(container_id: &str, n: usize) -> String {
     format!("vk{}{n}", &container_id[..container_id.len().min(11)])
+}
+
+/// What the host has under a link name.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HostLink {
+    pub index: u32,
+    /// `bridge`, `veth`, `dummy`, ... (IFLA_INFO_KIND); empty for a device
+    /// without one, such as a NIC.
+    pub kind: String,
+    /// IFLA_IFALIAS: ketch marks the bridges it makes there.
+    pub alias: String,
+}
+
+impl HostLink {
+    fn of(l: &LinkMessage) -> Self {
+        let mut h = HostLink {
+            index: l.header.index,
+            ..Default::default()
+        };
+        for a in &l.attributes {
+            match a {
+                LinkAttribute::LinkInfo(infos) => {
+                    for i in infos {
+                        if let LinkInfo::Kind(k) = i {
+                            h.kind = k.to_string();
+                        }
+                    }
+                }
+                LinkAttribute::IfAlias(s) => h.alias = s.clone(),
+                _ => {}
+            }
+        }
+        h
+    }
+}
+
+/// May a network use the host link `l` named `name` as its bridge? Only
+/// a bridge, and, with `mark` (ketch made it), only the one marked so.
+fn check_bridge(name: &str, l: &HostLink, mark: Option<&str>) -> io::Result<()> {
+    if l.kind != "bridge" {
+        let kind = if l.kind.is_empty() {
+            "network"
+        } else {
+            l.kind.as_str()
+        };
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("{name} is a {kind} device, not a bridge: ketch leaves it alone"),
+        ));
+    }
+    match mark {
+        Some(m) if l.alias != m => Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!(
+                "bridge {name} is not the one ketch made (its alias is {:?}, not {m:?}): ketch leaves it alone",
+                l.alias
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// A route netlink socket in the network namespace of the calling thread.
@@ -123,25 +188,13 @@ impl Netlink {
         }
     }
 
-    /// The kind of the link called `name` (`bridge`, `veth`, `dummy`, or
-    /// empty for a device without one, such as a NIC), if there is one.
-    pub fn link_kind(&mut self, name: &str) -> io::Result<Option<String>> {
+    /// What the host has under the link name `name`, if anything.
+    pub fn link(&mut self, name: &str) -> io::Result<Option<HostLink>> {
         let mut m = LinkMessage::default();
         m.attributes.push(LinkAttribute::IfName(name.to_string()));
         match self.request(RouteNetlinkMessage::GetLink(m), 0) {
             Ok(replies) => Ok(replies.into_iter().find_map(|r| match r {
-                RouteNetlinkMessage::NewLink(l) => Some(
-                    l.attributes
-                        .iter()
-                        .find_map(|a| match a {
-                            LinkAttribute::LinkInfo(infos) => infos.iter().find_map(|i| match i {
-                                LinkInfo::Kind(k) => Some(k.to_string()),
-                                _ => None,
-                            }),
-                            _ => None,
-                        })
-                        .unwrap_or_default(),
-                ),
+                RouteNetlinkMessage::NewLink(l) => Some(HostLink::of(&l)),
                 _ => None,
             })),
             Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Ok(None),
@@ -151,16 +204,7 @@ impl Netlink {
 
     /// The index of the link called `name`, if there is one.
     pub fn link_index(&mut self, name: &str) -> io::Result<Option<u32>> {
-        let mut m = LinkMessage::default();
-        m.attributes.push(LinkAttribute::IfName(name.to_string()));
-        match self.request(RouteNetlinkMessage::GetLink(m), 0) {
-            Ok(replies) => Ok(replies.into_iter().find_map(|r| match r {
-                RouteNetlinkMessage::NewLink(l) => Some(l.header.index),
-                _ => None,
-            })),
-            Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Ok(None),
-            Err(e) => Err(e),
-        }
+        Ok(self.link(name)?.map(|l| l.index))
     }
 
     fn index(&mut self, name: &str) -> io::Result<u32> {
@@ -214,50 +258,126 @@ impl Netlink {
         }
     }
 
-    /// Make the bridge `name` with `gateway/prefix` on it and bring it up.
-    /// Idempotent: a host reboot removes bridges, so every start asks.
-    pub fn ensure_bridge(&mut self, name: &str, gateway: Ipv4Addr, prefix: u8) -> io::Result<()> {
-        let index = match self.link_index(name)? {
-            Some(i) => i,
+    /// Make a new bridge `name` marked with the alias `mark`. A link of
+    /// that name already there is an error (`AlreadyExists`): it is not
+    /// ketch's to take.
+    fn create_bridge(&mut self, name: &str, mark: &str) -> io::Result<u32> {
+        let mut m = LinkMessage::default();
+        m.attributes.push(LinkAttribute::IfName(name.to_string()));
+        m.attributes
+            .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(
+                InfoKind::Bridge,
+            )]));
+        if let Err(e) = self.request(RouteNetlinkMessage::NewLink(m), NLM_F_CREATE | NLM_F_EXCL) {
+            let msg = if e.raw_os_error() == Some(libc::EEXIST) {
+                format!("a network device named {name} already exists")
+            } else {
+                format!("creating bridge {name}: {e}")
+            };
+            return Err(io::Error::new(e.kind(), msg));
+        }
+        let index = self.index(name)?;
+        // The kernel takes no alias in RTM_NEWLINK, so it is set after.
+        if let Err(e) = self.set_link(index, vec![LinkAttribute::IfAlias(mark.to_string())], false)
+        {
+            let _ = self.delete_index(index);
+            return Err(io::Error::new(
+                e.kind(),
+                format!("marking bridge {name} as ketch's: {e}"),
+            ));
+        }
+        Ok(index)
+    }
+
+    /// Make a new network's bridge `name`, marked `mark`, with
+    /// `gateway/prefix` on it, and bring it up. An existing link of that
+    /// name is an error; on any failure the bridge made is deleted again.
+    pub fn make_bridge(
+        &mut self,
+        name: &str,
+        gateway: Ipv4Addr,
+        prefix: u8,
+        mark: &str,
+    ) -> io::Result<()> {
+        let index = self.create_bridge(name, mark)?;
+        let r = self
+            .add_address(index, gateway, prefix)
+            .and_then(|()| self.set_link(index, Vec::new(), true));
+        if let Err(e) = r {
+            let _ = self.delete_index(index);
+            return Err(io::Error::new(
+                e.kind(),
+                format!("setting up bridge {name}: {e}"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// See that the bridge `name` is there with `gateway/prefix` on it, and
+    /// up: every container start asks, as a reboot removes bridges. With
+    /// `mark` (ketch made it), a missing bridge is made again, and one
+    /// there must carry the mark; without (adopted), it must be there.
+    /// Either way a link that is not a bridge is refused, never changed.
+    /// Returns whether the address was added (it was not there before).
+    pub fn ensure_bridge(
+        &mut self,
+        name: &str,
+        gateway: Ipv4Addr,
+        prefix: u8,
+        mark: Option<&str>,
+    ) -> io::Result<bool> {
+        let index = match self.link(name)? {
+            Some(l) => {
+                check_bridge(name, &l, mark)?;
+                l.index
+            }
             None => {
-                let mut m = LinkMessage::default();
-                m.attributes.push(LinkAttribute::IfName(name.to_string()));
-                m.attributes
-                    .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(
-                        InfoKind::Bridge,
-                    )]));
-                match self.request(RouteNetlinkMessage::NewLink(m), NLM_F_CREATE | NLM_F_EXCL) {
-                    Ok(_) => {}
-                    // Another start made it meanwhile.
-                    Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
-                    Err(e) => {
-                        return Err(io::Error::new(
-                            e.kind(),
-                            format!("creating bridge {name}: {e}"),
-                        ))
+                let Some(mark) = mark else {
+                    return Err(io::Error::new(
+                        io::ErrorKind::NotFound,
+                        format!(
+                            "bridge {name} is gone: it is the host's (adopted), so ketch does not make it again"
+                        ),
+                    ));
+                };
+                match self.create_bridge(name, mark) {
+                    Ok(i) => i,
+                    // Another start made it meanwhile (it may not carry
+                    // the mark yet).
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                        let l = self.link(name)?.ok_or(e)?;
+                        check_bridge(name, &l, None)?;
+                        l.index
                     }
+                    Err(e) => return Err(e),
                 }
-                self.index(name)?
             }
         };
-        match self.add_address(index, gateway, prefix) {
-            Err(e) if e.raw_os_error() != Some(libc::EEXIST) => {
+        let added = match self.add_address(index, gateway, prefix) {
+            Ok(()) => true,
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => false,
+            Err(e) => {
                 return Err(io::Error::new(
                     e.kind(),
                     format!("adding {gateway}/{prefix} to bridge {name}: {e}"),
                 ))
             }
-            _ => {}
-        }
-        self.set_link(index, Vec::new(), true)
+        };
+        self.set_link(index, Vec::new(), true)?;
+        Ok(added)
     }
 
-    /// Remove a link (a bridge, or either end of a veth pair: the kernel
-    /// removes both). A missing link is not an error.
+    /// Remove a link (either end of a veth pair: the kernel removes both).
+    /// A missing link is not an error.
     pub fn delete_link(&mut self, name: &str) -> io::Result<()> {
-        let Some(index) = self.link_index(name)? else {
-            return Ok(());
-        };
+        match self.link_index(name)? {
+            Some(index) => self.delete_index(index),
+            None => Ok(()),
+        }
+    }
+
+    /// Remove the link with index `index`; a missing one is not an error.
+    pub fn delete_index(&mut self, index: u32) -> io::Result<()> {
         let mut m = LinkMessage::default();
         m.header.index = index;
         match self.request(RouteNetlinkMessage::DelLink(m), 0) {
@@ -293,7 +413,7 @@ pub fn attach(
         let bridge = a.bridge.clone();
         move |e: io::Error| io::Error::new(e.kind(), format!("{what} (bridge {bridge}): {e}"))
     };
-    host.ensure_bridge(&a.bridge, a.gateway, a.prefix)?;
+    host.ensure_bridge(&a.bridge, a.gateway, a.prefix, a.bridge_mark.as_deref())?;
     let bridge = host.index(&a.bridge)?;
     // Both ends are made inside the container's namespace; the peer is
     // moved to the host's as it is created.
@@ -376,14 +496,30 @@ pub fn host_lock() -> io::Result<std::fs::File> {
     Ok(f)
 }
 
-/// Make a network's bridge (see [`Netlink::ensure_bridge`]).
-pub fn ensure_bridge(name: &str, gateway: Ipv4Addr, prefix: u8) -> io::Result<()> {
-    Netlink::open()?.ensure_bridge(name, gateway, prefix)
+/// Make a new network's bridge (see [`Netlink::make_bridge`]).
+pub fn make_bridge(name: &str, gateway: Ipv4Addr, prefix: u8, mark: &str) -> io::Result<()> {
+    Netlink::open()?.make_bridge(name, gateway, prefix, mark)
 }
 
-/// Remove a network's bridge from the host.
-pub fn remove_bridge(name: &str) -> io::Result<()> {
-    Netlink::open()?.delete_link(name)
+/// See that a network's bridge is there (see [`Netlink::ensure_bridge`]).
+pub fn ensure_bridge(
+    name: &str,
+    gateway: Ipv4Addr,
+    prefix: u8,
+    mark: Option<&str>,
+) -> io::Result<bool> {
+    Netlink::open()?.ensure_bridge(name, gateway, prefix, mark)
+}
+
+/// Mark the link `index` as a bridge ketch made (one made before ketch
+/// marked its bridges).
+pub fn mark_link(index: u32, mark: &str) -> io::Result<()> {
+    Netlink::open()?.set_link(index, vec![LinkAttribute::IfAlias(mark.to_string())], false)
+}
+
+/// Remove the host link `index` (a bridge the caller found to be ketch's).
+pub fn remove_link(index: u32) -> io::Result<()> {
+    Netlink::open()?.delete_index(index)
 }
 
 /// Take a network's gateway address off a bridge ketch adopted.
@@ -391,10 +527,9 @@ pub fn remove_address(name: &str, ip: Ipv4Addr, prefix: u8) -> io::Result<()> {
     Netlink::open()?.remove_address(name, ip, prefix)
 }
 
-/// The kind of the host link `name`, if it exists (see
-/// [`Netlink::link_kind`]).
-pub fn link_kind(name: &str) -> io::Result<Option<String>> {
-    Netlink::open()?.link_kind(name)
+/// What the host has under the link name `name` (see [`Netlink::link`]).
+pub fn host_link(name: &str) -> io::Result<Option<HostLink>> {
+    Netlink::open()?.link(name)
 }
 
 /// IPv4 networks the host already routes (from `/proc/net/route`), so a
@@ -435,12 +570,36 @@ mod tests {
     }
 
     #[test]
+    fn only_bridges_and_only_marked_ones_are_used() {
+        let link = |kind: &str, alias: &str| HostLink {
+            index: 7,
+            kind: kind.into(),
+            alias: alias.into(),
+        };
+        let mark = "ketch network abc";
+        // Adopted: any bridge, never anything else.
+        assert!(check_bridge("br0", &link("bridge", ""), None).is_ok());
+        for kind in ["", "veth", "dummy"] {
+            let e = check_bridge("eth0", &link(kind, mark), None).unwrap_err();
+            assert!(e.to_string().contains("not a bridge"), "{e}");
+            assert!(check_bridge("eth0", &link(kind, mark), Some(mark)).is_err());
+        }
+        // Made by ketch: only the bridge it marked.
+        assert!(check_bridge("br0", &link("bridge", mark), Some(mark)).is_ok());
+        for alias in ["", "ketch network other", "lab"] {
+            let e = check_bridge("br0", &link("bridge", alias), Some(mark)).unwrap_err();
+            assert!(e.to_string().contains("not the one ketch made"), "{e}");
+        }
+    }
+
+    #[test]
     fn host_ifnames_fit_the_kernel_limit() {
         let id = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
         assert!(host_ifname(id, 9).len() <= 15);
         assert_ne!(host_ifname(id, 0), host_ifname(id, 1));
         let a = Attachment {
             bridge: "ketch0".into(),
+            bridge_mark: None,
             ifname: "eth0".into(),
             host_ifname: host_ifname(id, 0),
             ip: Ipv4Addr::new(172, 17, 0, 2),
