@@ -22,15 +22,6 @@ stop_ketchd() {
   kill "$DPID" 2>/dev/null || true
   wait "$DPID" 2>/dev/null || true
   # Only the bridges ketchd made (an adopted one is the host's).
-  for f in "$T"/root/networks/*.json; do
-    [ -e "$f" ] || continue
-    b=$(python3 -c 'import json,os,sys
-# The rule of engine::networks::host_bridge: a bridge ketch made, still marked as its own.
-n=json.load(open(sys.argv[1])); b=n.get("bridge",""); i=n.get("id",""); own="kt-"+i[:12]; s="/sys/class/net/"+b
-try: a=open(s+"/ifalias").read().strip()
-except OSError: a=None
-print(b if b and n.get("bridge_made", b==own) and os.path.isdir(s+"/bridge") and (a=="ketch network "+i or (a=="" and b==own)) else "")' "$f")
-    [ -n "$b" ] && { ip link del "$b" 2>/dev/null || true; }
-  done
+  for b in $(python3 tests/owned_bridges.py "$T"/root); do ip link del "$b" 2>/dev/null || true; done
   rm -rf "$T"
 }

@@ -26,32 +26,12 @@ fuzz_target!(|data: &[u8]| {
     if let Some(labels) = &req.config.labels {
         let _ = ketch::api::annotations::http_options(labels);
     }
-    let exposed: Vec<_> = req
-        .config
-        .exposed_ports
-        .iter()
-        .flatten()
-        .filter_map(|(k, _)| ketch::model::ports::parse_port_key(k).ok())
-        .collect();
     if let Some(hc) = &req.host_config {
         let _ = ketch::model::RestartPolicy::from_api(
             &hc.restart_policy.name,
             hc.restart_policy.maximum_retry_count,
         );
-        if let Some(pb) = &hc.port_bindings {
-            let bindings = pb
-                .iter()
-                .map(|(k, v)| {
-                    let list = v
-                        .iter()
-                        .flatten()
-                        .map(|b| (b.host_ip.clone(), b.host_port.clone()))
-                        .collect();
-                    (k.clone(), list)
-                })
-                .collect();
-            let _ = ketch::model::ports::from_api(&bindings, &exposed, hc.publish_all_ports);
-        }
+        let _ = ketch::engine::port_mappings(&req.config, hc);
     }
     let _ = serde_json::to_vec(&req).expect("a decoded request encodes");
 });

@@ -1342,7 +1342,10 @@ fn validate_host_config(hc: &HostConfig, volumes: &volumes::Volumes) -> Result<(
 
 /// The ports a container asks for: `PortBindings`, plus its exposed ports
 /// with `PublishAllPorts`.
-fn port_mappings(cfg: &ContainerConfig, hc: &HostConfig) -> Result<Vec<PortMapping>, EngineError> {
+pub fn port_mappings(
+    cfg: &ContainerConfig,
+    hc: &HostConfig,
+) -> Result<Vec<PortMapping>, EngineError> {
     let bindings = hc
         .port_bindings
         .iter()

@@ -34,16 +34,7 @@ cleanup() {
     kill "$KPID" 2>/dev/null; wait "$KPID" 2>/dev/null
   fi
   [ -n "$REG_PID" ] && kill "$REG_PID" 2>/dev/null
-  for f in "$ROOT"/networks/*.json; do
-    [ -e "$f" ] || continue
-    b=$(python3 -c 'import json,os,sys
-# The rule of engine::networks::host_bridge: a bridge ketch made, still marked as its own.
-n=json.load(open(sys.argv[1])); b=n.get("bridge",""); i=n.get("id",""); own="kt-"+i[:12]; s="/sys/class/net/"+b
-try: a=open(s+"/ifalias").read().strip()
-except OSError: a=None
-print(b if b and n.get("bridge_made", b==own) and os.path.isdir(s+"/bridge") and (a=="ketch network "+i or (a=="" and b==own)) else "")' "$f")
-    [ -n "$b" ] && ip link del "$b" 2>/dev/null
-  done
+  for b in $(python3 tests/owned_bridges.py "$ROOT"); do ip link del "$b" 2>/dev/null || true; done
   rm -rf "$T"
 }
 trap cleanup EXIT
