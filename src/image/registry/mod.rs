@@ -22,8 +22,11 @@ use super::ImageError;
 use crate::api::types::JsonMessage;
 use crate::model::ImageRef;
 use auth::Challenge;
-use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, WWW_AUTHENTICATE};
-use reqwest::{RequestBuilder, Response, StatusCode};
+use reqwest::header::{
+    HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE,
+    LOCATION, TRANSFER_ENCODING, WWW_AUTHENTICATE,
+};
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -50,7 +53,8 @@ pub const PARALLEL_TRANSFERS: usize = 4;
 pub const MAX_TOKEN_BODY: u64 = 1 << 20;
 /// Of an error answer, at most this much is read (for the message).
 pub const MAX_ERROR_BODY: u64 = 64 << 10;
-/// Redirects followed for one request.
+/// Redirects followed for one request: a registry that redirects in a
+/// loop must not keep ketchd asking forever.
 const MAX_REDIRECTS: usize = 10;
 
 #[derive(Clone, Debug, Default)]
@@ -90,7 +94,9 @@ impl Registry {
     pub fn new(cfg: RegistryConfig) -> Result<Self, ImageError> {
         let http = reqwest::Client::builder()
             .user_agent(concat!("ketch/", env!("CARGO_PKG_VERSION")))
-            .redirect(redirect_policy())
+            // Redirects are followed by `execute`, which decides per hop
+            // whether credentials go along.
+            .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(15))
             // A stalled transfer is retried (and resumed) rather than hung on.
             .read_timeout(Duration::from_secs(60))
@@ -221,23 +227,24 @@ impl Registry {
                 .cloned()
         };
         // Credentials go only to the registry's own origin: an upload
-        // Location (or anything else a registry names) on another origin
-        // gets the request without them.
-        let own = |req: &reqwest::Request| same_origin(req.url(), &repo.base);
-        let mut req = self.build(make)?;
-        if let Some(a) = cached.as_deref().filter(|_| own(&req)) {
-            req.headers_mut().insert(AUTHORIZATION, header_value(a)?);
-        }
-        let theirs = !own(&req);
+        // Location, a redirect, anything else a registry names on another
+        // origin gets the request without them.
+        let own = url::Url::parse(&repo.base)
+            .map(|u| u.origin())
+            .map_err(|e| {
+                Fatal(ImageError::Registry {
+                    registry: repo.registry.clone(),
+                    reason: format!("bad registry address {:?}: {e}", repo.base),
+                })
+            })?;
+        let cached_value = cached.as_deref().map(header_value).transpose()?;
         let resp = self
-            .http
-            .execute(req)
-            .await
-            .map_err(|e| Transient(error_chain(&e)))?;
+            .execute(repo, make, cached_value.as_ref().map(|a| (&own, a)))
+            .await?;
         if resp.status() != StatusCode::UNAUTHORIZED {
             return Ok(resp);
         }
-        if theirs {
+        if resp.url().origin() != own {
             return Err(Fatal(unauthorized(
                 repo,
                 &format!(
@@ -283,14 +290,8 @@ impl Registry {
                 )))
             }
         };
-        let mut req = self.build(make)?;
-        req.headers_mut()
-            .insert(AUTHORIZATION, header_value(&authorization)?);
-        let resp = self
-            .http
-            .execute(req)
-            .await
-            .map_err(|e| Transient(error_chain(&e)))?;
+        let value = header_value(&authorization)?;
+        let resp = self.execute(repo, make, Some((&own, &value))).await?;
         if resp.status() == StatusCode::UNAUTHORIZED {
             return Err(Fatal(unauthorized(repo, "the credentials were refused")));
         }
@@ -299,6 +300,81 @@ impl Registry {
             .unwrap_or_else(|e| e.into_inner())
             .insert(cache_key, authorization);
         Ok(resp)
+    }
+
+    /// Execute the request `make` builds (called again for each hop, so a
+    /// 307 re-sends the body), following redirects here: `auth` is the
+    /// `Authorization` value and the one origin (scheme, host, port) it
+    /// may go to, and it is set on each hop to that origin and on no other.
+    ///
+    /// reqwest's own following is not used: it strips `Authorization` when
+    /// a hop's host or port differs from the hop before, but rebuilds every
+    /// hop from the first request's headers, so a second hop inside a
+    /// foreign origin got the credentials back.
+    async fn execute(
+        &self,
+        repo: &Repo,
+        make: &impl Fn(&reqwest::Client) -> RequestBuilder,
+        auth: Option<(&url::Origin, &HeaderValue)>,
+    ) -> Result<Response, SendError> {
+        let mut req = self.build(make)?;
+        let mut hops = 0;
+        let mut as_get = false;
+        loop {
+            let origin = req.url().origin();
+            req.headers_mut().remove(AUTHORIZATION);
+            if let Some((_, value)) = auth.filter(|(o, _)| **o == origin) {
+                req.headers_mut().insert(AUTHORIZATION, value.clone());
+            }
+            let (from, method) = (req.url().clone(), req.method().clone());
+            let resp = self
+                .http
+                .execute(req)
+                .await
+                .map_err(|e| Transient(error_chain(&e)))?;
+            let status = resp.status();
+            let follows = matches!(
+                status,
+                StatusCode::MOVED_PERMANENTLY
+                    | StatusCode::FOUND
+                    | StatusCode::SEE_OTHER
+                    | StatusCode::TEMPORARY_REDIRECT
+                    | StatusCode::PERMANENT_REDIRECT
+            );
+            let Some(location) = resp.headers().get(LOCATION).filter(|_| follows) else {
+                return Ok(resp);
+            };
+            let refused = |reason: String| {
+                Fatal(ImageError::Registry {
+                    registry: repo.registry.clone(),
+                    reason,
+                })
+            };
+            let to = location
+                .to_str()
+                .ok()
+                .and_then(|l| from.join(l).ok())
+                .ok_or_else(|| {
+                    refused(format!("{from} redirects to a bad Location {location:?}"))
+                })?;
+            hops += 1;
+            check_redirect(&from, &to, hops).map_err(refused)?;
+            as_get |= becomes_get(status, &method);
+            req = self.build(make)?;
+            *req.url_mut() = to;
+            if as_get {
+                *req.method_mut() = Method::GET;
+                *req.body_mut() = None;
+                for h in [
+                    CONTENT_TYPE,
+                    CONTENT_LENGTH,
+                    CONTENT_ENCODING,
+                    TRANSFER_ENCODING,
+                ] {
+                    req.headers_mut().remove(h);
+                }
+            }
+        }
     }
 
     async fn fetch_token(
@@ -323,17 +399,33 @@ impl Registry {
                 q.append_pair("scope", s);
             }
         }
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(Fatal(unauthorized(
+                repo,
+                &format!("the token realm {realm:?} is not an http(s) URL"),
+            )));
+        }
         if url.scheme() != "https" && repo.base.starts_with("https:") && repo.creds.is_some() {
             return Err(Fatal(unauthorized(
                 repo,
                 &format!("refusing to send credentials to the plain-http token realm {realm:?}"),
             )));
         }
-        let mut req = self.http.get(url);
-        if let Some(c) = &repo.creds {
-            req = req.header(AUTHORIZATION, basic(c));
-        }
-        let resp = req.send().await.map_err(|e| Transient(error_chain(&e)))?;
+        // Basic credentials go to the realm the registry named (as Docker
+        // sends them), and to no other origin it may redirect to.
+        let realm_origin = url.origin();
+        let creds = repo
+            .creds
+            .as_ref()
+            .map(|c| header_value(&basic(c)))
+            .transpose()?;
+        let resp = self
+            .execute(
+                repo,
+                &|c: &reqwest::Client| c.get(url.clone()),
+                creds.as_ref().map(|v| (&realm_origin, v)),
+            )
+            .await?;
         let status = resp.status();
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
             return Err(Fatal(unauthorized(
@@ -410,42 +502,46 @@ impl Registry {
     }
 }
 
-/// `https://index.docker.io/v1/` and friends are Docker Hub.
-/// Follow redirects only to http(s), never from https down to http, at
-/// most [`MAX_REDIRECTS`]. (reqwest drops `Authorization` itself when the
-/// host or port changes.)
-fn redirect_policy() -> reqwest::redirect::Policy {
-    reqwest::redirect::Policy::custom(|attempt| {
-        let next = attempt.url();
-        let from_https = attempt
-            .previous()
-            .last()
-            .is_some_and(|u| u.scheme() == "https");
-        let why = match next.scheme() {
-            _ if attempt.previous().len() > MAX_REDIRECTS => {
-                format!("more than {MAX_REDIRECTS} redirects")
-            }
-            "https" => return attempt.follow(),
-            "http" if !from_https => return attempt.follow(),
-            "http" => format!("refusing a redirect from https down to {next}"),
-            other => format!("refusing a redirect to a {other}: URL ({next})"),
-        };
-        attempt.error(why)
-    })
+/// May the `hop`th redirect of a request, from `from` to `to`, be
+/// followed? Only to http(s), never from https down to http (where a
+/// manifest asked for by tag could be swapped), at most [`MAX_REDIRECTS`].
+fn check_redirect(from: &url::Url, to: &url::Url, hop: usize) -> Result<(), String> {
+    if hop > MAX_REDIRECTS {
+        return Err(format!(
+            "more than {MAX_REDIRECTS} redirects (the last from {from} to {to})"
+        ));
+    }
+    match (from.scheme(), to.scheme()) {
+        (_, "https") | ("http", "http") => Ok(()),
+        ("https", "http") => Err(format!(
+            "refusing a redirect from https down to plain http: {from} to {to}"
+        )),
+        (_, other) => Err(format!(
+            "refusing a redirect to a {other}: URL: {from} to {to}"
+        )),
+    }
 }
 
-/// Do `url` and `base` (`scheme://host[:port]`) share scheme, host and port?
-fn same_origin(url: &url::Url, base: &str) -> bool {
-    url::Url::parse(base).is_ok_and(|b| b.origin() == url.origin())
+/// Does a `status` redirect turn a `method` request into a GET without a
+/// body (RFC 9110 15.4, as browsers and reqwest do)?
+fn becomes_get(status: StatusCode, method: &Method) -> bool {
+    match status {
+        StatusCode::SEE_OTHER => *method != Method::HEAD,
+        StatusCode::MOVED_PERMANENTLY | StatusCode::FOUND => *method == Method::POST,
+        _ => false,
+    }
 }
 
+/// An `Authorization` value, marked sensitive (kept out of debug output).
 fn header_value(v: &str) -> Result<HeaderValue, SendError> {
-    HeaderValue::from_str(v).map_err(|e| {
+    let mut h = HeaderValue::from_str(v).map_err(|e| {
         Fatal(ImageError::Registry {
             registry: "-".into(),
             reason: format!("bad authorization header: {e}"),
         })
-    })
+    })?;
+    h.set_sensitive(true);
+    Ok(h)
 }
 
 /// Why a bounded read stopped.
@@ -454,7 +550,9 @@ pub(crate) enum Limited {
     Failed(String),
 }
 
-/// Read a response body, failing as soon as it passes `max` bytes.
+/// Read a response body, failing as soon as it passes `max` bytes (it is
+/// read chunk by chunk, so an endless body costs at most `max` of memory).
+/// Every body ketch reads whole from a registry is read through this.
 pub(crate) async fn read_limited(mut resp: Response, max: u64) -> Result<Vec<u8>, Limited> {
     if resp.content_length().is_some_and(|n| n > max) {
         return Err(Limited::Over);
@@ -473,6 +571,7 @@ pub(crate) async fn read_limited(mut resp: Response, max: u64) -> Result<Vec<u8>
     Ok(body)
 }
 
+/// `https://index.docker.io/v1/` and friends are Docker Hub.
 pub fn normalize_server(s: &str) -> String {
     let s = s
         .trim()
@@ -654,11 +753,13 @@ mod tests {
     }
 
     /// A hostile registry on loopback: each connection's request head is
-    /// recorded and answered by `answer` (path, head) with raw bytes, or
-    /// with a body streamed in 64 KiB chunks up to `stream` bytes.
+    /// recorded and answered by `answer` (path, head) with raw bytes, then
+    /// a body streamed in 64 KiB chunks up to `stream` bytes (`streamed`
+    /// counts what the client let it write).
     struct Hostile {
         port: u16,
         heads: Arc<Mutex<Vec<String>>>,
+        streamed: Arc<std::sync::atomic::AtomicU64>,
     }
 
     type Answer = Arc<dyn Fn(&str, &str) -> (Vec<u8>, u64) + Send + Sync>;
@@ -668,10 +769,11 @@ mod tests {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = l.local_addr().unwrap().port();
         let heads = Arc::new(Mutex::new(Vec::new()));
-        let seen = heads.clone();
+        let streamed = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (seen, count) = (heads.clone(), streamed.clone());
         tokio::spawn(async move {
             while let Ok((mut s, _)) = l.accept().await {
-                let (answer, seen) = (answer.clone(), seen.clone());
+                let (answer, seen, count) = (answer.clone(), seen.clone(), count.clone());
                 tokio::spawn(async move {
                     let mut head = Vec::new();
                     let mut b = [0u8; 1024];
@@ -693,11 +795,25 @@ mod tests {
                             break;
                         }
                         sent += chunk.len() as u64;
+                        count.fetch_add(chunk.len() as u64, std::sync::atomic::Ordering::Relaxed);
                     }
                 });
             }
         });
-        Hostile { port, heads }
+        Hostile {
+            port,
+            heads,
+            streamed,
+        }
+    }
+
+    fn no_authorization(heads: &[String]) {
+        for h in heads {
+            assert!(
+                !h.to_ascii_lowercase().contains("authorization"),
+                "leaked: {h}"
+            );
+        }
     }
 
     fn reply(status: &str, headers: &str, body: &str) -> Vec<u8> {
@@ -723,25 +839,16 @@ mod tests {
 
     #[tokio::test]
     async fn an_endless_token_answer_is_cut_off_at_its_limit() {
-        let srv = hostile(Arc::new(|path: &str, _: &str| {
-            if path.starts_with("/token") {
-                // No Content-Length: an endless body, 64 MiB at most here.
-                (
-                    b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n{\"token\":\"".to_vec(),
-                    64 << 20,
-                )
-            } else {
-                let port = 0; // filled below through the Host header
-                let _ = port;
-                (Vec::new(), 0)
-            }
+        // No Content-Length: the body ends only when the server stops, here
+        // after 64 MiB.
+        let tokens = hostile(Arc::new(|_: &str, _: &str| {
+            let head = b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n{\"token\":\"";
+            (head.to_vec(), 64 << 20)
         }))
         .await;
-        let port = srv.port;
+        let realm = format!("http://127.0.0.1:{}/token", tokens.port);
         let reg_srv = hostile(Arc::new(move |_: &str, _: &str| {
-            let h = format!(
-                "WWW-Authenticate: Bearer realm=\"http://127.0.0.1:{port}/token\",service=\"x\"\r\n"
-            );
+            let h = format!("WWW-Authenticate: Bearer realm=\"{realm}\",service=\"x\"\r\n");
             (reply("401 Unauthorized", &h, ""), 0)
         }))
         .await;
@@ -759,31 +866,43 @@ mod tests {
             "{err}"
         );
         assert!(t0.elapsed() < Duration::from_secs(20));
+        // Reading stopped at the limit: what the server got to write is
+        // the limit plus the sockets' buffers, far from its 64 MiB.
+        let streamed = tokens.streamed.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(streamed < 32 << 20, "{streamed} bytes streamed");
+        assert_eq!(tokens.heads.lock().unwrap().len(), 1, "not retried");
     }
 
     #[tokio::test]
     async fn credentials_never_reach_another_origin() {
-        let other = hostile(Arc::new(|_: &str, _: &str| {
-            (reply("200 OK", "", "blob"), 0)
+        // Another port of the same host: a blob redirected there goes one
+        // more hop inside it (reqwest's own following put Authorization
+        // back on that second hop).
+        let other = hostile(Arc::new(|path: &str, _: &str| match path {
+            "/hop" => (
+                reply("307 Temporary Redirect", "Location: /stolen\r\n", ""),
+                0,
+            ),
+            _ => (reply("200 OK", "", "blob"), 0),
         }))
         .await;
         let to = other.port;
         let reg_srv = hostile(Arc::new(move |path: &str, head: &str| {
             if !head.to_ascii_lowercase().contains("authorization: basic") {
-                return (
-                    reply(
-                        "401 Unauthorized",
-                        "WWW-Authenticate: Basic realm=\"r\"\r\n",
-                        "",
-                    ),
-                    0,
-                );
+                let h = "WWW-Authenticate: Basic realm=\"r\"\r\n";
+                return (reply("401 Unauthorized", h, ""), 0);
             }
-            if path.contains("/blobs/") {
-                let h = format!("Location: http://127.0.0.1:{to}/stolen\r\n");
+            if path.ends_with("/blobs/sha256:00") {
+                let h = format!("Location: http://127.0.0.1:{to}/hop\r\n");
                 return (reply("307 Temporary Redirect", &h, ""), 0);
             }
-            (reply("200 OK", "", "{}"), 0)
+            if path.ends_with("/blobs/sha256:11") {
+                // A redirect within the registry keeps the credentials.
+                let h = "Location: /v2/app/blobs/own\r\n";
+                return (reply("302 Found", h, ""), 0);
+            }
+            let body = if path.ends_with("/own") { "own" } else { "{}" };
+            (reply("200 OK", "", body), 0)
         }))
         .await;
         let reg = Registry::new(RegistryConfig::default()).unwrap();
@@ -792,32 +911,63 @@ mod tests {
         let v2 = format!("{}/v2/", repo.base);
         let r = reg.send(&repo, "", |c| c.get(&v2)).await.unwrap();
         assert_eq!(r.status(), StatusCode::OK);
-        // A blob redirected to another port.
+        let scope = "repository:app:pull";
         let blob = format!("{}/v2/app/blobs/sha256:00", repo.base);
-        let r = reg
-            .send(&repo, "repository:app:pull", |c| c.get(&blob))
-            .await
-            .unwrap();
+        let r = reg.send(&repo, scope, |c| c.get(&blob)).await.unwrap();
         assert_eq!(r.text().await.unwrap(), "blob");
+        let own = format!("{}/v2/app/blobs/sha256:11", repo.base);
+        let r = reg.send(&repo, scope, |c| c.get(&own)).await.unwrap();
+        assert_eq!(r.text().await.unwrap(), "own");
         // An upload Location on another origin (a push follows it itself).
         let loc = format!("http://127.0.0.1:{to}/upload");
         let _ = reg
             .send(&repo, "repository:app:pull,push", |c| c.put(&loc))
             .await;
         let heads = other.heads.lock().unwrap().clone();
-        assert_eq!(heads.len(), 2, "{heads:?}");
-        for h in heads {
-            assert!(
-                !h.to_ascii_lowercase().contains("authorization"),
-                "leaked: {h}"
-            );
-        }
+        assert_eq!(heads.len(), 3, "{heads:?}");
+        no_authorization(&heads);
         assert!(reg_srv
             .heads
             .lock()
             .unwrap()
             .iter()
-            .any(|h| h.contains("Basic")));
+            .any(|h| h.contains("/own") && h.contains("Basic")));
+    }
+
+    #[tokio::test]
+    async fn basic_credentials_go_to_the_token_realm_and_no_further() {
+        let moved = hostile(Arc::new(|_: &str, _: &str| {
+            (reply("200 OK", "", r#"{"token":"t0k"}"#), 0)
+        }))
+        .await;
+        let to = moved.port;
+        let realm = hostile(Arc::new(move |_: &str, _: &str| {
+            let h = format!("Location: http://127.0.0.1:{to}/token2\r\n");
+            (reply("307 Temporary Redirect", &h, ""), 0)
+        }))
+        .await;
+        let challenge = format!(
+            "WWW-Authenticate: Bearer realm=\"http://127.0.0.1:{}/token\"\r\n",
+            realm.port
+        );
+        let reg_srv = hostile(Arc::new(move |_: &str, head: &str| {
+            if head.contains("Bearer t0k") {
+                (reply("200 OK", "", "{}"), 0)
+            } else {
+                (reply("401 Unauthorized", &challenge, ""), 0)
+            }
+        }))
+        .await;
+        let reg = Registry::new(RegistryConfig::default()).unwrap();
+        let repo = repo_at(reg_srv.port);
+        let url = format!("{}/v2/app/manifests/1", repo.base);
+        let r = reg
+            .send(&repo, "repository:app:pull", |c| c.get(&url))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        assert!(realm.heads.lock().unwrap()[0].contains("Basic"));
+        no_authorization(&moved.heads.lock().unwrap());
     }
 
     #[tokio::test]
@@ -833,21 +983,71 @@ mod tests {
         let mut repo = repo_at(reg_srv.port);
         repo.creds = None;
         let url = format!("{}/v2/app/blobs/sha256:00", repo.base);
-        // Refused by the policy, or not followed at all (the redirect is
-        // what the caller sees, and fails on): never read.
-        match reg.send(&repo, "", |c| c.get(&url)).await {
-            Err(e) => assert!(e.to_string().contains("file"), "{e}"),
-            Ok(r) => assert!(r.status().is_redirection(), "{}", r.status()),
-        }
-        assert_eq!(reg_srv.heads.lock().unwrap().len(), 1);
+        let err = reg
+            .send(&repo, "", |c| c.get(&url))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("refusing a redirect to a file: URL")
+                && err.contains("file:///etc/passwd"),
+            "{err}"
+        );
+        assert_eq!(reg_srv.heads.lock().unwrap().len(), 1, "not retried");
+    }
+
+    #[tokio::test]
+    async fn a_redirect_loop_ends_after_the_limit() {
+        let reg_srv = hostile(Arc::new(|_: &str, _: &str| {
+            (reply("302 Found", "Location: /again\r\n", ""), 0)
+        }))
+        .await;
+        let reg = Registry::new(RegistryConfig::default()).unwrap();
+        let mut repo = repo_at(reg_srv.port);
+        repo.creds = None;
+        let url = format!("{}/v2/", repo.base);
+        let err = reg
+            .send(&repo, "", |c| c.get(&url))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&format!("more than {MAX_REDIRECTS} redirects")),
+            "{err}"
+        );
+        assert_eq!(reg_srv.heads.lock().unwrap().len(), MAX_REDIRECTS + 1);
+    }
+
+    #[test]
+    fn redirects_are_checked_hop_by_hop() {
+        let u = |s: &str| url::Url::parse(s).unwrap();
+        let (http, https) = (u("http://reg:5000/v2/"), u("https://reg/v2/"));
+        assert!(check_redirect(&https, &u("https://cdn/b"), 1).is_ok());
+        assert!(check_redirect(&http, &u("http://cdn/b"), 1).is_ok());
+        assert!(check_redirect(&http, &u("https://cdn/b"), MAX_REDIRECTS).is_ok());
+        let down = check_redirect(&https, &u("http://reg/v2/"), 1).unwrap_err();
+        assert!(down.contains("down to plain http"), "{down}");
+        let file = check_redirect(&http, &u("file:///etc/passwd"), 1).unwrap_err();
+        assert!(file.contains("file:///etc/passwd"), "{file}");
+        assert!(check_redirect(&https, &u("data:,x"), 1).is_err());
+        let many = check_redirect(&https, &u("https://cdn/b"), MAX_REDIRECTS + 1).unwrap_err();
+        assert!(many.contains("more than"), "{many}");
+        // A 303 (or a 301/302 after a POST) goes on as a GET without a body.
+        assert!(becomes_get(StatusCode::SEE_OTHER, &Method::PUT));
+        assert!(!becomes_get(StatusCode::SEE_OTHER, &Method::HEAD));
+        assert!(becomes_get(StatusCode::FOUND, &Method::POST));
+        assert!(!becomes_get(StatusCode::FOUND, &Method::GET));
+        assert!(!becomes_get(StatusCode::TEMPORARY_REDIRECT, &Method::POST));
     }
 
     #[test]
     fn origins_are_scheme_host_and_port() {
-        let base = url::Url::parse("http://127.0.0.1:5000/v2/").unwrap();
-        assert!(same_origin(&base, "http://127.0.0.1:5000"));
-        assert!(!same_origin(&base, "http://127.0.0.1:5001"));
-        assert!(!same_origin(&base, "https://127.0.0.1:5000"));
-        assert!(!same_origin(&base, "http://localhost:5000"));
+        let o = |s: &str| url::Url::parse(s).unwrap().origin();
+        let base = o("http://127.0.0.1:5000/v2/");
+        assert!(base == o("http://127.0.0.1:5000/x"));
+        assert!(base != o("http://127.0.0.1:5001/v2/"));
+        assert!(base != o("https://127.0.0.1:5000/v2/"));
+        assert!(base != o("http://localhost:5000/v2/"));
+        assert!(o("file:///etc/passwd") != o("file:///etc/passwd"));
     }
 }

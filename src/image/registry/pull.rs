@@ -3,8 +3,9 @@
 //! tag it in the store.
 
 use super::{
-    bytes_msg, error_chain, manifest_accept, msg, short, ProgressFn, Registry, Repo, ATTEMPTS,
-    BACKOFF_START, MEDIA_DOCKER_LIST, MEDIA_OCI_INDEX, PARALLEL_TRANSFERS,
+    bytes_msg, error_chain, manifest_accept, msg, read_limited, short, Limited, ProgressFn,
+    Registry, Repo, ATTEMPTS, BACKOFF_START, MEDIA_DOCKER_LIST, MEDIA_OCI_INDEX,
+    PARALLEL_TRANSFERS,
 };
 use crate::image::store::{digest_of, MAX_METADATA_BLOB};
 use crate::image::{ImageError, ImageStore};
@@ -187,6 +188,17 @@ async fn pull_from(
         needed.push(digest_of(l.digest())?);
     }
     let _pin = store.pin(&needed);
+    // The config is read whole later: one declared larger than that limit
+    // is refused before a byte of it is fetched.
+    if manifest.config().size() > MAX_METADATA_BLOB {
+        return Err(invalid(
+            r,
+            format!(
+                "its config is {} bytes, over {MAX_METADATA_BLOB}",
+                manifest.config().size()
+            ),
+        ));
+    }
     // The config first: it is small, and says whether the platform fits.
     fetch_blob(reg, store, repo, manifest.config().clone(), progress).await?;
     // An index entry's platform is authoritative; a lone manifest's is
@@ -305,32 +317,23 @@ async fn fetch_manifest(
             reason: format!("manifest {reference} of {}: {status}", repo.name),
         });
     }
-    if resp.content_length().is_some_and(|n| n > MAX_METADATA_BLOB) {
-        return Err(invalid(
-            r,
-            format!("manifest {reference} is over {MAX_METADATA_BLOB} bytes"),
-        ));
-    }
     let header_type = resp
         .headers()
         .get(reqwest::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(|v| v.split(';').next().unwrap_or(v).trim().to_string());
-    let mut body = Vec::new();
-    let mut stream = resp.bytes_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| ImageError::Registry {
-            registry: repo.registry.clone(),
-            reason: format!("reading manifest {reference}: {}", error_chain(&e)),
-        })?;
-        body.extend_from_slice(&chunk);
-        if body.len() as u64 > MAX_METADATA_BLOB {
-            return Err(invalid(
+    let body = read_limited(resp, MAX_METADATA_BLOB)
+        .await
+        .map_err(|e| match e {
+            Limited::Over => invalid(
                 r,
                 format!("manifest {reference} is over {MAX_METADATA_BLOB} bytes"),
-            ));
-        }
-    }
+            ),
+            Limited::Failed(e) => ImageError::Registry {
+                registry: repo.registry.clone(),
+                reason: format!("reading manifest {reference}: {e}"),
+            },
+        })?;
     if let Ok(want) = Digest::parse(reference) {
         let got = Digest::of(&body);
         if got != want {
