@@ -49,54 +49,109 @@ impl Ignore {
     }
 }
 
+/// Does the segment pattern match the path? `**` matches any number of
+/// segments. Dynamic programming over (pattern, path) positions, so a
+/// hostile `.dockerignore` of many `**` costs time linear in each, never
+/// exponential.
 fn match_segs(pat: &[String], path: &[&str]) -> bool {
-    match pat.split_first() {
-        None => path.is_empty(),
-        Some((p, rest)) if p == "**" => (0..=path.len()).any(|i| match_segs(rest, &path[i..])),
-        Some((p, rest)) => {
-            !path.is_empty()
-                && glob(p.as_bytes(), path[0].as_bytes())
-                && match_segs(rest, &path[1..])
+    // row[j]: does pat[i..] match path[j..]? Computed from the last i up.
+    let mut row = vec![false; path.len() + 1];
+    row[path.len()] = true;
+    for p in pat.iter().rev() {
+        let mut next = vec![false; path.len() + 1];
+        for j in (0..=path.len()).rev() {
+            next[j] = if p == "**" {
+                row[j] || (j < path.len() && next[j + 1])
+            } else {
+                j < path.len() && row[j + 1] && glob(p.as_bytes(), path[j].as_bytes())
+            };
         }
+        row = next;
     }
+    row[0]
 }
 
-/// One path segment: `*`, `?`, `[a-z]`/`[^x]` classes, `\` escapes.
-pub fn glob(p: &[u8], s: &[u8]) -> bool {
-    match p.split_first() {
-        None => s.is_empty(),
-        Some((b'*', rest)) => (0..=s.len()).any(|i| glob(rest, &s[i..])),
-        Some((b'?', rest)) => !s.is_empty() && glob(rest, &s[1..]),
-        Some((b'[', rest)) => {
-            let Some(end) = rest.iter().position(|&c| c == b']') else {
-                return false;
-            };
-            let (class, after) = (&rest[..end], &rest[end + 1..]);
-            let Some((&c, s_rest)) = s.split_first() else {
-                return false;
-            };
-            let (neg, class) = match class.first() {
-                Some(b'^') | Some(b'!') => (true, &class[1..]),
-                _ => (false, class),
-            };
-            let mut hit = false;
-            let mut i = 0;
-            while i < class.len() {
-                if i + 2 < class.len() && class[i + 1] == b'-' {
-                    hit |= class[i] <= c && c <= class[i + 2];
-                    i += 3;
-                } else {
-                    hit |= class[i] == c;
-                    i += 1;
+enum Tok<'a> {
+    Star,
+    Any,
+    Class { neg: bool, set: &'a [u8] },
+    Lit(u8),
+}
+
+fn tokens(mut p: &[u8]) -> Option<Vec<Tok<'_>>> {
+    let mut out = Vec::new();
+    while let Some((&c, rest)) = p.split_first() {
+        p = rest;
+        out.push(match c {
+            b'*' => Tok::Star,
+            b'?' => Tok::Any,
+            b'[' => {
+                let end = p.iter().position(|&c| c == b']')?;
+                let (class, after) = (&p[..end], &p[end + 1..]);
+                p = after;
+                match class.first() {
+                    Some(b'^') | Some(b'!') => Tok::Class {
+                        neg: true,
+                        set: &class[1..],
+                    },
+                    _ => Tok::Class {
+                        neg: false,
+                        set: class,
+                    },
                 }
             }
-            hit != neg && glob(after, s_rest)
-        }
-        Some((b'\\', rest)) if !rest.is_empty() => {
-            !s.is_empty() && s[0] == rest[0] && glob(&rest[1..], &s[1..])
-        }
-        Some((&c, rest)) => !s.is_empty() && s[0] == c && glob(rest, &s[1..]),
+            b'\\' if !p.is_empty() => {
+                let l = p[0];
+                p = &p[1..];
+                Tok::Lit(l)
+            }
+            c => Tok::Lit(c),
+        });
     }
+    Some(out)
+}
+
+fn in_class(set: &[u8], c: u8) -> bool {
+    let mut i = 0;
+    while i < set.len() {
+        if i + 2 < set.len() && set[i + 1] == b'-' {
+            if set[i] <= c && c <= set[i + 2] {
+                return true;
+            }
+            i += 3;
+        } else {
+            if set[i] == c {
+                return true;
+            }
+            i += 1;
+        }
+    }
+    false
+}
+
+/// One path segment: `*`, `?`, `[a-z]`/`[^x]` classes, `\` escapes. Time
+/// is the product of the lengths (no backtracking blow-up on `***...`).
+pub fn glob(p: &[u8], s: &[u8]) -> bool {
+    let Some(toks) = tokens(p) else {
+        return false;
+    };
+    // row[j]: do toks[i..] match s[j..]?
+    let mut row = vec![false; s.len() + 1];
+    row[s.len()] = true;
+    for t in toks.iter().rev() {
+        let mut next = vec![false; s.len() + 1];
+        for j in (0..=s.len()).rev() {
+            next[j] = match t {
+                Tok::Star => row[j] || (j < s.len() && next[j + 1]),
+                _ if j == s.len() => false,
+                Tok::Any => row[j + 1],
+                Tok::Class { neg, set } => row[j + 1] && in_class(set, s[j]) != *neg,
+                Tok::Lit(c) => row[j + 1] && s[j] == *c,
+            };
+        }
+        row = next;
+    }
+    row[0]
 }
 
 #[cfg(test)]
@@ -114,5 +169,23 @@ mod tests {
         assert!(ig.excluded("docs/b.md"));
         assert!(!ig.excluded("docs/z.md"));
         assert!(!ig.excluded("src/main.rs"));
+    }
+
+    #[test]
+    fn many_stars_take_linear_time() {
+        // Found by the `dockerfile` fuzz target: 85 `*` backtracked for
+        // longer than 20 minutes.
+        let stars = "*".repeat(200);
+        assert!(!glob(
+            format!("{stars}x").as_bytes(),
+            "a".repeat(200).as_bytes()
+        ));
+        assert!(glob(stars.as_bytes(), b"anything"));
+        let deep = vec!["**"; 200].join("/") + "/x";
+        let ig = Ignore::parse(&deep);
+        assert!(!ig.excluded(&vec!["a"; 200].join("/")));
+        assert!(ig.excluded("a/b/x"));
+        assert!(glob(b"a\\*b", b"a*b") && !glob(b"a\\*b", b"axb"));
+        assert!(glob(b"[!a-c]?", b"dz") && !glob(b"[!a-c]?", b"bz") && !glob(b"[ab", b"a"));
     }
 }
