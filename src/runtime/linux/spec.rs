@@ -352,6 +352,23 @@ pub fn capabilities(add: &[String], drop: &[String]) -> Result<Vec<String>, Runt
 }
 
 /// The default seccomp filter of a container with `caps`.
+/// The architectures a container on this host can make syscalls in (as
+/// Docker's profile maps them): the native one and its compat modes. A
+/// foreign one adds nothing but filter size, which every start compiles.
+fn seccomp_architectures() -> &'static [&'static str] {
+    match std::env::consts::ARCH {
+        "x86_64" => &["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+        "aarch64" => &["SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"],
+        _ => &[
+            "SCMP_ARCH_X86_64",
+            "SCMP_ARCH_X86",
+            "SCMP_ARCH_X32",
+            "SCMP_ARCH_AARCH64",
+            "SCMP_ARCH_ARM",
+        ],
+    }
+}
+
 fn seccomp(caps: &[String]) -> Value {
     let has = |cap: &str| caps.iter().any(|c| c == cap);
     let mut names: Vec<&str> = DENIED_SYSCALLS.to_vec();
@@ -392,7 +409,7 @@ fn seccomp(caps: &[String]) -> Value {
     }
     json!({
         "defaultAction": "SCMP_ACT_ALLOW",
-        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32", "SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"],
+        "architectures": seccomp_architectures(),
         "syscalls": rules,
     })
 }
