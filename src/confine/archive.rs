@@ -460,9 +460,10 @@ fn entry_kind<R: Read>(
     };
     Ok(match h.entry_type() {
         tar::EntryType::Directory => EntryKind::Dir,
-        tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
-            EntryKind::File
-        }
+        tar::EntryType::Regular | tar::EntryType::Continuous => EntryKind::File,
+        // The tar reader fills a sparse file's holes itself, out of sight
+        // of the ratio check: a few bytes could write gigabytes of zeros.
+        // Docker's own archives never hold them.
         tar::EntryType::Symlink => {
             let target = link()?;
             if policy.kind == Kind::Layer && symlink_escapes(path, &target) {
@@ -555,6 +556,7 @@ pub fn extract_filtered<'s>(
         root,
         policy,
         as_root: rustix::process::geteuid().is_root(),
+        existing: target == Target::Existing,
         cached: None,
         dirs: Vec::new(),
         made: Vec::new(),
@@ -594,11 +596,28 @@ fn check_against(root: &Root, e: &Entry, fine: &mut HashSet<RelPath>) -> Result<
             Ok(_) => {
                 fine.insert(a);
             }
-            Err(err) if err.is_not_found() => break,
+            Err(err) if err.is_not_found() => return Ok(()),
             Err(ConfineError::Refused { rule, .. }) => {
                 return Err(ConfineError::refused(&e.path, rule))
             }
             Err(err) => return Err(err),
+        }
+    }
+    // As Docker: an existing directory is never replaced by a file or a
+    // link (that would delete the tree below it).
+    if matches!(e.kind, EntryKind::Dir | EntryKind::Opaque) {
+        return Ok(());
+    }
+    if let Some((parent, name)) = e.path.split_last() {
+        if let Ok(dir) = root.dir_nofollow(&parent, false) {
+            if rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW)
+                .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory)
+            {
+                return Err(ConfineError::refused(
+                    &e.path,
+                    Rule::ReplacesDirectory(e.path.to_string()),
+                ));
+            }
         }
     }
     Ok(())
@@ -608,6 +627,8 @@ struct Writer<'a> {
     root: &'a Root,
     policy: &'a Policy,
     as_root: bool,
+    /// Writing into a directory with content of its own.
+    existing: bool,
     /// The directory of the previous entry (most entries share one).
     cached: Option<(RelPath, OwnedFd)>,
     /// Directory entries, whose modes and times are set at the end (their
@@ -776,6 +797,7 @@ impl Writer<'_> {
         kind: &EntryKind,
         path: &RelPath,
     ) -> Result<bool, ConfineError> {
+        let existing = self.existing;
         let dir = self.dir(parent)?;
         let st = match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(st) => st,
@@ -785,6 +807,12 @@ impl Writer<'_> {
         let is_dir = FileType::from_raw_mode(st.st_mode) == FileType::Directory;
         if is_dir && *kind == EntryKind::Dir {
             return Ok(true);
+        }
+        if is_dir && existing {
+            return Err(ConfineError::refused(
+                path,
+                Rule::ReplacesDirectory(path.to_string()),
+            ));
         }
         if is_dir {
             remove_tree(dir, name, 0).map_err(|e| ConfineError::io(path)(e))?;

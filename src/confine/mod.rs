@@ -112,7 +112,18 @@ pub enum Rule {
     MetadataTooLarge { size: u64, limit: u64 },
     #[error("not a valid tar archive: {0}")]
     Malformed(String),
+    #[error("names are limited to {MAX_NAME} bytes and {MAX_DEPTH} components")]
+    NameTooLong,
+    #[error("would replace the existing directory {0:?} by a non-directory")]
+    ReplacesDirectory(String),
 }
+
+/// Names longer than this (the kernel's `PATH_MAX`) are refused: they
+/// could not be made anyway, and checks walk every ancestor.
+pub const MAX_NAME: usize = 4096;
+/// Components one name may have: each entry's checks cost its depth
+/// squared, so a hostile archive of endless `a/a/a/...` stays cheap.
+pub const MAX_DEPTH: usize = 256;
 
 /// A hostile name split into plain components: no `..`, no `/` at the
 /// start, no empty or `.` components, no NUL byte.
@@ -129,12 +140,18 @@ impl RelPath {
         if raw.first() == Some(&b'/') {
             return Err(Rule::Absolute);
         }
+        if raw.len() > MAX_NAME {
+            return Err(Rule::NameTooLong);
+        }
         let mut parts = Vec::new();
         for c in raw.split(|b| *b == b'/') {
             match c {
                 b"" | b"." => {}
                 b".." => return Err(Rule::ParentDir),
                 c => parts.push(OsStr::from_bytes(c).to_os_string()),
+            }
+            if parts.len() > MAX_DEPTH {
+                return Err(Rule::NameTooLong);
             }
         }
         Ok(RelPath(parts))
@@ -604,6 +621,11 @@ mod tests {
         assert_eq!(RelPath::parse(b"a/../../x"), Err(Rule::ParentDir));
         assert_eq!(RelPath::parse(b"/etc"), Err(Rule::Absolute));
         assert_eq!(RelPath::parse(b"a\0b"), Err(Rule::Nul));
+        assert_eq!(
+            RelPath::parse("a/".repeat(300).as_bytes()),
+            Err(Rule::NameTooLong)
+        );
+        assert_eq!(RelPath::parse(&[b'a'; 5000]), Err(Rule::NameTooLong));
         assert_eq!(RelPath::parse(b"./a//b/").unwrap().to_string(), "a/b");
         assert!(RelPath::parse(b"./").unwrap().is_root());
     }

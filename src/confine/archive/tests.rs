@@ -388,14 +388,65 @@ fn endless_long_names_are_refused_without_reading_them_whole() {
 }
 
 #[test]
-fn an_existing_directory_is_replaced_only_by_entries_inside_the_root() {
+fn an_existing_directory_is_never_replaced_by_a_file() {
+    // A file or link named like a directory of the destination (`etc` in
+    // a container's `/`, a user's own directory) once deleted the tree.
     let h = Host::new();
     fs::create_dir_all(h.root().join("d/sub")).unwrap();
     fs::write(h.root().join("d/sub/x"), b"x").unwrap();
-    let data = Tar::new().file("d", b"now a file").bytes();
-    h.extract(&data, Kind::Copy, Target::Existing).unwrap();
-    assert_eq!(fs::read(h.root().join("d")).unwrap(), b"now a file");
-    h.intact();
+    for data in [
+        Tar::new()
+            .file("first", b"1")
+            .file("d", b"now a file")
+            .bytes(),
+        Tar::new()
+            .link(tar::EntryType::Symlink, "d", "/elsewhere")
+            .bytes(),
+    ] {
+        refused(
+            h.extract(&data, Kind::Copy, Target::Existing),
+            "existing directory",
+        );
+        assert_eq!(fs::read(h.root().join("d/sub/x")).unwrap(), b"x");
+        assert!(!h.root().join("first").exists(), "nothing written");
+    }
+    // Within a fresh layer, later entries replace earlier ones, as Docker.
+    let h = Host::new();
+    let data = Tar::new()
+        .dir("d/")
+        .file("d/x", b"x")
+        .file("d", b"file")
+        .bytes();
+    h.extract(&data, Kind::Layer, Target::Fresh).unwrap();
+    assert_eq!(fs::read(h.root().join("d")).unwrap(), b"file");
+}
+
+#[test]
+fn deep_names_and_sparse_files_are_refused() {
+    let h = Host::new();
+    let deep = "a/".repeat(300) + "f";
+    let mut b = tar::Builder::new(Vec::new());
+    let mut hd = header(tar::EntryType::Regular, 1);
+    hd.set_cksum();
+    b.append_data(&mut hd, &deep, &b"x"[..]).unwrap();
+    refused(
+        h.extract(&b.into_inner().unwrap(), Kind::Layer, Target::Fresh),
+        "components",
+    );
+    let mut b = Tar::new();
+    // A 1 GiB hole, then one byte of data: the hole the reader would fill itself.
+    let mut hs = header(tar::EntryType::GNUSparse, 1);
+    raw_path(&mut hs, "holes");
+    let g = hs.as_gnu_mut().unwrap();
+    g.sparse[0].offset = *b"07777777777\0";
+    g.sparse[0].numbytes = *b"00000000001\0";
+    g.realsize = *b"10000000000\0";
+    hs.set_cksum();
+    b.0.append(&hs, &b"x"[..]).unwrap();
+    refused(
+        h.extract(&b.bytes(), Kind::Layer, Target::Fresh),
+        "not allowed",
+    );
 }
 
 #[test]

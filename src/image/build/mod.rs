@@ -721,6 +721,20 @@ fn file_entry(layer: &LayerBuilder, f: fs::File, rel: &str) -> Result<Entry, Str
     Ok(Entry::File { mode, data })
 }
 
+/// A copy of `e` (a hard link's target), if the layer has room for it.
+fn fits(
+    e: &Entry,
+    room: u64,
+    path: &crate::confine::RelPath,
+) -> Result<Entry, crate::confine::ConfineError> {
+    match e {
+        Entry::File { data, .. } if data.len() as u64 > room => Err(
+            crate::confine::ConfineError::refused(path, crate::confine::Rule::FileTooLarge(room)),
+        ),
+        e => Ok(e.clone()),
+    }
+}
+
 fn in_memory(e: &crate::confine::ConfineError) -> String {
     format!("{e} (a COPY or ADD layer is built in memory)")
 }
@@ -794,7 +808,8 @@ fn extract_archive(layer: &mut LayerBuilder, f: fs::File, dest: &str) -> Result<
                 target: t.to_string_lossy().into_owned(),
             },
             EntryKind::HardLink(t) => match layer.get(&at(t)) {
-                Some(e) => e.clone(),
+                // A copy: it must fit like any other file.
+                Some(linked) => fits(linked, layer.room(), &e.path)?,
                 None => return Ok(()),
             },
             _ => {
@@ -840,7 +855,8 @@ fn merged_tree(store: &ImageStore, layers: &[Descriptor]) -> Result<LayerBuilder
                     data: crate::confine::read_bounded(data, tree.room(), &e.path.to_string())?,
                 },
                 EntryKind::HardLink(t) => match tree.get(&format!("/{t}")) {
-                    Some(e) => e.clone(),
+                    // A copy: it must fit like any other file.
+                    Some(linked) => fits(linked, tree.room(), &e.path)?,
                     None => return Ok(()),
                 },
                 // Devices and FIFOs are not copied between stages.
@@ -953,4 +969,25 @@ fn commit(store: &ImageStore, stage: &Stage, tags: &[ImageRef]) -> Result<Digest
         )?;
     }
     Ok(config_digest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hard_link_copy_must_fit_the_layer_like_its_target() {
+        // ADD of one big file and thousands of hard links to it once
+        // cloned the file per link without counting it.
+        let f = Entry::File {
+            mode: 0o644,
+            data: vec![0; 10],
+        };
+        let p = crate::confine::RelPath::parse(b"link").unwrap();
+        assert!(fits(&f, 10, &p).is_ok());
+        let e = fits(&f, 9, &p).unwrap_err().to_string();
+        assert!(e.contains("limit of 9 bytes"), "{e}");
+        let d = Entry::Dir { mode: 0o755 };
+        assert!(fits(&d, 0, &p).is_ok());
+    }
 }
