@@ -68,7 +68,7 @@ pub fn list(engine: &Engine, q: &Query) -> Resp {
                     Some((lk, lv)) => s.labels.get(lk).is_some_and(|x| x == lv),
                     None => s.labels.contains_key(v),
                 },
-                "exited" => s.state == "exited" && c.record().state.exit_code.to_string() == *v,
+                "exited" => s.state == "exited" && c.record().state.exit_code().to_string() == *v,
                 _ => true,
             })
         });
@@ -110,7 +110,7 @@ pub fn parse_filters(f: &str) -> Result<HashMap<String, Vec<String>>, EngineErro
 
 pub fn inspect(engine: &Engine, id: &str) -> Resp {
     match engine.lookup(id) {
-        Ok(c) => json(StatusCode::OK, &view::inspect(&c)),
+        Ok(c) => json(StatusCode::OK, &view::inspect(&c, engine.sandbox_key(&c))),
         Err(e) => error(&e),
     }
 }

@@ -29,7 +29,7 @@ pub async fn list(engine: &Arc<Engine>, q: &Query) -> Resp {
         Ok(f) => f.unwrap_or_default(),
         Err(e) => return error(&e),
     };
-    let images = match engine.images.list() {
+    let images = match engine.images().list() {
         Ok(i) => i,
         Err(e) => return error(&e.into()),
     };
@@ -64,7 +64,7 @@ pub async fn list(engine: &Arc<Engine>, q: &Query) -> Resp {
 }
 
 pub async fn inspect(engine: &Arc<Engine>, name: &str) -> Resp {
-    match resolve(&engine.images, name).await {
+    match resolve(engine.images(), name).await {
         Ok(img) => json(StatusCode::OK, &view::image_inspect(&img)),
         Err(e) => error(&e.into()),
     }
@@ -95,14 +95,14 @@ pub async fn tag(engine: &Arc<Engine>, name: &str, q: &Query) -> Resp {
         Ok(r) => r,
         Err(e) => return error(&ImageError::from(e).into()),
     };
-    let img = match resolve(&engine.images, name).await {
+    let img = match resolve(engine.images(), name).await {
         Ok(i) => i,
         Err(e) => return error(&e.into()),
     };
-    match engine.images.tag(&img, &r) {
+    match engine.images().tag(&img, &r) {
         Ok(()) => {
             engine
-                .events
+                .events()
                 .emit("image", "tag", img.id.as_str(), &[("name", &r.familiar())]);
             super::http::empty(StatusCode::CREATED)
         }
@@ -116,8 +116,8 @@ pub async fn remove(engine: &Arc<Engine>, name: &str, q: &Query) -> Resp {
         Ok(items) => {
             for i in &items {
                 match (&i.untagged, &i.deleted) {
-                    (Some(u), _) => engine.events.emit("image", "untag", u, &[("name", u)]),
-                    (None, Some(d)) => engine.events.emit("image", "delete", d, &[("name", d)]),
+                    (Some(u), _) => engine.events().emit("image", "untag", u, &[("name", u)]),
+                    (None, Some(d)) => engine.events().emit("image", "delete", d, &[("name", d)]),
                     _ => {}
                 }
             }
@@ -132,13 +132,13 @@ async fn remove_image(
     name: &str,
     force: bool,
 ) -> Result<Vec<DeleteItem>, EngineError> {
-    let img = resolve(&engine.images, name).await?;
+    let img = resolve(engine.images(), name).await?;
     let by_ref = ImageRef::parse(name).ok().filter(|r| img.refs.contains(r));
     let users = engine.containers_using(&img.id);
     let mut items = Vec::new();
     let untag_all = match &by_ref {
         Some(r) if img.refs.len() > 1 => {
-            engine.images.untag(r)?;
+            engine.images().untag(r)?;
             return Ok(vec![DeleteItem {
                 untagged: Some(r.familiar()),
                 deleted: None,
@@ -176,15 +176,15 @@ async fn remove_image(
         by_ref.into_iter().collect()
     };
     for r in &refs {
-        engine.images.untag(r)?;
+        engine.images().untag(r)?;
         items.push(DeleteItem {
             untagged: Some(r.familiar()),
             deleted: None,
         });
     }
-    engine.images.remove_manifest(&img.manifest_digest)?;
+    engine.images().remove_manifest(&img.manifest_digest)?;
     // Blobs shared with other images stay; GC removes only unreachable ones.
-    let s = engine.images.clone();
+    let s = engine.images().clone();
     let deleted = tokio::task::spawn_blocking(move || s.gc())
         .await
         .expect("gc task")?;
@@ -230,7 +230,7 @@ async fn save_names(engine: &Arc<Engine>, names: Vec<String>) -> Resp {
     }
     let mut images = Vec::new();
     for n in &names {
-        match resolve(&engine.images, n).await {
+        match resolve(engine.images(), n).await {
             Ok(img) => {
                 let refs = match ImageRef::parse(n) {
                     Ok(r) if img.refs.contains(&r) => vec![r],
@@ -242,7 +242,7 @@ async fn save_names(engine: &Arc<Engine>, names: Vec<String>) -> Resp {
         }
     }
     let (tx, resp) = stream("application/x-tar");
-    let store = engine.images.clone();
+    let store = engine.images().clone();
     tokio::task::spawn_blocking(move || {
         if let Err(e) = crate::image::archive::save(
             &store,
@@ -308,7 +308,7 @@ pub async fn load(engine: &Arc<Engine>, body: Incoming) -> Resp {
         Ok(f) => f,
         Err(e) => return error(&e),
     };
-    let store = engine.images.clone();
+    let store = engine.images().clone();
     let result = tokio::task::spawn_blocking(move || {
         let f = std::fs::File::open(&file.0).map_err(ImageError::io(&file.0))?;
         crate::image::archive::load(&store, std::io::BufReader::new(f))
@@ -371,7 +371,7 @@ pub async fn build(engine: &Arc<Engine>, q: &Query, body: Incoming) -> Resp {
             .join(format!("build-{}", rand::random::<u64>())),
     );
     let (tx, resp) = stream("application/json");
-    let store = engine.images.clone();
+    let store = engine.images().clone();
     opts.cache_dir = Some(engine.root().join("build-cache"));
     #[cfg(all(feature = "linux", target_os = "linux"))]
     let runner_impl = engine.build_runner();

@@ -103,8 +103,8 @@ pub async fn pull(engine: &Arc<Engine>, q: &Query, headers: &HeaderMap) -> Resp 
     let engine = engine.clone();
     progress_stream(move |report| async move {
         registry::pull(
-            &engine.registry,
-            &engine.images,
+            engine.registry(),
+            engine.images(),
             &r,
             platform.as_ref(),
             creds.as_ref(),
@@ -113,7 +113,7 @@ pub async fn pull(engine: &Arc<Engine>, q: &Query, headers: &HeaderMap) -> Resp 
         .await?;
         let name = r.familiar();
         engine
-            .events
+            .events()
             .emit("image", "pull", &name, &[("name", &name)]);
         Ok(())
     })
@@ -135,7 +135,7 @@ pub async fn push(engine: &Arc<Engine>, name: &str, q: &Query, headers: &HeaderM
         Ok(r) => r,
         Err(e) => return error(&ImageError::from(e).into()),
     };
-    let store = engine.images.clone();
+    let store = engine.images().clone();
     let lookup = full.clone();
     let img = match tokio::task::spawn_blocking(move || store.resolve(&lookup))
         .await
@@ -154,8 +154,8 @@ pub async fn push(engine: &Arc<Engine>, name: &str, q: &Query, headers: &HeaderM
     let engine = engine.clone();
     progress_stream(move |report| async move {
         registry::push(
-            &engine.registry,
-            &engine.images,
+            engine.registry(),
+            engine.images(),
             &img,
             &target,
             creds.as_ref(),
@@ -165,7 +165,7 @@ pub async fn push(engine: &Arc<Engine>, name: &str, q: &Query, headers: &HeaderM
         .await?;
         let name = target.familiar();
         engine
-            .events
+            .events()
             .emit("image", "push", &name, &[("name", &name)]);
         Ok(())
     })
@@ -178,7 +178,7 @@ pub async fn auth(engine: &Arc<Engine>, body: Incoming) -> Resp {
         Ok(c) => c,
         Err(e) => return error(&e),
     };
-    match engine.registry.login(&creds.server_address, &creds).await {
+    match engine.registry().login(&creds.server_address, &creds).await {
         Ok(()) => json(
             StatusCode::OK,
             &serde_json::json!({"Status": "Login Succeeded", "IdentityToken": ""}),
@@ -203,21 +203,21 @@ pub async fn prune_images(engine: &Arc<Engine>, q: &Query) -> Resp {
     let engine = engine.clone();
     let result = tokio::task::spawn_blocking(move || -> Result<_, EngineError> {
         let mut items = Vec::new();
-        for img in engine.images.list()? {
+        for img in engine.images().list()? {
             if (!all && !img.refs.is_empty()) || !engine.containers_using(&img.id).is_empty() {
                 continue;
             }
             for r in &img.refs {
-                engine.images.untag(r)?;
+                engine.images().untag(r)?;
                 items.push(DeleteItem {
                     untagged: Some(r.familiar()),
                     deleted: None,
                 });
             }
-            engine.images.remove_manifest(&img.manifest_digest)?;
+            engine.images().remove_manifest(&img.manifest_digest)?;
         }
-        let mut freed = engine.images.remove_partials();
-        for (d, size) in engine.images.gc()? {
+        let mut freed = engine.images().remove_partials();
+        for (d, size) in engine.images().gc()? {
             freed += size;
             items.push(DeleteItem {
                 untagged: None,

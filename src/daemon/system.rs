@@ -82,7 +82,7 @@ pub fn version() -> Resp {
 pub fn info(engine: &Engine) -> Resp {
     let cs = engine.list();
     let count = |s: Status| cs.iter().filter(|c| c.status() == s).count();
-    let images = engine.images.list().map(|v| v.len()).unwrap_or(0);
+    let images = engine.images().list().map(|v| v.len()).unwrap_or(0);
     let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
         .unwrap_or_default();
@@ -144,7 +144,7 @@ pub fn info(engine: &Engine) -> Resp {
 /// `GET /system/df`: images (with the containers using them), containers,
 /// and the bytes the store's blobs take. No volumes or build cache yet.
 pub fn df(engine: &Engine) -> Resp {
-    let images = match engine.images.list() {
+    let images = match engine.images().list() {
         Ok(i) => i,
         Err(e) => return super::http::error(&e.into()),
     };
@@ -159,7 +159,7 @@ pub fn df(engine: &Engine) -> Resp {
             s
         })
         .collect();
-    let layers_size: u64 = std::fs::read_dir(engine.images.root().join("blobs/sha256"))
+    let layers_size: u64 = std::fs::read_dir(engine.images().root().join("blobs/sha256"))
         .map(|rd| {
             rd.flatten()
                 .filter_map(|e| e.metadata().ok())
@@ -206,7 +206,7 @@ pub async fn events(engine: &Arc<Engine>, q: &Query) -> Resp {
                 Err(e) => return error(&e),
             },
         };
-    let (past, mut rx) = engine.events.subscribe(since);
+    let (past, mut rx) = engine.events().subscribe(since);
     let (out, resp) = stream("application/json");
     let line = |e: &crate::api::types::EventMessage| {
         let mut b = serde_json::to_vec(e).expect("event serialises");

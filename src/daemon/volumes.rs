@@ -37,15 +37,15 @@ pub async fn create(engine: &Engine, body: Incoming) -> Resp {
         );
     }
     let name = Some(req.name.as_str()).filter(|n| !n.is_empty());
-    let existed = name.is_some_and(|n| engine.volumes.get(n).is_ok());
+    let existed = name.is_some_and(|n| engine.volumes().get(n).is_ok());
     match engine
-        .volumes
+        .volumes()
         .create(name, req.labels.unwrap_or_default(), false)
     {
         Ok(v) => {
             if !existed {
                 engine
-                    .events
+                    .events()
                     .emit("volume", "create", &v.name, &[("driver", "local")]);
             }
             json(StatusCode::CREATED, &v)
@@ -57,12 +57,12 @@ pub async fn create(engine: &Engine, body: Incoming) -> Resp {
 pub fn list(engine: &Engine) -> Resp {
     json(
         StatusCode::OK,
-        &serde_json::json!({"Volumes": engine.volumes.list(), "Warnings": []}),
+        &serde_json::json!({"Volumes": engine.volumes().list(), "Warnings": []}),
     )
 }
 
 pub fn inspect(engine: &Engine, name: &str) -> Resp {
-    match engine.volumes.get(name) {
+    match engine.volumes().get(name) {
         Ok(v) => json(StatusCode::OK, &v),
         Err(e) => error(&e),
     }

@@ -41,3 +41,20 @@ impl EngineError {
         move |source| EngineError::Io { path, source }
     }
 }
+
+impl EngineError {
+    /// A blocking task of `what` panicked or was cancelled.
+    pub fn task(what: &'static str) -> impl FnOnce(tokio::task::JoinError) -> EngineError {
+        move |e| EngineError::Io {
+            path: what.to_string(),
+            source: std::io::Error::other(e),
+        }
+    }
+
+    /// Docker's words, which clients match on.
+    pub fn name_in_use(name: &str, other: &str) -> Self {
+        EngineError::Conflict(format!(
+            "Conflict. The container name \"/{name}\" is already in use by container \"{other}\". You have to remove (or rename) that container to be able to reuse that name."
+        ))
+    }
+}

@@ -8,6 +8,7 @@ use crate::model::Status;
 use crate::runtime::RuntimeStats;
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 /// Docker's `units.HumanDuration`.
 pub fn human_duration(d: chrono::Duration) -> String {
@@ -35,22 +36,22 @@ fn ts(t: Option<DateTime<Utc>>) -> String {
 fn status_text(r: &Record) -> String {
     let now = Utc::now();
     let s = &r.state;
-    match s.status {
+    match s.status() {
         Status::Created => "Created".into(),
-        Status::Running => format!("Up {}", human_duration(now - s.started_at.unwrap_or(now))),
+        Status::Running => format!("Up {}", human_duration(now - s.started_at().unwrap_or(now))),
         Status::Paused => format!(
             "Up {} (Paused)",
-            human_duration(now - s.started_at.unwrap_or(now))
+            human_duration(now - s.started_at().unwrap_or(now))
         ),
         Status::Restarting => format!(
             "Restarting ({}) {} ago",
-            s.exit_code,
-            human_duration(now - s.finished_at.unwrap_or(now))
+            s.exit_code(),
+            human_duration(now - s.finished_at().unwrap_or(now))
         ),
         Status::Exited => format!(
             "Exited ({}) {} ago",
-            s.exit_code,
-            human_duration(now - s.finished_at.unwrap_or(now))
+            s.exit_code(),
+            human_duration(now - s.finished_at().unwrap_or(now))
         ),
         Status::Removing => "Removal In Progress".into(),
         Status::Dead => "Dead".into(),
@@ -125,11 +126,11 @@ fn endpoints(c: &Container, r: &Record) -> BTreeMap<String, serde_json::Value> {
         .collect()
 }
 
-fn network_settings(c: &Container, r: &Record) -> NetworkSettings {
+fn network_settings(c: &Container, r: &Record, sandbox: Option<PathBuf>) -> NetworkSettings {
     let networks = endpoints(c, r);
     let mut s = NetworkSettings {
         ports: inspect_ports(r),
-        sandbox_key: sandbox_key(c, r),
+        sandbox_key: sandbox.map(|p| p.display().to_string()).unwrap_or_default(),
         ..Default::default()
     };
     if let Some(b) = networks.get(networks::DEFAULT) {
@@ -142,18 +143,6 @@ fn network_settings(c: &Container, r: &Record) -> NetworkSettings {
     }
     s.networks = networks;
     s
-}
-
-/// The network namespace of a running Linux container.
-fn sandbox_key(c: &Container, r: &Record) -> String {
-    #[cfg(all(feature = "linux", target_os = "linux"))]
-    if r.state.status.is_alive() && super::is_linux_record(r) {
-        if let Some(p) = crate::runtime::linux::netns_path(&c.dir.join("run")) {
-            return p.display().to_string();
-        }
-    }
-    let _ = (c, r);
-    String::new()
 }
 
 fn network_mode(r: &Record) -> String {
@@ -187,7 +176,7 @@ pub fn summary(c: &Container) -> ContainerSummary {
         created: r.created.timestamp(),
         ports: summary_ports(&r),
         labels: r.config.labels.clone().unwrap_or_default(),
-        state: r.state.status.as_str().into(),
+        state: r.state.status().as_str().into(),
         status: status_text(&r),
         host_config: SummaryHostConfig {
             network_mode: network_mode(&r),
@@ -199,7 +188,8 @@ pub fn summary(c: &Container) -> ContainerSummary {
     }
 }
 
-pub fn inspect(c: &Container) -> ContainerInspect {
+/// `sandbox` is the container's network namespace, if it runs in one.
+pub fn inspect(c: &Container, sandbox: Option<PathBuf>) -> ContainerInspect {
     let r = c.record();
     let s = &r.state;
     let mut config = r.config.clone();
@@ -214,29 +204,29 @@ pub fn inspect(c: &Container) -> ContainerInspect {
         path: r.path.clone(),
         args: r.args.clone(),
         state: ContainerState {
-            status: s.status.as_str().into(),
-            running: s.status.is_alive(),
-            paused: s.status == Status::Paused,
-            restarting: s.status == Status::Restarting,
-            oom_killed: s.oom_killed,
-            dead: s.status == Status::Dead,
+            status: s.status().as_str().into(),
+            running: s.status().is_alive(),
+            paused: s.status() == Status::Paused,
+            restarting: s.status() == Status::Restarting,
+            oom_killed: s.oom_killed(),
+            dead: s.status() == Status::Dead,
             // Wasm instances live inside ketchd; the daemon's pid is honest.
-            pid: if s.status.is_alive() {
+            pid: if s.status().is_alive() {
                 std::process::id() as i64
             } else {
                 0
             },
-            exit_code: s.exit_code,
-            error: s.error.clone(),
-            started_at: ts(s.started_at),
-            finished_at: ts(s.finished_at),
+            exit_code: s.exit_code(),
+            error: s.error().to_string(),
+            started_at: ts(s.started_at()),
+            finished_at: ts(s.finished_at()),
         },
         image: r.image_id.to_string(),
         log_path: c.log.path().display().to_string(),
         name: format!("/{}", r.name),
-        restart_count: s.restart_count as i64,
+        restart_count: s.restart_count() as i64,
         driver: "ketch".into(),
-        platform: r.platform.clone(),
+        platform: r.platform.to_string(),
         exec_ids: vec![],
         host_config,
         graph_driver: GraphDriver {
@@ -245,7 +235,7 @@ pub fn inspect(c: &Container) -> ContainerInspect {
         },
         mounts: mounts(&r),
         config,
-        network_settings: network_settings(c, &r),
+        network_settings: network_settings(c, &r, sandbox),
         ..Default::default()
     }
 }
@@ -253,7 +243,7 @@ pub fn inspect(c: &Container) -> ContainerInspect {
 /// `NetworkSettings.Ports` as Docker shows it: while running, every exposed
 /// port, with its host bindings or `null`; nothing once stopped.
 fn inspect_ports(r: &Record) -> BTreeMap<String, Option<Vec<PortBinding>>> {
-    if !r.state.status.is_alive() {
+    if !r.state.status().is_alive() {
         return BTreeMap::new();
     }
     let mut out: BTreeMap<String, Option<Vec<PortBinding>>> = r
@@ -263,7 +253,7 @@ fn inspect_ports(r: &Record) -> BTreeMap<String, Option<Vec<PortBinding>>> {
         .flatten()
         .map(|(k, _)| (k.clone(), None))
         .collect();
-    for (k, v) in &r.state.ports {
+    for (k, v) in r.state.ports() {
         out.insert(k.clone(), Some(v.clone()));
     }
     out

@@ -6,6 +6,8 @@
 
 pub mod function;
 pub mod ids;
+pub mod network;
+pub mod platform;
 pub mod ports;
 pub mod reference;
 pub mod signal;
@@ -14,6 +16,7 @@ pub mod units;
 
 pub use function::HttpOptions;
 pub use ids::{ContainerId, Digest, DigestError};
+pub use platform::{Platform, RuntimeKind};
 pub use ports::{PortMapping, Proto};
 pub use reference::{ImageRef, RefError};
 pub use status::{RestartPolicy, Status, TransitionError};

@@ -149,6 +149,15 @@ pub struct Started {
     pub ports: Vec<PortMapping>,
 }
 
+/// A container found again after ketchd restarted: still running (and
+/// now under control again), exited meanwhile, or lost.
+pub enum Reattached {
+    Running(Started),
+    Exited(ExitStatus, chrono::DateTime<chrono::Utc>),
+    /// Neither running nor a recorded exit: its monitor was killed.
+    Lost,
+}
+
 /// A container runtime.
 pub trait Backend: Send + Sync {
     fn name(&self) -> &'static str;

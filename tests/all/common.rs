@@ -229,8 +229,10 @@ impl Drop for TestDaemon {
         // A ketchd keeps its networks' bridges (as dockerd keeps docker0);
         // a test's are removed with it, as `network rm` would: only the
         // ones ketch made (an adopted one is the host's).
-        for n in networks(&self.root()) {
-            ketch::engine::networks::release_bridge(&n);
+        if let Some(host) = ketch::engine::host_network() {
+            for n in networks(&self.root()) {
+                ketch::engine::networks::release_bridge(host.as_ref(), &n);
+            }
         }
     }
 }

@@ -19,7 +19,8 @@ pub mod spec;
 pub mod sys;
 
 use super::{
-    Backend, Control, ExitStatus, OutputSink, Program, RunSpec, RuntimeError, RuntimeStats, Started,
+    Backend, Control, ExitStatus, OutputSink, Program, Reattached, RunSpec, RuntimeError,
+    RuntimeStats, Started,
 };
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -304,14 +305,6 @@ pub struct LinuxBackend {
     monitor_exe: PathBuf,
     /// ketchd's own `cgroup.procs`, for [`prime_cgroup_migration`].
     own_cgroup_procs: Option<PathBuf>,
-}
-
-/// What became of a container that was running when ketchd last stopped.
-pub enum Reattached {
-    Running(Started),
-    Exited(ExitStatus, DateTime<Utc>),
-    /// Neither running nor a recorded exit: its monitor was killed.
-    Lost,
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> RuntimeError + '_ {

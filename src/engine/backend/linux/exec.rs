@@ -2,8 +2,10 @@
 //! created (its config kept), started once (a helper process joins the
 //! container; see `runtime::linux::exec`), and inspected for its exit code.
 
-use super::{linux, Engine, EngineError};
+use super::resolve_user;
 use crate::api::types::{ExecConfig, ExecInspect, ExecProcessConfig};
+use crate::engine::{Engine, EngineError};
+use crate::model::RuntimeKind;
 use crate::model::{ContainerId, Status};
 use crate::runtime::linux::exec::ExecRequest;
 use std::os::fd::AsRawFd;
@@ -87,13 +89,13 @@ impl Engine {
     pub fn exec_create(&self, name: &str, cfg: ExecConfig) -> Result<String, EngineError> {
         let c = self.lookup(name)?;
         let rec = c.record();
-        if !linux::is_linux(&rec) {
+        if !rec.is(RuntimeKind::Linux) {
             return Err(EngineError::InvalidArgument(format!(
                 "container {}: exec is not supported in a Wasm container (a Wasm guest is one instance, with nothing to run beside it)",
                 rec.name
             )));
         }
-        match rec.state.status {
+        match rec.state.status() {
             Status::Running => {}
             Status::Paused => {
                 return Err(EngineError::Conflict(format!(
@@ -132,7 +134,8 @@ impl Engine {
             done,
             master: Mutex::new(None),
         });
-        self.execs
+        self.linux_adapter(&rec.image)?
+            .execs
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(id.clone(), exec);
@@ -140,12 +143,16 @@ impl Engine {
     }
 
     pub fn exec_lookup(&self, id: &str) -> Result<Arc<Exec>, EngineError> {
-        self.execs
+        let no_such = || EngineError::NotFound(format!("No such exec instance: {id}"));
+        self.backends
+            .linux()
+            .ok_or_else(no_such)?
+            .execs
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(id)
             .cloned()
-            .ok_or_else(|| EngineError::NotFound(format!("No such exec instance: {id}")))
+            .ok_or_else(no_such)
     }
 
     /// `POST /exec/{id}/start`: run it once.
@@ -162,16 +169,17 @@ impl Engine {
         }
         let c = self.lookup(exec.container.as_str())?;
         let rec = c.record();
-        if rec.state.status != Status::Running {
+        if rec.state.status() != Status::Running {
             return Err(EngineError::Conflict(format!(
                 "container {} is not running",
                 rec.name
             )));
         }
-        let backend = self.linux.backend(&rec.image)?;
+        let backend = self.linux_adapter(&rec.image)?.backend(&rec.image)?;
         let cfg = &exec.config;
-        let mut env = super::parse_env(rec.config.env.as_deref().unwrap_or_default());
-        for (k, v) in super::parse_env(cfg.env.as_deref().unwrap_or_default()) {
+        let mut env =
+            crate::engine::config::parse_env(rec.config.env.as_deref().unwrap_or_default());
+        for (k, v) in crate::engine::config::parse_env(cfg.env.as_deref().unwrap_or_default()) {
             env.retain(|(ek, _)| *ek != k);
             env.push((k, v));
         }
@@ -187,7 +195,7 @@ impl Engine {
             let image_id = rec.image_id.to_string();
             let (u, g, _) = tokio::task::spawn_blocking(move || {
                 let img = engine.images.resolve(&image_id)?;
-                linux::resolve_user(&engine, &img, &user)
+                resolve_user(&engine, &img, &user)
             })
             .await
             .expect("user task")?;

@@ -2,21 +2,32 @@
 //! a [`LinuxProgram`] (unpacked layers, user, network, limits) and picking
 //! containers up again after a ketchd restart.
 
-use super::{Container, Engine, EngineError, Record};
+pub mod exec;
+pub(crate) mod net;
+
+use super::{Backend, BoxFuture, Caps, Container, Engine, EngineError, Record};
 use crate::api::types::HostConfig;
+use crate::engine::networks::HostNet;
 use crate::image::unpack::Snapshots;
 use crate::image::Image;
-use crate::model::{signal, Digest};
-use crate::runtime::linux::{LinuxBackend, LinuxProgram, NetworkMode, Reattached};
-use std::sync::Arc;
+use crate::model::{signal, Digest, Platform, RuntimeKind};
+use crate::runtime::linux::{LinuxBackend, LinuxProgram, NetworkMode};
+use crate::runtime::{Backend as _, Program, Reattached, Started};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 /// The Linux backend, or why this host can't have it.
-pub(super) struct Linux {
-    pub backend: Result<Arc<LinuxBackend>, String>,
-    pub snapshots: Arc<Snapshots>,
+pub(crate) struct LinuxAdapter {
+    backend: Result<Arc<LinuxBackend>, String>,
+    snapshots: Arc<Snapshots>,
+    /// (image id, in-image path) found not to be Wasm: a Linux program,
+    /// so a warm create does not scan the image's layers again.
+    entries: Mutex<HashMap<(Digest, String), Platform>>,
+    execs: Mutex<HashMap<String, Arc<exec::Exec>>>,
 }
 
-impl Linux {
+impl LinuxAdapter {
     pub fn open(root: &std::path::Path) -> Result<Self, EngineError> {
         let snapshots = Arc::new(Snapshots::open(
             &root.join("snapshots"),
@@ -30,7 +41,12 @@ impl Linux {
         if let Err(why) = &backend {
             tracing::info!("Linux containers are unavailable: {why}");
         }
-        Ok(Linux { backend, snapshots })
+        Ok(LinuxAdapter {
+            backend,
+            snapshots,
+            entries: Mutex::new(HashMap::new()),
+            execs: Mutex::new(HashMap::new()),
+        })
     }
 
     pub fn backend(&self, image: &str) -> Result<Arc<LinuxBackend>, EngineError> {
@@ -43,13 +59,9 @@ impl Linux {
 }
 
 /// The platform recorded for a Linux container.
-pub(super) fn platform(img: &Image) -> String {
-    let os = img.config.os().to_string();
-    let arch = img.config.architecture().to_string();
-    format!("{os}/{arch}")
+fn platform(img: &Image) -> Platform {
+    Platform::linux(&img.config.architecture().to_string())
 }
-
-pub(super) use super::is_linux_record as is_linux;
 
 /// How a container's network is made, from the networks it is on.
 fn network_mode(rec: &Record) -> NetworkMode {
@@ -73,7 +85,7 @@ fn hostname(rec: &Record) -> String {
 }
 
 /// Check the Linux-only options of a create request.
-pub(super) fn validate(hc: &HostConfig) -> Result<(), EngineError> {
+fn validate(hc: &HostConfig) -> Result<(), EngineError> {
     crate::runtime::linux::spec::capabilities(
         hc.cap_add.as_deref().unwrap_or_default(),
         hc.cap_drop.as_deref().unwrap_or_default(),
@@ -163,7 +175,7 @@ fn parse_user(
 }
 
 /// `--user` against the image's own `/etc/passwd` and `/etc/group`.
-pub(super) fn resolve_user(
+fn resolve_user(
     engine: &Engine,
     img: &Image,
     user: &str,
@@ -196,26 +208,192 @@ fn host_name() -> String {
         .unwrap_or_default()
 }
 
-impl Engine {
-    /// Decide that (image, entry) is a Linux program, and remember it.
-    pub(super) fn linux_entry(
-        &self,
-        img: &Image,
-        image_name: &str,
-        key: (Digest, String),
-    ) -> Result<String, EngineError> {
-        self.linux.backend(image_name)?;
-        self.linux_entries
+impl Backend for LinuxAdapter {
+    fn kind(&self) -> RuntimeKind {
+        RuntimeKind::Linux
+    }
+
+    fn caps(&self) -> Caps {
+        let up = self.backend.is_ok();
+        Caps {
+            signals: up,
+            processes: up,
+            terminal: up,
+            exec: up,
+            networks: up,
+        }
+    }
+
+    fn known(&self, image: &Digest, entry: &str) -> Option<Platform> {
+        self.entries
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(key);
-        Ok(platform(img))
+            .get(&(image.clone(), entry.to_string()))
+            .cloned()
+    }
+
+    /// Anything that is not Wasm is a Linux program; an entry the image
+    /// does not hold is looked up on the container's PATH when it runs.
+    fn prepare<'a>(
+        &'a self,
+        img: &'a Image,
+        image_name: &'a str,
+        entry: &'a str,
+        _bytes: Option<Arc<[u8]>>,
+    ) -> BoxFuture<'a, Result<Option<Platform>, EngineError>> {
+        Box::pin(async move {
+            self.backend(image_name)?;
+            let p = platform(img);
+            self.entries
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert((img.id.clone(), entry.to_string()), p.clone());
+            Ok(Some(p))
+        })
+    }
+
+    fn validate(&self, hc: &HostConfig) -> Result<(), EngineError> {
+        validate(hc)
+    }
+
+    fn start<'a>(
+        &'a self,
+        engine: &'a Arc<Engine>,
+        c: &'a Arc<Container>,
+        rec: &'a Record,
+    ) -> BoxFuture<'a, Result<Started, EngineError>> {
+        Box::pin(async move {
+            let started = async {
+                let (backend, program) = engine.linux_program(self, c, rec).await?;
+                let spec = engine.run_spec(c, rec, Program::Linux(Box::new(program)))?;
+                // Making the namespaces, the veth and the monitor blocks.
+                tokio::task::spawn_blocking(move || backend.start(spec))
+                    .await
+                    .map_err(EngineError::task("starting the container"))?
+                    .map_err(EngineError::from)
+            }
+            .await;
+            if started.is_err() {
+                engine.release_endpoints(c);
+            }
+            started
+        })
+    }
+
+    /// Its peers on user networks learn its address.
+    fn after_start(&self, engine: &Arc<Engine>, c: &Arc<Container>) {
+        engine.refresh_peers(&c.record());
+    }
+
+    /// Its peers forget its address.
+    fn after_exit(&self, engine: &Arc<Engine>, rec: &Record) {
+        if !rec.networks.is_empty() {
+            engine.refresh_peers(rec);
+        }
+    }
+
+    fn reattach(&self, _engine: &Engine, c: &Container, rec: &Record) -> Reattached {
+        self.reattach(c, rec)
+    }
+
+    fn resize(&self, c: &Container, rows: u16, cols: u16) -> Result<(), EngineError> {
+        crate::runtime::linux::resize(&c.dir().join("run"), rows, cols)
+            .map_err(|e| EngineError::Conflict(e.to_string()))
+    }
+
+    /// Its own address and its peers' on its user networks.
+    fn write_hosts(&self, engine: &Engine, c: &Container, rec: &Record) {
+        if network_mode(rec) != NetworkMode::Bridge {
+            return;
+        }
+        let own = rec
+            .networks
+            .get(crate::engine::networks::default_mode(
+                &rec.host_config.network_mode,
+            ))
+            .and_then(|e| e.ip)
+            .or_else(|| rec.networks.values().find_map(|e| e.ip));
+        let content =
+            crate::runtime::linux::hosts_file(&hostname(rec), own, &engine.peer_hosts(rec));
+        if let Err(e) = crate::runtime::linux::rewrite_hosts(&c.dir().join("run"), &content) {
+            tracing::warn!("/etc/hosts of container {}: {e}", rec.name);
+        }
+    }
+
+    fn host_network(&self) -> Option<Arc<dyn HostNet>> {
+        self.backend
+            .is_ok()
+            .then(|| Arc::new(net::LinuxNet) as Arc<dyn HostNet>)
+    }
+
+    fn sandbox_key(&self, c: &Container) -> Option<PathBuf> {
+        crate::runtime::linux::netns_path(&c.dir().join("run"))
+    }
+
+    /// A killed monitor's cgroup and runtime state, and the container's execs.
+    fn cleanup(&self, rec: &Record) {
+        if let Ok(b) = &self.backend {
+            b.cleanup(rec.id.as_str());
+        }
+        self.execs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, e| e.container != rec.id);
+    }
+}
+
+impl LinuxAdapter {
+    /// A container recorded as running when ketchd last stopped: still
+    /// running under its monitor, exited meanwhile, or lost.
+    fn reattach(&self, c: &Container, rec: &Record) -> Reattached {
+        let Ok(backend) = &self.backend else {
+            return Reattached::Lost;
+        };
+        let stop = rec
+            .config
+            .stop_signal
+            .as_deref()
+            .and_then(signal::number)
+            .unwrap_or(libc::SIGTERM);
+        let ports = crate::model::ports::from_api(
+            &rec.state
+                .ports()
+                .iter()
+                .map(|(k, v)| {
+                    let list = v.iter().map(|b| (b.host_ip.clone(), b.host_port.clone()));
+                    (k.clone(), list.collect())
+                })
+                .collect(),
+            &[],
+            false,
+        )
+        .unwrap_or_default();
+        backend.reattach(
+            rec.id.as_str(),
+            &c.dir().join("run"),
+            c.log.clone(),
+            stop,
+            ports,
+            rec.networks.values().find_map(|e| e.ip),
+        )
+    }
+}
+
+impl Engine {
+    /// The Linux adapter, or why Linux containers cannot run here.
+    fn linux_adapter(&self, image: &str) -> Result<&Arc<LinuxAdapter>, EngineError> {
+        self.backends.linux().ok_or_else(|| {
+            EngineError::InvalidArgument(format!(
+                "image {image} is a Linux image, and this ketchd has no Linux container backend"
+            ))
+        })
     }
 
     /// A container's image and its unpacked layers, lowest first
     /// (unpacked now if they are not yet). Blocking.
     fn image_layers(
         &self,
+        snapshots: &Snapshots,
         image_id: &str,
         container: &str,
     ) -> Result<(Image, Vec<std::path::PathBuf>), EngineError> {
@@ -226,30 +404,32 @@ impl Engine {
         for l in img.manifest.layers() {
             let d: Digest = crate::image::store::digest_of(l.digest())
                 .map_err(crate::image::ImageError::from)?;
-            layers.push(self.linux.snapshots.ensure(&self.images, &d)?);
+            layers.push(snapshots.ensure(&self.images, &d)?);
         }
         Ok((img, layers))
     }
 
     /// Everything the Linux backend needs to run this container; unpacks
     /// the image's layers on first use.
-    pub(super) async fn linux_program(
+    async fn linux_program(
         self: &Arc<Self>,
+        linux: &LinuxAdapter,
         c: &Container,
         rec: &Record,
     ) -> Result<(Arc<LinuxBackend>, LinuxProgram), EngineError> {
-        let backend = self.linux.backend(&rec.image)?;
+        let backend = linux.backend(&rec.image)?;
+        let snapshots = linux.snapshots.clone();
         let engine = self.clone();
         let image_id = rec.image_id.to_string();
         let user = rec.config.user.clone();
         let name = rec.name.clone();
         let (img, layers, ids) = tokio::task::spawn_blocking(move || {
-            let (img, layers) = engine.image_layers(&image_id, &name)?;
+            let (img, layers) = engine.image_layers(&snapshots, &image_id, &name)?;
             let ids = resolve_user(&engine, &img, &user)?;
             Ok::<_, EngineError>((img, layers, ids))
         })
         .await
-        .expect("unpack task")?;
+        .map_err(EngineError::task("unpacking the image"))??;
         let hc = &rec.host_config;
         let network = network_mode(rec);
         let hostname = hostname(rec);
@@ -275,8 +455,8 @@ impl Engine {
             backend,
             LinuxProgram {
                 id: rec.id.to_string(),
-                run_dir: c.dir.join("run"),
-                fs_dir: c.dir.join("fs"),
+                run_dir: c.dir().join("run"),
+                fs_dir: c.dir().join("fs"),
                 layers,
                 log_path: c.log.path().to_path_buf(),
                 uid,
@@ -306,74 +486,15 @@ impl Engine {
 
     /// The RUN step runner for builds, if this host runs Linux containers.
     pub fn build_runner(self: &Arc<Self>) -> Option<BuildRunner> {
-        self.linux.backend.as_ref().ok()?;
+        self.backends.linux()?.backend.as_ref().ok()?;
         Some(BuildRunner {
             engine: self.clone(),
             handle: tokio::runtime::Handle::current(),
         })
     }
 
-    /// A container recorded as running when ketchd last stopped: still
-    /// running under its monitor, exited meanwhile, or lost.
-    pub(super) fn reattach_linux(&self, c: &Container, rec: &Record) -> Reattached {
-        let Ok(backend) = &self.linux.backend else {
-            return Reattached::Lost;
-        };
-        let stop = rec
-            .config
-            .stop_signal
-            .as_deref()
-            .and_then(signal::number)
-            .unwrap_or(libc::SIGTERM);
-        let ports = crate::model::ports::from_api(
-            &rec.state
-                .ports
-                .iter()
-                .map(|(k, v)| {
-                    let list = v.iter().map(|b| (b.host_ip.clone(), b.host_port.clone()));
-                    (k.clone(), list.collect())
-                })
-                .collect(),
-            &[],
-            false,
-        )
-        .unwrap_or_default();
-        backend.reattach(
-            rec.id.as_str(),
-            &c.dir.join("run"),
-            c.log.clone(),
-            stop,
-            ports,
-            rec.networks.values().find_map(|e| e.ip),
-        )
-    }
-
-    /// The network namespace of a running Linux container.
-    pub(super) fn netns_of(&self, c: &Container) -> Option<std::path::PathBuf> {
-        crate::runtime::linux::netns_path(&c.dir.join("run"))
-    }
-
-    /// Write a running container's `/etc/hosts` afresh: its own address
-    /// and its peers' on its user networks.
-    pub(super) fn write_hosts(&self, c: &Container, rec: &Record) {
-        if network_mode(rec) != NetworkMode::Bridge {
-            return;
-        }
-        let own = rec
-            .networks
-            .get(crate::engine::networks::default_mode(
-                &rec.host_config.network_mode,
-            ))
-            .and_then(|e| e.ip)
-            .or_else(|| rec.networks.values().find_map(|e| e.ip));
-        let content = crate::runtime::linux::hosts_file(&hostname(rec), own, &self.peer_hosts(rec));
-        if let Err(e) = crate::runtime::linux::rewrite_hosts(&c.dir.join("run"), &content) {
-            tracing::warn!("/etc/hosts of container {}: {e}", rec.name);
-        }
-    }
-
     /// Forget a container's addresses (it stopped, or failed to start).
-    pub(super) fn release_endpoints(&self, c: &Container) -> Option<Record> {
+    pub(in crate::engine) fn release_endpoints(&self, c: &Container) -> Option<Record> {
         let had = c.record().networks.values().any(|e| e.ip.is_some());
         if !had {
             return None;
@@ -398,7 +519,7 @@ impl Engine {
     ) -> Result<tokio::process::Command, EngineError> {
         let c = self.lookup(name)?;
         let rec = c.record();
-        if !is_linux(&rec) {
+        if !rec.is(RuntimeKind::Linux) {
             return Err(EngineError::InvalidArgument(format!(
                 "container {}: cp is not supported for Wasm containers (grant a volume instead)",
                 rec.name
@@ -410,13 +531,14 @@ impl Engine {
                 rec.name
             )));
         }
-        let backend = self.linux.backend(&rec.image)?;
-        let pid = self
-            .control(&c)
+        let linux = self.linux_adapter(&rec.image)?;
+        let backend = linux.backend(&rec.image)?;
+        let pid = c
+            .control()
             .and_then(|ctl| ctl.pids().first().copied())
             .filter(|_| {
                 matches!(
-                    rec.state.status,
+                    rec.state.status(),
                     crate::model::Status::Running | crate::model::Status::Paused
                 )
             });
@@ -425,29 +547,30 @@ impl Engine {
         }
         // Created or stopped: the helper mounts its filesystem privately.
         if !matches!(
-            rec.state.status,
+            rec.state.status(),
             crate::model::Status::Created | crate::model::Status::Exited
         ) {
             return Err(EngineError::Conflict(format!(
                 "container {} is {}: cp needs it running, created or exited",
                 rec.name,
-                rec.state.status.as_str()
+                rec.state.status().as_str()
             )));
         }
         let engine = self.clone();
+        let snapshots = linux.snapshots.clone();
         let (image_id, cname) = (rec.image_id.to_string(), rec.name.clone());
         let (_, lower) =
-            tokio::task::spawn_blocking(move || engine.image_layers(&image_id, &cname))
+            tokio::task::spawn_blocking(move || engine.image_layers(&snapshots, &image_id, &cname))
                 .await
-                .expect("unpack task")?;
-        let fs = c.dir.join("fs");
+                .map_err(EngineError::task("unpacking the image"))??;
+        let fs = c.dir().join("fs");
         let root = crate::runtime::linux::copy::CopyRoot {
             lower,
             upper: fs.join("upper"),
             work: fs.join("work"),
-            mountpoint: c.dir.join("run").join("rootfs"),
+            mountpoint: c.dir().join("run").join("rootfs"),
             empty: fs.join("empty"),
-            binds: super::grants(&rec.host_config, &self.volumes)?
+            binds: crate::engine::config::grants(&rec.host_config, &self.volumes)?
                 .into_iter()
                 .map(|g| crate::runtime::linux::copy::CopyBind {
                     host: g.host,
@@ -461,14 +584,6 @@ impl Engine {
         }
         let target = serde_json::to_string(&root).expect("serialises");
         Ok(backend.copy_command(mode, &target, path))
-    }
-
-    /// Whatever a Linux container may have left behind (a killed monitor's
-    /// cgroup and runtime state).
-    pub(super) fn cleanup_linux(&self, rec: &Record) {
-        if let Ok(b) = &self.linux.backend {
-            b.cleanup(rec.id.as_str());
-        }
     }
 }
 
@@ -520,11 +635,15 @@ impl crate::image::build::StepRunner for BuildRunner {
         out: &mut dyn FnMut(&str),
     ) -> Result<Vec<u8>, String> {
         let e = &self.engine;
-        let backend = e.linux.backend.clone()?;
+        let linux = e
+            .backends
+            .linux()
+            .ok_or("this ketchd has no Linux container backend to RUN with")?;
+        let backend = linux.backend.clone()?;
         let layers = step
             .layers
             .iter()
-            .map(|d| e.linux.snapshots.ensure(&e.images, d))
+            .map(|d| linux.snapshots.ensure(&e.images, d))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|err| err.to_string())?;
         let (uid, gid) = user_in_layers(&e.images, &step.layers, &step.user)?;
@@ -582,7 +701,7 @@ impl crate::image::build::StepRunner for BuildRunner {
                 .handle
                 .block_on(started.exit)
                 .map_err(|e| e.to_string())?;
-            for entry in super::logs::read_entries(&log, u64::MAX).unwrap_or_default() {
+            for entry in crate::engine::logs::read_entries(&log, u64::MAX).unwrap_or_default() {
                 out(&String::from_utf8_lossy(&entry.data));
             }
             if status.code != 0 {

@@ -1,0 +1,249 @@
+//! The engine's runtime boundary. Each kind of container has one
+//! [`Backend`]: it decides whether an image's program is its own, starts
+//! and reattaches instances, and owns every verb that differs by kind
+//! (resize, copy, exec, network sandboxes, cleanup). The lifecycle in
+//! `engine::container` sees only this trait and a [`Caps`] query.
+//!
+//! [`Backends::open`] builds the backends this ketchd has: it is the only
+//! place that names a runtime feature.
+
+use super::container::Container;
+use super::networks::HostNet;
+use super::{Engine, EngineError, Record};
+use crate::api::types::HostConfig;
+use crate::image::Image;
+use crate::model::{Digest, Platform, RuntimeKind};
+use crate::runtime::{Reattached, Started};
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+
+#[cfg(test)]
+pub(crate) mod fake;
+#[cfg(all(feature = "linux", target_os = "linux"))]
+pub(crate) mod linux;
+#[cfg(feature = "wasm")]
+mod wasm;
+
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What a backend offers beyond start, stop and stats.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Caps {
+    /// Any signal can be delivered (else only those that end it).
+    pub signals: bool,
+    /// Instances are host processes (`top` lists them).
+    pub processes: bool,
+    /// `-t` gives a terminal that can be resized.
+    pub terminal: bool,
+    /// `exec` and `cp` reach into a running instance.
+    pub exec: bool,
+    /// Containers join networks and get addresses.
+    pub networks: bool,
+}
+
+/// A runtime as the engine drives it.
+pub(crate) trait Backend: Send + Sync {
+    fn kind(&self) -> RuntimeKind;
+    fn caps(&self) -> Caps;
+
+    /// The platform of an (image, entry) this backend already prepared.
+    fn known(&self, image: &Digest, entry: &str) -> Option<Platform>;
+
+    /// Is this image's program (the file at `entry`, `None` when the image
+    /// has no such file) this backend's? If so, make it ready to start
+    /// and say what platform to record.
+    fn prepare<'a>(
+        &'a self,
+        img: &'a Image,
+        image_name: &'a str,
+        entry: &'a str,
+        bytes: Option<Arc<[u8]>>,
+    ) -> BoxFuture<'a, Result<Option<Platform>, EngineError>>;
+
+    /// Refuse a create whose options this backend cannot honour.
+    fn validate(&self, _hc: &HostConfig) -> Result<(), EngineError> {
+        Ok(())
+    }
+
+    /// Can the program serve published ports?
+    fn serves_ports(&self, _image: &Digest, _entry: &str, _workdir: &str) -> bool {
+        true
+    }
+
+    /// Start an instance of this container.
+    fn start<'a>(
+        &'a self,
+        engine: &'a Arc<Engine>,
+        c: &'a Arc<Container>,
+        rec: &'a Record,
+    ) -> BoxFuture<'a, Result<Started, EngineError>>;
+
+    /// The container is recorded as running (its peers may learn of it).
+    fn after_start(&self, _engine: &Arc<Engine>, _c: &Arc<Container>) {}
+
+    /// Its instance ended and the exit is recorded.
+    fn after_exit(&self, _engine: &Arc<Engine>, _rec: &Record) {}
+
+    /// A container recorded as alive when ketchd last stopped.
+    fn reattach(&self, _engine: &Engine, _c: &Container, _rec: &Record) -> Reattached {
+        Reattached::Lost
+    }
+
+    /// Size the terminal of a running `-t` container.
+    fn resize(&self, _c: &Container, _rows: u16, _cols: u16) -> Result<(), EngineError> {
+        Ok(())
+    }
+
+    /// Rewrite a running container's `/etc/hosts` (its peers changed).
+    fn write_hosts(&self, _engine: &Engine, _c: &Container, _rec: &Record) {}
+
+    /// The host's network, if this runtime's containers join networks.
+    fn host_network(&self) -> Option<Arc<dyn HostNet>> {
+        None
+    }
+
+    /// The network namespace of a running container, for `inspect`.
+    fn sandbox_key(&self, _c: &Container) -> Option<PathBuf> {
+        None
+    }
+
+    /// Whatever a removed (or lost) container may have left behind.
+    fn cleanup(&self, _rec: &Record) {}
+}
+
+/// The backends this ketchd has, one per kind.
+pub(crate) struct Backends {
+    list: Vec<Arc<dyn Backend>>,
+    #[cfg(all(feature = "linux", target_os = "linux"))]
+    linux: Option<Arc<linux::LinuxAdapter>>,
+}
+
+impl Backends {
+    /// Build every backend compiled in. Linux containers need a capable
+    /// host; without one, Linux images are refused with the reason.
+    pub fn open(
+        root: &Path,
+        #[cfg_attr(not(feature = "wasm"), allow(unused_variables))]
+        wasm_memory: crate::runtime::memory::WasmMemory,
+    ) -> Result<Self, EngineError> {
+        let _ = root;
+        #[allow(unused_mut)] // empty when no runtime is compiled in
+        let mut list: Vec<Arc<dyn Backend>> = Vec::new();
+        #[cfg(feature = "wasm")]
+        list.push(Arc::new(wasm::WasmAdapter::open(
+            &root.join("wasm-cache"),
+            wasm_memory,
+        )?));
+        #[cfg(all(feature = "linux", target_os = "linux"))]
+        let linux = {
+            let l = Arc::new(linux::LinuxAdapter::open(root)?);
+            list.push(l.clone());
+            Some(l)
+        };
+        Ok(Backends {
+            list,
+            #[cfg(all(feature = "linux", target_os = "linux"))]
+            linux,
+        })
+    }
+
+    /// Only the given backends (for tests with a fake runtime).
+    #[cfg(test)]
+    pub fn of(list: Vec<Arc<dyn Backend>>) -> Self {
+        Backends {
+            list,
+            #[cfg(all(feature = "linux", target_os = "linux"))]
+            linux: None,
+        }
+    }
+
+    pub fn get(&self, kind: RuntimeKind) -> Option<&Arc<dyn Backend>> {
+        self.list.iter().find(|b| b.kind() == kind)
+    }
+
+    /// The backend that runs containers of this platform.
+    pub fn for_platform(
+        &self,
+        platform: &Platform,
+        image: &str,
+    ) -> Result<&Arc<dyn Backend>, EngineError> {
+        platform.kind().and_then(|k| self.get(k)).ok_or_else(|| {
+            EngineError::InvalidArgument(format!(
+                "image {image} has platform {platform}, and this ketchd has no runtime for it"
+            ))
+        })
+    }
+
+    pub fn all(&self) -> impl Iterator<Item = &Arc<dyn Backend>> {
+        self.list.iter()
+    }
+
+    /// The host's network, where networks make their bridges.
+    pub fn host_network(&self) -> Option<Arc<dyn HostNet>> {
+        self.list.iter().find_map(|b| b.host_network())
+    }
+
+    /// The Linux adapter, for the verbs only it has (exec, cp, builds).
+    #[cfg(all(feature = "linux", target_os = "linux"))]
+    pub fn linux(&self) -> Option<&Arc<linux::LinuxAdapter>> {
+        self.linux.as_ref()
+    }
+}
+
+impl Engine {
+    /// Decide the backend for an image and make its program ready.
+    /// Returns the platform to record.
+    pub(super) async fn prepare_program(
+        &self,
+        img: &Image,
+        entry: &str,
+        workdir: &str,
+    ) -> Result<Platform, EngineError> {
+        let path = super::config::entry_path(entry, workdir);
+        if let Some(p) = self.backends.all().find_map(|b| b.known(&img.id, &path)) {
+            return Ok(p);
+        }
+        let images = self.images.clone();
+        let manifest = img.manifest.clone();
+        let p = path.clone();
+        let bytes = tokio::task::spawn_blocking(move || {
+            crate::image::layer::read_image_file(&images, &manifest, &p)
+        })
+        .await
+        .map_err(EngineError::task("reading the entrypoint"))??
+        .map(Arc::<[u8]>::from);
+        let image_name = img
+            .refs
+            .first()
+            .map(|r| r.familiar())
+            .unwrap_or_else(|| img.id.to_string());
+        if bytes.is_none() && img.is_wasi_platform() {
+            return Err(EngineError::InvalidArgument(format!(
+                "image {image_name}: entrypoint {path} not found in the image"
+            )));
+        }
+        for b in self.backends.all() {
+            if let Some(p) = b.prepare(img, &image_name, &path, bytes.clone()).await? {
+                return Ok(p);
+            }
+        }
+        Err(EngineError::InvalidArgument(match bytes {
+            None => format!("image {image_name}: entrypoint {path} not found in the image, and this ketchd has no Linux container backend to look it up on a PATH"),
+            Some(_) => format!("image {image_name} is not a Wasm image, and this ketchd has no Linux container backend"),
+        }))
+    }
+}
+
+/// The host's network as this build of ketch drives it (none without the
+/// Linux runtime, or on a host that cannot run Linux containers): for
+/// tools and tests that clean up after a ketchd, with
+/// [`networks::release_bridge`](super::networks::release_bridge).
+pub fn host_network() -> Option<Arc<dyn HostNet>> {
+    #[cfg(all(feature = "linux", target_os = "linux"))]
+    if crate::runtime::linux::host_supports().is_ok() {
+        return Some(Arc::new(linux::net::LinuxNet));
+    }
+    None
+}

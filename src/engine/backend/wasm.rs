@@ -1,0 +1,124 @@
+//! Wasm containers as the engine drives them: an entry that is a Wasm
+//! module or component (or any entry of a `wasi/wasm` image) is compiled
+//! once per digest and remembered per (image, entry).
+
+use super::{Backend, BoxFuture, Caps, Container, Engine, EngineError, Record};
+use crate::image::Image;
+use crate::model::{Digest, Platform, RuntimeKind};
+use crate::runtime::memory::WasmMemory;
+use crate::runtime::wasm::WasmBackend;
+use crate::runtime::{Backend as _, Program, Started};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+pub(crate) struct WasmAdapter {
+    runtime: Arc<WasmBackend>,
+    /// (image id, in-image path) -> module digest, so a warm run does not
+    /// read the image's layers again.
+    modules: Mutex<HashMap<(Digest, String), Digest>>,
+}
+
+impl WasmAdapter {
+    pub fn open(cache: &Path, memory: WasmMemory) -> Result<Self, EngineError> {
+        Ok(WasmAdapter {
+            runtime: Arc::new(WasmBackend::new(cache, memory)?),
+            modules: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The module digest prepared for (image, entrypoint path), if any.
+    fn module(&self, image: &Digest, entry: &str) -> Option<Digest> {
+        self.modules
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(image.clone(), entry.to_string()))
+            .cloned()
+    }
+
+    fn prepared(&self, image: &Digest, entry: &str) -> Option<Digest> {
+        self.module(image, entry)
+            .filter(|m| self.runtime.is_prepared(m))
+    }
+}
+
+impl Backend for WasmAdapter {
+    fn kind(&self) -> RuntimeKind {
+        RuntimeKind::Wasm
+    }
+
+    fn caps(&self) -> Caps {
+        Caps::default()
+    }
+
+    fn known(&self, image: &Digest, entry: &str) -> Option<Platform> {
+        self.prepared(image, entry).map(|_| Platform::Wasm)
+    }
+
+    fn prepare<'a>(
+        &'a self,
+        img: &'a Image,
+        image_name: &'a str,
+        entry: &'a str,
+        bytes: Option<Arc<[u8]>>,
+    ) -> BoxFuture<'a, Result<Option<Platform>, EngineError>> {
+        Box::pin(async move {
+            let Some(bytes) = bytes else {
+                return Ok(None);
+            };
+            if !img.is_wasi_platform() && !crate::runtime::wasm::is_wasm(&bytes) {
+                return Ok(None);
+            }
+            let digest = Digest::of(&bytes);
+            let runtime = self.runtime.clone();
+            let (d, name) = (digest.clone(), format!("{entry} in image {image_name}"));
+            tokio::task::spawn_blocking(move || runtime.prepare(&name, &d, &bytes))
+                .await
+                .map_err(EngineError::task("compiling the module"))?
+                .map_err(|e| EngineError::InvalidArgument(e.to_string()))?;
+            self.modules
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert((img.id.clone(), entry.to_string()), digest);
+            Ok(Some(Platform::Wasm))
+        })
+    }
+
+    /// Wasm commands have no sockets; functions (wasi:http components) do.
+    fn serves_ports(&self, image: &Digest, entry: &str, workdir: &str) -> bool {
+        match self.module(image, &super::super::config::entry_path(entry, workdir)) {
+            Some(m) => self.runtime.is_function(&m),
+            None => true,
+        }
+    }
+
+    fn start<'a>(
+        &'a self,
+        engine: &'a Arc<Engine>,
+        c: &'a Arc<Container>,
+        rec: &'a Record,
+    ) -> BoxFuture<'a, Result<Started, EngineError>> {
+        Box::pin(async move {
+            let entry = super::super::config::entry_path(&rec.path, &rec.config.working_dir);
+            // Warm path: the module is hot. After a daemon restart it is
+            // not: prepare it again from the image (or the compile cache).
+            let module = match self.prepared(&rec.image_id, &entry) {
+                Some(m) => m,
+                None => {
+                    let img = engine.image_of(rec).await?;
+                    engine
+                        .prepare_program(&img, &rec.path, &rec.config.working_dir)
+                        .await?;
+                    self.prepared(&rec.image_id, &entry).ok_or_else(|| {
+                        EngineError::InvalidArgument(format!(
+                            "container {}: its module is not prepared",
+                            rec.name
+                        ))
+                    })?
+                }
+            };
+            let spec = engine.run_spec(c, rec, Program::Wasm { module })?;
+            Ok(self.runtime.start(spec)?)
+        })
+    }
+}

@@ -1,0 +1,328 @@
+//! The pure part of a create request: image defaults merged under the
+//! request, host-config validation, ports, HTTP options and directory
+//! grants, each parsed in one place.
+
+use super::volumes;
+use super::EngineError;
+use crate::api::types::{ContainerConfig, HostConfig};
+use crate::fsutil;
+use crate::image::Image;
+use crate::model::{ports, HttpOptions, PortMapping, Proto, RestartPolicy};
+use crate::runtime::Grant;
+use std::path::PathBuf;
+
+/// The absolute path of a container's argv[0] inside its image.
+pub(crate) fn entry_path(entry: &str, workdir: &str) -> String {
+    if entry.starts_with('/') {
+        fsutil::clean_abs(entry)
+    } else {
+        fsutil::clean_abs(&format!(
+            "{}/{entry}",
+            if workdir.is_empty() { "/" } else { workdir }
+        ))
+    }
+}
+
+pub(super) fn validate_host_config(
+    hc: &HostConfig,
+    volumes: &volumes::Volumes,
+) -> Result<(), EngineError> {
+    if hc.memory < 0 {
+        return Err(EngineError::InvalidArgument(format!(
+            "invalid memory limit {}",
+            hc.memory
+        )));
+    }
+    if hc.memory > 0 && hc.memory < 64 * 1024 {
+        return Err(EngineError::InvalidArgument(
+            "minimum memory limit allowed is 64KiB (one Wasm page)".into(),
+        ));
+    }
+    let policy = RestartPolicy::from_api(
+        &hc.restart_policy.name,
+        hc.restart_policy.maximum_retry_count,
+    )
+    .map_err(EngineError::InvalidArgument)?;
+    if hc.auto_remove && policy != RestartPolicy::No {
+        return Err(EngineError::InvalidArgument(
+            "conflicting options: cannot specify both --restart and --rm".into(),
+        ));
+    }
+    if hc.restart_policy.maximum_retry_count != 0
+        && !matches!(policy, RestartPolicy::OnFailure { .. })
+    {
+        return Err(EngineError::InvalidArgument(
+            "maximum retry count cannot be used with restart policy other than on-failure".into(),
+        ));
+    }
+    grants(hc, volumes)?;
+    http_options(hc)?;
+    Ok(())
+}
+
+/// The ports a container asks for: `PortBindings`, plus its exposed ports
+/// with `PublishAllPorts`.
+pub fn port_mappings(
+    cfg: &ContainerConfig,
+    hc: &HostConfig,
+) -> Result<Vec<PortMapping>, EngineError> {
+    let bindings = hc
+        .port_bindings
+        .iter()
+        .flatten()
+        .map(|(k, v)| {
+            let list = v
+                .iter()
+                .flatten()
+                .map(|b| (b.host_ip.clone(), b.host_port.clone()))
+                .collect();
+            (k.clone(), list)
+        })
+        .collect();
+    ports::from_api(&bindings, &exposed_ports(cfg)?, hc.publish_all_ports)
+        .map_err(EngineError::InvalidArgument)
+}
+
+/// `Config.ExposedPorts` (`EXPOSE` merged with the request).
+pub(super) fn exposed_ports(cfg: &ContainerConfig) -> Result<Vec<(u16, Proto)>, EngineError> {
+    cfg.exposed_ports
+        .iter()
+        .flatten()
+        .map(|(k, _)| ports::parse_port_key(k).map_err(EngineError::InvalidArgument))
+        .collect()
+}
+
+pub(super) fn http_options(hc: &HostConfig) -> Result<HttpOptions, EngineError> {
+    crate::api::annotations::http_options(&hc.annotations.clone().unwrap_or_default())
+        .map_err(EngineError::InvalidArgument)
+}
+
+/// `-v host:guest[:ro]`, `-v volume:guest[:ro]` and `--mount
+/// type=bind|volume` into directory grants. Host paths must be absolute
+/// existing directories; volumes exist by now (made at create).
+pub(crate) fn grants(
+    hc: &HostConfig,
+    volumes: &volumes::Volumes,
+) -> Result<Vec<Grant>, EngineError> {
+    let mut out = Vec::new();
+    for b in hc.binds.iter().flatten() {
+        let parts: Vec<&str> = b.split(':').collect();
+        let (host, guest, mode) = match parts.as_slice() {
+            [h, g] => (*h, *g, ""),
+            [h, g, m] => (*h, *g, *m),
+            _ => {
+                return Err(EngineError::InvalidArgument(format!(
+                    "invalid volume specification: {b:?}"
+                )))
+            }
+        };
+        let read_only = match mode {
+            "" | "rw" => false,
+            "ro" => true,
+            m if m.split(',').all(|x| matches!(x, "ro" | "rw" | "z" | "Z")) => {
+                m.split(',').any(|x| x == "ro")
+            }
+            m => {
+                return Err(EngineError::InvalidArgument(format!(
+                    "invalid volume mode {m:?} in {b:?}"
+                )))
+            }
+        };
+        out.push(grant(&source_path(host, volumes)?, guest, read_only)?);
+    }
+    for m in hc.mounts.iter().flatten() {
+        if m.kind != "bind" && m.kind != "volume" {
+            return Err(EngineError::InvalidArgument(format!(
+                "mount type {:?} for {} is not supported yet: use a bind mount or a volume",
+                m.kind, m.target
+            )));
+        }
+        out.push(grant(
+            &source_path(&m.source, volumes)?,
+            &m.target,
+            m.read_only,
+        )?);
+    }
+    Ok(out)
+}
+
+/// A bind source: a host path, or the data directory of a named volume.
+fn source_path(source: &str, volumes: &volumes::Volumes) -> Result<String, EngineError> {
+    match volumes::named(source) {
+        Some(name) => Ok(volumes.data_path(name)?.display().to_string()),
+        None => Ok(source.to_string()),
+    }
+}
+
+fn grant(host: &str, guest: &str, read_only: bool) -> Result<Grant, EngineError> {
+    if !host.starts_with('/') {
+        return Err(EngineError::InvalidArgument(format!("invalid volume {host}:{guest}: named volumes are not supported yet, give an absolute host path")));
+    }
+    if !guest.starts_with('/') {
+        return Err(EngineError::InvalidArgument(format!(
+            "invalid volume {host}:{guest}: the container path must be absolute"
+        )));
+    }
+    let meta = std::fs::metadata(host)
+        .map_err(|e| EngineError::InvalidArgument(format!("invalid volume {host}:{guest}: {e}")))?;
+    if !meta.is_dir() {
+        return Err(EngineError::InvalidArgument(format!(
+            "invalid volume {host}:{guest}: a Wasm container can only be granted directories"
+        )));
+    }
+    Ok(Grant {
+        host: PathBuf::from(host),
+        guest: fsutil::clean_abs(guest),
+        read_only,
+    })
+}
+
+pub(crate) fn parse_env(env: &[String]) -> Vec<(String, String)> {
+    env.iter()
+        .filter_map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        })
+        .collect()
+}
+
+/// Image config defaults under the create request, as Docker merges them.
+pub(super) fn merge_config(img: &Image, mut req: ContainerConfig) -> ContainerConfig {
+    let ic = img.config.config().clone().unwrap_or_default();
+    let mut env: Vec<String> = ic.env().clone().unwrap_or_default();
+    for kv in req.env.take().unwrap_or_default() {
+        let key = kv.split('=').next().unwrap_or("").to_string();
+        env.retain(|e| e.split('=').next() != Some(key.as_str()));
+        env.push(kv);
+    }
+    req.env = Some(env);
+    match &req.entrypoint {
+        Some(e) => {
+            if e.len() == 1 && e[0].is_empty() {
+                req.entrypoint = None;
+            }
+        }
+        None => {
+            req.entrypoint = ic.entrypoint().clone();
+            if req.cmd.is_none() {
+                req.cmd = ic.cmd().clone();
+            }
+        }
+    }
+    if req.working_dir.is_empty() {
+        req.working_dir = ic.working_dir().clone().unwrap_or_default();
+    }
+    if req.user.is_empty() {
+        req.user = ic.user().clone().unwrap_or_default();
+    }
+    let mut labels: std::collections::BTreeMap<String, String> = ic
+        .labels()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    labels.extend(req.labels.take().unwrap_or_default());
+    req.labels = Some(labels);
+    // Exposed ports are the union of the image's and the request's, as Docker.
+    if let Some(p) = ic.exposed_ports() {
+        let set = req.exposed_ports.get_or_insert_with(Default::default);
+        for k in p {
+            set.entry(k.clone())
+                .or_insert_with(|| serde_json::json!({}));
+        }
+    }
+    if req.stop_signal.is_none() {
+        req.stop_signal = ic.stop_signal().clone();
+    }
+    req
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn volumes() -> (tempdir::Dir, volumes::Volumes) {
+        let d = tempdir::Dir::new();
+        let v = volumes::Volumes::open(&d.0.join("volumes")).unwrap();
+        (d, v)
+    }
+
+    mod tempdir {
+        pub struct Dir(pub std::path::PathBuf);
+        impl Dir {
+            pub fn new() -> Self {
+                let p =
+                    std::env::temp_dir().join(format!("ketch-config-{}", rand::random::<u64>()));
+                std::fs::create_dir_all(&p).unwrap();
+                Dir(p)
+            }
+        }
+        impl Drop for Dir {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+    }
+
+    #[test]
+    fn entry_paths_are_absolute_and_clean() {
+        assert_eq!(entry_path("/app/run.wasm", "/w"), "/app/run.wasm");
+        assert_eq!(entry_path("run.wasm", "/w"), "/w/run.wasm");
+        assert_eq!(entry_path("run.wasm", ""), "/run.wasm");
+        assert_eq!(entry_path("../../x", "/a/b"), "/x");
+    }
+
+    #[test]
+    fn env_without_a_value_is_dropped_and_values_keep_their_equals() {
+        let env = ["A=1".to_string(), "B".into(), "C=x=y".into()];
+        assert_eq!(
+            parse_env(&env),
+            vec![("A".into(), "1".into()), ("C".into(), "x=y".into())]
+        );
+    }
+
+    #[test]
+    fn host_configs_are_refused_with_dockers_reasons() {
+        let (_d, v) = volumes();
+        let mut hc = HostConfig::default();
+        assert!(validate_host_config(&hc, &v).is_ok());
+        hc.memory = 1000;
+        let e = validate_host_config(&hc, &v).unwrap_err().to_string();
+        assert!(e.contains("minimum memory limit"), "{e}");
+        hc.memory = 0;
+        hc.auto_remove = true;
+        hc.restart_policy.name = "always".into();
+        let e = validate_host_config(&hc, &v).unwrap_err().to_string();
+        assert!(e.contains("cannot specify both --restart and --rm"), "{e}");
+        hc.auto_remove = false;
+        hc.restart_policy.maximum_retry_count = 3;
+        let e = validate_host_config(&hc, &v).unwrap_err().to_string();
+        assert!(e.contains("maximum retry count"), "{e}");
+        hc.restart_policy.name = "sometimes".into();
+        let e = validate_host_config(&hc, &v).unwrap_err().to_string();
+        assert!(e.contains("invalid restart policy"), "{e}");
+    }
+
+    #[test]
+    fn binds_become_grants_and_bad_ones_are_named() {
+        let (d, v) = volumes();
+        let host = d.0.display().to_string();
+        let mut hc = HostConfig {
+            binds: Some(vec![format!("{host}:/data:ro"), format!("{host}:/rw")]),
+            ..Default::default()
+        };
+        let g = grants(&hc, &v).unwrap();
+        assert_eq!((g[0].guest.as_str(), g[0].read_only), ("/data", true));
+        assert_eq!((g[1].guest.as_str(), g[1].read_only), ("/rw", false));
+        for (bad, why) in [
+            (format!("{host}:/x:rx"), "invalid volume mode"),
+            (format!("{host}:rel"), "must be absolute"),
+            ("/no/such/dir/anywhere:/x".to_string(), "invalid volume"),
+            (format!("{host}/a:b:c:d"), "invalid volume specification"),
+        ] {
+            hc.binds = Some(vec![bad.clone()]);
+            let e = grants(&hc, &v).unwrap_err().to_string();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! `POST /containers/create`: validate the request once, pick the runtime,
+//! and make the container under a staging name so a crash never leaves a
+//! half-made one.
+
+use super::super::config::{merge_config, port_mappings, validate_host_config};
+use super::super::{volumes, Engine, EngineError, Record, StateRecord, CREATING_SUFFIX};
+use super::write_record;
+use crate::api::types::{ContainerCreateRequest, HostConfig};
+use crate::model::{ids, ContainerId};
+use chrono::Utc;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+impl Engine {
+    /// `POST /containers/create`.
+    pub async fn create(
+        self: &Arc<Self>,
+        name: Option<&str>,
+        req: ContainerCreateRequest,
+    ) -> Result<Record, EngineError> {
+        let mut host_config = req.host_config.unwrap_or_default();
+        self.prepare_volumes(&mut host_config)?;
+        validate_host_config(&host_config, &self.volumes)?;
+        let name = match name.filter(|n| !n.is_empty()) {
+            Some(n) => {
+                let n = n.strip_prefix('/').unwrap_or(n);
+                if !ids::valid_container_name(n) {
+                    return Err(EngineError::InvalidArgument(format!(
+                        "Invalid container name ({n}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+                    )));
+                }
+                n.to_string()
+            }
+            None => self.unused_name(),
+        };
+        if req.config.image.is_empty() {
+            return Err(EngineError::InvalidArgument(
+                "no image given in the create request".into(),
+            ));
+        }
+        let images = self.images.clone();
+        let image_name = req.config.image.clone();
+        let img = tokio::task::spawn_blocking(move || images.resolve(&image_name))
+            .await
+            .map_err(EngineError::task("image resolution"))??;
+        let config = merge_config(&img, req.config);
+        let mut argv: Vec<String> = config.entrypoint.clone().unwrap_or_default();
+        argv.extend(config.cmd.clone().unwrap_or_default());
+        if argv.first().is_none_or(|a| a.is_empty()) {
+            return Err(EngineError::InvalidArgument(format!(
+                "no command specified: image {} has no ENTRYPOINT or CMD and none was given",
+                config.image
+            )));
+        }
+        let platform = self
+            .prepare_program(&img, &argv[0], &config.working_dir)
+            .await?;
+        let backend = self.backends.for_platform(&platform, &config.image)?;
+        backend.validate(&host_config)?;
+        let mut endpoints = BTreeMap::new();
+        if backend.caps().networks {
+            endpoints =
+                self.initial_endpoints(&host_config.network_mode, req.networking_config.as_ref())?;
+            // Recorded by name, however the request named it.
+            if let Some(name) = endpoints.keys().next() {
+                host_config.network_mode = name.clone();
+            }
+        }
+        let mappings = port_mappings(&config, &host_config)?;
+        if !mappings.is_empty() && !backend.serves_ports(&img.id, &argv[0], &config.working_dir) {
+            return Err(EngineError::InvalidArgument(format!(
+                "image {}: cannot publish ports: the program is a Wasm command with no sockets; only wasi:http components (functions) serve ports",
+                config.image
+            )));
+        }
+        let id = ContainerId::random();
+        let rec = Record {
+            id: id.clone(),
+            name: name.clone(),
+            created: Utc::now(),
+            image: config.image.clone(),
+            image_id: img.id.clone(),
+            path: argv[0].clone(),
+            args: argv[1..].to_vec(),
+            config,
+            host_config,
+            platform,
+            state: StateRecord::default(),
+            networks: endpoints,
+        };
+        self.insert(rec).await
+    }
+
+    /// Reserve the record's name and write it under a staging directory,
+    /// renamed into place once whole; then it is a container.
+    pub(in crate::engine) async fn insert(
+        self: &Arc<Self>,
+        rec: Record,
+    ) -> Result<Record, EngineError> {
+        let name = rec.name.clone();
+        let dir = self.root.join("containers").join(rec.id.as_str());
+        {
+            // Reserve the name under the table lock so two creates of one
+            // name cannot both succeed.
+            let mut t = self.table_mut();
+            if let Some(other) = t.names.get(&name) {
+                return Err(EngineError::name_in_use(&name, other.as_str()));
+            }
+            t.names.insert(name.clone(), rec.id.clone());
+        }
+        let parent = self.root.join("containers");
+        let (rec2, dir2) = (rec.clone(), dir.clone());
+        let write = tokio::task::spawn_blocking(move || {
+            let staging = dir2.with_extension(CREATING_SUFFIX);
+            let made = std::fs::create_dir_all(&staging)
+                .map_err(EngineError::io(&staging))
+                .and_then(|()| write_record(&staging.join("container.json"), &rec2))
+                .and_then(|()| std::fs::rename(&staging, &dir2).map_err(EngineError::io(&dir2)))
+                .and_then(|()| {
+                    if rec2.host_config.auto_remove {
+                        return Ok(());
+                    }
+                    crate::fsutil::sync_dir(&parent).map_err(EngineError::io(&parent))
+                });
+            if made.is_err() {
+                let _ = std::fs::remove_dir_all(&staging);
+                let _ = std::fs::remove_dir_all(&dir2);
+            }
+            made
+        })
+        .await
+        .map_err(EngineError::task("container creation"))
+        .and_then(|r| r);
+        if let Err(e) = write {
+            self.table_mut().names.remove(&name);
+            return Err(e);
+        }
+        self.register(rec.clone(), dir);
+        self.event(&rec, "create", &[]);
+        Ok(rec)
+    }
+
+    /// Make the volumes a create request names (as Docker does), and give
+    /// `-v /path` an anonymous one, recorded by name in its binds.
+    fn prepare_volumes(&self, hc: &mut HostConfig) -> Result<(), EngineError> {
+        let ensure = |name: Option<&str>| -> Result<String, EngineError> {
+            let existed = name.is_some_and(|n| self.volumes.get(n).is_ok());
+            let v = self.volumes.create(name, BTreeMap::new(), name.is_none())?;
+            if !existed {
+                self.events
+                    .emit("volume", "create", &v.name, &[("driver", "local")]);
+            }
+            Ok(v.name)
+        };
+        for b in hc.binds.iter_mut().flatten() {
+            let parts: Vec<&str> = b.split(':').collect();
+            match parts.as_slice() {
+                [guest] if guest.starts_with('/') => {
+                    let name = ensure(None)?;
+                    *b = format!("{name}:{guest}");
+                }
+                [src, ..] => {
+                    if let Some(n) = volumes::named(src) {
+                        ensure(Some(n))?;
+                    }
+                }
+                [] => {}
+            }
+        }
+        for m in hc.mounts.iter_mut().flatten() {
+            if m.kind == "volume" {
+                m.source = ensure(
+                    Some(&m.source)
+                        .filter(|s| !s.is_empty())
+                        .map(|s| s.as_str()),
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    fn unused_name(&self) -> String {
+        let t = self.table();
+        loop {
+            let n = ids::random_name();
+            if !t.names.contains_key(&n) {
+                return n;
+            }
+            let n2 = format!("{n}_{}", rand::random::<u16>());
+            if !t.names.contains_key(&n2) {
+                return n2;
+            }
+        }
+    }
+}

@@ -1,0 +1,64 @@
+//! An instance ended: record the exit (the one place that does), tell the
+//! backend, emit `die`, then auto-remove or hand over to the restart
+//! policy.
+
+use super::super::{Engine, Record};
+use super::Container;
+use crate::api::stream::StdStream;
+use crate::runtime::{ExitStatus, OutputSink};
+use chrono::{DateTime, Utc};
+use std::sync::Arc;
+
+impl Engine {
+    pub(super) async fn on_exit(
+        self: &Arc<Self>,
+        c: &Arc<Container>,
+        status: ExitStatus,
+        started_at: DateTime<Utc>,
+    ) {
+        c.set_control(None);
+        c.fresh_stdin();
+        if let Some(err) = &status.error {
+            c.log
+                .write(StdStream::Stderr, format!("{err}\n").as_bytes());
+        }
+        let rec = self.record_exit(c, &status, Utc::now());
+        if let Some(b) = rec.kind().and_then(|k| self.backends.get(k)) {
+            b.after_exit(self, &rec);
+        }
+        c.log.exit();
+        let code = status.code.to_string();
+        self.event(&rec, "die", &[("exitCode", &code)]);
+        c.exits.send_modify(|n| *n += 1);
+        if rec.host_config.auto_remove {
+            if let Err(e) = self.remove_now(c).await {
+                tracing::warn!("cannot auto-remove container {}: {e}", rec.name);
+            }
+            return;
+        }
+        self.schedule_restart(c, &rec, status.code, started_at);
+    }
+
+    /// Record an exit. A container about to be auto-removed need not
+    /// persist it.
+    pub(in crate::engine) fn record_exit(
+        &self,
+        c: &Container,
+        status: &ExitStatus,
+        at: DateTime<Utc>,
+    ) -> Record {
+        let exited = |r: &mut Record| {
+            r.state.exited(status, at);
+            r.networks
+                .values_mut()
+                .for_each(super::super::networks::Endpoint::release);
+        };
+        if c.record().host_config.auto_remove {
+            return c.set(exited);
+        }
+        c.update(exited).unwrap_or_else(|e| {
+            tracing::error!("cannot record exit of container {}: {e}", c.name());
+            c.set(|r| r.state.exited(status, at))
+        })
+    }
+}

@@ -1,0 +1,245 @@
+//! One container in memory, and its lifecycle: one file per verb, each
+//! owning its move of the [`StateRecord`](super::StateRecord) state
+//! machine. Verbs on one container are serialised by its `op` lock.
+
+mod create;
+mod exit;
+mod kill;
+mod observe;
+mod pause;
+mod remove;
+mod restart;
+mod start;
+mod stop;
+mod wait;
+
+pub use wait::WaitCondition;
+
+use super::logs::Log;
+use super::{EngineError, Record};
+use crate::fsutil;
+use crate::model::{ContainerId, Status, TransitionError};
+use crate::runtime::Control;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::io::DuplexStream;
+use tokio::sync::watch;
+
+/// Bytes buffered between an attached client's stdin and the guest.
+const STDIN_BUFFER: usize = 64 * 1024;
+
+/// One container in memory.
+pub struct Container {
+    pub id: ContainerId,
+    pub(super) dir: PathBuf,
+    record: Mutex<Record>,
+    pub log: Arc<Log>,
+    control: Mutex<Option<Arc<dyn Control>>>,
+    /// Host side of the guest's stdin (containers with `OpenStdin`). Made
+    /// at create and after each exit, so a client may attach before start.
+    stdin: Mutex<Option<DuplexStream>>,
+    stdin_guest: Mutex<Option<DuplexStream>>,
+    /// Counts exits; waiters watch it.
+    exits: watch::Sender<u64>,
+    removed: watch::Sender<bool>,
+    /// Serialises lifecycle verbs on this container.
+    pub(in crate::engine) op: tokio::sync::Mutex<()>,
+}
+
+/// A poisoned lock only means a panic elsewhere; the data is still whole.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Container {
+    pub(super) fn new(rec: Record, dir: PathBuf) -> Arc<Self> {
+        let (exits, _) = watch::channel(0);
+        let (removed, _) = watch::channel(false);
+        let c = Arc::new(Container {
+            id: rec.id.clone(),
+            log: Arc::new(Log::open(&dir.join(format!("{}-json.log", rec.id)))),
+            dir,
+            control: Mutex::new(None),
+            stdin: Mutex::new(None),
+            stdin_guest: Mutex::new(None),
+            exits,
+            removed,
+            op: tokio::sync::Mutex::new(()),
+            record: Mutex::new(rec),
+        });
+        c.fresh_stdin();
+        c
+    }
+
+    pub fn record(&self) -> Record {
+        lock(&self.record).clone()
+    }
+
+    pub fn status(&self) -> Status {
+        lock(&self.record).state.status()
+    }
+
+    pub fn name(&self) -> String {
+        lock(&self.record).name.clone()
+    }
+
+    /// The container's own directory (its record, log, and runtime state).
+    pub(super) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Apply `f` to the record and persist it atomically.
+    pub(super) fn update(&self, f: impl FnOnce(&mut Record)) -> Result<Record, EngineError> {
+        let mut g = lock(&self.record);
+        f(&mut g);
+        let path = self.dir.join("container.json");
+        write_record(&path, &g)?;
+        Ok(g.clone())
+    }
+
+    /// Make a state move and persist it; an illegal move changes nothing
+    /// and is the verb's typed error.
+    pub(super) fn transition<T>(
+        &self,
+        verb: &str,
+        f: impl FnOnce(&mut super::StateRecord) -> Result<T, TransitionError>,
+    ) -> Result<T, EngineError> {
+        let mut g = lock(&self.record);
+        let before = g.state.clone();
+        let out = match f(&mut g.state) {
+            Ok(out) => out,
+            Err(e) => {
+                g.state = before;
+                let name = g.name.clone();
+                drop(g);
+                return Err(transition_error(&name, verb, e));
+            }
+        };
+        let path = self.dir.join("container.json");
+        if let Err(e) = write_record(&path, &g) {
+            g.state = before;
+            return Err(e);
+        }
+        Ok(out)
+    }
+
+    /// Apply `f` in memory only (for a container about to be removed).
+    pub(super) fn set(&self, f: impl FnOnce(&mut Record)) -> Record {
+        let mut g = lock(&self.record);
+        f(&mut g);
+        g.clone()
+    }
+
+    /// Take the host end of stdin (for an attached client).
+    pub fn take_stdin(&self) -> Option<DuplexStream> {
+        lock(&self.stdin).take()
+    }
+
+    /// Give the host end back after a client detached without closing it.
+    pub fn stdin_return(&self, w: DuplexStream) {
+        let mut g = lock(&self.stdin);
+        if g.is_none() {
+            *g = Some(w);
+        }
+    }
+
+    /// A new stdin pipe for the next run.
+    fn fresh_stdin(&self) {
+        let open = lock(&self.record).config.open_stdin;
+        let (host, guest) = if open {
+            let (h, g) = tokio::io::duplex(STDIN_BUFFER);
+            (Some(h), Some(g))
+        } else {
+            (None, None)
+        };
+        *lock(&self.stdin) = host;
+        *lock(&self.stdin_guest) = guest;
+    }
+
+    /// The guest's end of stdin for a run about to start (`None` unless
+    /// the container keeps stdin open).
+    pub(super) fn guest_stdin(&self) -> Option<crate::runtime::Stdin> {
+        if !lock(&self.record).config.open_stdin {
+            return None;
+        }
+        let mut guest = lock(&self.stdin_guest).take();
+        if guest.is_none() {
+            self.fresh_stdin();
+            guest = lock(&self.stdin_guest).take();
+        }
+        guest.map(|g| Box::pin(g) as crate::runtime::Stdin)
+    }
+
+    /// Control of the running instance, if one runs.
+    pub(super) fn control(&self) -> Option<Arc<dyn Control>> {
+        lock(&self.control).clone()
+    }
+
+    fn set_control(&self, ctl: Option<Arc<dyn Control>>) {
+        *lock(&self.control) = ctl;
+    }
+
+    /// The number of exits so far; pass it to [`Container::exit_after`].
+    fn exits_seen(&self) -> u64 {
+        *self.exits.borrow()
+    }
+
+    /// Wait until the exit counter moves past `seen`, up to `timeout`.
+    async fn exit_after(&self, seen: u64, timeout: Option<Duration>) -> bool {
+        let mut rx = self.exits.subscribe();
+        let fut = rx.wait_for(|n| *n > seen);
+        match timeout {
+            Some(t) => matches!(tokio::time::timeout(t, fut).await, Ok(Ok(_))),
+            None => fut.await.is_ok(),
+        }
+    }
+
+    fn is_removed(&self) -> bool {
+        *self.removed.borrow()
+    }
+}
+
+/// The typed error of an illegal move, as Docker words it: starting a
+/// running container or stopping a stopped one is a 304, the rest 409.
+fn transition_error(name: &str, verb: &str, e: TransitionError) -> EngineError {
+    match e {
+        TransitionError::AlreadyRunning if verb == "start" => {
+            EngineError::NotModified(name.to_string())
+        }
+        TransitionError::NotRunning if verb == "stop" => EngineError::NotModified(name.to_string()),
+        e => EngineError::Conflict(format!("cannot {verb} container {name}: {e}")),
+    }
+}
+
+/// Write a container record atomically. Durable (fsynced) unless the
+/// container is `--rm`: such a record is worthless after a crash, since
+/// the next start removes the container anyway.
+pub(super) fn write_record(path: &Path, rec: &Record) -> Result<(), EngineError> {
+    let data = serde_json::to_vec_pretty(rec).map_err(|e| EngineError::Io {
+        path: path.display().to_string(),
+        source: std::io::Error::other(e),
+    })?;
+    let write = if rec.host_config.auto_remove {
+        fsutil::write_atomic_volatile
+    } else {
+        fsutil::write_atomic
+    };
+    write(path, &data).map_err(EngineError::io(path))
+}
+
+impl Container {
+    /// Is `verb` legal now? (For verbs that must act before they can
+    /// record their move, as `start` does.)
+    pub(super) fn check(
+        &self,
+        verb: &str,
+        legal: impl FnOnce(Status) -> Result<(), TransitionError>,
+    ) -> Result<(), EngineError> {
+        let (status, name) = {
+            let g = lock(&self.record);
+            (g.state.status(), g.name.clone())
+        };
+        legal(status).map_err(|e| transition_error(&name, verb, e))
+    }
+}

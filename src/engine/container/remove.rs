@@ -1,0 +1,60 @@
+//! `DELETE /containers/{id}`: kill if forced, then delete. The directory is
+//! renamed to a tombstone first, so a crash mid-delete never leaves a
+//! half-removed container.
+
+use super::super::{Engine, EngineError, REMOVING_SUFFIX};
+use super::Container;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long a forced removal waits for the killed instance.
+const KILL_WAIT: Duration = Duration::from_secs(10);
+
+impl Engine {
+    pub async fn remove(self: &Arc<Self>, name: &str, force: bool) -> Result<(), EngineError> {
+        let c = self.lookup(name)?;
+        let _op = c.op.lock().await;
+        let seen = c.exits_seen();
+        if c.transition("remove", |s| s.remove_requested(force))? {
+            // Suppress auto-remove racing with this removal.
+            c.update(|r| r.host_config.auto_remove = false)?;
+            if let Some(ctl) = c.control() {
+                ctl.kill();
+                c.exit_after(seen, Some(KILL_WAIT)).await;
+            }
+        }
+        self.remove_now(&c).await
+    }
+
+    pub(in crate::engine) async fn remove_now(
+        &self,
+        c: &Arc<Container>,
+    ) -> Result<(), EngineError> {
+        let rec = c.set(|r| r.state.removing());
+        if let Some(b) = rec.kind().and_then(|k| self.backends.get(k)) {
+            b.cleanup(&rec);
+        }
+        let dir = c.dir().to_path_buf();
+        let tomb = dir.with_extension(REMOVING_SUFFIX);
+        let renamed = tomb.clone();
+        tokio::task::spawn_blocking(move || {
+            std::fs::rename(&dir, &renamed).map_err(EngineError::io(&dir))
+        })
+        .await
+        .map_err(EngineError::task("container removal"))??;
+        // From here the container is gone; its files need not delay the
+        // answer (`run --rm` waits for it).
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = std::fs::remove_dir_all(&tomb) {
+                tracing::warn!(
+                    "cannot delete {}: {e}; it goes at the next start",
+                    tomb.display()
+                );
+            }
+        });
+        self.forget(c);
+        self.event(&c.record(), "destroy", &[]);
+        c.removed.send_replace(true);
+        Ok(())
+    }
+}

@@ -1,0 +1,440 @@
+//! The engine's side of networks: a container's endpoints and addresses,
+//! its peers' `/etc/hosts`, and the network verbs.
+
+use super::*;
+use crate::engine::container::Container;
+use crate::model::network::{host_ifname, Attachment};
+
+impl Engine {
+    /// The endpoints a new Linux container starts with, from its
+    /// `NetworkMode` and the request's `NetworkingConfig.EndpointsConfig`.
+    pub(in crate::engine) fn initial_endpoints(
+        &self,
+        mode: &str,
+        networking: Option<&serde_json::Value>,
+    ) -> Result<BTreeMap<String, Endpoint>, EngineError> {
+        let mode = default_mode(mode);
+        if let Some(other) = mode.strip_prefix("container:") {
+            return Err(EngineError::InvalidArgument(format!(
+                "network mode container:{other} is not supported"
+            )));
+        }
+        let n = self.networks.lookup(mode)?;
+        let aliases = networking
+            .and_then(|v| v.get("EndpointsConfig"))
+            .and_then(|e| e.get(mode).or_else(|| e.get(&n.name)))
+            .and_then(|e| e.get("Aliases"))
+            .and_then(|a| serde_json::from_value::<Vec<String>>(a.clone()).ok())
+            .unwrap_or_default();
+        if !aliases.is_empty() && (!n.is_bridge() || n.name == DEFAULT) {
+            return Err(EngineError::InvalidArgument(
+                "network-scoped aliases are only supported for user-defined networks".into(),
+            ));
+        }
+        Ok(BTreeMap::from([(
+            n.name.clone(),
+            Endpoint {
+                network_id: n.id,
+                aliases,
+                ..Default::default()
+            },
+        )]))
+    }
+
+    /// Give a starting container an address on each of its bridge
+    /// networks, recorded before it starts. Returns the attachments, the
+    /// primary (its `NetworkMode`) first.
+    pub fn allocate_endpoints(&self, c: &Container) -> Result<Vec<Attachment>, EngineError> {
+        let _ipam = self.ipam.lock().unwrap_or_else(|e| e.into_inner());
+        let rec = c.record();
+        let primary = default_mode(&rec.host_config.network_mode).to_string();
+        let mut names: Vec<&String> = rec.networks.keys().collect();
+        names.sort_by_key(|n| (**n != primary, (*n).clone()));
+        let mut out = Vec::new();
+        let mut assigned = BTreeMap::new();
+        for name in names {
+            let ep = &rec.networks[name];
+            let n = self.networks.lookup(&ep.network_id).map_err(|_| {
+                EngineError::NotFound(format!(
+                    "cannot start container {}: network {name} not found",
+                    rec.name
+                ))
+            })?;
+            let Some((net, prefix, gateway)) = n.ipv4() else {
+                continue;
+            };
+            let used = self.addresses_in_use(&n.id, &rec.id);
+            let ip = allocate((net, prefix), gateway, &used).ok_or_else(|| {
+                EngineError::Conflict(format!(
+                    "cannot start container {}: no address left in network {}",
+                    rec.name, n.name
+                ))
+            })?;
+            let i = out.len();
+            let ifname = format!("eth{i}");
+            out.push(Attachment {
+                bridge: n.bridge.clone(),
+                bridge_mark: n.owns_bridge().then(|| bridge_mark(&n.id)),
+                ifname: ifname.clone(),
+                host_ifname: host_ifname(rec.id.as_str(), i),
+                ip,
+                prefix,
+                gateway,
+                default_route: i == 0 && !n.internal,
+            });
+            assigned.insert(name.clone(), (ip, ifname, prefix, gateway));
+        }
+        c.update(|r| {
+            for (name, (ip, ifname, prefix, gateway)) in assigned {
+                if let Some(ep) = r.networks.get_mut(&name) {
+                    ep.ip = Some(ip);
+                    ep.ifname = ifname;
+                    ep.prefix = prefix;
+                    ep.gateway = Some(gateway);
+                }
+            }
+        })?;
+        Ok(out)
+    }
+
+    /// Addresses other containers hold on network `id`.
+    fn addresses_in_use(&self, id: &str, except: &ContainerId) -> BTreeSet<Ipv4Addr> {
+        self.list()
+            .into_iter()
+            .filter(|c| c.id != *except)
+            .filter_map(|c| {
+                c.record()
+                    .networks
+                    .values()
+                    .find(|e| e.network_id == id)
+                    .and_then(|e| e.ip)
+            })
+            .collect()
+    }
+
+    /// The `/etc/hosts` lines by which a container reaches its peers: for
+    /// each user network it is on, every other running member's address
+    /// with its name and aliases (the default bridge resolves no names,
+    /// as Docker's does not).
+    pub fn peer_hosts(&self, rec: &Record) -> Vec<(Ipv4Addr, Vec<String>)> {
+        let mine: BTreeSet<&str> = rec
+            .networks
+            .iter()
+            .filter(|(name, _)| name.as_str() != DEFAULT)
+            .map(|(_, e)| e.network_id.as_str())
+            .collect();
+        if mine.is_empty() {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        for c in self.list() {
+            if c.id == rec.id {
+                continue;
+            }
+            let other = c.record();
+            for e in other.networks.values() {
+                let (Some(ip), true) = (e.ip, mine.contains(e.network_id.as_str())) else {
+                    continue;
+                };
+                let mut names = vec![other.name.clone()];
+                names.extend(e.aliases.iter().cloned());
+                names.push(other.id.as_str()[..12].to_string());
+                out.push((ip, names));
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// Rewrite `/etc/hosts` of every running container that shares a user
+    /// network with `rec` (after it started, stopped, joined or left).
+    pub(in crate::engine) fn refresh_peers(&self, rec: &Record) {
+        {
+            let nets: BTreeSet<&str> = rec
+                .networks
+                .iter()
+                .filter(|(name, _)| name.as_str() != DEFAULT)
+                .map(|(_, e)| e.network_id.as_str())
+                .collect();
+            if nets.is_empty() {
+                return;
+            }
+            for c in self.list() {
+                let other = c.record();
+                if other.id == rec.id || !other.state.status().is_alive() {
+                    continue;
+                }
+                if !other
+                    .networks
+                    .values()
+                    .any(|e| nets.contains(e.network_id.as_str()))
+                {
+                    continue;
+                }
+                self.write_hosts(&c, &other);
+            }
+        }
+    }
+
+    /// Rewrite a running container's `/etc/hosts`, if its runtime has one.
+    fn write_hosts(&self, c: &Container, rec: &Record) {
+        if let Some(b) = rec.kind().and_then(|k| self.backends.get(k)) {
+            b.write_hosts(self, c, rec);
+        }
+    }
+
+    /// Containers that are on network `id`; `alive_only` for the ones
+    /// holding an address there.
+    fn network_members(&self, id: &str, alive_only: bool) -> Vec<Record> {
+        self.list()
+            .into_iter()
+            .map(|c| c.record())
+            .filter(|r| {
+                r.networks
+                    .values()
+                    .any(|e| e.network_id == id && (!alive_only || e.ip.is_some()))
+            })
+            .collect()
+    }
+
+    pub fn network_inspect(&self, key: &str) -> Result<serde_json::Value, EngineError> {
+        let n = self.networks.lookup(key)?;
+        Ok(view(&n, &self.network_members(&n.id, true)))
+    }
+
+    pub fn network_list(&self) -> Vec<serde_json::Value> {
+        self.networks
+            .list()
+            .iter()
+            .map(|n| view(n, &self.network_members(&n.id, true)))
+            .collect()
+    }
+
+    /// A `network` event, with Docker's attributes (and the container's id
+    /// for `connect` and `disconnect`).
+    fn network_event(&self, action: &str, n: &NetworkRecord, container: Option<&str>) {
+        let mut attrs = vec![("name", n.name.as_str()), ("type", n.driver.as_str())];
+        if let Some(id) = container {
+            attrs.insert(0, ("container", id));
+        }
+        self.events.emit("network", action, &n.id, &attrs);
+    }
+
+    pub fn network_create(&self, req: CreateNetwork) -> Result<NetworkRecord, EngineError> {
+        let n = self.networks.create(req)?;
+        self.network_event("create", &n, None);
+        Ok(n)
+    }
+
+    /// `DELETE /networks/{id}`: refused for the predefined networks and
+    /// for one that running containers are on.
+    pub fn network_remove(&self, key: &str) -> Result<(), EngineError> {
+        let n = self.networks.lookup(key)?;
+        if n.predefined() {
+            return Err(EngineError::Forbidden(format!(
+                "{} is a pre-defined network and cannot be removed",
+                n.name
+            )));
+        }
+        let active = self.network_members(&n.id, true);
+        if !active.is_empty() {
+            let names: Vec<String> = active.iter().map(|r| r.name.clone()).collect();
+            return Err(EngineError::Forbidden(format!(
+                "error while removing network: network {} id {} has active endpoints ({})",
+                n.name,
+                n.id,
+                names.join(", ")
+            )));
+        }
+        self.networks.delete(&n)?;
+        self.network_event("destroy", &n, None);
+        Ok(())
+    }
+
+    /// `POST /networks/prune`: user networks no running container is on.
+    pub fn network_prune(&self) -> Vec<String> {
+        let mut gone = Vec::new();
+        for n in self.networks.list() {
+            if !n.predefined()
+                && self.network_members(&n.id, true).is_empty()
+                && self.network_remove(&n.id).is_ok()
+            {
+                gone.push(n.name);
+            }
+        }
+        gone
+    }
+
+    /// `POST /networks/{id}/connect`. A running Linux container gets a new
+    /// interface at once; a stopped one gets it at its next start.
+    pub async fn network_connect(
+        self: &Arc<Self>,
+        key: &str,
+        container: &str,
+        aliases: Vec<String>,
+    ) -> Result<(), EngineError> {
+        let n = self.networks.lookup(key)?;
+        let c = self.lookup(container)?;
+        let _op = c.op.lock().await;
+        let rec = c.record();
+        if !rec.is(crate::model::RuntimeKind::Linux) {
+            return Err(EngineError::InvalidArgument(format!(
+                "container {} is a Wasm container: it has no network interfaces to connect",
+                rec.name
+            )));
+        }
+        if !n.is_bridge() {
+            return Err(EngineError::Forbidden(format!(
+                "container {} cannot be connected to network {}: only bridge networks can be joined",
+                rec.name, n.name
+            )));
+        }
+        if rec.networks.values().any(|e| e.network_id == n.id) {
+            return Err(EngineError::Forbidden(format!(
+                "endpoint with name {} already exists in network {}",
+                rec.name, n.name
+            )));
+        }
+        let host_mode = rec.networks.keys().any(|k| k == "host" || k == "none");
+        if host_mode {
+            return Err(EngineError::InvalidArgument(format!(
+                "container {} uses network {}: it cannot join others",
+                rec.name,
+                default_mode(&rec.host_config.network_mode)
+            )));
+        }
+        let rec = c.update(|r| {
+            r.networks.insert(
+                n.name.clone(),
+                Endpoint {
+                    network_id: n.id.clone(),
+                    aliases,
+                    ..Default::default()
+                },
+            );
+        })?;
+        if rec.state.status().is_alive() {
+            if let Err(e) = self.connect_running(&c, &n).await {
+                let _ = c.update(|r| {
+                    r.networks.remove(&n.name);
+                });
+                return Err(e);
+            }
+        }
+        self.network_event("connect", &n, Some(rec.id.as_str()));
+        Ok(())
+    }
+
+    async fn connect_running(
+        self: &Arc<Self>,
+        c: &Arc<Container>,
+        n: &NetworkRecord,
+    ) -> Result<(), EngineError> {
+        let rec = c.record();
+        let not_running =
+            || EngineError::Conflict(format!("container {} is not running", rec.name));
+        let host = self.networks.host.clone().ok_or_else(not_running)?;
+        let netns = self.sandbox_key(c).ok_or_else(not_running)?;
+        let (net, prefix, gateway) = n
+            .ipv4()
+            .ok_or_else(|| EngineError::Conflict(format!("network {} has no subnet", n.name)))?;
+        let (ip, ifname, index) = {
+            let _ipam = self.ipam.lock().unwrap_or_else(|e| e.into_inner());
+            let used = self.addresses_in_use(&n.id, &rec.id);
+            let ip = allocate((net, prefix), gateway, &used).ok_or_else(|| {
+                EngineError::Conflict(format!("no address left in network {}", n.name))
+            })?;
+            let taken: BTreeSet<&str> = rec.networks.values().map(|e| e.ifname.as_str()).collect();
+            // More interfaces than names is impossible: each takes one.
+            let index = (0..=taken.len())
+                .find(|i| !taken.contains(format!("eth{i}").as_str()))
+                .unwrap_or(taken.len());
+            let ifname = format!("eth{index}");
+            c.update(|r| {
+                if let Some(ep) = r.networks.get_mut(&n.name) {
+                    ep.ip = Some(ip);
+                    ep.ifname = ifname.clone();
+                    ep.prefix = prefix;
+                    ep.gateway = Some(gateway);
+                }
+            })?;
+            (ip, ifname, index)
+        };
+        let a = Attachment {
+            bridge: n.bridge.clone(),
+            bridge_mark: n.owns_bridge().then(|| bridge_mark(&n.id)),
+            ifname,
+            host_ifname: host_ifname(rec.id.as_str(), index),
+            ip,
+            prefix,
+            gateway,
+            default_route: false,
+        };
+        tokio::task::spawn_blocking(move || host.connect(&netns, &a))
+            .await
+            .map_err(EngineError::task("connecting to a network"))?
+            .map_err(|e| {
+                EngineError::Conflict(format!(
+                    "connecting container {} to network {}: {e}",
+                    rec.name, n.name
+                ))
+            })?;
+        let rec = c.record();
+        self.write_hosts(c, &rec);
+        self.refresh_peers(&rec);
+        Ok(())
+    }
+
+    /// `POST /networks/{id}/disconnect`.
+    pub async fn network_disconnect(
+        self: &Arc<Self>,
+        key: &str,
+        container: &str,
+        force: bool,
+    ) -> Result<(), EngineError> {
+        let n = self.networks.lookup(key)?;
+        let c = match self.lookup(container) {
+            Ok(c) => c,
+            Err(_) if force => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let _op = c.op.lock().await;
+        let rec = c.record();
+        let Some((name, ep)) = rec
+            .networks
+            .iter()
+            .find(|(_, e)| e.network_id == n.id)
+            .map(|(k, e)| (k.clone(), e.clone()))
+        else {
+            return Err(EngineError::Forbidden(format!(
+                "container {} is not connected to network {}",
+                rec.name, n.name
+            )));
+        };
+        let host = self.networks.host.clone();
+        if let (Some(host), Some(netns), true) = (host, self.sandbox_key(&c), ep.ip.is_some()) {
+            {
+                let ifname = ep.ifname.clone();
+                let r = tokio::task::spawn_blocking(move || host.disconnect(&netns, &ifname))
+                    .await
+                    .map_err(EngineError::task("disconnecting from a network"))?;
+                if let Err(e) = r {
+                    return Err(EngineError::Conflict(format!(
+                        "disconnecting container {} from network {}: {e}",
+                        rec.name, n.name
+                    )));
+                }
+            }
+        }
+        let after = c.update(|r| {
+            r.networks.remove(&name);
+        })?;
+        // Its old peers forget it.
+        self.refresh_peers(&rec);
+        if after.state.status().is_alive() {
+            self.write_hosts(&c, &after);
+        }
+        self.network_event("disconnect", &n, Some(rec.id.as_str()));
+        Ok(())
+    }
+}

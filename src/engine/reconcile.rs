@@ -1,0 +1,136 @@
+//! At ketchd start: make the container table true again. Leftovers of
+//! interrupted creates and removals are deleted; a container recorded as
+//! alive is reattached by its backend (a Linux container's monitor may
+//! still run it) or recorded as exited; `--rm` containers are removed;
+//! restart policies bring containers back.
+
+use super::container::Container;
+use super::{Engine, EngineError, Record, CREATING_SUFFIX, REMOVING_SUFFIX};
+use crate::runtime::{ExitStatus, Reattached};
+use chrono::Utc;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Exit code recorded for a container that was running when ketchd went away.
+pub const EXIT_DAEMON_GONE: i64 = 255;
+
+/// What the containers directory holds, read without the runtime.
+struct Found {
+    records: Vec<(Record, PathBuf)>,
+}
+
+/// Delete leftovers and read every whole record. Blocking.
+fn scan(dir: &Path) -> Result<Found, EngineError> {
+    let mut records = Vec::new();
+    for e in std::fs::read_dir(dir)
+        .map_err(EngineError::io(dir))?
+        .flatten()
+    {
+        let path = e.path();
+        if path
+            .extension()
+            .is_some_and(|x| x == REMOVING_SUFFIX || x == CREATING_SUFFIX)
+        {
+            // A removal that ketchd did not finish deleting, or a create it
+            // did not finish making.
+            if let Err(err) = std::fs::remove_dir_all(&path) {
+                tracing::warn!("cannot delete {}: {err}", path.display());
+            }
+            continue;
+        }
+        let file = path.join("container.json");
+        if path.is_dir() && !file.exists() {
+            // Half made by an older ketchd that crashed mid-create:
+            // nothing refers to it.
+            tracing::warn!("removing {}: it has no record", path.display());
+            let _ = std::fs::remove_dir_all(&path);
+            continue;
+        }
+        let read = std::fs::read(&file)
+            .map_err(|e| e.to_string())
+            .and_then(|d| serde_json::from_slice::<Record>(&d).map_err(|e| e.to_string()));
+        match read {
+            Ok(r) => records.push((r, path)),
+            Err(err) => tracing::warn!(
+                "ignoring unreadable container record {}: {err}",
+                file.display()
+            ),
+        }
+    }
+    Ok(Found { records })
+}
+
+impl Engine {
+    pub(super) async fn reconcile(self: &Arc<Self>) -> Result<(), EngineError> {
+        let dir = self.root.join("containers");
+        let found = tokio::task::spawn_blocking(move || scan(&dir))
+            .await
+            .map_err(EngineError::task("reading the container records"))??;
+        let mut to_restart = Vec::new();
+        for (rec, path) in found.records {
+            let c = self.register(rec, path);
+            if let Some(c) = self.reconcile_one(c).await? {
+                to_restart.push(c);
+            }
+        }
+        for c in to_restart {
+            if let Err(e) = self.start_container(&c).await {
+                tracing::warn!("cannot restart container {}: {e}", c.name());
+            }
+        }
+        Ok(())
+    }
+
+    /// Settle one container; returns it if its policy restarts it.
+    async fn reconcile_one(
+        self: &Arc<Self>,
+        c: Arc<Container>,
+    ) -> Result<Option<Arc<Container>>, EngineError> {
+        let rec = c.record();
+        let was_alive = rec.state.was_alive();
+        if was_alive {
+            let mut exit = (
+                ExitStatus {
+                    code: EXIT_DAEMON_GONE,
+                    error: Some("ketchd stopped while the container was running".into()),
+                    oom_killed: false,
+                },
+                Utc::now(),
+            );
+            if let Some(b) = rec.kind().and_then(|k| self.backends.get(k)) {
+                match b.reattach(self, &c, &rec) {
+                    Reattached::Running(started) => {
+                        let at = rec.state.started_at().unwrap_or_else(Utc::now);
+                        self.adopt(&c, started, at);
+                        return Ok(None);
+                    }
+                    Reattached::Exited(status, at) => exit = (status, at),
+                    Reattached::Lost => {
+                        if b.caps().processes {
+                            exit.0.error = Some("the container's monitor was killed".into());
+                        }
+                        b.cleanup(&rec);
+                    }
+                }
+            }
+            c.update(|r| {
+                r.state.exited(&exit.0, exit.1);
+                r.networks
+                    .values_mut()
+                    .for_each(super::networks::Endpoint::release);
+            })?;
+        }
+        // An --rm container that outlived its daemon is removed, as Docker does.
+        if rec.state.status() == crate::model::Status::Removing || rec.host_config.auto_remove {
+            let _ = self.remove_now(&c).await;
+            return Ok(None);
+        }
+        let rec = c.record();
+        let restart = rec.restart_policy().restart_on_daemon_start(
+            rec.state.exit_code(),
+            was_alive,
+            rec.state.manually_stopped(),
+        );
+        Ok(restart.then_some(c))
+    }
+}

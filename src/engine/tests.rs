@@ -1,0 +1,345 @@
+//! The lifecycle, restart backoff and reconcile against a fake runtime,
+//! on a current-thread runtime: no daemon, no guest, no root.
+
+use super::backend::fake::Fake;
+use super::backend::Backends;
+use super::*;
+use crate::api::types::{ContainerConfig, HostConfig, RestartPolicyApi};
+use crate::model::{Platform, Status};
+use chrono::Utc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+struct World {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    fake: Arc<Fake>,
+    engine: Arc<Engine>,
+}
+
+async fn world() -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_path_buf();
+    let fake = Arc::new(Fake::default());
+    let engine = open(&root, &fake).await;
+    World {
+        _dir: dir,
+        root,
+        fake,
+        engine,
+    }
+}
+
+async fn open(root: &Path, fake: &Arc<Fake>) -> Arc<Engine> {
+    prepare_root(root).unwrap();
+    let backends = Backends::of(vec![fake.clone() as Arc<dyn backend::Backend>]);
+    Engine::open_with(root, Default::default(), backends)
+        .await
+        .unwrap()
+}
+
+/// A container record as `create` would make it, without an image.
+async fn make(w: &World, name: &str, hc: HostConfig) -> Arc<Container> {
+    let rec = Record {
+        id: ContainerId::random(),
+        name: name.into(),
+        created: Utc::now(),
+        image: "fake".into(),
+        image_id: Digest::of(b"fake"),
+        config: ContainerConfig::default(),
+        host_config: hc,
+        path: "/fake.wasm".into(),
+        args: Vec::new(),
+        platform: Platform::Wasm,
+        state: StateRecord::default(),
+        networks: Default::default(),
+    };
+    w.engine.insert(rec).await.unwrap();
+    w.engine.lookup(name).unwrap()
+}
+
+/// Poll until `cond` holds, for at most 5 s of (virtual or real) time.
+async fn until(what: &str, cond: impl Fn() -> bool) {
+    for _ in 0..500 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("timed out waiting until {what}");
+}
+
+fn on_failure(n: i64) -> HostConfig {
+    HostConfig {
+        restart_policy: RestartPolicyApi {
+            name: "on-failure".into(),
+            maximum_retry_count: n,
+        },
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn a_run_records_its_exit_once_and_wait_sees_it() {
+    let w = world().await;
+    let c = make(&w, "a", HostConfig::default()).await;
+    let waited = w.engine.wait("a", WaitCondition::NextExit).unwrap();
+    w.engine.start("a").await.unwrap();
+    assert_eq!(c.status(), Status::Running);
+    assert!(matches!(
+        w.engine.start("a").await,
+        Err(EngineError::NotModified(_))
+    ));
+    w.fake.last().exit(3);
+    assert_eq!(waited.await, (3, None));
+    let rec = c.record();
+    assert_eq!(
+        (rec.state.status(), rec.state.exit_code()),
+        (Status::Exited, 3)
+    );
+    // The record on disk says the same.
+    let disk: Record =
+        serde_json::from_slice(&std::fs::read(c.dir().join("container.json")).unwrap()).unwrap();
+    assert_eq!(disk.state.exit_code(), 3);
+}
+
+#[tokio::test]
+async fn stop_asks_then_kills_and_a_second_stop_is_not_modified() {
+    let w = world().await;
+    let c = make(&w, "s", HostConfig::default()).await;
+    w.engine.start("s").await.unwrap();
+    w.engine.stop("s", Some(5)).await.unwrap();
+    assert_eq!(c.record().state.exit_code(), 0, "it obeyed the terminate");
+    assert!(c.record().state.manually_stopped());
+    assert!(matches!(
+        w.engine.stop("s", None).await,
+        Err(EngineError::NotModified(_))
+    ));
+    // One that ignores the request is killed when the timeout ends.
+    w.engine.start("s").await.unwrap();
+    w.fake.last().obeys_terminate.store(false, Ordering::SeqCst);
+    w.engine.stop("s", Some(0)).await.unwrap();
+    assert_eq!(c.record().state.exit_code(), crate::runtime::EXIT_KILLED);
+}
+
+#[tokio::test]
+async fn pause_reaches_the_instance_and_illegal_moves_are_conflicts() {
+    let w = world().await;
+    let c = make(&w, "p", HostConfig::default()).await;
+    assert!(matches!(
+        w.engine.pause("p").await,
+        Err(EngineError::Conflict(_))
+    ));
+    w.engine.start("p").await.unwrap();
+    w.engine.pause("p").await.unwrap();
+    assert!(w.fake.last().paused.load(Ordering::SeqCst));
+    assert_eq!(c.status(), Status::Paused);
+    let e = w.engine.remove("p", false).await.unwrap_err().to_string();
+    assert!(e.contains("cannot remove container p"), "{e}");
+    w.engine.unpause("p").await.unwrap();
+    assert!(!w.fake.last().paused.load(Ordering::SeqCst));
+    assert_eq!(c.status(), Status::Running);
+    w.engine.remove("p", true).await.unwrap();
+    assert!(matches!(
+        w.engine.lookup("p"),
+        Err(EngineError::NotFound(_))
+    ));
+    assert_eq!(*w.fake.cleaned.lock().unwrap(), vec!["p".to_string()]);
+}
+
+#[tokio::test]
+async fn on_failure_restarts_with_backoff_up_to_its_count() {
+    let w = world().await;
+    let c = make(&w, "r", on_failure(2)).await;
+    w.engine.start("r").await.unwrap();
+    for restarts in 1..=2 {
+        w.fake.last().exit(1);
+        until("the restart", || {
+            w.fake.starts.load(Ordering::SeqCst) == restarts + 1 && c.status() == Status::Running
+        })
+        .await;
+        assert_eq!(c.record().state.restart_count(), restarts as u32);
+    }
+    w.fake.last().exit(1);
+    until("the last exit", || c.status() == Status::Exited).await;
+    // Past the longest backoff it could have used.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(c.status(), Status::Exited);
+    assert_eq!(w.fake.starts.load(Ordering::SeqCst), 3, "no third restart");
+}
+
+#[tokio::test]
+async fn a_stop_during_the_backoff_ends_the_restarts() {
+    let w = world().await;
+    let c = make(&w, "b", on_failure(0)).await;
+    w.engine.start("b").await.unwrap();
+    w.fake.last().exit(1);
+    until("restarting", || c.status() == Status::Restarting).await;
+    w.engine.stop("b", None).await.unwrap();
+    assert_eq!(c.status(), Status::Exited);
+    // Past the backoff (100 ms) that was pending.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(w.fake.starts.load(Ordering::SeqCst), 1);
+    assert_eq!(c.status(), Status::Exited);
+}
+
+#[tokio::test]
+async fn a_failed_start_leaves_the_container_as_it_was() {
+    let w = world().await;
+    let c = make(&w, "f", HostConfig::default()).await;
+    w.fake.fail.store(true, Ordering::SeqCst);
+    let e = w.engine.start("f").await.unwrap_err().to_string();
+    assert!(e.contains("the fake refuses"), "{e}");
+    assert_eq!(c.status(), Status::Created);
+}
+
+#[tokio::test]
+async fn an_auto_remove_container_is_gone_after_its_exit() {
+    let w = world().await;
+    let c = make(
+        &w,
+        "rm",
+        HostConfig {
+            auto_remove: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    let removed = w.engine.wait("rm", WaitCondition::Removed).unwrap();
+    w.engine.start("rm").await.unwrap();
+    w.fake.last().exit(0);
+    removed.await;
+    assert!(w.engine.lookup("rm").is_err());
+    until("its directory is deleted", || !c.dir().exists()).await;
+}
+
+#[tokio::test]
+async fn names_are_unique_and_lookups_take_ids_and_prefixes() {
+    let w = world().await;
+    let c = make(&w, "n", HostConfig::default()).await;
+    let rec = Record {
+        id: ContainerId::random(),
+        ..c.record()
+    };
+    let e = w.engine.insert(rec).await.unwrap_err().to_string();
+    assert!(e.contains("is already in use by container"), "{e}");
+    assert_eq!(w.engine.lookup(c.id.as_str()).unwrap().id, c.id);
+    assert_eq!(w.engine.lookup(&c.id.as_str()[..12]).unwrap().id, c.id);
+    assert_eq!(w.engine.lookup("/n").unwrap().id, c.id);
+    let Err(e) = w.engine.lookup("zz") else {
+        panic!("zz found")
+    };
+    let e = e.to_string();
+    assert_eq!(e, "No such container: zz");
+}
+
+#[tokio::test]
+async fn reconcile_reattaches_the_living_and_records_the_dead() {
+    let w = world().await;
+    let alive = make(&w, "alive", HostConfig::default()).await;
+    let dead = make(&w, "dead", HostConfig::default()).await;
+    let always = make(
+        &w,
+        "always",
+        HostConfig {
+            restart_policy: RestartPolicyApi {
+                name: "always".into(),
+                maximum_retry_count: 0,
+            },
+            ..Default::default()
+        },
+    )
+    .await;
+    for n in ["alive", "dead"] {
+        w.engine.start(n).await.unwrap();
+    }
+    w.engine.start("always").await.unwrap();
+    w.engine.stop("always", None).await.unwrap();
+    // Leftovers of an interrupted create and removal.
+    let containers = w.root.join("containers");
+    std::fs::create_dir_all(containers.join("x.creating")).unwrap();
+    std::fs::create_dir_all(containers.join("y.removing")).unwrap();
+    std::fs::create_dir_all(containers.join("norecord")).unwrap();
+    let (alive_id, dead_id, always_id) = (alive.id.clone(), dead.id.clone(), always.id.clone());
+    drop((alive, dead, always));
+
+    // ketchd restarts: "dead" exited while it was away.
+    let fake = Arc::new(Fake::default());
+    let engine = open_seeing(&w.root, &fake, &dead_id).await;
+    let get = |id: &ContainerId| engine.lookup(id.as_str()).unwrap().record();
+    assert_eq!(get(&alive_id).state.status(), Status::Running);
+    let d = get(&dead_id);
+    assert_eq!((d.state.status(), d.state.exit_code()), (Status::Exited, 7));
+    // `always` comes back even after a manual stop, as with Docker.
+    assert_eq!(get(&always_id).state.status(), Status::Running);
+    let mut left: Vec<_> = std::fs::read_dir(&containers)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    left.sort();
+    let mut want = vec![
+        alive_id.to_string(),
+        dead_id.to_string(),
+        always_id.to_string(),
+    ];
+    want.sort();
+    assert_eq!(left, want);
+}
+
+/// Reopen with a fake whose reattach finds `dead` exited with code 7.
+async fn open_seeing(root: &Path, fake: &Arc<Fake>, dead: &ContainerId) -> Arc<Engine> {
+    struct Seeing {
+        inner: Arc<Fake>,
+        dead: ContainerId,
+    }
+    impl backend::Backend for Seeing {
+        fn kind(&self) -> crate::model::RuntimeKind {
+            self.inner.kind()
+        }
+        fn caps(&self) -> backend::Caps {
+            self.inner.caps()
+        }
+        fn known(&self, i: &Digest, e: &str) -> Option<Platform> {
+            self.inner.known(i, e)
+        }
+        fn prepare<'a>(
+            &'a self,
+            i: &'a Image,
+            n: &'a str,
+            e: &'a str,
+            b: Option<Arc<[u8]>>,
+        ) -> backend::BoxFuture<'a, Result<Option<Platform>, EngineError>> {
+            self.inner.prepare(i, n, e, b)
+        }
+        fn start<'a>(
+            &'a self,
+            e: &'a Arc<Engine>,
+            c: &'a Arc<Container>,
+            r: &'a Record,
+        ) -> backend::BoxFuture<'a, Result<crate::runtime::Started, EngineError>> {
+            self.inner.start(e, c, r)
+        }
+        fn reattach(&self, e: &Engine, c: &Container, r: &Record) -> crate::runtime::Reattached {
+            if r.id == self.dead {
+                *self.inner.reattach_exit.lock().unwrap() = Some(crate::runtime::ExitStatus {
+                    code: 7,
+                    error: None,
+                    oom_killed: false,
+                });
+            }
+            self.inner.reattach(e, c, r)
+        }
+    }
+    prepare_root(root).unwrap();
+    let seeing = Seeing {
+        inner: fake.clone(),
+        dead: dead.clone(),
+    };
+    Engine::open_with(
+        root,
+        Default::default(),
+        Backends::of(vec![Arc::new(seeing)]),
+    )
+    .await
+    .unwrap()
+}
