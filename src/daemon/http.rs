@@ -19,10 +19,25 @@ pub fn full(data: impl Into<Bytes>) -> Body {
 }
 
 pub fn json<T: serde::Serialize>(status: StatusCode, v: &T) -> Resp {
-    let mut r = Response::new(full(serde_json::to_vec(v).expect("response serialises")));
+    match serde_json::to_vec(v) {
+        Ok(body) => raw_json(status, body),
+        Err(e) => {
+            tracing::error!("internal error: cannot encode a response: {e}");
+            let mut r = Response::new(full(Bytes::new()));
+            *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+            r
+        }
+    }
+}
+
+/// A response whose body is JSON already.
+pub fn raw_json(status: StatusCode, body: impl Into<Bytes>) -> Resp {
+    let mut r = Response::new(full(body));
     *r.status_mut() = status;
-    r.headers_mut()
-        .insert("content-type", "application/json".parse().expect("header"));
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
     r
 }
 

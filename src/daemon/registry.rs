@@ -3,9 +3,9 @@
 
 use super::http::{error, json, read_json, stream, Query, Resp};
 use super::MAX_JSON_BODY;
-use crate::api::types::{DeleteItem, JsonMessage};
+use crate::api::types::JsonMessage;
 use crate::engine::{Engine, EngineError};
-use crate::image::registry::{self, Credentials, Platform};
+use crate::image::registry::{Credentials, Platform};
 use crate::image::ImageError;
 use crate::model::ImageRef;
 use hyper::body::Incoming;
@@ -102,20 +102,9 @@ pub async fn pull(engine: &Arc<Engine>, q: &Query, headers: &HeaderMap) -> Resp 
     };
     let engine = engine.clone();
     progress_stream(move |report| async move {
-        registry::pull(
-            engine.registry(),
-            engine.images(),
-            &r,
-            platform.as_ref(),
-            creds.as_ref(),
-            &*report,
-        )
-        .await?;
-        let name = r.familiar();
         engine
-            .events()
-            .emit("image", "pull", &name, &[("name", &name)]);
-        Ok(())
+            .image_pull(&r, platform.as_ref(), creds.as_ref(), &*report)
+            .await
     })
     .await
 }
@@ -135,39 +124,22 @@ pub async fn push(engine: &Arc<Engine>, name: &str, q: &Query, headers: &HeaderM
         Ok(r) => r,
         Err(e) => return error(&ImageError::from(e).into()),
     };
-    let store = engine.images().clone();
-    let lookup = full.clone();
-    let img = match tokio::task::spawn_blocking(move || store.resolve(&lookup))
-        .await
-        .expect("resolve task")
-    {
+    let img = match engine.image(&full).await {
         Ok(i) => i,
-        Err(ImageError::NotFound(_)) => {
+        Err(EngineError::Image(ImageError::NotFound(_))) => {
             return error(&EngineError::NotFound(format!(
                 "An image does not exist locally with the tag: {}",
                 target.familiar()
             )))
         }
-        Err(e) => return error(&e.into()),
+        Err(e) => return error(&e),
     };
     let artifact = q.flag("wasm-artifact");
     let engine = engine.clone();
     progress_stream(move |report| async move {
-        registry::push(
-            engine.registry(),
-            engine.images(),
-            &img,
-            &target,
-            creds.as_ref(),
-            artifact,
-            &*report,
-        )
-        .await?;
-        let name = target.familiar();
         engine
-            .events()
-            .emit("image", "push", &name, &[("name", &name)]);
-        Ok(())
+            .image_push(&img, &target, creds.as_ref(), artifact, &*report)
+            .await
     })
     .await
 }
@@ -200,34 +172,7 @@ pub async fn prune_images(engine: &Arc<Engine>, q: &Query) -> Resp {
                 .is_some_and(|a| a.iter().any(|x| x == "false" || x == "0"))
                 || d.get("false").is_some()
         });
-    let engine = engine.clone();
-    let result = tokio::task::spawn_blocking(move || -> Result<_, EngineError> {
-        let mut items = Vec::new();
-        for img in engine.images().list()? {
-            if (!all && !img.refs.is_empty()) || !engine.containers_using(&img.id).is_empty() {
-                continue;
-            }
-            for r in &img.refs {
-                engine.images().untag(r)?;
-                items.push(DeleteItem {
-                    untagged: Some(r.familiar()),
-                    deleted: None,
-                });
-            }
-            engine.images().remove_manifest(&img.manifest_digest)?;
-        }
-        let mut freed = engine.images().remove_partials();
-        for (d, size) in engine.images().gc()? {
-            freed += size;
-            items.push(DeleteItem {
-                untagged: None,
-                deleted: Some(d.to_string()),
-            });
-        }
-        Ok((items, freed))
-    })
-    .await
-    .expect("prune task");
+    let result = engine.image_prune(all).await;
     match result {
         Ok((items, freed)) => json(
             StatusCode::OK,

@@ -37,19 +37,8 @@ pub async fn create(engine: &Engine, body: Incoming) -> Resp {
         );
     }
     let name = Some(req.name.as_str()).filter(|n| !n.is_empty());
-    let existed = name.is_some_and(|n| engine.volumes().get(n).is_ok());
-    match engine
-        .volumes()
-        .create(name, req.labels.unwrap_or_default(), false)
-    {
-        Ok(v) => {
-            if !existed {
-                engine
-                    .events()
-                    .emit("volume", "create", &v.name, &[("driver", "local")]);
-            }
-            json(StatusCode::CREATED, &v)
-        }
+    match engine.volume_create(name, req.labels.unwrap_or_default(), false) {
+        Ok(v) => json(StatusCode::CREATED, &v),
         Err(e) => error(&e),
     }
 }

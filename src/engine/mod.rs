@@ -14,6 +14,7 @@ pub mod config;
 pub mod container;
 pub mod error;
 pub mod events;
+pub mod images;
 pub mod logs;
 pub mod networks;
 mod reconcile;

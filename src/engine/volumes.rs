@@ -143,6 +143,23 @@ pub fn named(source: &str) -> Option<&str> {
 }
 
 impl Engine {
+    /// `POST /volumes/create` (an existing name is answered as it is, as
+    /// Docker does); the create event is emitted only for a new volume.
+    pub fn volume_create(
+        &self,
+        name: Option<&str>,
+        labels: BTreeMap<String, String>,
+        anonymous: bool,
+    ) -> Result<Volume, EngineError> {
+        let existed = name.is_some_and(|n| self.volumes.get(n).is_ok());
+        let v = self.volumes.create(name, labels, anonymous)?;
+        if !existed {
+            self.events
+                .emit("volume", "create", &v.name, &[("driver", "local")]);
+        }
+        Ok(v)
+    }
+
     /// Containers whose binds or mounts name this volume.
     fn volume_users(&self, name: &str) -> Vec<String> {
         self.list()

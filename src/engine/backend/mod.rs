@@ -185,6 +185,22 @@ impl Backends {
         self.list.iter().find_map(|b| b.host_network())
     }
 
+    /// What runs a build's RUN steps: Linux containers, where this host
+    /// has them.
+    pub fn step_runner(
+        &self,
+        engine: &Arc<Engine>,
+    ) -> Option<Box<dyn crate::image::build::StepRunner>> {
+        #[cfg(all(feature = "linux", target_os = "linux"))]
+        if self.linux.is_some() {
+            return engine
+                .build_runner()
+                .map(|r| Box::new(r) as Box<dyn crate::image::build::StepRunner>);
+        }
+        let _ = engine;
+        None
+    }
+
     /// The Linux adapter, for the verbs only it has (exec, cp, builds).
     #[cfg(all(feature = "linux", target_os = "linux"))]
     pub fn linux(&self) -> Option<&Arc<linux::LinuxAdapter>> {

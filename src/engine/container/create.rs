@@ -144,13 +144,9 @@ impl Engine {
     /// `-v /path` an anonymous one, recorded by name in its binds.
     fn prepare_volumes(&self, hc: &mut HostConfig) -> Result<(), EngineError> {
         let ensure = |name: Option<&str>| -> Result<String, EngineError> {
-            let existed = name.is_some_and(|n| self.volumes.get(n).is_ok());
-            let v = self.volumes.create(name, BTreeMap::new(), name.is_none())?;
-            if !existed {
-                self.events
-                    .emit("volume", "create", &v.name, &[("driver", "local")]);
-            }
-            Ok(v.name)
+            Ok(self
+                .volume_create(name, BTreeMap::new(), name.is_none())?
+                .name)
         };
         for b in hc.binds.iter_mut().flatten() {
             let parts: Vec<&str> = b.split(':').collect();

@@ -1,0 +1,301 @@
+//! The image service: what the daemon's image endpoints ask of the engine.
+//! The rules that involve containers (an image in use cannot be removed,
+//! prune spares what containers use) and the events live here, so the
+//! daemon only parses requests and renders answers.
+
+use super::{Engine, EngineError};
+use crate::api::types::{DeleteItem, JsonMessage};
+use crate::image::build::{ignore::Ignore, BuildOptions};
+use crate::image::registry::{self, Credentials, Platform};
+use crate::image::{Image, ImageError};
+use crate::model::ImageRef;
+use std::path::Path;
+use std::sync::Arc;
+
+impl Engine {
+    /// Resolve a name, id or id prefix to an image.
+    pub async fn image(&self, name: &str) -> Result<Image, EngineError> {
+        let store = self.images.clone();
+        let n = name.to_string();
+        Ok(tokio::task::spawn_blocking(move || store.resolve(&n))
+            .await
+            .map_err(EngineError::task("image resolution"))??)
+    }
+
+    /// `POST /images/{name}/tag`.
+    pub async fn image_tag(&self, name: &str, r: &ImageRef) -> Result<(), EngineError> {
+        let img = self.image(name).await?;
+        self.images.tag(&img, r)?;
+        self.events
+            .emit("image", "tag", img.id.as_str(), &[("name", &r.familiar())]);
+        Ok(())
+    }
+
+    /// `DELETE /images/{name}`: untag, and delete the image once no name
+    /// is left, refusing while a container uses it (a stopped one yields
+    /// to `force`, a running one never), as Docker does.
+    pub async fn image_remove(
+        &self,
+        name: &str,
+        force: bool,
+    ) -> Result<Vec<DeleteItem>, EngineError> {
+        let items = self.image_remove_quietly(name, force).await?;
+        for i in &items {
+            match (&i.untagged, &i.deleted) {
+                (Some(u), _) => self.events.emit("image", "untag", u, &[("name", u)]),
+                (None, Some(d)) => self.events.emit("image", "delete", d, &[("name", d)]),
+                _ => {}
+            }
+        }
+        Ok(items)
+    }
+
+    async fn image_remove_quietly(
+        &self,
+        name: &str,
+        force: bool,
+    ) -> Result<Vec<DeleteItem>, EngineError> {
+        let img = self.image(name).await?;
+        let by_ref = ImageRef::parse(name).ok().filter(|r| img.refs.contains(r));
+        let users = self.containers_using(&img.id);
+        let untag_all = match &by_ref {
+            Some(r) if img.refs.len() > 1 => {
+                self.images.untag(r)?;
+                return Ok(vec![untagged(r)]);
+            }
+            Some(_) => false,
+            None if img.refs.len() > 1 && !force => {
+                return Err(EngineError::Conflict(format!("conflict: unable to delete {} (must be forced) - image is referenced in multiple repositories", img.id.short())));
+            }
+            None => true,
+        };
+        if let Some(c) = users.first() {
+            let running = c.status().is_alive();
+            if running || !force {
+                let what = by_ref
+                    .as_ref()
+                    .map(|r| format!("repository reference {:?}", r.familiar()))
+                    .unwrap_or_else(|| img.id.short().to_string());
+                let why = if running {
+                    "(cannot be forced) - image is being used by running container"
+                } else {
+                    "(must force) - container is using its referenced image"
+                };
+                return Err(EngineError::Conflict(format!(
+                    "conflict: unable to remove {what} {why} {}",
+                    c.id.short()
+                )));
+            }
+        }
+        let refs = if untag_all {
+            img.refs.clone()
+        } else {
+            by_ref.into_iter().collect()
+        };
+        let mut items = Vec::new();
+        for r in &refs {
+            self.images.untag(r)?;
+            items.push(untagged(r));
+        }
+        self.images.remove_manifest(&img.manifest_digest)?;
+        // Blobs shared with other images stay; GC removes only unreachable ones.
+        let s = self.images.clone();
+        let deleted = tokio::task::spawn_blocking(move || s.gc())
+            .await
+            .map_err(EngineError::task("image garbage collection"))??;
+        items.push(deleted_item(img.id.to_string()));
+        items.extend(
+            deleted
+                .into_iter()
+                .filter(|(d, _)| *d != img.id)
+                .map(|(d, _)| deleted_item(d.to_string())),
+        );
+        Ok(items)
+    }
+
+    /// `POST /images/prune`: remove images no container uses (untagged
+    /// ones only, unless `all`), then unreachable blobs and unfinished
+    /// downloads. Returns what went, and the bytes freed.
+    pub async fn image_prune(
+        self: &Arc<Self>,
+        all: bool,
+    ) -> Result<(Vec<DeleteItem>, u64), EngineError> {
+        let engine = self.clone();
+        let (items, freed) = tokio::task::spawn_blocking(move || -> Result<_, EngineError> {
+            let mut items = Vec::new();
+            for img in engine.images.list()? {
+                if (!all && !img.refs.is_empty()) || !engine.containers_using(&img.id).is_empty() {
+                    continue;
+                }
+                for r in &img.refs {
+                    engine.images.untag(r)?;
+                    items.push(untagged(r));
+                }
+                engine.images.remove_manifest(&img.manifest_digest)?;
+            }
+            let mut freed = engine.images.remove_partials();
+            for (d, size) in engine.images.gc()? {
+                freed += size;
+                items.push(deleted_item(d.to_string()));
+            }
+            Ok((items, freed))
+        })
+        .await
+        .map_err(EngineError::task("image prune"))??;
+        Ok((items, freed))
+    }
+
+    /// `POST /images/create?fromImage=`: pull, reporting progress.
+    pub async fn image_pull(
+        &self,
+        r: &ImageRef,
+        platform: Option<&Platform>,
+        creds: Option<&Credentials>,
+        report: registry::ProgressFn<'_>,
+    ) -> Result<(), EngineError> {
+        registry::pull(&self.registry, &self.images, r, platform, creds, report).await?;
+        let name = r.familiar();
+        self.events.emit("image", "pull", &name, &[("name", &name)]);
+        Ok(())
+    }
+
+    /// `POST /images/{name}/push`, as a CNCF Wasm artifact if `artifact`.
+    pub async fn image_push(
+        &self,
+        img: &Image,
+        target: &ImageRef,
+        creds: Option<&Credentials>,
+        artifact: bool,
+        report: registry::ProgressFn<'_>,
+    ) -> Result<(), EngineError> {
+        registry::push(
+            &self.registry,
+            &self.images,
+            img,
+            target,
+            creds,
+            artifact,
+            report,
+        )
+        .await?;
+        let name = target.familiar();
+        self.events.emit("image", "push", &name, &[("name", &name)]);
+        Ok(())
+    }
+
+    /// `POST /images/load` of an archive spooled to `archive`. Returns the
+    /// lines Docker reports (`Loaded image: …`).
+    pub async fn image_load(&self, archive: &Path) -> Result<Vec<String>, EngineError> {
+        let store = self.images.clone();
+        let path = archive.to_path_buf();
+        let lines = tokio::task::spawn_blocking(move || {
+            let f = std::fs::File::open(&path).map_err(ImageError::io(&path))?;
+            crate::image::archive::load(&store, std::io::BufReader::new(f))
+        })
+        .await
+        .map_err(EngineError::task("image load"))??;
+        Ok(lines)
+    }
+
+    /// `GET /images/get`: write the images as one archive. Blocking.
+    pub fn image_save(
+        &self,
+        images: &[(Image, Vec<ImageRef>)],
+        out: impl std::io::Write,
+    ) -> Result<(), EngineError> {
+        Ok(crate::image::archive::save(&self.images, images, out)?)
+    }
+
+    /// `POST /build` of a context spooled to `context`: unpack it under
+    /// the build-context policy into `dir`, then build, sending output to
+    /// `out`. RUN steps run as Linux containers where this host has them.
+    /// Blocking.
+    pub fn image_build(
+        self: &Arc<Self>,
+        context: &Path,
+        dir: &Path,
+        opts: &BuildOptions,
+        out: &mut dyn FnMut(&str),
+    ) -> Result<crate::model::Digest, EngineError> {
+        extract_context(context, dir, &opts.dockerfile)?;
+        let runner = self.backends.step_runner(self);
+        Ok(crate::image::build::build(
+            &self.images,
+            dir,
+            opts,
+            runner.as_deref(),
+            out,
+        )?)
+    }
+}
+
+fn untagged(r: &ImageRef) -> DeleteItem {
+    DeleteItem {
+        untagged: Some(r.familiar()),
+        deleted: None,
+    }
+}
+
+fn deleted_item(id: String) -> DeleteItem {
+    DeleteItem {
+        untagged: None,
+        deleted: Some(id),
+    }
+}
+
+/// Progress lines of a `load`, as the Engine API streams them.
+pub fn load_lines(lines: &[String]) -> Vec<u8> {
+    lines
+        .iter()
+        .flat_map(|l| JsonMessage::stream(format!("{l}\n")).to_line())
+        .collect()
+}
+
+/// Unpack an uploaded context tar into the fresh directory `dest`,
+/// dropping what `.dockerignore` excludes, under the build-context policy
+/// of [`crate::confine::archive`] (no devices, nothing written through a
+/// symlink, bounded in entries and bytes, bombs refused).
+fn extract_context(tar_path: &Path, dest: &Path, dockerfile: &str) -> Result<(), ImageError> {
+    use crate::confine::archive::{self, EntryKind, Kind, Limits, Policy, Target};
+    let policy = Policy {
+        kind: Kind::Context,
+        limits: Limits {
+            max_entries: crate::image::build::MAX_CONTEXT_ENTRIES as u64,
+            ..Limits::daemon()
+        },
+    };
+    let bad = |e: crate::confine::ConfineError| ImageError::Archive(format!("build context: {e}"));
+    let open = || std::fs::File::open(tar_path).map_err(ImageError::io(tar_path));
+    let mut ignore_src = Vec::new();
+    archive::entries(open()?, &policy, &mut |e, data| {
+        if e.kind == EntryKind::File && e.path.to_string() == ".dockerignore" {
+            ignore_src = crate::confine::read_bounded(data, 1 << 20, ".dockerignore")?;
+        }
+        Ok(())
+    })
+    .map_err(bad)?;
+    let ignore = Ignore::parse(&String::from_utf8_lossy(&ignore_src));
+    let keep_always = [
+        "/.dockerignore".to_string(),
+        crate::fsutil::clean_abs(dockerfile),
+    ];
+    std::fs::create_dir_all(dest).map_err(ImageError::io(dest))?;
+    let root = crate::confine::Root::open(dest).map_err(bad)?;
+    let mut file = Some(open()?);
+    archive::extract_filtered(
+        &root,
+        &mut || {
+            file.take()
+                .map(|f| Box::new(f) as Box<dyn std::io::Read>)
+                .ok_or_else(|| std::io::Error::other("a context is read once"))
+        },
+        &policy,
+        Target::Fresh,
+        &|e| {
+            let clean = format!("/{}", e.path);
+            keep_always.contains(&clean) || !ignore.excluded(clean.trim_start_matches('/'))
+        },
+    )
+    .map_err(bad)?;
+    Ok(())
+}
