@@ -1322,7 +1322,7 @@ fn validate_host_config(hc: &HostConfig, volumes: &volumes::Volumes) -> Result<(
         &hc.restart_policy.name,
         hc.restart_policy.maximum_retry_count,
     )
-    .map_err(EngineError::InvalidArgument)?;
+    .map_err(|e| EngineError::InvalidArgument(e.to_string()))?;
     if hc.auto_remove && policy != RestartPolicy::No {
         return Err(EngineError::InvalidArgument(
             "conflicting options: cannot specify both --restart and --rm".into(),
@@ -1360,7 +1360,7 @@ pub fn port_mappings(
         })
         .collect();
     ports::from_api(&bindings, &exposed_ports(cfg)?, hc.publish_all_ports)
-        .map_err(EngineError::InvalidArgument)
+        .map_err(|e| EngineError::InvalidArgument(e.to_string()))
 }
 
 /// `Config.ExposedPorts` (`EXPOSE` merged with the request).
@@ -1368,13 +1368,15 @@ fn exposed_ports(cfg: &ContainerConfig) -> Result<Vec<(u16, Proto)>, EngineError
     cfg.exposed_ports
         .iter()
         .flatten()
-        .map(|(k, _)| ports::parse_port_key(k).map_err(EngineError::InvalidArgument))
+        .map(|(k, _)| {
+            ports::parse_port_key(k).map_err(|e| EngineError::InvalidArgument(e.to_string()))
+        })
         .collect()
 }
 
 fn http_options(hc: &HostConfig) -> Result<HttpOptions, EngineError> {
     crate::api::annotations::http_options(&hc.annotations.clone().unwrap_or_default())
-        .map_err(EngineError::InvalidArgument)
+        .map_err(|e| EngineError::InvalidArgument(e.to_string()))
 }
 
 /// `-v host:guest[:ro]`, `-v volume:guest[:ro]` and `--mount

@@ -14,6 +14,7 @@ pub mod units;
 
 pub use function::HttpOptions;
 pub use ids::{ContainerId, Digest, DigestError};
-pub use ports::{PortMapping, Proto};
+pub use ports::{PortError, PortMapping, Proto};
 pub use reference::{ImageRef, RefError};
-pub use status::{RestartPolicy, Status, TransitionError};
+pub use status::{RestartPolicy, RestartPolicyError, Status, TransitionError};
+pub use units::UnitError;
