@@ -158,15 +158,12 @@ fn errno(path: &RelPath) -> impl Fn(rustix::io::Errno) -> ConfineError + '_ {
 impl Writer<'_> {
     /// The directory `rel`, made if missing, with no symlink on the way.
     fn dir(&mut self, rel: &RelPath) -> Result<BorrowedFd<'_>, ConfineError> {
-        if self.cached.as_ref().is_none_or(|(p, _)| p != rel) {
-            let fd = self.root.dir_nofollow(rel, true)?;
-            self.cached = Some((rel.clone(), fd));
-        }
-        Ok(self
-            .cached
-            .as_ref()
-            .map(|(_, fd)| fd.as_fd())
-            .expect("just set"))
+        let cached = match self.cached.take() {
+            Some((p, fd)) if p == *rel => (p, fd),
+            _ => (rel.clone(), self.root.dir_nofollow(rel, true)?),
+        };
+        let (_, fd) = &*self.cached.insert(cached);
+        Ok(fd.as_fd())
     }
 
     fn owners(&self, e: &Entry) -> Option<(rustix::fs::Uid, rustix::fs::Gid)> {

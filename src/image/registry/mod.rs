@@ -210,6 +210,14 @@ pub fn normalize_server(s: &str) -> String {
     }
 }
 
+/// A blocking task of a pull or push that panicked or was cancelled.
+pub(crate) fn task_failed(e: tokio::task::JoinError) -> ImageError {
+    ImageError::Registry {
+        registry: "-".into(),
+        reason: format!("background task failed: {e}"),
+    }
+}
+
 /// A progress line: `status`, about blob `id` when given.
 pub(crate) fn msg(status: impl Into<String>, id: Option<&str>) -> JsonMessage {
     JsonMessage {

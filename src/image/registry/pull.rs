@@ -248,7 +248,7 @@ async fn pull_from(
         s.add_manifest(&d, size, media_type, Some(&tr))
     })
     .await
-    .expect("store task")?;
+    .map_err(super::task_failed)??;
     progress(msg(format!("Digest: {manifest_digest}"), None));
     progress(msg(
         if before.as_ref() == Some(&manifest_digest) {
@@ -416,7 +416,7 @@ async fn fetch_blob(
     let (p, dd) = (partial.clone(), d.clone());
     tokio::task::spawn_blocking(move || s.commit_partial(&p, &dd))
         .await
-        .expect("store task")?;
+        .map_err(super::task_failed)??;
     progress(msg("Pull complete", Some(short(&d))));
     Ok(())
 }
@@ -453,7 +453,7 @@ async fn download(
             Ok(h)
         })
         .await
-        .expect("hash task")
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)))
         .map_err(io)?
     };
     let url = format!("{}/v2/{}/blobs/{d}", repo.base, repo.name);
