@@ -32,20 +32,27 @@ pub fn default_socket() -> PathBuf {
     }
 }
 
+/// A `-H`/`KETCH_HOST` value ketch cannot connect to.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum HostError {
+    #[error("invalid host {0:?}: no socket path")]
+    NoSocketPath(String),
+    #[error("unsupported host {0:?}: ketch speaks over unix sockets (unix:///path)")]
+    Unsupported(String),
+}
+
 /// `unix:///path` or a bare path to a socket path.
-pub fn parse_host(host: &str) -> Result<PathBuf, String> {
+pub fn parse_host(host: &str) -> Result<PathBuf, HostError> {
     if let Some(p) = host.strip_prefix("unix://") {
         if p.is_empty() {
-            return Err(format!("invalid host {host:?}: no socket path"));
+            return Err(HostError::NoSocketPath(host.to_string()));
         }
         return Ok(PathBuf::from(p));
     }
     if host.starts_with('/') {
         return Ok(PathBuf::from(host));
     }
-    Err(format!(
-        "unsupported host {host:?}: ketch speaks over unix sockets (unix:///path)"
-    ))
+    Err(HostError::Unsupported(host.to_string()))
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! own CLI sets them from `--http-*` and `--allow-http`; any Docker client
 //! can send them.
 
-use crate::model::units::{parse_duration, parse_size};
+use crate::model::units::{parse_duration, parse_size, UnitError};
 use crate::model::HttpOptions;
 use std::collections::BTreeMap;
 
@@ -20,12 +20,32 @@ pub const HTTP_ALLOW: &str = "io.ketch.http.allow";
 /// the daemon is shared by all of them).
 pub const MAX_CONCURRENCY: usize = 1000;
 
+/// An annotation ketch reads whose value it cannot use; the message names
+/// the annotation.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AnnotationError {
+    #[error("annotation {key}: {source}")]
+    Unit {
+        key: &'static str,
+        #[source]
+        source: UnitError,
+    },
+    #[error(
+        "annotation {key}: {value:?} is not a number from 1 to {max}",
+        key = HTTP_CONCURRENCY,
+        max = MAX_CONCURRENCY
+    )]
+    Concurrency { value: String },
+    #[error("annotation {key}: {host:?} is not a host or host:port", key = HTTP_ALLOW)]
+    Allow { host: String },
+}
+
 /// Read the function options from annotations; other keys are ignored.
-pub fn http_options(a: &BTreeMap<String, String>) -> Result<HttpOptions, String> {
+pub fn http_options(a: &BTreeMap<String, String>) -> Result<HttpOptions, AnnotationError> {
     let mut o = HttpOptions::default();
-    let bad = |k: &str, e: String| format!("annotation {k}: {e}");
+    let bad = |key: &'static str| move |source| AnnotationError::Unit { key, source };
     if let Some(v) = a.get(HTTP_TIMEOUT) {
-        let d = parse_duration(v).map_err(|e| bad(HTTP_TIMEOUT, e))?;
+        let d = parse_duration(v).map_err(bad(HTTP_TIMEOUT))?;
         o.timeout = (!d.is_zero()).then_some(d);
     }
     if let Some(v) = a.get(HTTP_CONCURRENCY) {
@@ -34,20 +54,17 @@ pub fn http_options(a: &BTreeMap<String, String>) -> Result<HttpOptions, String>
             .parse()
             .ok()
             .filter(|n| (1..=MAX_CONCURRENCY).contains(n))
-            .ok_or_else(|| {
-                bad(
-                    HTTP_CONCURRENCY,
-                    format!("{v:?} is not a number from 1 to {MAX_CONCURRENCY}"),
-                )
-            })?;
+            .ok_or_else(|| AnnotationError::Concurrency { value: v.clone() })?;
     }
     if let Some(v) = a.get(HTTP_MAX_BODY) {
-        o.max_body = parse_size(v).map_err(|e| bad(HTTP_MAX_BODY, e))?;
+        o.max_body = parse_size(v).map_err(bad(HTTP_MAX_BODY))?;
     }
     if let Some(v) = a.get(HTTP_ALLOW) {
         for h in v.split(',').map(str::trim).filter(|h| !h.is_empty()) {
             if h != "*" && h.parse::<http::uri::Authority>().is_err() {
-                return Err(bad(HTTP_ALLOW, format!("{h:?} is not a host or host:port")));
+                return Err(AnnotationError::Allow {
+                    host: h.to_string(),
+                });
             }
             o.allow_hosts.push(h.to_ascii_lowercase());
         }
@@ -94,7 +111,7 @@ mod tests {
             (HTTP_MAX_BODY, "big"),
             (HTTP_ALLOW, "not a host"),
         ] {
-            let e = http_options(&a(&[(k, v)])).unwrap_err();
+            let e = http_options(&a(&[(k, v)])).unwrap_err().to_string();
             assert!(e.contains(k), "{e}");
         }
     }

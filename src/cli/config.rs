@@ -53,16 +53,19 @@ impl Config {
     /// Replace the file atomically; it holds secrets, so 0600 from birth.
     pub fn save(&self) -> anyhow::Result<()> {
         let p = path();
-        let dir = p.parent().expect("config dir");
+        let dir = p
+            .parent()
+            .with_context(|| format!("{} has no directory", p.display()))?;
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let tmp = dir.join(format!(".config.json.{}", std::process::id()));
+        let data = serde_json::to_vec_pretty(self)?;
         let write = || -> std::io::Result<()> {
             let mut f = std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
                 .mode(0o600)
                 .open(&tmp)?;
-            f.write_all(&serde_json::to_vec_pretty(self).expect("config serialises"))?;
+            f.write_all(&data)?;
             f.sync_all()?;
             std::fs::rename(&tmp, &p)
         };

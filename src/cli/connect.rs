@@ -12,7 +12,7 @@ const DAEMON_START_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub async fn client(host: Option<&str>) -> anyhow::Result<Client> {
     if let Some(h) = host {
-        let path = paths::parse_host(h).map_err(anyhow::Error::msg)?;
+        let path = paths::parse_host(h)?;
         return Ok(Client::new(&path));
     }
     let socket = paths::default_socket();

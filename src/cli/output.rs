@@ -56,7 +56,7 @@ pub fn ago(ts: i64) -> String {
 
 /// Render a template like `{{.ID}}\t{{.Names}}` or `{{json .State}}`
 /// against a JSON value. Unknown fields render as `<no value>`, as Go does.
-pub fn template(tpl: &str, v: &Value) -> Result<String, String> {
+pub fn template(tpl: &str, v: &Value) -> anyhow::Result<String> {
     let tpl = tpl.replace("\\t", "\t").replace("\\n", "\n");
     let mut out = String::new();
     let mut rest = tpl.as_str();
@@ -64,7 +64,7 @@ pub fn template(tpl: &str, v: &Value) -> Result<String, String> {
         out.push_str(&rest[..start]);
         let end = rest[start..]
             .find("}}")
-            .ok_or_else(|| format!("unterminated action in template {tpl:?}"))?
+            .ok_or_else(|| anyhow::anyhow!("unterminated action in template {tpl:?}"))?
             + start;
         let action = rest[start + 2..end].trim();
         let (json, path) = match action.strip_prefix("json ") {
@@ -72,7 +72,7 @@ pub fn template(tpl: &str, v: &Value) -> Result<String, String> {
             None => (false, action),
         };
         if !path.starts_with('.') {
-            return Err(format!("unsupported template action {{{{{action}}}}}"));
+            anyhow::bail!("unsupported template action {{{{{action}}}}}");
         }
         let mut cur = v;
         let mut missing = false;

@@ -18,7 +18,7 @@ pub async fn show(body: Incoming, quiet: bool) -> anyhow::Result<Vec<JsonMessage
     });
     let style =
         ProgressStyle::with_template("{prefix}: {msg:<12} [{bar:30}] {bytes}/{total_bytes}")
-            .expect("valid template")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> ");
     let mut bars: HashMap<String, ProgressBar> = HashMap::new();
     let mut seen = Vec::new();

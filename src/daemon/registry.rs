@@ -64,7 +64,9 @@ where
 fn credentials(headers: &HeaderMap) -> Result<Option<Credentials>, EngineError> {
     match headers.get("x-registry-auth").map(|v| v.to_str()) {
         None => Ok(None),
-        Some(Ok(v)) => Credentials::from_header(v).map_err(EngineError::InvalidArgument),
+        Some(Ok(v)) => {
+            Credentials::from_header(v).map_err(|e| EngineError::InvalidArgument(e.to_string()))
+        }
         Some(Err(_)) => Err(EngineError::InvalidArgument(
             "invalid X-Registry-Auth header: not ASCII".into(),
         )),
@@ -98,7 +100,7 @@ pub async fn pull(engine: &Arc<Engine>, q: &Query, headers: &HeaderMap) -> Resp 
     {
         None => None,
         Some(Ok(p)) => Some(p),
-        Some(Err(e)) => return error(&EngineError::InvalidArgument(e)),
+        Some(Err(e)) => return error(&EngineError::InvalidArgument(e.to_string())),
     };
     let engine = engine.clone();
     progress_stream(move |report| async move {

@@ -42,7 +42,7 @@ pub(super) fn validate_host_config(
         &hc.restart_policy.name,
         hc.restart_policy.maximum_retry_count,
     )
-    .map_err(EngineError::InvalidArgument)?;
+    .map_err(|e| EngineError::InvalidArgument(e.to_string()))?;
     if hc.auto_remove && policy != RestartPolicy::No {
         return Err(EngineError::InvalidArgument(
             "conflicting options: cannot specify both --restart and --rm".into(),
@@ -80,7 +80,7 @@ pub fn port_mappings(
         })
         .collect();
     ports::from_api(&bindings, &exposed_ports(cfg)?, hc.publish_all_ports)
-        .map_err(EngineError::InvalidArgument)
+        .map_err(|e| EngineError::InvalidArgument(e.to_string()))
 }
 
 /// `Config.ExposedPorts` (`EXPOSE` merged with the request).
@@ -88,13 +88,15 @@ pub(super) fn exposed_ports(cfg: &ContainerConfig) -> Result<Vec<(u16, Proto)>, 
     cfg.exposed_ports
         .iter()
         .flatten()
-        .map(|(k, _)| ports::parse_port_key(k).map_err(EngineError::InvalidArgument))
+        .map(|(k, _)| {
+            ports::parse_port_key(k).map_err(|e| EngineError::InvalidArgument(e.to_string()))
+        })
         .collect()
 }
 
 pub(super) fn http_options(hc: &HostConfig) -> Result<HttpOptions, EngineError> {
     crate::api::annotations::http_options(&hc.annotations.clone().unwrap_or_default())
-        .map_err(EngineError::InvalidArgument)
+        .map_err(|e| EngineError::InvalidArgument(e.to_string()))
 }
 
 /// `-v host:guest[:ro]`, `-v volume:guest[:ro]` and `--mount

@@ -113,7 +113,10 @@ impl ImageStore {
                 .schema_version(2u32)
                 .manifests(vec![])
                 .build()
-                .expect("valid index");
+                .map_err(|e| ImageError::Invalid {
+                    name: index.display().to_string(),
+                    reason: e.to_string(),
+                })?;
             fsutil::write_atomic(&index, &canonical_json(&empty)).map_err(io(&index))?;
         }
         Ok(ImageStore {
@@ -181,7 +184,7 @@ impl ImageStore {
             .map_err(ImageError::io(partial))?;
         let dest = self.blob_path(d);
         fs::rename(partial, &dest).map_err(ImageError::io(&dest))?;
-        fsutil::sync_dir(dest.parent().expect("blob dir")).map_err(ImageError::io(&dest))
+        fsutil::sync_dir(dest.parent().unwrap_or(&self.root)).map_err(ImageError::io(&dest))
     }
 
     /// Remove downloads left unfinished; returns the bytes freed.
@@ -255,7 +258,7 @@ impl ImageStore {
             f.sync_all().map_err(ImageError::io(&tmp))?;
             let dest = self.blob_path(&got);
             fs::rename(&tmp, &dest).map_err(ImageError::io(&dest))?;
-            fsutil::sync_dir(dest.parent().expect("blob dir")).map_err(ImageError::io(&dest))?;
+            fsutil::sync_dir(dest.parent().unwrap_or(&self.root)).map_err(ImageError::io(&dest))?;
             Ok(got)
         })();
         if result.is_err() {

@@ -21,6 +21,29 @@ impl Proto {
     }
 }
 
+/// A port, binding or `-p` flag that does not parse, or bindings that
+/// cannot all be bound.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PortError {
+    #[error("invalid protocol {proto:?} in port {port:?}")]
+    Protocol { proto: String, port: String },
+    #[error("invalid container port {0:?}")]
+    ContainerPort(String),
+    #[error("invalid host port {port:?} for container port {key}: one port number, no ranges")]
+    HostPort { port: String, key: String },
+    #[error("invalid host address {0:?}")]
+    HostIp(String),
+    #[error("host port {port}/{} is published twice", .proto.as_str())]
+    PublishedTwice { port: u16, proto: Proto },
+    /// A `-p` flag, with what is wrong in it.
+    #[error("invalid -p {flag:?}: {source}")]
+    Publish {
+        flag: String,
+        #[source]
+        source: Box<PortError>,
+    },
+}
+
 /// One published port: host address and port (0 = pick one) to the
 /// container's port.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,39 +66,45 @@ pub fn port_key(port: u16, proto: Proto) -> String {
 }
 
 /// `80`, `80/tcp`, `53/udp`.
-pub fn parse_port_key(s: &str) -> Result<(u16, Proto), String> {
+pub fn parse_port_key(s: &str) -> Result<(u16, Proto), PortError> {
     let (port, proto) = s.split_once('/').unwrap_or((s, "tcp"));
     let proto = match proto.to_ascii_lowercase().as_str() {
         "tcp" => Proto::Tcp,
         "udp" => Proto::Udp,
-        _ => return Err(format!("invalid protocol {proto:?} in port {s:?}")),
+        _ => {
+            return Err(PortError::Protocol {
+                proto: proto.to_string(),
+                port: s.to_string(),
+            })
+        }
     };
     let port: u16 = port
         .parse()
         .ok()
         .filter(|p| *p != 0)
-        .ok_or_else(|| format!("invalid container port {s:?}"))?;
+        .ok_or_else(|| PortError::ContainerPort(s.to_string()))?;
     Ok((port, proto))
 }
 
 /// A host port as the API carries it: empty for "any".
-fn parse_host_port(s: &str, key: &str) -> Result<u16, String> {
+fn parse_host_port(s: &str, key: &str) -> Result<u16, PortError> {
     if s.is_empty() {
         return Ok(0);
     }
-    s.parse().map_err(|_| {
-        format!("invalid host port {s:?} for container port {key}: one port number, no ranges")
+    s.parse().map_err(|_| PortError::HostPort {
+        port: s.to_string(),
+        key: key.to_string(),
     })
 }
 
-fn parse_host_ip(s: &str) -> Result<IpAddr, String> {
+fn parse_host_ip(s: &str) -> Result<IpAddr, PortError> {
     if s.is_empty() {
         return Ok(Ipv4Addr::UNSPECIFIED.into());
     }
     s.trim_start_matches('[')
         .trim_end_matches(']')
         .parse()
-        .map_err(|_| format!("invalid host address {s:?}"))
+        .map_err(|_| PortError::HostIp(s.to_string()))
 }
 
 /// A `(HostIp, HostPort)` pair of the API's `PortBindings`.
@@ -87,7 +116,7 @@ pub fn from_api(
     bindings: &BTreeMap<String, Vec<ApiBinding>>,
     exposed: &[(u16, Proto)],
     publish_all: bool,
-) -> Result<Vec<PortMapping>, String> {
+) -> Result<Vec<PortMapping>, PortError> {
     let mut out = Vec::new();
     for (key, list) in bindings {
         let (port, proto) = parse_port_key(key)?;
@@ -127,11 +156,10 @@ pub fn from_api(
                 .iter()
                 .any(|b| b.host_port == a.host_port && b.proto == a.proto && b.host_ip == a.host_ip)
         {
-            return Err(format!(
-                "host port {}/{} is published twice",
-                a.host_port,
-                a.proto.as_str()
-            ));
+            return Err(PortError::PublishedTwice {
+                port: a.host_port,
+                proto: a.proto,
+            });
         }
     }
     Ok(out)
@@ -139,7 +167,11 @@ pub fn from_api(
 
 /// One `-p` flag as Docker reads it: `[ip:][hostPort:]containerPort[/proto]`
 /// (`ip` may be `[v6]`). Returns the port key and its API binding.
-pub fn parse_publish(s: &str) -> Result<(String, ApiBinding), String> {
+pub fn parse_publish(s: &str) -> Result<(String, ApiBinding), PortError> {
+    let invalid = |e: PortError| PortError::Publish {
+        flag: s.to_string(),
+        source: Box::new(e),
+    };
     let (rest, proto) = match s.rsplit_once('/') {
         Some((r, p)) => (r, Some(p)),
         None => (s, None),
@@ -162,10 +194,10 @@ pub fn parse_publish(s: &str) -> Result<(String, ApiBinding), String> {
         Some(p) => format!("{container}/{p}"),
         None => container.to_string(),
     };
-    let (port, proto) = parse_port_key(&key_src).map_err(|e| format!("invalid -p {s:?}: {e}"))?;
+    let (port, proto) = parse_port_key(&key_src).map_err(invalid)?;
     let key = port_key(port, proto);
-    parse_host_ip(ip).map_err(|e| format!("invalid -p {s:?}: {e}"))?;
-    parse_host_port(host_port, &key).map_err(|e| format!("invalid -p {s:?}: {e}"))?;
+    parse_host_ip(ip).map_err(invalid)?;
+    parse_host_port(host_port, &key).map_err(invalid)?;
     Ok((key, (ip.to_string(), host_port.to_string())))
 }
 
@@ -211,9 +243,10 @@ mod tests {
         assert_eq!(got[0].host_port, 8080);
         assert_eq!((got[1].container_port, got[1].host_port), (443, 0));
         m.insert("81/tcp".to_string(), vec![b("", "8080")]);
-        assert!(from_api(&m, &[], false)
-            .unwrap_err()
-            .contains("published twice"));
+        assert_eq!(
+            from_api(&m, &[], false).unwrap_err().to_string(),
+            "host port 8080/tcp is published twice"
+        );
         let mut bad = BTreeMap::new();
         bad.insert("http".to_string(), vec![]);
         assert!(from_api(&bad, &[], false).is_err());

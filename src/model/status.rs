@@ -114,6 +114,15 @@ impl fmt::Display for Status {
     }
 }
 
+/// A restart policy that does not parse. The text is quoted as given.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RestartPolicyError {
+    #[error("invalid restart policy {0:?}")]
+    Unknown(String),
+    #[error("invalid restart policy {0:?}: bad retry count")]
+    RetryCount(String),
+}
+
 /// `--restart no|on-failure[:N]|always|unless-stopped`
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub enum RestartPolicy {
@@ -128,14 +137,14 @@ pub enum RestartPolicy {
 
 impl RestartPolicy {
     /// From the Engine API's `{"Name": ..., "MaximumRetryCount": N}`.
-    pub fn from_api(name: &str, max_retries: i64) -> Result<Self, String> {
+    pub fn from_api(name: &str, max_retries: i64) -> Result<Self, RestartPolicyError> {
         let max_retries = u32::try_from(max_retries.max(0)).unwrap_or(u32::MAX);
         match name {
             "" | "no" => Ok(RestartPolicy::No),
             "always" => Ok(RestartPolicy::Always),
             "unless-stopped" => Ok(RestartPolicy::UnlessStopped),
             "on-failure" => Ok(RestartPolicy::OnFailure { max_retries }),
-            other => Err(format!("invalid restart policy {other:?}")),
+            other => Err(RestartPolicyError::Unknown(other.to_string())),
         }
     }
 
@@ -193,16 +202,16 @@ impl RestartPolicy {
 }
 
 impl FromStr for RestartPolicy {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = RestartPolicyError;
+    fn from_str(s: &str) -> Result<Self, RestartPolicyError> {
         match s.split_once(':') {
             Some(("on-failure", n)) => {
                 let n: u32 = n
                     .parse()
-                    .map_err(|_| format!("invalid restart policy {s:?}: bad retry count"))?;
+                    .map_err(|_| RestartPolicyError::RetryCount(s.to_string()))?;
                 Ok(RestartPolicy::OnFailure { max_retries: n })
             }
-            Some(_) => Err(format!("invalid restart policy {s:?}")),
+            Some(_) => Err(RestartPolicyError::Unknown(s.to_string())),
             None => RestartPolicy::from_api(s, 0),
         }
     }

@@ -3,11 +3,20 @@
 
 use std::time::Duration;
 
+/// A size or duration that does not parse. The text is quoted as given.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum UnitError {
+    #[error("invalid size: {0:?}")]
+    Size(String),
+    #[error("invalid duration: {0:?} (use e.g. 30s, 250ms, 2m)")]
+    Duration(String),
+}
+
 /// `1024`, `64k`, `64m`, `1.5g`, `2t` (optionally with a trailing `b`),
 /// in bytes, binary multiples as Docker reads them.
-pub fn parse_size(s: &str) -> Result<u64, String> {
+pub fn parse_size(s: &str) -> Result<u64, UnitError> {
     let t = s.trim().to_ascii_lowercase();
-    let invalid = || format!("invalid size: {s:?}");
+    let invalid = || UnitError::Size(s.to_string());
     let split = t
         .char_indices()
         .find(|(_, c)| !c.is_ascii_digit() && *c != '.')
@@ -49,9 +58,9 @@ pub fn format_size(n: u64) -> String {
 }
 
 /// `30s`, `250ms`, `1.5s`, `2m`, `1h`; a bare number is seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+pub fn parse_duration(s: &str) -> Result<Duration, UnitError> {
     let t = s.trim();
-    let invalid = || format!("invalid duration: {s:?} (use e.g. 30s, 250ms, 2m)");
+    let invalid = || UnitError::Duration(s.to_string());
     let split = t
         .char_indices()
         .find(|(_, c)| !c.is_ascii_digit() && *c != '.')

@@ -9,7 +9,7 @@
 //! an upper bound of what the guest can make resident, so a budget below the
 //! host's memory keeps the sum of all guests below it.
 
-use crate::model::units::parse_size;
+use crate::model::units::{parse_size, UnitError};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -62,11 +62,20 @@ pub fn default_budget() -> u64 {
     usable.map_or(FALLBACK_BUDGET, |m| m / 2)
 }
 
+/// A memory limit flag that is not a size of at least one page.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LimitError {
+    #[error(transparent)]
+    Size(#[from] UnitError),
+    #[error("{0:?} is less than one Wasm page (64KiB)")]
+    BelowOnePage(String),
+}
+
 /// A size for the two flags: as `--memory` reads it, at least one page.
-pub fn parse_limit(s: &str) -> Result<u64, String> {
+pub fn parse_limit(s: &str) -> Result<u64, LimitError> {
     let n = parse_size(s)?;
     if n < WASM_PAGE {
-        return Err(format!("{s:?} is less than one Wasm page (64KiB)"));
+        return Err(LimitError::BelowOnePage(s.to_string()));
     }
     Ok(n)
 }

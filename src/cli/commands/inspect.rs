@@ -55,7 +55,7 @@ pub async fn run(c: &Client, a: Args) -> anyhow::Result<i32> {
     match &a.format {
         Some(f) => {
             for v in &out {
-                println!("{}", template(f, v).map_err(anyhow::Error::msg)?);
+                println!("{}", template(f, v)?);
             }
         }
         None => {

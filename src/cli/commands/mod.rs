@@ -46,10 +46,7 @@ pub async fn inspect_each(
     match format {
         Some(f) => {
             for v in &out {
-                println!(
-                    "{}",
-                    crate::cli::output::template(f, v).map_err(anyhow::Error::msg)?
-                );
+                println!("{}", crate::cli::output::template(f, v)?);
             }
         }
         None => println!("{}", serde_json::to_string_pretty(&out)?),

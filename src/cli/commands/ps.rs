@@ -62,7 +62,7 @@ pub async fn run(c: &Client, a: Args) -> anyhow::Result<i32> {
         };
         if header {
             let h = serde_json::json!({"ID":"CONTAINER ID","Image":"IMAGE","Command":"COMMAND","CreatedAt":"CREATED AT","RunningFor":"CREATED","Status":"STATUS","Ports":"PORTS","Names":"NAMES","State":"STATE","Labels":"LABELS","Mounts":"MOUNTS"});
-            println!("{}", template(tpl, &h).map_err(anyhow::Error::msg)?);
+            println!("{}", template(tpl, &h)?);
         }
         for s in &list {
             let v = serde_json::json!({
@@ -78,7 +78,7 @@ pub async fn run(c: &Client, a: Args) -> anyhow::Result<i32> {
                 "Labels": s.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
                 "Mounts": s.mounts.iter().map(|m| m.destination.clone()).collect::<Vec<_>>().join(","),
             });
-            println!("{}", template(tpl, &v).map_err(anyhow::Error::msg)?);
+            println!("{}", template(tpl, &v)?);
         }
         return Ok(0);
     }

@@ -2,7 +2,9 @@
 //! assertions on what lies outside the extraction root.
 
 use super::*;
+use crate::confine::Root;
 use std::fs;
+use std::io::Read;
 use std::path::Path;
 
 fn is_root() -> bool {

@@ -6,6 +6,51 @@
 
 use super::BuildError;
 
+/// Word splitting or `key=value` parsing that fails: the text is quoted.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SyntaxError {
+    #[error("unterminated quote in {0:?}")]
+    UnterminatedQuote(String),
+    #[error("missing '}}' in ${{{0}")]
+    UnclosedBrace(String),
+    #[error("bad substitution ${{{0}}}")]
+    BadSubstitution(String),
+    #[error("expected key=value, got {0:?}")]
+    NotKeyValue(String),
+    #[error("empty key in {0:?}")]
+    EmptyKey(String),
+}
+
+/// What is wrong with a Dockerfile's text (the line is added by
+/// [`BuildError::Parse`]).
+#[derive(Debug, thiserror::Error)]
+pub enum ParseError {
+    #[error("invalid escape directive {0:?}")]
+    EscapeDirective(String),
+    #[error("the Dockerfile has no instructions")]
+    NoInstructions,
+    #[error("the first instruction must be FROM")]
+    FirstNotFrom,
+    #[error("{keyword} requires {what}")]
+    Missing { keyword: String, what: &'static str },
+    #[error("empty instruction")]
+    EmptyInstruction,
+    #[error("unknown instruction: {0}")]
+    UnknownInstruction(String),
+    #[error("invalid JSON array {text:?}: {source}")]
+    JsonArray {
+        text: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error(transparent)]
+    Syntax(#[from] SyntaxError),
+}
+
+fn at(line: usize) -> impl FnOnce(ParseError) -> BuildError {
+    move |source| BuildError::Parse { line, source }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub enum CommandForm {
     Exec(Vec<String>),
@@ -61,10 +106,8 @@ pub fn parse(src: &str) -> Result<Vec<Step>, BuildError> {
                     "\\" => '\\',
                     "`" => '`',
                     other => {
-                        return Err(BuildError::at(
-                            lines.peek().map_or(1, |x| x.0 + 1),
-                            format!("invalid escape directive {other:?}"),
-                        ))
+                        let line = lines.peek().map_or(1, |x| x.0 + 1);
+                        return Err(at(line)(ParseError::EscapeDirective(other.to_string())));
                     }
                 };
                 lines.next();
@@ -102,14 +145,11 @@ pub fn parse(src: &str) -> Result<Vec<Step>, BuildError> {
     if !cur.trim().is_empty() {
         steps.push(parse_line(start, cur.trim())?);
     }
-    if steps.is_empty() {
-        return Err(BuildError::at(1, "the Dockerfile has no instructions"));
-    }
-    if !matches!(steps[0].inst, Instruction::From(_) | Instruction::Arg(_)) {
-        return Err(BuildError::at(
-            steps[0].line,
-            "the first instruction must be FROM",
-        ));
+    let Some(first) = steps.first() else {
+        return Err(at(1)(ParseError::NoInstructions));
+    };
+    if !matches!(first.inst, Instruction::From(_) | Instruction::Arg(_)) {
+        return Err(at(first.line)(ParseError::FirstNotFrom));
     }
     Ok(steps)
 }
@@ -120,31 +160,44 @@ fn parse_line(line: usize, text: &str) -> Result<Step, BuildError> {
         None => (text, ""),
     };
     let kw = word.to_ascii_uppercase();
-    let need = |what: &str| -> Result<String, BuildError> {
+    parse_instruction(&kw, rest)
+        .map(|inst| Step {
+            line,
+            text: format!("{kw} {rest}").trim().to_string(),
+            inst,
+        })
+        .map_err(at(line))
+}
+
+fn parse_instruction(kw: &str, rest: &str) -> Result<Instruction, ParseError> {
+    let need = |what: &'static str| -> Result<String, ParseError> {
         if rest.is_empty() {
-            Err(BuildError::at(line, format!("{kw} requires {what}")))
+            Err(ParseError::Missing {
+                keyword: kw.to_string(),
+                what,
+            })
         } else {
             Ok(rest.to_string())
         }
     };
-    let inst = match kw.as_str() {
+    let inst = match kw {
         "FROM" => Instruction::From(need("an image name")?),
         "COPY" | "ADD" => {
-            let args = need("at least a source and a destination")?;
+            const OPERANDS: &str = "at least a source and a destination";
+            let args = need(OPERANDS)?;
             let n = if args.starts_with('[') {
-                json_array(line, &args)?.len()
+                json_array(&args)?.len()
             } else {
-                words(&args, &|_| None)
-                    .map_err(|e| BuildError::at(line, e))?
+                words(&args, &|_| None)?
                     .iter()
                     .filter(|w| !w.starts_with("--"))
                     .count()
             };
             if n < 2 {
-                return Err(BuildError::at(
-                    line,
-                    format!("{kw} requires at least a source and a destination"),
-                ));
+                return Err(ParseError::Missing {
+                    keyword: kw.to_string(),
+                    what: OPERANDS,
+                });
             }
             Instruction::Copy {
                 args,
@@ -155,48 +208,41 @@ fn parse_line(line: usize, text: &str) -> Result<Step, BuildError> {
         "ARG" => Instruction::Arg(need("a name")?),
         "WORKDIR" => Instruction::Workdir(need("a path")?),
         "LABEL" => Instruction::Label(need("a key=value pair")?),
-        "ENTRYPOINT" => Instruction::Entrypoint(command_form(line, &need("a command")?)?),
-        "CMD" => Instruction::Cmd(command_form(line, &need("a command")?)?),
-        "RUN" => Instruction::Run(command_form(line, &need("a command")?)?),
+        "ENTRYPOINT" => Instruction::Entrypoint(command_form(&need("a command")?)),
+        "CMD" => Instruction::Cmd(command_form(&need("a command")?)),
+        "RUN" => Instruction::Run(command_form(&need("a command")?)),
         "EXPOSE" => Instruction::Expose(need("a port")?),
         "USER" => Instruction::User(need("a user")?),
         "VOLUME" => Instruction::Volume(need("a path")?),
         "STOPSIGNAL" => Instruction::StopSignal(need("a signal")?),
-        "" => return Err(BuildError::at(line, "empty instruction")),
-        other => {
-            return Err(BuildError::at(
-                line,
-                format!("unknown instruction: {other}"),
-            ))
-        }
+        "" => return Err(ParseError::EmptyInstruction),
+        other => return Err(ParseError::UnknownInstruction(other.to_string())),
     };
-    Ok(Step {
-        line,
-        text: format!("{kw} {rest}").trim().to_string(),
-        inst,
-    })
+    Ok(inst)
 }
 
-fn command_form(line: usize, rest: &str) -> Result<CommandForm, BuildError> {
+fn command_form(rest: &str) -> CommandForm {
     if rest.starts_with('[') {
         if let Ok(v) = serde_json::from_str::<Vec<String>>(rest) {
-            return Ok(CommandForm::Exec(v));
+            return CommandForm::Exec(v);
         }
     }
     // Docker falls back to the shell form when the JSON does not parse.
-    let _ = line;
-    Ok(CommandForm::Shell(rest.to_string()))
+    CommandForm::Shell(rest.to_string())
 }
 
-pub fn json_array(line: usize, s: &str) -> Result<Vec<String>, BuildError> {
-    serde_json::from_str(s)
-        .map_err(|e| BuildError::at(line, format!("invalid JSON array {s:?}: {e}")))
+/// The exec (JSON) form of VOLUME, COPY and ADD.
+pub fn json_array(s: &str) -> Result<Vec<String>, ParseError> {
+    serde_json::from_str(s).map_err(|source| ParseError::JsonArray {
+        text: s.to_string(),
+        source,
+    })
 }
 
 /// Split `s` into words as the shell would (quotes, backslashes) expanding
 /// `$VAR`, `${VAR}`, `${VAR:-default}` and `${VAR:+alt}` outside single
 /// quotes with `lookup`.
-pub fn words(s: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Vec<String>, String> {
+pub fn words(s: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Vec<String>, SyntaxError> {
     let mut out = Vec::new();
     let mut cur = String::new();
     let mut in_word = false;
@@ -238,7 +284,7 @@ pub fn words(s: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Vec<Str
         }
     }
     if quote.is_some() {
-        return Err(format!("unterminated quote in {s:?}"));
+        return Err(SyntaxError::UnterminatedQuote(s.to_string()));
     }
     if in_word {
         out.push(cur);
@@ -249,7 +295,7 @@ pub fn words(s: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Vec<Str
 fn expand_var(
     chars: &mut std::iter::Peekable<std::str::Chars>,
     lookup: &dyn Fn(&str) -> Option<String>,
-) -> Result<String, String> {
+) -> Result<String, SyntaxError> {
     if chars.peek() == Some(&'{') {
         chars.next();
         let mut inner = String::new();
@@ -268,7 +314,7 @@ fn expand_var(
             inner.push(c);
         }
         if depth != 0 {
-            return Err(format!("missing '}}' in ${{{inner}"));
+            return Err(SyntaxError::UnclosedBrace(inner));
         }
         if let Some((name, word)) = inner.split_once(":-") {
             return Ok(lookup(name)
@@ -283,7 +329,7 @@ fn expand_var(
             });
         }
         if !inner.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') || inner.is_empty() {
-            return Err(format!("bad substitution ${{{inner}}}"));
+            return Err(SyntaxError::BadSubstitution(inner));
         }
         return Ok(lookup(&inner).unwrap_or_default());
     }
@@ -307,7 +353,7 @@ pub fn key_values(
     s: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
     legacy: bool,
-) -> Result<Vec<(String, String)>, String> {
+) -> Result<Vec<(String, String)>, SyntaxError> {
     // Trimmed as `split_whitespace` splits (Unicode white space), so the
     // first word is a prefix of it.
     let s = s.trim_start();
@@ -321,9 +367,9 @@ pub fn key_values(
     for w in words(s, lookup)? {
         let (k, v) = w
             .split_once('=')
-            .ok_or_else(|| format!("expected key=value, got {w:?}"))?;
+            .ok_or_else(|| SyntaxError::NotKeyValue(w.clone()))?;
         if k.is_empty() {
-            return Err(format!("empty key in {w:?}"));
+            return Err(SyntaxError::EmptyKey(w.clone()));
         }
         out.push((k.to_string(), v.to_string()));
     }
@@ -376,14 +422,16 @@ mod tests {
     #[test]
     fn errors_carry_line_numbers() {
         let e = parse("FROM scratch\n\nFROBNICATE x\n").unwrap_err();
-        assert_eq!(e.line, Some(3));
+        assert_eq!(e.line(), Some(3));
         assert!(e.to_string().contains("line 3"), "{e}");
         assert!(e.to_string().contains("FROBNICATE"), "{e}");
         assert_eq!(
-            parse("FROM scratch\nCOPY onlyone\n").unwrap_err().line,
-            Some(2)
+            parse("FROM scratch\nCOPY onlyone\n")
+                .unwrap_err()
+                .to_string(),
+            "dockerfile line 2: COPY requires at least a source and a destination"
         );
-        assert_eq!(parse("COPY a b\n").unwrap_err().line, Some(1));
+        assert_eq!(parse("COPY a b\n").unwrap_err().line(), Some(1));
         assert!(parse("\n# just a comment\n").is_err());
     }
 
@@ -398,6 +446,14 @@ mod tests {
             vec!["def", "alt", "e"]
         );
         assert!(words("'open", &env).is_err());
+        assert_eq!(
+            words("${A", &env).unwrap_err().to_string(),
+            "missing '}' in ${A"
+        );
+        assert_eq!(
+            words("${A B}", &env).unwrap_err().to_string(),
+            "bad substitution ${A B}"
+        );
         assert_eq!(
             key_values("A=1 B=\"x y\"", &env, true).unwrap(),
             vec![("A".into(), "1".into()), ("B".into(), "x y".into())]

@@ -5,6 +5,15 @@
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
+/// An `X-Registry-Auth` header that does not decode.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthHeaderError {
+    #[error("invalid X-Registry-Auth header: {0}")]
+    Base64(#[source] base64::DecodeError),
+    #[error("invalid X-Registry-Auth header: {0}")]
+    Json(#[source] serde_json::Error),
+}
+
 /// A user's credentials for one registry. `identitytoken` (a refresh token)
 /// is accepted in place of a password, as Docker does.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -29,7 +38,7 @@ impl Credentials {
     }
 
     /// Decode an `X-Registry-Auth` header: base64url (padded or not) JSON.
-    pub fn from_header(v: &str) -> Result<Option<Self>, String> {
+    pub fn from_header(v: &str) -> Result<Option<Self>, AuthHeaderError> {
         let v = v.trim();
         if v.is_empty() {
             return Ok(None);
@@ -37,15 +46,16 @@ impl Credentials {
         let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(v.trim_end_matches('='))
             .or_else(|_| base64::engine::general_purpose::STANDARD.decode(v))
-            .map_err(|e| format!("invalid X-Registry-Auth header: {e}"))?;
-        let c: Credentials = serde_json::from_slice(&raw)
-            .map_err(|e| format!("invalid X-Registry-Auth header: {e}"))?;
+            .map_err(AuthHeaderError::Base64)?;
+        let c: Credentials = serde_json::from_slice(&raw).map_err(AuthHeaderError::Json)?;
         Ok((!c.is_empty()).then_some(c))
     }
 
     pub fn to_header(&self) -> String {
+        // Four strings always serialise; were it to fail, the empty header
+        // means "anonymous", which the registry would refuse.
         base64::engine::general_purpose::URL_SAFE
-            .encode(serde_json::to_vec(self).expect("credentials serialise"))
+            .encode(serde_json::to_vec(self).unwrap_or_default())
     }
 }
 
@@ -136,10 +146,10 @@ mod tests {
             server_address: "127.0.0.1:5000".into(),
             identity_token: String::new(),
         };
-        assert_eq!(Credentials::from_header(&c.to_header()), Ok(Some(c)));
-        assert_eq!(Credentials::from_header(""), Ok(None));
+        assert_eq!(Credentials::from_header(&c.to_header()).unwrap(), Some(c));
+        assert_eq!(Credentials::from_header("").unwrap(), None);
         assert!(Credentials::from_header("!!!").is_err());
         // Docker sends `{}` base64-encoded when logged out.
-        assert_eq!(Credentials::from_header("e30="), Ok(None));
+        assert_eq!(Credentials::from_header("e30=").unwrap(), None);
     }
 }

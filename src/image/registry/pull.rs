@@ -20,6 +20,11 @@ use tokio::io::AsyncWriteExt;
 /// Progress is reported at most this often (bytes).
 const PROGRESS_STEP: u64 = 512 * 1024;
 
+/// A `--platform` value that is not `os[/arch[/variant]]`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid platform {0:?}: expected os[/arch[/variant]]")]
+pub struct PlatformError(pub String);
+
 /// `os/arch[/variant]`, as `--platform` takes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Platform {
@@ -32,13 +37,15 @@ const WASM_OS: [&str; 3] = ["wasi", "wasip1", "wasip2"];
 const WASM_ARCH: [&str; 2] = ["wasm", "wasm32"];
 
 impl Platform {
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self, PlatformError> {
         let parts: Vec<&str> = s.split('/').collect();
-        let bad = || format!("invalid platform {s:?}: expected os[/arch[/variant]]");
-        if parts.iter().any(|p| p.is_empty()) || parts.len() > 3 {
-            return Err(bad());
-        }
-        let os = parts[0].to_ascii_lowercase();
+        let (Some(os), false) = (
+            parts.first(),
+            parts.iter().any(|p| p.is_empty()) || parts.len() > 3,
+        ) else {
+            return Err(PlatformError(s.to_string()));
+        };
+        let os = os.to_ascii_lowercase();
         let default_arch = if WASM_OS.contains(&os.as_str()) {
             "wasm"
         } else {
@@ -241,7 +248,7 @@ async fn pull_from(
         s.add_manifest(&d, size, media_type, Some(&tr))
     })
     .await
-    .expect("store task")?;
+    .map_err(super::task_failed)??;
     progress(msg(format!("Digest: {manifest_digest}"), None));
     progress(msg(
         if before.as_ref() == Some(&manifest_digest) {
@@ -409,7 +416,7 @@ async fn fetch_blob(
     let (p, dd) = (partial.clone(), d.clone());
     tokio::task::spawn_blocking(move || s.commit_partial(&p, &dd))
         .await
-        .expect("store task")?;
+        .map_err(super::task_failed)??;
     progress(msg("Pull complete", Some(short(&d))));
     Ok(())
 }
@@ -446,7 +453,7 @@ async fn download(
             Ok(h)
         })
         .await
-        .expect("hash task")
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)))
         .map_err(io)?
     };
     let url = format!("{}/v2/{}/blobs/{d}", repo.base, repo.name);

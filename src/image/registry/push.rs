@@ -27,10 +27,13 @@ pub async fn push(
     artifact: bool,
     progress: ProgressFn<'_>,
 ) -> Result<Digest, ImageError> {
-    let repo = reg
-        .repos(target, creds)
-        .pop()
-        .expect("the registry itself is always an endpoint");
+    // The registry itself is always the last endpoint.
+    let Some(repo) = reg.repos(target, creds).pop() else {
+        return Err(ImageError::Registry {
+            registry: target.domain.clone(),
+            reason: "no endpoint".into(),
+        });
+    };
     progress(msg(
         format!(
             "The push refers to repository [{}]",
@@ -42,7 +45,7 @@ pub async fn push(
         let (s, i) = (store.clone(), img.clone());
         tokio::task::spawn_blocking(move || wasm_artifact(&s, &i))
             .await
-            .expect("artifact task")?
+            .map_err(super::task_failed)??
     } else {
         let bytes = store.read_blob(&img.manifest_digest)?;
         let media = img
@@ -295,7 +298,10 @@ fn wasm_artifact(
     });
     let manifest_bytes = canonical_json(&manifest);
     store.put_blob(&manifest_bytes)?;
-    let layer: Descriptor = serde_json::from_value(layer).expect("valid descriptor");
+    let layer: Descriptor = serde_json::from_value(layer).map_err(|e| ImageError::Invalid {
+        name: "wasm artifact layer".into(),
+        reason: e.to_string(),
+    })?;
     let config = Descriptor::new(
         MediaType::Other(MEDIA_WASM_CONFIG.into()),
         config_bytes.len() as u64,

@@ -633,7 +633,7 @@ impl crate::image::build::StepRunner for BuildRunner {
         &self,
         step: &crate::image::build::RunStep,
         out: &mut dyn FnMut(&str),
-    ) -> Result<Vec<u8>, String> {
+    ) -> Result<Vec<u8>, crate::image::build::StepFailure> {
         let e = &self.engine;
         let linux = e
             .backends
@@ -715,7 +715,7 @@ impl crate::image::build::StepRunner for BuildRunner {
         })();
         backend.cleanup(id.as_str());
         let _ = std::fs::remove_dir_all(&dir);
-        result
+        result.map_err(Into::into)
     }
 }
 
