@@ -1,6 +1,7 @@
 //! The real `docker` CLI (a client only) driving a test ketchd through
-//! `DOCKER_HOST`. Skipped, saying why, when the CLI is not installed; the
-//! Linux-container part also needs root and busybox-static.
+//! `DOCKER_HOST`. Every test needs the CLI; the Linux-container one also
+//! root and busybox-static, the registry one docker-registry (see
+//! `require!`: under CI a missing one fails the test).
 
 use crate::common::*;
 use std::process::{Command, Stdio};
@@ -39,24 +40,14 @@ impl Docker<'_> {
     }
 }
 
-fn docker_missing() -> bool {
-    let found = Command::new("docker")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !found {
-        eprintln!("skipped: the docker CLI is not installed");
-    }
-    !found
+/// The docker CLI, as a requirement (see `require!`).
+fn docker() -> Result<(), String> {
+    tool("docker", "the docker CLI; docker-ce-cli or docker.io")
 }
 
 #[test]
 fn docker_cli_drives_wasm_containers_and_images() {
-    if docker_missing() {
-        return;
-    }
+    require!(docker());
     let d = TestDaemon::start();
     let dk = Docker { d: &d };
     let v = dk.ok(&[
@@ -132,7 +123,7 @@ fn docker_cli_drives_wasm_containers_and_images() {
         "visit\n"
     );
     // -it on a Wasm container: raw output, no pty (a Wasm guest has none).
-    let (out, code) = in_pty(dk.cmd(&["run", "--rm", "-it", "hello"]), b"");
+    let (out, code) = in_pty(dk.cmd(&["run", "--rm", "-it", "hello"]), "", b"");
     assert_eq!(code, 3, "{out}");
     assert!(out.contains("hello from wat"), "{out:?}");
     dk.ok(&["volume", "rm", "vol1"]);
@@ -166,30 +157,31 @@ fn docker_cli_drives_wasm_containers_and_images() {
     assert_eq!(dk.run(&["run", "--name", "done1", "hello"]).code, 3);
     dk.ok(&["container", "prune", "-f"]);
     assert_eq!(dk.ok(&["ps", "-aq"]), "");
+}
 
-    // push and pull, against a real registry on loopback.
-    if let Some(reg) = crate::registry::Registry::start(None) {
-        let reference = format!("{}/cli/hello:1", reg.addr);
-        dk.ok(&["tag", "hello", &reference]);
-        let out = dk.ok(&["push", &reference]);
-        assert!(out.contains("digest: sha256:"), "{out}");
-        dk.ok(&["rmi", &reference]);
-        let out = dk.ok(&["pull", &reference]);
-        assert!(out.contains(&reference), "{out}");
-        let r = dk.run(&["run", "--rm", &reference]);
-        assert_eq!((r.code, r.stdout.as_str()), (3, "hello from wat\n"));
-    }
+/// push and pull, against a real registry on loopback.
+#[test]
+fn docker_cli_pushes_and_pulls_through_a_registry() {
+    require!(docker());
+    let reg = require!(crate::registry::Registry::start(None));
+    let d = TestDaemon::start();
+    let dk = Docker { d: &d };
+    d.wat_image("hello", HELLO_WAT);
+    let reference = format!("{}/cli/hello:1", reg.addr);
+    dk.ok(&["tag", "hello", &reference]);
+    let out = dk.ok(&["push", &reference]);
+    assert!(out.contains("digest: sha256:"), "{out}");
+    dk.ok(&["rmi", &reference]);
+    let out = dk.ok(&["pull", &reference]);
+    assert!(out.contains(&reference), "{out}");
+    let r = dk.run(&["run", "--rm", &reference]);
+    assert_eq!((r.code, r.stdout.as_str()), (3, "hello from wat\n"));
 }
 
 #[test]
 fn docker_cli_drives_linux_containers() {
-    if docker_missing() {
-        return;
-    }
-    if let Some(why) = linux_unavailable() {
-        eprintln!("skipped: Linux containers need {why}");
-        return;
-    }
+    require!(docker());
+    require!(linux());
     let d = TestDaemon::start();
     busybox_image(&d);
     let dk = Docker { d: &d };
@@ -253,6 +245,8 @@ fn docker_cli_drives_linux_containers() {
     assert!(stats.contains("web") && stats.contains("64MiB"), "{stats}");
     dk.ok(&["pause", "web"]);
     dk.ok(&["unpause", "web"]);
+    // The pause between the lines is the point: logs -f must follow a
+    // container still running, not just read a finished log.
     dk.ok(&[
         "run",
         "-d",
@@ -280,12 +274,14 @@ fn docker_cli_drives_linux_containers() {
     // -it, for run and exec: a pty sized as the client's.
     let (out, code) = in_pty(
         dk.cmd(&["run", "--rm", "-it", "busybox", "sh"]),
+        "# ",
         b"stty size; exit 5\r",
     );
     assert_eq!(code, 5, "{out}");
     assert!(out.contains("33 101"), "{out:?}");
     let (out, code) = in_pty(
         dk.cmd(&["exec", "-it", "web", "sh"]),
+        "# ",
         b"stty size; exit 6\r",
     );
     assert_eq!(code, 6, "{out}");
