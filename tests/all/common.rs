@@ -330,13 +330,9 @@ impl Drop for TestDaemon {
         if let Some(mut c) = self.child.take() {
             // SAFETY: sending SIGTERM to our own child process.
             unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
-            let t0 = Instant::now();
-            while t0.elapsed() < Duration::from_secs(5) {
-                if let Ok(Some(_)) = c.try_wait() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
+            poll(Duration::from_secs(5), || {
+                matches!(c.try_wait(), Ok(Some(_)))
+            });
             let _ = c.kill();
             let _ = c.wait();
         }

@@ -4,13 +4,19 @@
 use crate::common::*;
 use std::time::{Duration, Instant};
 
-#[test]
-fn stop_pause_and_kill_a_spinning_guest() {
+/// A daemon with a spinning guest `ss` running.
+fn spinning() -> TestDaemon {
     let d = TestDaemon::start();
     d.wat_image("spin", SPIN_WAT);
     let id = d.ketch(&["run", "-d", "--name", "ss", "spin"]).ok();
     assert_eq!(id.trim().len(), 64);
     assert_eq!(d.state("ss"), "running");
+    d
+}
+
+#[test]
+fn pause_and_unpause_a_spinning_guest() {
+    let d = spinning();
     d.ketch(&["pause", "ss"]).ok();
     assert_eq!(d.state("ss"), "paused");
     assert_eq!(
@@ -21,6 +27,11 @@ fn stop_pause_and_kill_a_spinning_guest() {
     );
     d.ketch(&["unpause", "ss"]).ok();
     assert_eq!(d.state("ss"), "running");
+}
+
+#[test]
+fn stop_ends_a_guest_that_never_calls_the_host() {
+    let d = spinning();
     let t0 = Instant::now();
     d.ketch(&["stop", "-t", "1", "ss"]).ok();
     assert!(
@@ -35,17 +46,25 @@ fn stop_pause_and_kill_a_spinning_guest() {
             .trim(),
         "137"
     );
-    // kill ends a paused guest at once.
-    d.ketch(&["run", "-d", "--name", "kk", "spin"]).ok();
-    d.ketch(&["pause", "kk"]).ok();
-    d.ketch(&["kill", "kk"]).ok();
-    assert_eq!(d.state("kk"), "exited");
-    // start again after exit; restart works on a running one.
-    d.ketch(&["start", "kk"]).ok();
-    assert_eq!(d.state("kk"), "running");
-    d.ketch(&["restart", "-t", "0", "kk"]).ok();
-    assert_eq!(d.state("kk"), "running");
-    d.ketch(&["rm", "-f", "kk", "ss"]).ok();
+}
+
+#[test]
+fn kill_ends_a_paused_guest_at_once() {
+    let d = spinning();
+    d.ketch(&["pause", "ss"]).ok();
+    d.ketch(&["kill", "ss"]).ok();
+    assert_eq!(d.state("ss"), "exited");
+}
+
+#[test]
+fn start_after_exit_and_restart_while_running() {
+    let d = spinning();
+    d.ketch(&["kill", "ss"]).ok();
+    d.ketch(&["start", "ss"]).ok();
+    assert_eq!(d.state("ss"), "running");
+    d.ketch(&["restart", "-t", "0", "ss"]).ok();
+    assert_eq!(d.state("ss"), "running");
+    d.ketch(&["rm", "-f", "ss"]).ok();
     assert_eq!(d.ketch(&["ps", "-aq"]).ok(), "");
 }
 

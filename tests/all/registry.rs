@@ -623,10 +623,9 @@ fn fake_registry(module: Vec<u8>, mode: Blob) -> Fake {
 }
 
 #[test]
-fn bearer_tokens_verified_blobs_and_resumed_downloads() {
+fn a_pull_behind_a_bearer_token_service() {
     let module = std::fs::read(example("hello")).unwrap();
-    // Honest, behind a Bearer token service.
-    let f = fake_registry(module.clone(), Blob::Honest);
+    let f = fake_registry(module, Blob::Honest);
     let d = TestDaemon::start();
     let name = format!("127.0.0.1:{}/app:v1", f.port);
     d.ketch(&["pull", &name]).ok();
@@ -634,38 +633,50 @@ fn bearer_tokens_verified_blobs_and_resumed_downloads() {
         .ketch(&["run", "--rm", &name, "Tok"])
         .stdout
         .contains("Hello, Tok!"));
+}
 
-    // Broken off half way: the next attempt asks for the rest only.
-    let f = fake_registry(module.clone(), Blob::BreaksOnce);
+#[test]
+fn a_download_broken_off_resumes_with_a_range_request() {
+    let module = std::fs::read(example("hello")).unwrap();
+    let f = fake_registry(module, Blob::BreaksOnce);
     let name = format!("127.0.0.1:{}/app:v1", f.port);
     let d = TestDaemon::start();
     d.ketch(&["pull", &name]).ok();
     assert_eq!(f.ranges.lock().unwrap().len(), 1, "no resumed request");
     assert!(d.ketch(&["run", "--rm", &name]).stdout.contains("Hello"));
+}
 
-    // Lying and truncating servers: a clear error, and nothing stored.
-    for (mode, expect) in [
-        (Blob::Lying, "failed verification"),
-        (Blob::Truncated, "sent only"),
-    ] {
-        let f = fake_registry(module.clone(), mode);
-        let d = TestDaemon::start();
-        let name = format!("127.0.0.1:{}/app:v1", f.port);
-        let r = d.ketch(&["pull", &name]);
-        assert_ne!(r.code, 0);
-        assert!(r.stderr.contains(expect), "{}", r.stderr);
-        assert_eq!(d.ketch(&["images", "-q"]).ok(), "");
-        let ingest: Vec<_> = std::fs::read_dir(d.root().join("image/ingest"))
-            .unwrap()
-            .collect();
-        assert!(ingest.is_empty(), "partial blobs left: {ingest:?}");
-        // The config blob alone may have arrived; prune clears it.
-        d.ketch(&["image", "prune", "-f"]).ok();
-        let blobs: Vec<_> = std::fs::read_dir(d.root().join("image/blobs/sha256"))
-            .unwrap()
-            .collect();
-        assert!(blobs.is_empty(), "blobs left: {blobs:?}");
-    }
+/// A pull from a server whose layer blob is bad fails with `expect` in
+/// its error, and stores nothing.
+fn refused_and_nothing_stored(mode: Blob, expect: &str) {
+    let module = std::fs::read(example("hello")).unwrap();
+    let f = fake_registry(module, mode);
+    let d = TestDaemon::start();
+    let name = format!("127.0.0.1:{}/app:v1", f.port);
+    let r = d.ketch(&["pull", &name]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains(expect), "{}", r.stderr);
+    assert_eq!(d.ketch(&["images", "-q"]).ok(), "");
+    let ingest: Vec<_> = std::fs::read_dir(d.root().join("image/ingest"))
+        .unwrap()
+        .collect();
+    assert!(ingest.is_empty(), "partial blobs left: {ingest:?}");
+    // The config blob alone may have arrived; prune clears it.
+    d.ketch(&["image", "prune", "-f"]).ok();
+    let blobs: Vec<_> = std::fs::read_dir(d.root().join("image/blobs/sha256"))
+        .unwrap()
+        .collect();
+    assert!(blobs.is_empty(), "blobs left: {blobs:?}");
+}
+
+#[test]
+fn a_blob_with_the_wrong_bytes_fails_verification() {
+    refused_and_nothing_stored(Blob::Lying, "failed verification");
+}
+
+#[test]
+fn a_truncated_blob_is_refused() {
+    refused_and_nothing_stored(Blob::Truncated, "sent only");
 }
 
 #[test]
