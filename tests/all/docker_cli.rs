@@ -178,12 +178,18 @@ fn docker_cli_pushes_and_pulls_through_a_registry() {
     assert_eq!((r.code, r.stdout.as_str()), (3, "hello from wat\n"));
 }
 
-#[test]
-fn docker_cli_drives_linux_containers() {
-    require!(docker());
-    require!(linux());
+/// A daemon with the busybox image built.
+fn linux_daemon() -> TestDaemon {
     let d = TestDaemon::start();
     busybox_image(&d);
+    d
+}
+
+#[test]
+fn docker_cli_runs_linux_containers_with_env_exit_codes_and_stdin() {
+    require!(docker());
+    require!(linux());
+    let d = linux_daemon();
     let dk = Docker { d: &d };
     assert_eq!(
         dk.ok(&["run", "--rm", "-e", "A=1", "busybox", "sh", "-c", "echo $A"]),
@@ -201,8 +207,11 @@ fn docker_cli_drives_linux_containers() {
     child.stdin.take().unwrap().write_all(b"piped\n").unwrap();
     let out = child.wait_with_output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "piped\n");
+}
 
-    let port = free_port();
+/// `web`: busybox httpd serving "page" on `port` of 127.0.0.1, with a
+/// 64m memory limit; answering once this returns.
+fn web(d: &TestDaemon, dk: &Docker, port: u16) {
     let publish = format!("127.0.0.1:{port}:80");
     dk.ok(&[
         "run",
@@ -221,11 +230,21 @@ fn docker_cli_drives_linux_containers() {
     d.eventually(10, "served", || {
         fetch(port, "GET", "/", b"").1.contains("page")
     });
+}
+
+#[test]
+fn docker_cli_publishes_execs_copies_and_reads_stats() {
+    require!(docker());
+    require!(linux());
+    let d = linux_daemon();
+    let dk = Docker { d: &d };
+    let port = free_port();
+    web(&d, &dk, port);
     assert_eq!(
         dk.ok(&["port", "web"]),
         format!("80/tcp -> 127.0.0.1:{port}\n")
     );
-    // exec (its exit code), top, cp both ways, stats, logs -f.
+    // exec (its exit code), top, cp both ways, stats, pause.
     let r = dk.run(&["exec", "web", "sh", "-c", "echo in; exit 4"]);
     assert_eq!((r.code, r.stdout.as_str()), (4, "in\n"));
     assert!(dk.ok(&["top", "web"]).contains("httpd"));
@@ -245,6 +264,15 @@ fn docker_cli_drives_linux_containers() {
     assert!(stats.contains("web") && stats.contains("64MiB"), "{stats}");
     dk.ok(&["pause", "web"]);
     dk.ok(&["unpause", "web"]);
+    dk.ok(&["rm", "-f", "web"]);
+}
+
+#[test]
+fn docker_cli_follows_logs_and_mounts_host_directories_read_only() {
+    require!(docker());
+    require!(linux());
+    let d = linux_daemon();
+    let dk = Docker { d: &d };
     // The pause between the lines is the point: logs -f must follow a
     // container still running, not just read a finished log.
     dk.ok(&[
@@ -270,8 +298,14 @@ fn docker_cli_drives_linux_containers() {
     );
     let r = dk.run(&["run", "--rm", "-v", &grant, "busybox", "touch", "/data/g"]);
     assert!(r.code != 0, "{}", r.stdout);
+}
 
-    // -it, for run and exec: a pty sized as the client's.
+#[test]
+fn docker_cli_run_and_exec_it_get_a_pty_sized_as_the_client() {
+    require!(docker());
+    require!(linux());
+    let d = linux_daemon();
+    let dk = Docker { d: &d };
     let (out, code) = in_pty(
         dk.cmd(&["run", "--rm", "-it", "busybox", "sh"]),
         "# ",
@@ -279,14 +313,23 @@ fn docker_cli_drives_linux_containers() {
     );
     assert_eq!(code, 5, "{out}");
     assert!(out.contains("33 101"), "{out:?}");
+    dk.ok(&["run", "-d", "--name", "box", "busybox", "sleep", "100"]);
     let (out, code) = in_pty(
-        dk.cmd(&["exec", "-it", "web", "sh"]),
+        dk.cmd(&["exec", "-it", "box", "sh"]),
         "# ",
         b"stty size; exit 6\r",
     );
     assert_eq!(code, 6, "{out}");
     assert!(out.contains("33 101"), "{out:?}");
+    dk.ok(&["rm", "-f", "box"]);
+}
 
+#[test]
+fn docker_cli_networks_resolve_container_names() {
+    require!(docker());
+    require!(linux());
+    let d = linux_daemon();
+    let dk = Docker { d: &d };
     // Networks: create, ls, a container on it found by name, rm.
     dk.ok(&["network", "create", "appnet"]);
     assert!(dk
@@ -326,6 +369,6 @@ fn docker_cli_drives_linux_containers() {
         "db",
     ]);
     assert!(ip.trim().parse::<std::net::Ipv4Addr>().is_ok(), "{ip}");
-    dk.ok(&["rm", "-f", "web", "talk", "db"]);
+    dk.ok(&["rm", "-f", "db"]);
     dk.ok(&["network", "rm", "appnet"]);
 }
