@@ -22,8 +22,8 @@ pub fn strict() -> bool {
     std::env::var_os("CI").is_some()
 }
 
-/// Check one requirement of a test (or of one part of it): `Ok` with what
-/// was found, or `Err` naming what is missing and where it comes from.
+/// Check one requirement of a test: `Ok` with what was found, or `Err`
+/// naming what is missing and where it comes from.
 /// Under CI a missing requirement fails the test with that reason;
 /// elsewhere it returns None after saying on stderr (uncaptured, so a
 /// local run shows it) which test skipped and why.
