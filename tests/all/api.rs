@@ -6,28 +6,28 @@ use crate::common::*;
 #[test]
 fn errors_are_json_with_docker_status_codes() {
     let d = TestDaemon::start();
-    let (st, _, body) = d.http("GET", "/v1.50/containers/nope/json", "");
+    let (st, body) = d.http("GET", "/v1.50/containers/nope/json", "");
     assert_eq!(st, 404);
     assert_eq!(body, r#"{"message":"No such container: nope"}"#);
-    let (st, _, body) = d.http("POST", "/containers/create", "{not json");
+    let (st, body) = d.http("POST", "/containers/create", "{not json");
     assert_eq!(st, 400);
     assert!(body.contains("invalid JSON in request body"), "{body}");
-    let (st, _, body) = d.http("POST", "/containers/create", r#"{"Image":"nosuch"}"#);
+    let (st, body) = d.http("POST", "/containers/create", r#"{"Image":"nosuch"}"#);
     assert_eq!(st, 404);
     assert!(body.contains("No such image: nosuch"), "{body}");
-    let (st, _, _) = d.http("GET", "/v1.50/nonexistent", "");
+    let (st, _) = d.http("GET", "/v1.50/nonexistent", "");
     assert_eq!(st, 404);
-    let (st, _, body) = d.http("GET", "/containers/json?filters=notjson", "");
+    let (st, body) = d.http("GET", "/containers/json?filters=notjson", "");
     assert_eq!(st, 400, "{body}");
     d.wat_image("spin", SPIN_WAT);
-    let (st, _, body) = d.http("POST", "/containers/create?name=xx", r#"{"Image":"spin"}"#);
+    let (st, body) = d.http("POST", "/containers/create?name=xx", r#"{"Image":"spin"}"#);
     assert_eq!(st, 201, "{body}");
     assert_eq!(d.http("POST", "/containers/xx/start", "").0, 204);
     assert_eq!(d.http("POST", "/containers/xx/start", "").0, 304);
-    let (st, _, body) = d.http("DELETE", "/containers/xx", "");
+    let (st, body) = d.http("DELETE", "/containers/xx", "");
     assert_eq!(st, 409, "{body}");
     assert_eq!(d.http("DELETE", "/containers/xx?force=1", "").0, 204);
-    let (st, _, body) = d.http(
+    let (st, body) = d.http(
         "POST",
         "/containers/create",
         r#"{"Image":"spin","HostConfig":{"Binds":["../escape:/x"]}}"#,
@@ -38,17 +38,16 @@ fn errors_are_json_with_docker_status_codes() {
 #[test]
 fn ping_version_info_and_socket_mode() {
     let d = TestDaemon::start();
-    let (st, head, body) = d.http("GET", "/_ping", "");
-    assert_eq!((st, body.as_str()), (200, "OK"));
-    let head = head.to_ascii_lowercase();
-    assert!(head.contains("api-version: 1.50"), "{head}");
-    assert!(head.contains("ostype: linux"), "{head}");
-    let (st, _, body) = d.http("GET", "/v1.44/version", "");
+    let r = d.request("GET", "/_ping", "").unwrap();
+    assert_eq!((r.status, r.text().as_str()), (200, "OK"));
+    assert_eq!(r.header("api-version"), Some("1.50"), "{r:?}");
+    assert_eq!(r.header("ostype"), Some("linux"), "{r:?}");
+    let (st, body) = d.http("GET", "/v1.44/version", "");
     assert_eq!(st, 200);
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["ApiVersion"], "1.50");
     assert_eq!(v["Components"][0]["Name"], "Engine");
-    let (_, _, body) = d.http("GET", "/info", "");
+    let (_, body) = d.http("GET", "/info", "");
     let info: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(info["Containers"], 0);
     assert!(info["Warnings"].is_array());
@@ -56,9 +55,9 @@ fn ping_version_info_and_socket_mode() {
     let mode = std::fs::metadata(&d.socket).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o660, "socket must not be world-writable");
     // Arrays are arrays, never null.
-    let (_, _, body) = d.http("GET", "/containers/json?all=1", "");
+    let (_, body) = d.http("GET", "/containers/json?all=1", "");
     assert_eq!(body, "[]");
-    let (_, _, body) = d.http("GET", "/images/json", "");
+    let (_, body) = d.http("GET", "/images/json", "");
     assert_eq!(body, "[]");
     let out = d.ketch(&["version"]).ok();
     assert!(out.contains("API version: 1.50"), "{out}");
@@ -99,7 +98,7 @@ fn events_report_the_lifecycle_and_system_df_counts() {
             + 1
     );
     // A finished window: the past events, then the stream ends.
-    let (status, _, body) = d.http("GET", &format!("/events?since=0&until={now}"), "");
+    let (status, body) = d.http("GET", &format!("/events?since=0&until={now}"), "");
     assert_eq!(status, 200);
     let events: Vec<serde_json::Value> = body
         .lines()
@@ -133,7 +132,7 @@ fn events_report_the_lifecycle_and_system_df_counts() {
     );
     assert!(!out.contains(" container "), "{out}");
 
-    let (status, _, body) = d.http("GET", "/system/df", "");
+    let (status, body) = d.http("GET", "/system/df", "");
     assert_eq!(status, 200, "{body}");
     let df: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(df["Images"].as_array().unwrap().len(), 1, "{body}");

@@ -1,11 +1,119 @@
 //! TestDaemon: a real ketchd on a temp data root and socket, driven through
-//! the ketch binary or raw HTTP. Killed and cleaned up on drop.
+//! the ketch binary or HTTP. Killed and cleaned up on drop.
+//!
+//! Also the suite's shared machinery: what a test needs and how it skips
+//! (`require!`), bounded waits (`wait_until`), the one HTTP client
+//! (`HttpConn`), streamed child output (`Streamed`) and ptys (`in_pty`).
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+// ---------------------------------------------------------------------------
+// Test tiers: what a test needs, and what happens when it is missing.
+
+/// Whether a missing requirement must fail the test: CI sets `CI`, and a
+/// test there must never pass by not running.
+pub fn strict() -> bool {
+    std::env::var_os("CI").is_some()
+}
+
+/// Check one requirement of a test: `Ok` with what was found, or `Err`
+/// naming what is missing and where it comes from.
+/// Under CI a missing requirement fails the test with that reason;
+/// elsewhere it returns None after saying on stderr (uncaptured, so a
+/// local run shows it) which test skipped and why.
+#[track_caller]
+pub fn need<T>(requirement: Result<T, String>) -> Option<T> {
+    match requirement {
+        Ok(v) => Some(v),
+        Err(why) => {
+            let thread = std::thread::current();
+            let test = thread.name().unwrap_or("this test");
+            assert!(
+                !strict(),
+                "{test} needs {why}; CI is set, so it fails instead of skipping"
+            );
+            // Straight to the process's stderr: the harness would capture
+            // an eprintln! of a passing test and hide the skip.
+            let _ = writeln!(std::io::stderr(), "SKIPPED {test}: needs {why}");
+            None
+        }
+    }
+}
+
+/// `require!(req)`: the value of a `Result<T, String>` requirement, or,
+/// when it is missing, fail under CI and otherwise skip (return from) the
+/// test, saying why. Every test that can skip goes through here.
+macro_rules! require {
+    ($requirement:expr) => {
+        match $crate::common::need($requirement) {
+            Some(v) => v,
+            None => return,
+        }
+    };
+}
+pub(crate) use require;
+
+/// Root and Debian's busybox-static: what Linux containers need here (CI
+/// is root; `.ci/setup` installs busybox-static).
+pub fn linux() -> Result<(), String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err("root, to run Linux containers".into());
+    }
+    if !Path::new(BUSYBOX).exists() {
+        return Err(format!(
+            "{BUSYBOX}, to build a Linux image (apt install busybox-static)"
+        ));
+    }
+    Ok(())
+}
+
+/// A program on the PATH that answers `--version`; `from` says where it
+/// comes from.
+pub fn tool(name: &str, from: &str) -> Result<(), String> {
+    match Command::new(name)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+    {
+        Ok(_) => Ok(()),
+        Err(e) => Err(format!("the `{name}` program ({from}): {e}")),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Bounded waits.
+
+/// Poll `cond` until it holds or `within` passes; whether it held.
+pub fn poll(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Wait for `cond` (a readiness probe) instead of sleeping: panic naming
+/// `what` if it does not hold within `within`.
+#[track_caller]
+pub fn wait_until(within: Duration, what: &str, cond: impl FnMut() -> bool) {
+    assert!(
+        poll(within, cond),
+        "timed out after {within:?} waiting for {what}"
+    );
+}
 
 pub struct TestDaemon {
     pub dir: tempfile::TempDir,
@@ -80,14 +188,11 @@ impl TestDaemon {
             .spawn()
             .expect("spawn ketchd");
         self.child = Some(child);
-        let t0 = Instant::now();
-        while t0.elapsed() < Duration::from_secs(30) {
-            if self.http("GET", "/_ping", "").0 == 200 {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        if !poll(Duration::from_secs(30), || {
+            self.http("GET", "/_ping", "").0 == 200
+        }) {
+            panic!("ketchd did not start: {}", self.daemon_log());
         }
-        panic!("ketchd did not start: {}", self.daemon_log());
     }
 
     pub fn daemon_log(&self) -> String {
@@ -140,23 +245,36 @@ impl TestDaemon {
         Run::from(child.wait_with_output().expect("ketch output"))
     }
 
-    /// A raw HTTP/1.1 request; returns (status, headers, body).
-    pub fn http(&self, method: &str, path: &str, body: &str) -> (u16, String, String) {
-        let Ok(mut s) = UnixStream::connect(&self.socket) else {
-            return (0, String::new(), String::new());
-        };
-        let req = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
-        s.write_all(req.as_bytes()).expect("send");
-        let mut resp = Vec::new();
-        let _ = s.read_to_end(&mut resp);
-        let text = String::from_utf8_lossy(&resp).into_owned();
-        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-        let status = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        (status, head.to_string(), body.to_string())
+    /// A connection to the API socket.
+    pub fn api(&self) -> std::io::Result<HttpConn> {
+        HttpConn::unix(&self.socket)
+    }
+
+    /// One API request with a JSON body on a fresh connection: the whole
+    /// response. An error when nothing answers.
+    pub fn request(&self, method: &str, path: &str, body: &str) -> std::io::Result<Response> {
+        self.api()?.request(
+            method,
+            path,
+            &[("Content-Type", "application/json")],
+            body.as_bytes(),
+            false,
+        )
+    }
+
+    /// One API request: (status, body), or status 0 (and the error) when
+    /// nothing answers.
+    pub fn http(&self, method: &str, path: &str, body: &str) -> (u16, String) {
+        match self.request(method, path, body) {
+            Ok(r) => (r.status, r.text()),
+            Err(e) => (0, e.to_string()),
+        }
+    }
+
+    /// Start the CLI with `args` (`logs -f`, say), its stdout collected as
+    /// it comes.
+    pub fn stream(&self, args: &[&str]) -> Streamed {
+        Streamed::spawn(self.ketch_cmd(args))
     }
 
     /// Build `files` (name, bytes) plus a Dockerfile into an image.
@@ -177,19 +295,15 @@ impl TestDaemon {
         .ok();
     }
 
-    /// Poll `f` until it is true or `secs` pass.
-    pub fn eventually(&self, secs: u64, what: &str, mut f: impl FnMut() -> bool) {
-        let t0 = Instant::now();
-        while t0.elapsed() < Duration::from_secs(secs) {
-            if f() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
+    /// `wait_until` with the daemon's log in the panic message.
+    #[track_caller]
+    pub fn eventually(&self, secs: u64, what: &str, f: impl FnMut() -> bool) {
+        if !poll(Duration::from_secs(secs), f) {
+            panic!(
+                "timed out after {secs} s waiting for {what}; daemon log:\n{}",
+                self.daemon_log()
+            );
         }
-        panic!(
-            "timed out waiting for {what}; daemon log:\n{}",
-            self.daemon_log()
-        );
     }
 
     pub fn state(&self, name: &str) -> String {
@@ -216,13 +330,9 @@ impl Drop for TestDaemon {
         if let Some(mut c) = self.child.take() {
             // SAFETY: sending SIGTERM to our own child process.
             unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
-            let t0 = Instant::now();
-            while t0.elapsed() < Duration::from_secs(5) {
-                if let Ok(Some(_)) = c.try_wait() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
+            poll(Duration::from_secs(5), || {
+                matches!(c.try_wait(), Ok(Some(_)))
+            });
             let _ = c.kill();
             let _ = c.wait();
         }
@@ -279,19 +389,6 @@ pub fn example_image(d: &TestDaemon, name: &str) {
     example(name);
     d.ketch(&["build", "-t", name, dir.to_str().expect("utf8")])
         .ok();
-}
-
-/// Why Linux containers can't be tested here, if they can't: they need
-/// root (CI is root) and Debian's busybox-static (`.ci/setup` installs it).
-pub fn linux_unavailable() -> Option<&'static str> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Some("not root");
-    }
-    if !Path::new(BUSYBOX).exists() {
-        return Some("no /bin/busybox (apt install busybox-static)");
-    }
-    None
 }
 
 const BUSYBOX: &str = "/bin/busybox";
@@ -362,32 +459,132 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// A minimal HTTP/1.1 client over one loopback connection (keep-alive).
+// ---------------------------------------------------------------------------
+// The tests' one HTTP/1.1 client, over the API socket or TCP.
+
+/// The transport under an [`HttpConn`].
+enum Stream {
+    Unix(UnixStream),
+    Tcp(TcpStream),
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Unix(s) => s.read(buf),
+            Stream::Tcp(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Unix(s) => s.write(buf),
+            Stream::Tcp(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Stream::Unix(s) => s.flush(),
+            Stream::Tcp(s) => s.flush(),
+        }
+    }
+}
+
+/// A response: status, headers (in order, names as sent) and the body,
+/// decoded from its Content-Length or chunked framing.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The first header of that name (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// How a response body ends.
+enum Framing {
+    Length(u64),
+    /// `left` bytes of the current chunk; `crlf` when the CRLF after a
+    /// chunk's data is still to be read.
+    Chunked {
+        left: u64,
+        crlf: bool,
+        done: bool,
+    },
+    /// Until the server closes the connection.
+    Close,
+}
+
+/// One HTTP/1.1 connection (keep-alive), to the API socket or a TCP port.
 pub struct HttpConn {
-    stream: std::io::BufReader<std::net::TcpStream>,
+    r: BufReader<Stream>,
+    host: String,
+    /// The method of the request in flight (a HEAD answer has no body).
+    method: String,
 }
 
 impl HttpConn {
-    pub fn connect(port: u16) -> std::io::Result<Self> {
-        let s = std::net::TcpStream::connect(("127.0.0.1", port))?;
-        s.set_read_timeout(Some(Duration::from_secs(20)))?;
-        Ok(HttpConn {
-            stream: std::io::BufReader::new(s),
-        })
+    /// The API socket; reads give up after 120 s (a build can be slow).
+    pub fn unix(path: &Path) -> std::io::Result<Self> {
+        let s = UnixStream::connect(path)?;
+        s.set_read_timeout(Some(Duration::from_secs(120)))?;
+        Ok(Self::over(Stream::Unix(s), "localhost".into()))
     }
 
-    /// Send a request; `chunked` sends the body with chunked encoding.
-    /// Returns (status, body).
-    pub fn request(
+    /// A TCP address; reads give up after 20 s.
+    pub fn tcp(addr: impl ToSocketAddrs) -> std::io::Result<Self> {
+        let s = TcpStream::connect(addr)?;
+        s.set_read_timeout(Some(Duration::from_secs(20)))?;
+        let host = s.peer_addr()?.to_string();
+        Ok(Self::over(Stream::Tcp(s), host))
+    }
+
+    /// A port on 127.0.0.1.
+    pub fn connect(port: u16) -> std::io::Result<Self> {
+        Self::tcp(("127.0.0.1", port))
+    }
+
+    fn over(s: Stream, host: String) -> Self {
+        HttpConn {
+            r: BufReader::new(s),
+            host,
+            method: String::new(),
+        }
+    }
+
+    /// How long a read may wait before it fails.
+    pub fn set_read_timeout(&self, t: Duration) -> std::io::Result<()> {
+        match self.r.get_ref() {
+            Stream::Unix(s) => s.set_read_timeout(Some(t)),
+            Stream::Tcp(s) => s.set_read_timeout(Some(t)),
+        }
+    }
+
+    /// Send a request; `chunked` sends the body with chunked encoding,
+    /// otherwise with a Content-Length.
+    pub fn send(
         &mut self,
         method: &str,
         path: &str,
         headers: &[(&str, &str)],
         body: &[u8],
         chunked: bool,
-    ) -> std::io::Result<(u16, String)> {
-        use std::io::BufRead;
-        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+    ) -> std::io::Result<()> {
+        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\n", self.host);
         for (k, v) in headers {
             req.push_str(&format!("{k}: {v}\r\n"));
         }
@@ -406,65 +603,300 @@ impl HttpConn {
             data.extend_from_slice(req.as_bytes());
             data.extend_from_slice(body);
         }
-        self.stream.get_mut().write_all(&data)?;
+        self.method = method.to_string();
+        self.r.get_mut().write_all(&data)?;
+        self.r.get_mut().flush()
+    }
+
+    fn line(&mut self) -> std::io::Result<String> {
         let mut line = String::new();
-        self.stream.read_line(&mut line)?;
-        let status: u16 = line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| std::io::Error::other(format!("bad status line {line:?}")))?;
-        let (mut len, mut is_chunked) = (None, false);
-        loop {
-            line.clear();
-            self.stream.read_line(&mut line)?;
-            let l = line.trim_end();
-            if l.is_empty() {
-                break;
-            }
-            let (k, v) = l.split_once(':').unwrap_or((l, ""));
-            match k.to_ascii_lowercase().as_str() {
-                "content-length" => len = v.trim().parse::<usize>().ok(),
-                "transfer-encoding" => is_chunked = v.trim().eq_ignore_ascii_case("chunked"),
-                _ => {}
-            }
+        if self.r.read_line(&mut line)? == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the connection closed mid-response",
+            ));
         }
-        let mut out = Vec::new();
-        if is_chunked {
+        Ok(line.trim_end_matches(['\r', '\n']).to_string())
+    }
+
+    /// The status line and headers of the next response (its body, empty,
+    /// is left to `read_body` or `body`). Interim 1xx answers are skipped.
+    pub fn read_head(&mut self) -> std::io::Result<Response> {
+        loop {
+            let status_line = self.line()?;
+            let status: u16 = status_line
+                .strip_prefix("HTTP/1.")
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| std::io::Error::other(format!("bad status line {status_line:?}")))?;
+            let mut headers = Vec::new();
             loop {
-                line.clear();
-                self.stream.read_line(&mut line)?;
-                let n = usize::from_str_radix(line.trim(), 16)
-                    .map_err(|_| std::io::Error::other(format!("bad chunk size {line:?}")))?;
-                let mut chunk = vec![0; n + 2];
-                self.stream.read_exact(&mut chunk)?;
-                if n == 0 {
+                let l = self.line()?;
+                if l.is_empty() {
                     break;
                 }
-                out.extend_from_slice(&chunk[..n]);
+                let (k, v) = l
+                    .split_once(':')
+                    .ok_or_else(|| std::io::Error::other(format!("bad header line {l:?}")))?;
+                headers.push((k.trim().to_string(), v.trim().to_string()));
             }
-        } else if let Some(n) = len {
-            out.resize(n, 0);
-            self.stream.read_exact(&mut out)?;
-        } else {
-            self.stream.read_to_end(&mut out)?;
+            if (100..200).contains(&status) && status != 101 {
+                continue;
+            }
+            return Ok(Response {
+                status,
+                headers,
+                body: Vec::new(),
+            });
         }
-        Ok((status, String::from_utf8_lossy(&out).into_owned()))
+    }
+
+    /// A reader of the body that follows `head`, as the server sends it:
+    /// for a stream (`/events`, `logs -f`) read it a piece at a time.
+    pub fn body(&mut self, head: &Response) -> Body<'_> {
+        let framing = if self.method == "HEAD" || matches!(head.status, 204 | 304) {
+            Framing::Length(0)
+        } else if head
+            .header("transfer-encoding")
+            .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"))
+        {
+            Framing::Chunked {
+                left: 0,
+                crlf: false,
+                done: false,
+            }
+        } else if let Some(n) = head.header("content-length") {
+            Framing::Length(n.parse().unwrap_or(0))
+        } else {
+            Framing::Close
+        };
+        Body {
+            conn: self,
+            framing,
+        }
+    }
+
+    /// The next response, whole.
+    pub fn read_response(&mut self) -> std::io::Result<Response> {
+        let mut r = self.read_head()?;
+        let mut body = Vec::new();
+        self.body(&r).read_to_end(&mut body)?;
+        r.body = body;
+        Ok(r)
+    }
+
+    /// Send a request and read its whole response.
+    pub fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        chunked: bool,
+    ) -> std::io::Result<Response> {
+        self.send(method, path, headers, body, chunked)?;
+        self.read_response()
     }
 }
 
-/// One request on a fresh connection: (status, body), or status 0 when
-/// nothing answers.
-pub fn fetch(port: u16, method: &str, path: &str, body: &[u8]) -> (u16, String) {
-    match HttpConn::connect(port).and_then(|mut c| c.request(method, path, &[], body, false)) {
-        Ok(r) => r,
+/// A response body being read off its connection (see [`HttpConn::body`]).
+pub struct Body<'a> {
+    conn: &'a mut HttpConn,
+    framing: Framing,
+}
+
+impl Read for Body<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let short = || {
+            std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the body ended before its framing said",
+            )
+        };
+        match &mut self.framing {
+            Framing::Close => self.conn.r.read(buf),
+            Framing::Length(0) => Ok(0),
+            Framing::Length(left) => {
+                let want = buf.len().min(usize::try_from(*left).unwrap_or(usize::MAX));
+                let n = self.conn.r.read(&mut buf[..want])?;
+                if n == 0 && want > 0 {
+                    return Err(short());
+                }
+                *left -= n as u64;
+                Ok(n)
+            }
+            Framing::Chunked { left, crlf, done } => loop {
+                if *done || buf.is_empty() {
+                    return Ok(0);
+                }
+                if *left > 0 {
+                    let want = buf.len().min(usize::try_from(*left).unwrap_or(usize::MAX));
+                    let n = self.conn.r.read(&mut buf[..want])?;
+                    if n == 0 {
+                        return Err(short());
+                    }
+                    *left -= n as u64;
+                    *crlf = *left == 0;
+                    return Ok(n);
+                }
+                if *crlf {
+                    if !self.conn.line()?.is_empty() {
+                        return Err(std::io::Error::other("no CRLF after a chunk"));
+                    }
+                    *crlf = false;
+                }
+                let size_line = self.conn.line()?;
+                let size = size_line.split(';').next().unwrap_or("").trim();
+                let size = u64::from_str_radix(size, 16).map_err(|_| {
+                    std::io::Error::other(format!("bad chunk size line {size_line:?}"))
+                })?;
+                if size == 0 {
+                    // Trailers, up to the empty line.
+                    while !self.conn.line()?.is_empty() {}
+                    *done = true;
+                } else {
+                    *left = size;
+                }
+            },
+        }
+    }
+}
+
+/// One request to `addr` on a fresh connection: (status, body), or status
+/// 0 (and the error) when nothing answers.
+pub fn fetch_from(
+    addr: impl ToSocketAddrs,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> (u16, String) {
+    match HttpConn::tcp(addr).and_then(|mut c| c.request(method, path, &[], body, false)) {
+        Ok(r) => (r.status, r.text()),
         Err(e) => (0, e.to_string()),
     }
 }
 
-/// Run `cmd` on a new pty sized 33x101, type `input` once it has had time
-/// to start, and collect what it prints until it exits: (output, code).
-pub fn in_pty(mut cmd: Command, input: &[u8]) -> (String, i32) {
+/// `fetch_from` a port on 127.0.0.1.
+pub fn fetch(port: u16, method: &str, path: &str, body: &[u8]) -> (u16, String) {
+    fetch_from(("127.0.0.1", port), method, path, body)
+}
+
+// ---------------------------------------------------------------------------
+// Child processes whose output a test watches as it comes.
+
+/// A child whose stdout (and the pty's output, for `in_pty`) is collected
+/// by a thread as it comes, so a test can wait for what it printed.
+pub struct Collected {
+    out: Arc<Mutex<Vec<u8>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Collected {
+    fn start(mut from: impl Read + Send + 'static) -> Self {
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let sink = out.clone();
+        let reader = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = from.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        Collected {
+            out,
+            reader: Some(reader),
+        }
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.out.lock().unwrap()).into_owned()
+    }
+
+    /// Wait until what has come so far satisfies `cond`.
+    #[track_caller]
+    pub fn wait_for(&self, secs: u64, what: &str, cond: impl Fn(&str) -> bool) {
+        if !poll(Duration::from_secs(secs), || cond(&self.text())) {
+            panic!(
+                "timed out after {secs} s waiting for {what}; output so far: {:?}",
+                self.text()
+            );
+        }
+    }
+
+    /// Everything, once the writer's end is closed.
+    fn finish(&mut self) -> String {
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+        self.text()
+    }
+}
+
+/// Wait for `child` to exit within `secs`, killing it (and failing) if not.
+#[track_caller]
+fn exit_within(child: &mut Child, secs: u64, what: &str) -> std::process::ExitStatus {
+    let mut status = None;
+    poll(Duration::from_secs(secs), || {
+        status = child.try_wait().ok().flatten();
+        status.is_some()
+    });
+    match status {
+        Some(s) => s,
+        None => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} did not exit within {secs} s");
+        }
+    }
+}
+
+/// A running command (`ketch logs -f`, say) with its stdout collected.
+pub struct Streamed {
+    child: Child,
+    out: Collected,
+}
+
+impl Streamed {
+    pub fn spawn(mut cmd: Command) -> Self {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn a streaming command");
+        let out = Collected::start(child.stdout.take().expect("stdout"));
+        Streamed { child, out }
+    }
+
+    /// Wait until its output so far satisfies `cond`.
+    #[track_caller]
+    pub fn wait_for(&self, secs: u64, what: &str, cond: impl Fn(&str) -> bool) {
+        self.out.wait_for(secs, what, cond)
+    }
+
+    /// Wait (at most 30 s) for it to exit: everything it printed.
+    #[track_caller]
+    pub fn finish(mut self) -> String {
+        exit_within(&mut self.child, 30, "the streaming command");
+        self.out.finish()
+    }
+}
+
+impl Drop for Streamed {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Run `cmd` on a new pty sized 33x101; once its output shows `prompt`
+/// (a shell ready to read), type `input`; collect what it prints until it
+/// exits: (output, code). An empty `input` types nothing, waiting for no
+/// prompt.
+pub fn in_pty(mut cmd: Command, prompt: &str, input: &[u8]) -> (String, i32) {
     use std::os::fd::FromRawFd;
     let (mut master, mut slave) = (0, 0);
     let ws = libc::winsize {
@@ -497,37 +929,14 @@ pub fn in_pty(mut cmd: Command, input: &[u8]) -> (String, i32) {
     let mut child = cmd.spawn().expect("spawn on the pty");
     // Drop our copies of the slave (moved into cmd), so reads end at exit.
     drop(cmd);
-    let reader = {
-        let mut m = master.try_clone().unwrap();
-        std::thread::spawn(move || {
-            let mut out = Vec::new();
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = m.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                out.extend_from_slice(&buf[..n]);
-            }
-            out
-        })
-    };
-    std::thread::sleep(Duration::from_millis(1500));
-    (&master).write_all(input).unwrap();
-    let t0 = Instant::now();
-    let status = loop {
-        if let Ok(Some(s)) = child.try_wait() {
-            break s;
-        }
-        if t0.elapsed() > Duration::from_secs(20) {
-            let _ = child.kill();
-            break child.wait().unwrap();
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let mut out = Collected::start(master.try_clone().unwrap());
+    if !input.is_empty() {
+        out.wait_for(20, &format!("the prompt {prompt:?}"), |o| {
+            o.contains(prompt)
+        });
+        (&master).write_all(input).unwrap();
+    }
+    let status = exit_within(&mut child, 20, "the command on the pty");
     drop(master);
-    let out = reader.join().unwrap_or_default();
-    (
-        String::from_utf8_lossy(&out).into_owned(),
-        status.code().unwrap_or(-1),
-    )
+    (out.finish(), status.code().unwrap_or(-1))
 }

@@ -1,6 +1,7 @@
 //! The real `docker` CLI (a client only) driving a test ketchd through
-//! `DOCKER_HOST`. Skipped, saying why, when the CLI is not installed; the
-//! Linux-container part also needs root and busybox-static.
+//! `DOCKER_HOST`. Every test needs the CLI; the Linux-container one also
+//! root and busybox-static, the registry one docker-registry (see
+//! `require!`: under CI a missing one fails the test).
 
 use crate::common::*;
 use std::process::{Command, Stdio};
@@ -39,24 +40,14 @@ impl Docker<'_> {
     }
 }
 
-fn docker_missing() -> bool {
-    let found = Command::new("docker")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !found {
-        eprintln!("skipped: the docker CLI is not installed");
-    }
-    !found
+/// The docker CLI, as a requirement (see `require!`).
+fn docker() -> Result<(), String> {
+    tool("docker", "the docker CLI; docker-ce-cli or docker.io")
 }
 
 #[test]
 fn docker_cli_drives_wasm_containers_and_images() {
-    if docker_missing() {
-        return;
-    }
+    require!(docker());
     let d = TestDaemon::start();
     let dk = Docker { d: &d };
     let v = dk.ok(&[
@@ -132,7 +123,7 @@ fn docker_cli_drives_wasm_containers_and_images() {
         "visit\n"
     );
     // -it on a Wasm container: raw output, no pty (a Wasm guest has none).
-    let (out, code) = in_pty(dk.cmd(&["run", "--rm", "-it", "hello"]), b"");
+    let (out, code) = in_pty(dk.cmd(&["run", "--rm", "-it", "hello"]), "", b"");
     assert_eq!(code, 3, "{out}");
     assert!(out.contains("hello from wat"), "{out:?}");
     dk.ok(&["volume", "rm", "vol1"]);
@@ -166,32 +157,39 @@ fn docker_cli_drives_wasm_containers_and_images() {
     assert_eq!(dk.run(&["run", "--name", "done1", "hello"]).code, 3);
     dk.ok(&["container", "prune", "-f"]);
     assert_eq!(dk.ok(&["ps", "-aq"]), "");
+}
 
-    // push and pull, against a real registry on loopback.
-    if let Some(reg) = crate::registry::Registry::start(None) {
-        let reference = format!("{}/cli/hello:1", reg.addr);
-        dk.ok(&["tag", "hello", &reference]);
-        let out = dk.ok(&["push", &reference]);
-        assert!(out.contains("digest: sha256:"), "{out}");
-        dk.ok(&["rmi", &reference]);
-        let out = dk.ok(&["pull", &reference]);
-        assert!(out.contains(&reference), "{out}");
-        let r = dk.run(&["run", "--rm", &reference]);
-        assert_eq!((r.code, r.stdout.as_str()), (3, "hello from wat\n"));
-    }
+/// push and pull, against a real registry on loopback.
+#[test]
+fn docker_cli_pushes_and_pulls_through_a_registry() {
+    require!(docker());
+    let reg = require!(crate::registry::Registry::start(None));
+    let d = TestDaemon::start();
+    let dk = Docker { d: &d };
+    d.wat_image("hello", HELLO_WAT);
+    let reference = format!("{}/cli/hello:1", reg.addr);
+    dk.ok(&["tag", "hello", &reference]);
+    let out = dk.ok(&["push", &reference]);
+    assert!(out.contains("digest: sha256:"), "{out}");
+    dk.ok(&["rmi", &reference]);
+    let out = dk.ok(&["pull", &reference]);
+    assert!(out.contains(&reference), "{out}");
+    let r = dk.run(&["run", "--rm", &reference]);
+    assert_eq!((r.code, r.stdout.as_str()), (3, "hello from wat\n"));
+}
+
+/// A daemon with the busybox image built.
+fn linux_daemon() -> TestDaemon {
+    let d = TestDaemon::start();
+    busybox_image(&d);
+    d
 }
 
 #[test]
-fn docker_cli_drives_linux_containers() {
-    if docker_missing() {
-        return;
-    }
-    if let Some(why) = linux_unavailable() {
-        eprintln!("skipped: Linux containers need {why}");
-        return;
-    }
-    let d = TestDaemon::start();
-    busybox_image(&d);
+fn docker_cli_runs_linux_containers_with_env_exit_codes_and_stdin() {
+    require!(docker());
+    require!(linux());
+    let d = linux_daemon();
     let dk = Docker { d: &d };
     assert_eq!(
         dk.ok(&["run", "--rm", "-e", "A=1", "busybox", "sh", "-c", "echo $A"]),
@@ -209,8 +207,11 @@ fn docker_cli_drives_linux_containers() {
     child.stdin.take().unwrap().write_all(b"piped\n").unwrap();
     let out = child.wait_with_output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "piped\n");
+}
 
-    let port = free_port();
+/// `web`: busybox httpd serving "page" on `port` of 127.0.0.1, with a
+/// 64m memory limit; answering once this returns.
+fn web(d: &TestDaemon, dk: &Docker, port: u16) {
     let publish = format!("127.0.0.1:{port}:80");
     dk.ok(&[
         "run",
@@ -229,11 +230,21 @@ fn docker_cli_drives_linux_containers() {
     d.eventually(10, "served", || {
         fetch(port, "GET", "/", b"").1.contains("page")
     });
+}
+
+#[test]
+fn docker_cli_publishes_execs_copies_and_reads_stats() {
+    require!(docker());
+    require!(linux());
+    let d = linux_daemon();
+    let dk = Docker { d: &d };
+    let port = free_port();
+    web(&d, &dk, port);
     assert_eq!(
         dk.ok(&["port", "web"]),
         format!("80/tcp -> 127.0.0.1:{port}\n")
     );
-    // exec (its exit code), top, cp both ways, stats, logs -f.
+    // exec (its exit code), top, cp both ways, stats, pause.
     let r = dk.run(&["exec", "web", "sh", "-c", "echo in; exit 4"]);
     assert_eq!((r.code, r.stdout.as_str()), (4, "in\n"));
     assert!(dk.ok(&["top", "web"]).contains("httpd"));
@@ -253,6 +264,17 @@ fn docker_cli_drives_linux_containers() {
     assert!(stats.contains("web") && stats.contains("64MiB"), "{stats}");
     dk.ok(&["pause", "web"]);
     dk.ok(&["unpause", "web"]);
+    dk.ok(&["rm", "-f", "web"]);
+}
+
+#[test]
+fn docker_cli_follows_logs_and_mounts_host_directories_read_only() {
+    require!(docker());
+    require!(linux());
+    let d = linux_daemon();
+    let dk = Docker { d: &d };
+    // The pause between the lines is the point: logs -f must follow a
+    // container still running, not just read a finished log.
     dk.ok(&[
         "run",
         "-d",
@@ -276,21 +298,38 @@ fn docker_cli_drives_linux_containers() {
     );
     let r = dk.run(&["run", "--rm", "-v", &grant, "busybox", "touch", "/data/g"]);
     assert!(r.code != 0, "{}", r.stdout);
+}
 
-    // -it, for run and exec: a pty sized as the client's.
+#[test]
+fn docker_cli_run_and_exec_it_get_a_pty_sized_as_the_client() {
+    require!(docker());
+    require!(linux());
+    let d = linux_daemon();
+    let dk = Docker { d: &d };
     let (out, code) = in_pty(
         dk.cmd(&["run", "--rm", "-it", "busybox", "sh"]),
+        "# ",
         b"stty size; exit 5\r",
     );
     assert_eq!(code, 5, "{out}");
     assert!(out.contains("33 101"), "{out:?}");
+    dk.ok(&["run", "-d", "--name", "box", "busybox", "sleep", "100"]);
     let (out, code) = in_pty(
-        dk.cmd(&["exec", "-it", "web", "sh"]),
+        dk.cmd(&["exec", "-it", "box", "sh"]),
+        "# ",
         b"stty size; exit 6\r",
     );
     assert_eq!(code, 6, "{out}");
     assert!(out.contains("33 101"), "{out:?}");
+    dk.ok(&["rm", "-f", "box"]);
+}
 
+#[test]
+fn docker_cli_networks_resolve_container_names() {
+    require!(docker());
+    require!(linux());
+    let d = linux_daemon();
+    let dk = Docker { d: &d };
     // Networks: create, ls, a container on it found by name, rm.
     dk.ok(&["network", "create", "appnet"]);
     assert!(dk
@@ -330,6 +369,6 @@ fn docker_cli_drives_linux_containers() {
         "db",
     ]);
     assert!(ip.trim().parse::<std::net::Ipv4Addr>().is_ok(), "{ip}");
-    dk.ok(&["rm", "-f", "web", "talk", "db"]);
+    dk.ok(&["rm", "-f", "db"]);
     dk.ok(&["network", "rm", "appnet"]);
 }

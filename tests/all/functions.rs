@@ -20,7 +20,7 @@ fn function_stats(d: &TestDaemon, name: &str) -> serde_json::Value {
             &format!("/containers/{name}/stats?stream=0&one-shot=1"),
             "",
         )
-        .2;
+        .1;
     let mut v: serde_json::Value = serde_json::from_str(&body).unwrap();
     v["function_stats"].take()
 }
@@ -49,10 +49,15 @@ fn function_serves_a_published_port_through_its_lifecycle() {
     // Keep-alive: several requests, one connection, a fresh instance each.
     let mut conn = HttpConn::connect(port).unwrap();
     for i in 0..3 {
-        let (s, b) = conn
+        let r = conn
             .request("GET", &format!("/{i}"), &[], b"", false)
             .unwrap();
-        assert_eq!((s, b.ends_with(&format!("/{i}\n"))), (200, true), "{b}");
+        let b = r.text();
+        assert_eq!(
+            (r.status, b.ends_with(&format!("/{i}\n"))),
+            (200, true),
+            "{b}"
+        );
     }
     let ps = d.ketch(&["ps"]).ok();
     assert!(ps.contains(&format!("127.0.0.1:{port}->80/tcp")), "{ps}");
@@ -112,7 +117,7 @@ fn function_without_publish_gets_a_loopback_port_and_logs_and_stats() {
     );
 
     let mut conn = HttpConn::connect(port).unwrap();
-    let (s, body) = conn
+    let r = conn
         .request(
             "POST",
             "/path?q=1",
@@ -121,13 +126,15 @@ fn function_without_publish_gets_a_loopback_port_and_logs_and_stats() {
             false,
         )
         .unwrap();
-    assert_eq!(s, 200, "{body}");
+    let body = r.text();
+    assert_eq!(r.status, 200, "{body}");
     assert!(body.starts_with("POST /path?q=1\n"), "{body}");
     assert!(body.contains("x-test: yes\n"), "{body}");
     assert!(body.ends_with("\n\nsome body"), "{body}");
     // A chunked body streams to the guest the same way.
-    let (s, body) = conn.request("PUT", "/c", &[], &[b'x'; 3000], true).unwrap();
-    assert_eq!(s, 200);
+    let r = conn.request("PUT", "/c", &[], &[b'x'; 3000], true).unwrap();
+    let body = r.text();
+    assert_eq!(r.status, 200);
     assert!(body.ends_with(&"x".repeat(3000)), "{}", body.len());
 
     // The guest's stdout is the container log, a line per request.
@@ -170,8 +177,10 @@ fn deadline_cuts_off_a_spinning_handler_while_others_succeed_and_stop_drains() {
             })
         })
         .collect();
-    // Meanwhile the function keeps answering other requests.
-    std::thread::sleep(Duration::from_millis(50));
+    // Meanwhile (both in flight) the function keeps answering others.
+    d.eventually(5, "both spinners in flight", || {
+        function_stats(&d, "spin")["in_flight"] == 2
+    });
     for _ in 0..5 {
         assert_eq!(fetch(port, "GET", "/", b""), (200, "ok\n".to_string()));
     }
@@ -191,7 +200,9 @@ fn deadline_cuts_off_a_spinning_handler_while_others_succeed_and_stop_drains() {
 
     // stop drains a request in flight (it ends at its deadline), then exits 0.
     let inflight = std::thread::spawn(move || fetch(port, "GET", "/spin", b"").0);
-    std::thread::sleep(Duration::from_millis(100));
+    d.eventually(5, "the request in flight", || {
+        function_stats(&d, "spin")["in_flight"] == 1
+    });
     d.ketch(&["stop", "-t", "10", "spin"]).ok();
     assert_eq!(inflight.join().unwrap(), 504);
     assert_eq!(
@@ -232,6 +243,8 @@ fn concurrency_cap_answers_503_and_pause_holds_requests() {
     // Paused: requests wait; unpaused: they are answered.
     d.ketch(&["pause", "capped"]).ok();
     let held = std::thread::spawn(move || fetch(port, "GET", "/", b"").0);
+    // Not synchronisation but the behaviour under test: a paused function
+    // holds the request, so over a 400 ms window no answer comes.
     std::thread::sleep(Duration::from_millis(400));
     assert!(!held.is_finished(), "a paused function answered");
     d.ketch(&["unpause", "capped"]).ok();
@@ -301,20 +314,21 @@ fn bodies_over_the_limit_and_memory_over_the_limit_are_refused_cleanly() {
     .ok();
     let port = published(&d, "small");
     let mut conn = HttpConn::connect(port).unwrap();
-    let (s, body) = conn
+    let r = conn
         .request("POST", "/", &[], &[b'a'; 2000], false)
         .unwrap();
-    assert_eq!(s, 413, "{body}");
+    let body = r.text();
+    assert_eq!(r.status, 413, "{body}");
     assert!(
         body.contains("2000 bytes") && body.contains("1024"),
         "{body}"
     );
     // Without a length, the body is cut off at the limit as it streams.
-    let (s, body) = HttpConn::connect(port)
+    let r = HttpConn::connect(port)
         .unwrap()
         .request("POST", "/", &[], &[b'a'; 4000], true)
         .unwrap();
-    assert_eq!(s, 413, "{body}");
+    assert_eq!(r.status, 413, "{}", r.text());
     // Under the limit is fine, and the server lives on.
     assert_eq!(fetch(port, "POST", "/", &[b'a'; 1000]).0, 200);
 
@@ -369,12 +383,12 @@ fn bad_function_options_are_clear_errors() {
     // Annotations from any client are checked by the daemon.
     let body =
         r#"{"Image":"http-hello","HostConfig":{"Annotations":{"io.ketch.http.timeout":"soon"}}}"#;
-    let (status, _, text) = d.http("POST", "/containers/create", body);
+    let (status, text) = d.http("POST", "/containers/create", body);
     assert_eq!(status, 400, "{text}");
     assert!(text.contains("annotation io.ketch.http.timeout"), "{text}");
     let body =
         r#"{"Image":"http-hello","HostConfig":{"PortBindings":{"80/tcp":[{"HostPort":"1-2"}]}}}"#;
-    let (status, _, text) = d.http("POST", "/containers/create", body);
+    let (status, text) = d.http("POST", "/containers/create", body);
     assert_eq!(status, 400, "{text}");
     assert!(text.contains("invalid host port"), "{text}");
     let r = d.ketch(&["run", "-d", "-p", "80/sctp", "http-hello"]);

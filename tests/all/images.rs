@@ -264,56 +264,52 @@ fn save_load_roundtrip_and_oci_layout() {
         r.stderr
     );
     assert_eq!(std::fs::read_dir(root.join("ingest")).unwrap().count(), 0);
-    // skopeo reads the store as an OCI layout, when installed.
-    if std::process::Command::new("skopeo")
-        .arg("--version")
+}
+
+#[test]
+fn skopeo_reads_the_store_as_an_oci_layout() {
+    require!(tool("skopeo", "installed by .ci/setup"));
+    let d = TestDaemon::start();
+    d.wat_image("hello", HELLO_WAT);
+    let o = std::process::Command::new("skopeo")
+        .arg("inspect")
+        .arg(format!(
+            "oci:{}:docker.io/library/hello:latest",
+            d.root().join("image").display()
+        ))
         .output()
-        .is_ok()
-    {
-        d.ketch(&["load", "-i", archive.to_str().unwrap()]).ok();
-        let o = std::process::Command::new("skopeo")
-            .arg("inspect")
-            .arg(format!(
-                "oci:{}:docker.io/library/hello:latest",
-                root.display()
-            ))
-            .output()
-            .unwrap();
-        assert!(
-            o.status.success(),
-            "skopeo: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        assert!(
-            String::from_utf8_lossy(&o.stdout).contains("\"Os\": \"wasi\"")
-                || String::from_utf8_lossy(&o.stdout).contains("Layers")
-        );
-    } else {
-        eprintln!("skopeo not installed: skipping the skopeo read of the store");
-    }
-    // umoci lists the store's tags, when installed.
-    if std::process::Command::new("umoci")
-        .arg("--version")
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "skopeo: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // It finds the very manifest the store's index names, and its layer.
+    let seen: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.root().join("image/index.json")).unwrap()).unwrap();
+    assert_eq!(seen["Digest"], index["manifests"][0]["digest"], "{seen}");
+    assert_eq!(seen["Layers"].as_array().map(Vec::len), Some(1), "{seen}");
+}
+
+#[test]
+fn umoci_lists_the_stores_tags() {
+    require!(tool("umoci", "installed by .ci/setup"));
+    let d = TestDaemon::start();
+    d.wat_image("hello", HELLO_WAT);
+    let o = std::process::Command::new("umoci")
+        .arg("ls")
+        .arg("--layout")
+        .arg(d.root().join("image"))
         .output()
-        .is_ok()
-    {
-        d.ketch(&["load", "-i", archive.to_str().unwrap()]).ok();
-        let o = std::process::Command::new("umoci")
-            .arg("ls")
-            .arg("--layout")
-            .arg(&root)
-            .output()
-            .unwrap();
-        assert!(
-            o.status.success(),
-            "umoci: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        assert_eq!(
-            String::from_utf8_lossy(&o.stdout).trim(),
-            "docker.io/library/hello:latest"
-        );
-    } else {
-        eprintln!("umoci not installed: skipping the umoci read of the store");
-    }
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "umoci: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "docker.io/library/hello:latest"
+    );
 }

@@ -3,7 +3,7 @@
 //! answering. Every loop is bounded in count and time.
 
 use crate::common::*;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
@@ -37,23 +37,12 @@ fn raise_nofile() -> usize {
 /// GET /_ping on a fresh connection, giving up after `within`: the status,
 /// or 0 when nothing answered in time.
 fn ping_within(d: &TestDaemon, within: Duration) -> u16 {
-    let Ok(mut s) = UnixStream::connect(&d.socket) else {
-        return 0;
-    };
-    let _ = s.set_read_timeout(Some(within));
-    let _ = s.set_write_timeout(Some(within));
-    if s.write_all(b"GET /_ping HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .is_err()
-    {
-        return 0;
-    }
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    String::from_utf8_lossy(&out)
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0)
+    d.api()
+        .and_then(|mut c| {
+            c.set_read_timeout(within)?;
+            c.request("GET", "/_ping", &[], b"", false)
+        })
+        .map_or(0, |r| r.status)
 }
 
 /// Run the CLI, killing it if it has not finished within `secs`.
@@ -64,12 +53,15 @@ fn ketch_within(d: &TestDaemon, args: &[&str], secs: u64) -> Option<i32> {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("spawn ketch");
-    let t0 = Instant::now();
-    while t0.elapsed() < Duration::from_secs(secs) {
-        if let Ok(Some(st)) = child.try_wait() {
-            return st.code();
+    let mut code = None;
+    if poll(Duration::from_secs(secs), || match child.try_wait() {
+        Ok(Some(st)) => {
+            code = st.code();
+            true
         }
-        std::thread::sleep(Duration::from_millis(20));
+        _ => false,
+    }) {
+        return code;
     }
     let _ = child.kill();
     let _ = child.wait();
@@ -104,15 +96,11 @@ fn idle_api_connections_cannot_lock_the_api_out() {
     let cap = API_CAP.to_string();
     let d = TestDaemon::start_with(&["--max-api-connections", &cap]);
     // A stream in flight (events) must survive the flood.
-    let mut events = UnixStream::connect(&d.socket).unwrap();
-    events
-        .write_all(b"GET /events HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        .unwrap();
-    events
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let mut head = [0u8; 512];
-    assert!(events.read(&mut head).unwrap() > 0, "events answers");
+    let mut events = d.api().unwrap();
+    events.set_read_timeout(Duration::from_secs(10)).unwrap();
+    events.send("GET", "/events", &[], b"", false).unwrap();
+    let head = events.read_head().expect("events answers");
+    assert_eq!(head.status, 200, "{head:?}");
 
     let want = FLOOD.min(raise_nofile().saturating_sub(256));
     let t0 = Instant::now();
@@ -155,10 +143,11 @@ fn idle_api_connections_cannot_lock_the_api_out() {
     d.wat_image("hello", HELLO_WAT);
     d.ketch(&["create", "--name", "after-flood", "hello"]).ok();
     let mut seen = Vec::new();
+    let mut stream = events.body(&head);
     let t2 = Instant::now();
     while t2.elapsed() < Duration::from_secs(10) {
         let mut buf = [0u8; 4096];
-        match events.read(&mut buf) {
+        match stream.read(&mut buf) {
             Ok(0) | Err(_) => break,
             Ok(n) => seen.extend_from_slice(&buf[..n]),
         }
@@ -195,8 +184,8 @@ fn a_function_port_resets_connections_past_its_cap() {
     let mut open = Vec::new();
     for i in 0..4 {
         let mut c = HttpConn::connect(port).unwrap();
-        let (st, _) = c.request("GET", &format!("/{i}"), &[], b"", false).unwrap();
-        assert_eq!(st, 200);
+        let r = c.request("GET", &format!("/{i}"), &[], b"", false).unwrap();
+        assert_eq!(r.status, 200);
         open.push(c);
     }
     let mut fifth = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();

@@ -4,12 +4,12 @@
 //! breaking servers).
 
 use crate::common::*;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A `docker-registry serve` on a free loopback port with its own storage.
 pub(crate) struct Registry {
@@ -19,15 +19,12 @@ pub(crate) struct Registry {
 }
 
 impl Registry {
-    /// None (with a note) when docker-registry is not installed.
-    pub(crate) fn start(htpasswd: Option<(&str, &str)>) -> Option<Self> {
-        if Command::new("docker-registry")
-            .arg("--version")
-            .output()
-            .is_err()
-        {
-            eprintln!("docker-registry not installed (.ci/setup installs it): skipping");
-            return None;
+    /// A requirement (see `require!`): Err when docker-registry (or, for
+    /// `htpasswd`, apache2-utils) is not installed.
+    pub(crate) fn start(htpasswd: Option<(&str, &str)>) -> Result<Self, String> {
+        tool("docker-registry", "installed by .ci/setup")?;
+        if htpasswd.is_some() {
+            tool("htpasswd", "apache2-utils, installed by .ci/setup")?;
         }
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
@@ -56,15 +53,10 @@ impl Registry {
             .stderr(Stdio::null())
             .spawn()
             .expect("start docker-registry");
-        let t0 = Instant::now();
-        while TcpStream::connect(&addr).is_err() {
-            assert!(
-                t0.elapsed() < Duration::from_secs(20),
-                "registry did not start"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Some(Registry {
+        wait_until(Duration::from_secs(20), "the registry to listen", || {
+            TcpStream::connect(&addr).is_ok()
+        });
+        Ok(Registry {
             child,
             addr,
             _dir: dir,
@@ -90,14 +82,6 @@ fn skopeo(args: &[&str]) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-fn has(tool: &str) -> bool {
-    let ok = Command::new(tool).arg("--version").output().is_ok();
-    if !ok {
-        eprintln!("{tool} not installed (.ci/setup installs it): skipping that part");
-    }
-    ok
-}
-
 /// The digest in push output's last line (`tag: digest: sha256:.. size: N`).
 fn pushed_digest(out: &str) -> String {
     out.lines()
@@ -109,9 +93,7 @@ fn pushed_digest(out: &str) -> String {
 
 #[test]
 fn push_and_pull_wasm_images_by_tag_and_digest_with_mounts() {
-    let Some(reg) = Registry::start(None) else {
-        return;
-    };
+    let reg = require!(Registry::start(None));
     let d = TestDaemon::start();
     example_image(&d, "hello");
     let a = format!("{}/team/hello:v1", reg.addr);
@@ -145,54 +127,64 @@ fn push_and_pull_wasm_images_by_tag_and_digest_with_mounts() {
     fresh.ketch(&["pull", &by_digest]).ok();
     let run = fresh.ketch(&["run", "--rm", &by_digest, "Bo"]);
     assert!(run.stdout.contains("Hello, Bo!"), "{}", run.stderr);
-
-    // umoci reads the store after a pull, too.
-    if has("umoci") {
-        let o = Command::new("umoci")
-            .args(["ls", "--layout"])
-            .arg(fresh.root().join("image"))
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    }
 }
 
-/// PUT a manifest (or index) into the registry by raw HTTP.
+#[test]
+fn umoci_reads_the_store_after_a_pull() {
+    let reg = require!(Registry::start(None));
+    require!(tool("umoci", "installed by .ci/setup"));
+    let d = TestDaemon::start();
+    example_image(&d, "hello");
+    let name = format!("{}/team/hello:v1", reg.addr);
+    d.ketch(&["tag", "hello", &name]).ok();
+    d.ketch(&["push", &name]).ok();
+    let fresh = TestDaemon::start();
+    fresh.ketch(&["pull", &name]).ok();
+    let o = Command::new("umoci")
+        .args(["ls", "--layout"])
+        .arg(fresh.root().join("image"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let tags = String::from_utf8_lossy(&o.stdout);
+    assert!(tags.contains(&name), "{tags}");
+}
+
+/// PUT a manifest (or index) into the registry.
 fn put_manifest(addr: &str, repo: &str, tag: &str, media: &str, body: &[u8]) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    write!(
-        s,
-        "PUT /v2/{repo}/manifests/{tag} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {media}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    )
-    .unwrap();
-    s.write_all(body).unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).unwrap();
-    assert!(resp.starts_with("HTTP/1.1 201"), "{resp}");
+    let r = HttpConn::tcp(addr)
+        .and_then(|mut c| {
+            c.request(
+                "PUT",
+                &format!("/v2/{repo}/manifests/{tag}"),
+                &[("Content-Type", media)],
+                body,
+                false,
+            )
+        })
+        .unwrap();
+    assert_eq!(r.status, 201, "{}", r.text());
 }
 
 fn get_manifest(addr: &str, repo: &str, tag: &str) -> Vec<u8> {
-    let (status, body) = {
-        let mut c = HttpConn::connect(addr.rsplit(':').next().unwrap().parse().unwrap()).unwrap();
-        c.request(
-            "GET",
-            &format!("/v2/{repo}/manifests/{tag}"),
-            &[("Accept", "application/vnd.oci.image.manifest.v1+json")],
-            b"",
-            false,
-        )
-        .unwrap()
-    };
-    assert_eq!(status, 200, "{body}");
-    body.into_bytes()
+    let r = HttpConn::tcp(addr)
+        .and_then(|mut c| {
+            c.request(
+                "GET",
+                &format!("/v2/{repo}/manifests/{tag}"),
+                &[("Accept", "application/vnd.oci.image.manifest.v1+json")],
+                b"",
+                false,
+            )
+        })
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.body
 }
 
 #[test]
 fn an_index_is_resolved_to_the_platform_asked_for() {
-    let Some(reg) = Registry::start(None) else {
-        return;
-    };
+    let reg = require!(Registry::start(None));
     let d = TestDaemon::start();
     example_image(&d, "hello");
     // A plain "Linux" image: an ordinary OCI image with a file in a layer.
@@ -270,12 +262,8 @@ fn sha256_hex(b: &[u8]) -> String {
 
 #[test]
 fn interop_with_skopeo_both_ways_and_wasm_artifacts() {
-    let Some(reg) = Registry::start(None) else {
-        return;
-    };
-    if !has("skopeo") {
-        return;
-    }
+    let reg = require!(Registry::start(None));
+    require!(tool("skopeo", "installed by .ci/setup"));
     let d = TestDaemon::start();
     example_image(&d, "http-hello");
     // ketch's store -> registry, by skopeo; then ketch pulls it.
@@ -393,9 +381,7 @@ fn write_wasm_artifact_layout(dir: &Path, module: &[u8]) {
 
 #[test]
 fn login_push_pull_with_basic_auth_and_clear_failures() {
-    let Some(reg) = Registry::start(Some(("ada", "s3cret"))) else {
-        return;
-    };
+    let reg = require!(Registry::start(Some(("ada", "s3cret"))));
     let d = TestDaemon::start();
     example_image(&d, "hello");
     let name = format!("{}/private/hello:v1", reg.addr);
@@ -450,9 +436,7 @@ fn login_push_pull_with_basic_auth_and_clear_failures() {
 
 #[test]
 fn bad_references_and_missing_repositories_name_the_object() {
-    let Some(reg) = Registry::start(None) else {
-        return;
-    };
+    let reg = require!(Registry::start(None));
     let d = TestDaemon::start();
     let r = d.ketch(&["pull", "Not/Valid:ref"]);
     assert_ne!(r.code, 0);
@@ -470,7 +454,7 @@ fn bad_references_and_missing_repositories_name_the_object() {
         "{}",
         r.stderr
     );
-    let (status, _, body) = d.http(
+    let (status, body) = d.http(
         "POST",
         &format!("/images/create?fromImage={}/nobody/here&tag=v9", reg.addr),
         "",
@@ -639,10 +623,9 @@ fn fake_registry(module: Vec<u8>, mode: Blob) -> Fake {
 }
 
 #[test]
-fn bearer_tokens_verified_blobs_and_resumed_downloads() {
+fn a_pull_behind_a_bearer_token_service() {
     let module = std::fs::read(example("hello")).unwrap();
-    // Honest, behind a Bearer token service.
-    let f = fake_registry(module.clone(), Blob::Honest);
+    let f = fake_registry(module, Blob::Honest);
     let d = TestDaemon::start();
     let name = format!("127.0.0.1:{}/app:v1", f.port);
     d.ketch(&["pull", &name]).ok();
@@ -650,45 +633,55 @@ fn bearer_tokens_verified_blobs_and_resumed_downloads() {
         .ketch(&["run", "--rm", &name, "Tok"])
         .stdout
         .contains("Hello, Tok!"));
+}
 
-    // Broken off half way: the next attempt asks for the rest only.
-    let f = fake_registry(module.clone(), Blob::BreaksOnce);
+#[test]
+fn a_download_broken_off_resumes_with_a_range_request() {
+    let module = std::fs::read(example("hello")).unwrap();
+    let f = fake_registry(module, Blob::BreaksOnce);
     let name = format!("127.0.0.1:{}/app:v1", f.port);
     let d = TestDaemon::start();
     d.ketch(&["pull", &name]).ok();
     assert_eq!(f.ranges.lock().unwrap().len(), 1, "no resumed request");
     assert!(d.ketch(&["run", "--rm", &name]).stdout.contains("Hello"));
+}
 
-    // Lying and truncating servers: a clear error, and nothing stored.
-    for (mode, expect) in [
-        (Blob::Lying, "failed verification"),
-        (Blob::Truncated, "sent only"),
-    ] {
-        let f = fake_registry(module.clone(), mode);
-        let d = TestDaemon::start();
-        let name = format!("127.0.0.1:{}/app:v1", f.port);
-        let r = d.ketch(&["pull", &name]);
-        assert_ne!(r.code, 0);
-        assert!(r.stderr.contains(expect), "{}", r.stderr);
-        assert_eq!(d.ketch(&["images", "-q"]).ok(), "");
-        let ingest: Vec<_> = std::fs::read_dir(d.root().join("image/ingest"))
-            .unwrap()
-            .collect();
-        assert!(ingest.is_empty(), "partial blobs left: {ingest:?}");
-        // The config blob alone may have arrived; prune clears it.
-        d.ketch(&["image", "prune", "-f"]).ok();
-        let blobs: Vec<_> = std::fs::read_dir(d.root().join("image/blobs/sha256"))
-            .unwrap()
-            .collect();
-        assert!(blobs.is_empty(), "blobs left: {blobs:?}");
-    }
+/// A pull from a server whose layer blob is bad fails with `expect` in
+/// its error, and stores nothing.
+fn refused_and_nothing_stored(mode: Blob, expect: &str) {
+    let module = std::fs::read(example("hello")).unwrap();
+    let f = fake_registry(module, mode);
+    let d = TestDaemon::start();
+    let name = format!("127.0.0.1:{}/app:v1", f.port);
+    let r = d.ketch(&["pull", &name]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains(expect), "{}", r.stderr);
+    assert_eq!(d.ketch(&["images", "-q"]).ok(), "");
+    let ingest: Vec<_> = std::fs::read_dir(d.root().join("image/ingest"))
+        .unwrap()
+        .collect();
+    assert!(ingest.is_empty(), "partial blobs left: {ingest:?}");
+    // The config blob alone may have arrived; prune clears it.
+    d.ketch(&["image", "prune", "-f"]).ok();
+    let blobs: Vec<_> = std::fs::read_dir(d.root().join("image/blobs/sha256"))
+        .unwrap()
+        .collect();
+    assert!(blobs.is_empty(), "blobs left: {blobs:?}");
+}
+
+#[test]
+fn a_blob_with_the_wrong_bytes_fails_verification() {
+    refused_and_nothing_stored(Blob::Lying, "failed verification");
+}
+
+#[test]
+fn a_truncated_blob_is_refused() {
+    refused_and_nothing_stored(Blob::Truncated, "sent only");
 }
 
 #[test]
 fn docker_hub_names_are_served_by_a_registry_mirror() {
-    let Some(reg) = Registry::start(None) else {
-        return;
-    };
+    let reg = require!(Registry::start(None));
     let d = TestDaemon::start();
     example_image(&d, "hello");
     // The mirror holds docker.io/library/mirrored:v1 as library/mirrored:v1.

@@ -297,7 +297,7 @@ fn guests_get_a_default_cap_and_share_the_daemon_budget() {
     d.wat_image("grow", GROW_WAT);
     d.wat_image("hog", HOG_WAT);
     let usage = |name: &str| {
-        let (_, _, body) = d.http("GET", &format!("/containers/{name}/stats?stream=false"), "");
+        let (_, body) = d.http("GET", &format!("/containers/{name}/stats?stream=false"), "");
         let s: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
         s["memory_stats"]["usage"].as_u64().unwrap_or(0)
     };

@@ -1,0 +1,276 @@
+//! Into and out of a Linux container: exec, cp, terminals and attach.
+
+use super::{daemon, detached};
+use crate::common::*;
+use std::path::Path;
+
+/// `host`: hostname `inside`, FROM_RUN=1 in its environment, /work/f
+/// holding "made"; running, with /work/f there, once this returns.
+fn host(d: &TestDaemon) {
+    detached(
+        d,
+        "host",
+        &["--hostname", "inside", "-e", "FROM_RUN=1"],
+        "mkdir -p /work && echo made > /work/f && sleep 100",
+    );
+    d.eventually(10, "file", || {
+        d.ketch(&["exec", "host", "cat", "/work/f"]).stdout == "made\n"
+    });
+}
+
+#[test]
+fn exec_joins_the_namespaces_and_returns_the_exit_code() {
+    require!(linux());
+    let d = daemon();
+    host(&d);
+    // Its namespaces, filesystem, env; the exit code comes back.
+    let r = d.ketch(&[
+        "exec",
+        "-e",
+        "X=y",
+        "host",
+        "sh",
+        "-c",
+        "echo pid=$$; hostname; ip -o link | cut -d' ' -f2 | cut -d@ -f1; echo $FROM_RUN$X; echo err >&2; exit 5",
+    ]);
+    assert_eq!(r.code, 5, "{}", r.stderr);
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert!(
+        lines[0] != "pid=1" && lines[0].starts_with("pid="),
+        "{}",
+        r.stdout
+    );
+    // The container's own network: loopback and its bridge interface.
+    assert_eq!(&lines[1..], ["inside", "lo:", "eth0", "1y"], "{}", r.stdout);
+    assert_eq!(r.stderr, "err\n");
+}
+
+#[test]
+fn exec_with_stdin_user_and_workdir() {
+    require!(linux());
+    let d = daemon();
+    host(&d);
+    let r = d.ketch_stdin(
+        &[
+            "exec",
+            "-i",
+            "-u",
+            "nobody",
+            "-w",
+            "/work",
+            "host",
+            "sh",
+            "-c",
+            "read x; echo $x $(id -u) $(pwd)",
+        ],
+        b"hello\n",
+    );
+    assert_eq!(r.stdout, "hello 65534 /work\n", "{}", r.stderr);
+}
+
+#[test]
+fn exec_of_a_missing_command_is_127_naming_it() {
+    require!(linux());
+    let d = daemon();
+    host(&d);
+    let r = d.ketch(&["exec", "host", "no-such-cmd"]);
+    assert_eq!(r.code, 127);
+    assert!(r.stderr.contains("no-such-cmd"), "{}", r.stderr);
+}
+
+#[test]
+fn detached_execs_are_reaped_and_top_lists_the_processes() {
+    require!(linux());
+    let d = daemon();
+    host(&d);
+    d.ketch(&["exec", "-d", "host", "sleep", "1"]).ok();
+    // The processes are in the container's cgroup, reaped: no zombies.
+    let ps = d.ketch(&["exec", "host", "ps", "-o", "pid,stat,comm"]).ok();
+    assert!(!ps.lines().any(|l| l.contains(" Z ")), "{ps}");
+    let top = d.ketch(&["top", "host"]).ok();
+    assert!(top.contains("sleep 100") && top.contains("PID"), "{top}");
+}
+
+#[test]
+fn exec_into_a_stopped_container_is_refused() {
+    require!(linux());
+    let d = daemon();
+    host(&d);
+    d.ketch(&["stop", "-t", "0", "host"]).ok();
+    let r = d.ketch(&["exec", "host", "true"]);
+    assert!(
+        r.code != 0 && r.stderr.contains("not running"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn cp_out_of_and_into_a_running_container() {
+    require!(linux());
+    let d = daemon();
+    host(&d);
+    let local = d.dir.path().join("cp");
+    std::fs::create_dir_all(&local).unwrap();
+    let out = local.join("work-copy");
+    d.ketch(&["cp", "host:/work", out.to_str().unwrap()]).ok();
+    assert_eq!(std::fs::read_to_string(out.join("f")).unwrap(), "made\n");
+    std::fs::write(local.join("in.txt"), "from outside\n").unwrap();
+    d.ketch(&["cp", local.join("in.txt").to_str().unwrap(), "host:/work/"])
+        .ok();
+    d.ketch(&[
+        "cp",
+        local.join("in.txt").to_str().unwrap(),
+        "host:/work/renamed.txt",
+    ])
+    .ok();
+    assert_eq!(
+        d.ketch(&["exec", "host", "cat", "/work/in.txt", "/work/renamed.txt"])
+            .ok(),
+        "from outside\nfrom outside\n"
+    );
+    let r = d.ketch(&["cp", "host:/no/such", local.to_str().unwrap()]);
+    assert!(r.code != 0 && r.stderr.contains("/no/such"), "{}", r.stderr);
+}
+
+#[test]
+fn cp_resolves_an_absolute_symlink_inside_the_container() {
+    require!(linux());
+    let d = daemon();
+    host(&d);
+    let input = d.dir.path().join("in.txt");
+    std::fs::write(&input, "from outside\n").unwrap();
+    d.ketch(&["exec", "host", "ln", "-s", "/", "/work/root"])
+        .ok();
+    d.ketch(&["cp", input.to_str().unwrap(), "host:/work/root/etc/"])
+        .ok();
+    assert!(d
+        .ketch(&["exec", "host", "cat", "/etc/in.txt"])
+        .ok()
+        .contains("from outside"));
+    assert!(!Path::new("/etc/in.txt").exists());
+}
+
+#[test]
+fn cp_from_a_stopped_container() {
+    require!(linux());
+    let d = daemon();
+    host(&d);
+    d.ketch(&["stop", "-t", "0", "host"]).ok();
+    let back = d.dir.path().join("back");
+    std::fs::create_dir_all(&back).unwrap();
+    d.ketch(&["cp", "host:/work/f", back.to_str().unwrap()])
+        .ok();
+    assert_eq!(std::fs::read_to_string(back.join("f")).unwrap(), "made\n");
+}
+
+#[test]
+fn cp_into_a_created_container_reaches_its_volumes_and_binds() {
+    require!(linux());
+    let d = daemon();
+    let local = d.dir.path().join("cp");
+    let back = local.join("back");
+    std::fs::create_dir_all(&back).unwrap();
+    let input = local.join("in.txt");
+    std::fs::write(&input, "from outside\n").unwrap();
+    // Its volumes and binds are there before it runs, read-only where asked.
+    let ro = local.join("ro");
+    std::fs::create_dir_all(&ro).unwrap();
+    std::fs::write(ro.join("r.txt"), "bound\n").unwrap();
+    let ro_bind = format!("{}:/ro:ro", ro.display());
+    d.ketch(&[
+        "create",
+        "--name",
+        "fresh",
+        "-v",
+        "cpvol:/vol",
+        "-v",
+        &ro_bind,
+        "busybox",
+        "cat",
+        "/in.txt",
+        "/vol/in.txt",
+    ])
+    .ok();
+    d.ketch(&["cp", input.to_str().unwrap(), "fresh:/"]).ok();
+    d.ketch(&["cp", input.to_str().unwrap(), "fresh:/vol/"])
+        .ok();
+    let r = d.ketch(&["cp", input.to_str().unwrap(), "fresh:/ro/"]);
+    assert!(
+        r.code != 0 && r.stderr.to_lowercase().contains("read-only"),
+        "{}",
+        r.stderr
+    );
+    d.ketch(&["cp", "fresh:/ro/r.txt", back.to_str().unwrap()])
+        .ok();
+    assert_eq!(
+        std::fs::read_to_string(back.join("r.txt")).unwrap(),
+        "bound\n"
+    );
+    let out = d.ketch(&["start", "-a", "fresh"]).ok();
+    assert_eq!(out.matches("from outside").count(), 2, "{out}");
+    assert!(!ro.join("in.txt").exists());
+    // Its private mount is gone with the helper.
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(&d.root().display().to_string()),
+        "{mounts}"
+    );
+}
+
+/// Needs no Linux container, only the refusal.
+#[test]
+fn wasm_containers_have_nothing_to_exec_into() {
+    let d = TestDaemon::start();
+    d.wat_image("spin", SPIN_WAT);
+    d.ketch(&["run", "-d", "--name", "wasm1", "spin"]).ok();
+    let r = d.ketch(&["exec", "wasm1", "true"]);
+    assert!(r.code != 0 && r.stderr.contains("Wasm"), "{}", r.stderr);
+    d.ketch(&["rm", "-f", "wasm1"]).ok();
+}
+
+#[test]
+fn run_it_gets_a_pty_sized_as_the_clients_terminal() {
+    require!(linux());
+    let d = daemon();
+    let (out, code) = in_pty(
+        d.ketch_cmd(&["run", "--rm", "-it", "busybox", "sh"]),
+        "# ",
+        b"stty size; tty; exit 3\r",
+    );
+    assert_eq!(code, 3, "{out}");
+    assert!(out.contains("33 101\r\n/dev/pts/0"), "{out:?}");
+}
+
+#[test]
+fn exec_it_in_a_tty_container_whose_log_is_its_terminal() {
+    require!(linux());
+    let d = daemon();
+    detached(&d, "term", &["-t"], "echo ready; sleep 100");
+    let (out, code) = in_pty(
+        d.ketch_cmd(&["exec", "-it", "term", "sh"]),
+        "# ",
+        b"stty size; exit 4\r",
+    );
+    assert_eq!(code, 4, "{out}");
+    assert!(out.contains("33 101"), "{out:?}");
+    // A -t container's log is its terminal's output.
+    assert_eq!(d.ketch(&["logs", "term"]).ok(), "ready\r\n");
+}
+
+#[test]
+fn attach_follows_a_running_container_to_its_exit() {
+    require!(linux());
+    let d = daemon();
+    // The second's wait is the point: attach must join a container still
+    // running and stay until it exits.
+    detached(&d, "att", &[], "sleep 1; echo bye; exit 9");
+    let r = d.ketch(&["attach", "att"]);
+    assert_eq!((r.code, r.stdout.as_str()), (9, "bye\n"), "{}", r.stderr);
+    let r = d.ketch(&["attach", "att"]);
+    assert!(
+        r.code != 0 && r.stderr.contains("stopped container"),
+        "{}",
+        r.stderr
+    );
+}

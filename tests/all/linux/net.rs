@@ -1,0 +1,358 @@
+//! Linux containers on networks and published ports, across a ketchd
+//! restart, and what is left on the host once they are gone.
+
+use super::{daemon, detached, log_lines};
+use crate::common::*;
+use std::path::Path;
+
+/// The host's network devices.
+fn host_links() -> Vec<String> {
+    std::fs::read_dir("/sys/class/net")
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+#[test]
+fn the_default_bridge_gives_an_address_and_a_route() {
+    require!(linux());
+    let d = daemon();
+    let ipam: serde_json::Value = serde_json::from_str(
+        &d.ketch(&[
+            "network",
+            "inspect",
+            "-f",
+            "{{json .IPAM.Config}}",
+            "bridge",
+        ])
+        .ok(),
+    )
+    .unwrap();
+    let subnet = ipam[0]["Subnet"].as_str().unwrap().to_string();
+    let prefix = subnet.split('.').take(2).collect::<Vec<_>>().join(".");
+    let out = d
+        .ketch(&[
+            "run",
+            "--rm",
+            "busybox",
+            "sh",
+            "-c",
+            "ip -o -4 addr show eth0; ip route",
+        ])
+        .ok();
+    assert!(out.contains(&format!("inet {prefix}.")), "{subnet} {out}");
+    assert!(out.contains("default via"), "{out}");
+}
+
+/// The network `backend` and `srv` on it (alias `web`) serving
+/// "hello-srv" on port 8080, reachable by name once this returns:
+/// (network id, container id).
+fn backend(d: &TestDaemon) -> (String, String) {
+    let net_id = d.ketch(&["network", "create", "backend"]).ok();
+    let srv = detached(
+        d,
+        "srv",
+        &["--network", "backend", "--network-alias", "web"],
+        "mkdir -p /www && echo hello-srv > /www/index.html && exec httpd -f -p 8080 -h /www",
+    );
+    d.eventually(10, "srv by name", || {
+        fetch_on_backend(d, "srv").stdout == "hello-srv\n"
+    });
+    (net_id.trim().to_string(), srv)
+}
+
+/// wget http://NAME:8080/ from a container on `backend`.
+fn fetch_on_backend(d: &TestDaemon, name: &str) -> Run {
+    d.ketch(&[
+        "run",
+        "--rm",
+        "--network",
+        "backend",
+        "busybox",
+        "wget",
+        "-q",
+        "-O-",
+        &format!("http://{name}:8080/"),
+    ])
+}
+
+#[test]
+fn containers_on_a_user_network_reach_each_other_by_name_and_alias() {
+    require!(linux());
+    let d = daemon();
+    backend(&d);
+    let ls = d.ketch(&["network", "ls"]).ok();
+    for name in ["bridge", "host", "none", "backend"] {
+        assert!(ls.contains(name), "{ls}");
+    }
+    assert_eq!(fetch_on_backend(&d, "srv").ok(), "hello-srv\n");
+    assert_eq!(fetch_on_backend(&d, "web").ok(), "hello-srv\n");
+}
+
+#[test]
+fn the_host_reaches_a_container_on_its_bridge_address() {
+    require!(linux());
+    let d = daemon();
+    backend(&d);
+    let ip = d
+        .ketch(&[
+            "inspect",
+            "-f",
+            "{{.NetworkSettings.Networks.backend.IPAddress}}",
+            "srv",
+        ])
+        .ok();
+    let ip: std::net::Ipv4Addr = ip.trim().parse().expect("an address");
+    let (status, body) = fetch_from((ip, 8080), "GET", "/", b"");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, "hello-srv\n");
+}
+
+#[test]
+fn network_connect_and_disconnect_a_running_container() {
+    require!(linux());
+    let d = daemon();
+    backend(&d);
+    d.ketch(&["run", "-d", "--name", "cli", "busybox", "sleep", "100"])
+        .ok();
+    d.ketch(&["network", "connect", "backend", "cli"]).ok();
+    assert_eq!(
+        d.ketch(&["exec", "cli", "wget", "-q", "-O-", "http://srv:8080/"])
+            .ok(),
+        "hello-srv\n"
+    );
+    let nets: serde_json::Value = serde_json::from_str(
+        &d.ketch(&["inspect", "-f", "{{json .NetworkSettings.Networks}}", "cli"])
+            .ok(),
+    )
+    .unwrap();
+    let names: Vec<&String> = nets.as_object().unwrap().keys().collect();
+    assert_eq!(names, ["backend", "bridge"]);
+    assert!(nets["backend"]["IPAddress"]
+        .as_str()
+        .unwrap()
+        .starts_with(&nets["backend"]["Gateway"].as_str().unwrap()[..4]));
+    // srv's /etc/hosts learnt cli's name.
+    assert!(d
+        .ketch(&["exec", "srv", "cat", "/etc/hosts"])
+        .ok()
+        .contains("\tcli "));
+    d.ketch(&["network", "disconnect", "backend", "cli"]).ok();
+    assert_eq!(
+        d.ketch(&["exec", "cli", "sh", "-c", "ip -o link | wc -l"])
+            .ok(),
+        "2\n"
+    );
+    assert!(!d
+        .ketch(&["exec", "srv", "cat", "/etc/hosts"])
+        .ok()
+        .contains("\tcli "));
+}
+
+#[test]
+fn network_errors_name_what_is_wrong() {
+    require!(linux());
+    let d = daemon();
+    backend(&d);
+    let r = d.ketch(&["network", "rm", "backend"]);
+    assert!(
+        r.code != 0 && r.stderr.contains("active endpoints"),
+        "{}",
+        r.stderr
+    );
+    let r = d.ketch(&["network", "rm", "bridge"]);
+    assert!(
+        r.code != 0 && r.stderr.contains("pre-defined"),
+        "{}",
+        r.stderr
+    );
+    let r = d.ketch(&["network", "create", "backend"]);
+    assert!(
+        r.code != 0 && r.stderr.contains("already exists"),
+        "{}",
+        r.stderr
+    );
+    let r = d.ketch(&["run", "--rm", "--network", "nowhere", "busybox", "true"]);
+    assert!(
+        r.code != 0 && r.stderr.contains("network nowhere not found"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn a_removed_network_leaves_no_link_on_the_host() {
+    require!(linux());
+    let d = daemon();
+    let (net_id, srv) = backend(&d);
+    let bridge = format!("kt-{}", &net_id[..12]);
+    assert!(host_links().contains(&bridge));
+    d.ketch(&["rm", "-f", "srv"]).ok();
+    d.ketch(&["network", "rm", "backend"]).ok();
+    let veths = [ketch::runtime::linux::net::host_ifname(&srv, 0), bridge];
+    d.eventually(10, "veths and bridge gone", || {
+        let links = host_links();
+        !veths.iter().any(|v| links.contains(v))
+    });
+}
+
+/// `web`: busybox httpd serving "hello-web" on `port` of 127.0.0.1 (a
+/// userland proxy into its network namespace), answering once this
+/// returns.
+fn web(d: &TestDaemon, port: u16) {
+    let publish = format!("127.0.0.1:{port}:80");
+    detached(
+        d,
+        "web",
+        &["-p", &publish],
+        "mkdir -p /www && echo hello-web > /www/index.html && exec httpd -f -p 80 -h /www",
+    );
+    d.eventually(10, "web server", || serves(port));
+}
+
+fn serves(port: u16) -> bool {
+    let (code, body) = fetch(port, "GET", "/index.html", b"");
+    code == 200 && body.contains("hello-web")
+}
+
+#[test]
+fn a_published_port_is_served_and_taken_once() {
+    require!(linux());
+    let d = daemon();
+    let port = free_port();
+    web(&d, port);
+    assert_eq!(
+        d.ketch(&["port", "web"]).ok(),
+        format!("80/tcp -> 127.0.0.1:{port}\n")
+    );
+    // A second container can't take the same port.
+    let publish = format!("127.0.0.1:{port}:80");
+    let r = d.ketch(&[
+        "run", "-d", "--name", "web2", "-p", &publish, "busybox", "sleep", "5",
+    ]);
+    assert!(
+        r.code != 0 && r.stderr.contains("already in use"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn linux_containers_survive_a_ketchd_restart() {
+    require!(linux());
+    let mut d = daemon();
+    detached(
+        &d,
+        "tick",
+        &[],
+        "i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.1; done",
+    );
+    // Its exit falls while ketchd is down or just after: the second's
+    // wait is part of the scenario.
+    detached(&d, "short", &[], "sleep 1; exit 7");
+    let port = free_port();
+    web(&d, port);
+    d.eventually(10, "ticks", || {
+        d.ketch(&["logs", "tick"]).stdout.contains("tick 2")
+    });
+    d.crash_and_restart();
+    // The port is served again by the new ketchd.
+    d.eventually(10, "web server after the restart", || serves(port));
+    // Still running, and its log still grows.
+    assert_eq!(d.state("tick"), "running");
+    let n = log_lines(&d, "tick");
+    d.eventually(10, "more ticks", || log_lines(&d, "tick") > n + 3);
+    // logs -f follows the container after the restart.
+    let follow = d.stream(&["logs", "-f", "--tail", "0", "tick"]);
+    follow.wait_for(10, "a followed tick", |o| o.contains("tick "));
+    // The exit while ketchd was down (or after) is reported as it was.
+    d.eventually(10, "short exited", || d.state("short") == "exited");
+    assert_eq!(
+        d.ketch(&["inspect", "-f", "{{.State.ExitCode}}", "short"])
+            .ok(),
+        "7\n"
+    );
+    d.ketch(&["stop", "-t", "1", "tick"]).ok();
+    let text = follow.finish();
+    assert!(
+        text.lines().filter(|l| l.starts_with("tick ")).count() >= 3,
+        "{text}"
+    );
+    assert_eq!(d.state("tick"), "exited");
+    // And it can start again.
+    d.ketch(&["start", "tick"]).ok();
+    assert_eq!(d.state("tick"), "running");
+}
+
+/// Processes of this daemon's containers, cgroups, mounts and runtime state.
+fn leftovers(d: &TestDaemon, ids: &[String]) -> Vec<String> {
+    let mut found = Vec::new();
+    let root = d.root().display().to_string();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            if cmd.contains("monitor") && cmd.contains(&root) {
+                found.push(format!(
+                    "monitor process {}",
+                    e.file_name().to_string_lossy()
+                ));
+            }
+        }
+    }
+    for id in ids {
+        for ctl in ["memory", "pids", "freezer", "cpu"] {
+            let v1 = format!("/sys/fs/cgroup/{ctl}/ketch/{id}");
+            if Path::new(&v1).exists() {
+                found.push(v1);
+            }
+        }
+        let v2 = format!("/sys/fs/cgroup/ketch/{id}");
+        if Path::new(&v2).exists() {
+            found.push(v2);
+        }
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    found.extend(
+        mounts
+            .lines()
+            .filter(|l| l.contains(&root))
+            .map(String::from),
+    );
+    if let Ok(rd) = std::fs::read_dir(d.root().join("runtime")) {
+        found.extend(rd.flatten().map(|e| e.path().display().to_string()));
+    }
+    found
+}
+
+#[test]
+fn linux_containers_leave_nothing_behind() {
+    require!(linux());
+    let d = daemon();
+    let mut ids = Vec::new();
+    d.ketch(&["run", "--rm", "busybox", "true"]).ok();
+    for name in ["la", "lb"] {
+        let id = d
+            .ketch(&[
+                "run", "-d", "--name", name, "--memory", "32m", "busybox", "sleep", "100",
+            ])
+            .ok();
+        ids.push(id.trim().to_string());
+    }
+    d.ketch(&["run", "--name", "lc", "busybox", "sh", "-c", "exit 2"]);
+    ids.push(
+        d.ketch(&["inspect", "-f", "{{.Id}}", "lc"])
+            .ok()
+            .trim()
+            .to_string(),
+    );
+    d.ketch(&["stop", "-t", "0", "la"]).ok();
+    d.ketch(&["rm", "-f", "la", "lb", "lc"]).ok();
+    let mut left = Vec::new();
+    d.eventually(10, "cleanup", || {
+        left = leftovers(&d, &ids);
+        left.is_empty()
+    });
+    assert!(left.is_empty(), "{left:?}");
+    assert!(d.ketch(&["ps", "-aq"]).ok().is_empty());
+}

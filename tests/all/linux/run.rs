@@ -1,0 +1,422 @@
+//! What `run` sets up for a Linux container: isolation, options, mounts,
+//! limits, pause and signals; and `RUN` in builds.
+
+use super::{daemon, detached, log_lines};
+use crate::common::*;
+use std::time::Duration;
+
+#[test]
+fn run_isolates_pids_hostname_and_network() {
+    require!(linux());
+    let d = daemon();
+    // Exit code, pid namespace, hostname (the short id), loopback only.
+    let r = d.ketch(&[
+        "run",
+        "--name",
+        "iso",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "echo pid=$$; hostname; ip -o link | wc -l; exit 3",
+    ]);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    let id = d.ketch(&["inspect", "-f", "{{.Id}}", "iso"]).ok();
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(lines, ["pid=1", &id.trim()[..12], "1"], "{}", r.stdout);
+    assert_eq!(
+        d.ketch(&["inspect", "-f", "{{.Platform}}", "iso"])
+            .ok()
+            .trim(),
+        format!(
+            "linux/{}",
+            if cfg!(target_arch = "aarch64") {
+                "arm64"
+            } else {
+                "amd64"
+            }
+        )
+    );
+}
+
+#[test]
+fn run_sets_hostname_env_user_and_workdir() {
+    require!(linux());
+    let d = daemon();
+    let out = d
+        .ketch(&[
+            "run",
+            "--rm",
+            "--hostname",
+            "box",
+            "-e",
+            "GREETING=hi",
+            "--user",
+            "nobody",
+            "-w",
+            "/made/here",
+            "busybox",
+            "sh",
+            "-c",
+            "hostname; echo $GREETING; id -u; pwd",
+        ])
+        .ok();
+    assert_eq!(out, "box\nhi\n65534\n/made/here\n");
+}
+
+#[test]
+fn read_only_root_with_a_writable_tmpfs() {
+    require!(linux());
+    let d = daemon();
+    let r = d.ketch(&[
+        "run",
+        "--rm",
+        "--read-only",
+        "--tmpfs",
+        "/scratch",
+        "busybox",
+        "sh",
+        "-c",
+        "touch /scratch/ok && echo tmpfs-ok; touch /x",
+    ]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stdout.contains("tmpfs-ok") && r.stderr.contains("Read-only file system"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn cap_drop_all_empties_the_effective_set() {
+    require!(linux());
+    let d = daemon();
+    let out = d
+        .ketch(&[
+            "run",
+            "--rm",
+            "--cap-drop",
+            "ALL",
+            "busybox",
+            "grep",
+            "CapEff",
+            "/proc/self/status",
+        ])
+        .ok();
+    assert!(out.contains("0000000000000000"), "{out}");
+}
+
+#[test]
+fn the_default_profile_refuses_mount_and_sets_no_new_privs() {
+    require!(linux());
+    let d = daemon();
+    let r = d.ketch(&[
+        "run", "--rm", "busybox", "mount", "-t", "tmpfs", "x", "/mnt",
+    ]);
+    assert_ne!(r.code, 0, "mount must be refused: {}", r.stdout);
+    let out = d
+        .ketch(&["run", "--rm", "busybox", "cat", "/proc/self/status"])
+        .ok();
+    assert!(out.contains("NoNewPrivs:\t1"), "{out}");
+}
+
+#[test]
+fn bind_mounts_read_write_and_read_only() {
+    require!(linux());
+    let d = daemon();
+    let host = d.dir.path().join("share");
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::write(host.join("in.txt"), "from host\n").unwrap();
+    let rw = format!("{}:/data", host.display());
+    let out = d
+        .ketch(&[
+            "run",
+            "--rm",
+            "-v",
+            &rw,
+            "busybox",
+            "sh",
+            "-c",
+            "cat /data/in.txt; echo back > /data/out.txt",
+        ])
+        .ok();
+    assert_eq!(out, "from host\n");
+    assert_eq!(
+        std::fs::read_to_string(host.join("out.txt")).unwrap(),
+        "back\n"
+    );
+    let ro = format!("{}:/data:ro", host.display());
+    let r = d.ketch(&["run", "--rm", "-v", &ro, "busybox", "touch", "/data/nope"]);
+    assert_ne!(r.code, 0);
+    assert!(!host.join("nope").exists());
+}
+
+#[test]
+fn a_named_volume_keeps_its_data_between_containers() {
+    require!(linux());
+    let d = daemon();
+    d.ketch(&[
+        "run",
+        "--rm",
+        "-v",
+        "shared:/vol",
+        "busybox",
+        "sh",
+        "-c",
+        "echo kept > /vol/f",
+    ])
+    .ok();
+    let out = d
+        .ketch(&[
+            "run",
+            "--rm",
+            "-v",
+            "shared:/vol:ro",
+            "busybox",
+            "cat",
+            "/vol/f",
+        ])
+        .ok();
+    assert_eq!(out, "kept\n");
+}
+
+#[test]
+fn a_missing_command_is_a_clear_error_naming_it() {
+    require!(linux());
+    let d = daemon();
+    let r = d.ketch(&["run", "--rm", "busybox", "no-such-cmd"]);
+    assert_eq!(r.code, 125);
+    assert!(r.stderr.contains("no-such-cmd"), "{}", r.stderr);
+}
+
+#[test]
+fn bad_options_are_refused_at_create() {
+    require!(linux());
+    let d = daemon();
+    let r = d.ketch(&["create", "--cap-add", "bogus", "busybox"]);
+    assert!(r.code != 0 && r.stderr.contains("bogus"), "{}", r.stderr);
+    let r = d.ketch(&["create", "--network", "nosuchnet", "busybox"]);
+    assert!(
+        r.code != 0 && r.stderr.contains("nosuchnet"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn over_its_memory_limit_a_container_is_oom_killed() {
+    require!(linux());
+    let d = daemon();
+    // Over --memory: the kernel's OOM killer ends it with 137.
+    let r = d.ketch(&[
+        "run",
+        "--name",
+        "oom",
+        "--memory",
+        "32m",
+        "busybox",
+        "sh",
+        "-c",
+        "head -c 256m /dev/zero | tail > /dev/null",
+    ]);
+    assert_eq!(r.code, 137, "{}", r.stderr);
+    assert_eq!(
+        d.ketch(&[
+            "inspect",
+            "-f",
+            "{{.State.OOMKilled}} {{.State.ExitCode}}",
+            "oom"
+        ])
+        .ok(),
+        "true 137\n"
+    );
+}
+
+#[test]
+fn pids_limit_stops_a_fork_storm() {
+    require!(linux());
+    let d = daemon();
+    let out = d
+        .ketch(&[
+            "run",
+            "--rm",
+            "--pids-limit",
+            "10",
+            "busybox",
+            "sh",
+            "-c",
+            "for i in $(seq 40); do sleep 5 & done 2>&1 | tail -1; echo survived",
+        ])
+        .ok();
+    assert!(out.contains("survived"), "{out}");
+}
+
+/// `busy`: limited, counting every 0.1 s, exiting 0 on SIGTERM; running
+/// and logging once this returns.
+fn busy(d: &TestDaemon) {
+    detached(
+        d,
+        "busy",
+        &["--memory", "64m", "--cpus", "0.5"],
+        "trap 'echo bye; exit 0' TERM; i=0; while true; do i=$((i+1)); echo n $i; sleep 0.1; done",
+    );
+    d.eventually(10, "output", || log_lines(d, "busy") >= 3);
+}
+
+#[test]
+fn stats_report_memory_pids_and_cpu() {
+    require!(linux());
+    let d = daemon();
+    busy(&d);
+    let (code, body) = d.http("GET", "/containers/busy/stats?stream=false", "");
+    assert_eq!(code, 200, "{body}");
+    let s: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(s["memory_stats"]["usage"].as_u64().unwrap() > 0, "{body}");
+    assert_eq!(
+        s["memory_stats"]["limit"].as_u64(),
+        Some(64 << 20),
+        "{body}"
+    );
+    assert!(s["pids_stats"]["current"].as_u64().unwrap() >= 1, "{body}");
+    assert!(
+        s["cpu_stats"]["cpu_usage"]["total_usage"].as_u64().unwrap() > 0,
+        "{body}"
+    );
+}
+
+#[test]
+fn pause_freezes_a_container_and_unpause_resumes_it() {
+    require!(linux());
+    let d = daemon();
+    busy(&d);
+    d.ketch(&["pause", "busy"]).ok();
+    assert_eq!(d.state("busy"), "paused");
+    // Not synchronisation but the behaviour under test: a frozen container
+    // prints nothing over a window. The first 300 ms let a line written
+    // just before the freeze reach the log; over the next 600 ms (six of
+    // its ticks) nothing may come.
+    std::thread::sleep(Duration::from_millis(300));
+    let before = log_lines(&d, "busy");
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(log_lines(&d, "busy"), before);
+    d.ketch(&["unpause", "busy"]).ok();
+    d.eventually(10, "output after unpause", || {
+        log_lines(&d, "busy") > before
+    });
+}
+
+#[test]
+fn stop_delivers_sigterm_first() {
+    require!(linux());
+    let d = daemon();
+    busy(&d);
+    // The trap exits 0.
+    d.ketch(&["stop", "busy"]).ok();
+    assert_eq!(
+        d.ketch(&["inspect", "-f", "{{.State.ExitCode}}", "busy"])
+            .ok(),
+        "0\n"
+    );
+    assert!(d.ketch(&["logs", "busy"]).stdout.contains("bye"));
+}
+
+#[test]
+fn kill_delivers_any_signal() {
+    require!(linux());
+    let d = daemon();
+    detached(
+        &d,
+        "sig",
+        &[],
+        "trap 'echo got-usr1' USR1; echo ready; while true; do sleep 0.1; done",
+    );
+    // The trap is set once it says so.
+    d.eventually(10, "the trap set", || {
+        d.ketch(&["logs", "sig"]).stdout.contains("ready")
+    });
+    d.ketch(&["kill", "-s", "USR1", "sig"]).ok();
+    d.eventually(10, "USR1 handled", || {
+        d.ketch(&["logs", "sig"]).stdout.contains("got-usr1")
+    });
+    assert_eq!(d.state("sig"), "running");
+    d.ketch(&["kill", "sig"]).ok();
+    assert_eq!(
+        d.ketch(&["inspect", "-f", "{{.State.ExitCode}}", "sig"])
+            .ok(),
+        "137\n"
+    );
+}
+
+const BUILT: &str = "FROM busybox\n\
+    RUN mkdir -p /app /tmp && chmod 1777 /tmp && echo built > /app/file \\\n\
+        && rm /etc/group && echo 'ada:x:1234:1234::/:/bin/sh' >> /etc/passwd\n\
+    USER ada\n\
+    RUN id -u > /tmp/who && echo step-output\n\
+    USER root\n\
+    CMD [\"cat\", \"/app/file\"]\n";
+
+#[test]
+fn run_in_builds_applies_user_and_records_deletions() {
+    require!(linux());
+    let d = daemon();
+    let r = d.build("built", BUILT, &[]);
+    assert_eq!(r.code, 0, "{} {}", r.stdout, r.stderr);
+    assert!(r.stdout.lines().any(|l| l == "step-output"), "{}", r.stdout);
+    assert_eq!(d.ketch(&["run", "--rm", "built"]).ok(), "built\n");
+    // The deletion is a whiteout in the layer; USER applied to the RUN.
+    let out = d
+        .ketch(&[
+            "run",
+            "--rm",
+            "built",
+            "sh",
+            "-c",
+            "cat /tmp/who; ls /etc/group || echo gone",
+        ])
+        .ok();
+    assert!(out.starts_with("1234\n") && out.contains("gone"), "{out}");
+}
+
+#[test]
+fn an_unchanged_build_comes_from_the_cache() {
+    require!(linux());
+    let d = daemon();
+    d.build("built", BUILT, &[]).ok();
+    // Unchanged: every RUN comes from the cache, and the image is the same.
+    let id = d.ketch(&["inspect", "-f", "{{.Id}}", "built"]).ok();
+    let t0 = std::time::Instant::now();
+    let r = d.build("built", BUILT, &[]);
+    let took = t0.elapsed();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.stdout.matches("Using cache").count(), 2, "{}", r.stdout);
+    assert!(
+        !r.stdout.lines().any(|l| l == "step-output"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(d.ketch(&["inspect", "-f", "{{.Id}}", "built"]).ok(), id);
+    assert!(
+        took < Duration::from_secs(2),
+        "cached rebuild took {took:?}"
+    );
+}
+
+#[test]
+fn a_failing_run_fails_the_build_with_its_output_line_and_code() {
+    require!(linux());
+    let d = daemon();
+    let r = d.build(
+        "bad",
+        "FROM busybox\nRUN echo failing-output; exit 3\n",
+        &[],
+    );
+    assert_ne!(r.code, 0);
+    let all = format!("{}{}", r.stdout, r.stderr);
+    assert!(
+        all.contains("failing-output")
+            && all.contains("line 2")
+            && all.contains("non-zero code: 3"),
+        "{all}"
+    );
+}
