@@ -374,6 +374,17 @@ pub fn attach(
         LinkInfo::Kind(InfoKind::Veth),
         LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer))),
     ]));
+    // The host end's name is this container's own: a veth under it is the
+    // pair of its previous run, which the kernel deletes in the background
+    // once that run's namespace dies. Take it away rather than race it.
+    if let Some(old) = host.link(&a.host_ifname)?.filter(|l| l.kind == "veth") {
+        match host.delete_index(old.index) {
+            Err(e) if e.raw_os_error() != Some(libc::ENODEV) => {
+                return Err(ctx("removing the previous run's veth")(e))
+            }
+            _ => {}
+        }
+    }
     ns.request(RouteNetlinkMessage::NewLink(m), NLM_F_CREATE | NLM_F_EXCL)
         .map_err(ctx("creating the veth pair"))?;
     let host_end = host.index(&a.host_ifname)?;
