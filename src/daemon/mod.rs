@@ -2,12 +2,10 @@
 //! parse, call the engine, render. Errors become status codes in
 //! [`error::status_of`] only.
 
-#[cfg(all(feature = "linux", target_os = "linux"))]
 mod archive;
 mod conns;
 mod containers;
 pub mod error;
-#[cfg(all(feature = "linux", target_os = "linux"))]
 mod exec;
 pub mod http;
 mod images;
@@ -239,21 +237,15 @@ async fn dispatch(engine: Arc<Engine>, req: Request<Incoming>) -> Resp {
         (&Method::POST, ["containers", id, "attach"]) => {
             containers::attach(&engine, id, &q, req).await
         }
-        #[cfg(all(feature = "linux", target_os = "linux"))]
         (&Method::POST, ["containers", id, "exec"]) => {
             exec::create(&engine, id, req.into_body()).await
         }
-        #[cfg(all(feature = "linux", target_os = "linux"))]
         (&Method::POST, ["exec", id, "start"]) => exec::start(&engine, id, req).await,
-        #[cfg(all(feature = "linux", target_os = "linux"))]
         (&Method::GET, ["exec", id, "json"]) => exec::inspect(&engine, id),
-        #[cfg(all(feature = "linux", target_os = "linux"))]
         (&Method::POST, ["exec", id, "resize"]) => exec::resize(&engine, id, &q),
-        #[cfg(all(feature = "linux", target_os = "linux"))]
         (&Method::GET | &Method::HEAD, ["containers", id, "archive"]) => {
             archive::get(&engine, id, &q, &method).await
         }
-        #[cfg(all(feature = "linux", target_os = "linux"))]
         (&Method::PUT, ["containers", id, "archive"]) => {
             archive::put(&engine, id, &q, req.into_body()).await
         }

@@ -14,6 +14,7 @@ pub mod config;
 pub mod container;
 pub mod error;
 pub mod events;
+pub mod exec;
 pub mod images;
 pub mod logs;
 pub mod networks;
@@ -23,8 +24,6 @@ pub mod view;
 pub mod volumes;
 
 pub use backend::host_network;
-#[cfg(all(feature = "linux", target_os = "linux"))]
-pub use backend::linux::{exec, BuildRunner};
 pub use config::port_mappings;
 pub use container::{Container, WaitCondition};
 pub use error::EngineError;
@@ -63,6 +62,7 @@ pub struct Engine {
     ipam: Mutex<()>,
     containers: RwLock<Table>,
     backends: Backends,
+    execs: Mutex<HashMap<String, Arc<exec::Exec>>>,
 }
 
 impl Engine {
@@ -97,6 +97,7 @@ impl Engine {
             ipam: Mutex::new(()),
             containers: RwLock::new(Table::default()),
             backends,
+            execs: Mutex::new(HashMap::new()),
         });
         engine.reconcile().await?;
         Ok(engine)

@@ -109,8 +109,40 @@ pub(crate) trait Backend: Send + Sync {
         None
     }
 
+    /// Start an exec in a running container (backends with `Caps::exec`).
+    fn exec<'a>(
+        &'a self,
+        _engine: &'a Arc<Engine>,
+        exec: &'a super::exec::Exec,
+        _c: &'a Container,
+        rec: &'a Record,
+    ) -> BoxFuture<'a, Result<super::exec::Spawned, EngineError>> {
+        let e = unsupported(rec, "exec", &exec.id);
+        Box::pin(async move { Err(e) })
+    }
+
+    /// The `cp` helper for a container's files (backends with `Caps::exec`).
+    fn copy<'a>(
+        &'a self,
+        _engine: &'a Arc<Engine>,
+        _c: &'a Container,
+        rec: &'a Record,
+        _mode: &'a str,
+        path: &'a str,
+    ) -> BoxFuture<'a, Result<tokio::process::Command, EngineError>> {
+        let e = unsupported(rec, "cp", path);
+        Box::pin(async move { Err(e) })
+    }
+
     /// Whatever a removed (or lost) container may have left behind.
     fn cleanup(&self, _rec: &Record) {}
+}
+
+fn unsupported(rec: &Record, verb: &str, what: &str) -> EngineError {
+    EngineError::InvalidArgument(format!(
+        "container {}: {verb} ({what}) is not supported by its runtime",
+        rec.name
+    ))
 }
 
 /// The backends this ketchd has, one per kind.

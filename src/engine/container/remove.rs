@@ -34,6 +34,7 @@ impl Engine {
         if let Some(b) = rec.kind().and_then(|k| self.backends.get(k)) {
             b.cleanup(&rec);
         }
+        self.forget_execs(&rec.id);
         let dir = c.dir().to_path_buf();
         let tomb = dir.with_extension(REMOVING_SUFFIX);
         let renamed = tomb.clone();

@@ -24,7 +24,6 @@ pub(crate) struct LinuxAdapter {
     /// (image id, in-image path) found not to be Wasm: a Linux program,
     /// so a warm create does not scan the image's layers again.
     entries: Mutex<HashMap<(Digest, String), Platform>>,
-    execs: Mutex<HashMap<String, Arc<exec::Exec>>>,
 }
 
 impl LinuxAdapter {
@@ -45,7 +44,6 @@ impl LinuxAdapter {
             backend,
             snapshots,
             entries: Mutex::new(HashMap::new()),
-            execs: Mutex::new(HashMap::new()),
         })
     }
 
@@ -330,19 +328,103 @@ impl Backend for LinuxAdapter {
         crate::runtime::linux::netns_path(&c.dir().join("run"))
     }
 
-    /// A killed monitor's cgroup and runtime state, and the container's execs.
+    fn exec<'a>(
+        &'a self,
+        engine: &'a Arc<Engine>,
+        exec: &'a crate::engine::exec::Exec,
+        c: &'a Container,
+        rec: &'a Record,
+    ) -> BoxFuture<'a, Result<crate::engine::exec::Spawned, EngineError>> {
+        Box::pin(self.exec(engine, exec, c, rec))
+    }
+
+    fn copy<'a>(
+        &'a self,
+        engine: &'a Arc<Engine>,
+        c: &'a Container,
+        rec: &'a Record,
+        mode: &'a str,
+        path: &'a str,
+    ) -> BoxFuture<'a, Result<tokio::process::Command, EngineError>> {
+        Box::pin(self.copy(engine, c, rec, mode, path))
+    }
+
+    /// A killed monitor's cgroup and runtime state.
     fn cleanup(&self, rec: &Record) {
         if let Ok(b) = &self.backend {
             b.cleanup(rec.id.as_str());
         }
-        self.execs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .retain(|_, e| e.container != rec.id);
     }
 }
 
 impl LinuxAdapter {
+    /// `cp`: the helper command for a running Linux container's files.
+    async fn copy(
+        &self,
+        engine: &Arc<Engine>,
+        c: &Container,
+        rec: &Record,
+        mode: &str,
+        path: &str,
+    ) -> Result<tokio::process::Command, EngineError> {
+        let backend = self.backend(&rec.image)?;
+        let pid = c
+            .control()
+            .and_then(|ctl| ctl.pids().first().copied())
+            .filter(|_| {
+                matches!(
+                    rec.state.status(),
+                    crate::model::Status::Running | crate::model::Status::Paused
+                )
+            });
+        if let Some(pid) = pid {
+            return Ok(backend.copy_command(mode, &pid.to_string(), path));
+        }
+        // Created or stopped: the helper mounts its filesystem privately.
+        if !matches!(
+            rec.state.status(),
+            crate::model::Status::Created | crate::model::Status::Exited
+        ) {
+            return Err(EngineError::Conflict(format!(
+                "container {} is {}: cp needs it running, created or exited",
+                rec.name,
+                rec.state.status().as_str()
+            )));
+        }
+        let engine2 = engine.clone();
+        let snapshots = self.snapshots.clone();
+        let (image_id, cname) = (rec.image_id.to_string(), rec.name.clone());
+        let (_, lower) = tokio::task::spawn_blocking(move || {
+            engine2.image_layers(&snapshots, &image_id, &cname)
+        })
+        .await
+        .map_err(EngineError::task("unpacking the image"))??;
+        let fs = c.dir().join("fs");
+        let root = crate::runtime::linux::copy::CopyRoot {
+            lower,
+            upper: fs.join("upper"),
+            work: fs.join("work"),
+            mountpoint: c.dir().join("run").join("rootfs"),
+            empty: fs.join("empty"),
+            binds: crate::engine::config::grants(&rec.host_config, engine.volumes())?
+                .into_iter()
+                .map(|g| crate::runtime::linux::copy::CopyBind {
+                    host: g.host,
+                    guest: g.guest,
+                    read_only: g.read_only,
+                })
+                .collect(),
+        };
+        for d in [&root.upper, &root.work, &root.mountpoint, &root.empty] {
+            std::fs::create_dir_all(d).map_err(EngineError::io(d))?;
+        }
+        let target = serde_json::to_string(&root).map_err(|e| EngineError::Io {
+            path: "the cp helper's root".into(),
+            source: std::io::Error::other(e),
+        })?;
+        Ok(backend.copy_command(mode, &target, path))
+    }
+
     /// A container recorded as running when ketchd last stopped: still
     /// running under its monitor, exited meanwhile, or lost.
     fn reattach(&self, c: &Container, rec: &Record) -> Reattached {
@@ -380,15 +462,6 @@ impl LinuxAdapter {
 }
 
 impl Engine {
-    /// The Linux adapter, or why Linux containers cannot run here.
-    fn linux_adapter(&self, image: &str) -> Result<&Arc<LinuxAdapter>, EngineError> {
-        self.backends.linux().ok_or_else(|| {
-            EngineError::InvalidArgument(format!(
-                "image {image} is a Linux image, and this ketchd has no Linux container backend"
-            ))
-        })
-    }
-
     /// A container's image and its unpacked layers, lowest first
     /// (unpacked now if they are not yet). Blocking.
     fn image_layers(
@@ -508,82 +581,6 @@ impl Engine {
             .ok()?;
         self.refresh_peers(&rec);
         Some(rec)
-    }
-
-    /// `cp`: the helper command for a running Linux container's files.
-    pub async fn copy_command(
-        self: &Arc<Self>,
-        name: &str,
-        mode: &str,
-        path: &str,
-    ) -> Result<tokio::process::Command, EngineError> {
-        let c = self.lookup(name)?;
-        let rec = c.record();
-        if !rec.is(RuntimeKind::Linux) {
-            return Err(EngineError::InvalidArgument(format!(
-                "container {}: cp is not supported for Wasm containers (grant a volume instead)",
-                rec.name
-            )));
-        }
-        if !path.starts_with('/') {
-            return Err(EngineError::InvalidArgument(format!(
-                "path {path:?} in container {} must be absolute",
-                rec.name
-            )));
-        }
-        let linux = self.linux_adapter(&rec.image)?;
-        let backend = linux.backend(&rec.image)?;
-        let pid = c
-            .control()
-            .and_then(|ctl| ctl.pids().first().copied())
-            .filter(|_| {
-                matches!(
-                    rec.state.status(),
-                    crate::model::Status::Running | crate::model::Status::Paused
-                )
-            });
-        if let Some(pid) = pid {
-            return Ok(backend.copy_command(mode, &pid.to_string(), path));
-        }
-        // Created or stopped: the helper mounts its filesystem privately.
-        if !matches!(
-            rec.state.status(),
-            crate::model::Status::Created | crate::model::Status::Exited
-        ) {
-            return Err(EngineError::Conflict(format!(
-                "container {} is {}: cp needs it running, created or exited",
-                rec.name,
-                rec.state.status().as_str()
-            )));
-        }
-        let engine = self.clone();
-        let snapshots = linux.snapshots.clone();
-        let (image_id, cname) = (rec.image_id.to_string(), rec.name.clone());
-        let (_, lower) =
-            tokio::task::spawn_blocking(move || engine.image_layers(&snapshots, &image_id, &cname))
-                .await
-                .map_err(EngineError::task("unpacking the image"))??;
-        let fs = c.dir().join("fs");
-        let root = crate::runtime::linux::copy::CopyRoot {
-            lower,
-            upper: fs.join("upper"),
-            work: fs.join("work"),
-            mountpoint: c.dir().join("run").join("rootfs"),
-            empty: fs.join("empty"),
-            binds: crate::engine::config::grants(&rec.host_config, &self.volumes)?
-                .into_iter()
-                .map(|g| crate::runtime::linux::copy::CopyBind {
-                    host: g.host,
-                    guest: g.guest,
-                    read_only: g.read_only,
-                })
-                .collect(),
-        };
-        for d in [&root.upper, &root.work, &root.mountpoint, &root.empty] {
-            std::fs::create_dir_all(d).map_err(EngineError::io(d))?;
-        }
-        let target = serde_json::to_string(&root).expect("serialises");
-        Ok(backend.copy_command(mode, &target, path))
     }
 }
 

@@ -1,0 +1,244 @@
+//! `exec`: extra processes in a running container. An exec is created (its
+//! config kept), started once by the container's backend, and inspected
+//! for its exit code. Only backends whose [`Caps::exec`] is set run them;
+//! a Wasm guest is one instance, with nothing to run beside it.
+//!
+//! [`Caps::exec`]: super::backend::Caps
+
+use super::{Engine, EngineError};
+use crate::api::types::{ExecConfig, ExecInspect, ExecProcessConfig};
+use crate::model::{ContainerId, Status};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::watch;
+
+/// Sizes the terminal of a `-t` exec.
+pub type Resizer = Box<dyn Fn(u16, u16) -> std::io::Result<()> + Send + Sync>;
+
+pub struct Exec {
+    pub id: String,
+    pub container: ContainerId,
+    pub config: ExecConfig,
+    state: Mutex<ExecState>,
+    /// Becomes true once the exit code is recorded.
+    done: watch::Sender<bool>,
+    /// `-t`: sizes its terminal while it runs.
+    resizer: Mutex<Option<Resizer>>,
+}
+
+#[derive(Default)]
+struct ExecState {
+    started: bool,
+    running: bool,
+    exit_code: Option<i64>,
+    pid: u32,
+}
+
+/// The started process's stdio (its pipes, or with `-t` its pty), for
+/// the daemon to stream.
+pub struct ExecIo {
+    pub stdin: Option<Box<dyn AsyncWrite + Send + Unpin>>,
+    pub stdout: Option<Box<dyn AsyncRead + Send + Unpin>>,
+    pub stderr: Option<Box<dyn AsyncRead + Send + Unpin>>,
+    pub done: watch::Receiver<bool>,
+}
+
+/// What a backend hands back for a started exec.
+pub struct Spawned {
+    pub stdin: Option<Box<dyn AsyncWrite + Send + Unpin>>,
+    pub stdout: Option<Box<dyn AsyncRead + Send + Unpin>>,
+    pub stderr: Option<Box<dyn AsyncRead + Send + Unpin>>,
+    pub pid: u32,
+    /// Resolves to the exit code.
+    pub exit: Pin<Box<dyn Future<Output = i64> + Send>>,
+    pub resizer: Option<Resizer>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Exec {
+    pub fn inspect(&self) -> ExecInspect {
+        let st = lock(&self.state);
+        let cmd = self.config.cmd.clone().unwrap_or_default();
+        ExecInspect {
+            id: self.id.clone(),
+            running: st.running,
+            exit_code: st.exit_code,
+            process_config: ExecProcessConfig {
+                tty: self.config.tty,
+                entrypoint: cmd.first().cloned().unwrap_or_default(),
+                arguments: cmd.iter().skip(1).cloned().collect(),
+                privileged: self.config.privileged,
+                user: self.config.user.clone(),
+            },
+            open_stdin: self.config.attach_stdin,
+            open_stderr: self.config.attach_stderr,
+            open_stdout: self.config.attach_stdout,
+            container_id: self.container.to_string(),
+            pid: i64::from(st.pid),
+            can_remove: !st.running,
+            detach_keys: String::new(),
+        }
+    }
+
+    /// `POST /exec/{id}/resize`: a `-t` exec's terminal size.
+    pub fn resize(&self, rows: u16, cols: u16) -> Result<(), EngineError> {
+        if let Some(r) = lock(&self.resizer).as_ref() {
+            r(rows, cols)
+                .map_err(|e| EngineError::Conflict(format!("resizing exec {}: {e}", self.id)))?;
+        }
+        Ok(())
+    }
+}
+
+impl Engine {
+    /// `POST /containers/{id}/exec`.
+    pub fn exec_create(&self, name: &str, cfg: ExecConfig) -> Result<String, EngineError> {
+        let c = self.lookup(name)?;
+        let rec = c.record();
+        let backend = rec.kind().and_then(|k| self.backends.get(k));
+        if !backend.is_some_and(|b| b.caps().exec) {
+            return Err(EngineError::InvalidArgument(format!(
+                "container {}: exec is not supported in a Wasm container (a Wasm guest is one instance, with nothing to run beside it)",
+                rec.name
+            )));
+        }
+        match rec.state.status() {
+            Status::Running => {}
+            Status::Paused => {
+                return Err(EngineError::Conflict(format!(
+                    "container {} is paused, unpause the container before exec",
+                    rec.name
+                )))
+            }
+            _ => {
+                return Err(EngineError::Conflict(format!(
+                    "container {} is not running",
+                    rec.name
+                )))
+            }
+        }
+        if cfg
+            .cmd
+            .as_ref()
+            .is_none_or(|c| c.first().is_none_or(|a| a.is_empty()))
+        {
+            return Err(EngineError::InvalidArgument(
+                "no exec command specified".into(),
+            ));
+        }
+        if cfg.privileged {
+            return Err(EngineError::InvalidArgument(
+                "privileged exec is not supported".into(),
+            ));
+        }
+        let id = ContainerId::random().to_string();
+        let (done, _) = watch::channel(false);
+        let exec = Arc::new(Exec {
+            id: id.clone(),
+            container: rec.id.clone(),
+            config: cfg,
+            state: Mutex::new(ExecState::default()),
+            done,
+            resizer: Mutex::new(None),
+        });
+        lock(&self.execs).insert(id.clone(), exec);
+        Ok(id)
+    }
+
+    pub fn exec_lookup(&self, id: &str) -> Result<Arc<Exec>, EngineError> {
+        lock(&self.execs)
+            .get(id)
+            .cloned()
+            .ok_or_else(|| EngineError::NotFound(format!("No such exec instance: {id}")))
+    }
+
+    /// `POST /exec/{id}/start`: run it once.
+    pub async fn exec_start(self: &Arc<Self>, id: &str) -> Result<ExecIo, EngineError> {
+        let exec = self.exec_lookup(id)?;
+        {
+            let mut st = lock(&exec.state);
+            if st.started {
+                return Err(EngineError::Conflict(format!(
+                    "exec instance {id} has already been started"
+                )));
+            }
+            st.started = true;
+        }
+        let c = self.lookup(exec.container.as_str())?;
+        let rec = c.record();
+        if rec.state.status() != Status::Running {
+            return Err(EngineError::Conflict(format!(
+                "container {} is not running",
+                rec.name
+            )));
+        }
+        let backend = self.backends.for_platform(&rec.platform, &rec.image)?;
+        let spawned = backend.exec(self, &exec, &c, &rec).await?;
+        {
+            let mut st = lock(&exec.state);
+            st.running = true;
+            st.pid = spawned.pid;
+        }
+        *lock(&exec.resizer) = spawned.resizer;
+        let io = ExecIo {
+            stdin: spawned.stdin,
+            stdout: spawned.stdout,
+            stderr: spawned.stderr,
+            done: exec.done.subscribe(),
+        };
+        let engine = self.clone();
+        let ex = exec.clone();
+        let exit = spawned.exit;
+        tokio::spawn(async move {
+            let code = exit.await;
+            {
+                let mut st = lock(&ex.state);
+                st.running = false;
+                st.exit_code = Some(code);
+            }
+            lock(&ex.resizer).take();
+            ex.done.send_replace(true);
+            if let Ok(c) = engine.lookup(ex.container.as_str()) {
+                engine.event(&c.record(), "exec_die", &[("execID", &ex.id)]);
+            }
+        });
+        self.event(&rec, "exec_start", &[("execID", &exec.id)]);
+        Ok(io)
+    }
+
+    /// Forget the execs of a removed container.
+    pub(super) fn forget_execs(&self, container: &ContainerId) {
+        lock(&self.execs).retain(|_, e| e.container != *container);
+    }
+
+    /// `cp`: the helper command that reads or writes a container's files
+    /// (`mode` is `stat`, `get` or `put`).
+    pub async fn copy_command(
+        self: &Arc<Self>,
+        name: &str,
+        mode: &str,
+        path: &str,
+    ) -> Result<tokio::process::Command, EngineError> {
+        let c = self.lookup(name)?;
+        let rec = c.record();
+        let backend = rec.kind().and_then(|k| self.backends.get(k));
+        let Some(backend) = backend.filter(|b| b.caps().exec) else {
+            return Err(EngineError::InvalidArgument(format!(
+                "container {}: cp is not supported for Wasm containers (grant a volume instead)",
+                rec.name
+            )));
+        };
+        if !path.starts_with('/') {
+            return Err(EngineError::InvalidArgument(format!(
+                "path {path:?} in container {} must be absolute",
+                rec.name
+            )));
+        }
+        backend.copy(self, &c, &rec, mode, path).await
+    }
+}
