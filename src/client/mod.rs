@@ -23,6 +23,15 @@ pub enum ClientError {
     Http(String),
     #[error("unexpected reply from ketchd: {0}")]
     Decode(String),
+    #[error("cannot make the request: {0}")]
+    Request(String),
+}
+
+/// A request body as JSON.
+fn encode(body: &impl serde::Serialize) -> Result<Bytes, ClientError> {
+    serde_json::to_vec(body)
+        .map(Bytes::from)
+        .map_err(|e| ClientError::Request(e.to_string()))
 }
 
 impl ClientError {
@@ -71,7 +80,7 @@ impl Client {
         path: &str,
         body: Bytes,
         content_type: Option<&str>,
-    ) -> Request<Full<Bytes>> {
+    ) -> Result<Request<Full<Bytes>>, ClientError> {
         let mut b = Request::builder()
             .method(method)
             .uri(format!("{PREFIX}{path}"))
@@ -83,7 +92,8 @@ impl Client {
         if let Some(ct) = content_type {
             b = b.header("content-type", ct);
         }
-        b.body(Full::new(body)).expect("valid request")
+        b.body(Full::new(body))
+            .map_err(|e| ClientError::Request(format!("{path}: {e}")))
     }
 
     /// POST with an `X-Registry-Auth` header (pull, push); returns the
@@ -93,7 +103,7 @@ impl Client {
         path: &str,
         registry_auth: Option<&str>,
     ) -> Result<Response<Incoming>, ClientError> {
-        let mut req = Self::request(Method::POST, path, Bytes::new(), None);
+        let mut req = Self::request(Method::POST, path, Bytes::new(), None)?;
         if let Some(a) = registry_auth {
             req.headers_mut().insert(
                 "x-registry-auth",
@@ -119,7 +129,7 @@ impl Client {
     ) -> Result<Response<Incoming>, ClientError> {
         let mut s = self.connect().await?;
         let resp = s
-            .send_request(Self::request(method, path, body, content_type))
+            .send_request(Self::request(method, path, body, content_type)?)
             .await
             .map_err(|e| ClientError::Http(e.to_string()))?;
         check(resp).await
@@ -138,9 +148,9 @@ impl Client {
         path: &str,
         body: &impl serde::Serialize,
     ) -> Result<T, ClientError> {
-        let data = serde_json::to_vec(body).expect("request serialises");
+        let data = encode(body)?;
         let r = self
-            .send(Method::POST, path, data.into(), Some("application/json"))
+            .send(Method::POST, path, data, Some("application/json"))
             .await?;
         decode(r).await
     }
@@ -157,9 +167,9 @@ impl Client {
         path: &str,
         body: &impl serde::Serialize,
     ) -> Result<StatusCode, ClientError> {
-        let data = serde_json::to_vec(body).expect("request serialises");
+        let data = encode(body)?;
         let r = self
-            .send(Method::POST, path, data.into(), Some("application/json"))
+            .send(Method::POST, path, data, Some("application/json"))
             .await?;
         Ok(discard(r).await)
     }
@@ -190,17 +200,18 @@ impl Client {
     ) -> Result<TokioIo<hyper::upgrade::Upgraded>, ClientError> {
         let mut s = self.connect().await?;
         let (data, ctype) = match body {
-            Some(b) => (
-                Bytes::from(serde_json::to_vec(b).expect("serialises")),
-                Some("application/json"),
-            ),
+            Some(b) => (encode(b)?, Some("application/json")),
             None => (Bytes::new(), None),
         };
-        let mut req = Self::request(Method::POST, path, data, ctype);
-        req.headers_mut()
-            .insert("connection", "Upgrade".parse().expect("header"));
-        req.headers_mut()
-            .insert("upgrade", "tcp".parse().expect("header"));
+        let mut req = Self::request(Method::POST, path, data, ctype)?;
+        req.headers_mut().insert(
+            hyper::header::CONNECTION,
+            hyper::header::HeaderValue::from_static("Upgrade"),
+        );
+        req.headers_mut().insert(
+            hyper::header::UPGRADE,
+            hyper::header::HeaderValue::from_static("tcp"),
+        );
         let resp = s
             .send_request(req)
             .await

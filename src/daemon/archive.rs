@@ -2,7 +2,8 @@
 //! The work happens in a `ketchd cp` helper inside the container's mount
 //! namespace (see `runtime::linux::copy`).
 
-use super::http::{empty, error, error_msg, stream, Query, Resp};
+use super::error::RequestError;
+use super::http::{empty, error, refuse, stream, Query, Resp};
 use crate::confine::archive::{Limits, LIMITS_ENV};
 use crate::engine::{Engine, EngineError};
 use base64::Engine as _;
@@ -18,12 +19,11 @@ const STAT_HEADER: &str = "x-docker-container-path-stat";
 /// A helper that failed: exit 2 is a missing path (404), else its message.
 fn failed(code: Option<i32>, stderr: &[u8]) -> Resp {
     let msg = String::from_utf8_lossy(stderr).trim().to_string();
-    let status = if code == Some(2) {
-        StatusCode::NOT_FOUND
+    refuse(&if code == Some(2) {
+        RequestError::NoSuchPath(msg)
     } else {
-        StatusCode::BAD_REQUEST
-    };
-    error_msg(status, msg)
+        RequestError::Invalid(msg)
+    })
 }
 
 fn path_of(q: &Query) -> Result<String, EngineError> {
@@ -44,16 +44,18 @@ pub async fn get(engine: &std::sync::Arc<Engine>, id: &str, q: &Query, method: &
     };
     let out = match out {
         Ok(o) => o,
-        Err(e) => return error_msg(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => return refuse(&RequestError::io("running the cp helper")(e)),
     };
     if !out.status.success() {
         return failed(out.status.code(), &out.stderr);
     }
     let stat = base64::engine::general_purpose::STANDARD.encode(out.stdout.trim_ascii_end());
+    // Base64 is always a valid header value.
+    let stat = hyper::header::HeaderValue::from_str(&stat)
+        .unwrap_or_else(|_| hyper::header::HeaderValue::from_static(""));
     if method == Method::HEAD {
         let mut r = empty(StatusCode::OK);
-        r.headers_mut()
-            .insert(STAT_HEADER, stat.parse().expect("base64 is a header value"));
+        r.headers_mut().insert(STAT_HEADER, stat);
         return r;
     }
     let mut child = match engine.copy_command(id, "get", &path).await.map(|mut c| {
@@ -63,13 +65,16 @@ pub async fn get(engine: &std::sync::Arc<Engine>, id: &str, q: &Query, method: &
             .spawn()
     }) {
         Ok(Ok(c)) => c,
-        Ok(Err(e)) => return error_msg(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Ok(Err(e)) => return refuse(&RequestError::io("running the cp helper")(e)),
         Err(e) => return error(&e),
     };
+    let Some(mut stdout) = child.stdout.take() else {
+        return refuse(&RequestError::io("running the cp helper")(
+            std::io::Error::other("its stdout is not a pipe"),
+        ));
+    };
     let (tx, mut resp) = stream("application/x-tar");
-    resp.headers_mut()
-        .insert(STAT_HEADER, stat.parse().expect("base64 is a header value"));
-    let mut stdout = child.stdout.take().expect("piped");
+    resp.headers_mut().insert(STAT_HEADER, stat);
     tokio::spawn(async move {
         let mut buf = vec![0u8; 64 * 1024];
         loop {
@@ -107,13 +112,13 @@ pub async fn put(engine: &std::sync::Arc<Engine>, id: &str, q: &Query, body: Inc
             .spawn()
     }) {
         Ok(Ok(c)) => c,
-        Ok(Err(e)) => return error_msg(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Ok(Err(e)) => return refuse(&RequestError::io("running the cp helper")(e)),
         Err(e) => return error(&e),
     };
     match child.wait_with_output().await {
         Ok(o) if o.status.success() => empty(StatusCode::OK),
         Ok(o) => failed(o.status.code(), &o.stderr),
-        Err(e) => error_msg(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => refuse(&RequestError::io("waiting for the cp helper")(e)),
     }
 }
 
@@ -122,7 +127,7 @@ pub async fn put(engine: &std::sync::Arc<Engine>, id: &str, q: &Query, body: Inc
 /// limit's bytes. A broken upload is an error, never a partial archive.
 async fn spool(dir: &std::path::Path, mut body: Incoming) -> Result<std::fs::File, Resp> {
     use std::os::unix::fs::OpenOptionsExt;
-    let internal = |e: std::io::Error| error_msg(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+    let internal = |e: std::io::Error| refuse(&RequestError::io("spooling the archive")(e));
     let path = dir.join(format!("upload-{:016x}", rand::random::<u64>()));
     let file = std::fs::OpenOptions::new()
         .read(true)
@@ -137,14 +142,14 @@ async fn spool(dir: &std::path::Path, mut body: Incoming) -> Result<std::fs::Fil
     let mut n = 0u64;
     while let Some(frame) = body.frame().await {
         let frame = frame
-            .map_err(|e| error_msg(StatusCode::BAD_REQUEST, format!("reading the archive: {e}")))?;
+            .map_err(|e| refuse(&RequestError::Invalid(format!("reading the archive: {e}"))))?;
         if let Some(data) = frame.data_ref() {
             n += data.len() as u64;
             if n > max {
-                return Err(error_msg(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("the archive is larger than {max} bytes"),
-                ));
+                return Err(refuse(&RequestError::TooLarge {
+                    what: "the archive",
+                    max,
+                }));
             }
             out.write_all(data).await.map_err(internal)?;
         }

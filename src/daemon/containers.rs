@@ -1,6 +1,7 @@
 //! Container endpoints.
 
-use super::http::{empty, error, error_msg, json, read_json, stream, Query, Resp};
+use super::error::RequestError;
+use super::http::{empty, error, json, read_json, refuse, stream, Query, Resp};
 use super::MAX_JSON_BODY;
 use crate::api::stream::{encode, StdStream};
 use crate::api::types::{ContainerCreateRequest, IdResponse, WaitError, WaitResponse};
@@ -139,10 +140,10 @@ pub async fn action(engine: &Arc<Engine>, id: &str, action: &str, q: &Query) -> 
         "unpause" => engine.unpause(id).await,
         "resize" => dimensions(q).and_then(|(h, w)| engine.resize(id, h, w)),
         _ => {
-            return error_msg(
-                StatusCode::NOT_FOUND,
-                format!("page not found: POST /containers/{id}/{action}"),
-            )
+            return refuse(&RequestError::NoRoute {
+                method: "POST".into(),
+                path: format!("/containers/{id}/{action}"),
+            })
         }
     };
     match r {
@@ -183,9 +184,7 @@ pub fn wait(engine: &Arc<Engine>, id: &str, q: &Query) -> Resp {
             status_code: code,
             error: err.map(|message| WaitError { message }),
         };
-        let mut v = serde_json::to_vec(&body).expect("json");
-        v.push(b'\n');
-        let _ = tx.send(Bytes::from(v)).await;
+        let _ = tx.send(super::http::json_line(&body)).await;
     });
     resp
 }
@@ -205,10 +204,9 @@ pub async fn logs(engine: &Arc<Engine>, id: &str, q: &Query) -> Resp {
     };
     let (want_out, want_err) = (q.flag("stdout"), q.flag("stderr"));
     if !want_out && !want_err {
-        return error_msg(
-            StatusCode::BAD_REQUEST,
-            "Bad parameters: you must choose at least one stream",
-        );
+        return error(&EngineError::InvalidArgument(
+            "Bad parameters: you must choose at least one stream".into(),
+        ));
     }
     let since = match parse_time(q.get("since")) {
         Ok(t) => t,
@@ -223,7 +221,9 @@ pub async fn logs(engine: &Arc<Engine>, id: &str, q: &Query) -> Resp {
         Some(n) => match n.parse() {
             Ok(n) => Some(n),
             Err(_) => {
-                return error_msg(StatusCode::BAD_REQUEST, format!("invalid tail value {n:?}"))
+                return error(&EngineError::InvalidArgument(format!(
+                    "invalid tail value {n:?}"
+                )))
             }
         },
     };
@@ -494,7 +494,5 @@ pub async fn stats(engine: &Arc<Engine>, id: &str, q: &Query) -> Resp {
 
 /// One JSON document and a newline, as Docker streams them.
 fn line<T: serde::Serialize>(v: &T) -> Bytes {
-    let mut b = serde_json::to_vec(v).expect("stats serialise");
-    b.push(b'\n');
-    Bytes::from(b)
+    super::http::json_line(v)
 }

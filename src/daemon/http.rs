@@ -1,11 +1,12 @@
 //! Response helpers and query parsing for the handlers.
 
-use super::error::status_of;
+use super::error::{request_status, status_of, RequestError};
 use crate::api::types::ErrorResponse;
 use crate::engine::EngineError;
 use bytes::Bytes;
 use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full, StreamBody};
 use hyper::body::Frame;
+use hyper::header::{HeaderValue, CONNECTION, CONTENT_TYPE, UPGRADE};
 use hyper::{Response, StatusCode};
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -34,10 +35,8 @@ pub fn json<T: serde::Serialize>(status: StatusCode, v: &T) -> Resp {
 pub fn raw_json(status: StatusCode, body: impl Into<Bytes>) -> Resp {
     let mut r = Response::new(full(body));
     *r.status_mut() = status;
-    r.headers_mut().insert(
-        hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static("application/json"),
-    );
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     r
 }
 
@@ -47,7 +46,7 @@ pub fn empty(status: StatusCode) -> Resp {
     r
 }
 
-pub fn error_msg(status: StatusCode, message: impl Into<String>) -> Resp {
+fn error_msg(status: StatusCode, message: impl Into<String>) -> Resp {
     json(
         status,
         &ErrorResponse {
@@ -57,7 +56,18 @@ pub fn error_msg(status: StatusCode, message: impl Into<String>) -> Resp {
 }
 
 pub fn error(e: &EngineError) -> Resp {
-    let status = status_of(e);
+    reply(status_of(e), e)
+}
+
+/// The answer to a request the daemon refuses itself.
+pub fn refuse(e: &RequestError) -> Resp {
+    match e {
+        RequestError::Engine(e) => error(e),
+        e => reply(request_status(e), e),
+    }
+}
+
+fn reply(status: StatusCode, e: &dyn std::fmt::Display) -> Resp {
     if status == StatusCode::NOT_MODIFIED {
         return empty(status);
     }
@@ -68,7 +78,7 @@ pub fn error(e: &EngineError) -> Resp {
 }
 
 /// A streamed response fed by the returned sender.
-pub fn stream(content_type: &str) -> (mpsc::Sender<Bytes>, Resp) {
+pub fn stream(content_type: &'static str) -> (mpsc::Sender<Bytes>, Resp) {
     let (tx, rx) = mpsc::channel::<Bytes>(64);
     let s = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv()
@@ -77,19 +87,19 @@ pub fn stream(content_type: &str) -> (mpsc::Sender<Bytes>, Resp) {
     });
     let mut r = Response::new(StreamBody::new(s).boxed_unsync());
     r.headers_mut()
-        .insert("content-type", content_type.parse().expect("header"));
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     (tx, r)
 }
 
 /// `101 Switching Protocols` to a raw stream (`Upgrade: tcp`), as attach
 /// and exec start answer.
-pub fn switching_protocols(content_type: &str) -> Resp {
+pub fn switching_protocols(content_type: &'static str) -> Resp {
     let mut resp = Response::new(full(Bytes::new()));
     *resp.status_mut() = hyper::StatusCode::SWITCHING_PROTOCOLS;
     let h = resp.headers_mut();
-    h.insert("content-type", content_type.parse().expect("header"));
-    h.insert("connection", "Upgrade".parse().expect("header"));
-    h.insert("upgrade", "tcp".parse().expect("header"));
+    h.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
+    h.insert(UPGRADE, HeaderValue::from_static("tcp"));
     resp
 }
 
@@ -149,4 +159,21 @@ pub async fn read_body(body: hyper::body::Incoming, limit: usize) -> Result<Byte
         .await
         .map(|c| c.to_bytes())
         .map_err(|e| EngineError::InvalidArgument(format!("cannot read request body: {e}")))
+}
+
+/// One JSON document and a newline, as Docker streams them.
+pub fn json_line<T: serde::Serialize>(v: &T) -> Bytes {
+    match serde_json::to_vec(v) {
+        Ok(mut b) => {
+            b.push(b'\n');
+            Bytes::from(b)
+        }
+        Err(e) => {
+            tracing::error!("internal error: cannot encode a stream line: {e}");
+            Bytes::from(format!(
+                "{}\n",
+                serde_json::json!({ "error": e.to_string() })
+            ))
+        }
+    }
 }

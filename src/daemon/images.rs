@@ -1,6 +1,6 @@
 //! Image endpoints: list, inspect, tag, remove, save, load, build.
 
-use super::http::{error, error_msg, json, stream, Query, Resp};
+use super::http::{error, json, stream, Query, Resp};
 use crate::api::types::JsonMessage;
 use crate::engine::images::load_lines;
 use crate::engine::view;
@@ -76,10 +76,9 @@ pub async fn tag(engine: &Arc<Engine>, name: &str, q: &Query) -> Resp {
     let r = match ImageRef::parse_any(repo) {
         Ok(r) if r.digest.is_none() && r.tag.is_none() => r.with_tag(tag),
         Ok(_) => {
-            return error_msg(
-                StatusCode::BAD_REQUEST,
-                format!("invalid repository name {repo:?}: give the tag separately"),
-            )
+            return error(&EngineError::InvalidArgument(format!(
+                "invalid repository name {repo:?}: give the tag separately"
+            )))
         }
         Err(e) => return error(&ImageError::from(e).into()),
     };
@@ -125,7 +124,9 @@ pub async fn save_one(engine: &Arc<Engine>, name: &str) -> Resp {
 
 async fn save_names(engine: &Arc<Engine>, names: Vec<String>) -> Resp {
     if names.is_empty() {
-        return error_msg(StatusCode::BAD_REQUEST, "no image names given to save");
+        return error(&EngineError::InvalidArgument(
+            "no image names given to save".into(),
+        ));
     }
     let mut images = Vec::new();
     for n in &names {
@@ -236,10 +237,9 @@ pub async fn build(engine: &Arc<Engine>, q: &Query, body: Incoming) -> Resp {
                     .collect()
             }
             Err(e) => {
-                return error_msg(
-                    StatusCode::BAD_REQUEST,
-                    format!("invalid buildargs {args:?}: {e}"),
-                )
+                return error(&EngineError::InvalidArgument(format!(
+                    "invalid buildargs {args:?}: {e}"
+                )))
             }
         }
     }

@@ -17,7 +17,8 @@ mod volumes;
 use crate::accept::Backoff;
 use crate::engine::Engine;
 use crate::lograte::warn_limited;
-use http::{error_msg, Resp};
+use error::RequestError;
+use http::Resp;
 use hyper::body::Incoming;
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -141,31 +142,29 @@ pub async fn serve(
     }
 }
 
+/// The `Server` header of every answer.
+const SERVER: &str = concat!("Ketch/", env!("CARGO_PKG_VERSION"), " (linux)");
+
 async fn route(engine: Arc<Engine>, req: Request<Incoming>) -> Resp {
     let mut resp = dispatch(engine, req).await;
     let h = resp.headers_mut();
+    use hyper::header::HeaderValue;
     h.insert(
         "api-version",
-        crate::api::API_VERSION.parse().expect("header"),
+        HeaderValue::from_static(crate::api::API_VERSION),
     );
-    h.insert(
-        "server",
-        format!("Ketch/{} (linux)", crate::api::ENGINE_VERSION)
-            .parse()
-            .expect("header"),
-    );
-    h.insert("ostype", "linux".parse().expect("header"));
-    h.insert("docker-experimental", "false".parse().expect("header"));
+    h.insert("server", HeaderValue::from_static(SERVER));
+    h.insert("ostype", HeaderValue::from_static("linux"));
+    h.insert("docker-experimental", HeaderValue::from_static("false"));
     resp
 }
 
 async fn dispatch(engine: Arc<Engine>, req: Request<Incoming>) -> Resp {
     let raw_path = req.uri().path().to_string();
     let Some((path, _version)) = crate::api::strip_version(&raw_path) else {
-        return error_msg(
-            StatusCode::BAD_REQUEST,
-            format!("malformed API version in {raw_path}"),
-        );
+        return http::refuse(&RequestError::Invalid(format!(
+            "malformed API version in {raw_path}"
+        )));
     };
     let path = percent_decode_str(path).decode_utf8_lossy().into_owned();
     let q = http::Query::parse(req.uri().query());
@@ -259,9 +258,9 @@ async fn dispatch(engine: Arc<Engine>, req: Request<Incoming>) -> Resp {
             containers::action(&engine, id, action, &q).await
         }
         (&Method::DELETE, ["containers", id]) => containers::remove(&engine, id, &q).await,
-        _ => error_msg(
-            StatusCode::NOT_FOUND,
-            format!("page not found: {method} {path}"),
-        ),
+        _ => http::refuse(&RequestError::NoRoute {
+            method: method.to_string(),
+            path: path.to_string(),
+        }),
     }
 }

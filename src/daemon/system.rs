@@ -18,17 +18,16 @@ pub fn ping(method: &Method) -> Resp {
     };
     let mut r = Response::new(body);
     let h = r.headers_mut();
+    use hyper::header::HeaderValue;
     h.insert(
         "content-type",
-        "text/plain; charset=utf-8".parse().expect("header"),
+        HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     h.insert(
         "cache-control",
-        "no-cache, no-store, must-revalidate"
-            .parse()
-            .expect("header"),
+        HeaderValue::from_static("no-cache, no-store, must-revalidate"),
     );
-    h.insert("pragma", "no-cache".parse().expect("header"));
+    h.insert("pragma", HeaderValue::from_static("no-cache"));
     r
 }
 
@@ -208,11 +207,7 @@ pub async fn events(engine: &Arc<Engine>, q: &Query) -> Resp {
         };
     let (past, mut rx) = engine.events().subscribe(since);
     let (out, resp) = stream("application/json");
-    let line = |e: &crate::api::types::EventMessage| {
-        let mut b = serde_json::to_vec(e).expect("event serialises");
-        b.push(b'\n');
-        bytes::Bytes::from(b)
-    };
+    let line = |e: &crate::api::types::EventMessage| super::http::json_line(e);
     tokio::spawn(async move {
         let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
         for e in past

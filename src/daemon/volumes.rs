@@ -2,7 +2,7 @@
 
 use super::http::{empty, error, json, read_json, Query, Resp};
 use super::MAX_JSON_BODY;
-use crate::engine::Engine;
+use crate::engine::{Engine, EngineError};
 use hyper::body::Incoming;
 use hyper::StatusCode;
 use std::collections::BTreeMap;
@@ -22,19 +22,15 @@ pub async fn create(engine: &Engine, body: Incoming) -> Resp {
         Err(e) => return error(&e),
     };
     if !req.driver.is_empty() && req.driver != "local" {
-        return super::http::error_msg(
-            StatusCode::BAD_REQUEST,
-            format!(
-                "volume driver {:?} is not supported: only local",
-                req.driver
-            ),
-        );
+        return error(&EngineError::InvalidArgument(format!(
+            "volume driver {:?} is not supported: only local",
+            req.driver
+        )));
     }
     if req.driver_opts.as_ref().is_some_and(|o| !o.is_empty()) {
-        return super::http::error_msg(
-            StatusCode::BAD_REQUEST,
-            "volume driver options are not supported",
-        );
+        return error(&EngineError::InvalidArgument(
+            "volume driver options are not supported".into(),
+        ));
     }
     let name = Some(req.name.as_str()).filter(|n| !n.is_empty());
     match engine.volume_create(name, req.labels.unwrap_or_default(), false) {

@@ -41,8 +41,7 @@ pub(super) fn validate_host_config(
     let policy = RestartPolicy::from_api(
         &hc.restart_policy.name,
         hc.restart_policy.maximum_retry_count,
-    )
-    .map_err(|e| EngineError::InvalidArgument(e.to_string()))?;
+    )?;
     if hc.auto_remove && policy != RestartPolicy::No {
         return Err(EngineError::InvalidArgument(
             "conflicting options: cannot specify both --restart and --rm".into(),
@@ -79,8 +78,11 @@ pub fn port_mappings(
             (k.clone(), list)
         })
         .collect();
-    ports::from_api(&bindings, &exposed_ports(cfg)?, hc.publish_all_ports)
-        .map_err(|e| EngineError::InvalidArgument(e.to_string()))
+    Ok(ports::from_api(
+        &bindings,
+        &exposed_ports(cfg)?,
+        hc.publish_all_ports,
+    )?)
 }
 
 /// `Config.ExposedPorts` (`EXPOSE` merged with the request).
@@ -88,15 +90,14 @@ pub(super) fn exposed_ports(cfg: &ContainerConfig) -> Result<Vec<(u16, Proto)>, 
     cfg.exposed_ports
         .iter()
         .flatten()
-        .map(|(k, _)| {
-            ports::parse_port_key(k).map_err(|e| EngineError::InvalidArgument(e.to_string()))
-        })
+        .map(|(k, _)| Ok(ports::parse_port_key(k)?))
         .collect()
 }
 
 pub(super) fn http_options(hc: &HostConfig) -> Result<HttpOptions, EngineError> {
-    crate::api::annotations::http_options(&hc.annotations.clone().unwrap_or_default())
-        .map_err(|e| EngineError::InvalidArgument(e.to_string()))
+    Ok(crate::api::annotations::http_options(
+        &hc.annotations.clone().unwrap_or_default(),
+    )?)
 }
 
 /// `-v host:guest[:ro]`, `-v volume:guest[:ro]` and `--mount

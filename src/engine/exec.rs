@@ -154,7 +154,7 @@ impl Engine {
         lock(&self.execs)
             .get(id)
             .cloned()
-            .ok_or_else(|| EngineError::NotFound(format!("No such exec instance: {id}")))
+            .ok_or_else(|| EngineError::NoSuchExec(id.to_string()))
     }
 
     /// `POST /exec/{id}/start`: run it once.

@@ -94,8 +94,10 @@ impl Log {
                 stream,
                 time,
             };
-            serde_json::to_writer(&mut buf, &line).expect("log line serialises");
-            buf.push(b'\n');
+            // A line of strings always encodes; skip one that somehow does not.
+            if serde_json::to_writer(&mut buf, &line).is_ok() {
+                buf.push(b'\n');
+            }
         }
         if let Some(f) = g.as_mut() {
             if let Err(e) = f.write_all(&buf) {

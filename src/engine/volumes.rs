@@ -94,8 +94,12 @@ impl Volumes {
             anonymous,
         };
         let meta = self.root.join(&name).join(META);
-        fsutil::write_atomic(&meta, &serde_json::to_vec_pretty(&v).expect("serialises"))
-            .map_err(EngineError::io(&meta))?;
+        fsutil::write_atomic(
+            &meta,
+            &serde_json::to_vec_pretty(&v)
+                .map_err(|e| EngineError::io(&meta)(std::io::Error::other(e)))?,
+        )
+        .map_err(EngineError::io(&meta))?;
         Ok(v)
     }
 

@@ -49,12 +49,9 @@ pub fn save(
         let size = std::fs::metadata(store.blob_path(&img.manifest_digest))
             .map_err(io_err)?
             .len();
+        let manifest_digest = oci_digest(&img.manifest_digest)?;
         let entry = |r: Option<&ImageRef>| {
-            let mut d = Descriptor::new(
-                MediaType::ImageManifest,
-                size,
-                oci_digest(&img.manifest_digest),
-            );
+            let mut d = Descriptor::new(MediaType::ImageManifest, size, manifest_digest.clone());
             if let Some(r) = r {
                 d.set_annotations(Some(HashMap::from([
                     (ANNOTATION_CONTAINERD_NAME.to_string(), r.to_string()),
@@ -85,11 +82,11 @@ pub fn save(
         .manifests(index_entries)
         .build()
         .map_err(|e| ImageError::Archive(e.to_string()))?;
-    add(&mut tar, "index.json", &canonical_json(&index))?;
+    add(&mut tar, "index.json", &canonical_json(&index)?)?;
     add(
         &mut tar,
         "manifest.json",
-        &serde_json::to_vec(&docker_manifest).expect("json"),
+        &serde_json::to_vec(&docker_manifest).map_err(ImageError::Encode)?,
     )?;
     for d in &blobs {
         let f = store.open_blob(d)?;
@@ -214,7 +211,7 @@ pub fn load(store: &ImageStore, r: impl Read) -> Result<Vec<String>, ImageError>
                         MediaType::ImageLayer
                     },
                     size,
-                    oci_digest(&d),
+                    oci_digest(&d)?,
                 ));
             }
             let csize = std::fs::metadata(store.blob_path(&config))
@@ -226,12 +223,12 @@ pub fn load(store: &ImageStore, r: impl Read) -> Result<Vec<String>, ImageError>
                 .config(Descriptor::new(
                     MediaType::ImageConfig,
                     csize,
-                    oci_digest(&config),
+                    oci_digest(&config)?,
                 ))
                 .layers(layers)
                 .build()
                 .map_err(|e| bad(e.to_string()))?;
-            let mbytes = canonical_json(&manifest);
+            let mbytes = canonical_json(&manifest)?;
             let md = store.put_blob(&mbytes)?;
             let tags: Vec<ImageRef> = ent
                 .repo_tags
@@ -298,7 +295,11 @@ fn check_complete(store: &ImageStore, manifest: &Digest) -> Result<(), ImageErro
 /// An OCI archive holding one `wasi/wasm` image whose only layer is the
 /// module at `path`, named `r`. Built in memory: this is how `ketch run
 /// ./file.wasm` hands a local module to the daemon.
-pub fn single_module_archive(r: &ImageRef, path: &str, module: &[u8]) -> Vec<u8> {
+pub fn single_module_archive(
+    r: &ImageRef,
+    path: &str,
+    module: &[u8],
+) -> Result<Vec<u8>, ImageError> {
     use oci_spec::image::{Arch, ConfigBuilder, ImageConfigurationBuilder, Os, RootFsBuilder};
     let mut layer = super::layer::LayerBuilder::default();
     layer.add(
@@ -308,7 +309,13 @@ pub fn single_module_archive(r: &ImageRef, path: &str, module: &[u8]) -> Vec<u8>
             data: module.to_vec(),
         },
     );
-    let (blob, diff_id) = layer.finish().expect("in-memory layer");
+    let invalid = |reason: String| ImageError::Invalid {
+        name: r.to_string(),
+        reason,
+    };
+    let (blob, diff_id) = layer
+        .finish()
+        .map_err(|e| invalid(format!("its layer: {e}")))?;
     let config = ImageConfigurationBuilder::default()
         .created("1970-01-01T00:00:00Z")
         .architecture(Arch::from("wasm"))
@@ -317,18 +324,18 @@ pub fn single_module_archive(r: &ImageRef, path: &str, module: &[u8]) -> Vec<u8>
             ConfigBuilder::default()
                 .entrypoint(vec![path.to_string()])
                 .build()
-                .expect("config"),
+                .map_err(|e| invalid(format!("its config: {e}")))?,
         )
         .rootfs(
             RootFsBuilder::default()
                 .typ("layers")
                 .diff_ids(vec![diff_id.to_string()])
                 .build()
-                .expect("rootfs"),
+                .map_err(|e| invalid(format!("its rootfs: {e}")))?,
         )
         .build()
-        .expect("image config");
-    let config = canonical_json(&config);
+        .map_err(|e| invalid(format!("its configuration: {e}")))?;
+    let config = canonical_json(&config)?;
     let (cd, ld) = (Digest::of(&config), Digest::of(&blob));
     let manifest = ImageManifestBuilder::default()
         .schema_version(2u32)
@@ -336,21 +343,21 @@ pub fn single_module_archive(r: &ImageRef, path: &str, module: &[u8]) -> Vec<u8>
         .config(Descriptor::new(
             MediaType::ImageConfig,
             config.len() as u64,
-            oci_digest(&cd),
+            oci_digest(&cd)?,
         ))
         .layers(vec![Descriptor::new(
             MediaType::ImageLayerGzip,
             blob.len() as u64,
-            oci_digest(&ld),
+            oci_digest(&ld)?,
         )])
         .build()
-        .expect("manifest");
-    let manifest = canonical_json(&manifest);
+        .map_err(|e| invalid(format!("its manifest: {e}")))?;
+    let manifest = canonical_json(&manifest)?;
     let md = Digest::of(&manifest);
     let mut entry = Descriptor::new(
         MediaType::ImageManifest,
         manifest.len() as u64,
-        oci_digest(&md),
+        oci_digest(&md)?,
     );
     entry.set_annotations(Some(HashMap::from([(
         ANNOTATION_CONTAINERD_NAME.to_string(),
@@ -360,11 +367,12 @@ pub fn single_module_archive(r: &ImageRef, path: &str, module: &[u8]) -> Vec<u8>
         .schema_version(2u32)
         .manifests(vec![entry])
         .build()
-        .expect("index");
+        .map_err(|e| invalid(format!("its index: {e}")))?;
     let mut tar = tar::Builder::new(Vec::new());
+    let index = canonical_json(&index)?;
     let files: [(String, &[u8]); 5] = [
         ("oci-layout".into(), br#"{"imageLayoutVersion":"1.0.0"}"#),
-        ("index.json".into(), &canonical_json(&index)),
+        ("index.json".into(), &index),
         (format!("blobs/sha256/{}", md.hex()), &manifest),
         (format!("blobs/sha256/{}", cd.hex()), &config),
         (format!("blobs/sha256/{}", ld.hex()), &blob),
@@ -373,7 +381,9 @@ pub fn single_module_archive(r: &ImageRef, path: &str, module: &[u8]) -> Vec<u8>
         let mut h = tar::Header::new_gnu();
         h.set_size(data.len() as u64);
         h.set_mode(0o644);
-        tar.append_data(&mut h, p, data).expect("in-memory tar");
+        tar.append_data(&mut h, &p, data)
+            .map_err(|e| invalid(format!("{p}: {e}")))?;
     }
-    tar.into_inner().expect("in-memory tar")
+    tar.into_inner()
+        .map_err(|e| invalid(format!("its archive: {e}")))
 }

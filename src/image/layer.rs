@@ -422,13 +422,13 @@ mod tests {
             oci_spec::image::Descriptor::new(
                 oci_spec::image::MediaType::ImageLayerGzip,
                 l.size,
-                super::super::store::oci_digest(&l.digest),
+                super::super::store::oci_digest(&l.digest).unwrap(),
             )
         };
         let cfg = oci_spec::image::Descriptor::new(
             oci_spec::image::MediaType::ImageConfig,
             0,
-            super::super::store::oci_digest(&a.digest),
+            super::super::store::oci_digest(&a.digest).unwrap(),
         );
         let m = oci_spec::image::ImageManifestBuilder::default()
             .schema_version(2u32)

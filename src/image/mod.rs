@@ -26,6 +26,9 @@ pub enum ImageError {
     Corrupt { digest: String, reason: String },
     #[error("invalid image {name}: {reason}")]
     Invalid { name: String, reason: String },
+    /// An image document that cannot be written as JSON.
+    #[error("cannot encode an image document: {0}")]
+    Encode(#[source] serde_json::Error),
     #[error("invalid archive: {0}")]
     Archive(String),
     #[error("hostile path in {context}: {path:?}")]
@@ -57,7 +60,7 @@ impl ImageError {
 
 /// Serialise with sorted map keys so equal content gives equal digests
 /// (oci-spec keeps labels and annotations in `HashMap`s).
-pub fn canonical_json<T: serde::Serialize>(v: &T) -> Vec<u8> {
-    let value = serde_json::to_value(v).expect("oci types serialise");
-    serde_json::to_vec(&value).expect("json values serialise")
+pub fn canonical_json<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, ImageError> {
+    let value = serde_json::to_value(v).map_err(ImageError::Encode)?;
+    serde_json::to_vec(&value).map_err(ImageError::Encode)
 }

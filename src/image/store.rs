@@ -117,7 +117,7 @@ impl ImageStore {
                     name: index.display().to_string(),
                     reason: e.to_string(),
                 })?;
-            fsutil::write_atomic(&index, &canonical_json(&empty)).map_err(io(&index))?;
+            fsutil::write_atomic(&index, &canonical_json(&empty)?).map_err(io(&index))?;
         }
         Ok(ImageStore {
             root: root.to_path_buf(),
@@ -299,7 +299,7 @@ impl ImageStore {
         // mtime granularity could hide two writes within one tick: drop the cache.
         *self.cache.lock().unwrap_or_else(|e| e.into_inner()) = None;
         let p = self.root.join("index.json");
-        fsutil::write_durable(&p, &canonical_json(idx)).map_err(ImageError::io(&p))
+        fsutil::write_durable(&p, &canonical_json(idx)?).map_err(ImageError::io(&p))
     }
 
     fn load_image(
@@ -312,7 +312,7 @@ impl ImageStore {
         let config: ImageConfiguration =
             if manifest.config().media_type().to_string() == super::registry::MEDIA_WASM_CONFIG {
                 let wasm: serde_json::Value = self.read_json_blob(&id, "wasm config")?;
-                wasm_artifact_config(&manifest, &wasm)
+                wasm_artifact_config(&manifest, &wasm)?
             } else {
                 self.read_json_blob(&id, "image config")?
             };
@@ -442,7 +442,7 @@ impl ImageStore {
         // An untagged entry for this manifest is replaced by a tagged one.
         manifests.retain(|d| !(same(d) && ref_of(d).is_none()));
         if r.is_some() || !manifests.iter().any(same) {
-            let mut desc = Descriptor::new(media_type, size, oci_digest(manifest_digest));
+            let mut desc = Descriptor::new(media_type, size, oci_digest(manifest_digest)?);
             if let Some(r) = r {
                 desc.set_annotations(Some(HashMap::from([(
                     ANNOTATION_REF_NAME.to_string(),
@@ -540,7 +540,10 @@ impl ImageStore {
 /// A CNCF Wasm artifact seen as an image: platform from its config, and
 /// its (first) `application/wasm` layer as the entrypoint, at the path
 /// [`crate::image::layer::wasm_layer_path`] gives it.
-fn wasm_artifact_config(manifest: &ImageManifest, wasm: &serde_json::Value) -> ImageConfiguration {
+fn wasm_artifact_config(
+    manifest: &ImageManifest,
+    wasm: &serde_json::Value,
+) -> Result<ImageConfiguration, ImageError> {
     let os = wasm
         .get("os")
         .and_then(|v| v.as_str())
@@ -560,7 +563,10 @@ fn wasm_artifact_config(manifest: &ImageManifest, wasm: &serde_json::Value) -> I
         "config": {"Entrypoint": entry},
         "rootfs": {"type": "layers", "diff_ids": []},
     });
-    serde_json::from_value(cfg).expect("a valid image configuration")
+    serde_json::from_value(cfg).map_err(|e| ImageError::Invalid {
+        name: "Wasm artifact".into(),
+        reason: format!("its configuration: {e}"),
+    })
 }
 
 pub fn ref_of(desc: &Descriptor) -> Option<ImageRef> {
@@ -579,8 +585,11 @@ pub fn digest_of(d: &oci_spec::image::Digest) -> Result<Digest, crate::model::Di
     Digest::parse(d.as_ref())
 }
 
-pub fn oci_digest(d: &Digest) -> oci_spec::image::Digest {
-    d.as_str().parse().expect("validated digest")
+pub fn oci_digest(d: &Digest) -> Result<oci_spec::image::Digest, ImageError> {
+    d.as_str().parse().map_err(|e| ImageError::Corrupt {
+        digest: d.to_string(),
+        reason: format!("not an OCI digest: {e}"),
+    })
 }
 
 #[cfg(test)]

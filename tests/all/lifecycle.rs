@@ -105,40 +105,34 @@ fn illegal_state_changes_are_conflicts() {
     let d = TestDaemon::start();
     d.wat_image("hello", HELLO_WAT);
     d.wat_image("spin", SPIN_WAT);
-    d.ketch(&["create", "--name", "cc", "hello"]).ok();
+    let cc = d.ketch(&["create", "--name", "cc", "hello"]).ok();
+    let cc = cc.trim();
     assert_eq!(d.state("cc"), "created");
-    let r = d.ketch(&["pause", "cc"]);
-    assert_eq!(r.code, 1);
-    assert!(
-        r.stderr
-            .contains("cannot pause container cc: container is not running"),
-        "{}",
-        r.stderr
-    );
-    let r = d.ketch(&["unpause", "cc"]);
-    assert!(
-        r.stderr.contains("cannot unpause container c"),
-        "{}",
-        r.stderr
-    );
-    let r = d.ketch(&["kill", "cc"]);
-    assert!(r.stderr.contains("cannot kill container c"), "{}", r.stderr);
-    d.ketch(&["run", "-d", "--name", "ss", "spin"]).ok();
+    // Docker's own words, which clients match on.
+    for (verb, words) in [
+        ("pause", format!("Container {cc} is not running")),
+        ("unpause", format!("Container {cc} is not paused")),
+        ("kill", format!("Container {cc} is not running")),
+    ] {
+        let r = d.ketch(&[verb, "cc"]);
+        assert_eq!(r.code, 1, "{verb}");
+        assert!(r.stderr.contains(&words), "{verb}: {}", r.stderr);
+    }
+    let ss = d.ketch(&["run", "-d", "--name", "ss", "spin"]).ok();
+    let ss = ss.trim();
     let r = d.ketch(&["rm", "ss"]);
     assert_eq!(r.code, 1);
-    assert!(
-        r.stderr.contains("cannot remove a running container"),
-        "{}",
-        r.stderr
-    );
+    let words = format!("You cannot remove a running container {ss}. Stop the container before attempting removal or force remove");
+    assert!(r.stderr.contains(&words), "{}", r.stderr);
     let r = d.ketch(&["pause", "ss"]);
     assert_eq!(r.code, 0);
     let r = d.ketch(&["pause", "ss"]);
-    assert!(r.stderr.contains("already paused"), "{}", r.stderr);
+    let words = format!("Container {ss} is already paused");
+    assert!(r.stderr.contains(&words), "{}", r.stderr);
     let r = d.ketch(&["start", "ss"]);
     assert!(
         r.stderr
-            .contains("cannot start container ss: container is paused"),
+            .contains("cannot start a paused container, try unpause instead"),
         "{}",
         r.stderr
     );

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 //! ketch's integration tests: one binary; every test starts a real ketchd
 //! on a temp data root and drives it through the ketch CLI or the API.
 

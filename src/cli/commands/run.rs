@@ -335,7 +335,7 @@ async fn load_local_wasm(c: &Client, path: &Path) -> anyhow::Result<String> {
     }
     let r = crate::model::ImageRef::parse(&reference).map_err(anyhow::Error::msg)?;
     let archive =
-        crate::image::archive::single_module_archive(&r, &format!("/{stem}.wasm"), &bytes);
+        crate::image::archive::single_module_archive(&r, &format!("/{stem}.wasm"), &bytes)?;
     super::archive::load_archive(c, archive).await?;
     Ok(reference)
 }

@@ -102,7 +102,7 @@ impl Container {
     /// and is the verb's typed error.
     pub(super) fn transition<T>(
         &self,
-        verb: &str,
+        verb: &'static str,
         f: impl FnOnce(&mut super::StateRecord) -> Result<T, TransitionError>,
     ) -> Result<T, EngineError> {
         let mut g = lock(&self.record);
@@ -111,9 +111,9 @@ impl Container {
             Ok(out) => out,
             Err(e) => {
                 g.state = before;
-                let name = g.name.clone();
+                let (id, name) = (g.id.clone(), g.name.clone());
                 drop(g);
-                return Err(transition_error(&name, verb, e));
+                return Err(EngineError::transition(verb, &id, &name, e));
             }
         };
         let path = self.dir.join("container.json");
@@ -200,18 +200,6 @@ impl Container {
     }
 }
 
-/// The typed error of an illegal move, as Docker words it: starting a
-/// running container or stopping a stopped one is a 304, the rest 409.
-fn transition_error(name: &str, verb: &str, e: TransitionError) -> EngineError {
-    match e {
-        TransitionError::AlreadyRunning if verb == "start" => {
-            EngineError::NotModified(name.to_string())
-        }
-        TransitionError::NotRunning if verb == "stop" => EngineError::NotModified(name.to_string()),
-        e => EngineError::Conflict(format!("cannot {verb} container {name}: {e}")),
-    }
-}
-
 /// Write a container record atomically. Durable (fsynced) unless the
 /// container is `--rm`: such a record is worthless after a crash, since
 /// the next start removes the container anyway.
@@ -233,13 +221,13 @@ impl Container {
     /// record their move, as `start` does.)
     pub(super) fn check(
         &self,
-        verb: &str,
+        verb: &'static str,
         legal: impl FnOnce(Status) -> Result<(), TransitionError>,
     ) -> Result<(), EngineError> {
         let (status, name) = {
             let g = lock(&self.record);
             (g.state.status(), g.name.clone())
         };
-        legal(status).map_err(|e| transition_error(&name, verb, e))
+        legal(status).map_err(|e| EngineError::transition(verb, &self.id, &name, e))
     }
 }

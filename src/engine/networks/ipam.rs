@@ -4,19 +4,31 @@
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 
+/// Why a subnet was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CidrError {
+    #[error("invalid subnet {0:?}: expected a.b.c.d/len")]
+    Form(String),
+    #[error("invalid subnet {subnet:?}: {addr:?} is not an IPv4 address")]
+    Address { subnet: String, addr: String },
+    #[error("invalid subnet {0:?}: the prefix length must be 8 to 30")]
+    Prefix(String),
+}
+
 /// Parse `a.b.c.d/len`, as the network address (host bits cleared).
-pub fn parse_cidr(s: &str) -> Result<(Ipv4Addr, u8), String> {
+pub fn parse_cidr(s: &str) -> Result<(Ipv4Addr, u8), CidrError> {
     let (a, l) = s
         .split_once('/')
-        .ok_or_else(|| format!("invalid subnet {s:?}: expected a.b.c.d/len"))?;
-    let ip: Ipv4Addr = a
-        .parse()
-        .map_err(|_| format!("invalid subnet {s:?}: {a:?} is not an IPv4 address"))?;
+        .ok_or_else(|| CidrError::Form(s.to_string()))?;
+    let ip: Ipv4Addr = a.parse().map_err(|_| CidrError::Address {
+        subnet: s.to_string(),
+        addr: a.to_string(),
+    })?;
     let len: u8 = l
         .parse()
         .ok()
         .filter(|l| (8..=30).contains(l))
-        .ok_or_else(|| format!("invalid subnet {s:?}: the prefix length must be 8 to 30"))?;
+        .ok_or_else(|| CidrError::Prefix(s.to_string()))?;
     Ok((Ipv4Addr::from(u32::from(ip) & mask(len)), len))
 }
 

@@ -18,7 +18,7 @@ mod ipam;
 mod members;
 
 pub use host::{adoption, host_bridge, release_bridge, HostBridge, HostNet};
-pub use ipam::{allocate, parse_cidr};
+pub use ipam::{allocate, parse_cidr, CidrError};
 use ipam::{candidate_subnets, overlaps};
 
 use super::{Engine, EngineError, Record};
@@ -225,8 +225,12 @@ impl Networks {
 
     fn insert(&self, n: NetworkRecord) -> Result<(), EngineError> {
         let path = self.dir.join(format!("{}.json", n.id));
-        fsutil::write_atomic(&path, &serde_json::to_vec_pretty(&n).expect("serialises"))
-            .map_err(EngineError::io(&path))?;
+        fsutil::write_atomic(
+            &path,
+            &serde_json::to_vec_pretty(&n)
+                .map_err(|e| EngineError::io(&path)(std::io::Error::other(e)))?,
+        )
+        .map_err(EngineError::io(&path))?;
         self.table
             .write()
             .unwrap_or_else(|e| e.into_inner())
@@ -302,7 +306,7 @@ impl Networks {
         let bad = |m: String| EngineError::InvalidArgument(format!("network {}: {m}", req.name));
         let subnet = match &req.subnet {
             Some(s) => {
-                let sn = parse_cidr(s).map_err(bad)?;
+                let sn = parse_cidr(s).map_err(|e| bad(e.to_string()))?;
                 if let Some(n) = existing
                     .iter()
                     .find(|n| parse_cidr(&n.subnet).is_ok_and(|o| overlaps(o, sn)))

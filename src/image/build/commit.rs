@@ -26,7 +26,7 @@ pub(super) fn commit(
     tags: &[ImageRef],
 ) -> Result<Digest, ImageError> {
     let config = stage.config(&created_time())?;
-    let config_bytes = canonical_json(&config);
+    let config_bytes = canonical_json(&config)?;
     let config_digest = store.put_blob(&config_bytes)?;
     let manifest = ImageManifestBuilder::default()
         .schema_version(2u32)
@@ -34,12 +34,12 @@ pub(super) fn commit(
         .config(Descriptor::new(
             MediaType::ImageConfig,
             config_bytes.len() as u64,
-            oci_digest(&config_digest),
+            oci_digest(&config_digest)?,
         ))
         .layers(stage.layers.clone())
         .build()
         .map_err(BuildError::Config)?;
-    let manifest_bytes = canonical_json(&manifest);
+    let manifest_bytes = canonical_json(&manifest)?;
     let manifest_digest = store.put_blob(&manifest_bytes)?;
     if tags.is_empty() {
         store.add_manifest(

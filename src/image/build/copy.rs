@@ -118,7 +118,7 @@ pub(super) fn copy_step(
     stage.layers.push(Descriptor::new(
         MediaType::ImageLayerGzip,
         built.size,
-        oci_digest(&built.digest),
+        oci_digest(&built.digest)?,
     ));
     stage.diff_ids.push(built.diff_id.to_string());
     Ok(())

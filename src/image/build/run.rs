@@ -89,7 +89,7 @@ pub(super) fn run_command(
     stage.layers.push(Descriptor::new(
         MediaType::ImageLayerGzip,
         layer.size,
-        oci_digest(&layer.digest),
+        oci_digest(&layer.digest)?,
     ));
     stage.diff_ids.push(layer.diff_id.to_string());
     Ok(())

@@ -284,7 +284,7 @@ fn wasm_artifact(
         "os": if component { "wasip2" } else { "wasip1" },
         "layerDigests": [layer_digest.to_string()],
     });
-    let config_bytes = canonical_json(&config);
+    let config_bytes = canonical_json(&config)?;
     let config_digest = store.put_blob(&config_bytes)?;
     let manifest = serde_json::json!({
         "schemaVersion": 2,
@@ -296,7 +296,7 @@ fn wasm_artifact(
         },
         "layers": [layer],
     });
-    let manifest_bytes = canonical_json(&manifest);
+    let manifest_bytes = canonical_json(&manifest)?;
     store.put_blob(&manifest_bytes)?;
     let layer: Descriptor = serde_json::from_value(layer).map_err(|e| ImageError::Invalid {
         name: "wasm artifact layer".into(),
@@ -305,7 +305,7 @@ fn wasm_artifact(
     let config = Descriptor::new(
         MediaType::Other(MEDIA_WASM_CONFIG.into()),
         config_bytes.len() as u64,
-        oci_digest(&config_digest),
+        oci_digest(&config_digest)?,
     );
     Ok((
         manifest_bytes,
