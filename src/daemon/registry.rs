@@ -186,21 +186,11 @@ pub async fn prune_images(engine: &Arc<Engine>, q: &Query) -> Resp {
 
 /// `POST /containers/prune`: remove every stopped container.
 pub async fn prune_containers(engine: &Arc<Engine>) -> Resp {
-    let mut deleted = Vec::new();
-    for c in engine.list() {
-        if c.status().is_alive() {
-            continue;
-        }
-        let id = c.record().id.to_string();
-        match engine.remove(&id, false).await {
-            Ok(()) => deleted.push(id),
-            // Started or removed meanwhile: not ours to prune.
-            Err(EngineError::Conflict(_) | EngineError::NotFound(_)) => {}
-            Err(e) => return error(&e),
-        }
+    match engine.container_prune().await {
+        Ok(deleted) => json(
+            StatusCode::OK,
+            &serde_json::json!({"ContainersDeleted": deleted, "SpaceReclaimed": 0}),
+        ),
+        Err(e) => error(&e),
     }
-    json(
-        StatusCode::OK,
-        &serde_json::json!({"ContainersDeleted": deleted, "SpaceReclaimed": 0}),
-    )
 }

@@ -128,7 +128,11 @@ async fn pause_reaches_the_instance_and_illegal_moves_are_conflicts() {
     let c = make(&w, "p", HostConfig::default()).await;
     assert!(matches!(
         w.engine.pause("p").await,
-        Err(EngineError::Conflict(_))
+        Err(EngineError::Transition {
+            verb: "pause",
+            source: crate::model::TransitionError::NotRunning,
+            ..
+        })
     ));
     w.engine.start("p").await.unwrap();
     w.engine.pause("p").await.unwrap();
@@ -145,7 +149,7 @@ async fn pause_reaches_the_instance_and_illegal_moves_are_conflicts() {
     w.engine.remove("p", true).await.unwrap();
     assert!(matches!(
         w.engine.lookup("p"),
-        Err(EngineError::NotFound(_))
+        Err(EngineError::NoSuchContainer(_))
     ));
     assert_eq!(*w.fake.cleaned.lock().unwrap(), vec!["p".to_string()]);
 }

@@ -26,6 +26,25 @@ impl Engine {
         self.remove_now(&c).await
     }
 
+    /// `POST /containers/prune`: remove every stopped container. Returns
+    /// the ids removed.
+    pub async fn container_prune(self: &Arc<Self>) -> Result<Vec<String>, EngineError> {
+        let mut deleted = Vec::new();
+        for c in self.list() {
+            if c.status().is_alive() {
+                continue;
+            }
+            let id = c.id.to_string();
+            match self.remove(&id, false).await {
+                Ok(()) => deleted.push(id),
+                // Started or removed meanwhile: not ours to prune.
+                Err(EngineError::Transition { .. } | EngineError::NoSuchContainer(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(deleted)
+    }
+
     pub(in crate::engine) async fn remove_now(
         &self,
         c: &Arc<Container>,
