@@ -206,10 +206,10 @@ async fn dispatch(engine: Arc<Engine>, req: Request<Incoming>) -> Resp {
         (&Method::GET, ["system", "df"]) => system::df(&engine),
         (&Method::POST, ["containers", "prune"]) => registry::prune_containers(&engine).await,
         (&Method::POST, ["networks", "create"]) => networks::create(&engine, req.into_body()).await,
-        (&Method::POST, ["networks", "prune"]) => networks::prune(&engine),
+        (&Method::POST, ["networks", "prune"]) => networks::prune(&engine).await,
         (&Method::GET, ["networks"]) => networks::list(&engine, &q),
         (&Method::GET, ["networks", id]) => networks::inspect(&engine, id),
-        (&Method::DELETE, ["networks", id]) => networks::remove(&engine, id),
+        (&Method::DELETE, ["networks", id]) => networks::remove(&engine, id).await,
         (&Method::POST, ["networks", id, "connect"]) => {
             networks::connect(&engine, id, req.into_body()).await
         }
@@ -223,10 +223,10 @@ async fn dispatch(engine: Arc<Engine>, req: Request<Incoming>) -> Resp {
             &serde_json::json!({"CachesDeleted": [], "SpaceReclaimed": 0}),
         ),
         (&Method::POST, ["volumes", "create"]) => volumes::create(&engine, req.into_body()).await,
-        (&Method::POST, ["volumes", "prune"]) => volumes::prune(&engine, &q),
+        (&Method::POST, ["volumes", "prune"]) => volumes::prune(&engine, &q).await,
         (&Method::GET, ["volumes"]) => volumes::list(&engine),
         (&Method::GET, ["volumes", name]) => volumes::inspect(&engine, name),
-        (&Method::DELETE, ["volumes", name]) => volumes::remove(&engine, name, &q),
+        (&Method::DELETE, ["volumes", name]) => volumes::remove(&engine, name, &q).await,
         (&Method::POST, ["containers", "create"]) => {
             containers::create(&engine, &q, req.into_body()).await
         }

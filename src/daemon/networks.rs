@@ -78,12 +78,16 @@ fn create_request(req: CreateRequest) -> Result<CreateNetwork, EngineError> {
     })
 }
 
-pub async fn create(engine: &Engine, body: Incoming) -> Resp {
+pub async fn create(engine: &Arc<Engine>, body: Incoming) -> Resp {
     let req: CreateRequest = match read_json(body, MAX_JSON_BODY).await {
         Ok(r) => r,
         Err(e) => return error(&e),
     };
-    match create_request(req).and_then(|r| engine.network_create(r)) {
+    let req = match create_request(req) {
+        Ok(r) => r,
+        Err(e) => return error(&e),
+    };
+    match engine.network_create(req).await {
         Ok(n) => json(
             StatusCode::CREATED,
             &serde_json::json!({"Id": n.id, "Warning": ""}),
@@ -139,18 +143,21 @@ pub fn inspect(engine: &Engine, id: &str) -> Resp {
     }
 }
 
-pub fn remove(engine: &Engine, id: &str) -> Resp {
-    match engine.network_remove(id) {
+pub async fn remove(engine: &Arc<Engine>, id: &str) -> Resp {
+    match engine.network_remove(id).await {
         Ok(()) => empty(StatusCode::NO_CONTENT),
         Err(e) => error(&e),
     }
 }
 
-pub fn prune(engine: &Engine) -> Resp {
-    json(
-        StatusCode::OK,
-        &serde_json::json!({"NetworksDeleted": engine.network_prune()}),
-    )
+pub async fn prune(engine: &Arc<Engine>) -> Resp {
+    match engine.network_prune().await {
+        Ok(gone) => json(
+            StatusCode::OK,
+            &serde_json::json!({"NetworksDeleted": gone}),
+        ),
+        Err(e) => error(&e),
+    }
 }
 
 #[derive(serde::Deserialize, Default)]

@@ -6,6 +6,7 @@ use crate::engine::{Engine, EngineError};
 use hyper::body::Incoming;
 use hyper::StatusCode;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 #[derive(serde::Deserialize, Default)]
 #[serde(rename_all = "PascalCase", default)]
@@ -16,7 +17,7 @@ struct CreateRequest {
     labels: Option<BTreeMap<String, String>>,
 }
 
-pub async fn create(engine: &Engine, body: Incoming) -> Resp {
+pub async fn create(engine: &Arc<Engine>, body: Incoming) -> Resp {
     let req: CreateRequest = match read_json(body, MAX_JSON_BODY).await {
         Ok(r) => r,
         Err(e) => return error(&e),
@@ -33,7 +34,10 @@ pub async fn create(engine: &Engine, body: Incoming) -> Resp {
         ));
     }
     let name = Some(req.name.as_str()).filter(|n| !n.is_empty());
-    match engine.volume_create(name, req.labels.unwrap_or_default(), false) {
+    match engine
+        .volume_create(name, req.labels.unwrap_or_default(), false)
+        .await
+    {
         Ok(v) => json(StatusCode::CREATED, &v),
         Err(e) => error(&e),
     }
@@ -53,23 +57,25 @@ pub fn inspect(engine: &Engine, name: &str) -> Resp {
     }
 }
 
-pub fn remove(engine: &Engine, name: &str, q: &Query) -> Resp {
-    match engine.volume_remove(name, q.flag("force")) {
+pub async fn remove(engine: &Arc<Engine>, name: &str, q: &Query) -> Resp {
+    match engine.volume_remove(name, q.flag("force")).await {
         Ok(()) => empty(StatusCode::NO_CONTENT),
         Err(e) => error(&e),
     }
 }
 
 /// `POST /volumes/prune?filters={"all":["true"]}`.
-pub fn prune(engine: &Engine, q: &Query) -> Resp {
+pub async fn prune(engine: &Arc<Engine>, q: &Query) -> Resp {
     let all = q
         .get("filters")
         .and_then(|f| super::containers::parse_filters(f).ok())
         .and_then(|f| f.get("all").cloned())
         .is_some_and(|v| v.iter().any(|x| x == "true" || x == "1"));
-    let (gone, freed) = engine.volume_prune(all);
-    json(
-        StatusCode::OK,
-        &serde_json::json!({"VolumesDeleted": gone, "SpaceReclaimed": freed}),
-    )
+    match engine.volume_prune(all).await {
+        Ok((gone, freed)) => json(
+            StatusCode::OK,
+            &serde_json::json!({"VolumesDeleted": gone, "SpaceReclaimed": freed}),
+        ),
+        Err(e) => error(&e),
+    }
 }

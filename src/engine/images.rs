@@ -23,9 +23,12 @@ impl Engine {
     }
 
     /// `POST /images/{name}/tag`.
-    pub async fn image_tag(&self, name: &str, r: &ImageRef) -> Result<(), EngineError> {
+    pub async fn image_tag(self: &Arc<Self>, name: &str, r: &ImageRef) -> Result<(), EngineError> {
         let img = self.image(name).await?;
-        self.images.tag(&img, r)?;
+        let (i, tag) = (img.clone(), r.clone());
+        // The store's index is rewritten and synced.
+        self.off_runtime("tagging an image", move |e| Ok(e.images.tag(&i, &tag)?))
+            .await?;
         self.events
             .emit("image", "tag", img.id.as_str(), &[("name", &r.familiar())]);
         Ok(())
@@ -35,11 +38,17 @@ impl Engine {
     /// is left, refusing while a container uses it (a stopped one yields
     /// to `force`, a running one never), as Docker does.
     pub async fn image_remove(
-        &self,
+        self: &Arc<Self>,
         name: &str,
         force: bool,
     ) -> Result<Vec<DeleteItem>, EngineError> {
-        let items = self.image_remove_quietly(name, force).await?;
+        let img = self.image(name).await?;
+        let name = name.to_string();
+        let items = self
+            .off_runtime("removing an image", move |e| {
+                e.image_remove_now(&img, &name, force)
+            })
+            .await?;
         for i in &items {
             match (&i.untagged, &i.deleted) {
                 (Some(u), _) => self.events.emit("image", "untag", u, &[("name", u)]),
@@ -50,12 +59,12 @@ impl Engine {
         Ok(items)
     }
 
-    async fn image_remove_quietly(
+    fn image_remove_now(
         &self,
+        img: &Image,
         name: &str,
         force: bool,
     ) -> Result<Vec<DeleteItem>, EngineError> {
-        let img = self.image(name).await?;
         let by_ref = ImageRef::parse(name).ok().filter(|r| img.refs.contains(r));
         let users = self.containers_using(&img.id);
         let untag_all = match &by_ref {
@@ -99,10 +108,7 @@ impl Engine {
         }
         self.images.remove_manifest(&img.manifest_digest)?;
         // Blobs shared with other images stay; GC removes only unreachable ones.
-        let s = self.images.clone();
-        let deleted = tokio::task::spawn_blocking(move || s.gc())
-            .await
-            .map_err(EngineError::task("image garbage collection"))??;
+        let deleted = self.images.gc()?;
         items.push(deleted_item(img.id.to_string()));
         items.extend(
             deleted

@@ -58,8 +58,7 @@ pub struct Engine {
     networks: networks::Networks,
     /// Held while an address is picked and recorded, so two starts
     /// cannot take the same one.
-    #[cfg_attr(not(all(feature = "linux", target_os = "linux")), allow(dead_code))]
-    ipam: Mutex<()>,
+    ipam: tokio::sync::Mutex<()>,
     containers: RwLock<Table>,
     backends: Backends,
     execs: Mutex<HashMap<String, Arc<exec::Exec>>>,
@@ -74,11 +73,13 @@ impl Engine {
         registry: RegistryConfig,
         wasm_memory: crate::runtime::memory::WasmMemory,
     ) -> Result<Arc<Self>, EngineError> {
-        let dirs = root.to_path_buf();
-        tokio::task::spawn_blocking(move || prepare_root(&dirs))
-            .await
-            .map_err(EngineError::task("opening the data root"))??;
-        let backends = Backends::open(root, wasm_memory)?;
+        let dir = root.to_path_buf();
+        let backends = tokio::task::spawn_blocking(move || {
+            prepare_root(&dir)?;
+            Backends::open(&dir, wasm_memory)
+        })
+        .await
+        .map_err(EngineError::task("opening the data root"))??;
         Self::open_with(root, registry, backends).await
     }
 
@@ -87,18 +88,28 @@ impl Engine {
         registry: RegistryConfig,
         backends: Backends,
     ) -> Result<Arc<Self>, EngineError> {
-        let engine = Arc::new(Engine {
-            root: root.to_path_buf(),
-            images: Arc::new(ImageStore::open(&root.join("image"))?),
-            registry: Arc::new(Registry::new(registry)?),
-            events: events::Events::default(),
-            volumes: volumes::Volumes::open(&root.join("volumes"))?,
-            networks: networks::Networks::open(&root.join("networks"), backends.host_network())?,
-            ipam: Mutex::new(()),
-            containers: RwLock::new(Table::default()),
-            backends,
-            execs: Mutex::new(HashMap::new()),
-        });
+        let root = root.to_path_buf();
+        // Stores read their directories; networks take the host's lock and
+        // make their bridges again after a reboot.
+        let engine = tokio::task::spawn_blocking(move || -> Result<_, EngineError> {
+            Ok(Arc::new(Engine {
+                images: Arc::new(ImageStore::open(&root.join("image"))?),
+                registry: Arc::new(Registry::new(registry)?),
+                events: events::Events::default(),
+                volumes: volumes::Volumes::open(&root.join("volumes"))?,
+                networks: networks::Networks::open(
+                    &root.join("networks"),
+                    backends.host_network(),
+                )?,
+                ipam: tokio::sync::Mutex::new(()),
+                containers: RwLock::new(Table::default()),
+                backends,
+                execs: Mutex::new(HashMap::new()),
+                root,
+            }))
+        })
+        .await
+        .map_err(EngineError::task("opening the stores"))??;
         engine.reconcile().await?;
         Ok(engine)
     }
@@ -195,6 +206,19 @@ impl Engine {
             .into_iter()
             .filter(|c| &c.record().image_id == image_id)
             .collect()
+    }
+
+    /// Run blocking engine work (fsyncs, the host network's lock and
+    /// netlink) on the blocking pool, off the async runtime.
+    async fn off_runtime<T: Send + 'static>(
+        self: &Arc<Self>,
+        what: &'static str,
+        f: impl FnOnce(&Engine) -> Result<T, EngineError> + Send + 'static,
+    ) -> Result<T, EngineError> {
+        let engine = self.clone();
+        tokio::task::spawn_blocking(move || f(&engine))
+            .await
+            .map_err(EngineError::task(what))?
     }
 
     /// The image a container was made from, or why it cannot start.

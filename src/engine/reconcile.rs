@@ -118,7 +118,8 @@ impl Engine {
                 r.networks
                     .values_mut()
                     .for_each(super::networks::Endpoint::release);
-            })?;
+            })
+            .await?;
         }
         // An --rm container that outlived its daemon is removed, as Docker does.
         if rec.state.status() == crate::model::Status::Removing || rec.host_config.auto_remove {

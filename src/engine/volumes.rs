@@ -149,7 +149,20 @@ pub fn named(source: &str) -> Option<&str> {
 impl Engine {
     /// `POST /volumes/create` (an existing name is answered as it is, as
     /// Docker does); the create event is emitted only for a new volume.
-    pub fn volume_create(
+    pub async fn volume_create(
+        self: &std::sync::Arc<Self>,
+        name: Option<&str>,
+        labels: BTreeMap<String, String>,
+        anonymous: bool,
+    ) -> Result<Volume, EngineError> {
+        let name = name.map(str::to_string);
+        self.off_runtime("creating a volume", move |e| {
+            e.volume_create_now(name.as_deref(), labels, anonymous)
+        })
+        .await
+    }
+
+    pub(super) fn volume_create_now(
         &self,
         name: Option<&str>,
         labels: BTreeMap<String, String>,
@@ -182,7 +195,19 @@ impl Engine {
     }
 
     /// `DELETE /volumes/{name}`.
-    pub fn volume_remove(&self, name: &str, force: bool) -> Result<(), EngineError> {
+    pub async fn volume_remove(
+        self: &std::sync::Arc<Self>,
+        name: &str,
+        force: bool,
+    ) -> Result<(), EngineError> {
+        let name = name.to_string();
+        self.off_runtime("removing a volume", move |e| {
+            e.volume_remove_now(&name, force)
+        })
+        .await
+    }
+
+    fn volume_remove_now(&self, name: &str, force: bool) -> Result<(), EngineError> {
         match self.volumes.get(name) {
             Ok(_) => {}
             Err(_) if force => return Ok(()),
@@ -203,7 +228,15 @@ impl Engine {
 
     /// `POST /volumes/prune`: unused volumes (anonymous ones only, unless
     /// `all`). Returns the names removed and the bytes freed.
-    pub fn volume_prune(&self, all: bool) -> (Vec<String>, u64) {
+    pub async fn volume_prune(
+        self: &std::sync::Arc<Self>,
+        all: bool,
+    ) -> Result<(Vec<String>, u64), EngineError> {
+        self.off_runtime("pruning volumes", move |e| Ok(e.volume_prune_now(all)))
+            .await
+    }
+
+    fn volume_prune_now(&self, all: bool) -> (Vec<String>, u64) {
         let mut gone = Vec::new();
         let mut freed = 0;
         for v in self.volumes.list() {

@@ -18,9 +18,16 @@ impl Engine {
         name: Option<&str>,
         req: ContainerCreateRequest,
     ) -> Result<Record, EngineError> {
-        let mut host_config = req.host_config.unwrap_or_default();
-        self.prepare_volumes(&mut host_config)?;
-        validate_host_config(&host_config, &self.volumes)?;
+        let host_config = req.host_config.unwrap_or_default();
+        // Volumes are made (and fsynced) and binds checked on the host.
+        let mut host_config = self
+            .off_runtime("preparing volumes", move |e| {
+                let mut hc = host_config;
+                e.prepare_volumes(&mut hc)?;
+                validate_host_config(&hc, &e.volumes)?;
+                Ok(hc)
+            })
+            .await?;
         let name = match name.filter(|n| !n.is_empty()) {
             Some(n) => {
                 let n = n.strip_prefix('/').unwrap_or(n);
@@ -145,7 +152,7 @@ impl Engine {
     fn prepare_volumes(&self, hc: &mut HostConfig) -> Result<(), EngineError> {
         let ensure = |name: Option<&str>| -> Result<String, EngineError> {
             Ok(self
-                .volume_create(name, BTreeMap::new(), name.is_none())?
+                .volume_create_now(name, BTreeMap::new(), name.is_none())?
                 .name)
         };
         for b in hc.binds.iter_mut().flatten() {

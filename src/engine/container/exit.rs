@@ -22,7 +22,7 @@ impl Engine {
             c.log
                 .write(StdStream::Stderr, format!("{err}\n").as_bytes());
         }
-        let rec = self.record_exit(c, &status, Utc::now());
+        let rec = self.record_exit(c, &status, Utc::now()).await;
         if let Some(b) = rec.kind().and_then(|k| self.backends.get(k)) {
             b.after_exit(self, &rec);
         }
@@ -36,12 +36,13 @@ impl Engine {
             }
             return;
         }
-        self.schedule_restart(c, &rec, status.code, started_at);
+        self.schedule_restart(c, &rec, status.code, started_at)
+            .await;
     }
 
     /// Record an exit. A container about to be auto-removed need not
     /// persist it.
-    pub(in crate::engine) fn record_exit(
+    pub(in crate::engine) async fn record_exit(
         &self,
         c: &Container,
         status: &ExitStatus,
@@ -56,9 +57,12 @@ impl Engine {
         if c.record().host_config.auto_remove {
             return c.set(exited);
         }
-        c.update(exited).unwrap_or_else(|e| {
-            tracing::error!("cannot record exit of container {}: {e}", c.name());
-            c.set(|r| r.state.exited(status, at))
-        })
+        match c.update(exited).await {
+            Ok(rec) => rec,
+            Err(e) => {
+                tracing::error!("cannot record exit of container {}: {e}", c.name());
+                c.set(|r| r.state.exited(status, at))
+            }
+        }
     }
 }

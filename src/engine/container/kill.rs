@@ -28,7 +28,7 @@ impl Engine {
             return Err(EngineError::InvalidArgument(format!("signal {sig_name} cannot be delivered to a Wasm container: only KILL, TERM and INT end it")));
         }
         let seen = c.exits_seen();
-        if !c.transition("kill", |s| s.stop_requested(true))? {
+        if !c.transition("kill", |s| s.stop_requested(true)).await? {
             return Ok(());
         }
         if let Some(ctl) = c.control() {

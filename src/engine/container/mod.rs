@@ -45,6 +45,8 @@ pub struct Container {
     removed: watch::Sender<bool>,
     /// Serialises lifecycle verbs on this container.
     pub(in crate::engine) op: tokio::sync::Mutex<()>,
+    /// Serialises writes of its record.
+    io: tokio::sync::Mutex<()>,
 }
 
 /// A poisoned lock only means a panic elsewhere; the data is still whole.
@@ -66,6 +68,7 @@ impl Container {
             exits,
             removed,
             op: tokio::sync::Mutex::new(()),
+            io: tokio::sync::Mutex::new(()),
             record: Mutex::new(rec),
         });
         c.fresh_stdin();
@@ -89,39 +92,51 @@ impl Container {
         &self.dir
     }
 
-    /// Apply `f` to the record and persist it atomically.
-    pub(super) fn update(&self, f: impl FnOnce(&mut Record)) -> Result<Record, EngineError> {
-        let mut g = lock(&self.record);
-        f(&mut g);
-        let path = self.dir.join("container.json");
-        write_record(&path, &g)?;
-        Ok(g.clone())
+    /// Apply `f` to the record and persist it atomically. The write (an
+    /// fsync) runs off the async runtime; writes of one container happen
+    /// one at a time, in order, so the file always holds the latest record.
+    pub(super) async fn update(&self, f: impl FnOnce(&mut Record)) -> Result<Record, EngineError> {
+        let _io = self.io.lock().await;
+        let rec = {
+            let mut g = lock(&self.record);
+            f(&mut g);
+            g.clone()
+        };
+        self.persist(rec.clone()).await?;
+        Ok(rec)
     }
 
     /// Make a state move and persist it; an illegal move changes nothing
-    /// and is the verb's typed error.
-    pub(super) fn transition<T>(
+    /// and is the verb's typed error, as is a move that cannot be recorded.
+    pub(super) async fn transition<T>(
         &self,
         verb: &'static str,
         f: impl FnOnce(&mut super::StateRecord) -> Result<T, TransitionError>,
     ) -> Result<T, EngineError> {
-        let mut g = lock(&self.record);
-        let before = g.state.clone();
-        let out = match f(&mut g.state) {
-            Ok(out) => out,
-            Err(e) => {
-                g.state = before;
-                let (id, name) = (g.id.clone(), g.name.clone());
-                drop(g);
-                return Err(EngineError::transition(verb, &id, &name, e));
+        let _io = self.io.lock().await;
+        let (out, rec, before) = {
+            let mut g = lock(&self.record);
+            let before = g.state.clone();
+            match f(&mut g.state) {
+                Ok(out) => (out, g.clone(), before),
+                Err(e) => {
+                    g.state = before;
+                    return Err(EngineError::transition(verb, &g.id, &g.name, e));
+                }
             }
         };
-        let path = self.dir.join("container.json");
-        if let Err(e) = write_record(&path, &g) {
-            g.state = before;
+        if let Err(e) = self.persist(rec).await {
+            lock(&self.record).state = before;
             return Err(e);
         }
         Ok(out)
+    }
+
+    async fn persist(&self, rec: Record) -> Result<(), EngineError> {
+        let path = self.dir.join("container.json");
+        tokio::task::spawn_blocking(move || write_record(&path, &rec))
+            .await
+            .map_err(EngineError::task("writing a container record"))?
     }
 
     /// Apply `f` in memory only (for a container about to be removed).

@@ -14,7 +14,7 @@ impl Engine {
             return c.check("pause", |_| Err(TransitionError::NotRunning));
         };
         ctl.pause();
-        if let Err(e) = c.transition("pause", |s| s.paused()) {
+        if let Err(e) = c.transition("pause", |s| s.paused()).await {
             ctl.resume();
             return Err(e);
         }
@@ -29,7 +29,7 @@ impl Engine {
         if let Some(ctl) = c.control() {
             ctl.resume();
         }
-        c.transition("unpause", |s| s.resumed())?;
+        c.transition("unpause", |s| s.resumed()).await?;
         self.event(&c.record(), "unpause", &[]);
         Ok(())
     }

@@ -15,9 +15,11 @@ impl Engine {
         let c = self.lookup(name)?;
         let _op = c.op.lock().await;
         let seen = c.exits_seen();
-        if c.transition("remove", |s| s.remove_requested(force))? {
+        if c.transition("remove", |s| s.remove_requested(force))
+            .await?
+        {
             // Suppress auto-remove racing with this removal.
-            c.update(|r| r.host_config.auto_remove = false)?;
+            c.update(|r| r.host_config.auto_remove = false).await?;
             if let Some(ctl) = c.control() {
                 ctl.kill();
                 c.exit_after(seen, Some(KILL_WAIT)).await;

@@ -43,7 +43,7 @@ impl Engine {
     }
 
     /// After an exit: restart per policy, after the backoff.
-    pub(super) fn schedule_restart(
+    pub(super) async fn schedule_restart(
         self: &Arc<Self>,
         c: &Arc<Container>,
         rec: &Record,
@@ -60,7 +60,7 @@ impl Engine {
         }
         let ran = (Utc::now() - started_at).to_std().unwrap_or_default();
         let delay = backoff(state.restart_count(), ran);
-        if c.transition("restart", |s| s.restarting()).is_err() {
+        if c.transition("restart", |s| s.restarting()).await.is_err() {
             return;
         }
         let engine = self.clone();
@@ -68,7 +68,11 @@ impl Engine {
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
             let _op = c.op.lock().await;
-            if c.is_removed() || c.transition("restart", |s| s.restart_begins()).is_err() {
+            if c.is_removed()
+                || c.transition("restart", |s| s.restart_begins())
+                    .await
+                    .is_err()
+            {
                 // Stopped or removed during the backoff.
                 return;
             }
@@ -77,7 +81,7 @@ impl Engine {
                 Box::pin(engine.start_container_owned(c.clone()));
             if let Err(e) = restart.await {
                 tracing::warn!("restart of container {} failed: {e}", c.name());
-                let _ = c.update(|r| r.state.restart_failed(e.to_string()));
+                let _ = c.update(|r| r.state.restart_failed(e.to_string())).await;
             }
         });
     }

@@ -37,7 +37,7 @@ impl Engine {
         let rec = c.record();
         let backend = self.backends.for_platform(&rec.platform, &rec.image)?;
         let started = backend.start(self, c, &rec).await?;
-        self.started(c, started)?;
+        self.started(c, started).await?;
         backend.after_start(self, c);
         Ok(())
     }
@@ -69,7 +69,11 @@ impl Engine {
     }
 
     /// Record a container as running and watch for its exit.
-    fn started(self: &Arc<Self>, c: &Arc<Container>, started: Started) -> Result<(), EngineError> {
+    async fn started(
+        self: &Arc<Self>,
+        c: &Arc<Container>,
+        started: Started,
+    ) -> Result<(), EngineError> {
         let started_at = Utc::now();
         let mut published = Published::new();
         for m in &started.ports {
@@ -78,7 +82,10 @@ impl Engine {
                 host_port: m.host_port.to_string(),
             });
         }
-        if let Err(e) = c.transition("start", |s| s.running(started_at, published)) {
+        if let Err(e) = c
+            .transition("start", |s| s.running(started_at, published))
+            .await
+        {
             // It runs, but cannot be recorded: it must not run unseen.
             started.control.kill();
             return Err(e);

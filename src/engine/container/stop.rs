@@ -28,7 +28,7 @@ impl Engine {
         timeout: Option<i64>,
     ) -> Result<(), EngineError> {
         let seen = c.exits_seen();
-        if !c.transition("stop", |s| s.stop_requested(false))? {
+        if !c.transition("stop", |s| s.stop_requested(false)).await? {
             return Ok(());
         }
         let rec = c.record();

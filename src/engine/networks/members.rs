@@ -44,8 +44,8 @@ impl Engine {
     /// Give a starting container an address on each of its bridge
     /// networks, recorded before it starts. Returns the attachments, the
     /// primary (its `NetworkMode`) first.
-    pub fn allocate_endpoints(&self, c: &Container) -> Result<Vec<Attachment>, EngineError> {
-        let _ipam = self.ipam.lock().unwrap_or_else(|e| e.into_inner());
+    pub async fn allocate_endpoints(&self, c: &Container) -> Result<Vec<Attachment>, EngineError> {
+        let _ipam = self.ipam.lock().await;
         let rec = c.record();
         let primary = default_mode(&rec.host_config.network_mode).to_string();
         let mut names: Vec<&String> = rec.networks.keys().collect();
@@ -93,7 +93,8 @@ impl Engine {
                     ep.gateway = Some(gateway);
                 }
             }
-        })?;
+        })
+        .await?;
         Ok(out)
     }
 
@@ -220,15 +221,28 @@ impl Engine {
         self.events.emit("network", action, &n.id, &attrs);
     }
 
-    pub fn network_create(&self, req: CreateNetwork) -> Result<NetworkRecord, EngineError> {
-        let n = self.networks.create(req)?;
+    /// `POST /networks/create` (its bridge is made under the host's
+    /// network lock).
+    pub async fn network_create(
+        self: &Arc<Self>,
+        req: CreateNetwork,
+    ) -> Result<NetworkRecord, EngineError> {
+        let n = self
+            .off_runtime("creating a network", move |e| e.networks.create(req))
+            .await?;
         self.network_event("create", &n, None);
         Ok(n)
     }
 
     /// `DELETE /networks/{id}`: refused for the predefined networks and
     /// for one that running containers are on.
-    pub fn network_remove(&self, key: &str) -> Result<(), EngineError> {
+    pub async fn network_remove(self: &Arc<Self>, key: &str) -> Result<(), EngineError> {
+        let key = key.to_string();
+        self.off_runtime("removing a network", move |e| e.network_remove_now(&key))
+            .await
+    }
+
+    fn network_remove_now(&self, key: &str) -> Result<(), EngineError> {
         let n = self.networks.lookup(key)?;
         if n.predefined() {
             return Err(EngineError::Forbidden(format!(
@@ -252,17 +266,20 @@ impl Engine {
     }
 
     /// `POST /networks/prune`: user networks no running container is on.
-    pub fn network_prune(&self) -> Vec<String> {
-        let mut gone = Vec::new();
-        for n in self.networks.list() {
-            if !n.predefined()
-                && self.network_members(&n.id, true).is_empty()
-                && self.network_remove(&n.id).is_ok()
-            {
-                gone.push(n.name);
+    pub async fn network_prune(self: &Arc<Self>) -> Result<Vec<String>, EngineError> {
+        self.off_runtime("pruning networks", |e| {
+            let mut gone = Vec::new();
+            for n in e.networks.list() {
+                if !n.predefined()
+                    && e.network_members(&n.id, true).is_empty()
+                    && e.network_remove_now(&n.id).is_ok()
+                {
+                    gone.push(n.name);
+                }
             }
-        }
-        gone
+            Ok(gone)
+        })
+        .await
     }
 
     /// `POST /networks/{id}/connect`. A running Linux container gets a new
@@ -303,21 +320,25 @@ impl Engine {
                 default_mode(&rec.host_config.network_mode)
             )));
         }
-        let rec = c.update(|r| {
-            r.networks.insert(
-                n.name.clone(),
-                Endpoint {
-                    network_id: n.id.clone(),
-                    aliases,
-                    ..Default::default()
-                },
-            );
-        })?;
+        let rec = c
+            .update(|r| {
+                r.networks.insert(
+                    n.name.clone(),
+                    Endpoint {
+                        network_id: n.id.clone(),
+                        aliases,
+                        ..Default::default()
+                    },
+                );
+            })
+            .await?;
         if rec.state.status().is_alive() {
             if let Err(e) = self.connect_running(&c, &n).await {
-                let _ = c.update(|r| {
-                    r.networks.remove(&n.name);
-                });
+                let _ = c
+                    .update(|r| {
+                        r.networks.remove(&n.name);
+                    })
+                    .await;
                 return Err(e);
             }
         }
@@ -339,7 +360,7 @@ impl Engine {
             .ipv4()
             .ok_or_else(|| EngineError::Conflict(format!("network {} has no subnet", n.name)))?;
         let (ip, ifname, index) = {
-            let _ipam = self.ipam.lock().unwrap_or_else(|e| e.into_inner());
+            let _ipam = self.ipam.lock().await;
             let used = self.addresses_in_use(&n.id, &rec.id);
             let ip = allocate((net, prefix), gateway, &used).ok_or_else(|| {
                 EngineError::Conflict(format!("no address left in network {}", n.name))
@@ -357,7 +378,8 @@ impl Engine {
                     ep.prefix = prefix;
                     ep.gateway = Some(gateway);
                 }
-            })?;
+            })
+            .await?;
             (ip, ifname, index)
         };
         let a = Attachment {
@@ -426,9 +448,11 @@ impl Engine {
                 }
             }
         }
-        let after = c.update(|r| {
-            r.networks.remove(&name);
-        })?;
+        let after = c
+            .update(|r| {
+                r.networks.remove(&name);
+            })
+            .await?;
         // Its old peers forget it.
         self.refresh_peers(&rec);
         if after.state.status().is_alive() {

@@ -272,7 +272,7 @@ impl Backend for LinuxAdapter {
             }
             .await;
             if started.is_err() {
-                engine.release_endpoints(c);
+                engine.release_endpoints(c).await;
             }
             started
         })
@@ -507,7 +507,7 @@ impl Engine {
         let network = network_mode(rec);
         let hostname = hostname(rec);
         let attachments = if network == NetworkMode::Bridge {
-            self.allocate_endpoints(c)?
+            self.allocate_endpoints(c).await?
         } else {
             Vec::new()
         };
@@ -567,7 +567,7 @@ impl Engine {
     }
 
     /// Forget a container's addresses (it stopped, or failed to start).
-    pub(in crate::engine) fn release_endpoints(&self, c: &Container) -> Option<Record> {
+    pub(in crate::engine) async fn release_endpoints(&self, c: &Container) -> Option<Record> {
         let had = c.record().networks.values().any(|e| e.ip.is_some());
         if !had {
             return None;
@@ -578,6 +578,7 @@ impl Engine {
                     .values_mut()
                     .for_each(crate::engine::networks::Endpoint::release);
             })
+            .await
             .ok()?;
         self.refresh_peers(&rec);
         Some(rec)
