@@ -162,12 +162,12 @@ impl Backends {
     ) -> Result<Self, EngineError> {
         let _ = root;
         #[allow(unused_mut)] // empty when no runtime is compiled in
-        let mut list: Vec<Arc<dyn Backend>> = Vec::new();
+        let mut list: Vec<Arc<dyn Backend>> = Vec::with_capacity(2);
         #[cfg(feature = "wasm")]
-        list.push(Arc::new(wasm::WasmAdapter::open(
-            &root.join("wasm-cache"),
-            wasm_memory,
-        )?));
+        {
+            let wasm = wasm::WasmAdapter::open(&root.join("wasm-cache"), wasm_memory)?;
+            list.push(Arc::new(wasm));
+        }
         #[cfg(all(feature = "linux", target_os = "linux"))]
         let linux = {
             let l = Arc::new(linux::LinuxAdapter::open(root)?);
