@@ -90,8 +90,7 @@ fn mounts(r: &Record) -> Vec<MountPoint> {
 
 /// `NetworkSettings.Networks`: one entry per network the container is
 /// on, with its address while it runs.
-fn endpoints(c: &Container, r: &Record) -> BTreeMap<String, serde_json::Value> {
-    let _ = c;
+fn endpoints(r: &Record) -> BTreeMap<String, serde_json::Value> {
     r.networks
         .iter()
         .map(|(name, e)| {
@@ -126,8 +125,8 @@ fn endpoints(c: &Container, r: &Record) -> BTreeMap<String, serde_json::Value> {
         .collect()
 }
 
-fn network_settings(c: &Container, r: &Record, sandbox: Option<PathBuf>) -> NetworkSettings {
-    let networks = endpoints(c, r);
+fn network_settings(r: &Record, sandbox: Option<PathBuf>) -> NetworkSettings {
+    let networks = endpoints(r);
     let mut s = NetworkSettings {
         ports: inspect_ports(r),
         sandbox_key: sandbox.map(|p| p.display().to_string()).unwrap_or_default(),
@@ -182,7 +181,7 @@ pub fn summary(c: &Container) -> ContainerSummary {
             network_mode: network_mode(&r),
         },
         network_settings: SummaryNetworkSettings {
-            networks: endpoints(c, &r),
+            networks: endpoints(&r),
         },
         mounts: mounts(&r),
     }
@@ -235,7 +234,7 @@ pub fn inspect(c: &Container, sandbox: Option<PathBuf>) -> ContainerInspect {
         },
         mounts: mounts(&r),
         config,
-        network_settings: network_settings(c, &r, sandbox),
+        network_settings: network_settings(&r, sandbox),
         ..Default::default()
     }
 }
