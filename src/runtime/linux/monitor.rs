@@ -379,8 +379,10 @@ impl Running {
                                 progressed = true;
                             }
                             Source::Stdin => {
-                                if let Some(m) = &self.master {
-                                    let _ = File::from(m.try_clone().expect("dup")).write_all(data);
+                                // Like a failed write, a failed dup (out of
+                                // descriptors) drops the input, not the monitor.
+                                if let Some(Ok(m)) = self.master.as_ref().map(|m| m.try_clone()) {
+                                    let _ = File::from(m).write_all(data);
                                 }
                             }
                             Source::Resize(_) => {}

@@ -20,7 +20,9 @@
 //! The guest's stdout and stderr go to the container log, and so does a
 //! line for every request that ketch had to cut off or that trapped.
 
-use super::{configure_store, Cap, Ctl, Guest, Limits, WasmBackend};
+use super::control::{configure_store, Ctl, Guest};
+use super::limits::{Cap, Limits};
+use super::WasmBackend;
 use crate::accept::{Admitted, Backoff, Gate};
 use crate::api::stream::StdStream;
 use crate::lograte::warn_limited;
@@ -191,17 +193,14 @@ pub(super) fn serve(
     engine: Engine,
     pre: ProxyPre<HttpState>,
     mut spec: RunSpec,
-    ctl: Arc<Ctl>,
     cap: Cap,
     budget: Arc<MemoryBudget>,
 ) -> Result<Started, RuntimeError> {
     spec.stdin = None;
     let listeners = bind(&spec)?;
     let ports = listeners.iter().map(|(m, _)| *m).collect();
-    let counters = ctl
-        .http
-        .clone()
-        .expect("function containers count requests");
+    let counters = Arc::new(HttpCounters::default());
+    let ctl = Ctl::new(Some(counters.clone()));
     let f = Arc::new(Function {
         name: spec.name.as_str().into(),
         engine,

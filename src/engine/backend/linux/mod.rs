@@ -2,8 +2,10 @@
 //! a [`LinuxProgram`] (unpacked layers, user, network, limits) and picking
 //! containers up again after a ketchd restart.
 
+mod build;
 pub mod exec;
 pub(crate) mod net;
+mod user;
 
 use super::{Backend, BoxFuture, Caps, Container, Engine, EngineError, Record};
 use crate::api::types::HostConfig;
@@ -16,6 +18,7 @@ use crate::runtime::{Backend as _, Program, Reattached, Started};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use user::resolve_user;
 
 /// The Linux backend, or why this host can't have it.
 pub(crate) struct LinuxAdapter {
@@ -108,96 +111,6 @@ fn validate(hc: &HostConfig) -> Result<(), EngineError> {
         }
     }
     Ok(())
-}
-
-/// `/etc/passwd` or `/etc/group` larger than this is refused: a hostile
-/// image could make it endless (or a link to `/dev/zero`).
-const MAX_USER_DB: u64 = 1 << 20;
-
-/// Resolve `--user` (name, uid, `uid:gid`, `name:group`) against a root
-/// filesystem's `etc/passwd` and `etc/group`, read through `read` (given
-/// those relative paths). A uid without a passwd entry gets gid 0.
-fn parse_user(
-    user: &str,
-    read: &dyn Fn(&str) -> Result<String, String>,
-) -> Result<(u32, u32), String> {
-    if user.is_empty() {
-        return Ok((0, 0));
-    }
-    let (u, g) = user
-        .split_once(':')
-        .map_or((user, None), |(u, g)| (u, Some(g)));
-    let numeric = u.parse::<u32>().ok();
-    let passwd = read("etc/passwd")?;
-    let entry = passwd
-        .lines()
-        .map(|l| l.split(':').collect::<Vec<_>>())
-        .find(|f| {
-            f.len() > 3
-                && if numeric.is_some() {
-                    f[2] == u
-                } else {
-                    f[0] == u
-                }
-        });
-    let (uid, mut gid) = match (numeric, &entry) {
-        (Some(uid), e) => (uid, e.as_ref().and_then(|f| f[3].parse().ok()).unwrap_or(0)),
-        (None, Some(f)) => match (f[2].parse(), f[3].parse()) {
-            (Ok(uid), Ok(gid)) => (uid, gid),
-            _ => {
-                return Err(format!(
-                    "unable to find user {user}: no matching entries in passwd file"
-                ))
-            }
-        },
-        (None, None) => {
-            return Err(format!(
-                "unable to find user {user}: no matching entries in passwd file"
-            ))
-        }
-    };
-    if let Some(g) = g {
-        gid = match g.parse::<u32>() {
-            Ok(n) => n,
-            Err(_) => read("etc/group")?
-                .lines()
-                .map(|l| l.split(':').collect::<Vec<_>>())
-                .find(|f| f.len() > 2 && f[0] == g)
-                .and_then(|f| f[2].parse().ok())
-                .ok_or_else(|| {
-                    format!("unable to find group {g}: no matching entries in group file")
-                })?,
-        };
-    }
-    Ok((uid, gid))
-}
-
-/// `--user` against the image's own `/etc/passwd` and `/etc/group`.
-fn resolve_user(
-    engine: &Engine,
-    img: &Image,
-    user: &str,
-) -> Result<(u32, u32, Vec<u32>), EngineError> {
-    let read = |path: &str| -> Result<String, String> {
-        crate::image::layer::read_image_file_max(
-            &engine.images,
-            &img.manifest,
-            &format!("/{path}"),
-            MAX_USER_DB,
-        )
-        .map(|b| {
-            b.map(|b| String::from_utf8_lossy(&b).into_owned())
-                .unwrap_or_default()
-        })
-        .map_err(|e| e.to_string())
-    };
-    let (uid, gid) = parse_user(user, &read).map_err(|e| {
-        EngineError::InvalidArgument(format!(
-            "{e} of image {}",
-            img.refs.first().map(|r| r.familiar()).unwrap_or_default()
-        ))
-    })?;
-    Ok((uid, gid, Vec::new()))
 }
 
 fn host_name() -> String {
@@ -557,15 +470,6 @@ impl Engine {
         ))
     }
 
-    /// The RUN step runner for builds, if this host runs Linux containers.
-    pub fn build_runner(self: &Arc<Self>) -> Option<BuildRunner> {
-        self.backends.linux()?.backend.as_ref().ok()?;
-        Some(BuildRunner {
-            engine: self.clone(),
-            handle: tokio::runtime::Handle::current(),
-        })
-    }
-
     /// Forget a container's addresses (it stopped, or failed to start).
     pub(in crate::engine) async fn release_endpoints(&self, c: &Container) -> Option<Record> {
         let had = c.record().networks.values().any(|e| e.ip.is_some());
@@ -582,165 +486,5 @@ impl Engine {
             .ok()?;
         self.refresh_peers(&rec);
         Some(rec)
-    }
-}
-
-/// Runs a build's RUN steps as Linux containers: the stage's layers as the
-/// overlay's lower dirs, the host's network (as `docker build` reaches
-/// the network), and the upper dir's changes as the new layer.
-pub struct BuildRunner {
-    pub engine: Arc<Engine>,
-    pub handle: tokio::runtime::Handle,
-}
-
-/// Output of a RUN step goes to its log file, read back when it ends.
-struct NoSink;
-
-impl crate::runtime::OutputSink for NoSink {
-    fn write(&self, _: crate::api::stream::StdStream, _: &[u8]) {}
-}
-
-/// `--user` for a RUN step, from the stage's own `/etc/passwd` and
-/// `/etc/group`: read out of its layer blobs (whiteouts and symlinks
-/// resolved inside the image, never on the host), bounded in size.
-fn user_in_layers(
-    images: &crate::image::ImageStore,
-    layers: &[Digest],
-    user: &str,
-) -> Result<(u32, u32), String> {
-    let layers: Vec<_> = layers
-        .iter()
-        .map(|d| crate::image::layer::ImageLayer {
-            digest: d.clone(),
-            wasm_path: None,
-        })
-        .collect();
-    let read = |file: &str| -> Result<String, String> {
-        crate::image::layer::read_layers_file(images, &layers, &format!("/{file}"), MAX_USER_DB)
-            .map(|b| {
-                b.map(|b| String::from_utf8_lossy(&b).into_owned())
-                    .unwrap_or_default()
-            })
-            .map_err(|e| e.to_string())
-    };
-    parse_user(user, &read)
-}
-
-impl crate::image::build::StepRunner for BuildRunner {
-    fn run(
-        &self,
-        step: &crate::image::build::RunStep,
-        out: &mut dyn FnMut(&str),
-    ) -> Result<Vec<u8>, crate::image::build::StepFailure> {
-        let e = &self.engine;
-        let linux = e
-            .backends
-            .linux()
-            .ok_or("this ketchd has no Linux container backend to RUN with")?;
-        let backend = linux.backend.clone()?;
-        let layers = step
-            .layers
-            .iter()
-            .map(|d| linux.snapshots.ensure(&e.images, d))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|err| err.to_string())?;
-        let (uid, gid) = user_in_layers(&e.images, &step.layers, &step.user)?;
-        let id = crate::model::ContainerId::random();
-        let dir = e.tmp_dir().join(format!("run-{}", &id.as_str()[..12]));
-        let program = LinuxProgram {
-            id: id.to_string(),
-            run_dir: dir.join("run"),
-            fs_dir: dir.join("fs"),
-            layers,
-            log_path: dir.join("log.json"),
-            uid,
-            gid,
-            additional_gids: Vec::new(),
-            hostname: id.as_str()[..12].to_string(),
-            read_only: false,
-            cap_add: Vec::new(),
-            cap_drop: Vec::new(),
-            tmpfs: Vec::new(),
-            memory_swap: None,
-            nano_cpus: 0,
-            pids_limit: None,
-            network: NetworkMode::Host,
-            attachments: Vec::new(),
-            peer_hosts: Vec::new(),
-            tty: false,
-            stop_signal: libc::SIGTERM,
-        };
-        let log = program.log_path.clone();
-        let upper = program.fs_dir.join("upper");
-        let spec = crate::runtime::RunSpec {
-            name: format!("build step {}", &id.as_str()[..12]),
-            image: "being built".into(),
-            program: crate::runtime::Program::Linux(Box::new(program)),
-            argv: step.argv.clone(),
-            env: step.env.clone(),
-            workdir: step.workdir.clone(),
-            grants: Vec::new(),
-            memory_limit: None,
-            stdin: None,
-            output: Arc::new(NoSink),
-            ports: Vec::new(),
-            exposed: Vec::new(),
-            http: Default::default(),
-        };
-        let result = (|| {
-            use crate::runtime::Backend;
-            let started = {
-                let _rt = self.handle.enter();
-                backend
-                    .start(spec)
-                    .map_err(|e| format!("RUN {:?} cannot run: {e}", step.argv.join(" ")))?
-            };
-            let status = self
-                .handle
-                .block_on(started.exit)
-                .map_err(|e| e.to_string())?;
-            for entry in crate::engine::logs::read_entries(&log, u64::MAX).unwrap_or_default() {
-                out(&String::from_utf8_lossy(&entry.data));
-            }
-            if status.code != 0 {
-                return Err(format!(
-                    "The command '{}' returned a non-zero code: {}",
-                    step.argv.join(" "),
-                    status.code
-                ));
-            }
-            crate::image::unpack::diff_upper(&upper).map_err(|e| e.to_string())
-        })();
-        backend.cleanup(id.as_str());
-        let _ = std::fs::remove_dir_all(&dir);
-        result.map_err(Into::into)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_user;
-
-    #[test]
-    fn users_resolve_like_docker() {
-        let read = |f: &str| {
-            Ok(match f {
-                "etc/passwd" => {
-                    "root:x:0:0::/root:/bin/sh\nada:x:1234:100::/:/bin/sh\n".to_string()
-                }
-                "etc/group" => "root:x:0:\nstaff:x:50:\n".to_string(),
-                _ => String::new(),
-            })
-        };
-        assert_eq!(parse_user("", &read), Ok((0, 0)));
-        assert_eq!(parse_user("ada", &read), Ok((1234, 100)));
-        assert_eq!(parse_user("1234", &read), Ok((1234, 100)));
-        assert_eq!(parse_user("999", &read), Ok((999, 0)));
-        assert_eq!(parse_user("ada:staff", &read), Ok((1234, 50)));
-        assert_eq!(parse_user("ada:7", &read), Ok((1234, 7)));
-        assert!(parse_user("bob", &read).unwrap_err().contains("user bob"));
-        assert!(parse_user("ada:nogroup", &read)
-            .unwrap_err()
-            .contains("group nogroup"));
     }
 }

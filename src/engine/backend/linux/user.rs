@@ -1,0 +1,123 @@
+//! `--user` resolved against an image's own `/etc/passwd` and `/etc/group`,
+//! as Docker resolves it, read out of the image and bounded in size.
+
+use crate::engine::backend::{Engine, EngineError};
+use crate::image::Image;
+
+/// `/etc/passwd` or `/etc/group` larger than this is refused: a hostile
+/// image could make it endless (or a link to `/dev/zero`).
+pub(super) const MAX_USER_DB: u64 = 1 << 20;
+
+/// Resolve `--user` (name, uid, `uid:gid`, `name:group`) against a root
+/// filesystem's `etc/passwd` and `etc/group`, read through `read` (given
+/// those relative paths). A uid without a passwd entry gets gid 0.
+pub(super) fn parse_user(
+    user: &str,
+    read: &dyn Fn(&str) -> Result<String, String>,
+) -> Result<(u32, u32), String> {
+    if user.is_empty() {
+        return Ok((0, 0));
+    }
+    let (u, g) = user
+        .split_once(':')
+        .map_or((user, None), |(u, g)| (u, Some(g)));
+    let numeric = u.parse::<u32>().ok();
+    let passwd = read("etc/passwd")?;
+    let entry = passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| {
+            f.len() > 3
+                && if numeric.is_some() {
+                    f[2] == u
+                } else {
+                    f[0] == u
+                }
+        });
+    let (uid, mut gid) = match (numeric, &entry) {
+        (Some(uid), e) => (uid, e.as_ref().and_then(|f| f[3].parse().ok()).unwrap_or(0)),
+        (None, Some(f)) => match (f[2].parse(), f[3].parse()) {
+            (Ok(uid), Ok(gid)) => (uid, gid),
+            _ => {
+                return Err(format!(
+                    "unable to find user {user}: no matching entries in passwd file"
+                ))
+            }
+        },
+        (None, None) => {
+            return Err(format!(
+                "unable to find user {user}: no matching entries in passwd file"
+            ))
+        }
+    };
+    if let Some(g) = g {
+        gid = match g.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => read("etc/group")?
+                .lines()
+                .map(|l| l.split(':').collect::<Vec<_>>())
+                .find(|f| f.len() > 2 && f[0] == g)
+                .and_then(|f| f[2].parse().ok())
+                .ok_or_else(|| {
+                    format!("unable to find group {g}: no matching entries in group file")
+                })?,
+        };
+    }
+    Ok((uid, gid))
+}
+
+/// `--user` against the image's own `/etc/passwd` and `/etc/group`.
+pub(super) fn resolve_user(
+    engine: &Engine,
+    img: &Image,
+    user: &str,
+) -> Result<(u32, u32, Vec<u32>), EngineError> {
+    let read = |path: &str| -> Result<String, String> {
+        crate::image::layer::read_image_file_max(
+            &engine.images,
+            &img.manifest,
+            &format!("/{path}"),
+            MAX_USER_DB,
+        )
+        .map(|b| {
+            b.map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default()
+        })
+        .map_err(|e| e.to_string())
+    };
+    let (uid, gid) = parse_user(user, &read).map_err(|e| {
+        EngineError::InvalidArgument(format!(
+            "{e} of image {}",
+            img.refs.first().map(|r| r.familiar()).unwrap_or_default()
+        ))
+    })?;
+    Ok((uid, gid, Vec::new()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_user;
+
+    #[test]
+    fn users_resolve_like_docker() {
+        let read = |f: &str| {
+            Ok(match f {
+                "etc/passwd" => {
+                    "root:x:0:0::/root:/bin/sh\nada:x:1234:100::/:/bin/sh\n".to_string()
+                }
+                "etc/group" => "root:x:0:\nstaff:x:50:\n".to_string(),
+                _ => String::new(),
+            })
+        };
+        assert_eq!(parse_user("", &read), Ok((0, 0)));
+        assert_eq!(parse_user("ada", &read), Ok((1234, 100)));
+        assert_eq!(parse_user("1234", &read), Ok((1234, 100)));
+        assert_eq!(parse_user("999", &read), Ok((999, 0)));
+        assert_eq!(parse_user("ada:staff", &read), Ok((1234, 50)));
+        assert_eq!(parse_user("ada:7", &read), Ok((1234, 7)));
+        assert!(parse_user("bob", &read).unwrap_err().contains("user bob"));
+        assert!(parse_user("ada:nogroup", &read)
+            .unwrap_err()
+            .contains("group nogroup"));
+    }
+}

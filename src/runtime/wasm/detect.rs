@@ -1,0 +1,96 @@
+//! Telling what a binary is: a core module, a component, or a function (a
+//! component exporting `wasi:http/incoming-handler`), by header and exports.
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) enum Kind {
+    Module,
+    Component,
+    /// A component exporting `wasi:http/incoming-handler`.
+    Function,
+}
+
+impl Kind {
+    pub(super) fn ext(self) -> &'static str {
+        match self {
+            Kind::Module => "module",
+            Kind::Component => "component",
+            Kind::Function => "function",
+        }
+    }
+}
+
+/// Does this component export `wasi:http/incoming-handler` at its top
+/// level (the `wasi:http/proxy` world)? Reads only the export sections.
+pub(super) fn exports_http_handler(bytes: &[u8]) -> bool {
+    use wasmparser::{Parser, Payload};
+    let mut depth = 0usize;
+    for payload in Parser::new(0).parse_all(bytes) {
+        match payload {
+            Ok(Payload::Version { .. }) => depth += 1,
+            Ok(Payload::End(_)) => depth = depth.saturating_sub(1),
+            Ok(Payload::ComponentExportSection(reader)) if depth == 1 => {
+                for export in reader.into_iter().flatten() {
+                    if export.name.name.starts_with("wasi:http/incoming-handler@") {
+                        return true;
+                    }
+                }
+            }
+            Ok(_) => {}
+            Err(_) => return false,
+        }
+    }
+    false
+}
+
+/// Core module (version 1) or component (layer 1) by header.
+pub(super) fn wasm_kind(b: &[u8]) -> Option<Kind> {
+    if b.len() < 8 || &b[..4] != b"\0asm" {
+        return None;
+    }
+    match b[4..8] {
+        [1, 0, 0, 0] => Some(Kind::Module),
+        [_, _, 1, 0] => Some(Kind::Component),
+        _ => None,
+    }
+}
+
+/// Is this a WebAssembly binary (module or component)?
+pub fn is_wasm(b: &[u8]) -> bool {
+    b.len() >= 4 && &b[..4] == b"\0asm"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_http_handler_export_of_a_function() {
+        let function = wat::parse_str(
+            r#"(component
+                (core module $m (func (export "h")))
+                (core instance $i (instantiate $m))
+                (func $h (canon lift (core func $i "h")))
+                (instance $ih (export "handle" (func $h)))
+                (export "wasi:http/incoming-handler@0.2.0" (instance $ih)))"#,
+        )
+        .unwrap();
+        assert!(exports_http_handler(&function));
+        let command = wat::parse_str(
+            r#"(component
+                (core module $m (func (export "h")))
+                (core instance $i (instantiate $m))
+                (func $h (canon lift (core func $i "h")))
+                (instance $ih (export "run" (func $h)))
+                (export "wasi:cli/run@0.2.0" (instance $ih)))"#,
+        )
+        .unwrap();
+        assert!(!exports_http_handler(&command));
+    }
+
+    #[test]
+    fn detects_modules_and_components() {
+        assert!(wasm_kind(b"\0asm\x01\0\0\0").is_some_and(|k| k == Kind::Module));
+        assert!(wasm_kind(b"\0asm\x0d\0\x01\0").is_some_and(|k| k == Kind::Component));
+        assert!(wasm_kind(b"#!/bin/sh\n").is_none());
+    }
+}

@@ -1,0 +1,147 @@
+//! Preparing a module: compiled once per digest, kept hot in memory as an
+//! `InstancePre`, and cached on disk as `.cwasm` across restarts.
+
+use super::detect::{exports_http_handler, wasm_kind, Kind};
+use super::{Compiled, WasmBackend};
+use crate::model::Digest;
+use crate::runtime::RuntimeError;
+use std::path::Path;
+use std::sync::Arc;
+use wasmtime::component::Component;
+use wasmtime::{Engine, Module};
+use wasmtime_wasi::p2::bindings::CommandPre;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+
+impl WasmBackend {
+    /// Is this prepared module a function (a wasi:http component)?
+    pub fn is_function(&self, digest: &Digest) -> bool {
+        self.compiled
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(digest)
+            .is_some_and(|c| matches!(**c, Compiled::Http(_)))
+    }
+
+    /// Is this module already compiled and hot?
+    pub fn is_prepared(&self, digest: &Digest) -> bool {
+        self.compiled
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(digest)
+    }
+
+    /// Compile (or load from the disk cache) and keep the module hot.
+    /// `name` is used in errors. CPU-heavy: call from a blocking context.
+    pub fn prepare(&self, name: &str, digest: &Digest, bytes: &[u8]) -> Result<(), RuntimeError> {
+        if self.is_prepared(digest) {
+            return Ok(());
+        }
+        let invalid = |reason: String| RuntimeError::InvalidModule {
+            name: name.to_string(),
+            reason,
+        };
+        let mut kind =
+            wasm_kind(bytes).ok_or_else(|| invalid("no WebAssembly magic number".into()))?;
+        if kind == Kind::Component && exports_http_handler(bytes) {
+            kind = Kind::Function;
+        }
+        let cached = self
+            .cache_dir
+            .join(format!("{}.{}.cwasm", digest.hex(), kind.ext()));
+        let instantiate_err = |e: wasmtime::Error| RuntimeError::Instantiate {
+            name: name.to_string(),
+            reason: format!("{e:#}"),
+        };
+        let compiled = match kind {
+            Kind::Module => {
+                let module = self
+                    .load_or_compile(
+                        &self.engine,
+                        &cached,
+                        // SAFETY: files in the cache dir are written only by
+                        // `Module::serialize` of this daemon; wasmtime checks the
+                        // engine compatibility header and we recompile on mismatch.
+                        |e, p| unsafe { Module::deserialize_file(e, p) },
+                        |e| Module::new(e, bytes),
+                        Module::serialize,
+                    )
+                    .map_err(|e| invalid(format!("{e:#}")))?;
+                Compiled::Module(
+                    self.p1_linker
+                        .instantiate_pre(&module)
+                        .map_err(instantiate_err)?,
+                )
+            }
+            Kind::Component => {
+                let component = self
+                    .load_or_compile(
+                        &self.engine,
+                        &cached,
+                        // SAFETY: as above, for components.
+                        |e, p| unsafe { Component::deserialize_file(e, p) },
+                        |e| Component::new(e, bytes),
+                        Component::serialize,
+                    )
+                    .map_err(|e| invalid(format!("{e:#}")))?;
+                let pre = self
+                    .p2_linker
+                    .instantiate_pre(&component)
+                    .map_err(instantiate_err)?;
+                let cmd = CommandPre::new(pre).map_err(|e| RuntimeError::Instantiate {
+                    name: name.into(),
+                    reason: format!("component does not export wasi:cli/run: {e:#}"),
+                })?;
+                Compiled::Component(cmd)
+            }
+            Kind::Function => {
+                let fr = self.functions()?;
+                let component = self
+                    .load_or_compile(
+                        &fr.engine,
+                        &cached,
+                        // SAFETY: as above, for components.
+                        |e, p| unsafe { Component::deserialize_file(e, p) },
+                        |e| Component::new(e, bytes),
+                        Component::serialize,
+                    )
+                    .map_err(|e| invalid(format!("{e:#}")))?;
+                let pre = fr
+                    .linker
+                    .instantiate_pre(&component)
+                    .map_err(instantiate_err)?;
+                let proxy = ProxyPre::new(pre).map_err(|e| RuntimeError::Instantiate {
+                    name: name.into(),
+                    reason: format!("component does not export wasi:http/incoming-handler: {e:#}"),
+                })?;
+                Compiled::Http(proxy)
+            }
+        };
+        self.compiled
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(digest.clone(), Arc::new(compiled));
+        Ok(())
+    }
+
+    /// Load a compiled artifact from the disk cache, or compile it and
+    /// write the cache (a cache write failure only costs a recompile later).
+    fn load_or_compile<T>(
+        &self,
+        engine: &Engine,
+        cached: &Path,
+        load: impl FnOnce(&Engine, &Path) -> wasmtime::Result<T>,
+        compile: impl FnOnce(&Engine) -> wasmtime::Result<T>,
+        serialize: impl FnOnce(&T) -> wasmtime::Result<Vec<u8>>,
+    ) -> wasmtime::Result<T> {
+        if let Ok(t) = load(engine, cached) {
+            return Ok(t);
+        }
+        let t = compile(engine)?;
+        if let Ok(data) = serialize(&t) {
+            if let Err(e) = crate::fsutil::write_atomic(cached, &data) {
+                tracing::warn!("cannot cache compiled module at {}: {e}", cached.display());
+            }
+        }
+        Ok(t)
+    }
+}
