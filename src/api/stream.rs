@@ -31,6 +31,11 @@ pub fn encode(stream: StdStream, payload: &[u8]) -> Bytes {
     b.freeze()
 }
 
+/// A frame whose stream byte is none of stdin, stdout, stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("bad stream id {0} in multiplexed stream")]
+pub struct FrameError(pub u8);
+
 /// Incremental decoder for a framed stream.
 #[derive(Default)]
 pub struct Decoder {
@@ -44,7 +49,7 @@ impl Decoder {
 
     /// The next complete frame, if buffered. An unknown stream byte yields
     /// an error: the peer is not speaking the multiplexed format.
-    pub fn next_frame(&mut self) -> Result<Option<(StdStream, Bytes)>, String> {
+    pub fn next_frame(&mut self) -> Result<Option<(StdStream, Bytes)>, FrameError> {
         if self.buf.len() < 8 {
             return Ok(None);
         }
@@ -52,7 +57,7 @@ impl Decoder {
             0 => StdStream::Stdin,
             1 => StdStream::Stdout,
             2 => StdStream::Stderr,
-            b => return Err(format!("bad stream id {b} in multiplexed stream")),
+            b => return Err(FrameError(b)),
         };
         let len = u32::from_be_bytes([self.buf[4], self.buf[5], self.buf[6], self.buf[7]]) as usize;
         if self.buf.len() < 8 + len {

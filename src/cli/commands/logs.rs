@@ -87,7 +87,7 @@ pub async fn run(c: &Client, a: Args) -> anyhow::Result<i32> {
             continue;
         }
         dec.push(&chunk);
-        while let Some((s, data)) = dec.next_frame().map_err(anyhow::Error::msg)? {
+        while let Some((s, data)) = dec.next_frame()? {
             match s {
                 StdStream::Stderr => err.write_all(&data)?,
                 _ => out.write_all(&data)?,

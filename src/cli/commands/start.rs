@@ -148,7 +148,7 @@ pub async fn copy_output(
             continue;
         }
         dec.push(&buf[..n]);
-        while let Some((s, data)) = dec.next_frame().map_err(anyhow::Error::msg)? {
+        while let Some((s, data)) = dec.next_frame()? {
             match s {
                 StdStream::Stderr => {
                     err.write_all(&data).await?;

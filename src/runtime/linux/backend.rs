@@ -60,15 +60,20 @@ impl LinuxBackend {
     /// The command that runs `req` inside its container (see [`exec`]).
     /// The helper joins the container's cgroup, so the migration lock is
     /// primed first, as for a start.
-    pub fn exec_command(&self, req: &exec::ExecRequest) -> tokio::process::Command {
+    pub fn exec_command(
+        &self,
+        req: &exec::ExecRequest,
+    ) -> Result<tokio::process::Command, RuntimeError> {
+        let req = serde_json::to_string(req).map_err(|e| RuntimeError::Io {
+            path: "the exec request".into(),
+            source: std::io::Error::other(e),
+        })?;
         if let Some(procs) = &self.own_cgroup_procs {
             prime_cgroup_migration(procs.clone());
         }
         let mut c = tokio::process::Command::new(&self.monitor_exe);
-        c.arg("exec")
-            .arg(serde_json::to_string(req).expect("serialises"))
-            .kill_on_drop(false);
-        c
+        c.arg("exec").arg(req).kill_on_drop(false);
+        Ok(c)
     }
 
     /// The command that copies to or from a running container (see

@@ -1,6 +1,7 @@
 //! The containers' cgroups: their path, their removal from every
 //! hierarchy, and priming the kernel's migration lock before a start.
 
+use super::step::{Step, StepError};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -9,7 +10,7 @@ pub fn cgroup_path(id: &str) -> String {
 }
 
 /// Kill whatever is left in a container's cgroup and remove the cgroup.
-pub fn remove_cgroup(id: &str) -> Result<(), String> {
+pub fn remove_cgroup(id: &str) -> Result<(), StepError> {
     remove_cgroup_under(Path::new(CGROUP_ROOT), id).or_else(|e| {
         // Something the plain walk could not remove (a child cgroup made
         // inside): leave it to libcgroups, which knows every layout.
@@ -20,9 +21,9 @@ pub fn remove_cgroup(id: &str) -> Result<(), String> {
             systemd_cgroup: false,
             container_name: id.to_string(),
         })
-        .map_err(|e| e.to_string())?
+        .step(format!("the cgroup manager of {id}"))?
         .remove()
-        .map_err(|e| e.to_string())
+        .step(format!("removing the cgroup of {id}"))
     })
 }
 
@@ -33,7 +34,7 @@ pub(super) const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 /// and the v2 one (`root/...`), whichever exist. Its processes are killed
 /// first (after its init has exited there are normally none: the kernel
 /// ended its pid namespace).
-pub(super) fn remove_cgroup_under(root: &Path, id: &str) -> Result<(), String> {
+pub(super) fn remove_cgroup_under(root: &Path, id: &str) -> Result<(), StepError> {
     let rel = cgroup_path(id);
     let rel = rel.trim_start_matches('/');
     let mut dirs = vec![root.join(rel)];
@@ -58,14 +59,14 @@ pub(super) fn remove_cgroup_under(root: &Path, id: &str) -> Result<(), String> {
                         // SAFETY: a plain signal to a process of this container's cgroup.
                         unsafe { libc::kill(pid, libc::SIGKILL) };
                     }
-                    busy = Some(format!("{}: {e}", d.display()));
+                    busy = Some(Err::<(), _>(e).step(format!("removing {}", d.display())));
                 }
             }
         }
         attempts += 1;
         match busy {
             None => return Ok(()),
-            Some(e) if attempts == 50 => return Err(e),
+            Some(e) if attempts == 50 => return e,
             Some(_) => std::thread::sleep(Duration::from_millis(10)),
         }
     }

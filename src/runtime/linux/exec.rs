@@ -6,6 +6,7 @@
 //! made, its cgroup, capabilities and seccomp filter), waits for the
 //! process and exits with its status.
 
+use super::step::{Step, StepError};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::io::Write;
@@ -33,15 +34,15 @@ pub struct ExecRequest {
 /// With a terminal the tenant's whole process is given as a file: the
 /// container's own process (capabilities, rlimits, no_new_privs) with this
 /// exec's command, environment, directory, user and `terminal` set.
-fn tty_process(req: &ExecRequest, socket: &std::path::Path) -> Result<PathBuf, String> {
+fn tty_process(req: &ExecRequest, socket: &std::path::Path) -> Result<PathBuf, StepError> {
     let c = libcontainer::container::Container::load(req.state_root.join(&req.id))
-        .map_err(|e| format!("loading container {}: {e}", req.id))?;
+        .step(format!("loading container {}", req.id))?;
     let spec = oci_spec::runtime::Spec::load(c.bundle().join("config.json"))
-        .map_err(|e| format!("reading the container's spec: {e}"))?;
+        .step("reading the container's spec")?;
     let mut p = spec
         .process()
         .clone()
-        .ok_or("the container's spec has no process")?;
+        .ok_or_else(|| StepError::missing("the container's spec has no process"))?;
     p.set_terminal(Some(true));
     p.set_args(Some(req.args.clone()));
     p.set_env(Some(
@@ -59,8 +60,8 @@ fn tty_process(req: &ExecRequest, socket: &std::path::Path) -> Result<PathBuf, S
     }
     p.set_user(user);
     let path = socket.with_extension("json");
-    std::fs::write(&path, serde_json::to_vec(&p).map_err(|e| e.to_string())?)
-        .map_err(|e| format!("writing {}: {e}", path.display()))?;
+    let json = serde_json::to_vec(&p).step("encoding the process")?;
+    std::fs::write(&path, json).step(format!("writing {}", path.display()))?;
     Ok(path)
 }
 
@@ -83,7 +84,7 @@ pub fn main(arg: &str) -> i32 {
     let process = match &req.console_socket {
         Some(sock) => match tty_process(&req, sock) {
             Ok(p) => Some(p),
-            Err(e) => return fail(EXIT_CANNOT_EXEC, e),
+            Err(e) => return fail(EXIT_CANNOT_EXEC, e.to_string()),
         },
         None => None,
     };

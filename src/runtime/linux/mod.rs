@@ -20,6 +20,7 @@ pub mod monitor;
 pub mod net;
 mod proxy;
 pub mod spec;
+pub mod step;
 mod supervise;
 pub mod sys;
 
@@ -150,18 +151,29 @@ pub struct ExitRecord {
     pub finished_at: DateTime<Utc>,
 }
 
+/// Why this host cannot run Linux containers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum HostUnsupported {
+    #[error("ketchd is not running as root")]
+    NotRoot,
+    #[error("no cgroup filesystem at /sys/fs/cgroup")]
+    NoCgroups,
+    #[error("the kernel has no overlayfs")]
+    NoOverlay,
+}
+
 /// Can this host run Linux containers? Root, cgroups and overlayfs.
-pub fn host_supports() -> Result<(), String> {
+pub fn host_supports() -> Result<(), HostUnsupported> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        return Err("ketchd is not running as root".into());
+        return Err(HostUnsupported::NotRoot);
     }
     if !Path::new("/sys/fs/cgroup").is_dir() {
-        return Err("no cgroup filesystem at /sys/fs/cgroup".into());
+        return Err(HostUnsupported::NoCgroups);
     }
     let fs = std::fs::read_to_string("/proc/filesystems").unwrap_or_default();
     if !fs.lines().any(|l| l.trim_end().ends_with("overlay")) {
-        return Err("the kernel has no overlayfs".into());
+        return Err(HostUnsupported::NoOverlay);
     }
     Ok(())
 }

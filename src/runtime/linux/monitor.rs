@@ -17,6 +17,7 @@
 //! It outlives ketchd, so containers keep running across a daemon restart;
 //! ketchd finds it again through `pids.json` and a pidfd.
 
+use super::step::{Step, StepError};
 use super::sys;
 use super::{ExitRecord, MonitorConfig, NetworkMode, Pids, EXIT_FILE, PIDS_FILE};
 use crate::api::stream::StdStream;
@@ -93,7 +94,7 @@ pub fn main(run_dir: &Path) -> i32 {
     let running = match start(run_dir, &cfg) {
         Ok(r) => r,
         Err(e) => {
-            report(&Report::Failed(e));
+            report(&Report::Failed(e.to_string()));
             return 1;
         }
     };
@@ -133,24 +134,24 @@ struct Running {
 /// Name of the socket in the run dir that takes `-t` resize requests.
 pub const RESIZE_SOCKET: &str = "tty.sock";
 
-fn start(run_dir: &Path, cfg: &MonitorConfig) -> Result<Running, String> {
-    sys::private_mount_namespace().map_err(|e| format!("mount namespace: {e}"))?;
+fn start(run_dir: &Path, cfg: &MonitorConfig) -> Result<Running, StepError> {
+    sys::private_mount_namespace().step("mount namespace")?;
     if cfg.network != NetworkMode::Host {
         // Opened before leaving: these stay in the host's namespace.
         let host = if cfg.attachments.is_empty() {
             None
         } else {
-            let nl = super::net::Netlink::open().map_err(|e| format!("netlink: {e}"))?;
-            let ns = File::open("/proc/self/ns/net").map_err(|e| format!("host netns: {e}"))?;
+            let nl = super::net::Netlink::open().step("netlink")?;
+            let ns = File::open("/proc/self/ns/net").step("host netns")?;
             Some((nl, ns))
         };
-        sys::unshare(libc::CLONE_NEWNET).map_err(|e| format!("network namespace: {e}"))?;
-        sys::loopback_up().map_err(|e| format!("bringing lo up: {e}"))?;
+        sys::unshare(libc::CLONE_NEWNET).step("network namespace")?;
+        sys::loopback_up().step("bringing lo up")?;
         if let Some((mut host_nl, host_ns)) = host {
-            let mut ns = super::net::Netlink::open().map_err(|e| format!("netlink: {e}"))?;
+            let mut ns = super::net::Netlink::open().step("netlink")?;
             for a in &cfg.attachments {
                 super::net::attach(&mut host_nl, &mut ns, host_ns.as_raw_fd(), a)
-                    .map_err(|e| format!("network {}: {e}", a.ifname))?;
+                    .step(format!("network {}", a.ifname))?;
             }
         }
         // Name it in the spec, so an exec joins it too (the init is
@@ -159,7 +160,7 @@ fn start(run_dir: &Path, cfg: &MonitorConfig) -> Result<Running, String> {
         let mut v: serde_json::Value = std::fs::read(&spec)
             .ok()
             .and_then(|d| serde_json::from_slice(&d).ok())
-            .ok_or_else(|| format!("cannot read {}", spec.display()))?;
+            .ok_or_else(|| StepError::missing(format!("cannot read {}", spec.display())))?;
         if let Some(ns) = v["linux"]["namespaces"].as_array_mut() {
             ns.push(serde_json::json!({
                 "type": "network",
@@ -167,21 +168,21 @@ fn start(run_dir: &Path, cfg: &MonitorConfig) -> Result<Running, String> {
             }));
         }
         crate::fsutil::write_atomic_volatile(&spec, &serde_json::to_vec(&v).unwrap_or_default())
-            .map_err(|e| format!("writing {}: {e}", spec.display()))?;
+            .step(format!("writing {}", spec.display()))?;
     }
     let rootfs = cfg.bundle.join("rootfs");
     sys::mount_overlay(&cfg.lower, &cfg.upper, &cfg.work, &rootfs)
-        .map_err(|e| format!("mounting the overlay root at {}: {e}", rootfs.display()))?;
+        .step(format!("mounting the overlay root at {}", rootfs.display()))?;
     if !cfg.workdir.is_empty() {
         make_workdir(&rootfs, &cfg.workdir);
     }
-    let (out_r, out_w) = sys::pipe().map_err(|e| format!("pipe: {e}"))?;
-    let (err_r, err_w) = sys::pipe().map_err(|e| format!("pipe: {e}"))?;
+    let (out_r, out_w) = sys::pipe().step("pipe")?;
+    let (err_r, err_w) = sys::pipe().step("pipe")?;
     // `-t`: the container's init makes a pty and sends its master here.
     let console = if cfg.tty {
         let path = run_dir.join("console.sock");
         let _ = std::fs::remove_file(&path);
-        let l = sys::bind_unix(&path).map_err(|e| format!("console socket: {e}"))?;
+        let l = sys::bind_unix(&path).step("console socket")?;
         Some((l, path))
     } else {
         None
@@ -191,18 +192,18 @@ fn start(run_dir: &Path, cfg: &MonitorConfig) -> Result<Running, String> {
         // SAFETY: dup of our fd 0 gives a new descriptor we own.
         let fd = unsafe { libc::dup(0) };
         if fd < 0 {
-            return Err(format!("stdin: {}", io::Error::last_os_error()));
+            return Err(io::Error::last_os_error()).step("stdin");
         }
         // SAFETY: fd is ours from dup.
         unsafe { OwnedFd::from_raw_fd(fd) }
     } else {
-        File::open("/dev/null").map_err(|e| e.to_string())?.into()
+        File::open("/dev/null").step("opening /dev/null")?.into()
     };
     use libcontainer::container::builder::ContainerBuilder;
     use libcontainer::syscall::syscall::SyscallType;
     let mut container = ContainerBuilder::new(cfg.id.clone(), SyscallType::default())
         .with_root_path(&cfg.state_root)
-        .map_err(|e| e.to_string())?
+        .step("the container's state root")?
         .with_stdin(stdin)
         .with_stdout(out_w)
         .with_stderr(err_w)
@@ -211,7 +212,7 @@ fn start(run_dir: &Path, cfg: &MonitorConfig) -> Result<Running, String> {
         .with_systemd(false)
         .with_detach(true)
         .build()
-        .map_err(|e| format!("creating the container: {e}"))?;
+        .step("creating the container")?;
     let mut sources = vec![
         (out_r, Source::Output(StdStream::Stdout)),
         (err_r, Source::Output(StdStream::Stderr)),
@@ -224,13 +225,13 @@ fn start(run_dir: &Path, cfg: &MonitorConfig) -> Result<Running, String> {
             Ok(m) => m,
             Err(e) => {
                 let _ = container.delete(true);
-                return Err(format!("receiving the container's terminal: {e}"));
+                return Err(e).step("receiving the container's terminal");
             }
         };
         let resize_path = run_dir.join(RESIZE_SOCKET);
         let _ = std::fs::remove_file(&resize_path);
-        let resize = sys::bind_unix(&resize_path).map_err(|e| format!("resize socket: {e}"))?;
-        let second = m.try_clone().map_err(|e| format!("pty: {e}"))?;
+        let resize = sys::bind_unix(&resize_path).step("resize socket")?;
+        let second = m.try_clone().step("pty")?;
         // The pty is the container's only output; the pipes stay empty.
         sources = vec![(m, Source::Output(StdStream::Stdout))];
         if cfg.stdin {
@@ -252,12 +253,12 @@ fn start(run_dir: &Path, cfg: &MonitorConfig) -> Result<Running, String> {
     }
     if let Err(e) = container.start() {
         let _ = container.delete(true);
-        return Err(format!("starting the container: {e}"));
+        return Err(e).step("starting the container");
     }
     let pid = container
         .pid()
         .map(|p| p.as_raw())
-        .ok_or("the container has no init process")?;
+        .ok_or_else(|| StepError::missing("the container has no init process"))?;
     let me = std::process::id() as i32;
     let pids = Pids {
         monitor: me,
@@ -269,7 +270,7 @@ fn start(run_dir: &Path, cfg: &MonitorConfig) -> Result<Running, String> {
         &run_dir.join(PIDS_FILE),
         &serde_json::to_vec(&pids).unwrap_or_default(),
     )
-    .map_err(|e| format!("writing {PIDS_FILE}: {e}"))?;
+    .step(format!("writing {PIDS_FILE}"))?;
     Ok(Running {
         pids,
         sources,

@@ -84,18 +84,39 @@ impl WasmBackend {
                     cfg.allocation_strategy(wasmtime::InstanceAllocationStrategy::OnDemand);
                     Engine::new(&cfg)
                 });
-                let engine = engine.map_err(|e| format!("wasmtime function engine: {e:#}"))?;
+                let engine =
+                    engine.map_err(|e| FnEngineError::new("wasmtime function engine", e))?;
                 let mut linker = wasmtime::component::Linker::new(&engine);
                 wasmtime_wasi::p2::add_to_linker_async(&mut linker)
                     .and_then(|()| {
                         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
                     })
-                    .map_err(|e| format!("wasi-http linker: {e:#}"))?;
-                spawn_epoch_ticker(&engine, FN_EPOCH_TICK)
-                    .map_err(|e| format!("wasm function epoch thread: {e}"))?;
+                    .map_err(|e| FnEngineError::new("wasi-http linker", e))?;
+                spawn_epoch_ticker(&engine, FN_EPOCH_TICK).map_err(|e| FnEngineError {
+                    what: "wasm function epoch thread",
+                    source: Box::new(e),
+                })?;
                 Ok(FnRuntime { engine, linker })
             })
             .as_ref()
-            .map_err(|e| RuntimeError::Unsupported(e.clone()))
+            .map_err(|e| RuntimeError::Unsupported(e.to_string()))
+    }
+}
+
+/// Why the function engine could not be made; kept, as it is made once.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: {source}")]
+pub(super) struct FnEngineError {
+    what: &'static str,
+    #[source]
+    source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl FnEngineError {
+    fn new(what: &'static str, e: wasmtime::Error) -> Self {
+        FnEngineError {
+            what,
+            source: format!("{e:#}").into(),
+        }
     }
 }

@@ -52,7 +52,7 @@ pub struct WasmBackend {
     memory: WasmMemory,
     /// Shared by the guests of both engines.
     budget: Arc<MemoryBudget>,
-    functions: OnceLock<Result<FnRuntime, String>>,
+    functions: OnceLock<Result<FnRuntime, engine::FnEngineError>>,
     cache_dir: PathBuf,
     compiled: Mutex<HashMap<Digest, Arc<Compiled>>>,
     p1_linker: Linker<P1State>,

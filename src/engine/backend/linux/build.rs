@@ -40,7 +40,7 @@ fn user_in_layers(
     images: &crate::image::ImageStore,
     layers: &[Digest],
     user: &str,
-) -> Result<(u32, u32), String> {
+) -> Result<(u32, u32), super::user::UserError> {
     let layers: Vec<_> = layers
         .iter()
         .map(|d| crate::image::layer::ImageLayer {
@@ -48,13 +48,12 @@ fn user_in_layers(
             wasm_path: None,
         })
         .collect();
-    let read = |file: &str| -> Result<String, String> {
+    let read = |file: &str| -> Result<String, crate::image::ImageError> {
         crate::image::layer::read_layers_file(images, &layers, &format!("/{file}"), MAX_USER_DB)
             .map(|b| {
                 b.map(|b| String::from_utf8_lossy(&b).into_owned())
                     .unwrap_or_default()
             })
-            .map_err(|e| e.to_string())
     };
     parse_user(user, &read)
 }

@@ -79,7 +79,7 @@ impl LinuxAdapter {
             gid,
             console_socket: console.as_ref().map(|(_, p)| p.clone()),
         };
-        let mut cmd = backend.exec_command(&req);
+        let mut cmd = backend.exec_command(&req)?;
         use std::process::Stdio;
         cmd.stdin(if cfg.attach_stdin && !cfg.tty {
             Stdio::piped()

@@ -22,7 +22,7 @@ use user::resolve_user;
 
 /// The Linux backend, or why this host can't have it.
 pub(crate) struct LinuxAdapter {
-    backend: Result<Arc<LinuxBackend>, String>,
+    backend: Result<Arc<LinuxBackend>, Arc<Unavailable>>,
     snapshots: Arc<Snapshots>,
     /// (image id, in-image path) found not to be Wasm: a Linux program,
     /// so a warm create does not scan the image's layers again.
@@ -35,11 +35,14 @@ impl LinuxAdapter {
             &root.join("snapshots"),
             crate::confine::archive::Limits::daemon(),
         )?);
-        let backend = crate::runtime::linux::host_supports().and_then(|()| {
-            LinuxBackend::new(&root.join("runtime"))
-                .map(Arc::new)
-                .map_err(|e| e.to_string())
-        });
+        let backend = crate::runtime::linux::host_supports()
+            .map_err(Unavailable::Host)
+            .and_then(|()| {
+                LinuxBackend::new(&root.join("runtime"))
+                    .map(Arc::new)
+                    .map_err(Unavailable::Backend)
+            })
+            .map_err(Arc::new);
         if let Err(why) = &backend {
             tracing::info!("Linux containers are unavailable: {why}");
         }
@@ -57,6 +60,15 @@ impl LinuxAdapter {
             ))
         })
     }
+}
+
+/// Why Linux containers cannot run under this ketchd.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Unavailable {
+    #[error(transparent)]
+    Host(crate::runtime::linux::HostUnsupported),
+    #[error(transparent)]
+    Backend(crate::runtime::RuntimeError),
 }
 
 /// The platform recorded for a Linux container.

@@ -2,7 +2,21 @@
 //! as Docker resolves it, read out of the image and bounded in size.
 
 use crate::engine::backend::{Engine, EngineError};
-use crate::image::Image;
+use crate::image::{Image, ImageError};
+
+/// Why `--user` could not be resolved, in Docker's words.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum UserError {
+    #[error("unable to find user {0}: no matching entries in passwd file")]
+    NoUser(String),
+    #[error("unable to find group {0}: no matching entries in group file")]
+    NoGroup(String),
+    #[error(transparent)]
+    Read(#[from] ImageError),
+}
+
+/// Reads `etc/passwd` or `etc/group` of an image ("" if it has none).
+pub(super) type ReadFile<'a> = dyn Fn(&str) -> Result<String, ImageError> + 'a;
 
 /// `/etc/passwd` or `/etc/group` larger than this is refused: a hostile
 /// image could make it endless (or a link to `/dev/zero`).
@@ -11,10 +25,7 @@ pub(super) const MAX_USER_DB: u64 = 1 << 20;
 /// Resolve `--user` (name, uid, `uid:gid`, `name:group`) against a root
 /// filesystem's `etc/passwd` and `etc/group`, read through `read` (given
 /// those relative paths). A uid without a passwd entry gets gid 0.
-pub(super) fn parse_user(
-    user: &str,
-    read: &dyn Fn(&str) -> Result<String, String>,
-) -> Result<(u32, u32), String> {
+pub(super) fn parse_user(user: &str, read: &ReadFile) -> Result<(u32, u32), UserError> {
     if user.is_empty() {
         return Ok((0, 0));
     }
@@ -38,17 +49,9 @@ pub(super) fn parse_user(
         (Some(uid), e) => (uid, e.as_ref().and_then(|f| f[3].parse().ok()).unwrap_or(0)),
         (None, Some(f)) => match (f[2].parse(), f[3].parse()) {
             (Ok(uid), Ok(gid)) => (uid, gid),
-            _ => {
-                return Err(format!(
-                    "unable to find user {user}: no matching entries in passwd file"
-                ))
-            }
+            _ => return Err(UserError::NoUser(user.to_string())),
         },
-        (None, None) => {
-            return Err(format!(
-                "unable to find user {user}: no matching entries in passwd file"
-            ))
-        }
+        (None, None) => return Err(UserError::NoUser(user.to_string())),
     };
     if let Some(g) = g {
         gid = match g.parse::<u32>() {
@@ -58,9 +61,7 @@ pub(super) fn parse_user(
                 .map(|l| l.split(':').collect::<Vec<_>>())
                 .find(|f| f.len() > 2 && f[0] == g)
                 .and_then(|f| f[2].parse().ok())
-                .ok_or_else(|| {
-                    format!("unable to find group {g}: no matching entries in group file")
-                })?,
+                .ok_or_else(|| UserError::NoGroup(g.to_string()))?,
         };
     }
     Ok((uid, gid))
@@ -72,7 +73,7 @@ pub(super) fn resolve_user(
     img: &Image,
     user: &str,
 ) -> Result<(u32, u32, Vec<u32>), EngineError> {
-    let read = |path: &str| -> Result<String, String> {
+    let read = |path: &str| -> Result<String, ImageError> {
         crate::image::layer::read_image_file_max(
             &engine.images,
             &img.manifest,
@@ -83,7 +84,6 @@ pub(super) fn resolve_user(
             b.map(|b| String::from_utf8_lossy(&b).into_owned())
                 .unwrap_or_default()
         })
-        .map_err(|e| e.to_string())
     };
     let (uid, gid) = parse_user(user, &read).map_err(|e| {
         EngineError::InvalidArgument(format!(
@@ -109,15 +109,15 @@ mod tests {
                 _ => String::new(),
             })
         };
-        assert_eq!(parse_user("", &read), Ok((0, 0)));
-        assert_eq!(parse_user("ada", &read), Ok((1234, 100)));
-        assert_eq!(parse_user("1234", &read), Ok((1234, 100)));
-        assert_eq!(parse_user("999", &read), Ok((999, 0)));
-        assert_eq!(parse_user("ada:staff", &read), Ok((1234, 50)));
-        assert_eq!(parse_user("ada:7", &read), Ok((1234, 7)));
-        assert!(parse_user("bob", &read).unwrap_err().contains("user bob"));
-        assert!(parse_user("ada:nogroup", &read)
-            .unwrap_err()
-            .contains("group nogroup"));
+        let ids = |u: &str| parse_user(u, &read).unwrap();
+        assert_eq!(ids(""), (0, 0));
+        assert_eq!(ids("ada"), (1234, 100));
+        assert_eq!(ids("1234"), (1234, 100));
+        assert_eq!(ids("999"), (999, 0));
+        assert_eq!(ids("ada:staff"), (1234, 50));
+        assert_eq!(ids("ada:7"), (1234, 7));
+        let e = |u: &str| parse_user(u, &read).unwrap_err().to_string();
+        assert!(e("bob").contains("user bob"));
+        assert!(e("ada:nogroup").contains("group nogroup"));
     }
 }
