@@ -35,7 +35,8 @@ http:
 YML
 docker-registry serve "$T/reg/config.yml" >"$T/reg/log" 2>&1 &
 RPID=$!
-trap 'kill "$RPID" 2>/dev/null || true; kill "$DPID" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$T"' EXIT
+# stop_ketchd also removes the bridge the daemon made for its default network.
+trap 'kill "$RPID" 2>/dev/null || true; stop_ketchd' EXIT
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/v2/" >/dev/null && break; sleep 0.1; done
 
 # The image: random (incompressible) data, built and pushed by ketch.
