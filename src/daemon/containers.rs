@@ -56,8 +56,11 @@ pub fn list(engine: &Engine, q: &Query) -> Resp {
         if !all && !running && !filters.contains_key("status") {
             continue;
         }
+        // Docker's semantics: the values of one key are alternatives,
+        // except labels, which must all match.
         let ok = filters.iter().all(|(k, vals)| {
-            vals.iter().any(|v| match k.as_str() {
+            let mut vals = vals.iter();
+            let pass = |v: &String| match k.as_str() {
                 "status" => s.state == *v,
                 "name" => s
                     .names
@@ -71,7 +74,12 @@ pub fn list(engine: &Engine, q: &Query) -> Resp {
                 },
                 "exited" => s.state == "exited" && c.record().state.exit_code().to_string() == *v,
                 _ => true,
-            })
+            };
+            if k == "label" {
+                vals.all(pass)
+            } else {
+                vals.any(pass)
+            }
         });
         if ok {
             out.push(s);

@@ -221,6 +221,63 @@ async fn an_auto_remove_container_is_gone_after_its_exit() {
 }
 
 #[tokio::test]
+async fn an_auto_remove_container_that_cannot_start_is_removed() {
+    let w = world().await;
+    make(
+        &w,
+        "gone",
+        HostConfig {
+            auto_remove: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    let removed = w.engine.wait("gone", WaitCondition::Removed).unwrap();
+    w.fake.fail.store(true, Ordering::SeqCst);
+    assert!(w.engine.start("gone").await.is_err());
+    // `run --rm` waits for this; without the removal it would wait forever.
+    tokio::time::timeout(Duration::from_secs(5), removed)
+        .await
+        .expect("the container is removed after its failed start");
+    assert!(matches!(
+        w.engine.lookup("gone"),
+        Err(EngineError::NoSuchContainer(_))
+    ));
+}
+
+#[tokio::test]
+async fn generated_names_never_collide_under_concurrent_creates() {
+    let w = world().await;
+    let record = || Record {
+        id: ContainerId::random(),
+        name: String::new(),
+        created: Utc::now(),
+        image: "fake".into(),
+        image_id: Digest::of(b"fake"),
+        config: ContainerConfig::default(),
+        // Not fsynced: many records, quickly.
+        host_config: HostConfig {
+            auto_remove: true,
+            ..Default::default()
+        },
+        path: "/fake.wasm".into(),
+        args: Vec::new(),
+        platform: Platform::Wasm,
+        state: StateRecord::default(),
+        networks: Default::default(),
+    };
+    // Far more than the adjective_surname space can hold without a
+    // repeat: every insert interleaves with the others at its write.
+    let inserts = (0..3000).map(|_| w.engine.insert(record()));
+    let made = futures_util::future::join_all(inserts).await;
+    let mut names = std::collections::HashSet::new();
+    for r in made {
+        assert!(names.insert(r.unwrap().name));
+    }
+    assert_eq!(w.engine.list().len(), 3000);
+}
+
+#[tokio::test]
 async fn names_are_unique_and_lookups_take_ids_and_prefixes() {
     let w = world().await;
     let c = make(&w, "n", HostConfig::default()).await;

@@ -139,3 +139,36 @@ fn events_report_the_lifecycle_and_system_df_counts() {
     assert_eq!(df["Containers"], serde_json::json!([]));
     assert!(df["LayersSize"].as_u64().unwrap() > 0);
 }
+
+#[test]
+fn label_filters_must_all_match_and_other_keys_are_alternatives() {
+    let d = TestDaemon::start();
+    d.wat_image("hello", HELLO_WAT);
+    let only_ab = d.ketch(&["create", "-l", "a=b", "hello"]).ok();
+    let both = d.ketch(&["create", "-l", "a=b", "-l", "zz", "hello"]).ok();
+    let ps = |args: &[&str]| {
+        let mut all = vec!["ps", "-a", "-q", "--no-trunc"];
+        all.extend_from_slice(args);
+        let mut ids: Vec<String> = d.ketch(&all).ok().lines().map(str::to_string).collect();
+        ids.sort();
+        ids
+    };
+    // docker-compose asks for its project label and its service label.
+    assert_eq!(
+        ps(&["--filter", "label=a=b", "--filter", "label=zz"]),
+        vec![both.trim().to_string()]
+    );
+    let mut two = vec![only_ab.trim().to_string(), both.trim().to_string()];
+    two.sort();
+    assert_eq!(ps(&["--filter", "label=a=b"]), two);
+    // Two ids are two alternatives.
+    assert_eq!(
+        ps(&[
+            "--filter",
+            &format!("id={}", only_ab.trim()),
+            "--filter",
+            &format!("id={}", both.trim())
+        ]),
+        two
+    );
+}

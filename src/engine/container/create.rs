@@ -38,7 +38,8 @@ impl Engine {
                 }
                 n.to_string()
             }
-            None => self.unused_name(),
+            // Picked by `insert`, under the lock that reserves it.
+            None => String::new(),
         };
         if req.config.image.is_empty() {
             return Err(EngineError::InvalidArgument(
@@ -98,23 +99,27 @@ impl Engine {
         self.insert(rec).await
     }
 
-    /// Reserve the record's name and write it under a staging directory,
-    /// renamed into place once whole; then it is a container.
+    /// Reserve the record's name (a generated one if it has none) and
+    /// write it under a staging directory, renamed into place once whole;
+    /// then it is a container.
     pub(in crate::engine) async fn insert(
         self: &Arc<Self>,
-        rec: Record,
+        mut rec: Record,
     ) -> Result<Record, EngineError> {
-        let name = rec.name.clone();
         let dir = self.root.join("containers").join(rec.id.as_str());
         {
-            // Reserve the name under the table lock so two creates of one
-            // name cannot both succeed.
+            // Pick and reserve the name under the table lock, so two creates
+            // can neither both take one name nor both be given one.
             let mut t = self.table_mut();
-            if let Some(other) = t.names.get(&name) {
-                return Err(EngineError::name_in_use(&name, other.as_str()));
+            if rec.name.is_empty() {
+                rec.name = unused_name(&t);
             }
-            t.names.insert(name.clone(), rec.id.clone());
+            if let Some(other) = t.names.get(&rec.name) {
+                return Err(EngineError::name_in_use(&rec.name, other.as_str()));
+            }
+            t.names.insert(rec.name.clone(), rec.id.clone());
         }
+        let name = rec.name.clone();
         let parent = self.root.join("containers");
         let (rec2, dir2) = (rec.clone(), dir.clone());
         let write = tokio::task::spawn_blocking(move || {
@@ -181,18 +186,19 @@ impl Engine {
         }
         Ok(())
     }
+}
 
-    fn unused_name(&self) -> String {
-        let t = self.table();
-        loop {
-            let n = ids::random_name();
-            if !t.names.contains_key(&n) {
-                return n;
-            }
-            let n2 = format!("{n}_{}", rand::random::<u16>());
-            if !t.names.contains_key(&n2) {
-                return n2;
-            }
+/// A generated name no container has (Docker's `adjective_surname`, with
+/// a number once those run short).
+fn unused_name(t: &super::super::Table) -> String {
+    loop {
+        let n = ids::random_name();
+        if !t.names.contains_key(&n) {
+            return n;
+        }
+        let n2 = format!("{n}_{}", rand::random::<u16>());
+        if !t.names.contains_key(&n2) {
+            return n2;
         }
     }
 }

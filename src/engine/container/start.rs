@@ -18,7 +18,18 @@ impl Engine {
         let c = self.lookup(name)?;
         let _op = c.op.lock().await;
         c.check("start", |s| s.can_start())?;
-        self.start_container(&c).await
+        let started = self.start_container(&c).await;
+        if started.is_err() && c.record().host_config.auto_remove {
+            // As Docker: an --rm container that cannot start is removed, so
+            // `run --rm` waiting for its removal returns.
+            if let Err(e) = self.remove_now(&c).await {
+                tracing::warn!(
+                    "cannot remove container {} after its failed start: {e}",
+                    c.name()
+                );
+            }
+        }
+        started
     }
 
     #[allow(clippy::manual_async_fn)] // the explicit `+ Send` breaks the future cycle
