@@ -146,7 +146,17 @@ pub async fn serve(
 const SERVER: &str = concat!("Ketch/", env!("CARGO_PKG_VERSION"), " (linux)");
 
 async fn route(engine: Arc<Engine>, req: Request<Incoming>) -> Resp {
-    let mut resp = dispatch(engine, req).await;
+    // A client that hangs up must not cancel a verb half-way (a container
+    // started but not recorded, a name reserved but not registered): the
+    // request runs in a task of its own, which finishes whatever happens
+    // to the connection.
+    let mut resp = match tokio::spawn(dispatch(engine, req)).await {
+        Ok(resp) => resp,
+        Err(e) => http::refuse(&RequestError::Engine(crate::engine::EngineError::Task {
+            what: "the request",
+            source: e,
+        })),
+    };
     let h = resp.headers_mut();
     use hyper::header::HeaderValue;
     h.insert(

@@ -102,10 +102,11 @@ impl Engine {
         let rec = c.record();
         let backend = rec.kind().and_then(|k| self.backends.get(k));
         if !backend.is_some_and(|b| b.caps().exec) {
-            return Err(EngineError::InvalidArgument(format!(
-                "container {}: exec is not supported in a Wasm container (a Wasm guest is one instance, with nothing to run beside it)",
-                rec.name
-            )));
+            return Err(no_exec(
+                &rec,
+                "exec",
+                "a Wasm guest is one instance, with nothing to run beside it",
+            ));
         }
         match rec.state.status() {
             Status::Running => {}
@@ -228,10 +229,7 @@ impl Engine {
         let rec = c.record();
         let backend = rec.kind().and_then(|k| self.backends.get(k));
         let Some(backend) = backend.filter(|b| b.caps().exec) else {
-            return Err(EngineError::InvalidArgument(format!(
-                "container {}: cp is not supported for Wasm containers (grant a volume instead)",
-                rec.name
-            )));
+            return Err(no_exec(&rec, "cp", "grant a volume instead"));
         };
         if !path.starts_with('/') {
             return Err(EngineError::InvalidArgument(format!(
@@ -241,4 +239,21 @@ impl Engine {
         }
         backend.copy(self, &c, &rec, mode, path).await
     }
+}
+
+/// Why `verb` cannot reach into this container: a Wasm guest has nothing
+/// beside its instance; a Linux container needs the Linux runtime.
+fn no_exec(rec: &super::Record, verb: &str, wasm_hint: &str) -> EngineError {
+    if rec.is(crate::model::RuntimeKind::Linux) {
+        return EngineError::InvalidArgument(format!(
+            "container {}: {verb} needs the Linux container runtime, which this ketchd cannot run",
+            rec.name
+        ));
+    }
+    let what = if verb == "cp" {
+        "cp is not supported for Wasm containers"
+    } else {
+        "exec is not supported in a Wasm container"
+    };
+    EngineError::InvalidArgument(format!("container {}: {what} ({wasm_hint})", rec.name))
 }

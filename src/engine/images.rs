@@ -224,6 +224,8 @@ impl Engine {
         out: &mut dyn FnMut(&str),
     ) -> Result<crate::model::Digest, EngineError> {
         extract_context(context, dir, &opts.dockerfile)?;
+        // The upload is in `dir` now: free its space for the build.
+        let _ = std::fs::remove_file(context);
         let runner = self.backends.step_runner(self);
         Ok(crate::image::build::build(
             &self.images,

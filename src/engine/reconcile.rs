@@ -106,7 +106,7 @@ impl Engine {
                     }
                     Reattached::Exited(status, at) => exit = (status, at),
                     Reattached::Lost => {
-                        if b.caps().processes {
+                        if rec.is(crate::model::RuntimeKind::Linux) {
                             exit.0.error = Some("the container's monitor was killed".into());
                         }
                         b.cleanup(&rec);

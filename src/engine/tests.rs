@@ -221,6 +221,18 @@ async fn an_auto_remove_container_is_gone_after_its_exit() {
 }
 
 #[tokio::test]
+async fn an_instance_whose_start_cannot_be_recorded_is_killed_not_left_unseen() {
+    let w = world().await;
+    let c = make(&w, "unseen", HostConfig::default()).await;
+    // The record's directory is gone: the backend starts, the write fails.
+    std::fs::remove_dir_all(c.dir()).unwrap();
+    assert!(w.engine.start("unseen").await.is_err());
+    until("the instance is killed", || w.fake.last().ended()).await;
+    until("its exit is handled", || c.status() == Status::Exited).await;
+    assert_eq!(c.record().state.exit_code(), crate::runtime::EXIT_KILLED);
+}
+
+#[tokio::test]
 async fn an_auto_remove_container_that_cannot_start_is_removed() {
     let w = world().await;
     make(

@@ -19,6 +19,11 @@ pub(crate) struct Instance {
 }
 
 impl Instance {
+    /// Has it ended?
+    pub fn ended(&self) -> bool {
+        self.exit.lock().unwrap().is_none()
+    }
+
     /// End it with this code.
     pub fn exit(&self, code: i64) {
         if let Some(tx) = self.exit.lock().unwrap().take() {

@@ -45,8 +45,9 @@ pub struct Container {
     removed: watch::Sender<bool>,
     /// Serialises lifecycle verbs on this container.
     pub(in crate::engine) op: tokio::sync::Mutex<()>,
-    /// Serialises writes of its record.
-    io: tokio::sync::Mutex<()>,
+    /// Serialises writes of its record; held by the write itself, so a
+    /// cancelled caller cannot let a second write race the first.
+    io: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// A poisoned lock only means a panic elsewhere; the data is still whole.
@@ -68,7 +69,7 @@ impl Container {
             exits,
             removed,
             op: tokio::sync::Mutex::new(()),
-            io: tokio::sync::Mutex::new(()),
+            io: Arc::new(tokio::sync::Mutex::new(())),
             record: Mutex::new(rec),
         });
         c.fresh_stdin();
@@ -96,13 +97,13 @@ impl Container {
     /// fsync) runs off the async runtime; writes of one container happen
     /// one at a time, in order, so the file always holds the latest record.
     pub(super) async fn update(&self, f: impl FnOnce(&mut Record)) -> Result<Record, EngineError> {
-        let _io = self.io.lock().await;
+        let io = self.io.clone().lock_owned().await;
         let rec = {
             let mut g = lock(&self.record);
             f(&mut g);
             g.clone()
         };
-        self.persist(rec.clone()).await?;
+        self.persist(io, rec.clone()).await?;
         Ok(rec)
     }
 
@@ -113,7 +114,7 @@ impl Container {
         verb: &'static str,
         f: impl FnOnce(&mut super::StateRecord) -> Result<T, TransitionError>,
     ) -> Result<T, EngineError> {
-        let _io = self.io.lock().await;
+        let io = self.io.clone().lock_owned().await;
         let (out, rec, before) = {
             let mut g = lock(&self.record);
             let before = g.state.clone();
@@ -125,18 +126,25 @@ impl Container {
                 }
             }
         };
-        if let Err(e) = self.persist(rec).await {
+        if let Err(e) = self.persist(io, rec).await {
             lock(&self.record).state = before;
             return Err(e);
         }
         Ok(out)
     }
 
-    async fn persist(&self, rec: Record) -> Result<(), EngineError> {
+    async fn persist(
+        &self,
+        io: tokio::sync::OwnedMutexGuard<()>,
+        rec: Record,
+    ) -> Result<(), EngineError> {
         let path = self.dir.join("container.json");
-        tokio::task::spawn_blocking(move || write_record(&path, &rec))
-            .await
-            .map_err(EngineError::task("writing a container record"))?
+        tokio::task::spawn_blocking(move || {
+            let _io = io;
+            write_record(&path, &rec)
+        })
+        .await
+        .map_err(EngineError::task("writing a container record"))?
     }
 
     /// Apply `f` in memory only (for a container about to be removed).

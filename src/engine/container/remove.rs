@@ -15,8 +15,14 @@ impl Engine {
         let c = self.lookup(name)?;
         let _op = c.op.lock().await;
         let seen = c.exits_seen();
-        if c.transition("remove", |s| s.remove_requested(force))
-            .await?
+        c.check("remove", |s| s.can_remove(force))?;
+        // Only an instance to kill needs its stop recorded first; a stopped
+        // container is renamed away without another write.
+        let status = c.status();
+        let alive = status.is_alive() || status == crate::model::Status::Restarting;
+        if alive
+            && c.transition("remove", |s| s.remove_requested(force))
+                .await?
         {
             // Suppress auto-remove racing with this removal.
             c.update(|r| r.host_config.auto_remove = false).await?;

@@ -68,13 +68,16 @@ impl Engine {
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
             let _op = c.op.lock().await;
-            if c.is_removed()
-                || c.transition("restart", |s| s.restart_begins())
-                    .await
-                    .is_err()
-            {
-                // Stopped or removed during the backoff.
+            if c.is_removed() {
                 return;
+            }
+            match c.transition("restart", |s| s.restart_begins()).await {
+                Ok(()) => {}
+                // Stopped during the backoff.
+                Err(EngineError::Transition { .. }) => return,
+                // The count could not be written: restart all the same,
+                // rather than stay "restarting" for good.
+                Err(e) => tracing::warn!("restart of container {}: {e}", c.name()),
             }
             // Boxed: start -> exit -> restart -> start is a cycle of futures.
             let restart: Pin<Box<dyn Future<Output = Result<(), EngineError>> + Send>> =

@@ -97,8 +97,12 @@ impl Engine {
             .transition("start", |s| s.running(started_at, published))
             .await
         {
-            // It runs, but cannot be recorded: it must not run unseen.
-            started.control.kill();
+            // It runs, but cannot be recorded: it must not run unseen. It is
+            // adopted and killed, so its exit releases what it holds
+            // (addresses, ports) as any exit does.
+            let control = started.control.clone();
+            self.adopt(c, started, started_at);
+            control.kill();
             return Err(e);
         }
         self.event(&c.record(), "start", &[]);
