@@ -5,12 +5,13 @@
 //!
 //! [`Caps::exec`]: super::backend::Caps
 
+use super::lock;
 use super::{Engine, EngineError};
 use crate::api::types::{ExecConfig, ExecInspect, ExecProcessConfig};
 use crate::model::{ContainerId, Status};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 
@@ -54,10 +55,6 @@ pub struct Spawned {
     /// Resolves to the exit code.
     pub exit: Pin<Box<dyn Future<Output = i64> + Send>>,
     pub resizer: Option<Resizer>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Exec {

@@ -38,6 +38,11 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+/// A poisoned lock only means a panic elsewhere; the data is still whole.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Suffix of a container directory being deleted.
 const REMOVING_SUFFIX: &str = "removing";
 /// A container being created: renamed to its id once its record is whole.

@@ -113,13 +113,7 @@ impl Engine {
                     }
                 }
             }
-            c.update(|r| {
-                r.state.exited(&exit.0, exit.1);
-                r.networks
-                    .values_mut()
-                    .for_each(super::networks::Endpoint::release);
-            })
-            .await?;
+            c.update(|r| r.exited(&exit.0, exit.1)).await?;
         }
         // An --rm container that outlived its daemon is removed, as Docker does.
         if rec.state.status() == crate::model::Status::Removing || rec.host_config.auto_remove {

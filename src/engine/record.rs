@@ -219,6 +219,15 @@ impl Record {
             .collect()
     }
 
+    /// The instance ended: its state records the exit, and its addresses
+    /// go back to their networks (they are held only while it runs).
+    pub fn exited(&mut self, exit: &ExitStatus, at: DateTime<Utc>) {
+        self.state.exited(exit, at);
+        self.networks
+            .values_mut()
+            .for_each(super::networks::Endpoint::release);
+    }
+
     pub fn kind(&self) -> Option<RuntimeKind> {
         self.platform.kind()
     }

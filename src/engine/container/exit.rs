@@ -48,20 +48,16 @@ impl Engine {
         status: &ExitStatus,
         at: DateTime<Utc>,
     ) -> Record {
-        let exited = |r: &mut Record| {
-            r.state.exited(status, at);
-            r.networks
-                .values_mut()
-                .for_each(super::super::networks::Endpoint::release);
-        };
+        let exited = |r: &mut Record| r.exited(status, at);
         if c.record().host_config.auto_remove {
             return c.set(exited);
         }
         match c.update(exited).await {
             Ok(rec) => rec,
             Err(e) => {
+                // The exit is recorded in memory all the same.
                 tracing::error!("cannot record exit of container {}: {e}", c.name());
-                c.set(|r| r.state.exited(status, at))
+                c.record()
             }
         }
     }

@@ -3,10 +3,6 @@
 
 use super::super::{Engine, EngineError};
 use std::sync::Arc;
-use std::time::Duration;
-
-/// How long `kill` waits for the instance to be gone.
-const KILL_WAIT: Duration = Duration::from_secs(10);
 
 impl Engine {
     pub async fn kill(
@@ -38,8 +34,7 @@ impl Engine {
                 ctl.signal(signo);
                 return Ok(());
             }
-            ctl.kill();
-            c.exit_after(seen, Some(KILL_WAIT)).await;
+            c.kill_and_wait(seen).await;
         }
         Ok(())
     }

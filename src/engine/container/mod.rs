@@ -15,16 +15,20 @@ mod wait;
 
 pub use wait::WaitCondition;
 
+use super::lock;
 use super::logs::Log;
 use super::{EngineError, Record};
 use crate::fsutil;
 use crate::model::{ContainerId, Status, TransitionError};
 use crate::runtime::Control;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::DuplexStream;
 use tokio::sync::watch;
+
+/// How long `kill` and a forced `rm` wait for a killed instance to be gone.
+const KILL_WAIT: Duration = Duration::from_secs(10);
 
 /// Bytes buffered between an attached client's stdin and the guest.
 const STDIN_BUFFER: usize = 64 * 1024;
@@ -48,11 +52,6 @@ pub struct Container {
     /// Serialises writes of its record; held by the write itself, so a
     /// cancelled caller cannot let a second write race the first.
     io: Arc<tokio::sync::Mutex<()>>,
-}
-
-/// A poisoned lock only means a panic elsewhere; the data is still whole.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Container {
@@ -96,6 +95,7 @@ impl Container {
     /// Apply `f` to the record and persist it atomically. The write (an
     /// fsync) runs off the async runtime; writes of one container happen
     /// one at a time, in order, so the file always holds the latest record.
+    /// If the write fails, the change stays in memory.
     pub(super) async fn update(&self, f: impl FnOnce(&mut Record)) -> Result<Record, EngineError> {
         let io = self.io.clone().lock_owned().await;
         let rec = {
@@ -215,6 +215,14 @@ impl Container {
         match timeout {
             Some(t) => matches!(tokio::time::timeout(t, fut).await, Ok(Ok(_))),
             None => fut.await.is_ok(),
+        }
+    }
+
+    /// Kill the instance, if one runs, and wait (a while) for its exit.
+    async fn kill_and_wait(&self, seen: u64) {
+        if let Some(ctl) = self.control() {
+            ctl.kill();
+            self.exit_after(seen, Some(KILL_WAIT)).await;
         }
     }
 

@@ -5,10 +5,6 @@
 use super::super::{Engine, EngineError, REMOVING_SUFFIX};
 use super::Container;
 use std::sync::Arc;
-use std::time::Duration;
-
-/// How long a forced removal waits for the killed instance.
-const KILL_WAIT: Duration = Duration::from_secs(10);
 
 impl Engine {
     pub async fn remove(self: &Arc<Self>, name: &str, force: bool) -> Result<(), EngineError> {
@@ -26,10 +22,7 @@ impl Engine {
         {
             // Suppress auto-remove racing with this removal.
             c.update(|r| r.host_config.auto_remove = false).await?;
-            if let Some(ctl) = c.control() {
-                ctl.kill();
-                c.exit_after(seen, Some(KILL_WAIT)).await;
-            }
+            c.kill_and_wait(seen).await;
         }
         self.remove_now(&c).await
     }

@@ -86,18 +86,10 @@ impl Networks {
         let (Some(host), Some((_, prefix, gateway))) = (&self.host, n.ipv4()) else {
             return;
         };
-        let link = match host.link(&n.bridge) {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::warn!("network {}: bridge {}: {e}", n.name, n.bridge);
-                return;
-            }
+        let Some((link, who)) = judge_link(host.as_ref(), n) else {
+            return;
         };
         let mark = bridge_mark(&n.id);
-        let who = host_bridge(
-            n,
-            link.as_ref().map(|l| (l.kind.as_str(), l.alias.as_str())),
-        );
         let r = match who {
             HostBridge::Missing if n.owns_bridge() => {
                 host.make_bridge(&n.bridge, gateway, prefix, &mark)
@@ -233,6 +225,23 @@ pub fn host_bridge(n: &NetworkRecord, link: Option<(&str, &str)>) -> HostBridge 
     }
 }
 
+/// The host link under `n`'s bridge name and whose it is (see
+/// [`host_bridge`]); `None`, said in the log, if the host cannot be asked.
+fn judge_link(host: &dyn HostNet, n: &NetworkRecord) -> Option<(Option<HostLink>, HostBridge)> {
+    let link = match host.link(&n.bridge) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!("network {}: bridge {}: {e}", n.name, n.bridge);
+            return None;
+        }
+    };
+    let who = host_bridge(
+        n,
+        link.as_ref().map(|l| (l.kind.as_str(), l.alias.as_str())),
+    );
+    Some((link, who))
+}
+
 /// Take back what ketch put on the host for the stored network `n`, as
 /// `network rm` does: the bridge if ketch made it (and it is still the
 /// one it made); from an adopted bridge only the gateway address ketch
@@ -242,17 +251,9 @@ pub fn release_bridge(host: &dyn HostNet, n: &NetworkRecord) {
     if n.bridge.is_empty() {
         return;
     }
-    let link = match host.link(&n.bridge) {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::warn!("network {}: bridge {}: {e}", n.name, n.bridge);
-            return;
-        }
+    let Some((link, who)) = judge_link(host, n) else {
+        return;
     };
-    let who = host_bridge(
-        n,
-        link.as_ref().map(|l| (l.kind.as_str(), l.alias.as_str())),
-    );
     let r = match who {
         HostBridge::Missing => Ok(()),
         HostBridge::Made => link.map_or(Ok(()), |l| host.remove_link(l.index)),
