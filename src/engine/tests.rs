@@ -38,9 +38,10 @@ async fn open(root: &Path, fake: &Arc<Fake>) -> Arc<Engine> {
         .unwrap()
 }
 
-/// A container record as `create` would make it, without an image.
-async fn make(w: &World, name: &str, hc: HostConfig) -> Arc<Container> {
-    let rec = Record {
+/// A container record as `create` would make it, without an image (an
+/// empty name is `insert`'s to generate).
+fn record(name: &str, hc: HostConfig) -> Record {
+    Record {
         id: ContainerId::random(),
         name: name.into(),
         created: Utc::now(),
@@ -53,8 +54,11 @@ async fn make(w: &World, name: &str, hc: HostConfig) -> Arc<Container> {
         platform: Platform::Wasm,
         state: StateRecord::default(),
         networks: Default::default(),
-    };
-    w.engine.insert(rec).await.unwrap();
+    }
+}
+
+async fn make(w: &World, name: &str, hc: HostConfig) -> Arc<Container> {
+    w.engine.insert(record(name, hc)).await.unwrap();
     w.engine.lookup(name).unwrap()
 }
 
@@ -260,27 +264,19 @@ async fn an_auto_remove_container_that_cannot_start_is_removed() {
 #[tokio::test]
 async fn generated_names_never_collide_under_concurrent_creates() {
     let w = world().await;
-    let record = || Record {
-        id: ContainerId::random(),
-        name: String::new(),
-        created: Utc::now(),
-        image: "fake".into(),
-        image_id: Digest::of(b"fake"),
-        config: ContainerConfig::default(),
-        // Not fsynced: many records, quickly.
-        host_config: HostConfig {
-            auto_remove: true,
-            ..Default::default()
-        },
-        path: "/fake.wasm".into(),
-        args: Vec::new(),
-        platform: Platform::Wasm,
-        state: StateRecord::default(),
-        networks: Default::default(),
+    // Not fsynced: many records, quickly.
+    let unnamed = || {
+        record(
+            "",
+            HostConfig {
+                auto_remove: true,
+                ..Default::default()
+            },
+        )
     };
     // Far more than the adjective_surname space can hold without a
     // repeat: every insert interleaves with the others at its write.
-    let inserts = (0..3000).map(|_| w.engine.insert(record()));
+    let inserts = (0..3000).map(|_| w.engine.insert(unnamed()));
     let made = futures_util::future::join_all(inserts).await;
     let mut names = std::collections::HashSet::new();
     for r in made {
@@ -341,7 +337,15 @@ async fn reconcile_reattaches_the_living_and_records_the_dead() {
 
     // ketchd restarts: "dead" exited while it was away.
     let fake = Arc::new(Fake::default());
-    let engine = open_seeing(&w.root, &fake, &dead_id).await;
+    fake.reattach_exit.lock().unwrap().insert(
+        dead_id.clone(),
+        crate::runtime::ExitStatus {
+            code: 7,
+            error: None,
+            oom_killed: false,
+        },
+    );
+    let engine = open(&w.root, &fake).await;
     let get = |id: &ContainerId| engine.lookup(id.as_str()).unwrap().record();
     assert_eq!(get(&alive_id).state.status(), Status::Running);
     let d = get(&dead_id);
@@ -360,62 +364,4 @@ async fn reconcile_reattaches_the_living_and_records_the_dead() {
     ];
     want.sort();
     assert_eq!(left, want);
-}
-
-/// Reopen with a fake whose reattach finds `dead` exited with code 7.
-async fn open_seeing(root: &Path, fake: &Arc<Fake>, dead: &ContainerId) -> Arc<Engine> {
-    struct Seeing {
-        inner: Arc<Fake>,
-        dead: ContainerId,
-    }
-    impl backend::Backend for Seeing {
-        fn kind(&self) -> crate::model::RuntimeKind {
-            self.inner.kind()
-        }
-        fn caps(&self) -> backend::Caps {
-            self.inner.caps()
-        }
-        fn known(&self, i: &Digest, e: &str) -> Option<Platform> {
-            self.inner.known(i, e)
-        }
-        fn prepare<'a>(
-            &'a self,
-            i: &'a Image,
-            n: &'a str,
-            e: &'a str,
-            b: Option<Arc<[u8]>>,
-        ) -> backend::BoxFuture<'a, Result<Option<Platform>, EngineError>> {
-            self.inner.prepare(i, n, e, b)
-        }
-        fn start<'a>(
-            &'a self,
-            e: &'a Arc<Engine>,
-            c: &'a Arc<Container>,
-            r: &'a Record,
-        ) -> backend::BoxFuture<'a, Result<crate::runtime::Started, EngineError>> {
-            self.inner.start(e, c, r)
-        }
-        fn reattach(&self, e: &Engine, c: &Container, r: &Record) -> crate::runtime::Reattached {
-            if r.id == self.dead {
-                *self.inner.reattach_exit.lock().unwrap() = Some(crate::runtime::ExitStatus {
-                    code: 7,
-                    error: None,
-                    oom_killed: false,
-                });
-            }
-            self.inner.reattach(e, c, r)
-        }
-    }
-    prepare_root(root).unwrap();
-    let seeing = Seeing {
-        inner: fake.clone(),
-        dead: dead.clone(),
-    };
-    Engine::open_with(
-        root,
-        Default::default(),
-        Backends::of(vec![Arc::new(seeing)]),
-    )
-    .await
-    .unwrap()
 }

@@ -64,8 +64,9 @@ pub(crate) struct Fake {
     pub instances: Mutex<Vec<Arc<Instance>>>,
     /// The next starts fail.
     pub fail: AtomicBool,
-    /// What a reattach after a restart of ketchd finds.
-    pub reattach_exit: Mutex<Option<ExitStatus>>,
+    /// Containers a reattach after a restart of ketchd finds exited, and
+    /// how; any other is found running.
+    pub reattach_exit: Mutex<std::collections::HashMap<crate::model::ContainerId, ExitStatus>>,
     pub cleaned: Mutex<Vec<String>>,
 }
 
@@ -133,8 +134,8 @@ impl Backend for Fake {
         })
     }
 
-    fn reattach(&self, _: &Engine, _: &Container, _: &Record) -> Reattached {
-        match self.reattach_exit.lock().unwrap().take() {
+    fn reattach(&self, _: &Engine, _: &Container, rec: &Record) -> Reattached {
+        match self.reattach_exit.lock().unwrap().remove(&rec.id) {
             Some(st) => Reattached::Exited(st, chrono::Utc::now()),
             None => Reattached::Running(self.instance()),
         }
