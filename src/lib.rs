@@ -31,4 +31,6 @@ pub mod image;
 pub mod lograte;
 pub mod model;
 pub mod paths;
+#[cfg(feature = "wasm")]
+pub mod plugin;
 pub mod runtime;

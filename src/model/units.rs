@@ -12,8 +12,9 @@ pub enum UnitError {
     Duration(String),
 }
 
-/// `1024`, `64k`, `64m`, `1.5g`, `2t` (optionally with a trailing `b`),
-/// in bytes, binary multiples as Docker reads them.
+/// `1024`, `64k`, `64m`, `1.5g`, `2t` (optionally with a trailing `b`, or
+/// `ib` as [`format_size`] writes them: `64MiB`), in bytes, binary
+/// multiples as Docker reads them.
 pub fn parse_size(s: &str) -> Result<u64, UnitError> {
     let t = s.trim().to_ascii_lowercase();
     let invalid = || UnitError::Size(s.to_string());
@@ -21,7 +22,12 @@ pub fn parse_size(s: &str) -> Result<u64, UnitError> {
         .char_indices()
         .find(|(_, c)| !c.is_ascii_digit() && *c != '.')
         .map_or(t.len(), |(i, _)| i);
-    let mult: u64 = match t[split..].trim_end_matches('b') {
+    let unit = t[split..].strip_suffix('b').unwrap_or(&t[split..]);
+    let unit = unit
+        .strip_suffix('i')
+        .filter(|u| !u.is_empty())
+        .unwrap_or(unit);
+    let mult: u64 = match unit {
         "" => 1,
         "k" => 1 << 10,
         "m" => 1 << 20,
@@ -97,6 +103,9 @@ mod tests {
         assert_eq!(parse_size("1024"), Ok(1024));
         assert_eq!(parse_size("64k"), Ok(64 << 10));
         assert_eq!(parse_size("64MB"), Ok(64 << 20));
+        assert_eq!(parse_size("16MiB"), Ok(16 << 20));
+        assert_eq!(parse_size("2kib"), Ok(2 << 10));
+        assert!(parse_size("1i").is_err());
         assert_eq!(parse_size("1.5g"), Ok(3 << 29));
         assert!(parse_size("12x").is_err());
         assert!(parse_size("m").is_err());

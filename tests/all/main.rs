@@ -11,6 +11,7 @@ mod images;
 mod lifecycle;
 mod limits;
 mod linux;
+mod plugins;
 mod registry;
 mod sdk;
 mod wasm;

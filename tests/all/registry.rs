@@ -83,7 +83,7 @@ fn skopeo(args: &[&str]) -> String {
 }
 
 /// The digest in push output's last line (`tag: digest: sha256:.. size: N`).
-fn pushed_digest(out: &str) -> String {
+pub(crate) fn pushed_digest(out: &str) -> String {
     out.lines()
         .find_map(|l| l.split("digest: ").nth(1))
         .and_then(|r| r.split_whitespace().next())

@@ -22,11 +22,11 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 pub const FN_EPOCH_TICK: Duration = Duration::from_millis(1);
 
 /// Shared between a container's instances and its [`Control`] handle.
-pub(super) struct Ctl {
+pub(crate) struct Ctl {
     pub(super) killed: watch::Sender<bool>,
     pub(super) paused: watch::Sender<bool>,
     pub(super) terminating: watch::Sender<bool>,
-    pub(super) memory: Arc<MemoryGauge>,
+    pub(crate) memory: Arc<MemoryGauge>,
     /// Nanoseconds spent polling guest code.
     cpu_ns: Arc<AtomicU64>,
     http: Option<Arc<HttpCounters>>,
@@ -34,7 +34,7 @@ pub(super) struct Ctl {
 
 impl Ctl {
     /// `http`: the request counters of a function, none for a command.
-    pub(super) fn new(http: Option<Arc<HttpCounters>>) -> Arc<Self> {
+    pub(crate) fn new(http: Option<Arc<HttpCounters>>) -> Arc<Self> {
         Arc::new(Ctl {
             killed: watch::channel(false).0,
             paused: watch::channel(false).0,
@@ -95,7 +95,7 @@ impl Control for Ctl {
 }
 
 /// What every store's data gives the limiter and the epoch callback.
-pub(super) trait Guest: Send + 'static {
+pub(crate) trait Guest: Send + 'static {
     fn limits(&mut self) -> &mut Limits;
     fn ctl(&self) -> &Ctl;
     /// When this instance must stop, if ever (a function's request deadline).
@@ -104,7 +104,7 @@ pub(super) trait Guest: Send + 'static {
     }
 }
 
-pub(super) fn configure_store<T: Guest>(store: &mut Store<T>) {
+pub(crate) fn configure_store<T: Guest>(store: &mut Store<T>) {
     store.limiter(|s| s.limits() as &mut dyn ResourceLimiter);
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(|cx| {
@@ -137,7 +137,7 @@ pub(super) fn store_gone() {
     *n = n.saturating_sub(1);
 }
 
-pub(super) fn spawn_epoch_ticker(engine: &Engine, tick: Duration) -> std::io::Result<()> {
+pub(crate) fn spawn_epoch_ticker(engine: &Engine, tick: Duration) -> std::io::Result<()> {
     let weak = engine.weak();
     std::thread::Builder::new()
         .name("ketch-epoch".into())

@@ -2,7 +2,7 @@
 //! component exporting `wasi:http/incoming-handler`), by header and exports.
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(super) enum Kind {
+pub(crate) enum Kind {
     Module,
     Component,
     /// A component exporting `wasi:http/incoming-handler`.
@@ -10,7 +10,7 @@ pub(super) enum Kind {
 }
 
 impl Kind {
-    pub(super) fn ext(self) -> &'static str {
+    pub(crate) fn ext(self) -> &'static str {
         match self {
             Kind::Module => "module",
             Kind::Component => "component",
@@ -21,7 +21,7 @@ impl Kind {
 
 /// Does this component export `wasi:http/incoming-handler` at its top
 /// level (the `wasi:http/proxy` world)? Reads only the export sections.
-pub(super) fn exports_http_handler(bytes: &[u8]) -> bool {
+pub(crate) fn exports_http_handler(bytes: &[u8]) -> bool {
     use wasmparser::{Parser, Payload};
     let mut depth = 0usize;
     for payload in Parser::new(0).parse_all(bytes) {
@@ -43,7 +43,7 @@ pub(super) fn exports_http_handler(bytes: &[u8]) -> bool {
 }
 
 /// Core module (version 1) or component (layer 1) by header.
-pub(super) fn wasm_kind(b: &[u8]) -> Option<Kind> {
+pub(crate) fn wasm_kind(b: &[u8]) -> Option<Kind> {
     if b.len() < 8 || &b[..4] != b"\0asm" {
         return None;
     }

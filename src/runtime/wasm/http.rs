@@ -111,8 +111,8 @@ impl WasiHttpView for HttpState {
 }
 
 /// Outgoing requests go only to the hosts the run options grant.
-struct OutgoingGrants {
-    allow: Arc<[String]>,
+pub(crate) struct OutgoingGrants {
+    pub(crate) allow: Arc<[String]>,
 }
 
 type SendResult = Result<

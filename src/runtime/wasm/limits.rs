@@ -23,17 +23,19 @@ const MAX_MEMORIES: usize = 16;
 
 /// The memory one guest may hold, bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Cap {
+pub(crate) enum Cap {
     /// The container's `--memory`.
     Flag(u64),
     /// The daemon's `--wasm-memory-default`.
     Default(u64),
+    /// An embedded plugin's `Limits::memory`.
+    Plugin(u64),
 }
 
 impl Cap {
     fn bytes(self) -> u64 {
         match self {
-            Cap::Flag(n) | Cap::Default(n) => n,
+            Cap::Flag(n) | Cap::Default(n) | Cap::Plugin(n) => n,
         }
     }
 }
@@ -41,7 +43,7 @@ impl Cap {
 /// Why the limiter refused a grow: said in the exit error (so in the
 /// container's log), and for the daemon's budget in ketchd's log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Refusal {
+pub(crate) enum Refusal {
     /// The guest's own cap.
     Cap(Cap),
     /// The daemon's budget, taken by all its guests; holds its size.
@@ -63,6 +65,11 @@ impl std::fmt::Display for Refusal {
                 "memory refused: over the {} every Wasm guest may hold without --memory (ketchd --wasm-memory-default)",
                 format_size(*n)
             ),
+            Refusal::Cap(Cap::Plugin(n)) => write!(
+                f,
+                "memory refused: over the plugin's memory limit of {}",
+                format_size(*n)
+            ),
             Refusal::Budget(n) => write!(
                 f,
                 "memory refused: the {} that all Wasm guests of ketchd may hold together is taken (ketchd --wasm-memory-budget)",
@@ -82,10 +89,10 @@ impl std::fmt::Display for Refusal {
 /// what it grants in the container's [`MemoryGauge`]; gives everything back
 /// to both when the store is dropped, however the guest ended (exit, trap,
 /// kill, a dropped future, a panic).
-pub(super) struct Limits {
+pub(crate) struct Limits {
     cap: Cap,
     budget: Arc<MemoryBudget>,
-    pub(super) refused: Option<Refusal>,
+    pub(crate) refused: Option<Refusal>,
     /// Bytes of memories and tables granted, all taken from `budget`.
     held: u64,
     gauge: Arc<MemoryGauge>,
@@ -94,7 +101,7 @@ pub(super) struct Limits {
 }
 
 impl Limits {
-    pub(super) fn new(
+    pub(crate) fn new(
         cap: Cap,
         budget: &Arc<MemoryBudget>,
         gauge: &Arc<MemoryGauge>,

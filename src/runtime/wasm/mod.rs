@@ -17,13 +17,13 @@
 //!   served by [`http`], a fresh instance per request.
 
 mod command;
-mod control;
-mod detect;
+pub(crate) mod control;
+pub(crate) mod detect;
 mod engine;
-mod http;
-mod io;
-mod limits;
-mod module;
+pub(crate) mod http;
+pub(crate) mod io;
+pub(crate) mod limits;
+pub(crate) mod module;
 
 use super::memory::{MemoryBudget, WasmMemory};
 use super::{Backend, Program, RunSpec, RuntimeError, Started};

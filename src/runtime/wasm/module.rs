@@ -54,17 +54,7 @@ impl WasmBackend {
         };
         let compiled = match kind {
             Kind::Module => {
-                let module = self
-                    .load_or_compile(
-                        &self.engine,
-                        &cached,
-                        // SAFETY: files in the cache dir are written only by
-                        // `Module::serialize` of this daemon; wasmtime checks the
-                        // engine compatibility header and we recompile on mismatch.
-                        |e, p| unsafe { Module::deserialize_file(e, p) },
-                        |e| Module::new(e, bytes),
-                        Module::serialize,
-                    )
+                let module = module_cached(&self.engine, &cached, bytes)
                     .map_err(|e| invalid(format!("{e:#}")))?;
                 Compiled::Module(
                     self.p1_linker
@@ -73,15 +63,7 @@ impl WasmBackend {
                 )
             }
             Kind::Component => {
-                let component = self
-                    .load_or_compile(
-                        &self.engine,
-                        &cached,
-                        // SAFETY: as above, for components.
-                        |e, p| unsafe { Component::deserialize_file(e, p) },
-                        |e| Component::new(e, bytes),
-                        Component::serialize,
-                    )
+                let component = component_cached(&self.engine, &cached, bytes)
                     .map_err(|e| invalid(format!("{e:#}")))?;
                 let pre = self
                     .p2_linker
@@ -95,15 +77,7 @@ impl WasmBackend {
             }
             Kind::Function => {
                 let fr = self.functions()?;
-                let component = self
-                    .load_or_compile(
-                        &fr.engine,
-                        &cached,
-                        // SAFETY: as above, for components.
-                        |e, p| unsafe { Component::deserialize_file(e, p) },
-                        |e| Component::new(e, bytes),
-                        Component::serialize,
-                    )
+                let component = component_cached(&fr.engine, &cached, bytes)
                     .map_err(|e| invalid(format!("{e:#}")))?;
                 let pre = fr
                     .linker
@@ -122,26 +96,60 @@ impl WasmBackend {
             .insert(digest.clone(), Arc::new(compiled));
         Ok(())
     }
+}
 
-    /// Load a compiled artifact from the disk cache, or compile it and
-    /// write the cache (a cache write failure only costs a recompile later).
-    fn load_or_compile<T>(
-        &self,
-        engine: &Engine,
-        cached: &Path,
-        load: impl FnOnce(&Engine, &Path) -> wasmtime::Result<T>,
-        compile: impl FnOnce(&Engine) -> wasmtime::Result<T>,
-        serialize: impl FnOnce(&T) -> wasmtime::Result<Vec<u8>>,
-    ) -> wasmtime::Result<T> {
-        if let Ok(t) = load(engine, cached) {
-            return Ok(t);
-        }
-        let t = compile(engine)?;
-        if let Ok(data) = serialize(&t) {
-            if let Err(e) = crate::fsutil::write_atomic(cached, &data) {
-                tracing::warn!("cannot cache compiled module at {}: {e}", cached.display());
-            }
-        }
-        Ok(t)
+/// A module compiled for `engine`, from the `.cwasm` at `cached` or by
+/// compiling `bytes` (and then writing `cached`).
+pub(crate) fn module_cached(
+    engine: &Engine,
+    cached: &Path,
+    bytes: &[u8],
+) -> wasmtime::Result<Module> {
+    load_or_compile(
+        engine,
+        cached,
+        // SAFETY: files in the cache dir are written only by `serialize`
+        // of ketch's engines; wasmtime checks the engine compatibility
+        // header and we recompile on mismatch.
+        |e, p| unsafe { Module::deserialize_file(e, p) },
+        |e| Module::new(e, bytes),
+        Module::serialize,
+    )
+}
+
+/// [`module_cached`] for components.
+pub(crate) fn component_cached(
+    engine: &Engine,
+    cached: &Path,
+    bytes: &[u8],
+) -> wasmtime::Result<Component> {
+    load_or_compile(
+        engine,
+        cached,
+        // SAFETY: as in `module_cached`.
+        |e, p| unsafe { Component::deserialize_file(e, p) },
+        |e| Component::new(e, bytes),
+        Component::serialize,
+    )
+}
+
+/// Load a compiled artifact from the disk cache, or compile it and
+/// write the cache (a cache write failure only costs a recompile later).
+fn load_or_compile<T>(
+    engine: &Engine,
+    cached: &Path,
+    load: impl FnOnce(&Engine, &Path) -> wasmtime::Result<T>,
+    compile: impl FnOnce(&Engine) -> wasmtime::Result<T>,
+    serialize: impl FnOnce(&T) -> wasmtime::Result<Vec<u8>>,
+) -> wasmtime::Result<T> {
+    if let Ok(t) = load(engine, cached) {
+        return Ok(t);
     }
+    let t = compile(engine)?;
+    if let Ok(data) = serialize(&t) {
+        if let Err(e) = crate::fsutil::write_atomic(cached, &data) {
+            tracing::warn!("cannot cache compiled module at {}: {e}", cached.display());
+        }
+    }
+    Ok(t)
 }
