@@ -605,3 +605,59 @@ fn the_plugin_host_example_runs_plugins_and_names_each_failure() {
     assert_eq!(code, Some(1));
     assert!(err.contains("takes 1 argument(s), got 0"), "{err}");
 }
+
+/// libketch, as `cargo test --workspace` (the README's test command)
+/// builds it.
+fn libketch() -> Result<PathBuf, String> {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
+    if dir.join("libketch.so").exists() {
+        Ok(dir)
+    } else {
+        Err(format!(
+            "{}/libketch.so is missing: build it with cargo build -p ketch-capi (cargo test --workspace does)",
+            dir.display()
+        ))
+    }
+}
+
+#[test]
+fn a_c_host_links_libketch_and_contains_a_hostile_plugin() {
+    let lib = require!(libketch());
+    require!(tool("cc", "gcc, installed by .ci/setup"));
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let host = dir.path().join("host");
+    let cc = Command::new("cc")
+        .args(["-Wall", "-Wextra", "-Werror", "-o"])
+        .arg(&host)
+        .arg(root.join("tests/c/host.c"))
+        .arg(format!("-I{}", root.join("capi/include").display()))
+        .arg(format!("-L{}", lib.display()))
+        .arg("-lketch")
+        .arg(format!("-Wl,-rpath,{}", lib.display()))
+        .output()
+        .unwrap();
+    assert!(
+        cc.status.success(),
+        "cc: {}",
+        String::from_utf8_lossy(&cc.stderr)
+    );
+    let out = Command::new(&host)
+        .arg(example("plugin-upper"))
+        .arg(example("plugin-hostile"))
+        .arg(example("hello"))
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("upper: HELLO FROM C") && text.ends_with("ALL OK\n"),
+        "{text}"
+    );
+}
