@@ -111,7 +111,7 @@ fn host(args: &Args) -> Result<ExitCode, String> {
     let vals = ty
         .params()
         .zip(&args.args)
-        .map(|((name, t), a)| arg(&name, &t, a))
+        .map(|((name, t), a)| arg(name, &t, a))
         .collect::<Result<Vec<Val>, String>>()?;
     // Extra or missing arguments: the sandbox says how many it takes.
     let mut vals = vals;

@@ -279,3 +279,8 @@ where
         },
     )
 }
+
+/// docs/embedding.md, whose examples run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/embedding.md")]
+pub struct EmbeddingGuide;

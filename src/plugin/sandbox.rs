@@ -264,7 +264,7 @@ impl Sandbox {
         let checked = block_on(async move {
             let (mut store, instance) = this.instance(&name).await?;
             let ok = instance
-                .get_func(&mut store, &index)
+                .get_func(&mut store, index)
                 .map(|f| f.typed::<P, R>(&store));
             this.put_back(store, instance);
             match ok {
