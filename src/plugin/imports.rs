@@ -96,7 +96,10 @@ impl Imports {
                             message,
                         })
                     };
-                    let out = f(params).map_err(fail)?;
+                    // A panicking host function fails the call, not the host.
+                    let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(params)))
+                        .map_err(|_| fail("panicked".into()))?
+                        .map_err(fail)?;
                     if out.len() != results.len() {
                         return Err(fail(format!(
                             "returned {} values where the interface has {}",

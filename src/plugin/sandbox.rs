@@ -613,6 +613,15 @@ impl Sandbox {
     }
 }
 
+// What embedders rely on: every handle can be shared across threads.
+const _: fn() = || {
+    fn shared<T: Send + Sync>() {}
+    shared::<Sandbox>();
+    shared::<super::Host>();
+    shared::<Plugin>();
+    shared::<Typed<(String,), (String,)>>();
+};
+
 /// A typed export of a sandbox ([`Sandbox::typed`]).
 pub struct Typed<P, R> {
     sandbox: Sandbox,

@@ -386,6 +386,24 @@ fn hostile_plugins_are_contained_and_the_next_call_succeeds() {
     );
     assert_eq!(upper(&fueled, "fuel"), "FUEL");
 
+    // A host function that panics fails the call, not the host.
+    let panicky = plugin
+        .sandbox()
+        .imports(Imports::new().func(
+            "ketch:hostile/host",
+            "log",
+            |_: &[Val]| -> Result<Vec<Val>, String> { panic!("a bug in the host function") },
+        ))
+        .build()
+        .unwrap();
+    let e = panicky.call("shout", &[Val::U32(1), s("x")]).unwrap_err();
+    assert!(
+        e.to_string()
+            .ends_with("host function ketch:hostile/host#log failed: panicked"),
+        "{e}"
+    );
+    assert_eq!(upper(&panicky, "after a panic"), "AFTER A PANIC");
+
     // A kept instance that traps is dropped; the next call gets a new one.
     let kept = plugin
         .sandbox()
@@ -660,4 +678,49 @@ fn a_c_host_links_libketch_and_contains_a_hostile_plugin() {
         text.contains("upper: HELLO FROM C") && text.ends_with("ALL OK\n"),
         "{text}"
     );
+}
+
+/// The compiled file of `wasm` in a data root's compile cache.
+fn cached(root: &Path, wasm: &Path, kind: &str) -> PathBuf {
+    use sha2::Digest as _;
+    let hex = hex::encode(sha2::Sha256::digest(std::fs::read(wasm).unwrap()));
+    root.join("wasm-cache").join(format!("{hex}.{kind}.cwasm"))
+}
+
+fn mtime(p: &Path) -> std::time::SystemTime {
+    std::fs::metadata(p)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+#[test]
+fn the_compile_cache_is_shared_with_ketchd() {
+    let d = TestDaemon::start();
+    // ketchd compiles first; the host loads what it wrote.
+    example_image(&d, "hello");
+    d.ketch(&["run", "--rm", "hello"]).ok();
+    let by_daemon = cached(&d.root(), &example("hello"), "module");
+    let before = mtime(&by_daemon);
+    let h = host(&d.root());
+    let out = h
+        .load_file(example("hello"))
+        .unwrap()
+        .sandbox()
+        .build()
+        .unwrap()
+        .run(&[])
+        .unwrap();
+    assert_eq!(out.code, 0);
+    assert_eq!(mtime(&by_daemon), before, "the host compiled again");
+    // The host compiles first; ketchd loads what it wrote.
+    let by_host = cached(&d.root(), &example("component"), "component");
+    h.load_file(example("component")).unwrap();
+    let before = mtime(&by_host);
+    example_image(&d, "component");
+    let out = d.ketch(&["run", "--rm", "component"]).ok();
+    assert!(
+        out.contains("Hello from a WASI preview 2 component!"),
+        "{out}"
+    );
+    assert_eq!(mtime(&by_host), before, "ketchd compiled again");
 }
