@@ -489,6 +489,26 @@ fn results_text(results: Vec<Val>) -> Result<String, Failure> {
     }
 }
 
+/// An export's parameters: names and types.
+type Params = Vec<(String, Type)>;
+
+/// The sandbox, the export's name and its parameters.
+///
+/// # Safety
+/// `sandbox` is null or live; `export_name` null or a C string.
+unsafe fn export<'a>(
+    sandbox: *const ketch_sandbox,
+    export_name: *const c_char,
+) -> Result<(&'a Sandbox, &'a str, Params), Failure> {
+    // SAFETY: null or a live sandbox, by the contract.
+    let sb = &unsafe { sandbox.as_ref() }.ok_or("sandbox is NULL")?.0;
+    // SAFETY: null or a C string, by the contract.
+    let name = unsafe { text(export_name, "export_name") }?;
+    let ty = sb.func_type(name).map_err(|e| e.to_string())?;
+    let params = ty.params().map(|(n, t)| (n.to_string(), t)).collect();
+    Ok((sb, name, params))
+}
+
 /// # Safety
 /// See ketch.h: `sandbox` from `ketch_sandbox_new`; `args` holds `nargs`
 /// C strings; `out` and `err` null or writable.
@@ -502,14 +522,10 @@ pub unsafe extern "C" fn ketch_call(
     err: *mut *mut c_char,
 ) -> c_int {
     status(err, || {
-        // SAFETY: null or a live sandbox, by the contract.
-        let sb = &unsafe { sandbox.as_ref() }.ok_or("sandbox is NULL")?.0;
-        // SAFETY: C strings by the contract.
-        let name = unsafe { text(export_name, "export_name") }?;
+        // SAFETY: by the contract, as `export`'s.
+        let (sb, name, params) = unsafe { export(sandbox, export_name) }?;
         // SAFETY: `nargs` C strings by the contract.
         let words = unsafe { words(args, nargs) }?;
-        let ty = sb.func_type(name).map_err(|e| e.to_string())?;
-        let params: Vec<(String, Type)> = ty.params().map(|(n, t)| (n.to_string(), t)).collect();
         let bad = |e: String| format!("plugin {}: {name}: {e}", sb.plugin().name());
         let mut vals = Vec::new();
         for (i, w) in words.iter().enumerate() {
@@ -538,16 +554,12 @@ pub unsafe extern "C" fn ketch_call_json(
     err: *mut *mut c_char,
 ) -> c_int {
     status(err, || {
-        // SAFETY: null or a live sandbox, by the contract.
-        let sb = &unsafe { sandbox.as_ref() }.ok_or("sandbox is NULL")?.0;
-        // SAFETY: C strings by the contract.
-        let name = unsafe { text(export_name, "export_name") }?;
-        // SAFETY: as above.
+        // SAFETY: by the contract, as `export`'s.
+        let (sb, name, params) = unsafe { export(sandbox, export_name) }?;
+        // SAFETY: a C string by the contract.
         let args = unsafe { text(args_json, "args_json") }?;
         let args: Vec<Value> = serde_json::from_str(args)
             .map_err(|e| format!("plugin {}: {name}: args_json: {e}", sb.plugin().name()))?;
-        let ty = sb.func_type(name).map_err(|e| e.to_string())?;
-        let params: Vec<(String, Type)> = ty.params().map(|(n, t)| (n.to_string(), t)).collect();
         if params.len() != args.len() {
             return Err(format!(
                 "plugin {}: {name}: takes {} argument(s), got {}",
