@@ -86,6 +86,7 @@ pub fn config() -> &'static Config {
 }
 
 /// RLIMIT_NOFILE as (soft, hard), saturated to `usize`.
+#[cfg(unix)]
 fn nofile_limit() -> (usize, usize) {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
@@ -103,6 +104,7 @@ fn nofile_limit() -> (usize, usize) {
 /// Raise the soft descriptor limit to the hard one (as Go programs and
 /// dockerd do); returns the soft limit in force afterwards. Containers do
 /// not inherit it: their spec sets RLIMIT_NOFILE itself.
+#[cfg(unix)]
 fn raise_nofile_limit() -> usize {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
@@ -121,6 +123,18 @@ fn raise_nofile_limit() -> usize {
         // limit stays.
         unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) };
     }
+    nofile_limit().0
+}
+
+/// A host without RLIMIT_NOFILE: the usual Unix default, rather than no
+/// limit at all.
+#[cfg(not(unix))]
+fn nofile_limit() -> (usize, usize) {
+    (1024, 1024)
+}
+
+#[cfg(not(unix))]
+fn raise_nofile_limit() -> usize {
     nofile_limit().0
 }
 

@@ -20,10 +20,14 @@
 
 pub mod accept;
 pub mod api;
+// The Engine API travels over a Unix socket: the daemon, the client and
+// the CLI need one; the engine, the runtimes and the image store do not.
+#[cfg(unix)]
 pub mod cli;
+#[cfg(unix)]
 pub mod client;
-#[cfg(target_os = "linux")]
 pub mod confine;
+#[cfg(unix)]
 pub mod daemon;
 pub mod engine;
 pub mod fsutil;

@@ -1,16 +1,28 @@
 //! Default locations: `/var/lib/ketch` and `/run/ketch/ketch.sock` for
-//! root, the XDG data and runtime dirs otherwise.
+//! root, the XDG data and runtime dirs otherwise (on Windows, data goes
+//! to `%LOCALAPPDATA%\ketch`, and there is no socket).
 
 use std::path::PathBuf;
 
 fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
+    #[cfg(unix)]
+    {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        unsafe { libc::geteuid() == 0 }
+    }
+    #[cfg(not(unix))]
+    {
+        false
+    }
 }
 
 pub fn default_data_root() -> PathBuf {
     if is_root() {
         return PathBuf::from("/var/lib/ketch");
+    }
+    #[cfg(windows)]
+    if let Some(d) = std::env::var_os("LOCALAPPDATA").filter(|v| !v.is_empty()) {
+        return PathBuf::from(d).join("ketch");
     }
     match std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
         Some(d) => PathBuf::from(d).join("ketch"),
@@ -19,6 +31,7 @@ pub fn default_data_root() -> PathBuf {
     }
 }
 
+#[cfg(unix)]
 pub fn default_socket() -> PathBuf {
     if is_root() {
         return PathBuf::from("/run/ketch/ketch.sock");

@@ -1,7 +1,9 @@
 //! The `ketch` CLI: parse, dispatch, print the error chain, exit.
 
+#[cfg(unix)]
 use clap::Parser;
 
+#[cfg(unix)]
 fn main() {
     let cli = ketch::cli::Cli::parse();
     let fail = ketch::cli::failure_code(&cli.command);
@@ -24,4 +26,12 @@ fn main() {
     };
     // Don't wait for background stdin readers.
     std::process::exit(code);
+}
+
+/// The CLI reaches ketchd over a Unix socket.
+#[cfg(not(unix))]
+fn main() {
+    eprintln!("ketch: this platform has no Unix sockets to reach ketchd through");
+    // The code of ketch's own errors (`cli::EXIT_KETCH_ERROR`).
+    std::process::exit(125);
 }

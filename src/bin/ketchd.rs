@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
 #[command(name = "ketchd", version, about = "The ketch container daemon")]
+#[cfg_attr(not(unix), allow(dead_code))]
 struct Args {
     /// Root directory of persistent state
     #[arg(long)]
@@ -106,6 +107,7 @@ fn main() {
     }
 }
 
+#[cfg(unix)]
 async fn run(args: Args) -> anyhow::Result<()> {
     use anyhow::Context;
     // First, before anything opens files: raise the descriptor limit and
@@ -189,4 +191,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     tracing::info!("ketchd stopped");
     drop(lock);
     Ok(())
+}
+
+/// ketchd serves the Engine API on a Unix socket.
+#[cfg(not(unix))]
+async fn run(_args: Args) -> anyhow::Result<()> {
+    anyhow::bail!("this platform has no Unix sockets to serve the Engine API on")
 }

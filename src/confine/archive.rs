@@ -21,9 +21,12 @@
 //! archive writes nothing.
 
 mod read;
+// Writing stands on the descriptor-based `Root`.
+#[cfg(target_os = "linux")]
 mod write;
 
 pub use read::{decompress, entries, entries_until};
+#[cfg(target_os = "linux")]
 pub use write::{extract, extract_filtered, Stats};
 
 use super::{ConfineError, RelPath, Rule};
@@ -34,9 +37,6 @@ use std::sync::OnceLock;
 /// A GNU long name or a PAX header bigger than this is refused: the tar
 /// reader holds each in memory, so an endless one would exhaust it.
 pub const MAX_METADATA: u64 = 1 << 20;
-/// Directories nested deeper than this are not removed recursively (a
-/// hostile tree could otherwise exhaust the stack).
-const MAX_REMOVE_DEPTH: usize = 1024;
 
 /// Bounds on what one archive may make. The defaults let real images
 /// through (the largest public layers are a few GiB, with a few hundred

@@ -5,7 +5,7 @@
 
 use super::{Engine, EngineError};
 use crate::api::types::{DeleteItem, JsonMessage};
-use crate::image::build::{ignore::Ignore, BuildOptions};
+use crate::image::build::BuildOptions;
 use crate::image::registry::{self, Credentials, Platform};
 use crate::image::{Image, ImageError};
 use crate::model::ImageRef;
@@ -215,7 +215,9 @@ impl Engine {
     /// `POST /build` of a context spooled to `context`: unpack it under
     /// the build-context policy into `dir`, then build, sending output to
     /// `out`. RUN steps run as Linux containers where this host has them.
-    /// Blocking.
+    /// Blocking. Linux only: the context is unpacked and read through
+    /// [`crate::confine::Root`].
+    #[cfg(target_os = "linux")]
     pub fn image_build(
         self: &Arc<Self>,
         context: &Path,
@@ -234,6 +236,21 @@ impl Engine {
             runner.as_deref(),
             out,
         )?)
+    }
+
+    /// `POST /build` where there is no [`crate::confine::Root`] to unpack
+    /// and read the context through: refused.
+    #[cfg(not(target_os = "linux"))]
+    pub fn image_build(
+        self: &Arc<Self>,
+        _context: &Path,
+        _dir: &Path,
+        _opts: &BuildOptions,
+        _out: &mut dyn FnMut(&str),
+    ) -> Result<crate::model::Digest, EngineError> {
+        Err(EngineError::InvalidArgument(
+            "building images needs a Linux host".into(),
+        ))
     }
 }
 
@@ -263,8 +280,10 @@ pub fn load_lines(lines: &[String]) -> Vec<u8> {
 /// dropping what `.dockerignore` excludes, under the build-context policy
 /// of [`crate::confine::archive`] (no devices, nothing written through a
 /// symlink, bounded in entries and bytes, bombs refused).
+#[cfg(target_os = "linux")]
 fn extract_context(tar_path: &Path, dest: &Path, dockerfile: &str) -> Result<(), ImageError> {
     use crate::confine::archive::{self, EntryKind, Kind, Limits, Policy, Target};
+    use crate::image::build::ignore::Ignore;
     let policy = Policy {
         kind: Kind::Context,
         limits: Limits {

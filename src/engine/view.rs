@@ -440,8 +440,7 @@ fn host_memory() -> Option<u64> {
 /// `top`: the processes of a container as `ps -ef` shows them (Docker's
 /// default titles), read from `/proc`.
 pub fn top(pids: &[i32]) -> serde_json::Value {
-    // SAFETY: sysconf has no preconditions.
-    let hz = (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).max(1) as u64;
+    let hz = clock_ticks().max(1);
     let boot = std::fs::read_to_string("/proc/stat")
         .ok()
         .and_then(|s| {
@@ -520,9 +519,19 @@ pub fn system_cpu_ns() -> Option<u64> {
         .split_whitespace()
         .filter_map(|f| f.parse::<u64>().ok())
         .sum();
+    let hz = clock_ticks();
+    (hz > 0).then(|| ticks * (1_000_000_000 / hz))
+}
+
+/// Clock ticks per second, the unit of `/proc`'s times; 0 when unknown (a
+/// host without `sysconf` has no `/proc` to read either).
+fn clock_ticks() -> u64 {
+    #[cfg(unix)]
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    (hz > 0).then(|| ticks * (1_000_000_000 / hz as u64))
+    #[cfg(not(unix))]
+    let hz = 0;
+    u64::try_from(hz).unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -1,4 +1,45 @@
 //! Signal names and numbers, as `docker kill -s` and `STOPSIGNAL` take them.
+//! The numbers are Linux's, whatever the host: containers and their images
+//! speak them.
+
+#[cfg(target_os = "linux")]
+use libc as sig;
+pub use sig::{SIGINT, SIGKILL, SIGTERM};
+
+/// Linux's numbers (x86, Arm and most others) where libc has the host's.
+#[cfg(not(target_os = "linux"))]
+mod sig {
+    pub const SIGHUP: i32 = 1;
+    pub const SIGINT: i32 = 2;
+    pub const SIGQUIT: i32 = 3;
+    pub const SIGILL: i32 = 4;
+    pub const SIGTRAP: i32 = 5;
+    pub const SIGABRT: i32 = 6;
+    pub const SIGBUS: i32 = 7;
+    pub const SIGFPE: i32 = 8;
+    pub const SIGKILL: i32 = 9;
+    pub const SIGUSR1: i32 = 10;
+    pub const SIGSEGV: i32 = 11;
+    pub const SIGUSR2: i32 = 12;
+    pub const SIGPIPE: i32 = 13;
+    pub const SIGALRM: i32 = 14;
+    pub const SIGTERM: i32 = 15;
+    pub const SIGCHLD: i32 = 17;
+    pub const SIGCONT: i32 = 18;
+    pub const SIGSTOP: i32 = 19;
+    pub const SIGTSTP: i32 = 20;
+    pub const SIGTTIN: i32 = 21;
+    pub const SIGTTOU: i32 = 22;
+    pub const SIGURG: i32 = 23;
+    pub const SIGXCPU: i32 = 24;
+    pub const SIGXFSZ: i32 = 25;
+    pub const SIGVTALRM: i32 = 26;
+    pub const SIGPROF: i32 = 27;
+    pub const SIGWINCH: i32 = 28;
+    pub const SIGIO: i32 = 29;
+    pub const SIGPWR: i32 = 30;
+    pub const SIGSYS: i32 = 31;
+}
 
 /// Signal number from a name (`TERM`, `SIGTERM`) or number (`15`).
 pub fn number(name: &str) -> Option<i32> {
@@ -9,36 +50,36 @@ pub fn number(name: &str) -> Option<i32> {
     let up = n.to_ascii_uppercase();
     let up = up.strip_prefix("SIG").unwrap_or(&up);
     Some(match up {
-        "HUP" => libc::SIGHUP,
-        "INT" => libc::SIGINT,
-        "QUIT" => libc::SIGQUIT,
-        "ILL" => libc::SIGILL,
-        "TRAP" => libc::SIGTRAP,
-        "ABRT" | "IOT" => libc::SIGABRT,
-        "BUS" => libc::SIGBUS,
-        "FPE" => libc::SIGFPE,
-        "KILL" => libc::SIGKILL,
-        "USR1" => libc::SIGUSR1,
-        "SEGV" => libc::SIGSEGV,
-        "USR2" => libc::SIGUSR2,
-        "PIPE" => libc::SIGPIPE,
-        "ALRM" => libc::SIGALRM,
-        "TERM" => libc::SIGTERM,
-        "CHLD" => libc::SIGCHLD,
-        "CONT" => libc::SIGCONT,
-        "STOP" => libc::SIGSTOP,
-        "TSTP" => libc::SIGTSTP,
-        "TTIN" => libc::SIGTTIN,
-        "TTOU" => libc::SIGTTOU,
-        "URG" => libc::SIGURG,
-        "XCPU" => libc::SIGXCPU,
-        "XFSZ" => libc::SIGXFSZ,
-        "VTALRM" => libc::SIGVTALRM,
-        "PROF" => libc::SIGPROF,
-        "WINCH" => libc::SIGWINCH,
-        "IO" | "POLL" => libc::SIGIO,
-        "PWR" => libc::SIGPWR,
-        "SYS" => libc::SIGSYS,
+        "HUP" => sig::SIGHUP,
+        "INT" => sig::SIGINT,
+        "QUIT" => sig::SIGQUIT,
+        "ILL" => sig::SIGILL,
+        "TRAP" => sig::SIGTRAP,
+        "ABRT" | "IOT" => sig::SIGABRT,
+        "BUS" => sig::SIGBUS,
+        "FPE" => sig::SIGFPE,
+        "KILL" => sig::SIGKILL,
+        "USR1" => sig::SIGUSR1,
+        "SEGV" => sig::SIGSEGV,
+        "USR2" => sig::SIGUSR2,
+        "PIPE" => sig::SIGPIPE,
+        "ALRM" => sig::SIGALRM,
+        "TERM" => sig::SIGTERM,
+        "CHLD" => sig::SIGCHLD,
+        "CONT" => sig::SIGCONT,
+        "STOP" => sig::SIGSTOP,
+        "TSTP" => sig::SIGTSTP,
+        "TTIN" => sig::SIGTTIN,
+        "TTOU" => sig::SIGTTOU,
+        "URG" => sig::SIGURG,
+        "XCPU" => sig::SIGXCPU,
+        "XFSZ" => sig::SIGXFSZ,
+        "VTALRM" => sig::SIGVTALRM,
+        "PROF" => sig::SIGPROF,
+        "WINCH" => sig::SIGWINCH,
+        "IO" | "POLL" => sig::SIGIO,
+        "PWR" => sig::SIGPWR,
+        "SYS" => sig::SIGSYS,
         _ => return None,
     })
 }

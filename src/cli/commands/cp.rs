@@ -5,8 +5,7 @@
 
 use super::enc;
 use crate::client::Client;
-use crate::confine::archive::{self, Kind, Limits, Policy, Target};
-use crate::confine::Root;
+use crate::confine::archive::Target;
 use anyhow::{bail, Context};
 use bytes::Bytes;
 use http_body_util::BodyExt;
@@ -94,7 +93,10 @@ async fn copy_out(c: &Client, name: &str, path: &str, dest: &str) -> anyhow::Res
 /// Extract what a container sent under the `cp` policy: whiteouts are
 /// plain names, nothing is written through a symlink, and an archive
 /// refused for an existing directory writes nothing into it.
+#[cfg(target_os = "linux")]
 fn unpack(tar: &[u8], into: &Path, target: Target) -> anyhow::Result<()> {
+    use crate::confine::archive::{self, Kind, Limits, Policy};
+    use crate::confine::Root;
     let root = Root::open(into)?;
     let policy = Policy {
         kind: Kind::Copy,
@@ -108,6 +110,16 @@ fn unpack(tar: &[u8], into: &Path, target: Target) -> anyhow::Result<()> {
     )
     .map(|_| ())
     .with_context(|| format!("extracting into {}", into.display()))
+}
+
+/// Where there is no [`crate::confine::Root`] to extract beneath, a copy
+/// out of a container goes to stdout only.
+#[cfg(not(target_os = "linux"))]
+fn unpack(_tar: &[u8], into: &Path, _target: Target) -> anyhow::Result<()> {
+    bail!(
+        "extracting into {} needs a Linux host: use - for a tar on stdout",
+        into.display()
+    )
 }
 
 async fn copy_in(c: &Client, src: &str, name: &str, path: &str) -> anyhow::Result<i32> {

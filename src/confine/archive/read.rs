@@ -2,12 +2,10 @@
 //! and the checks every entry passes before anyone acts on it.
 
 use super::{broken, to_confine, Entry, EntryKind, Kind, Limits, Policy, MAX_METADATA};
-use crate::confine::{ConfineError, RelPath, Rule};
+use crate::confine::{os_name, ConfineError, RelPath, Rule};
 use std::cell::Cell;
 use std::collections::HashSet;
-use std::ffi::{OsStr, OsString};
 use std::io::{self, BufRead, BufReader, Read};
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::rc::Rc;
 
 /// Wrap an archive in the decompressor its magic bytes call for (gzip,
@@ -203,7 +201,7 @@ fn check<R: Read>(
     }
     let mut kind = None;
     if policy.kind == Kind::Layer {
-        if let Some(hidden) = name.as_bytes().strip_prefix(b".wh.") {
+        if let Some(hidden) = name.as_encoded_bytes().strip_prefix(b".wh.") {
             if hidden == b".wh..opq" {
                 path = parent.clone();
                 kind = Some(EntryKind::Opaque);
@@ -212,7 +210,7 @@ fn check<R: Read>(
             } else if matches!(hidden, b"" | b"." | b"..") {
                 return Err(Rule::BadWhiteout(name.to_string_lossy().into_owned()));
             } else {
-                path = parent.join(OsStr::from_bytes(hidden));
+                path = parent.join(&os_name(hidden));
                 kind = Some(EntryKind::Whiteout);
             }
         }
@@ -287,7 +285,7 @@ fn entry_kind<R: Read>(
                     String::from_utf8_lossy(&target).into_owned(),
                 ));
             }
-            EntryKind::Symlink(OsString::from_vec(target))
+            EntryKind::Symlink(os_name(&target))
         }
         tar::EntryType::Link => {
             let raw = link()?;

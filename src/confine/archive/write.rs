@@ -3,13 +3,17 @@
 //! symlink, with its mode, owner, times and xattrs.
 
 use super::read::entries;
-use super::{to_confine, Entry, EntryKind, Kind, Policy, Target, MAX_REMOVE_DEPTH};
+use super::{to_confine, Entry, EntryKind, Kind, Policy, Target};
 use crate::confine::{ConfineError, RelPath, Root, Rule};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec, Timestamps, XattrFlags};
 use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::io::{self, Read};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+/// Directories nested deeper than this are not removed recursively (a
+/// hostile tree could otherwise exhaust the stack).
+const MAX_REMOVE_DEPTH: usize = 1024;
 
 /// What an extraction made.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -218,7 +218,8 @@ impl Backends {
     }
 
     /// What runs a build's RUN steps: Linux containers, where this host
-    /// has them.
+    /// has them. (Builds themselves are Linux's: see `Engine::image_build`.)
+    #[cfg(target_os = "linux")]
     pub fn step_runner(
         &self,
         engine: &Arc<Engine>,

@@ -2,6 +2,7 @@
 //! signals (Wasm) takes only the ones that end a process, and ends it.
 
 use super::super::{Engine, EngineError};
+use crate::model::signal::{SIGINT, SIGKILL, SIGTERM};
 use std::sync::Arc;
 
 impl Engine {
@@ -19,8 +20,8 @@ impl Engine {
             .kind()
             .and_then(|k| self.backends.get(k))
             .is_some_and(|b| b.caps().signals);
-        let deliver = signals && signo != libc::SIGKILL;
-        if !deliver && ![libc::SIGKILL, libc::SIGTERM, libc::SIGINT].contains(&signo) {
+        let deliver = signals && signo != SIGKILL;
+        if !deliver && ![SIGKILL, SIGTERM, SIGINT].contains(&signo) {
             return Err(EngineError::InvalidArgument(format!("signal {sig_name} cannot be delivered to a Wasm container: only KILL, TERM and INT end it")));
         }
         let seen = c.exits_seen();

@@ -3,6 +3,7 @@
 //! directory before it is sent (the CLI's side).
 
 use super::{ignore, StepError};
+#[cfg(target_os = "linux")]
 use crate::confine::{Node, Root};
 use std::fs;
 use std::path::Path;
@@ -10,6 +11,7 @@ use std::path::Path;
 /// What a COPY source (possibly a glob) names in the context, as
 /// (context-relative path, what is there). Paths and symlinks resolve
 /// inside the context only.
+#[cfg(target_os = "linux")]
 pub(super) fn context_matches(ctx: &Root, src: &str) -> Result<Vec<(String, Node)>, StepError> {
     let clean = crate::fsutil::clean_abs(src);
     let rel = clean.trim_start_matches('/');

@@ -11,9 +11,15 @@
 //!
 //! Error messages include their cause: the daemon sends a build error's
 //! text, not its source chain, to the client.
+//!
+//! The build reads its context through [`crate::confine::Root`], so it runs
+//! on Linux only; elsewhere the options, errors, Dockerfile parser and
+//! ignore rules are here, and the rest stands unused.
+#![cfg_attr(not(target_os = "linux"), allow(dead_code, unused_imports))]
 
 mod commit;
 mod context;
+#[cfg(target_os = "linux")]
 mod copy;
 pub mod dockerfile;
 pub mod ignore;
@@ -28,7 +34,9 @@ pub use self::dockerfile::{ParseError, SyntaxError};
 use self::dockerfile::{Instruction, Step};
 use self::stage::Builder;
 use super::{ImageError, ImageStore};
-use crate::confine::{ConfineError, Root};
+use crate::confine::ConfineError;
+#[cfg(target_os = "linux")]
+use crate::confine::Root;
 use crate::model::{Digest, DigestError, ImageRef};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -193,6 +201,7 @@ pub const MAX_CONTEXT_ENTRIES: usize = 1_000_000;
 const MAX_DOCKERFILE: u64 = 4 << 20;
 
 /// Run the build. `out` receives progress text. Returns the image id.
+#[cfg(target_os = "linux")]
 pub fn build(
     store: &ImageStore,
     ctx: &Path,
@@ -240,6 +249,7 @@ pub fn build(
 
 /// One instruction: ARG and FROM move the builder, RUN and COPY/ADD add a
 /// layer, the rest change the current stage's config.
+#[cfg(target_os = "linux")]
 fn run_step(
     store: &ImageStore,
     root: &Root,
