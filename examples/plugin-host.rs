@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! plugin-host [--dir HOST:GUEST[:ro]]... [--env K=V]... [--allow-http HOST[:PORT]]...
-//!             [--memory SIZE] [--timeout DURATION] PLUGIN FUNCTION [ARG...]
+//!             [--memory SIZE] [--timeout DURATION] [--cache-dir DIR] PLUGIN FUNCTION [ARG...]
 //! ```
 //!
 //! PLUGIN is a `.wasm` file or an OCI reference (registries on loopback
@@ -37,6 +37,10 @@ struct Args {
     /// Memory one instance may hold (64MiB unless set).
     #[arg(long, value_parser = parse_size)]
     memory: Option<u64>,
+    /// Where compiled and pulled plugins are kept (ketchd's data root
+    /// unless set, sharing its compile cache).
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<std::path::PathBuf>,
     /// How long the call may run (10s unless set).
     #[arg(long, value_parser = parse_duration)]
     timeout: Option<std::time::Duration>,
@@ -89,7 +93,11 @@ fn host(args: &Args) -> Result<ExitCode, String> {
     if let Some(t) = args.timeout {
         limits = limits.timeout(t);
     }
-    let host = Host::new().map_err(|e| e.to_string())?;
+    let mut host = Host::builder();
+    if let Some(dir) = &args.cache_dir {
+        host = host.cache_dir(dir);
+    }
+    let host = host.build().map_err(|e| e.to_string())?;
     let plugin = load(&host, &args.plugin).map_err(|e| e.to_string())?;
     let sandbox = plugin
         .sandbox()

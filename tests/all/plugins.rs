@@ -520,8 +520,8 @@ fn plugins_pulled_from_a_registry_by_tag_and_pinned_digest() {
     assert_eq!(out.1, "FROM A REGISTRY\n");
 }
 
-/// `plugin-host ARGS` with `HOME`/data root under `dir`: (exit code,
-/// stdout, stderr).
+/// `plugin-host ARGS` with its cache under `dir`: (exit code, stdout,
+/// stderr).
 fn plugin_host(dir: &Path, args: &[&str]) -> (Option<i32>, String, String) {
     let exe = std::env::current_exe().unwrap();
     let bin: PathBuf = exe
@@ -531,9 +531,9 @@ fn plugin_host(dir: &Path, args: &[&str]) -> (Option<i32>, String, String) {
         .join("examples/plugin-host");
     assert!(bin.exists(), "{} is built by cargo test", bin.display());
     let out = Command::new(bin)
+        .arg("--cache-dir")
+        .arg(dir)
         .args(args)
-        .env("HOME", dir)
-        .env("XDG_DATA_HOME", dir)
         .output()
         .unwrap();
     (
