@@ -78,8 +78,12 @@ const CORE_PER_COMPONENT: u32 = 4;
 /// One wasmtime engine with the linkers its plugins use.
 struct Engines {
     engine: wasmtime::Engine,
-    /// WASI preview 2 and wasi:http, for components.
+    /// WASI preview 2 and wasi:http, for components: async, for async
+    /// calls (host calls never block a runtime worker).
     linker: wasmtime::component::Linker<State>,
+    /// The same with blocking host functions, for blocking calls made
+    /// outside any async runtime: no future, no fiber switch per call.
+    sync_linker: wasmtime::component::Linker<State>,
     /// WASI preview 1, for command modules.
     p1: wasmtime::Linker<P1State>,
 }
@@ -118,12 +122,21 @@ impl Engines {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .and_then(|()| wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker))
             .map_err(|e| format!("WASI linker: {e:#}"))?;
+        let mut sync_linker = wasmtime::component::Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut sync_linker)
+            .and_then(|()| wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut sync_linker))
+            .map_err(|e| format!("WASI linker: {e:#}"))?;
         let mut p1 = wasmtime::Linker::new(&engine);
         wasmtime_wasi::p1::add_to_linker_async(&mut p1, |s: &mut P1State| &mut s.wasi)
             .map_err(|e| format!("WASI preview 1 linker: {e:#}"))?;
         spawn_epoch_ticker(&engine, FN_EPOCH_TICK)
             .map_err(|e| format!("plugin epoch thread: {e}"))?;
-        Ok(Engines { engine, linker, p1 })
+        Ok(Engines {
+            engine,
+            linker,
+            sync_linker,
+            p1,
+        })
     }
 }
 

@@ -3,7 +3,7 @@
 //! a call that fails drops its instance and leaves the sandbox usable.
 
 use super::error::HostFuncError;
-use super::grants::{Grants, Limits, Reuse};
+use super::grants::{Grants, Limits, Output, Reuse};
 use super::imports::Imports;
 use super::load::{Code, Plugin};
 use super::metrics::{Ended, Metrics, Recorder};
@@ -15,11 +15,13 @@ use crate::runtime::wasm::limits::Refusal;
 use std::collections::HashMap;
 use std::future::Future;
 use std::marker::PhantomData;
+use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use wasmtime::component::types::ComponentFunc;
 use wasmtime::component::{
-    ComponentExportIndex, ComponentNamedList, Func, Instance, InstancePre, Lift, Lower, Val,
+    ComponentExportIndex, ComponentNamedList, Func, Instance, InstancePre, Lift, Lower, TypedFunc,
+    Val,
 };
 use wasmtime::Store;
 
@@ -62,6 +64,68 @@ enum Pre {
     Module(wasmtime::InstancePre<P1State>),
 }
 
+/// An instance kept between calls, with its store, and the function its
+/// last call looked up (a warm caller calls the same one again).
+type Kept = (Store<State>, Instance, Option<(ComponentExportIndex, Func)>);
+
+/// The idle instances of a [`Reuse::Keep`] sandbox: one in a slot taken
+/// and given back with one atomic swap each (what a warm caller uses), up
+/// to [`MAX_IDLE`] more behind a mutex (for concurrent callers).
+#[derive(Default)]
+struct Idle {
+    hot: AtomicPtr<Kept>,
+    // Boxed: an instance moves between the slot and the list as one
+    // pointer, allocated once.
+    #[allow(clippy::vec_box)]
+    more: Mutex<Vec<Box<Kept>>>,
+}
+
+// Instances move between threads through `Idle`.
+const _: fn() = || {
+    fn send<T: Send>() {}
+    send::<Kept>();
+};
+
+impl Idle {
+    fn take(&self) -> Option<Box<Kept>> {
+        let p = self.hot.swap(std::ptr::null_mut(), Ordering::AcqRel);
+        if !p.is_null() {
+            // SAFETY: a non-null `hot` is a `Box::into_raw` of `put`, and
+            // the swap left this caller its only owner.
+            return Some(unsafe { Box::from_raw(p) });
+        }
+        self.more.lock().unwrap_or_else(|e| e.into_inner()).pop()
+    }
+
+    fn put(&self, kept: Box<Kept>) {
+        let p = Box::into_raw(kept);
+        let Err(_) =
+            self.hot
+                .compare_exchange(std::ptr::null_mut(), p, Ordering::AcqRel, Ordering::Acquire)
+        else {
+            return;
+        };
+        // SAFETY: `p` is the `Box::into_raw` just above, which the failed
+        // exchange did not publish.
+        let kept = unsafe { Box::from_raw(p) };
+        let mut more = self.more.lock().unwrap_or_else(|e| e.into_inner());
+        if more.len() < MAX_IDLE {
+            more.push(kept);
+        }
+    }
+}
+
+impl Drop for Idle {
+    fn drop(&mut self) {
+        let p = *self.hot.get_mut();
+        if !p.is_null() {
+            // SAFETY: the slot owns what it holds; nobody else can reach it
+            // while it is being dropped.
+            drop(unsafe { Box::from_raw(p) });
+        }
+    }
+}
+
 /// A plugin ready to call, under its grants and limits. Cheap to clone;
 /// `Send` and `Sync`: share it across threads and tasks.
 #[derive(Clone)]
@@ -76,8 +140,14 @@ struct Inner {
     reuse: Reuse,
     engine: wasmtime::Engine,
     pre: Pre,
+    /// A component's pre-instance linked with blocking WASI, for blocking
+    /// calls outside any async runtime.
+    sync_pre: Option<InstancePre<State>>,
+    /// The deadline of a blocking call, in epoch ticks.
+    ticks: u64,
     exports: Mutex<HashMap<String, (ComponentExportIndex, ComponentFunc)>>,
-    idle: Mutex<Vec<(Store<State>, Instance)>>,
+    idle: Idle,
+    sync_idle: Idle,
     metrics: Recorder,
 }
 
@@ -143,22 +213,24 @@ impl SandboxBuilder {
             .engines(fuel)
             .map_err(|e| PluginError::invalid(&name, e))?;
         let link = |e: wasmtime::Error| PluginError::invalid(&name, format!("cannot link: {e:#}"));
-        let pre = match plugin.code(fuel)? {
-            Code::Component(c) => {
-                let pre = if imports.is_empty() && !trap_unknown {
-                    engines.linker.instantiate_pre(&c)
-                } else {
-                    let mut linker = engines.linker.clone();
-                    imports.define(&mut linker).map_err(link)?;
-                    if trap_unknown {
-                        imports
-                            .define_missing_as_traps(&mut linker, &c)
-                            .map_err(link)?;
-                    }
-                    linker.instantiate_pre(&c)
-                };
-                Pre::Component(pre.map_err(link)?)
+        let component_pre = |base: &wasmtime::component::Linker<State>, c| {
+            if imports.is_empty() && !trap_unknown {
+                return base.instantiate_pre(c).map_err(link);
             }
+            let mut linker = base.clone();
+            imports.define(&mut linker).map_err(link)?;
+            if trap_unknown {
+                imports
+                    .define_missing_as_traps(&mut linker, c)
+                    .map_err(link)?;
+            }
+            linker.instantiate_pre(c).map_err(link)
+        };
+        let (pre, sync_pre) = match plugin.code(fuel)? {
+            Code::Component(c) => (
+                Pre::Component(component_pre(&engines.linker, &c)?),
+                Some(component_pre(&engines.sync_linker, &c)?),
+            ),
             Code::Module(m) => {
                 if !imports.is_empty() {
                     return Err(PluginError::invalid(
@@ -166,9 +238,16 @@ impl SandboxBuilder {
                         "is a core module: host functions are offered to components",
                     ));
                 }
-                Pre::Module(engines.p1.instantiate_pre(&m).map_err(link)?)
+                (
+                    Pre::Module(engines.p1.instantiate_pre(&m).map_err(link)?),
+                    None,
+                )
             }
         };
+        let tick = super::FN_EPOCH_TICK.as_nanos().max(1);
+        let ticks = u64::try_from(limits.timeout.as_nanos().div_ceil(tick))
+            .unwrap_or(u64::MAX)
+            .max(1);
         let shared = Shared {
             allow_http: grants.http.clone().into(),
             grants,
@@ -193,8 +272,11 @@ impl SandboxBuilder {
                 reuse,
                 engine: engines.engine.clone(),
                 pre,
+                sync_pre,
+                ticks,
                 exports: Mutex::new(HashMap::new()),
-                idle: Mutex::new(Vec::new()),
+                idle: Idle::default(),
+                sync_idle: Idle::default(),
                 metrics: Recorder::default(),
             }),
         })
@@ -219,7 +301,7 @@ impl Sandbox {
 
     /// [`Sandbox::call_async`] for blocking code.
     pub fn call(&self, export: &str, args: &[Val]) -> Result<Vec<Val>, PluginError> {
-        block_on(self.call_async(export, args))
+        self.invoke(export, args).map(|i| i.results)
     }
 
     /// [`Sandbox::call_async`], with the output the call captured.
@@ -246,7 +328,27 @@ impl Sandbox {
 
     /// [`Sandbox::invoke_async`] for blocking code.
     pub fn invoke(&self, export: &str, args: &[Val]) -> Result<Invoked, PluginError> {
-        block_on(self.invoke_async(export, args))
+        if !self.blocking_ok() {
+            return block_on(self.invoke_async(export, args));
+        }
+        let (index, func_ty) = self.export(export)?;
+        self.check_args(export, &func_ty, args)?;
+        let mut results = vec![Val::Bool(false); func_ty.results().len()];
+        let (results, stdout, stderr) = self.with_func_sync(export, &index, |store, func| {
+            func.call(store, args, &mut results).map(|()| results)
+        })?;
+        Ok(Invoked {
+            results,
+            stdout,
+            stderr,
+        })
+    }
+
+    /// Can this call block the calling thread in wasmtime's blocking
+    /// form? Only for components, and only outside an async runtime,
+    /// whose workers blocking WASI calls must not block.
+    fn blocking_ok(&self) -> bool {
+        self.inner.sync_pre.is_some() && tokio::runtime::Handle::try_current().is_err()
     }
 
     /// A typed handle on an export, for hosts that know its signature
@@ -289,7 +391,7 @@ impl Sandbox {
     /// a component's `wasi:cli/run`) with `args` after its name, in a
     /// fresh instance.
     pub async fn run_async(&self, args: &[&str]) -> Result<RunOutput, PluginError> {
-        let t0 = Instant::now();
+        let t0 = self.inner.metrics.start();
         let r = self.run_inner(args).await;
         self.record(t0, r.as_ref().map(drop));
         r
@@ -454,25 +556,16 @@ impl Sandbox {
     fn store<T: Guest>(&self, state: T) -> Result<Store<T>, PluginError> {
         let mut store = Store::new(&self.inner.engine, state);
         configure_store(&mut store);
-        if let Some(fuel) = self.inner.limits.fuel {
-            store
-                .set_fuel(fuel)
-                .map_err(|e| PluginError::invalid(self.name(), format!("{e:#}")))?;
-        }
+        self.fuel(&mut store)?;
         Ok(store)
     }
 
     /// An idle instance (with [`Reuse::Keep`]) or a fresh one.
     async fn instance(&self, export: &str) -> Result<(Store<State>, Instance), PluginError> {
         if self.inner.reuse == Reuse::Keep {
-            let kept = self
-                .inner
-                .idle
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .pop();
-            if let Some(k) = kept {
-                return Ok(k);
+            if let Some(k) = self.inner.idle.take() {
+                let (store, instance, _) = *k;
+                return Ok((store, instance));
             }
         }
         let Pre::Component(pre) = &self.inner.pre else {
@@ -494,9 +587,96 @@ impl Sandbox {
             return;
         }
         store.data_mut().deadline = None;
-        let mut idle = self.inner.idle.lock().unwrap_or_else(|e| e.into_inner());
-        if idle.len() < MAX_IDLE {
-            idle.push((store, instance));
+        self.inner.idle.put(Box::new((store, instance, None)));
+    }
+
+    /// A store for blocking calls: the limiter, and the deadline as epoch
+    /// ticks that trap (no callback: nothing to yield to).
+    fn sync_store(&self, state: State) -> Result<Store<State>, PluginError> {
+        let mut store = Store::new(&self.inner.engine, state);
+        store.limiter(|s| &mut s.limits as &mut dyn wasmtime::ResourceLimiter);
+        store.epoch_deadline_trap();
+        store.set_epoch_deadline(self.inner.ticks);
+        self.fuel(&mut store)?;
+        Ok(store)
+    }
+
+    /// A call's fuel, if it has any: before instantiation (which runs
+    /// guest code too) and again before each call.
+    fn fuel<T>(&self, store: &mut Store<T>) -> Result<(), PluginError> {
+        if let Some(fuel) = self.inner.limits.fuel {
+            store
+                .set_fuel(fuel)
+                .map_err(|e| PluginError::invalid(self.name(), format!("{e:#}")))?;
+        }
+        Ok(())
+    }
+
+    /// [`Sandbox::instance`] for blocking calls.
+    fn sync_instance(&self, export: &str) -> Result<Box<Kept>, PluginError> {
+        if self.inner.reuse == Reuse::Keep {
+            if let Some(k) = self.inner.sync_idle.take() {
+                return Ok(k);
+            }
+        }
+        let Some(pre) = &self.inner.sync_pre else {
+            return Err(self.no_export(export));
+        };
+        let state = State::new(&self.inner.shared, &[], self.inner.limits.output)
+            .map_err(|r| self.grant_error(r))?;
+        let mut store = self.sync_store(state)?;
+        match pre.instantiate(&mut store) {
+            Ok(i) => Ok(Box::new((store, i, None))),
+            Err(e) => Err(self.classify(export, e, store.data().limits.refused)),
+        }
+    }
+
+    /// [`Sandbox::with_func`] for blocking calls: no future, no fiber.
+    fn with_func_sync<O>(
+        &self,
+        export: &str,
+        index: &ComponentExportIndex,
+        f: impl FnOnce(&mut Store<State>, Func) -> wasmtime::Result<O>,
+    ) -> Result<(O, Vec<u8>, Vec<u8>), PluginError> {
+        let t0 = self.inner.metrics.start();
+        let r = (|| {
+            let mut kept = self.sync_instance(export)?;
+            let (store, instance, last) = &mut *kept;
+            let func = match last {
+                Some((i, f)) if i == index => *f,
+                _ => {
+                    let Some(f) = instance.get_func(&mut *store, index) else {
+                        return Err(self.no_export(export));
+                    };
+                    *last = Some((*index, f));
+                    f
+                }
+            };
+            store.set_epoch_deadline(self.inner.ticks);
+            self.fuel(store)?;
+            let r = f(store, func);
+            let (stdout, stderr) = self.take_output(store);
+            match r {
+                Ok(o) => {
+                    if self.inner.reuse == Reuse::Keep {
+                        self.inner.sync_idle.put(kept);
+                    }
+                    Ok((o, stdout, stderr))
+                }
+                Err(e) => Err(self.classify(export, e, store.data().limits.refused)),
+            }
+        })();
+        self.record(t0, r.as_ref().map(drop));
+        r
+    }
+
+    /// The output a call captured, if the grants capture any.
+    fn take_output(&self, store: &Store<State>) -> (Vec<u8>, Vec<u8>) {
+        let g = &self.inner.shared.grants;
+        if g.stdout == Output::Capture || g.stderr == Output::Capture {
+            store.data().captured.take()
+        } else {
+            (Vec::new(), Vec::new())
         }
     }
 
@@ -513,20 +693,16 @@ impl Sandbox {
         F: FnOnce(Store<State>, Func) -> Fut,
         Fut: Future<Output = (Store<State>, wasmtime::Result<O>)>,
     {
-        let t0 = Instant::now();
+        let t0 = self.inner.metrics.start();
         let r = async {
-            let (mut store, instance) = self.instance(export).await?;
+            let (mut store, instance) = Box::pin(self.instance(export)).await?;
             let Some(func) = instance.get_func(&mut store, index) else {
                 return Err(self.no_export(export));
             };
             store.data_mut().deadline = Some(Instant::now() + self.inner.limits.timeout);
-            if let Some(fuel) = self.inner.limits.fuel {
-                store
-                    .set_fuel(fuel)
-                    .map_err(|e| PluginError::invalid(self.name(), format!("{e:#}")))?;
-            }
+            self.fuel(&mut store)?;
             let (store, r) = f(store, func).await;
-            let (stdout, stderr) = store.data().captured.take();
+            let (stdout, stderr) = self.take_output(&store);
             match r {
                 Ok(o) => {
                     self.put_back(store, instance);
@@ -540,7 +716,7 @@ impl Sandbox {
         r
     }
 
-    fn record(&self, t0: Instant, r: Result<(), &PluginError>) {
+    fn record(&self, t0: Option<Instant>, r: Result<(), &PluginError>) {
         let ended = match r {
             Ok(()) => Ended::Ok,
             Err(PluginError::Timeout { .. }) => Ended::Timeout,
@@ -552,7 +728,7 @@ impl Sandbox {
             ) => Ended::Trap,
             Err(_) => Ended::Refused,
         };
-        self.inner.metrics.record(t0.elapsed(), ended);
+        self.inner.metrics.end(t0, ended);
     }
 
     fn grant_error(&self, reason: String) -> PluginError {
@@ -662,7 +838,19 @@ where
 
     /// [`Typed::call_async`] for blocking code.
     pub fn call(&self, params: P) -> Result<R, PluginError> {
-        block_on(self.call_async(params))
+        if !self.sandbox.blocking_ok() {
+            return block_on(self.call_async(params));
+        }
+        self.sandbox
+            .with_func_sync(&self.export, &self.index, |store, func| {
+                // SAFETY: `Sandbox::typed` checked `func.typed::<P, R>()`
+                // on an instance of this sandbox's component, and every
+                // instance it makes is of that same component, so this
+                // export has that same type.
+                let typed = unsafe { TypedFunc::<P, R>::new_unchecked(func) };
+                typed.call(store, params)
+            })
+            .map(|(r, _, _)| r)
     }
 }
 

@@ -289,6 +289,35 @@ fn wasmtime_rows(path: &str, p: &Params) -> Result<(), Error> {
         let (out,) = upper.call(&mut store, (INPUT.to_string(),)).expect("upper");
         std::hint::black_box(out);
     });
+
+    // Sync again, as a host must run untrusted code: epoch interruption
+    // with a 1 ms ticker, and a deadline armed before every call.
+    let mut cfg = Config::new();
+    cfg.wasm_component_model(true);
+    cfg.epoch_interruption(true);
+    let engine = Engine::new(&cfg)?;
+    let weak = engine.weak();
+    std::thread::spawn(move || {
+        while let Some(e) = weak.upgrade() {
+            e.increment_epoch();
+            drop(e);
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    });
+    let mut linker = Linker::<Raw>::new(&engine);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+    let component = Component::from_file(&engine, path)?;
+    let mut store = Store::new(&engine, Raw::new());
+    store.epoch_deadline_trap();
+    store.set_epoch_deadline(10_000);
+    let instance = linker.instantiate(&mut store, &component)?;
+    let upper: TypedFunc<(String,), (String,)> = instance.get_typed_func(&mut store, "upper")?;
+    check(&upper.call(&mut store, (INPUT.to_string(),))?.0);
+    warm("wasmtime-sync-deadline", p, || {
+        store.set_epoch_deadline(10_000);
+        let (out,) = upper.call(&mut store, (INPUT.to_string(),)).expect("upper");
+        std::hint::black_box(out);
+    });
     Ok(())
 }
 
