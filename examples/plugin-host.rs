@@ -16,7 +16,6 @@
 use clap::Parser;
 use ketch::model::units::{parse_duration, parse_size};
 use ketch::plugin::{Grants, Host, Limits, Output, Plugin, PluginError, Type, Val};
-use std::path::Path;
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -152,7 +151,7 @@ fn host(args: &Args) -> Result<ExitCode, String> {
 
 /// A file if there is one by that name, else a reference to pull.
 fn load(host: &Host, plugin: &str) -> Result<Plugin, PluginError> {
-    if Path::new(plugin).exists() {
+    if ketch::plugin::is_file_name(plugin) {
         host.load_file(plugin)
     } else {
         host.pull_blocking(plugin)

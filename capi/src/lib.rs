@@ -200,7 +200,7 @@ fn output(v: Option<&str>, what: &str) -> Result<Output, String> {
 fn sandbox(host: &Host, plugin: &str, options: Option<&str>) -> Result<Sandbox, String> {
     let (grants, limits, reuse, trap_unknown) =
         settings(options).map_err(|e| format!("plugin {plugin}: {e}"))?;
-    let loaded = if std::path::Path::new(plugin).exists() {
+    let loaded = if ketch::plugin::is_file_name(plugin) {
         host.load_file(plugin)
     } else {
         host.pull_blocking(plugin)

@@ -194,6 +194,8 @@ pub enum Reuse {
 pub const DEFAULT_MEMORY: u64 = 64 << 20;
 /// A call's deadline without [`Limits::timeout`].
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest [`Limits::timeout`].
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 /// Output captured per stream and call without [`Limits::output`].
 pub const DEFAULT_OUTPUT: usize = 1 << 20;
 
@@ -230,8 +232,11 @@ impl Limits {
     }
 
     /// How long one call may run, in host calls or pure computation alike.
+    /// Held to [`MAX_TIMEOUT`] (a century: `Duration::MAX` asks for no
+    /// practical limit); the deadline is checked every millisecond, so a
+    /// call runs at least that long.
     pub fn timeout(mut self, d: Duration) -> Self {
-        self.timeout = d;
+        self.timeout = d.min(MAX_TIMEOUT);
         self
     }
 

@@ -2,6 +2,7 @@
 //! with closures over dynamic values.
 
 use super::error::HostFuncError;
+use super::sandbox::{type_kind, val_kind};
 use std::sync::Arc;
 use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, Linker, Val};
@@ -89,7 +90,7 @@ impl Imports {
             for (name, f) in fs {
                 let f = f.clone();
                 let what = format!("{iface}#{name}");
-                inst.func_new(name, move |_store, _ty, params, results| {
+                inst.func_new(name, move |_store, ty, params, results| {
                     let fail = |message: String| {
                         wasmtime::Error::new(HostFuncError {
                             func: what.clone(),
@@ -98,7 +99,15 @@ impl Imports {
                     };
                     // A panicking host function fails the call, not the host.
                     let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(params)))
-                        .map_err(|_| fail("panicked".into()))?
+                        .map_err(|p| {
+                            let msg = p
+                                .downcast_ref::<&str>()
+                                .map(|s| s.to_string())
+                                .or_else(|| p.downcast_ref::<String>().cloned());
+                            fail(
+                                msg.map_or_else(|| "panicked".into(), |m| format!("panicked: {m}")),
+                            )
+                        })?
                         .map_err(fail)?;
                     if out.len() != results.len() {
                         return Err(fail(format!(
@@ -106,6 +115,15 @@ impl Imports {
                             out.len(),
                             results.len()
                         )));
+                    }
+                    for (i, (want, v)) in ty.results().zip(&out).enumerate() {
+                        let (want, got) = (type_kind(&want), val_kind(v));
+                        if want != got {
+                            return Err(fail(format!(
+                                "returned a {got} as result {} where the interface has a {want}",
+                                i + 1
+                            )));
+                        }
                     }
                     for (slot, v) in results.iter_mut().zip(out) {
                         *slot = v;

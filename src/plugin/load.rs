@@ -207,6 +207,17 @@ impl Host {
     }
 }
 
+/// Does `plugin`, as a user gives it, name a file rather than an OCI
+/// reference? A file that exists, or anything that looks like a path (a
+/// `.wasm` name, or one starting with `/` or `.`), so a missing file is
+/// said to be missing rather than a malformed reference.
+pub fn is_file_name(plugin: &str) -> bool {
+    Path::new(plugin).exists()
+        || plugin.ends_with(".wasm")
+        || plugin.starts_with('/')
+        || plugin.starts_with('.')
+}
+
 fn fail_of(name: &str, reason: String) -> PluginError {
     PluginError::Pull {
         plugin: name.to_string(),

@@ -55,7 +55,7 @@ pub use grants::{
     DEFAULT_TIMEOUT, GRANTS_ANNOTATION,
 };
 pub use imports::{HostFn, Imports};
-pub use load::Plugin;
+pub use load::{is_file_name, Plugin};
 pub use metrics::Metrics;
 pub use sandbox::{Invoked, RunOutput, Sandbox, SandboxBuilder, Typed};
 pub use wasmtime::component::types::ComponentFunc;

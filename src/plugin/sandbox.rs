@@ -212,7 +212,16 @@ impl SandboxBuilder {
         let engines = host
             .engines(fuel)
             .map_err(|e| PluginError::invalid(&name, e))?;
-        let link = |e: wasmtime::Error| PluginError::invalid(&name, format!("cannot link: {e:#}"));
+        let link = |e: wasmtime::Error| {
+            let mut reason = format!("cannot link: {e:#}");
+            if reason.contains("matching implementation was not found") {
+                reason.push_str(
+                    " (neither WASI nor the sandbox's Imports provide it: implement it with Imports::func, \
+                     or build with trap_unknown_imports() to load the plugin with it failing when called)",
+                );
+            }
+            PluginError::invalid(&name, reason)
+        };
         let component_pre = |base: &wasmtime::component::Linker<State>, c| {
             if imports.is_empty() && !trap_unknown {
                 return base.instantiate_pre(c).map_err(link);
@@ -433,11 +442,24 @@ impl Sandbox {
                 let mut store = self.store(state)?;
                 let r = async {
                     let instance = pre.instantiate_async(&mut store).await?;
-                    let cmd = wasmtime_wasi::p2::bindings::Command::new(&mut store, &instance)?;
-                    cmd.wasi_cli_run().call_run(&mut store).await
+                    let Ok(cmd) = wasmtime_wasi::p2::bindings::Command::new(&mut store, &instance)
+                    else {
+                        return Ok(None);
+                    };
+                    cmd.wasi_cli_run().call_run(&mut store).await.map(Some)
                 }
-                .await
-                .map(|r| if r.is_ok() { 0 } else { 1 });
+                .await;
+                let r = match r {
+                    Ok(None) => {
+                        return Err(PluginError::NoExport {
+                            plugin: self.name().to_string(),
+                            export: "wasi:cli/run".into(),
+                            hint: " (it is not a WASI command: call its exports)".into(),
+                        })
+                    }
+                    Ok(Some(r)) => Ok(if r.is_ok() { 0 } else { 1 }),
+                    Err(e) => Err(e),
+                };
                 let data = store.data();
                 (r, data.limits.refused, data.captured.take())
             }
@@ -855,7 +877,7 @@ where
 }
 
 /// The kind of a component type, as messages name it.
-fn type_kind(t: &wasmtime::component::Type) -> &'static str {
+pub(super) fn type_kind(t: &wasmtime::component::Type) -> &'static str {
     use wasmtime::component::Type as T;
     match t {
         T::Bool => "bool",
@@ -885,7 +907,7 @@ fn type_kind(t: &wasmtime::component::Type) -> &'static str {
 }
 
 /// The kind of a value, in [`type_kind`]'s words.
-fn val_kind(v: &Val) -> &'static str {
+pub(super) fn val_kind(v: &Val) -> &'static str {
     match v {
         Val::Bool(_) => "bool",
         Val::S8(_) => "s8",

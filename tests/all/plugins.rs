@@ -182,7 +182,24 @@ fn bad_plugins_are_errors_that_name_the_plugin() {
     // Imports nobody provides are refused when the sandbox is built.
     let hostile = h.load_file(example("plugin-hostile")).unwrap();
     let e = hostile.sandbox().build().err().unwrap();
-    assert!(e.to_string().contains("ketch:hostile/host"), "{e}");
+    assert!(
+        e.to_string().contains("ketch:hostile/host") && e.to_string().contains("Imports::func"),
+        "{e}"
+    );
+    // A component that is not a command does not run; it is called.
+    let upper_plugin = h.load_file(example("plugin-upper")).unwrap();
+    let e = upper_plugin
+        .sandbox()
+        .build()
+        .unwrap()
+        .run(&[])
+        .unwrap_err();
+    assert!(matches!(e, PluginError::NoExport { .. }), "{e}");
+    assert!(
+        e.to_string()
+            .contains("not a WASI command: call its exports"),
+        "{e}"
+    );
     // A directory that is not there is refused at build time too.
     let e = hostile
         .sandbox()
@@ -398,10 +415,43 @@ fn hostile_plugins_are_contained_and_the_next_call_succeeds() {
         .unwrap();
     let e = panicky.call("shout", &[Val::U32(1), s("x")]).unwrap_err();
     assert!(
-        e.to_string()
-            .ends_with("host function ketch:hostile/host#log failed: panicked"),
+        e.to_string().ends_with(
+            "host function ketch:hostile/host#log failed: panicked: a bug in the host function"
+        ),
         "{e}"
     );
+    // One returning the wrong type of value is named as such.
+    let wrong = plugin
+        .sandbox()
+        .imports(
+            Imports::new().func("ketch:hostile/host", "log", |_: &[Val]| {
+                Ok(vec![Val::U32(1)])
+            }),
+        )
+        .build()
+        .unwrap();
+    let e = wrong.call("shout", &[Val::U32(1), s("x")]).unwrap_err();
+    assert!(
+        e.to_string()
+            .ends_with("log failed: returned a u32 as result 1 where the interface has a string"),
+        "{e}"
+    );
+    // Asking for no practical deadline is not a panic.
+    let unbounded = plugin
+        .sandbox()
+        .trap_unknown_imports()
+        .limits(Limits::new().timeout(Duration::MAX))
+        .build()
+        .unwrap();
+    assert_eq!(upper(&unbounded, "forever"), "FOREVER");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let out = rt
+        .block_on(unbounded.call_async("upper", &[s("async")]))
+        .unwrap();
+    assert_eq!(out, [s("ASYNC")]);
     assert_eq!(upper(&panicky, "after a panic"), "AFTER A PANIC");
 
     // A kept instance that traps is dropped; the next call gets a new one.
