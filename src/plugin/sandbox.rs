@@ -315,13 +315,7 @@ impl Sandbox {
 
     /// [`Sandbox::call_async`], with the output the call captured.
     pub async fn invoke_async(&self, export: &str, args: &[Val]) -> Result<Invoked, PluginError> {
-        let (func_ty, index) = {
-            let (i, t) = self.export(export)?;
-            (t, i)
-        };
-        let mut results = Vec::new();
-        self.check_args(export, &func_ty, args)?;
-        results.resize(func_ty.results().len(), Val::Bool(false));
+        let (index, mut results) = self.prepare_call(export, args)?;
         let (results, stdout, stderr) = self
             .with_func(export, &index, |mut store, func| async move {
                 let r = func.call_async(&mut store, args, &mut results).await;
@@ -340,9 +334,7 @@ impl Sandbox {
         if !self.blocking_ok() {
             return block_on(self.invoke_async(export, args));
         }
-        let (index, func_ty) = self.export(export)?;
-        self.check_args(export, &func_ty, args)?;
-        let mut results = vec![Val::Bool(false); func_ty.results().len()];
+        let (index, mut results) = self.prepare_call(export, args)?;
         let (results, stdout, stderr) = self.with_func_sync(export, &index, |store, func| {
             func.call(store, args, &mut results).map(|()| results)
         })?;
@@ -540,6 +532,25 @@ impl Sandbox {
         }
     }
 
+    /// The export's index, once its arguments are checked, and room for
+    /// its results: what both forms of a dynamic call start with.
+    fn prepare_call(
+        &self,
+        export: &str,
+        args: &[Val],
+    ) -> Result<(ComponentExportIndex, Vec<Val>), PluginError> {
+        let (index, ty) = self.export(export)?;
+        self.check_args(export, &ty, args)?;
+        let results = vec![Val::Bool(false); ty.results().len()];
+        Ok((index, results))
+    }
+
+    /// A fresh component instance's store data.
+    fn fresh_state(&self) -> Result<State, PluginError> {
+        State::new(&self.inner.shared, &[], self.inner.limits.output)
+            .map_err(|r| self.grant_error(r))
+    }
+
     /// The arguments' number and kinds against the export's parameters
     /// (wasmtime checks nested values as it lowers them).
     fn check_args(
@@ -593,8 +604,7 @@ impl Sandbox {
         let Pre::Component(pre) = &self.inner.pre else {
             return Err(self.no_export(export));
         };
-        let state = State::new(&self.inner.shared, &[], self.inner.limits.output)
-            .map_err(|r| self.grant_error(r))?;
+        let state = self.fresh_state()?;
         let mut store = self.store(state)?;
         store.data_mut().deadline = Some(Instant::now() + self.inner.limits.timeout);
         match pre.instantiate_async(&mut store).await {
@@ -644,8 +654,7 @@ impl Sandbox {
         let Some(pre) = &self.inner.sync_pre else {
             return Err(self.no_export(export));
         };
-        let state = State::new(&self.inner.shared, &[], self.inner.limits.output)
-            .map_err(|r| self.grant_error(r))?;
+        let state = self.fresh_state()?;
         let mut store = self.sync_store(state)?;
         match pre.instantiate(&mut store) {
             Ok(i) => Ok(Box::new((store, i, None))),
