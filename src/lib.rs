@@ -38,3 +38,5 @@ pub mod paths;
 #[cfg(feature = "wasm")]
 pub mod plugin;
 pub mod runtime;
+#[cfg(all(feature = "shim", target_os = "linux"))]
+pub mod shim;

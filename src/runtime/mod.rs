@@ -135,6 +135,11 @@ pub trait Control: Send + Sync {
     fn pause(&self);
     fn resume(&self);
     fn stats(&self) -> RuntimeStats;
+    /// Change the memory cap of the running instance (`update`). `Err`
+    /// says why it cannot.
+    fn set_memory_limit(&self, _bytes: u64) -> Result<(), String> {
+        Err("this runtime cannot change a running container's memory limit".into())
+    }
     /// Host pids of the container's processes (empty: it has none, as a
     /// Wasm instance runs inside ketchd).
     fn pids(&self) -> Vec<i32> {

@@ -145,9 +145,21 @@ impl HttpCounters {
 pub struct MemoryGauge {
     current: AtomicU64,
     peak: AtomicU64,
+    /// A cap set on the running guest (`update`), bytes; 0 while unset.
+    limit: AtomicU64,
 }
 
 impl MemoryGauge {
+    /// The cap set on the running guest, if any.
+    pub fn limit(&self) -> Option<u64> {
+        match self.limit.load(Ordering::Relaxed) {
+            0 => None,
+            n => Some(n),
+        }
+    }
+    pub fn set_limit(&self, bytes: u64) {
+        self.limit.store(bytes.max(1), Ordering::Relaxed);
+    }
     pub fn grow(&self, by: u64) {
         let now = self.current.fetch_add(by, Ordering::Relaxed) + by;
         self.peak.fetch_max(now, Ordering::Relaxed);

@@ -130,12 +130,42 @@ fn build_from_local_image_and_multi_stage() {
     let wasm = wat::parse_str(HELLO_WAT).unwrap();
     d.build("ms", "FROM scratch AS build\nCOPY m.wasm /out/app.wasm\nFROM scratch\nCOPY --from=build /out/app.wasm /app.wasm\nENTRYPOINT [\"/app.wasm\"]\n", &[("m.wasm", &wasm)]).ok();
     assert_eq!(d.ketch(&["run", "--rm", "ms"]).code, 3);
+    // With no platform asked for, a Wasm entrypoint makes the image
+    // wasi/wasm (and the build says so); a Linux program leaves it alone,
+    // and --platform always wins.
     let r = d.build(
         "plat",
         "FROM scratch\nCOPY m.wasm /m.wasm\nENTRYPOINT [\"/m.wasm\"]\n",
         &[("m.wasm", &wasm)],
     );
-    r.ok();
+    let out = r.ok();
+    assert!(
+        out.contains("Wasm entrypoint /m.wasm: the image's platform is wasi/wasm"),
+        "{out}"
+    );
+    let platform = |image: &str| {
+        d.ketch(&["inspect", "-f", "{{.Os}}/{{.Architecture}}", image])
+            .ok()
+            .trim()
+            .to_string()
+    };
+    assert_eq!(platform("plat"), "wasi/wasm");
+    d.build(
+        "elf",
+        "FROM scratch\nCOPY sh /sh\nCMD [\"/sh\"]\n",
+        &[("sh", b"\x7fELF\x02\x01\x01")],
+    )
+    .ok();
+    assert!(platform("elf").starts_with("linux/"), "{}", platform("elf"));
+    let out = d
+        .build(
+            "pinned",
+            "FROM --platform=linux/arm64 scratch\nCOPY m.wasm /m.wasm\nENTRYPOINT [\"/m.wasm\"]\n",
+            &[("m.wasm", &wasm)],
+        )
+        .ok();
+    assert!(!out.contains("Wasm entrypoint"), "{out}");
+    assert_eq!(platform("pinned"), "linux/arm64");
     let ctx = tempfile::tempdir().unwrap();
     write_context(
         ctx.path(),

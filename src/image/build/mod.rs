@@ -233,7 +233,16 @@ pub fn build(
             }
         })?;
     }
-    let (stage, unused) = builder.finish()?;
+    let (mut stage, unused) = builder.finish()?;
+    if stage.platform_assumed {
+        if let Some(entry) = wasm_entrypoint(store, &stage)? {
+            stage.os = "wasi".into();
+            stage.arch = "wasm".into();
+            out(&format!(
+                "Wasm entrypoint {entry}: the image's platform is wasi/wasm\n"
+            ));
+        }
+    }
     if !unused.is_empty() {
         out(&format!(
             "[Warning] One or more build-args {unused:?} were not consumed\n"
@@ -245,6 +254,40 @@ pub fn build(
         out(&format!("Successfully tagged {}\n", t.familiar()));
     }
     Ok(id)
+}
+
+/// The program of a stage (its entrypoint, else its command), if it is a
+/// Wasm module or component in the stage's layers.
+#[cfg(target_os = "linux")]
+fn wasm_entrypoint(store: &ImageStore, stage: &stage::Stage) -> Result<Option<String>, ImageError> {
+    let Some(program) = stage
+        .entrypoint
+        .as_ref()
+        .filter(|e| !e.is_empty())
+        .or(stage.cmd.as_ref())
+        .and_then(|c| c.first())
+    else {
+        return Ok(None);
+    };
+    let layers = stage
+        .layers
+        .iter()
+        .map(|l| {
+            Ok(crate::image::layer::ImageLayer {
+                digest: crate::image::store::digest_of(l.digest())?,
+                wasm_path: None,
+            })
+        })
+        .collect::<Result<Vec<_>, ImageError>>()?;
+    let found = crate::image::layer::read_layers_file(
+        store,
+        &layers,
+        program,
+        crate::image::layer::MAX_EXTRACTED_FILE,
+    )?;
+    Ok(found
+        .filter(|b| b.starts_with(b"\0asm"))
+        .map(|_| program.to_string()))
 }
 
 /// One instruction: ARG and FROM move the builder, RUN and COPY/ADD add a

@@ -33,6 +33,9 @@ pub(super) struct Stage {
     pub exposed: BTreeSet<String>,
     pub volumes: BTreeSet<String>,
     pub stop_signal: Option<String>,
+    /// FROM scratch with no platform asked for: the host's was assumed, and
+    /// a Wasm entrypoint makes it `wasi/wasm`.
+    pub platform_assumed: bool,
     /// Each step's text, and whether it made no layer.
     pub history: Vec<(String, bool)>,
 }
@@ -353,6 +356,7 @@ impl<'a> Builder<'a> {
             Stage {
                 os,
                 arch,
+                platform_assumed: platform.is_none(),
                 ..Default::default()
             }
         } else if let Some(prev) = self.stage(image) {

@@ -83,6 +83,18 @@ impl Control for Ctl {
     fn resume(&self) {
         self.paused.send_replace(false);
     }
+    fn set_memory_limit(&self, bytes: u64) -> Result<(), String> {
+        let held = self.memory.current();
+        if bytes < held {
+            return Err(format!(
+                "a memory limit of {} is below the {} the guest already holds",
+                crate::model::units::format_size(bytes),
+                crate::model::units::format_size(held)
+            ));
+        }
+        self.memory.set_limit(bytes);
+        Ok(())
+    }
     fn stats(&self) -> RuntimeStats {
         RuntimeStats {
             cpu_ns: self.cpu_ns.load(Ordering::Relaxed),

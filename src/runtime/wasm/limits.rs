@@ -120,8 +120,10 @@ impl Limits {
 
     /// Grant `add` more bytes if both the cap and the budget allow.
     fn grant(&mut self, add: u64) -> bool {
-        if self.held.saturating_add(add) > self.cap.bytes() {
-            self.refuse(Refusal::Cap(self.cap));
+        // A cap set since the start (`update`) replaces the first one.
+        let cap = self.gauge.limit().map_or(self.cap, Cap::Flag);
+        if self.held.saturating_add(add) > cap.bytes() {
+            self.refuse(Refusal::Cap(cap));
             return false;
         }
         if !self.budget.try_take(add) {
@@ -232,5 +234,25 @@ mod tests {
         drop((b, c));
         assert_eq!(budget.used(), 0);
         assert_eq!(gauge.current(), 0);
+    }
+
+    #[test]
+    fn a_limit_set_on_a_running_guest_replaces_its_cap() {
+        use crate::runtime::Control;
+        let budget = Arc::new(MemoryBudget::new(100 * MIB));
+        let ctl = super::super::control::Ctl::new(None);
+        let name: Arc<str> = "t".into();
+        let mb = MIB as usize;
+        let mut a = Limits::new(Cap::Default(8 * MIB), &budget, &ctl.memory, &name);
+        assert!(a.memory_growing(0, 4 * mb, None).unwrap());
+        let below = ctl.set_memory_limit(2 * MIB).unwrap_err();
+        assert!(
+            below.contains("below the 4MiB the guest already holds"),
+            "{below}"
+        );
+        ctl.set_memory_limit(16 * MIB).unwrap();
+        assert!(a.memory_growing(4 * mb, 12 * mb, None).unwrap());
+        assert!(!a.memory_growing(12 * mb, 17 * mb, None).unwrap());
+        assert_eq!(a.refused, Some(Refusal::Cap(Cap::Flag(16 * MIB))));
     }
 }

@@ -1,0 +1,183 @@
+//! `containerd-shim-ketch-v1`: ketch's Wasm runtime behind containerd's
+//! shim v2 task API (runtime `io.containerd.ketch.v1`), so that `ctr`,
+//! nerdctl and Kubernetes (through a RuntimeClass) run Wasm images with it.
+//!
+//! - **One process for many containers.** containerd runs the binary with
+//!   `start` for every new container; it answers with the address of the
+//!   process already serving the container's group, and spawns one only if
+//!   there is none. A group is a pod (CRI's sandbox id annotation), or
+//!   every other ketch container of a containerd namespace. Each task is a
+//!   wasmtime instance inside that process ([`crate::runtime::wasm`], the
+//!   same runtime ketchd uses, with its limits and compile cache), so a
+//!   container costs an instance, not a process.
+//! - **The bundle** ([`bundle`]): the entrypoint is read from the rootfs
+//!   containerd's snapshotter prepared, beneath it by descriptor; args and
+//!   env come from the OCI spec, directory bind mounts become preopened
+//!   directories (read-only ones stay read-only), the memory limit is
+//!   `linux.resources.memory.limit`, and nothing else is granted.
+//! - **The process ends with its last task:** containerd asks it to shut
+//!   down after every delete, and it does once its table is empty,
+//!   removing its socket. If it dies, containerd runs the binary with
+//!   `delete` for each of its tasks, which reports them killed, and the
+//!   guests died with the process: nothing runs unseen.
+
+mod bundle;
+mod error;
+mod stdio;
+mod task;
+
+use crate::runtime::memory::WasmMemory;
+use crate::runtime::wasm::WasmBackend;
+use async_trait::async_trait;
+use containerd_shim::asynchronous::{run, spawn, ExitSignal, Shim};
+use containerd_shim::protos::shim_async::Client;
+use containerd_shim::publisher::RemotePublisher;
+use containerd_shim::{api, Config, Error, Flags, StartOpts};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+/// The runtime name containerd knows this shim by.
+pub const RUNTIME_ID: &str = "io.containerd.ketch.v1";
+/// Where compiled modules are cached; by default ketchd's own cache.
+pub const CACHE_ENV: &str = "KETCH_SHIM_CACHE";
+
+/// The binary's entry point.
+pub fn main() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("{RUNTIME_ID}: cannot start a runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let config = Config {
+        // Guests are instances, not child processes: there is nothing to reap.
+        no_reaper: true,
+        no_sub_reaper: true,
+        ..Default::default()
+    };
+    rt.block_on(run::<KetchShim>(RUNTIME_ID, Some(config)));
+}
+
+struct KetchShim {
+    exit: Arc<ExitSignal>,
+    namespace: String,
+    id: String,
+    /// containerd's socket, which the group sockets' names hash in.
+    address: String,
+    /// The socket this process serves (`unix://…`), removed when it ends.
+    socket: String,
+}
+
+/// The compile cache: `$KETCH_SHIM_CACHE`, or ketchd's.
+fn cache_dir() -> PathBuf {
+    std::env::var_os(CACHE_ENV)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate::paths::default_data_root().join("wasm-cache"))
+}
+
+fn socket_path(address: &str) -> &Path {
+    Path::new(address.strip_prefix("unix://").unwrap_or(address))
+}
+
+#[async_trait]
+impl Shim for KetchShim {
+    type T = task::TaskService;
+
+    async fn new(_runtime_id: &str, args: &Flags, _config: &mut Config) -> Self {
+        KetchShim {
+            exit: Arc::new(ExitSignal::default()),
+            namespace: args.namespace.clone(),
+            id: args.id.clone(),
+            address: args.address.clone(),
+            socket: args.socket.clone(),
+        }
+    }
+
+    /// Run with the bundle as the working directory: answers the address
+    /// of the process serving this container's group, starting it if none
+    /// answers there.
+    async fn start_shim(&mut self, opts: StartOpts) -> Result<String, Error> {
+        let spec =
+            bundle::load_spec(Path::new(".")).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        let grouping = bundle::grouping(&spec);
+        let address = containerd_shim::socket_address(&opts.address, &opts.namespace, &grouping);
+        let address = if Client::connect(&address).await.is_ok() {
+            address
+        } else {
+            spawn(opts, &grouping, Vec::new()).await?
+        };
+        // containerd finds the shim again through it after a restart.
+        std::fs::write("address", &address).map_err(|e| Error::IoError {
+            context: format!("cannot write the address of task {}", self.id),
+            err: e,
+        })?;
+        Ok(address)
+    }
+
+    /// Run by containerd when the process serving this task died without
+    /// deleting it: its guests died with it, so the task was killed.
+    async fn delete_shim(&mut self) -> Result<api::DeleteResponse, Error> {
+        if let Ok(spec) = bundle::load_spec(Path::new(".")) {
+            let root = spec
+                .root()
+                .as_ref()
+                .map_or_else(|| PathBuf::from("rootfs"), |r| r.path().clone());
+            bundle::unmount(&root);
+            // A dead process leaves its socket behind.
+            let address = containerd_shim::socket_address(
+                &self.address,
+                &self.namespace,
+                &bundle::grouping(&spec),
+            );
+            if Client::connect(&address).await.is_err() {
+                let _ = std::fs::remove_file(socket_path(&address));
+            }
+        }
+        let d = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        Ok(api::DeleteResponse {
+            exit_status: crate::runtime::EXIT_KILLED as u32,
+            exited_at: containerd_shim::protos::protobuf::MessageField::some(
+                containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp {
+                    seconds: d.as_secs() as i64,
+                    nanos: d.subsec_nanos() as i32,
+                    ..Default::default()
+                },
+            ),
+            ..Default::default()
+        })
+    }
+
+    async fn wait(&mut self) {
+        self.exit.wait().await;
+        // The first task's bundle (where the library looks for the
+        // address) is long gone: remove the socket here.
+        let _ = std::fs::remove_file(socket_path(&self.socket));
+    }
+
+    async fn create_task_service(&self, publisher: RemotePublisher) -> Self::T {
+        let memory = WasmMemory::default();
+        let backend = match WasmBackend::new(&cache_dir(), memory) {
+            Ok(b) => b,
+            Err(e) => {
+                log::error!("{RUNTIME_ID}: cannot start the Wasm runtime: {e}");
+                let _ = std::fs::remove_file(socket_path(&self.socket));
+                std::process::exit(1);
+            }
+        };
+        task::TaskService::new(
+            Arc::new(backend),
+            publisher,
+            &self.namespace,
+            self.exit.clone(),
+            memory.guest_default,
+        )
+    }
+}
