@@ -41,6 +41,12 @@ const METRICS_TYPE: &str = "io.containerd.cgroups.v1.Metrics";
 /// handlers, so for it they are no-ops (SIGCHLD, SIGCONT, SIGURG, SIGWINCH).
 const IGNORED_SIGNALS: [u32; 4] = [17, 18, 23, 28];
 const SIGSTOP: u32 = 19;
+/// The exit code of a task whose start failed (as a shell's for a command
+/// it could not run).
+const EXIT_START_FAILED: u32 = 127;
+/// How long the process stays after its last task is deleted: a container
+/// created meanwhile (`ctr run --rm` in a loop) finds it still serving.
+const IDLE_EXIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A task's life.
 enum Phase {
@@ -84,7 +90,7 @@ impl TaskEntry {
 
 pub(super) struct TaskService {
     backend: Arc<WasmBackend>,
-    tasks: Mutex<HashMap<String, Arc<TaskEntry>>>,
+    tasks: Arc<Mutex<HashMap<String, Arc<TaskEntry>>>>,
     publisher: Arc<RemotePublisher>,
     namespace: String,
     exit: Arc<ExitSignal>,
@@ -105,7 +111,7 @@ impl TaskService {
         TaskService {
             guest_default,
             backend,
-            tasks: Mutex::default(),
+            tasks: Arc::default(),
             publisher: Arc::new(publisher),
             namespace: namespace.to_string(),
             exit,
@@ -294,13 +300,19 @@ impl TaskService {
             }
         };
         let (control, exit): (Arc<dyn Control>, oneshot::Receiver<ExitStatus>) = match run {
-            Some(spec) => {
-                let started = self
-                    .backend
-                    .start(spec)
-                    .map_err(|e| ShimError::Invalid(format!("task {}: {e}", task.id)))?;
-                (started.control, started.exit)
-            }
+            Some(spec) => match self.backend.start(spec) {
+                Ok(started) => (started.control, started.exit),
+                Err(e) => {
+                    // It cannot be started again: what to run is spent.
+                    *phase = Phase::Exited(Exit {
+                        code: EXIT_START_FAILED,
+                        at: SystemTime::now(),
+                    });
+                    drop(phase);
+                    task.output.abort();
+                    return Err(ShimError::Invalid(format!("task {}: {e}", task.id)));
+                }
+            },
             None => Placeholder::start(),
         };
         *phase = Phase::Running {
@@ -851,9 +863,17 @@ impl Task for TaskService {
         _req: api::ShutdownRequest,
     ) -> TtrpcResult<Empty> {
         // containerd asks after every delete; the process serves every
-        // task of its group, so it ends with the last one.
+        // task of its group, so it ends with the last one, unless another
+        // arrives within IDLE_EXIT.
         if self.table().is_empty() {
-            self.exit.signal();
+            let tasks = self.tasks.clone();
+            let exit = self.exit.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(IDLE_EXIT).await;
+                if tasks.lock().unwrap_or_else(|e| e.into_inner()).is_empty() {
+                    exit.signal();
+                }
+            });
         }
         Ok(Empty::new())
     }

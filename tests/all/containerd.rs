@@ -12,14 +12,26 @@ use std::time::{Duration, Instant};
 
 const RUNTIME: &str = "io.containerd.ketch.v1";
 const NS: &str = "kt";
+/// The namespace of containerd's CRI plugin.
+const K8S: &str = "k8s.io";
 
 struct Containerd {
     child: Option<Child>,
     dir: tempfile::TempDir,
+    /// The namespace `ctr` works in.
+    ns: &'static str,
 }
 
 impl Containerd {
+    /// CRI off; `ctr` in the test namespace.
     fn start() -> Result<Self, String> {
+        Self::start_with(None)
+    }
+
+    /// With `Some(sandbox image)`, containerd's CRI plugin is on, with a
+    /// runtime `ketch` (its default) and no CNI (pods use the host's
+    /// network), and `ctr` works in its namespace.
+    fn start_with(cri: Option<&str>) -> Result<Self, String> {
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } != 0 {
             return Err("root, to run containerd".into());
@@ -31,11 +43,21 @@ impl Containerd {
             .tempdir_in("/tmp")
             .unwrap();
         let d = dir.path().display();
-        let config = format!(
+        let mut config = format!(
             "version = 2\nroot = \"{d}/root\"\nstate = \"{d}/state\"\n\
-             disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
              [grpc]\n  address = \"{d}/c.sock\"\n[ttrpc]\n  address = \"{d}/c.sock.ttrpc\"\n"
         );
+        match cri {
+            None => config.insert_str(0, "disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n"),
+            Some(sandbox) => config.push_str(&format!(
+                "[plugins.\"io.containerd.grpc.v1.cri\"]\n  sandbox_image = \"{sandbox}\"\n\
+                 [plugins.\"io.containerd.grpc.v1.cri\".containerd]\n  snapshotter = \"overlayfs\"\n  \
+                 default_runtime_name = \"ketch\"\n\
+                 [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.ketch]\n  \
+                 runtime_type = \"{RUNTIME}\"\n\
+                 [plugins.\"io.containerd.grpc.v1.cri\".cni]\n  bin_dir = \"{d}/cni/bin\"\n  conf_dir = \"{d}/cni/conf\"\n"
+            )),
+        }
         std::fs::write(dir.path().join("config.toml"), config).unwrap();
         let shim = Path::new(env!("CARGO_BIN_EXE_containerd-shim-ketch-v1"));
         let path = format!(
@@ -56,6 +78,7 @@ impl Containerd {
         let c = Containerd {
             child: Some(child),
             dir,
+            ns: if cri.is_some() { K8S } else { NS },
         };
         wait_until(Duration::from_secs(30), "containerd to answer", || {
             c.ctr(&["version"]).status.success()
@@ -71,7 +94,7 @@ impl Containerd {
         Command::new("ctr")
             .arg("-a")
             .arg(self.socket())
-            .args(["-n", NS])
+            .args(["-n", self.ns])
             .args(args)
             .stdin(Stdio::null())
             .output()
@@ -135,7 +158,8 @@ impl Containerd {
 
     /// The socket the namespace's shim serves on.
     fn shim_socket(&self) -> PathBuf {
-        let a = containerd_shim::socket_address(&self.socket().display().to_string(), NS, "ketch");
+        let a =
+            containerd_shim::socket_address(&self.socket().display().to_string(), self.ns, "ketch");
         PathBuf::from(a.trim_start_matches("unix://"))
     }
 
@@ -144,7 +168,7 @@ impl Containerd {
             .dir
             .path()
             .join("state/io.containerd.runtime.v2.task")
-            .join(NS);
+            .join(self.ns);
         std::fs::read_dir(dir)
             .map(|r| {
                 r.filter_map(|e| e.ok()?.file_name().into_string().ok())
@@ -421,6 +445,77 @@ fn containerd_shows_ketch_shim_errors_and_survives_a_shim_crash() {
     assert!(out.contains("Hello, world!"), "{out}");
     c.clear();
     wait_until(Duration::from_secs(10), "the shim to end", || {
+        c.shims().is_empty()
+    });
+    assert!(c.bundles().is_empty(), "{:?}", c.bundles());
+}
+
+/// The Python that runs tests/cri/cri.py (grpcio from .ci/setup).
+fn cri_python() -> Result<PathBuf, String> {
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/cri-venv/bin/python");
+    let ok = Command::new(&python)
+        .args(["-c", "import grpc, grpc_tools.protoc"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if ok {
+        Ok(python)
+    } else {
+        Err(format!(
+            "grpcio in {} (made by .ci/setup)",
+            python.display()
+        ))
+    }
+}
+
+#[test]
+fn kubernetes_cri_runs_a_wasm_pod_with_the_ketch_handler() {
+    let reg = require!(Registry::start(None));
+    require!(linux());
+    let python = require!(cri_python());
+    let d = TestDaemon::start();
+    example_image(&d, "hello");
+    // The pod's own (pause) container is a placeholder in the ketch shim:
+    // any image will do; this one is Linux, as a node's is.
+    busybox_image(&d);
+    let pause = format!("{}/busybox:latest", reg.addr);
+    let c = require!(Containerd::start_with(Some(&pause)));
+    let hello = push(&d, &reg, &c, "hello", "wasi/wasm");
+    push(&d, &reg, &c, "busybox", "linux/amd64");
+    let logs = tempfile::tempdir().unwrap();
+    let out = Command::new(python)
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cri/cri.py"))
+        .arg("--socket")
+        .arg(c.socket())
+        .args([
+            "--handler",
+            "ketch",
+            "--image",
+            &hello,
+            "--sandbox-image",
+            &pause,
+        ])
+        .arg("--log-dir")
+        .arg(logs.path())
+        .args(["--timeout", "30"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "cri.py: {stdout}\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        c.log()
+    );
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(v["exit_code"], 0, "{v}");
+    assert_eq!(v["container_state"], "CONTAINER_EXITED", "{v}");
+    let log = v["log"].as_str().unwrap();
+    assert!(
+        log.contains("stdout F Hello, world! (from a ketch Wasm container)"),
+        "{log}"
+    );
+    // The pod is gone: so are its shim and bundles.
+    wait_until(Duration::from_secs(10), "the pod's shim to end", || {
         c.shims().is_empty()
     });
     assert!(c.bundles().is_empty(), "{:?}", c.bundles());
