@@ -63,14 +63,37 @@ pub fn main() {
     rt.block_on(run::<KetchShim>(RUNTIME_ID, Some(config)));
 }
 
+/// The socket a shim process serves its group on. It is removed once, when
+/// the process stops answering `start`: after that the path may be a newer
+/// process's.
+pub(super) struct Socket {
+    path: PathBuf,
+    retired: std::sync::atomic::AtomicBool,
+}
+
+impl Socket {
+    fn new(address: &str) -> Arc<Self> {
+        Arc::new(Socket {
+            path: socket_path(address).to_path_buf(),
+            retired: Default::default(),
+        })
+    }
+
+    pub(super) fn retire(&self) {
+        if !self.retired.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
 struct KetchShim {
     exit: Arc<ExitSignal>,
     namespace: String,
     id: String,
     /// containerd's socket, which the group sockets' names hash in.
     address: String,
-    /// The socket this process serves (`unix://…`), removed when it ends.
-    socket: String,
+    /// The socket this process serves, removed when it ends.
+    socket: Arc<Socket>,
 }
 
 /// The compile cache: `$KETCH_SHIM_CACHE`, or ketchd's.
@@ -95,7 +118,7 @@ impl Shim for KetchShim {
             namespace: args.namespace.clone(),
             id: args.id.clone(),
             address: args.address.clone(),
-            socket: args.socket.clone(),
+            socket: Socket::new(&args.socket),
         }
     }
 
@@ -159,7 +182,7 @@ impl Shim for KetchShim {
         self.exit.wait().await;
         // The first task's bundle (where the library looks for the
         // address) is long gone: remove the socket here.
-        let _ = std::fs::remove_file(socket_path(&self.socket));
+        self.socket.retire();
     }
 
     async fn create_task_service(&self, publisher: RemotePublisher) -> Self::T {
@@ -168,7 +191,7 @@ impl Shim for KetchShim {
             Ok(b) => b,
             Err(e) => {
                 log::error!("{RUNTIME_ID}: cannot start the Wasm runtime: {e}");
-                let _ = std::fs::remove_file(socket_path(&self.socket));
+                self.socket.retire();
                 std::process::exit(1);
             }
         };
@@ -178,6 +201,7 @@ impl Shim for KetchShim {
             &self.namespace,
             self.exit.clone(),
             memory.guest_default,
+            self.socket.clone(),
         )
     }
 }

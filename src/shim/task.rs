@@ -47,6 +47,9 @@ const EXIT_START_FAILED: u32 = 127;
 /// How long the process stays after its last task is deleted: a container
 /// created meanwhile (`ctr run --rm` in a loop) finds it still serving.
 const IDLE_EXIT: std::time::Duration = std::time::Duration::from_secs(1);
+/// After it stops answering `start` (its socket removed), how long it
+/// waits for a container whose `start` found it a moment before.
+const IN_FLIGHT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// A task's life.
 enum Phase {
@@ -98,6 +101,8 @@ pub(super) struct TaskService {
     pid: u32,
     /// The cap of a guest whose spec sets no memory limit.
     guest_default: u64,
+    /// The socket `start` finds this process at.
+    socket: Arc<super::Socket>,
 }
 
 impl TaskService {
@@ -107,8 +112,10 @@ impl TaskService {
         namespace: &str,
         exit: Arc<ExitSignal>,
         guest_default: u64,
+        socket: Arc<super::Socket>,
     ) -> Self {
         TaskService {
+            socket,
             guest_default,
             backend,
             tasks: Arc::default(),
@@ -117,6 +124,29 @@ impl TaskService {
             exit,
             pid: std::process::id(),
         }
+    }
+
+    /// Ends the process if it stays without tasks: after [`IDLE_EXIT`] it
+    /// removes its socket, so the next `start` of its group spawns a new
+    /// process, and after [`IN_FLIGHT`] more it exits, unless a container
+    /// whose `start` found it just before arrived; then it serves that one
+    /// and ends after it.
+    fn retire_when_idle(&self) {
+        let tasks = self.tasks.clone();
+        let exit = self.exit.clone();
+        let socket = self.socket.clone();
+        tokio::spawn(async move {
+            let idle = || tasks.lock().unwrap_or_else(|e| e.into_inner()).is_empty();
+            tokio::time::sleep(IDLE_EXIT).await;
+            if !idle() {
+                return;
+            }
+            socket.retire();
+            tokio::time::sleep(IN_FLIGHT).await;
+            if idle() {
+                exit.signal();
+            }
+        });
     }
 
     fn table(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<TaskEntry>>> {
@@ -863,17 +893,9 @@ impl Task for TaskService {
         _req: api::ShutdownRequest,
     ) -> TtrpcResult<Empty> {
         // containerd asks after every delete; the process serves every
-        // task of its group, so it ends with the last one, unless another
-        // arrives within IDLE_EXIT.
+        // task of its group, so it ends with the last one.
         if self.table().is_empty() {
-            let tasks = self.tasks.clone();
-            let exit = self.exit.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(IDLE_EXIT).await;
-                if tasks.lock().unwrap_or_else(|e| e.into_inner()).is_empty() {
-                    exit.signal();
-                }
-            });
+            self.retire_when_idle();
         }
         Ok(Empty::new())
     }
