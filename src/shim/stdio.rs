@@ -178,16 +178,17 @@ fn destination(path: &str) -> std::io::Result<Box<dyn AsyncWrite + Send + Unpin>
     ))
 }
 
-/// A task's stdin: copied from its FIFO into the guest until `CloseIO`
-/// (containerd's word that the client closed it), then end of file.
+/// A task's stdin: copied from its FIFO into the guest until the client
+/// closes its end, or says so with `CloseIO`; then end of file.
 pub(super) struct Input {
     copy: JoinHandle<()>,
 }
 
 impl Input {
     pub(super) fn open(id: &str, path: &str) -> Result<(Input, Stdin), ShimError> {
+        // Read-only, so the client closing its end is the guest's end of
+        // file (Linux reports no hang-up before a first writer came).
         let fifo = tokio::net::unix::pipe::OpenOptions::new()
-            .read_write(true)
             .open_receiver(path)
             .map_err(|e| {
                 ShimError::Invalid(format!("task {id}: cannot open its stdin {path}: {e}"))

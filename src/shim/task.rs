@@ -305,10 +305,20 @@ impl TaskService {
         }
         let backend = self.backend.clone();
         let (name, d) = (format!("{id} ({})", entry.path), digest.clone());
-        tokio::task::spawn_blocking(move || backend.prepare(&name, &d, &entry.bytes))
-            .await
-            .map_err(|e| ShimError::Internal(format!("task {id}: compiling stopped: {e}")))?
-            .map_err(|e| ShimError::Invalid(format!("task {id}: {e}")))?;
+        tokio::task::spawn_blocking(move || {
+            let prepared = backend.prepare(&name, &d, &entry.bytes);
+            // A compile's scratch memory is freed but kept by the
+            // allocator; this process lives long and serves many guests.
+            #[cfg(target_env = "gnu")]
+            // SAFETY: malloc_trim has no preconditions.
+            unsafe {
+                libc::malloc_trim(0);
+            }
+            prepared
+        })
+        .await
+        .map_err(|e| ShimError::Internal(format!("task {id}: compiling stopped: {e}")))?
+        .map_err(|e| ShimError::Invalid(format!("task {id}: {e}")))?;
         Ok(digest)
     }
 

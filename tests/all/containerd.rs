@@ -11,6 +11,22 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 const RUNTIME: &str = "io.containerd.ketch.v1";
+/// Copies stdin to stdout until end of file.
+const CAT_WAT: &str = r#"(module
+  (import "wasi_snapshot_preview1" "fd_read" (func $read (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "_start")
+    (loop $l
+      (i32.store (i32.const 0) (i32.const 64))
+      (i32.store (i32.const 4) (i32.const 1024))
+      (i32.store (i32.const 8) (i32.const 0))
+      (drop (call $read (i32.const 0) (i32.const 0) (i32.const 1) (i32.const 8)))
+      (if (i32.eqz (i32.load (i32.const 8))) (then (return)))
+      (i32.store (i32.const 16) (i32.const 64))
+      (i32.store (i32.const 20) (i32.load (i32.const 8)))
+      (drop (call $write (i32.const 1) (i32.const 16) (i32.const 1) (i32.const 24)))
+      (br $l))))"#;
 const NS: &str = "kt";
 /// The namespace of containerd's CRI plugin.
 const K8S: &str = "k8s.io";
@@ -101,6 +117,23 @@ impl Containerd {
             .expect("run ctr")
     }
 
+    /// `ctr …` with `input` on its stdin; its output.
+    fn ctr_stdin(&self, args: &[&str], input: &[u8]) -> Output {
+        use std::io::Write;
+        let mut child = Command::new("ctr")
+            .arg("-a")
+            .arg(self.socket())
+            .args(["-n", self.ns])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run ctr");
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        child.wait_with_output().unwrap()
+    }
+
     /// `ctr …`, which must succeed; its stdout.
     #[track_caller]
     fn ok(&self, args: &[&str]) -> String {
@@ -120,6 +153,28 @@ impl Containerd {
         let out = self.ctr(args);
         assert!(!out.status.success(), "ctr {args:?} succeeded");
         String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    /// `ctr run -d` on the ketch runtime, the task's output going to
+    /// `<dir>/<id>.log` (ctr leaves the FIFOs of a detached task behind in
+    /// /run/containerd/fifo; a file:// log it does not).
+    #[track_caller]
+    fn run_d(&self, image: &str, id: &str) {
+        let log = format!("file://{}", self.task_log(id).display());
+        self.ok(&[
+            "run",
+            "-d",
+            "--log-uri",
+            &log,
+            "--runtime",
+            RUNTIME,
+            image,
+            id,
+        ]);
+    }
+
+    fn task_log(&self, id: &str) -> PathBuf {
+        self.dir.path().join(format!("{id}.log"))
     }
 
     fn log(&self) -> String {
@@ -234,11 +289,13 @@ fn containerd_runs_wasm_images_through_one_ketch_shim() {
     example_image(&d, "volume");
     d.wat_image("spin", SPIN_WAT);
     d.wat_image("grow", GROW_WAT);
+    d.wat_image("cat", CAT_WAT);
     let hello = push(&d, &reg, &c, "hello", "wasi/wasm");
     let ticker = push(&d, &reg, &c, "ticker", "wasi/wasm");
     let volume = push(&d, &reg, &c, "volume", "wasi/wasm");
     let spin = push(&d, &reg, &c, "spin", "wasi/wasm");
     let grow = push(&d, &reg, &c, "grow", "wasi/wasm");
+    let cat = push(&d, &reg, &c, "cat", "wasi/wasm");
     // ketch build marked them Wasm, so containerd sees Wasm images.
     let images = c.ok(&["images", "ls"]);
     assert!(
@@ -264,6 +321,14 @@ fn containerd_runs_wasm_images_through_one_ketch_shim() {
         "h2",
     ]);
     assert_eq!(r.status.code(), Some(3));
+
+    // stdin reaches the guest, and the client closing it is the guest's end of file.
+    let r = c.ctr_stdin(
+        &["run", "--rm", "--runtime", RUNTIME, &cat, "c1"],
+        b"through the shim\n",
+    );
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert_eq!(String::from_utf8_lossy(&r.stdout), "through the shim\n");
 
     // A bind mount is the guest's only directory, read-only if asked.
     let data = tempfile::tempdir().unwrap();
@@ -326,7 +391,7 @@ fn containerd_runs_wasm_images_through_one_ketch_shim() {
 
     // Detached tasks: one shim process serves them all.
     for id in ["t1", "t2", "t3"] {
-        c.ok(&["run", "-d", "--runtime", RUNTIME, &ticker, id]);
+        c.run_d(&ticker, id);
     }
     let tasks = c.tasks();
     assert_eq!(tasks.len(), 3, "{tasks:?}");
@@ -366,7 +431,7 @@ fn containerd_runs_wasm_images_through_one_ketch_shim() {
     assert_eq!(c.tasks().len(), 1);
 
     // A guest spinning in pure computation dies within a second of a kill.
-    c.ok(&["run", "-d", "--runtime", RUNTIME, &spin, "s1"]);
+    c.run_d(&spin, "s1");
     assert_eq!(c.status("s1").as_deref(), Some("RUNNING"));
     let t0 = Instant::now();
     c.ok(&["task", "kill", "-s", "SIGKILL", "s1"]);
@@ -425,8 +490,8 @@ fn containerd_shows_ketch_shim_errors_and_survives_a_shim_crash() {
 
     // The shim dies: containerd reports its tasks exited (killed), and a
     // new shim serves the next run.
-    c.ok(&["run", "-d", "--runtime", RUNTIME, &ticker, "k1"]);
-    c.ok(&["run", "-d", "--runtime", RUNTIME, &ticker, "k2"]);
+    c.run_d(&ticker, "k1");
+    c.run_d(&ticker, "k2");
     let shims = c.shims();
     assert_eq!(shims.len(), 1, "{shims:?}");
     // SAFETY: the shim this test's containerd started.
