@@ -85,6 +85,19 @@ pub fn join_beneath(root: &Path, untrusted: &str) -> Option<PathBuf> {
     Some(out)
 }
 
+/// Where an image's program is: an absolute path as it is, a relative one
+/// taken from the working directory (`/` when unset), cleaned.
+pub fn entry_path(entry: &str, workdir: &str) -> String {
+    if entry.starts_with('/') {
+        clean_abs(entry)
+    } else {
+        clean_abs(&format!(
+            "{}/{entry}",
+            if workdir.is_empty() { "/" } else { workdir }
+        ))
+    }
+}
+
 /// Normalise an in-image path: make it absolute and resolve `.`/`..`
 /// lexically without climbing above `/`.
 pub fn clean_abs(path: &str) -> String {

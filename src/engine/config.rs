@@ -11,18 +11,6 @@ use crate::model::{ports, HttpOptions, PortMapping, Proto, RestartPolicy};
 use crate::runtime::Grant;
 use std::path::PathBuf;
 
-/// The absolute path of a container's argv[0] inside its image.
-pub(crate) fn entry_path(entry: &str, workdir: &str) -> String {
-    if entry.starts_with('/') {
-        fsutil::clean_abs(entry)
-    } else {
-        fsutil::clean_abs(&format!(
-            "{}/{entry}",
-            if workdir.is_empty() { "/" } else { workdir }
-        ))
-    }
-}
-
 pub(super) fn validate_host_config(
     hc: &HostConfig,
     volumes: &volumes::Volumes,
@@ -269,6 +257,7 @@ mod tests {
 
     #[test]
     fn entry_paths_are_absolute_and_clean() {
+        use crate::fsutil::entry_path;
         assert_eq!(entry_path("/app/run.wasm", "/w"), "/app/run.wasm");
         assert_eq!(entry_path("run.wasm", "/w"), "/w/run.wasm");
         assert_eq!(entry_path("run.wasm", ""), "/run.wasm");

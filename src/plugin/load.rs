@@ -256,7 +256,7 @@ fn entrypoint(img: &Image) -> Option<String> {
         let dir = cfg
             .and_then(|c| c.working_dir().as_ref())
             .map_or("/", |s| s.as_str());
-        return Some(crate::engine::config::entry_path(p, dir));
+        return Some(crate::fsutil::entry_path(p, dir));
     }
     img.manifest
         .layers()

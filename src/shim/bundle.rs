@@ -7,7 +7,7 @@ use crate::confine::Root;
 use crate::runtime::Grant;
 use containerd_shim::protos::api::Mount;
 use oci_spec::runtime::Spec;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// The annotation CRI puts on every container of a pod.
 pub(super) const SANDBOX_ID: &str = "io.kubernetes.cri.sandbox-id";
@@ -30,10 +30,13 @@ pub(super) fn load_spec(bundle: &Path) -> Result<Spec, ShimError> {
 /// Which shim process serves this container: one per pod, and one for all
 /// the other containers of a containerd namespace (the socket address
 /// hashes the namespace in).
+///
+/// The group has a `/`, which no container id has: runc's shim names its
+/// sockets the same way after a container id, and never lands on ours.
 pub(super) fn grouping(spec: &Spec) -> String {
     match annotation(spec, SANDBOX_ID) {
-        Some(pod) if !pod.is_empty() => format!("pod-{pod}"),
-        _ => "ketch".into(),
+        Some(pod) if !pod.is_empty() => format!("{}/pod-{pod}", super::RUNTIME_ID),
+        _ => format!("{}/ketch", super::RUNTIME_ID),
     }
 }
 
@@ -74,37 +77,32 @@ pub(super) async fn read_entrypoint(
                 "task {id} has no Wasm entrypoint: the image sets no entrypoint or command"
             ))
         })?;
-    let root = bundle.join(
-        spec.root()
-            .as_ref()
-            .map_or_else(|| PathBuf::from("rootfs"), |r| r.path().clone()),
-    );
-    let mounted = Mounted::new(&root, rootfs).await?;
-    // As execvp: a bare name is looked up on the spec's PATH.
-    let candidates: Vec<String> = if path.contains('/') {
-        vec![path.clone()]
-    } else {
-        let (_, env, _) = process(spec);
-        let search = env
-            .iter()
-            .find(|(k, _)| k == "PATH")
-            .map_or(DEFAULT_PATH, |(_, v)| v.as_str());
-        search
-            .split(':')
-            .filter(|d| !d.is_empty())
-            .map(|d| format!("{}/{path}", d.trim_end_matches('/')))
-            .collect()
+    // containerd's snapshot is mounted at `<bundle>/rootfs`; a spec with
+    // a root of its own (`ctr run --rootfs DIR`) comes with no mounts, and
+    // nothing is mounted over it.
+    let mount_at = bundle.join("rootfs");
+    let root = match spec.root().as_ref().map(|r| r.path()) {
+        Some(p) if rootfs.is_empty() => bundle.join(p),
+        _ => mount_at.clone(),
     };
-    let mut read = Err(None);
-    let mut path = path;
-    for c in candidates {
-        read = read_beneath(&root, &c);
-        if !matches!(read, Err(None)) {
-            path = c;
-            break;
+    let mounted = Mounted::new(&mount_at, rootfs).await?;
+    let candidates = entry_candidates(&path, spec);
+    let found = tokio::task::spawn_blocking(move || {
+        let mut last = (candidates[0].clone(), Err(None));
+        for c in candidates {
+            let read = read_beneath(&root, &c);
+            let absent = matches!(read, Err(None));
+            last = (c, read);
+            if !absent {
+                break;
+            }
         }
-    }
+        last
+    })
+    .await;
     drop(mounted);
+    let (path, read) =
+        found.map_err(|e| ShimError::Internal(format!("task {id}: reading stopped: {e}")))?;
     let bytes = read.map_err(|e| match e {
         Some(e) => ShimError::Invalid(format!("task {id}: cannot read its entrypoint {path}: {e}")),
         None => ShimError::Invalid(format!(
@@ -124,6 +122,27 @@ pub(super) async fn read_entrypoint(
     Err(ShimError::Invalid(format!(
         "task {id} has no Wasm entrypoint: {path} is {what}"
     )))
+}
+
+/// Where the entrypoint may be, in order: a relative path is taken from
+/// the working directory, as ketchd takes it; a bare name is then looked
+/// for on the spec's PATH, as execvp does.
+fn entry_candidates(entry: &str, spec: &Spec) -> Vec<String> {
+    let (_, env, cwd) = process(spec);
+    let mut out = vec![crate::fsutil::entry_path(entry, &cwd)];
+    if !entry.contains('/') {
+        let search = env
+            .iter()
+            .find(|(k, _)| k == "PATH")
+            .map_or(DEFAULT_PATH, |(_, v)| v.as_str());
+        out.extend(
+            search
+                .split(':')
+                .filter(|d| !d.is_empty())
+                .map(|d| crate::fsutil::clean_abs(&format!("{d}/{entry}"))),
+        );
+    }
+    out
 }
 
 /// `None`: the file is absent.
@@ -212,8 +231,8 @@ pub(super) fn process(spec: &Spec) -> (Vec<String>, Vec<(String, String)>, Strin
 
 /// Bind mounts of directories become preopened directories at their
 /// destinations, read-only if the mount is. Files (`/etc/hosts`, …) and
-/// the kernel's filesystems (`/proc`, `/dev`, …) mean nothing to a WASI
-/// guest and are not granted.
+/// anything under `/dev`, `/proc` and `/sys` (CRI's `/dev/shm`) are not
+/// granted.
 pub(super) fn grants(spec: &Spec) -> Vec<Grant> {
     let mut out = Vec::new();
     for m in spec.mounts().iter().flatten() {
@@ -221,7 +240,13 @@ pub(super) fn grants(spec: &Spec) -> Vec<Grant> {
         let bind =
             m.typ().as_deref() == Some("bind") || opts.iter().any(|o| o == "bind" || o == "rbind");
         let Some(source) = m.source() else { continue };
-        if !bind || !source.is_dir() {
+        let dest = m.destination();
+        // CRI binds /dev/shm (the host's with hostIPC): devices and kernel
+        // filesystems are no guest's business.
+        let kernel = ["/dev", "/proc", "/sys"]
+            .iter()
+            .any(|k| dest.starts_with(k));
+        if !bind || kernel || !source.is_dir() {
             continue;
         }
         out.push(Grant {
@@ -257,11 +282,11 @@ mod tests {
     #[test]
     fn pods_share_a_shim_and_everything_else_shares_the_namespace_one() {
         let plain = spec(serde_json::json!({"ociVersion": "1.0.2"}));
-        assert_eq!(grouping(&plain), "ketch");
+        assert_eq!(grouping(&plain), "io.containerd.ketch.v1/ketch");
         assert!(!is_pod_sandbox(&plain));
         let pod = spec(serde_json::json!({"ociVersion": "1.0.2", "annotations": {
             SANDBOX_ID: "abc", CONTAINER_TYPE: "sandbox"}}));
-        assert_eq!(grouping(&pod), "pod-abc");
+        assert_eq!(grouping(&pod), "io.containerd.ketch.v1/pod-abc");
         assert!(is_pod_sandbox(&pod));
     }
 
@@ -276,6 +301,7 @@ mod tests {
                 {"destination": "/proc", "type": "proc", "source": "proc"},
                 {"destination": "/data", "type": "bind", "source": d, "options": ["rbind", "ro"]},
                 {"destination": "/rw", "source": d, "options": ["rbind", "rw"]},
+                {"destination": "/dev/shm", "type": "bind", "source": d, "options": ["rbind", "rw"]},
                 {"destination": "/etc/hosts", "type": "bind", "source": file, "options": ["rbind"]}],
             "linux": {"resources": {"memory": {"limit": 8_388_608}}}}));
         let g = grants(&s);
@@ -283,6 +309,19 @@ mod tests {
         assert_eq!((g[0].guest.as_str(), g[0].read_only), ("/data", true));
         assert_eq!((g[1].guest.as_str(), g[1].read_only), ("/rw", false));
         assert_eq!(memory_limit(&s), Some(8 << 20));
+    }
+
+    #[test]
+    fn a_relative_entrypoint_is_taken_from_the_working_directory_then_the_path() {
+        let s = spec(serde_json::json!({"ociVersion": "1.0.2",
+            "process": {"args": ["x"], "cwd": "/app", "user": {"uid": 0, "gid": 0},
+                        "env": ["PATH=/opt/bin:/bin"]}}));
+        assert_eq!(entry_candidates("./run.wasm", &s), ["/app/run.wasm"]);
+        assert_eq!(entry_candidates("/run.wasm", &s), ["/run.wasm"]);
+        assert_eq!(
+            entry_candidates("sh", &s),
+            ["/app/sh", "/opt/bin/sh", "/bin/sh"]
+        );
     }
 
     #[tokio::test]

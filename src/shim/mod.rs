@@ -16,10 +16,14 @@
 //!   directories (read-only ones stay read-only), the memory limit is
 //!   `linux.resources.memory.limit`, and nothing else is granted.
 //! - **The process ends with its last task:** containerd asks it to shut
-//!   down after every delete, and it does once its table is empty,
-//!   removing its socket. If it dies, containerd runs the binary with
-//!   `delete` for each of its tasks, which reports them killed, and the
-//!   guests died with the process: nothing runs unseen.
+//!   down after every delete; once it has had no task (and no `start`
+//!   probing it) for a second, it removes its socket, waits for a
+//!   container already on its way, and exits. containerd runs the binary
+//!   with `delete` whenever a task's connection closes (after every
+//!   delete, and for each task of a process that died): it unmounts the
+//!   bundle's rootfs if a crash left it mounted, removes a dead process's
+//!   socket, and reports the task killed. A dead process's guests died
+//!   with it: nothing runs unseen.
 
 mod bundle;
 mod error;
@@ -104,6 +108,27 @@ fn cache_dir() -> PathBuf {
         .unwrap_or_else(|| crate::paths::default_data_root().join("wasm-cache"))
 }
 
+/// Whether a shim process serves at `address`. The question is an RPC (a
+/// `Connect` of no task), which also tells an idle process that a
+/// container is on its way, so it does not retire under it.
+async fn answers(address: &str) -> bool {
+    let Ok(client) = Client::connect(address).await else {
+        return false;
+    };
+    let tasks = containerd_shim::protos::shim_async::TaskClient::new(client);
+    let ctx =
+        containerd_shim::protos::ttrpc::context::with_timeout(PROBE_TIMEOUT.as_nanos() as i64);
+    match tasks.connect(ctx, &api::ConnectRequest::default()).await {
+        Ok(_) => true,
+        // NotFound (no such task) is an answer; a closed connection is not.
+        Err(containerd_shim::protos::ttrpc::Error::RpcStatus(_)) => true,
+        Err(_) => false,
+    }
+}
+
+/// How long `start` waits for a process to answer.
+const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 fn socket_path(address: &str) -> &Path {
     Path::new(address.strip_prefix("unix://").unwrap_or(address))
 }
@@ -130,7 +155,7 @@ impl Shim for KetchShim {
             bundle::load_spec(Path::new(".")).map_err(|e| Error::InvalidArgument(e.to_string()))?;
         let grouping = bundle::grouping(&spec);
         let address = containerd_shim::socket_address(&opts.address, &opts.namespace, &grouping);
-        let address = if Client::connect(&address).await.is_ok() {
+        let address = if answers(&address).await {
             address
         } else {
             spawn(opts, &grouping, Vec::new()).await?
@@ -146,19 +171,17 @@ impl Shim for KetchShim {
     /// Run by containerd when the process serving this task died without
     /// deleting it: its guests died with it, so the task was killed.
     async fn delete_shim(&mut self) -> Result<api::DeleteResponse, Error> {
+        // Where Create mounted the snapshot, if it was left mounted (a
+        // crash mid-create); never the spec's own root.
+        bundle::unmount(Path::new("rootfs"));
         if let Ok(spec) = bundle::load_spec(Path::new(".")) {
-            let root = spec
-                .root()
-                .as_ref()
-                .map_or_else(|| PathBuf::from("rootfs"), |r| r.path().clone());
-            bundle::unmount(&root);
             // A dead process leaves its socket behind.
             let address = containerd_shim::socket_address(
                 &self.address,
                 &self.namespace,
                 &bundle::grouping(&spec),
             );
-            if Client::connect(&address).await.is_err() {
+            if !answers(&address).await {
                 let _ = std::fs::remove_file(socket_path(&address));
             }
         }
@@ -190,8 +213,9 @@ impl Shim for KetchShim {
         let backend = match WasmBackend::new(&cache_dir(), memory) {
             Ok(b) => b,
             Err(e) => {
+                // The socket is not bound yet: nothing of this process to
+                // remove.
                 log::error!("{RUNTIME_ID}: cannot start the Wasm runtime: {e}");
-                self.socket.retire();
                 std::process::exit(1);
             }
         };

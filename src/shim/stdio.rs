@@ -122,10 +122,12 @@ impl Output {
             b.ready.notify_one();
         }
         let writers = std::mem::take(&mut *self.writers.lock().unwrap_or_else(|e| e.into_inner()));
-        for w in writers {
-            let abort = w.abort_handle();
-            if tokio::time::timeout(DRAIN, w).await.is_err() {
-                abort.abort();
+        // Both streams drain at once, within one deadline.
+        let aborts: Vec<_> = writers.iter().map(|w| w.abort_handle()).collect();
+        let all = futures_util::future::join_all(writers);
+        if tokio::time::timeout(DRAIN, all).await.is_err() {
+            for a in aborts {
+                a.abort();
             }
         }
     }
@@ -179,9 +181,11 @@ fn destination(path: &str) -> std::io::Result<Box<dyn AsyncWrite + Send + Unpin>
 }
 
 /// A task's stdin: copied from its FIFO into the guest until the client
-/// closes its end, or says so with `CloseIO`; then end of file.
+/// closes its end; `CloseIO` (the client's word that it is done) ends it
+/// once what was written is read.
 pub(super) struct Input {
     copy: JoinHandle<()>,
+    close: Arc<Notify>,
 }
 
 impl Input {
@@ -194,17 +198,48 @@ impl Input {
                 ShimError::Invalid(format!("task {id}: cannot open its stdin {path}: {e}"))
             })?;
         // A duplex end ends the other's reads when dropped (a simplex's
-        // halves do not), so aborting the copy is the end of file.
-        let (reader, mut writer) = tokio::io::duplex(64 << 10);
-        let copy = tokio::spawn(async move {
-            let mut fifo = fifo;
-            let _ = tokio::io::copy(&mut fifo, &mut writer).await;
-        });
-        Ok((Input { copy }, Box::pin(reader)))
+        // halves do not), so the copy ending is the end of file.
+        let (reader, writer) = tokio::io::duplex(64 << 10);
+        let close = Arc::new(Notify::new());
+        let copy = tokio::spawn(copy_stdin(fifo, writer, close.clone()));
+        Ok((Input { copy, close }, Box::pin(reader)))
     }
 
     pub(super) fn close(&self) {
+        self.close.notify_one();
+    }
+
+    /// Ends it now, unread input and all (the task is deleted).
+    pub(super) fn abort(&self) {
         self.copy.abort();
+    }
+}
+
+async fn copy_stdin(
+    fifo: tokio::net::unix::pipe::Receiver,
+    mut to: tokio::io::DuplexStream,
+    close: Arc<Notify>,
+) {
+    use tokio::io::AsyncReadExt;
+    let mut fifo = fifo;
+    let mut buf = vec![0u8; 32 << 10];
+    let mut closing = false;
+    loop {
+        let n = if closing {
+            // Done once nothing more is waiting in the FIFO.
+            fifo.try_read(&mut buf).unwrap_or_default()
+        } else {
+            tokio::select! {
+                r = fifo.read(&mut buf) => r.unwrap_or(0),
+                () = close.notified() => {
+                    closing = true;
+                    continue;
+                }
+            }
+        };
+        if n == 0 || to.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
     }
 }
 

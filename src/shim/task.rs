@@ -30,17 +30,19 @@ use containerd_shim::publisher::RemotePublisher;
 use containerd_shim::{api, TtrpcContext, TtrpcResult};
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
-use tokio::sync::{oneshot, watch};
+use std::time::{Instant, SystemTime};
+use tokio::sync::{mpsc, oneshot, watch};
 
 /// What `ctr task metrics` decodes a Linux task's stats as.
 const METRICS_TYPE: &str = "io.containerd.cgroups.v1.Metrics";
 /// Signals whose default action is to do nothing: a Wasm guest has no
-/// handlers, so for it they are no-ops (SIGCHLD, SIGCONT, SIGURG, SIGWINCH).
-const IGNORED_SIGNALS: [u32; 4] = [17, 18, 23, 28];
-const SIGSTOP: u32 = 19;
+/// handlers, so for it they are no-ops (SIGCHLD, SIGURG, SIGWINCH).
+const IGNORED_SIGNALS: [u32; 3] = [17, 23, 28];
+/// SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU pause a guest; SIGCONT resumes it.
+const STOP_SIGNALS: [u32; 4] = [19, 20, 21, 22];
+const SIGCONT: u32 = 18;
 /// The exit code of a task whose start failed (as a shell's for a command
 /// it could not run).
 const EXIT_START_FAILED: u32 = 127;
@@ -94,9 +96,14 @@ impl TaskEntry {
 pub(super) struct TaskService {
     backend: Arc<WasmBackend>,
     tasks: Arc<Mutex<HashMap<String, Arc<TaskEntry>>>>,
-    publisher: Arc<RemotePublisher>,
-    namespace: String,
+    /// Events, in order, to the one task that publishes them.
+    events: Events,
     exit: Arc<ExitSignal>,
+    /// Creates under way (not in the table yet).
+    pending: Arc<AtomicUsize>,
+    /// The last sign of a container on its way: a `start` probing this
+    /// process, or a Create.
+    activity: Arc<Mutex<Instant>>,
     /// This process's pid: the pid containerd sees for every task.
     pid: u32,
     /// The cap of a guest whose spec sets no memory limit.
@@ -114,16 +121,33 @@ impl TaskService {
         guest_default: u64,
         socket: Arc<super::Socket>,
     ) -> Self {
+        let (events, mut queue) = mpsc::unbounded_channel::<(&'static str, Box<dyn Event>)>();
+        let namespace = namespace.to_string();
+        tokio::spawn(async move {
+            while let Some((topic, event)) = queue.recv().await {
+                if let Err(e) = publisher
+                    .publish(Context::default(), topic, &namespace, event)
+                    .await
+                {
+                    log::warn!("cannot publish {topic}: {e}");
+                }
+            }
+        });
         TaskService {
             socket,
             guest_default,
             backend,
             tasks: Arc::default(),
-            publisher: Arc::new(publisher),
-            namespace: namespace.to_string(),
+            events: Events(events),
             exit,
+            pending: Arc::default(),
+            activity: Arc::new(Mutex::new(Instant::now())),
             pid: std::process::id(),
         }
+    }
+
+    fn touch(&self) {
+        *self.activity.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
     }
 
     /// Ends the process if it stays without tasks: after [`IDLE_EXIT`] it
@@ -133,13 +157,25 @@ impl TaskService {
     /// and ends after it.
     fn retire_when_idle(&self) {
         let tasks = self.tasks.clone();
+        let pending = self.pending.clone();
+        let activity = self.activity.clone();
         let exit = self.exit.clone();
         let socket = self.socket.clone();
         tokio::spawn(async move {
-            let idle = || tasks.lock().unwrap_or_else(|e| e.into_inner()).is_empty();
-            tokio::time::sleep(IDLE_EXIT).await;
-            if !idle() {
-                return;
+            let idle = || {
+                tasks.lock().unwrap_or_else(|e| e.into_inner()).is_empty()
+                    && pending.load(Ordering::SeqCst) == 0
+            };
+            loop {
+                tokio::time::sleep(IDLE_EXIT).await;
+                if !idle() {
+                    // Its last task's Shutdown starts this again.
+                    return;
+                }
+                let quiet = activity.lock().unwrap_or_else(|e| e.into_inner()).elapsed();
+                if quiet >= IDLE_EXIT {
+                    break;
+                }
             }
             socket.retire();
             tokio::time::sleep(IN_FLIGHT).await;
@@ -166,20 +202,19 @@ impl TaskService {
     }
 
     fn publish(&self, topic: &'static str, event: impl Event) {
-        let publisher = self.publisher.clone();
-        let namespace = self.namespace.clone();
-        let event: Box<dyn Event> = Box::new(event);
-        tokio::spawn(async move {
-            if let Err(e) = publisher
-                .publish(Context::default(), topic, &namespace, event)
-                .await
-            {
-                log::warn!("cannot publish {topic}: {e}");
-            }
-        });
+        self.events.send(topic, event);
     }
 
     async fn create_task(&self, req: api::CreateTaskRequest) -> Result<u32, ShimError> {
+        self.touch();
+        self.pending.fetch_add(1, Ordering::SeqCst);
+        let made = self.create_task_inner(req).await;
+        self.pending.fetch_sub(1, Ordering::SeqCst);
+        self.touch();
+        made
+    }
+
+    async fn create_task_inner(&self, req: api::CreateTaskRequest) -> Result<u32, ShimError> {
         let id = req.id.clone();
         if self.table().contains_key(&id) {
             return Err(ShimError::Exists(format!("task {id}: already exists")));
@@ -344,12 +379,14 @@ impl TaskService {
                 Ok(started) => (started.control, started.exit),
                 Err(e) => {
                     // It cannot be started again: what to run is spent.
-                    *phase = Phase::Exited(Exit {
+                    let exit = Exit {
                         code: EXIT_START_FAILED,
                         at: SystemTime::now(),
-                    });
+                    };
+                    *phase = Phase::Exited(exit);
                     drop(phase);
                     task.output.abort();
+                    self.exited(task, exit, false);
                     return Err(ShimError::Invalid(format!("task {}: {e}", task.id)));
                 }
             },
@@ -375,8 +412,7 @@ impl TaskService {
     /// Records the exit once the guest's output is drained, then tells
     /// containerd.
     fn watch_exit(&self, task: Arc<TaskEntry>, exit: oneshot::Receiver<ExitStatus>) {
-        let publisher = self.publisher.clone();
-        let namespace = self.namespace.clone();
+        let events = self.events.clone();
         let pid = self.pid;
         tokio::spawn(async move {
             let status = exit.await.unwrap_or(ExitStatus {
@@ -403,86 +439,63 @@ impl TaskService {
                 at: SystemTime::now(),
             };
             *task.phase() = Phase::Exited(exit);
-            task.exited.send_replace(Some(exit));
-            let events: Vec<(&str, Box<dyn Event>)> = status
-                .oom_killed
-                .then(|| {
-                    (
-                        topics::TASK_OOM_EVENT_TOPIC,
-                        Box::new(TaskOOM {
-                            container_id: task.id.clone(),
-                            ..Default::default()
-                        }) as Box<dyn Event>,
-                    )
-                })
-                .into_iter()
-                .chain([(
-                    topics::TASK_EXIT_EVENT_TOPIC,
-                    Box::new(TaskExit {
-                        container_id: task.id.clone(),
-                        id: task.id.clone(),
-                        pid,
-                        exit_status: code,
-                        exited_at: MessageField::some(timestamp(exit.at)),
-                        ..Default::default()
-                    }) as Box<dyn Event>,
-                )])
-                .collect();
-            for (topic, event) in events {
-                if let Err(e) = publisher
-                    .publish(Context::default(), topic, &namespace, event)
-                    .await
-                {
-                    log::warn!("cannot publish {topic}: {e}");
-                }
-            }
+            record_exit(&events, pid, &task, exit, status.oom_killed);
         });
     }
 
+    /// An exit that did not come from a guest (a kill before the start, a
+    /// failed start): recorded and told at once.
+    fn exited(&self, task: &TaskEntry, exit: Exit, oom: bool) {
+        record_exit(&self.events, self.pid, task, exit, oom);
+    }
+
     fn kill_task(&self, task: &TaskEntry, signal: u32) -> Result<(), ShimError> {
-        let phase = task.phase();
-        match &*phase {
+        if signal == 0 || signal > 64 {
+            return Err(ShimError::Invalid(format!(
+                "task {}: invalid signal {signal}",
+                task.id
+            )));
+        }
+        if IGNORED_SIGNALS.contains(&signal) {
+            return match &*task.phase() {
+                Phase::Exited(_) => Err(ShimError::NotFound(format!(
+                    "task {}: process already finished",
+                    task.id
+                ))),
+                _ => Ok(()),
+            };
+        }
+        if STOP_SIGNALS.contains(&signal) || signal == SIGCONT {
+            let pause = signal != SIGCONT;
+            return match self.set_paused(task, pause) {
+                // Stopping a stopped task, or continuing a running one.
+                Err(ShimError::Precondition(_))
+                    if matches!(&*task.phase(), Phase::Running { .. }) =>
+                {
+                    Ok(())
+                }
+                other => other,
+            };
+        }
+        let mut phase = task.phase();
+        match &mut *phase {
             Phase::Exited(_) => Err(ShimError::NotFound(format!(
                 "task {}: process already finished",
                 task.id
             ))),
             Phase::Created(_) => {
                 // It never ran: it ends here, killed.
-                drop(phase);
                 let exit = Exit {
-                    code: 128 + signal.min(127),
+                    code: 128 + signal,
                     at: SystemTime::now(),
                 };
-                *task.phase() = Phase::Exited(exit);
-                task.exited.send_replace(Some(exit));
+                *phase = Phase::Exited(exit);
+                drop(phase);
                 task.output.abort();
-                self.publish(
-                    topics::TASK_EXIT_EVENT_TOPIC,
-                    TaskExit {
-                        container_id: task.id.clone(),
-                        id: task.id.clone(),
-                        pid: self.pid,
-                        exit_status: exit.code,
-                        exited_at: MessageField::some(timestamp(exit.at)),
-                        ..Default::default()
-                    },
-                );
+                self.exited(task, exit, false);
                 Ok(())
             }
             Phase::Running { control, .. } => {
-                if IGNORED_SIGNALS.contains(&signal) {
-                    return Ok(());
-                }
-                if signal == SIGSTOP {
-                    control.pause();
-                    return Ok(());
-                }
-                if signal == 0 || signal > 64 {
-                    return Err(ShimError::Invalid(format!(
-                        "task {}: invalid signal {signal}",
-                        task.id
-                    )));
-                }
                 // A guest has no signal handlers: every other signal ends
                 // it, with 128 + the signal as its exit code.
                 task.signalled.store(signal as i32, Ordering::Relaxed);
@@ -493,7 +506,8 @@ impl TaskService {
     }
 
     fn delete_task(&self, task: &TaskEntry) -> Result<Exit, ShimError> {
-        let exit = match &*task.phase() {
+        let mut phase = task.phase();
+        let exit = match &*phase {
             Phase::Running { .. } => {
                 return Err(ShimError::Precondition(format!(
                     "task {}: cannot delete a running task; kill it first",
@@ -506,11 +520,15 @@ impl TaskService {
             },
             Phase::Exited(e) => *e,
         };
+        // Under the same lock: a Start that holds the entry finds it
+        // exited, and nothing runs unseen.
+        *phase = Phase::Exited(exit);
+        self.table().remove(&task.id);
+        drop(phase);
         task.output.abort();
         if let Some(i) = &task.input {
-            i.close();
+            i.abort();
         }
-        self.table().remove(&task.id);
         self.publish(
             topics::TASK_DELETE_EVENT_TOPIC,
             TaskDelete {
@@ -676,6 +694,45 @@ impl TaskService {
     }
 }
 
+/// The events of this process, queued in order for the one task that
+/// publishes them.
+#[derive(Clone)]
+struct Events(mpsc::UnboundedSender<(&'static str, Box<dyn Event>)>);
+
+impl Events {
+    fn send(&self, topic: &'static str, event: impl Event) {
+        // Only fails once the process is ending.
+        let _ = self.0.send((topic, Box::new(event)));
+    }
+}
+
+/// Tells containerd of an exit (after `TaskOOM` if the limiter refused the
+/// guest), then lets `Wait` return: a waiter never sees an exit containerd
+/// has not been told of.
+fn record_exit(events: &Events, pid: u32, task: &TaskEntry, exit: Exit, oom: bool) {
+    if oom {
+        events.send(
+            topics::TASK_OOM_EVENT_TOPIC,
+            TaskOOM {
+                container_id: task.id.clone(),
+                ..Default::default()
+            },
+        );
+    }
+    events.send(
+        topics::TASK_EXIT_EVENT_TOPIC,
+        TaskExit {
+            container_id: task.id.clone(),
+            id: task.id.clone(),
+            pid,
+            exit_status: exit.code,
+            exited_at: MessageField::some(timestamp(exit.at)),
+            ..Default::default()
+        },
+    );
+    task.exited.send_replace(Some(exit));
+}
+
 fn timestamp(at: SystemTime) -> Timestamp {
     let d = at
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -726,6 +783,8 @@ impl Task for TaskService {
         _ctx: &TtrpcContext,
         req: api::ConnectRequest,
     ) -> TtrpcResult<api::ConnectResponse> {
+        // `start` probes with a Connect of no task: a container is coming.
+        self.touch();
         self.task(&req.id, "")?;
         Ok(api::ConnectResponse {
             shim_pid: self.pid,

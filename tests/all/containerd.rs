@@ -213,8 +213,11 @@ impl Containerd {
 
     /// The socket the namespace's shim serves on.
     fn shim_socket(&self) -> PathBuf {
-        let a =
-            containerd_shim::socket_address(&self.socket().display().to_string(), self.ns, "ketch");
+        let a = containerd_shim::socket_address(
+            &self.socket().display().to_string(),
+            self.ns,
+            "io.containerd.ketch.v1/ketch",
+        );
         PathBuf::from(a.trim_start_matches("unix://"))
     }
 
@@ -407,6 +410,16 @@ fn containerd_runs_wasm_images_through_one_ketch_shim() {
     assert_eq!(c.status("t1").as_deref(), Some("PAUSED"));
     assert!(c.fails(&["task", "pause", "t1"]).contains("already paused"));
     c.ok(&["task", "resume", "t1"]);
+    assert_eq!(c.status("t1").as_deref(), Some("RUNNING"));
+    // SIGSTOP and SIGCONT are pause and resume.
+    c.ok(&["task", "kill", "-s", "SIGSTOP", "t1"]);
+    assert_eq!(c.status("t1").as_deref(), Some("PAUSED"));
+    c.ok(&["task", "kill", "-s", "SIGCONT", "t1"]);
+    assert_eq!(c.status("t1").as_deref(), Some("RUNNING"));
+    // SIGSTOP and SIGCONT are pause and resume.
+    c.ok(&["task", "kill", "-s", "SIGSTOP", "t1"]);
+    assert_eq!(c.status("t1").as_deref(), Some("PAUSED"));
+    c.ok(&["task", "kill", "-s", "SIGCONT", "t1"]);
     assert_eq!(c.status("t1").as_deref(), Some("RUNNING"));
     let metrics = c.ok(&["task", "metrics", "t1"]);
     assert!(metrics.contains("memory.usage_in_bytes"), "{metrics}");

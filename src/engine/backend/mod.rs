@@ -250,7 +250,7 @@ impl Engine {
         entry: &str,
         workdir: &str,
     ) -> Result<Platform, EngineError> {
-        let path = super::config::entry_path(entry, workdir);
+        let path = crate::fsutil::entry_path(entry, workdir);
         if let Some(p) = self.backends.all().find_map(|b| b.known(&img.id, &path)) {
             return Ok(p);
         }

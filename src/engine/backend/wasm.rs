@@ -86,7 +86,7 @@ impl Backend for WasmAdapter {
 
     /// Wasm commands have no sockets; functions (wasi:http components) do.
     fn serves_ports(&self, image: &Digest, entry: &str, workdir: &str) -> bool {
-        match self.module(image, &super::super::config::entry_path(entry, workdir)) {
+        match self.module(image, &crate::fsutil::entry_path(entry, workdir)) {
             Some(m) => self.runtime.is_function(&m),
             None => true,
         }
@@ -99,7 +99,7 @@ impl Backend for WasmAdapter {
         rec: &'a Record,
     ) -> BoxFuture<'a, Result<Started, EngineError>> {
         Box::pin(async move {
-            let entry = super::super::config::entry_path(&rec.path, &rec.config.working_dir);
+            let entry = crate::fsutil::entry_path(&rec.path, &rec.config.working_dir);
             // Warm path: the module is hot. After a daemon restart it is
             // not: prepare it again from the image (or the compile cache).
             let module = match self.prepared(&rec.image_id, &entry) {

@@ -235,7 +235,7 @@ pub fn build(
     }
     let (mut stage, unused) = builder.finish()?;
     if stage.platform_assumed {
-        if let Some(entry) = wasm_entrypoint(store, &stage)? {
+        if let Some(entry) = wasm_entrypoint(store, &stage) {
             stage.os = "wasi".into();
             stage.arch = "wasm".into();
             out(&format!(
@@ -257,37 +257,37 @@ pub fn build(
 }
 
 /// The program of a stage (its entrypoint, else its command), if it is a
-/// Wasm module or component in the stage's layers.
+/// Wasm module or component in the stage's layers. A program that cannot
+/// be read (absent, too large, a link loop) is not Wasm: this only decides
+/// the platform, never fails the build.
 #[cfg(target_os = "linux")]
-fn wasm_entrypoint(store: &ImageStore, stage: &stage::Stage) -> Result<Option<String>, ImageError> {
-    let Some(program) = stage
+fn wasm_entrypoint(store: &ImageStore, stage: &stage::Stage) -> Option<String> {
+    let program = stage
         .entrypoint
         .as_ref()
         .filter(|e| !e.is_empty())
         .or(stage.cmd.as_ref())
-        .and_then(|c| c.first())
-    else {
-        return Ok(None);
-    };
+        .and_then(|c| c.first())?;
+    // Where ketchd will look for it: relative to the working directory.
+    let path = crate::fsutil::entry_path(program, &stage.workdir);
     let layers = stage
         .layers
         .iter()
         .map(|l| {
-            Ok(crate::image::layer::ImageLayer {
-                digest: crate::image::store::digest_of(l.digest())?,
+            Some(crate::image::layer::ImageLayer {
+                digest: crate::image::store::digest_of(l.digest()).ok()?,
                 wasm_path: None,
             })
         })
-        .collect::<Result<Vec<_>, ImageError>>()?;
+        .collect::<Option<Vec<_>>>()?;
     let found = crate::image::layer::read_layers_file(
         store,
         &layers,
-        program,
+        &path,
         crate::image::layer::MAX_EXTRACTED_FILE,
-    )?;
-    Ok(found
-        .filter(|b| b.starts_with(b"\0asm"))
-        .map(|_| program.to_string()))
+    )
+    .ok()??;
+    found.starts_with(b"\0asm").then_some(path)
 }
 
 /// One instruction: ARG and FROM move the builder, RUN and COPY/ADD add a
