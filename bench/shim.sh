@@ -25,6 +25,8 @@ stop_all() {
     sleep 0.5
     for id in $(ctr_ task ls -q 2>/dev/null); do ctr_ task delete "$id" >/dev/null 2>&1 || true; done
     for id in $(ctr_ containers ls -q 2>/dev/null); do ctr_ containers delete "$id" >/dev/null 2>&1 || true; done
+    # A ketch shim ends about 3 s after its last task, removing its socket.
+    for _ in $(seq 200); do pgrep -f "containerd-shim-ketch-v1 .*-address $T/c.sock" >/dev/null || break; sleep 0.05; done
     kill "$CPID" 2>/dev/null || true
     wait "$CPID" 2>/dev/null || true
     pkill -9 -f "containerd-shim-ketch-v1 .*-address $T/c.sock" 2>/dev/null || true
