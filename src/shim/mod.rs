@@ -219,13 +219,17 @@ impl Shim for KetchShim {
                 std::process::exit(1);
             }
         };
-        task::TaskService::new(
+        let service = task::TaskService::new(
             Arc::new(backend),
             publisher,
             &self.namespace,
             self.exit.clone(),
             memory.guest_default,
             self.socket.clone(),
-        )
+        );
+        // A process whose first container never comes (containerd gone
+        // between `start` and Create) ends as an idle one does.
+        service.retire_when_idle();
+        service
     }
 }

@@ -155,7 +155,7 @@ impl TaskService {
     /// process, and after [`IN_FLIGHT`] more it exits, unless a container
     /// whose `start` found it just before arrived; then it serves that one
     /// and ends after it.
-    fn retire_when_idle(&self) {
+    pub(super) fn retire_when_idle(&self) {
         let tasks = self.tasks.clone();
         let pending = self.pending.clone();
         let activity = self.activity.clone();
