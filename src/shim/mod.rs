@@ -185,18 +185,11 @@ impl Shim for KetchShim {
                 let _ = std::fs::remove_file(socket_path(&address));
             }
         }
-        let d = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or_default();
         Ok(api::DeleteResponse {
             exit_status: crate::runtime::EXIT_KILLED as u32,
-            exited_at: containerd_shim::protos::protobuf::MessageField::some(
-                containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp {
-                    seconds: d.as_secs() as i64,
-                    nanos: d.subsec_nanos() as i32,
-                    ..Default::default()
-                },
-            ),
+            exited_at: containerd_shim::protos::protobuf::MessageField::some(task::timestamp(
+                SystemTime::now(),
+            )),
             ..Default::default()
         })
     }

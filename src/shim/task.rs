@@ -733,7 +733,7 @@ fn record_exit(events: &Events, pid: u32, task: &TaskEntry, exit: Exit, oom: boo
     task.exited.send_replace(Some(exit));
 }
 
-fn timestamp(at: SystemTime) -> Timestamp {
+pub(super) fn timestamp(at: SystemTime) -> Timestamp {
     let d = at
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default();
@@ -845,16 +845,16 @@ impl Task for TaskService {
         let task = self.task(&req.id, &req.exec_id)?;
         let mut rx = task.exited.subscribe();
         drop(task);
-        let exit = match rx.wait_for(Option::is_some).await {
-            Ok(e) => (*e).unwrap_or(Exit {
+        // No exit was recorded before the task went (deleted unstarted).
+        let exit = rx
+            .wait_for(Option::is_some)
+            .await
+            .ok()
+            .and_then(|e| *e)
+            .unwrap_or(Exit {
                 code: EXIT_KILLED as u32,
                 at: SystemTime::now(),
-            }),
-            Err(_) => Exit {
-                code: EXIT_KILLED as u32,
-                at: SystemTime::now(),
-            },
-        };
+            });
         Ok(api::WaitResponse {
             exit_status: exit.code,
             exited_at: MessageField::some(timestamp(exit.at)),
