@@ -32,6 +32,11 @@ struct Args {
     /// ketchd's cgroup limit]
     #[arg(long, value_name = "SIZE", value_parser = ketch::runtime::memory::parse_limit)]
     wasm_memory_budget: Option<u64>,
+    /// Wasm commands that may run at once; past it, a start is refused
+    /// [default: as many as the host's vm.max_map_count and ketchd's
+    /// descriptor limit allow]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    wasm_max_guests: Option<u64>,
     /// Most bytes one archive (a layer, a build context, ADD, cp, load) may
     /// unpack to [default: 64g]
     #[arg(long, value_name = "SIZE", value_parser = ketch::model::units::parse_size)]
@@ -154,6 +159,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         max_ratio: args.max_unpack_ratio.unwrap_or(d.max_ratio),
         ratio_floor: d.ratio_floor,
     });
+    if let Some(n) = args.wasm_max_guests {
+        ketch::runtime::wasm::admission::set_max_guests(usize::try_from(n).unwrap_or(usize::MAX));
+    }
     let defaults = ketch::runtime::memory::WasmMemory::default();
     let wasm_memory = ketch::runtime::memory::WasmMemory {
         guest_default: args.wasm_memory_default.unwrap_or(defaults.guest_default),

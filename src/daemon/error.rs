@@ -84,6 +84,8 @@ pub fn status_of(e: &EngineError) -> StatusCode {
             RuntimeError::Io { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             // As dockerd: a port that cannot be bound fails the start.
             RuntimeError::Publish { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            // Past what ketchd can hold: the reason names the limit.
+            RuntimeError::Capacity { .. } => StatusCode::SERVICE_UNAVAILABLE,
         },
         EngineError::Io { .. } | EngineError::Task { .. } => StatusCode::INTERNAL_SERVER_ERROR,
     }

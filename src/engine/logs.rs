@@ -9,12 +9,19 @@ use chrono::{DateTime, Utc};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use tokio::sync::broadcast;
 
 /// Messages buffered per subscriber before a slow one starts losing live
 /// output (the log file always has everything).
 const BROADCAST_CAPACITY: usize = 4096;
+/// Log files held open between writes, all containers together. Past this,
+/// a container's log is opened for each write and closed after it, so tens
+/// of thousands of containers that print cost no descriptors of ketchd's.
+const OPEN_FILES_MAX: usize = 1024;
+/// Log files held open now (at most [`OPEN_FILES_MAX`]).
+static OPEN_FILES: AtomicUsize = AtomicUsize::new(0);
 
 #[derive(Clone, Debug)]
 pub enum LogEvent {
@@ -36,8 +43,12 @@ struct Line {
 
 pub struct Log {
     path: PathBuf,
+    /// The file, held open between writes while [`OPEN_FILES`] allows.
     file: Mutex<Option<File>>,
-    tx: broadcast::Sender<LogEvent>,
+    /// Live output for attached clients and followers: made by the first
+    /// subscriber and dropped when a send finds none left, as its buffer is
+    /// [`BROADCAST_CAPACITY`] slots (256 KiB), more than an idle guest.
+    tx: Mutex<Option<broadcast::Sender<LogEvent>>>,
     /// While another process appends to the file: how far its lines have
     /// been published. Guarded together with `file`.
     relayed: Mutex<Option<u64>>,
@@ -45,11 +56,10 @@ pub struct Log {
 
 impl Log {
     pub fn open(path: &Path) -> Self {
-        let (tx, _) = broadcast::channel(BROADCAST_CAPACITY);
         Log {
             path: path.to_path_buf(),
             file: Mutex::new(None),
-            tx,
+            tx: Mutex::new(None),
             relayed: Mutex::new(None),
         }
     }
@@ -65,24 +75,51 @@ impl Log {
         let relayed = *self.relayed.lock().unwrap_or_else(|e| e.into_inner());
         let len =
             relayed.unwrap_or_else(|| std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0));
-        let rx = self.tx.subscribe();
+        let rx = self
+            .tx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert_with(|| broadcast::channel(BROADCAST_CAPACITY).0)
+            .subscribe();
         drop(g);
         (len, rx)
     }
 
     pub fn exit(&self) {
-        let _ = self.tx.send(LogEvent::Exit);
+        self.publish(LogEvent::Exit);
+    }
+
+    /// Send to the subscribers; with none left, free the channel.
+    fn publish(&self, event: LogEvent) {
+        let mut tx = self.tx.lock().unwrap_or_else(|e| e.into_inner());
+        if tx.as_ref().is_some_and(|t| t.send(event).is_err()) {
+            *tx = None;
+        }
+    }
+
+    /// Is there a channel to publish on (so output is worth copying)?
+    fn is_followed(&self) -> bool {
+        self.tx.lock().unwrap_or_else(|e| e.into_inner()).is_some()
     }
 
     fn append(&self, stream: StdStream, data: &[u8]) {
         let mut g = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        // A file opened for this write alone, when the open-file cap is
+        // taken; closed when it goes out of scope.
+        let mut once = None;
         if g.is_none() {
             match OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(&self.path)
             {
-                Ok(f) => *g = Some(f),
+                Ok(f) if OPEN_FILES.fetch_add(1, Ordering::Relaxed) < OPEN_FILES_MAX => {
+                    *g = Some(f)
+                }
+                Ok(f) => {
+                    OPEN_FILES.fetch_sub(1, Ordering::Relaxed);
+                    once = Some(f);
+                }
                 Err(e) => tracing::warn!("cannot open log {}: {e}", self.path.display()),
             }
         }
@@ -99,16 +136,29 @@ impl Log {
                 buf.push(b'\n');
             }
         }
-        if let Some(f) = g.as_mut() {
+        if let Some(f) = g.as_mut().or(once.as_mut()) {
             if let Err(e) = f.write_all(&buf) {
                 tracing::warn!("cannot write log {}: {e}", self.path.display());
             }
         }
-        let _ = self.tx.send(LogEvent::Output {
-            stream,
-            data: Bytes::copy_from_slice(data),
-            time,
-        });
+        // Still under the file's lock, so a new subscriber's snapshot and
+        // this line are in order.
+        if self.is_followed() {
+            self.publish(LogEvent::Output {
+                stream,
+                data: Bytes::copy_from_slice(data),
+                time,
+            });
+        }
+    }
+}
+
+impl Drop for Log {
+    fn drop(&mut self) {
+        let held = self.file.get_mut().unwrap_or_else(|e| e.into_inner());
+        if held.take().is_some() {
+            OPEN_FILES.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -144,7 +194,7 @@ impl OutputSink for Log {
         };
         for line in data[..end].split(|&b| b == b'\n') {
             if let Ok(l) = serde_json::from_slice::<Line>(line) {
-                let _ = self.tx.send(LogEvent::Output {
+                self.publish(LogEvent::Output {
                     stream: l.stream,
                     data: Bytes::from(l.log),
                     time: l.time,

@@ -45,6 +45,10 @@ pub enum RuntimeError {
     },
     #[error("{0} is not supported by this runtime")]
     Unsupported(String),
+    /// The process cannot hold another guest: its reason names the limit
+    /// and how to raise it.
+    #[error("cannot start {name}: {reason}")]
+    Capacity { name: String, reason: String },
     #[error("cannot publish port {port} of container {name}: {reason}")]
     Publish {
         name: String,

@@ -350,3 +350,56 @@ fn guests_get_a_default_cap_and_share_the_daemon_budget() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn starts_past_capacity_are_refused_by_name_and_the_rest_run_on() {
+    let d = TestDaemon::start_with(&["--wasm-max-guests", "3"]);
+    example_image(&d, "ticker");
+    for i in 0..3 {
+        d.ketch(&["run", "-d", "--name", &format!("t{i}"), "ticker", "60000"])
+            .ok();
+    }
+    // A flood of creates and starts past the cap, each a 503 that names
+    // the container and the limit.
+    for i in 0..20 {
+        let (code, body) = d.http(
+            "POST",
+            &format!("/containers/create?name=f{i}"),
+            r#"{"Image":"ticker","Cmd":["60000"]}"#,
+        );
+        assert_eq!(code, 201, "{body}");
+        let (code, body) = d.http("POST", &format!("/containers/f{i}/start"), "");
+        assert_eq!(code, 503, "{body}");
+        assert!(
+            body.contains(&format!("f{i}")) && body.contains("--wasm-max-guests"),
+            "{body}"
+        );
+    }
+    let r = d.ketch(&["run", "--name", "late", "ticker", "60000"]);
+    assert_eq!(r.code, 125, "{}", r.stderr);
+    assert!(r.stderr.contains("--wasm-max-guests"), "{}", r.stderr);
+    // A client that goes away in the middle of a create body makes nothing.
+    {
+        let mut s = std::os::unix::net::UnixStream::connect(&d.socket).expect("connect");
+        use std::io::Write;
+        s.write_all(
+            b"POST /containers/create?name=cut HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 400\r\n\r\n{\"Image\":\"tick",
+        )
+        .unwrap();
+    }
+    for i in 0..3 {
+        assert_eq!(d.state(&format!("t{i}")), "running", "t{i}");
+    }
+    assert_eq!(d.state("f0"), "created");
+    let (code, _) = d.http("GET", "/containers/cut/json", "");
+    assert_eq!(code, 404, "a cut create leaves no container");
+    // A place given back lets the next one in.
+    d.ketch(&["rm", "-f", "t0"]).ok();
+    d.ketch(&["start", "f0"]).ok();
+    assert_eq!(d.state("f0"), "running");
+    assert_eq!(d.http("GET", "/_ping", "").0, 200);
+    let ids = d.ketch(&["ps", "-aq"]).ok();
+    let mut rm = vec!["rm", "-f"];
+    rm.extend(ids.split_whitespace());
+    d.ketch(&rm).ok();
+}

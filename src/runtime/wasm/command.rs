@@ -3,7 +3,7 @@
 
 use super::control::{configure_store, Ctl, Guest};
 use super::limits::{Cap, Limits, Refusal};
-use super::{io, Compiled, WasmBackend};
+use super::{admission, io, Compiled, WasmBackend};
 use crate::api::stream::StdStream;
 use crate::runtime::{ExitStatus, RunSpec, RuntimeError, Started, EXIT_KILLED, EXIT_TRAP};
 use std::future::Future;
@@ -95,6 +95,8 @@ impl WasmBackend {
                 reason: "a Wasm command has no sockets to publish; only wasi:http components serve ports".into(),
             });
         }
+        // Held by the task until the guest is gone.
+        let ticket = admission::admit(&spec.name, spec.grants.len())?;
         let ctl = Ctl::new(None);
         let cap = self.cap(&spec);
         let log_name: Arc<str> = spec.name.as_str().into();
@@ -164,6 +166,7 @@ impl WasmBackend {
                 status
             };
             tracing::debug!("wasm container {name} exited with {}", status.code);
+            drop(ticket);
             let _ = tx.send(status);
         });
         Ok(Started {

@@ -3,7 +3,7 @@
 
 use super::command::P1State;
 use super::control::{spawn_epoch_ticker, EPOCH_TICK, FN_EPOCH_TICK};
-use super::{http, WasmBackend};
+use super::{http, linear, WasmBackend};
 use crate::model::units::format_size;
 use crate::runtime::memory::{MemoryBudget, WasmMemory};
 use crate::runtime::RuntimeError;
@@ -35,6 +35,7 @@ impl WasmBackend {
         let mut cfg = wasmtime::Config::new();
         cfg.epoch_interruption(true);
         cfg.wasm_component_model(true);
+        linear::configure(&mut cfg);
         let engine = Engine::new(&cfg)
             .map_err(|e| RuntimeError::Unsupported(format!("wasmtime engine: {e}")))?;
         let mut p1_linker = Linker::new(&engine);

@@ -16,6 +16,7 @@
 //!   it is compiled for a second engine with the pooling allocator and
 //!   served by [`http`], a fresh instance per request.
 
+pub mod admission;
 mod command;
 pub(crate) mod control;
 pub(crate) mod detect;
@@ -23,6 +24,7 @@ mod engine;
 pub(crate) mod http;
 pub(crate) mod io;
 pub(crate) mod limits;
+mod linear;
 pub(crate) mod module;
 
 use super::memory::{MemoryBudget, WasmMemory};
