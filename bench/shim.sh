@@ -16,53 +16,8 @@ N=${N:-50}
 . bench/lib.sh
 build_release
 start_ketchd
-REL=$PWD/target/release
 
-# Everything below lives in $T and is stopped by stop_all.
-stop_all() {
-  if [ -n "${CPID:-}" ]; then
-    for id in $(ctr_ task ls -q 2>/dev/null); do ctr_ task kill -s SIGKILL "$id" >/dev/null 2>&1 || true; done
-    sleep 0.5
-    for id in $(ctr_ task ls -q 2>/dev/null); do ctr_ task delete "$id" >/dev/null 2>&1 || true; done
-    for id in $(ctr_ containers ls -q 2>/dev/null); do ctr_ containers delete "$id" >/dev/null 2>&1 || true; done
-    # A ketch shim ends about 3 s after its last task, removing its socket.
-    for _ in $(seq 200); do pgrep -f "containerd-shim-ketch-v1 .*-address $T/c.sock" >/dev/null || break; sleep 0.05; done
-    kill "$CPID" 2>/dev/null || true
-    wait "$CPID" 2>/dev/null || true
-    pkill -9 -f "containerd-shim-ketch-v1 .*-address $T/c.sock" 2>/dev/null || true
-    rmdir /run/containerd/runc/bench 2>/dev/null || true
-  fi
-  [ -n "${RPID:-}" ] && kill "$RPID" 2>/dev/null || true
-  stop_ketchd
-}
-trap stop_all EXIT
-ctr_() { ctr -a "$T/c.sock" -n bench "$@"; }
-
-# A registry, and the two images in it.
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-REG=127.0.0.1:$PORT
-printf 'version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: %s\n' "$T/reg" "$REG" >"$T/reg.yml"
-docker-registry serve "$T/reg.yml" >/dev/null 2>&1 &
-RPID=$!
-for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.05; done
-mkdir -p "$T/bb/bin"
-cp /bin/busybox "$T/bb/bin/busybox"
-for a in true sleep sh; do ln -sf busybox "$T/bb/bin/$a"; done
-printf 'FROM scratch\nCOPY bin /bin\nCMD ["/bin/true"]\n' >"$T/bb/Dockerfile"
-$K build -q -t "$REG/busybox:latest" "$T/bb" >/dev/null
-$K build -q -t "$REG/hello:latest" wasm-examples/hello >/dev/null
-$K build -q -t "$REG/ticker:latest" wasm-examples/ticker >/dev/null
-for i in busybox hello ticker; do $K push "$REG/$i:latest" >/dev/null; done
-
-# containerd, finding the release shim first on its PATH.
-printf 'version = 2\nroot = "%s/croot"\nstate = "%s/cstate"\ndisabled_plugins = ["io.containerd.grpc.v1.cri"]\n[grpc]\n  address = "%s/c.sock"\n[ttrpc]\n  address = "%s/c.sock.ttrpc"\n' \
-  "$T" "$T" "$T" "$T" >"$T/containerd.toml"
-PATH="$REL:$PATH" KETCH_SHIM_CACHE="$T/cache" containerd --config "$T/containerd.toml" >"$T/containerd.log" 2>&1 &
-CPID=$!
-for _ in $(seq 200); do ctr_ version >/dev/null 2>&1 && break; sleep 0.05; done
-ctr_ images pull --plain-http --platform wasi/wasm "$REG/hello:latest" >/dev/null
-ctr_ images pull --plain-http --platform wasi/wasm "$REG/ticker:latest" >/dev/null
-ctr_ images pull --plain-http "$REG/busybox:latest" >/dev/null
+start_containerd_peer
 # Warm both (the first ketch run compiles the module once, into the cache).
 ctr_ run --rm --runtime io.containerd.ketch.v1 "$REG/hello:latest" warm-k >/dev/null
 ctr_ run --rm --runtime io.containerd.runc.v2 "$REG/busybox:latest" warm-r >/dev/null

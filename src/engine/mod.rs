@@ -34,7 +34,7 @@ use crate::image::registry::{Registry, RegistryConfig};
 use crate::image::{Image, ImageStore};
 use crate::model::{ContainerId, Digest};
 use backend::Backends;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -50,7 +50,8 @@ const CREATING_SUFFIX: &str = "creating";
 
 #[derive(Default)]
 struct Table {
-    by_id: HashMap<ContainerId, Arc<Container>>,
+    /// Ordered, so an id prefix is a range, not a scan.
+    by_id: BTreeMap<ContainerId, Arc<Container>>,
     names: HashMap<String, ContainerId>,
 }
 
@@ -185,7 +186,11 @@ impl Engine {
             return Ok(c.clone());
         }
         if !key.is_empty() && key.bytes().all(|b| b.is_ascii_hexdigit()) {
-            let mut hits = t.by_id.values().filter(|c| c.id.as_str().starts_with(key));
+            let mut hits = t
+                .by_id
+                .range::<str, _>((std::ops::Bound::Included(key), std::ops::Bound::Unbounded))
+                .map(|(_, c)| c)
+                .take_while(|c| c.id.as_str().starts_with(key));
             match (hits.next(), hits.next()) {
                 (Some(c), None) => return Ok(c.clone()),
                 (None, _) => {}
@@ -201,7 +206,7 @@ impl Engine {
 
     pub fn list(&self) -> Vec<Arc<Container>> {
         let mut v: Vec<_> = self.table().by_id.values().cloned().collect();
-        v.sort_by_key(|c| std::cmp::Reverse(c.record().created));
+        v.sort_by_cached_key(|c| std::cmp::Reverse(c.created()));
         v
     }
 

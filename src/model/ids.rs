@@ -34,6 +34,13 @@ impl ContainerId {
     }
 }
 
+/// Ordered as its text, so a map keyed by ids can be searched by prefix.
+impl std::borrow::Borrow<str> for ContainerId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 impl fmt::Display for ContainerId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

@@ -320,11 +320,17 @@ fn guests_get_a_default_cap_and_share_the_daemon_budget() {
         "{}",
         logs.stderr
     );
-    // The first hog holds 64 of the 100 MiB: a second one does not fit.
+    // The first hog holds 64 of the 100 MiB: a second one does not fit,
+    // and its start is refused (503) naming the budget.
     let r = d.ketch(&["run", "--name", "hog2", "--memory", "80m", "hog"]);
+    assert_eq!(r.code, 125, "{}", r.stderr);
+    assert!(r.stderr.contains("--wasm-memory-budget"), "{}", r.stderr);
+    assert_eq!(d.state("hog2"), "created");
+    // One that starts within it and then grows fails alone, OOM-killed.
+    let r = d.ketch(&["run", "--name", "grow2", "--memory", "80m", "grow"]);
     assert_eq!(r.code, 134, "{}", r.stderr);
-    assert_eq!(oom("hog2"), "true");
-    let logs = d.ketch(&["logs", "hog2"]);
+    assert_eq!(oom("grow2"), "true");
+    let logs = d.ketch(&["logs", "grow2"]);
     assert!(
         logs.stderr.contains("--wasm-memory-budget"),
         "{}",

@@ -83,6 +83,10 @@ impl Container {
         lock(&self.record).state.status()
     }
 
+    pub fn created(&self) -> chrono::DateTime<chrono::Utc> {
+        lock(&self.record).created
+    }
+
     pub fn name(&self) -> String {
         lock(&self.record).name.clone()
     }

@@ -9,9 +9,11 @@
 //!   reserve of [`MAPS_RESERVED`] is kept for everything else of ketchd's;
 //! - file descriptors: one per granted directory, counted in the tenant
 //!   budget of [`crate::accept`] with connections;
-//! - the operator's own cap, `ketchd --wasm-max-guests`.
-//!
-//! Memory is held by the limiter's budget (`limits`), not here.
+//! - the operator's own cap, `ketchd --wasm-max-guests`;
+//! - memory: the guest's initial memory must fit in what is left of the
+//!   daemon's budget. The limiter (`limits`) is what holds guests to the
+//!   budget as they grow; this only turns a start that could not even
+//!   instantiate into a refusal, rather than a guest that dies OOM-killed.
 //!
 //! Counting mappings exactly is a read of `/proc/self/maps`, O(mappings).
 //! So the count is an upper bound: the last reading plus [`GUEST_MAPS`] for
@@ -19,6 +21,8 @@
 //! read again only when that bound reaches the limit.
 
 use crate::accept;
+use crate::model::units::format_size;
+use crate::runtime::memory::MemoryBudget;
 use crate::runtime::RuntimeError;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{LazyLock, Mutex};
@@ -54,9 +58,18 @@ pub fn guests() -> usize {
         .guests
 }
 
-/// Admit the guest `name`, which holds `fds` descriptors of its own.
-pub(crate) fn admit(name: &str, fds: usize) -> Result<Ticket, RuntimeError> {
-    PROCESS.admit(name, fds)
+/// What a guest needs to start.
+pub(crate) struct Needs<'a> {
+    /// Descriptors of its own (preopened directories).
+    pub(crate) fds: usize,
+    /// Bytes of memory its instantiation takes at least.
+    pub(crate) memory: u64,
+    pub(crate) budget: &'a MemoryBudget,
+}
+
+/// Admit the guest `name`.
+pub(crate) fn admit(name: &str, needs: Needs<'_>) -> Result<Ticket, RuntimeError> {
+    PROCESS.admit(name, needs)
 }
 
 struct State {
@@ -124,7 +137,11 @@ impl Admission {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub(crate) fn admit(&'static self, name: &str, fds: usize) -> Result<Ticket, RuntimeError> {
+    pub(crate) fn admit(
+        &'static self,
+        name: &str,
+        needs: Needs<'_>,
+    ) -> Result<Ticket, RuntimeError> {
         let refuse = |reason: String| RuntimeError::Capacity {
             name: name.to_string(),
             reason,
@@ -151,7 +168,16 @@ impl Admission {
                 }
             }
         }
-        let held = match fds {
+        let budget = needs.budget;
+        if budget.used().saturating_add(needs.memory) > budget.limit() {
+            return Err(refuse(format!(
+                "its {} of initial memory does not fit in what is left of the {} all Wasm guests of ketchd may hold ({} taken; ketchd --wasm-memory-budget)",
+                format_size(needs.memory),
+                format_size(budget.limit()),
+                format_size(budget.used())
+            )));
+        }
+        let held = match needs.fds {
             0 => None,
             n => Some(accept::tenant_descriptors(n).ok_or_else(|| {
                 let c = accept::config();
@@ -179,6 +205,32 @@ mod tests {
         Box::leak(Box::new(Admission::new(maps)))
     }
 
+    static ROOMY: LazyLock<MemoryBudget> = LazyLock::new(|| MemoryBudget::new(1 << 40));
+
+    fn needs(memory: u64, budget: &MemoryBudget) -> Needs<'_> {
+        Needs {
+            fds: 0,
+            memory,
+            budget,
+        }
+    }
+
+    #[test]
+    fn a_guest_whose_memory_does_not_fit_the_budget_is_refused() {
+        let a = admission(Maps {
+            limit: None,
+            count: || 0,
+        });
+        let budget = MemoryBudget::new(10 << 20);
+        assert!(budget.try_take(8 << 20));
+        let e = a.admit("big", needs(4 << 20, &budget)).err().unwrap().to_string();
+        assert!(
+            e.contains("cannot start big") && e.contains("--wasm-memory-budget"),
+            "{e}"
+        );
+        let _fits = a.admit("small", needs(1 << 20, &budget)).unwrap();
+    }
+
     #[test]
     fn the_operator_cap_refuses_by_name_and_frees_on_drop() {
         let a = admission(Maps {
@@ -186,15 +238,15 @@ mod tests {
             count: || 0,
         });
         a.max.store(2, Ordering::Relaxed);
-        let first = a.admit("a", 0).unwrap();
-        let _b = a.admit("b", 0).unwrap();
-        let e = a.admit("c", 0).err().unwrap().to_string();
+        let first = a.admit("a", needs(0, &ROOMY)).unwrap();
+        let _b = a.admit("b", needs(0, &ROOMY)).unwrap();
+        let e = a.admit("c", needs(0, &ROOMY)).err().unwrap().to_string();
         assert!(
             e.contains("cannot start c") && e.contains("--wasm-max-guests"),
             "{e}"
         );
         drop(first);
-        let _c = a.admit("c", 0).unwrap();
+        let _c = a.admit("c", needs(0, &ROOMY)).unwrap();
     }
 
     #[test]
@@ -203,7 +255,7 @@ mod tests {
             limit: Some(MAPS_RESERVED + 30),
             count: || 100,
         });
-        let e = a.admit("x", 0).err().unwrap().to_string();
+        let e = a.admit("x", needs(0, &ROOMY)).err().unwrap().to_string();
         assert!(
             e.contains("cannot start x")
                 && e.contains("100 memory mappings")
@@ -226,7 +278,7 @@ mod tests {
             },
         });
         let mut held = Vec::new();
-        while let Ok(t) = a.admit("g", 0) {
+        while let Ok(t) = a.admit("g", needs(0, &ROOMY)) {
             held.push(t);
             HELD.store(held.len(), Ordering::Relaxed);
             assert!(held.len() < 100, "never refused");

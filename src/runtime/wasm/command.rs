@@ -5,6 +5,7 @@ use super::control::{configure_store, Ctl, Guest};
 use super::limits::{Cap, Limits, Refusal};
 use super::{admission, io, Compiled, WasmBackend};
 use crate::api::stream::StdStream;
+use crate::runtime::memory::WASM_PAGE;
 use crate::runtime::{ExitStatus, RunSpec, RuntimeError, Started, EXIT_KILLED, EXIT_TRAP};
 use std::future::Future;
 use std::pin::Pin;
@@ -95,8 +96,24 @@ impl WasmBackend {
                 reason: "a Wasm command has no sockets to publish; only wasi:http components serve ports".into(),
             });
         }
+        let pages = match compiled {
+            Compiled::Module(pre) => pre.module().resources_required().max_initial_memory_size,
+            Compiled::Component(pre) => pre
+                .instance_pre()
+                .component()
+                .resources_required()
+                .and_then(|r| r.max_initial_memory_size),
+            Compiled::Http(_) => None,
+        };
         // Held by the task until the guest is gone.
-        let ticket = admission::admit(&spec.name, spec.grants.len())?;
+        let ticket = admission::admit(
+            &spec.name,
+            admission::Needs {
+                fds: spec.grants.len(),
+                memory: pages.unwrap_or(0).saturating_mul(WASM_PAGE),
+                budget: &self.budget,
+            },
+        )?;
         let ctl = Ctl::new(None);
         let cap = self.cap(&spec);
         let log_name: Arc<str> = spec.name.as_str().into();
@@ -336,16 +353,23 @@ mod tests {
     async fn second_guest_is_refused_while_the_first_holds_the_budget() {
         let (_dir, b) = backend(DEFAULT_GUEST_CAP, 100 * MIB);
         let hog = prepared(&b, HOG_WAT);
+        let grow = prepared(&b, GROW_WAT);
         let mut first = b.start(spec("first", &hog, None)).unwrap();
         budget_reaches(&b, 64 * MIB).await;
-        // Its initial memory does not fit in what is left.
-        let status = exit(b.start(spec("second", &hog, None)).unwrap()).await;
+        // Its initial memory does not fit in what is left: refused at start.
+        let error = b.start(spec("second", &hog, None)).err().unwrap().to_string();
+        assert!(
+            error.contains("cannot start second") && error.contains("--wasm-memory-budget"),
+            "{error}"
+        );
+        // One that fits at start and then grows is stopped by the budget.
+        let status = exit(b.start(spec("grower", &grow, Some(80 * MIB))).unwrap()).await;
         assert_eq!(status.code, EXIT_TRAP, "{status:?}");
         assert!(status.oom_killed, "{status:?}");
         let error = status.error.unwrap_or_default();
         assert!(error.contains("--wasm-memory-budget"), "{error}");
         assert!(first.exit.try_recv().is_err(), "the first runs on");
-        assert_eq!(b.budget.used(), 64 * MIB, "the refused one took nothing");
+        assert_eq!(b.budget.used(), 64 * MIB, "the refused ones hold nothing");
         // A kill gives the first one's share back; now the second fits.
         first.control.kill();
         assert_eq!(exit(first).await.code, EXIT_KILLED);
