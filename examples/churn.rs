@@ -93,15 +93,23 @@ fn task(c: &mut Conn, image: &str) -> Result<(), String> {
         Err(e) => Err(format!("{what}: {e}")),
     };
     let body = format!("{{\"Image\":\"{image}\"}}");
-    let created = expect(
-        "create",
-        c.call("POST", "/containers/create", &body),
-        201,
-    )?;
+    let created = expect("create", c.call("POST", "/containers/create", &body), 201)?;
     let id = id_of(&created).ok_or("create: no Id")?;
-    expect("start", c.call("POST", &format!("/containers/{id}/start"), ""), 204)?;
-    expect("wait", c.call("POST", &format!("/containers/{id}/wait"), ""), 200)?;
-    expect("delete", c.call("DELETE", &format!("/containers/{id}"), ""), 204)?;
+    expect(
+        "start",
+        c.call("POST", &format!("/containers/{id}/start"), ""),
+        204,
+    )?;
+    expect(
+        "wait",
+        c.call("POST", &format!("/containers/{id}/wait"), ""),
+        200,
+    )?;
+    expect(
+        "delete",
+        c.call("DELETE", &format!("/containers/{id}"), ""),
+        204,
+    )?;
     Ok(())
 }
 

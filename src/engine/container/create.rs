@@ -4,7 +4,7 @@
 
 use super::super::config::{merge_config, port_mappings, validate_host_config};
 use super::super::{volumes, Engine, EngineError, Record, StateRecord, CREATING_SUFFIX};
-use super::write_record;
+use super::{write_record, Durability};
 use crate::api::types::{ContainerCreateRequest, HostConfig};
 use crate::model::{ids, ContainerId};
 use chrono::Utc;
@@ -126,7 +126,9 @@ impl Engine {
             let staging = dir2.with_extension(CREATING_SUFFIX);
             let made = std::fs::create_dir_all(&staging)
                 .map_err(EngineError::io(&staging))
-                .and_then(|()| write_record(&staging.join("container.json"), &rec2))
+                .and_then(|()| {
+                    write_record(&staging.join("container.json"), &rec2, Durability::Durable)
+                })
                 .and_then(|()| std::fs::rename(&staging, &dir2).map_err(EngineError::io(&dir2)))
                 .and_then(|()| {
                     if rec2.host_config.auto_remove {

@@ -101,13 +101,31 @@ impl Container {
     /// one at a time, in order, so the file always holds the latest record.
     /// If the write fails, the change stays in memory.
     pub(super) async fn update(&self, f: impl FnOnce(&mut Record)) -> Result<Record, EngineError> {
+        self.update_as(f, Durability::Durable).await
+    }
+
+    /// [`Container::update`], without waiting for the disk: for a record
+    /// whose loss in a crash changes nothing (the next start settles it
+    /// the same way again).
+    pub(super) async fn update_volatile(
+        &self,
+        f: impl FnOnce(&mut Record),
+    ) -> Result<Record, EngineError> {
+        self.update_as(f, Durability::Volatile).await
+    }
+
+    async fn update_as(
+        &self,
+        f: impl FnOnce(&mut Record),
+        durability: Durability,
+    ) -> Result<Record, EngineError> {
         let io = self.io.clone().lock_owned().await;
         let rec = {
             let mut g = lock(&self.record);
             f(&mut g);
             g.clone()
         };
-        self.persist(io, rec.clone()).await?;
+        self.persist(io, rec.clone(), durability).await?;
         Ok(rec)
     }
 
@@ -130,7 +148,7 @@ impl Container {
                 }
             }
         };
-        if let Err(e) = self.persist(io, rec).await {
+        if let Err(e) = self.persist(io, rec, Durability::Durable).await {
             lock(&self.record).state = before;
             return Err(e);
         }
@@ -141,11 +159,12 @@ impl Container {
         &self,
         io: tokio::sync::OwnedMutexGuard<()>,
         rec: Record,
+        durability: Durability,
     ) -> Result<(), EngineError> {
         let path = self.dir.join("container.json");
         tokio::task::spawn_blocking(move || {
             let _io = io;
-            write_record(&path, &rec)
+            write_record(&path, &rec, durability)
         })
         .await
         .map_err(EngineError::task("writing a container record"))?
@@ -235,15 +254,26 @@ impl Container {
     }
 }
 
-/// Write a container record atomically. Durable (fsynced) unless the
-/// container is `--rm`: such a record is worthless after a crash, since
-/// the next start removes the container anyway.
-pub(super) fn write_record(path: &Path, rec: &Record) -> Result<(), EngineError> {
+/// Whether a record write waits for the disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Durability {
+    Durable,
+    Volatile,
+}
+
+/// Write a container record atomically. Durable (fsynced) unless asked
+/// not to be, or the container is `--rm`: such a record is worthless after
+/// a crash, since the next start removes the container anyway.
+pub(super) fn write_record(
+    path: &Path,
+    rec: &Record,
+    durability: Durability,
+) -> Result<(), EngineError> {
     let data = serde_json::to_vec_pretty(rec).map_err(|e| EngineError::Io {
         path: path.display().to_string(),
         source: std::io::Error::other(e),
     })?;
-    let write = if rec.host_config.auto_remove {
+    let write = if rec.host_config.auto_remove || durability == Durability::Volatile {
         fsutil::write_atomic_volatile
     } else {
         fsutil::write_atomic

@@ -223,7 +223,11 @@ mod tests {
         });
         let budget = MemoryBudget::new(10 << 20);
         assert!(budget.try_take(8 << 20));
-        let e = a.admit("big", needs(4 << 20, &budget)).err().unwrap().to_string();
+        let e = a
+            .admit("big", needs(4 << 20, &budget))
+            .err()
+            .unwrap()
+            .to_string();
         assert!(
             e.contains("cannot start big") && e.contains("--wasm-memory-budget"),
             "{e}"

@@ -357,7 +357,11 @@ mod tests {
         let mut first = b.start(spec("first", &hog, None)).unwrap();
         budget_reaches(&b, 64 * MIB).await;
         // Its initial memory does not fit in what is left: refused at start.
-        let error = b.start(spec("second", &hog, None)).err().unwrap().to_string();
+        let error = b
+            .start(spec("second", &hog, None))
+            .err()
+            .unwrap()
+            .to_string();
         assert!(
             error.contains("cannot start second") && error.contains("--wasm-memory-budget"),
             "{error}"
