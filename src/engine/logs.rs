@@ -239,3 +239,64 @@ pub fn read_entries(path: &Path, end: u64) -> std::io::Result<Vec<Entry>> {
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open_descriptors() -> usize {
+        std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
+    }
+
+    #[test]
+    fn followers_get_what_follows_and_an_unfollowed_log_keeps_no_channel() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(&dir.path().join("c-json.log"));
+        log.write(StdStream::Stdout, b"before\n");
+        assert!(!log.is_followed(), "no channel without a follower");
+        let (end, mut rx) = log.snapshot_and_subscribe();
+        log.write(StdStream::Stderr, b"after\n");
+        match rx.try_recv().unwrap() {
+            LogEvent::Output { stream, data, .. } => {
+                assert_eq!((stream, &data[..]), (StdStream::Stderr, &b"after\n"[..]))
+            }
+            LogEvent::Exit => panic!("an exit before the output"),
+        }
+        let stored = read_entries(log.path(), end).unwrap();
+        assert_eq!(stored.len(), 1);
+        assert_eq!(&stored[0].data[..], b"before\n");
+        // The follower leaves: the next event finds nobody and frees it.
+        drop(rx);
+        log.exit();
+        assert!(!log.is_followed());
+    }
+
+    #[test]
+    fn thousands_of_logs_hold_a_bounded_number_of_descriptors() {
+        let dir = tempfile::tempdir().unwrap();
+        let before = open_descriptors();
+        let logs: Vec<Log> = (0..OPEN_FILES_MAX + 200)
+            .map(|i| Log::open(&dir.path().join(format!("{i}-json.log"))))
+            .collect();
+        for l in &logs {
+            l.write(StdStream::Stdout, b"tick\n");
+        }
+        // Other tests of this process hold some open files too.
+        assert!(
+            open_descriptors() <= before + OPEN_FILES_MAX,
+            "{} open",
+            open_descriptors()
+        );
+        // Every line reached its file, held open or not.
+        for l in logs.iter().rev().take(5) {
+            let e = read_entries(l.path(), u64::MAX).unwrap();
+            assert_eq!(e.len(), 1, "{}", l.path().display());
+        }
+        drop(logs);
+        assert!(
+            open_descriptors() <= before + 16,
+            "{} open",
+            open_descriptors()
+        );
+    }
+}

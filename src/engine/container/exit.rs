@@ -52,7 +52,7 @@ impl Engine {
         if c.record().host_config.auto_remove {
             return c.set(exited);
         }
-        match c.update(exited).await {
+        match c.update_state(exited).await {
             Ok(rec) => rec,
             Err(e) => {
                 // The exit is recorded in memory all the same.

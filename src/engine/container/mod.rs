@@ -104,6 +104,14 @@ impl Container {
         self.update_as(f, Durability::Durable).await
     }
 
+    /// [`Container::update`] of the state alone ([`Durability::State`]).
+    pub(super) async fn update_state(
+        &self,
+        f: impl FnOnce(&mut Record),
+    ) -> Result<Record, EngineError> {
+        self.update_as(f, Durability::State).await
+    }
+
     /// [`Container::update`], without waiting for the disk: for a record
     /// whose loss in a crash changes nothing (the next start settles it
     /// the same way again).
@@ -148,7 +156,7 @@ impl Container {
                 }
             }
         };
-        if let Err(e) = self.persist(io, rec, Durability::Durable).await {
+        if let Err(e) = self.persist(io, rec, Durability::State).await {
             lock(&self.record).state = before;
             return Err(e);
         }
@@ -258,6 +266,12 @@ impl Container {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Durability {
     Durable,
+    /// A move of the state machine (start, exit, stop, pause): durable
+    /// only for a container whose restart policy reads it when ketchd
+    /// starts. For the others a crash loses at most that the container
+    /// ran, or its exit code (the next start records 255): the price of
+    /// not waiting on the disk twice in every run, which bounded churn.
+    State,
     Volatile,
 }
 
@@ -273,7 +287,12 @@ pub(super) fn write_record(
         path: path.display().to_string(),
         source: std::io::Error::other(e),
     })?;
-    let write = if rec.host_config.auto_remove || durability == Durability::Volatile {
+    let durable = match durability {
+        Durability::Durable => true,
+        Durability::State => rec.restart_policy() != crate::model::RestartPolicy::No,
+        Durability::Volatile => false,
+    };
+    let write = if rec.host_config.auto_remove || !durable {
         fsutil::write_atomic_volatile
     } else {
         fsutil::write_atomic
