@@ -83,7 +83,7 @@ impl Plugin {
                     &i.digest,
                     i.kind,
                     &i.bytes,
-                    ".fuel",
+                    ".plugin.fuel",
                 )
             })
             .clone()
@@ -91,8 +91,12 @@ impl Plugin {
     }
 }
 
-/// Compile for `engine` through the host's compile cache, where a file is
-/// named as ketchd names it: the daemon and its embedders share one cache.
+/// Compile for `engine` through the host's compile cache (by default
+/// ketchd's). A host's files are named apart from ketchd's (`variant` is
+/// `.plugin`, or `.plugin.fuel` for the fuel engine): a host's engine keeps its
+/// memories in an instance pool behind guard pages, ketchd's dense command
+/// engine bounds-checks them, and code compiled for one cannot run on the
+/// other.
 fn compile(
     host: &Host,
     engine: &wasmtime::Engine,
@@ -146,8 +150,15 @@ impl Host {
             PluginError::invalid(&name, "is not WebAssembly (no Wasm magic number)")
         })?;
         let digest = Digest::of(&bytes);
-        let code = compile(self, &self.inner.engines.engine, &digest, kind, &bytes, "")
-            .map_err(|e| PluginError::invalid(&name, e))?;
+        let code = compile(
+            self,
+            &self.inner.engines.engine,
+            &digest,
+            kind,
+            &bytes,
+            ".plugin",
+        )
+        .map_err(|e| PluginError::invalid(&name, e))?;
         Ok(Plugin {
             inner: Arc::new(PluginInner {
                 host: self.clone(),

@@ -1,37 +1,64 @@
-//! Linear memories of command guests: one anonymous read-write mapping of
-//! exactly the guest's accessible size each, grown with `mremap`.
+//! Linear memories and fiber stacks of command guests, made so that one
+//! guest costs about one of the process's memory mappings.
 //!
-//! wasmtime's default gives every memory a 4 GiB reservation plus a 2 GiB
-//! guard, and a copy-on-write image of its data: four or five mappings per
-//! guest, and 6 GiB of address space. Linux allows a process 65,530
-//! mappings (`vm.max_map_count`) and 128 TiB of addresses, so ketchd aborted
-//! near 10,000 idle guests, with most of its memory free. Here a memory is
-//! one mapping, and the kernel merges neighbouring ones of the same kind, so
-//! what bounds the guests of one ketchd is their fiber stacks (a stack and
-//! its guard page, two mappings: see `admission`).
+//! wasmtime's defaults give every memory a 4 GiB reservation plus a 2 GiB
+//! guard and a copy-on-write image of its data, and every fiber stack a
+//! guard page: about seven mappings per guest. Linux allows a process
+//! 65,530 mappings (`vm.max_map_count`), so ketchd aborted near 10,000 idle
+//! guests with most of its memory free.
 //!
-//! With no reservation and no guard, wasmtime compiles explicit bounds
-//! checks for every access, as it does on hosts without virtual memory: a
-//! guest cannot reach past its memory. Growing moves the mapping's pages
-//! (no copy) when the addresses after it are taken.
+//! - A memory is one private anonymous read-write mapping of exactly its
+//!   accessible size, grown with `mremap` (pages move, nothing is copied).
+//!   With no reservation and no guard, wasmtime compiles explicit bounds
+//!   checks for every access, as it does on hosts without virtual memory: a
+//!   guest cannot reach past its memory. Memories are placed one below the
+//!   other in a region of their own, away from the stacks, so the kernel
+//!   merges neighbours into one mapping.
+//! - A stack is one `MAP_GROWSDOWN` mapping. The kernel keeps a gap below
+//!   such a mapping free (`stack_guard_gap`, 1 MiB by default) and never
+//!   grows it into another mapping, so an overflow faults, as it would on a
+//!   guard page, without a `PROT_NONE` mapping of its own to split the map.
 
+use std::ops::Range;
 use std::ptr::NonNull;
-use wasmtime::{LinearMemory, MemoryCreator, MemoryType};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use wasmtime::{LinearMemory, MemoryCreator, MemoryType, StackCreator, StackMemory};
 
 /// Makes [`Mapping`]s. Give it to an engine whose memories have no
 /// reservation, no guard and no copy-on-write images (see [`configure`]).
 pub(super) struct Creator;
 
-/// Set up `cfg` for memories from [`Creator`].
+/// Set up `cfg` for memories and stacks from [`Creator`].
 pub(super) fn configure(cfg: &mut wasmtime::Config) {
+    compile_like_commands(cfg);
+    cfg.with_host_memory(std::sync::Arc::new(Creator))
+        .with_host_stack(std::sync::Arc::new(Creator));
+}
+
+/// The settings of `configure` that compiled code depends on: an engine
+/// with them (the embedding library's) shares the compile cache with
+/// ketchd's commands.
+pub(crate) fn compile_like_commands(cfg: &mut wasmtime::Config) {
     cfg.memory_reservation(0)
         .memory_guard_size(0)
         .memory_reservation_for_growth(0)
         .guard_before_linear_memory(false)
         .memory_init_cow(false)
-        .memory_may_move(true)
-        .with_host_memory(std::sync::Arc::new(Creator));
+        .memory_may_move(true);
 }
+
+/// The kernel's default `stack_guard_gap`: what wasmtime is told is the
+/// guard below a stack (faults there are reported as overflows).
+const STACK_GAP: usize = 256 * 4096;
+/// How far below the first mapping the memories' region starts: room for
+/// the stacks, which the kernel places from the top down.
+const MEMORY_REGION_OFFSET: usize = 1 << 40;
+
+/// Where the next memory is asked to go: just below the last one (0 until
+/// the first).
+static NEXT_MEMORY: AtomicUsize = AtomicUsize::new(0);
+/// The top of the memories' region.
+static MEMORY_REGION: AtomicUsize = AtomicUsize::new(0);
 
 // SAFETY: every memory is a private anonymous mapping of its own, zero
 // filled by the kernel, at least as large as wasmtime was told, and unmapped
@@ -85,24 +112,71 @@ fn pages(n: usize) -> std::io::Result<usize> {
         .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::OutOfMemory))
 }
 
+/// A fresh private anonymous mapping of `len` bytes, at `hint` if that is
+/// free (never over anything: no `MAP_FIXED`).
+fn map(hint: usize, len: usize, flags: libc::c_int) -> std::io::Result<NonNull<u8>> {
+    // SAFETY: without MAP_FIXED the hint is only a hint; the kernel places
+    // a new mapping where nothing is mapped.
+    let p = unsafe {
+        libc::mmap(
+            hint as *mut libc::c_void,
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | flags,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err(std::io::Error::last_os_error());
+    }
+    NonNull::new(p.cast()).ok_or_else(std::io::Error::last_os_error)
+}
+
+/// Where a memory of `len` bytes is asked to go: right below the last one,
+/// in a region [`MEMORY_REGION_OFFSET`] below the first mapping ketch saw;
+/// back at the region's top when the next place would leave it.
+fn memory_hint(len: usize) -> usize {
+    let mut top = MEMORY_REGION.load(Ordering::Relaxed);
+    if top == 0 {
+        // The first memory: probe where the kernel puts mappings now.
+        if let Ok(p) = map(0, len, 0) {
+            // SAFETY: unmaps the probe just made.
+            unsafe { libc::munmap(p.as_ptr().cast(), len) };
+            let region = (p.as_ptr() as usize).saturating_sub(MEMORY_REGION_OFFSET);
+            top = match MEMORY_REGION.compare_exchange(
+                0,
+                region,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => region,
+                Err(other) => other,
+            };
+        }
+    }
+    let next = match NEXT_MEMORY.load(Ordering::Relaxed) {
+        0 => top,
+        n => n,
+    };
+    match next.checked_sub(len) {
+        Some(h) if h >= top.saturating_sub(MEMORY_REGION_OFFSET / 2) => h,
+        _ => top.saturating_sub(len),
+    }
+}
+
 impl Mapping {
     fn new(size: usize) -> std::io::Result<Self> {
         let mapped = pages(size)?;
-        // SAFETY: a fresh private anonymous mapping, placed by the kernel.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                mapped,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(std::io::Error::last_os_error());
-        }
-        let base = NonNull::new(p.cast()).ok_or_else(std::io::Error::last_os_error)?;
+        let hint = memory_hint(mapped);
+        let base = map(hint, mapped, 0)?;
+        // The next one goes below this one, or below the place asked for if
+        // that was taken.
+        let placed = base.as_ptr() as usize;
+        NEXT_MEMORY.store(
+            if placed == hint { placed } else { hint },
+            Ordering::Relaxed,
+        );
         Ok(Mapping { base, mapped, size })
     }
 }
@@ -143,6 +217,52 @@ unsafe impl LinearMemory for Mapping {
 
     fn as_ptr(&self) -> *mut u8 {
         self.base.as_ptr()
+    }
+}
+
+/// One fiber stack: a `MAP_GROWSDOWN` mapping (see the module's docs).
+struct Stack {
+    base: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the mapping is owned by this value and moves with it.
+unsafe impl Send for Stack {}
+// SAFETY: `&self` methods only read the fields.
+unsafe impl Sync for Stack {}
+
+// SAFETY: each stack is a fresh zero-filled mapping of its own, page
+// aligned, at least `size` bytes, and protected below by the kernel's
+// stack guard gap; it is unmapped only when wasmtime drops it.
+unsafe impl StackCreator for Creator {
+    fn new_stack(&self, size: usize, _zeroed: bool) -> wasmtime::Result<Box<dyn StackMemory>> {
+        let len = pages(size)?;
+        let base = map(0, len, libc::MAP_GROWSDOWN | libc::MAP_NORESERVE)?;
+        Ok(Box::new(Stack { base, len }))
+    }
+}
+
+// SAFETY: `top` and `range` describe exactly the mapping; the guard is the
+// gap the kernel keeps free below it.
+unsafe impl StackMemory for Stack {
+    fn top(&self) -> *mut u8 {
+        self.base.as_ptr().wrapping_add(self.len)
+    }
+
+    fn range(&self) -> Range<usize> {
+        let base = self.base.as_ptr() as usize;
+        base..base + self.len
+    }
+
+    fn guard_range(&self) -> Range<*mut u8> {
+        self.base.as_ptr().wrapping_sub(STACK_GAP)..self.base.as_ptr()
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly this stack, which wasmtime no longer uses.
+        unsafe { libc::munmap(self.base.as_ptr().cast(), self.len) };
     }
 }
 

@@ -24,7 +24,7 @@ mod engine;
 pub(crate) mod http;
 pub(crate) mod io;
 pub(crate) mod limits;
-mod linear;
+pub(crate) mod linear;
 pub(crate) mod module;
 
 use super::memory::{MemoryBudget, WasmMemory};
