@@ -301,6 +301,70 @@ mod tests {
         assert_eq!(m.byte_size(), 65536);
     }
 
+    /// The kernel keeps the gap below a fiber stack free: a mapping asked
+    /// for right below it is put elsewhere, so nothing can sit where an
+    /// overflow would write.
+    #[test]
+    fn nothing_is_placed_in_the_gap_below_a_stack() {
+        let stack = Creator.new_stack(64 << 10, true).unwrap();
+        let base = stack.range().start;
+        assert_eq!(stack.guard_range().end as usize, base);
+        let page = page_size();
+        let near = map(base - page, page, 0).unwrap();
+        let at = near.as_ptr() as usize;
+        // SAFETY: unmaps the page just mapped.
+        unsafe { libc::munmap(near.as_ptr().cast(), page) };
+        assert!(
+            at + page <= base - STACK_GAP || at >= base,
+            "a mapping at {at:#x} is inside the gap below the stack at {base:#x}"
+        );
+    }
+
+    /// A host overflow of a fiber stack, even with a neighbour forced into
+    /// the gap (MAP_FIXED, which ketch never uses), faults rather than
+    /// growing the stack into it. Run in a child, which the fault ends.
+    #[test]
+    fn an_overflow_faults_instead_of_writing_below() {
+        let stack = Creator.new_stack(64 << 10, true).unwrap();
+        let base = stack.range().start;
+        let page = page_size();
+        let victim_end = base - STACK_GAP / 2;
+        // SAFETY: MAP_FIXED_NOREPLACE maps only where nothing is mapped.
+        let victim = unsafe {
+            libc::mmap(
+                (victim_end - page) as *mut libc::c_void,
+                page,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(victim, libc::MAP_FAILED, "{}", std::io::Error::last_os_error());
+        // SAFETY: fork, then the child only writes and exits.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            for addr in (victim_end..base).rev().step_by(8) {
+                // SAFETY: the attack itself: it must fault before the
+                // victim's page.
+                unsafe { ((addr & !7) as *mut u64).write_volatile(0x4b45_5443_48) };
+            }
+            // SAFETY: exit without unwinding in the forked child.
+            unsafe { libc::_exit(0) };
+        }
+        let mut status = 0;
+        // SAFETY: waits for the child just forked.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert!(
+            libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGSEGV,
+            "the overflow did not fault: status {status:#x}"
+        );
+        // SAFETY: the victim page is mapped (above) and still ours.
+        assert_eq!(unsafe { *(victim as *const u64) }, 0);
+        // SAFETY: unmaps the page mapped above.
+        unsafe { libc::munmap(victim, page) };
+    }
+
     #[test]
     fn a_reservation_is_refused() {
         let ty = MemoryType::new(1, None);
