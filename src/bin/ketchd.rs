@@ -159,6 +159,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         max_ratio: args.max_unpack_ratio.unwrap_or(d.max_ratio),
         ratio_floor: d.ratio_floor,
     });
+    #[cfg(feature = "wasm")]
     if let Some(n) = args.wasm_max_guests {
         ketch::runtime::wasm::admission::set_max_guests(usize::try_from(n).unwrap_or(usize::MAX));
     }

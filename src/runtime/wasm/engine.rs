@@ -3,7 +3,9 @@
 
 use super::command::P1State;
 use super::control::{spawn_epoch_ticker, EPOCH_TICK, FN_EPOCH_TICK};
-use super::{http, linear, WasmBackend};
+#[cfg(target_os = "linux")]
+use super::linear;
+use super::{http, WasmBackend};
 use crate::model::units::format_size;
 use crate::runtime::memory::{MemoryBudget, WasmMemory};
 use crate::runtime::RuntimeError;
@@ -35,6 +37,9 @@ impl WasmBackend {
         let mut cfg = wasmtime::Config::new();
         cfg.epoch_interruption(true);
         cfg.wasm_component_model(true);
+        // Elsewhere, wasmtime's own memories and stacks (more mappings
+        // per guest; density is measured on Linux).
+        #[cfg(target_os = "linux")]
         linear::configure(&mut cfg);
         let engine = Engine::new(&cfg)
             .map_err(|e| RuntimeError::Unsupported(format!("wasmtime engine: {e}")))?;

@@ -340,14 +340,19 @@ mod tests {
                 0,
             )
         };
-        assert_ne!(victim, libc::MAP_FAILED, "{}", std::io::Error::last_os_error());
+        assert_ne!(
+            victim,
+            libc::MAP_FAILED,
+            "{}",
+            std::io::Error::last_os_error()
+        );
         // SAFETY: fork, then the child only writes and exits.
         let pid = unsafe { libc::fork() };
         if pid == 0 {
             for addr in (victim_end..base).rev().step_by(8) {
                 // SAFETY: the attack itself: it must fault before the
                 // victim's page.
-                unsafe { ((addr & !7) as *mut u64).write_volatile(0x4b45_5443_48) };
+                unsafe { ((addr & !7) as *mut u64).write_volatile(0x004b_4554_4348) };
             }
             // SAFETY: exit without unwinding in the forked child.
             unsafe { libc::_exit(0) };

@@ -24,6 +24,7 @@ mod engine;
 pub(crate) mod http;
 pub(crate) mod io;
 pub(crate) mod limits;
+#[cfg(target_os = "linux")]
 pub(crate) mod linear;
 pub(crate) mod module;
 
