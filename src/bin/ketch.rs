@@ -5,6 +5,7 @@ use clap::Parser;
 
 #[cfg(unix)]
 fn main() {
+    quiet_on_closed_stdout();
     let cli = ketch::cli::Cli::parse();
     let fail = ketch::cli::failure_code(&cli.command);
     let rt = match tokio::runtime::Builder::new_current_thread()
@@ -26,6 +27,27 @@ fn main() {
     };
     // Don't wait for background stdin readers.
     std::process::exit(code);
+}
+
+/// `ketch ps | head`: when the reader of stdout goes away, `print!` fails
+/// with EPIPE (Rust ignores SIGPIPE, so writes to ketchd's socket fail
+/// with an error instead of killing the CLI). End then as a program killed
+/// by SIGPIPE ends, quietly with 141, as the docker CLI does, instead of
+/// printing a panic.
+#[cfg(unix)]
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .unwrap_or("");
+        if msg.starts_with("failed printing to stdout") && msg.contains("Broken pipe") {
+            std::process::exit(128 + libc::SIGPIPE);
+        }
+        default(info);
+    }));
 }
 
 /// The CLI reaches ketchd over a Unix socket.

@@ -172,3 +172,33 @@ fn label_filters_must_all_match_and_other_keys_are_alternatives() {
         two
     );
 }
+
+#[test]
+fn a_reader_that_goes_away_ends_the_cli_quietly() {
+    use std::io::Read;
+    let d = TestDaemon::start();
+    d.wat_image("hello", HELLO_WAT);
+    // An inspect of a few hundred KiB: more than a pipe holds.
+    let env: Vec<String> = (0..200)
+        .map(|i| format!("V{i}={}", "x".repeat(1024)))
+        .collect();
+    let body = serde_json::json!({"Image": "hello", "Env": env}).to_string();
+    let (code, out) = d.http("POST", "/containers/create?name=big", &body);
+    assert_eq!(code, 201, "{out}");
+    // `ketch inspect big | head -c 1`
+    let mut child = d
+        .ketch_cmd(&["inspect", "big"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 1];
+    stdout.read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"[");
+    drop(stdout);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(141), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
