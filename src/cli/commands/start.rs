@@ -128,13 +128,15 @@ pub async fn attach_and_start(
 }
 
 /// Copy an attached stream to stdout and stderr until it ends: raw with a
-/// TTY, else demultiplexed from its 8-byte frames.
+/// TTY, else demultiplexed from its 8-byte frames. The CLI's own stdout
+/// and stderr are written directly: tokio's hand each write to a blocking
+/// thread, made on the first one, which a short run waits for.
 pub async fn copy_output(
     rd: &mut (impl tokio::io::AsyncRead + Unpin),
     tty: bool,
 ) -> anyhow::Result<()> {
-    let mut out = tokio::io::stdout();
-    let mut err = tokio::io::stderr();
+    use std::io::Write as _;
+    let (out, err) = (std::io::stdout(), std::io::stderr());
     let mut dec = Decoder::default();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
@@ -143,20 +145,23 @@ pub async fn copy_output(
             break;
         }
         if tty {
-            out.write_all(&buf[..n]).await?;
-            out.flush().await?;
+            let mut o = out.lock();
+            o.write_all(&buf[..n])?;
+            o.flush()?;
             continue;
         }
         dec.push(&buf[..n]);
         while let Some((s, data)) = dec.next_frame()? {
             match s {
                 StdStream::Stderr => {
-                    err.write_all(&data).await?;
-                    err.flush().await?;
+                    let mut e = err.lock();
+                    e.write_all(&data)?;
+                    e.flush()?;
                 }
                 _ => {
-                    out.write_all(&data).await?;
-                    out.flush().await?;
+                    let mut o = out.lock();
+                    o.write_all(&data)?;
+                    o.flush()?;
                 }
             }
         }
