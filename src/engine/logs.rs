@@ -86,20 +86,17 @@ impl Log {
     }
 
     pub fn exit(&self) {
-        self.publish(LogEvent::Exit);
+        self.publish(|| LogEvent::Exit);
     }
 
-    /// Send to the subscribers; with none left, free the channel.
-    fn publish(&self, event: LogEvent) {
+    /// Send to the subscribers, if a channel exists: `event` is made only
+    /// then, so an unfollowed log copies no output. With no subscriber
+    /// left, free the channel.
+    fn publish(&self, event: impl FnOnce() -> LogEvent) {
         let mut tx = self.tx.lock().unwrap_or_else(|e| e.into_inner());
-        if tx.as_ref().is_some_and(|t| t.send(event).is_err()) {
+        if tx.as_ref().is_some_and(|t| t.send(event()).is_err()) {
             *tx = None;
         }
-    }
-
-    /// Is there a channel to publish on (so output is worth copying)?
-    fn is_followed(&self) -> bool {
-        self.tx.lock().unwrap_or_else(|e| e.into_inner()).is_some()
     }
 
     fn append(&self, stream: StdStream, data: &[u8]) {
@@ -143,13 +140,11 @@ impl Log {
         }
         // Still under the file's lock, so a new subscriber's snapshot and
         // this line are in order.
-        if self.is_followed() {
-            self.publish(LogEvent::Output {
-                stream,
-                data: Bytes::copy_from_slice(data),
-                time,
-            });
-        }
+        self.publish(|| LogEvent::Output {
+            stream,
+            data: Bytes::copy_from_slice(data),
+            time,
+        });
     }
 }
 
@@ -194,7 +189,7 @@ impl OutputSink for Log {
         };
         for line in data[..end].split(|&b| b == b'\n') {
             if let Ok(l) = serde_json::from_slice::<Line>(line) {
-                self.publish(LogEvent::Output {
+                self.publish(|| LogEvent::Output {
                     stream: l.stream,
                     data: Bytes::from(l.log),
                     time: l.time,
@@ -244,6 +239,10 @@ pub fn read_entries(path: &Path, end: u64) -> std::io::Result<Vec<Entry>> {
 mod tests {
     use super::*;
 
+    fn is_followed(log: &Log) -> bool {
+        log.tx.lock().unwrap().is_some()
+    }
+
     fn open_descriptors() -> usize {
         std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
     }
@@ -253,7 +252,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = Log::open(&dir.path().join("c-json.log"));
         log.write(StdStream::Stdout, b"before\n");
-        assert!(!log.is_followed(), "no channel without a follower");
+        assert!(!is_followed(&log), "no channel without a follower");
         let (end, mut rx) = log.snapshot_and_subscribe();
         log.write(StdStream::Stderr, b"after\n");
         match rx.try_recv().unwrap() {
@@ -268,7 +267,7 @@ mod tests {
         // The follower leaves: the next event finds nobody and frees it.
         drop(rx);
         log.exit();
-        assert!(!log.is_followed());
+        assert!(!is_followed(&log));
     }
 
     #[test]

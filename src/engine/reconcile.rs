@@ -4,7 +4,7 @@
 //! still run it) or recorded as exited; `--rm` containers are removed;
 //! restart policies bring containers back.
 
-use super::container::Container;
+use super::container::{Container, Durability};
 use super::{Engine, EngineError, Record, CREATING_SUFFIX, REMOVING_SUFFIX};
 use crate::runtime::{ExitStatus, Reattached};
 use chrono::Utc;
@@ -127,7 +127,8 @@ impl Engine {
             }
             // Not waited onto the disk: lost in a crash, the record says
             // alive again, and the next start settles it the same way.
-            c.update_volatile(|r| r.exited(&exit.0, exit.1)).await?;
+            c.update_as(|r| r.exited(&exit.0, exit.1), Durability::Volatile)
+                .await?;
         }
         // An --rm container that outlived its daemon is removed, as Docker does.
         if rec.state.status() == crate::model::Status::Removing || rec.host_config.auto_remove {

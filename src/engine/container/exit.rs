@@ -3,7 +3,7 @@
 //! policy.
 
 use super::super::{Engine, Record};
-use super::Container;
+use super::{Container, Durability};
 use crate::api::stream::StdStream;
 use crate::runtime::{ExitStatus, OutputSink};
 use chrono::{DateTime, Utc};
@@ -52,7 +52,7 @@ impl Engine {
         if c.record().host_config.auto_remove {
             return c.set(exited);
         }
-        match c.update_state(exited).await {
+        match c.update_as(exited, Durability::State).await {
             Ok(rec) => rec,
             Err(e) => {
                 // The exit is recorded in memory all the same.

@@ -104,25 +104,8 @@ impl Container {
         self.update_as(f, Durability::Durable).await
     }
 
-    /// [`Container::update`] of the state alone ([`Durability::State`]).
-    pub(super) async fn update_state(
-        &self,
-        f: impl FnOnce(&mut Record),
-    ) -> Result<Record, EngineError> {
-        self.update_as(f, Durability::State).await
-    }
-
-    /// [`Container::update`], without waiting for the disk: for a record
-    /// whose loss in a crash changes nothing (the next start settles it
-    /// the same way again).
-    pub(super) async fn update_volatile(
-        &self,
-        f: impl FnOnce(&mut Record),
-    ) -> Result<Record, EngineError> {
-        self.update_as(f, Durability::Volatile).await
-    }
-
-    async fn update_as(
+    /// [`Container::update`], as durable as `durability` asks.
+    pub(super) async fn update_as(
         &self,
         f: impl FnOnce(&mut Record),
         durability: Durability,

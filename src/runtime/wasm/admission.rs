@@ -5,8 +5,9 @@
 //! Guests are instances inside ketchd, and share its process-wide limits:
 //! - memory mappings (`vm.max_map_count`, 65,530 by default). A guest takes
 //!   up to [`GUEST_MAPS`]: its fiber stack and its linear memory, which
-//!   usually merges with its neighbours' (see `linear`). When malloc cannot map, Rust aborts: so a
-//!   reserve of [`MAPS_RESERVED`] is kept for everything else of ketchd's;
+//!   usually merges with its neighbours' (see `linear`). When malloc
+//!   cannot map, Rust aborts: so a reserve of [`MAPS_RESERVED`] is kept
+//!   for everything else of ketchd's;
 //! - file descriptors: one per granted directory, counted in the tenant
 //!   budget of [`crate::accept`] with connections;
 //! - the operator's own cap, `ketchd --wasm-max-guests`;
@@ -28,7 +29,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{LazyLock, Mutex};
 
 /// Mappings one guest may add: its fiber stack and its memory.
-pub(crate) const GUEST_MAPS: usize = 2;
+const GUEST_MAPS: usize = 2;
 /// Mappings kept for ketchd itself: libraries, thread stacks, malloc
 /// arenas, compiled modules, the function pool, monitors' pipes.
 const MAPS_RESERVED: usize = 4096;
@@ -47,15 +48,6 @@ static PROCESS: LazyLock<Admission> = LazyLock::new(|| Admission::new(Maps::host
 /// Set `--wasm-max-guests` for this process.
 pub fn set_max_guests(n: usize) {
     PROCESS.max.store(n, Ordering::Relaxed);
-}
-
-/// Command guests running now, in this process.
-pub fn guests() -> usize {
-    PROCESS
-        .state
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .guests
 }
 
 /// What a guest needs to start.

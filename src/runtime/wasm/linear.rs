@@ -30,21 +30,14 @@ pub(super) struct Creator;
 
 /// Set up `cfg` for memories and stacks from [`Creator`].
 pub(super) fn configure(cfg: &mut wasmtime::Config) {
-    compile_like_commands(cfg);
-    cfg.with_host_memory(std::sync::Arc::new(Creator))
-        .with_host_stack(std::sync::Arc::new(Creator));
-}
-
-/// The settings of `configure` that compiled code depends on: an engine
-/// with them (the embedding library's) shares the compile cache with
-/// ketchd's commands.
-pub(crate) fn compile_like_commands(cfg: &mut wasmtime::Config) {
     cfg.memory_reservation(0)
         .memory_guard_size(0)
         .memory_reservation_for_growth(0)
         .guard_before_linear_memory(false)
         .memory_init_cow(false)
-        .memory_may_move(true);
+        .memory_may_move(true)
+        .with_host_memory(std::sync::Arc::new(Creator))
+        .with_host_stack(std::sync::Arc::new(Creator));
 }
 
 /// The kernel's default `stack_guard_gap`: what wasmtime is told is the
@@ -170,13 +163,9 @@ impl Mapping {
         let mapped = pages(size)?;
         let hint = memory_hint(mapped);
         let base = map(hint, mapped, 0)?;
-        // The next one goes below this one, or below the place asked for if
-        // that was taken.
-        let placed = base.as_ptr() as usize;
-        NEXT_MEMORY.store(
-            if placed == hint { placed } else { hint },
-            Ordering::Relaxed,
-        );
+        // The next one goes below the place asked for, whether this one got
+        // it or the kernel put it elsewhere because it was taken.
+        NEXT_MEMORY.store(hint, Ordering::Relaxed);
         Ok(Mapping { base, mapped, size })
     }
 }

@@ -25,7 +25,7 @@ pub(crate) mod http;
 pub(crate) mod io;
 pub(crate) mod limits;
 #[cfg(target_os = "linux")]
-pub(crate) mod linear;
+mod linear;
 pub(crate) mod module;
 
 use super::memory::{MemoryBudget, WasmMemory};
