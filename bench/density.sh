@@ -22,24 +22,11 @@ start_ketchd
 $K build -q -t density-ticker wasm-examples/ticker >/dev/null
 start_containerd_peer
 python3 - "$T/k.sock" "$DPID" "$NS" "$T/steps.json" <<'PY'
-import json, socket, sys, time
+import json, sys, time
+sys.path.insert(0, "bench")
+from api import Api
 sock, pid, ns, out = sys.argv[1], sys.argv[2], [int(n) for n in sys.argv[3].split()], sys.argv[4]
-conn = socket.socket(socket.AF_UNIX); conn.connect(sock); rf = conn.makefile("rb")
-def call(method, path, body=b""):
-    conn.sendall(f"{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
-    status = int(rf.readline().split()[1]); n = 0; chunked = False
-    while (l := rf.readline().strip()):
-        k, _, v = l.decode().partition(":")
-        if k.lower() == "content-length": n = int(v)
-        if k.lower() == "transfer-encoding": chunked = True
-    if chunked:
-        data = b""
-        while (size := int(rf.readline().strip(), 16)):
-            data += rf.read(size); rf.readline()
-        rf.readline()
-    else:
-        data = rf.read(n)
-    return status, data
+call = Api(sock).call
 def rss():
     return int(next(l for l in open(f"/proc/{pid}/status") if l.startswith("VmRSS")).split()[1])
 def maps():
@@ -72,7 +59,6 @@ json.dump({"base_kib": base, "steps": steps}, open(out, "w"))
 PY
 
 # Peers: PEER_N idle containers each.
-rss_of() { awk '/VmRSS/ {s += $2} END {print s + 0}' "$@" 2>/dev/null || echo 0; }
 wasmtime compile -o "$T/ticker.cwasm" wasm-examples/ticker/ticker.wasm
 wpids=()
 for i in $(seq "$PEER_N"); do
@@ -87,7 +73,7 @@ for i in $(seq "$PEER_N"); do
   ctr_ run -d --null-io --runtime io.containerd.runc.v2 "$REG/busybox:latest" "r$i" /bin/sleep 3600 >/dev/null
 done
 sleep 1
-rp=$(pgrep -f "containerd-shim-runc-v2.*-address $T/c.sock" || true)
+rp=$(shim_pids containerd-shim-runc-v2)
 cpids=$(for p in $rp; do pgrep -P "$p" || true; done)
 r_rss=$(rss_of $(for p in $rp $cpids; do echo "/proc/$p/status"; done))
 

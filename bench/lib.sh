@@ -62,6 +62,10 @@ start_containerd_peer() {
 }
 
 ctr_() { ctr -a "$T/c.sock" -n bench "$@"; }
+# Pids of that containerd's shims whose command line starts with $1.
+shim_pids() { pgrep -f "$1.*-address $T/c.sock" || true; }
+# Resident KiB of the processes whose /proc/PID/status files are given.
+rss_of() { awk '/VmRSS/ {s += $2} END {print s + 0}' "$@" 2>/dev/null || echo 0; }
 
 # Stop containerd (its tasks first), the registry, and ketchd.
 stop_all() {

@@ -11,16 +11,11 @@ build_release
 start_ketchd
 $K build -q -t restart-ticker wasm-examples/ticker >/dev/null
 python3 - "$T/k.sock" "$N" <<'PY'
-import json, socket, sys
+import json, sys
+sys.path.insert(0, "bench")
+from api import Api
 sock, n = sys.argv[1], int(sys.argv[2])
-conn = socket.socket(socket.AF_UNIX); conn.connect(sock); rf = conn.makefile("rb")
-def call(method, path, body=b""):
-    conn.sendall(f"{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
-    status = int(rf.readline().split()[1]); length = 0
-    while (l := rf.readline().strip()):
-        k, _, v = l.decode().partition(":")
-        if k.lower() == "content-length": length = int(v)
-    return status, rf.read(length)
+call = Api(sock).call
 spec = json.dumps({"Image": "restart-ticker", "Cmd": ["60000"], "HostConfig": {"RestartPolicy": {"Name": "always"}}}).encode()
 for i in range(n):
     s, b = call("POST", "/containers/create", spec)
@@ -36,15 +31,13 @@ t0=$(date +%s.%N)
 target/release/ketchd --data-root "$T/root" --host "unix://$T/k.sock" ${KETCHD_ARGS:-} >>"$T/ketchd.log" 2>&1 &
 DPID=$!
 python3 - "$T/k.sock" "$N" "$t0" <<'PY'
-import socket, sys, time
+import sys, time
+sys.path.insert(0, "bench")
+from api import Api
 sock, n, t0 = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
 def running():
-    s = socket.socket(socket.AF_UNIX); s.connect(sock)
-    s.sendall(b"GET /containers/json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-    data = b""
-    while (c := s.recv(1 << 20)):
-        data += c
-    return data.count(b'"State":"running"')
+    # A new connection each time: the first ones find no ketchd yet.
+    return Api(sock).call("GET", "/containers/json")[1].count(b'"State":"running"')
 up = None
 while time.time() - t0 < 120:
     try:

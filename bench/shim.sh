@@ -54,8 +54,6 @@ print(f"ratio ketch/runc (p50): {k / r:.2f}x  (goal <= 0.5x)")
 PY
 
 echo "== $N idle containers under ctr run -d"
-rss_of() { awk '/VmRSS/ {s += $2} END {print s + 0}' "$@" 2>/dev/null || echo 0; }
-shim_pids() { pgrep -f "$1.*-address $T/c.sock" || true; }
 for i in $(seq 1 "$N"); do
   ctr_ run -d --null-io --runtime io.containerd.ketch.v1 "$REG/ticker:latest" "k$i" /ticker.wasm 60000 >/dev/null
 done
