@@ -20,6 +20,7 @@ pub mod logs;
 pub mod networks;
 mod reconcile;
 pub mod record;
+mod record_file;
 pub mod view;
 pub mod volumes;
 
@@ -43,9 +44,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Suffix of a container directory being deleted.
+/// Suffixes an older ketchd gave a container directory while it was being
+/// deleted, and while being created.
 const REMOVING_SUFFIX: &str = "removing";
-/// A container being created: renamed to its id once its record is whole.
 const CREATING_SUFFIX: &str = "creating";
 
 #[derive(Default)]

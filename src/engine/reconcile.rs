@@ -5,7 +5,7 @@
 //! restart policies bring containers back.
 
 use super::container::{Container, Durability};
-use super::{Engine, EngineError, Record, CREATING_SUFFIX, REMOVING_SUFFIX};
+use super::{record_file, Engine, EngineError, Record, CREATING_SUFFIX, REMOVING_SUFFIX};
 use crate::runtime::{ExitStatus, Reattached};
 use chrono::Utc;
 use futures_util::stream::{self, StreamExt};
@@ -36,30 +36,26 @@ fn scan(dir: &Path) -> Result<Found, EngineError> {
             .extension()
             .is_some_and(|x| x == REMOVING_SUFFIX || x == CREATING_SUFFIX)
         {
-            // A removal that ketchd did not finish deleting, or a create it
-            // did not finish making.
+            // An older ketchd's removal it did not finish deleting, or a
+            // create it did not finish making.
             if let Err(err) = std::fs::remove_dir_all(&path) {
                 tracing::warn!("cannot delete {}: {err}", path.display());
             }
             continue;
         }
-        let file = path.join("container.json");
-        if path.is_dir() && !file.exists() {
-            // Half made by an older ketchd that crashed mid-create:
-            // nothing refers to it.
-            tracing::warn!("removing {}: it has no record", path.display());
-            let _ = std::fs::remove_dir_all(&path);
+        if !path.is_dir() {
             continue;
         }
-        let read = std::fs::read(&file)
-            .map_err(|e| e.to_string())
-            .and_then(|d| serde_json::from_slice::<Record>(&d).map_err(|e| e.to_string()));
-        match read {
-            Ok(r) => records.push((r, path)),
-            Err(err) => tracing::warn!(
-                "ignoring unreadable container record {}: {err}",
-                file.display()
-            ),
+        match record_file::read(&path) {
+            Ok(Some(r)) => records.push((r, path)),
+            Ok(None) => {
+                // A create that did not finish, or a removal that did:
+                // nothing refers to it.
+                if let Err(err) = std::fs::remove_dir_all(&path) {
+                    tracing::warn!("cannot delete {}: {err}", path.display());
+                }
+            }
+            Err(err) => tracing::warn!("ignoring unreadable container record {err}"),
         }
     }
     Ok(Found { records })

@@ -1,5 +1,5 @@
 //! A container's persisted record: its config and its state, stored as
-//! `<data-root>/containers/<id>/container.json`, always replaced atomically.
+//! `<data-root>/containers/<id>/container.jsonl` (see `record_file`).
 //!
 //! [`StateRecord`] is the state machine: its fields are private, and each
 //! move is a method that checks the move is legal (an illegal one is a

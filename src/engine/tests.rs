@@ -102,8 +102,9 @@ async fn a_run_records_its_exit_once_and_wait_sees_it() {
         (Status::Exited, 3)
     );
     // The record on disk says the same.
-    let disk: Record =
-        serde_json::from_slice(&std::fs::read(c.dir().join("container.json")).unwrap()).unwrap();
+    let Ok(Some(disk)) = super::record_file::read(c.dir()) else {
+        panic!("no record on disk");
+    };
     assert_eq!(disk.state.exit_code(), 3);
 }
 
@@ -332,6 +333,9 @@ async fn reconcile_reattaches_the_living_and_records_the_dead() {
     std::fs::create_dir_all(containers.join("x.creating")).unwrap();
     std::fs::create_dir_all(containers.join("y.removing")).unwrap();
     std::fs::create_dir_all(containers.join("norecord")).unwrap();
+    // A create killed before its record's first line was whole.
+    std::fs::create_dir_all(containers.join("torn")).unwrap();
+    std::fs::write(containers.join("torn/container.jsonl"), b"\n{\"id\":\"ab").unwrap();
     let (alive_id, dead_id, always_id) = (alive.id.clone(), dead.id.clone(), always.id.clone());
     drop((alive, dead, always));
 

@@ -70,9 +70,24 @@ fsck_containers() {
     [ -d "$d" ] || continue
     id=$(basename "$d")
     case "$id" in *.removing) echo "tombstone $id survived a start" >&2; return 1 ;; esac
-    [ -s "$d/container.json" ] || { echo "container $id has no record" >&2; return 1; }
-    python3 -c 'import json,sys; json.load(open(sys.argv[1]))' "$d/container.json" ||
-      { echo "container $id has a torn record" >&2; return 1; }
+    if [ ! -s "$d/container.jsonl" ]; then
+      # A removal (of an --rm container, at start) deletes the record first
+      # and the directory just after.
+      sleep 1
+      [ -e "$d" ] || continue
+      echo "container $id has no record" >&2
+      return 1
+    fi
+    # Its last whole line is the record (a line torn by a kill is passed over).
+    python3 - "$d/container.jsonl" <<'PY' || { echo "container $id has no whole record" >&2; return 1; }
+import json, sys
+def whole(line):
+    try:
+        return isinstance(json.loads(line), dict)
+    except ValueError:
+        return False
+sys.exit(0 if any(whole(l) for l in open(sys.argv[1], "rb").read().split(b"\n") if l) else 1)
+PY
     $K inspect "$id" >/dev/null 2>&1 || { echo "container $id does not inspect" >&2; return 1; }
   done
 }

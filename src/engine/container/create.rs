@@ -1,9 +1,8 @@
 //! `POST /containers/create`: validate the request once, pick the runtime,
-//! and make the container under a staging name so a crash never leaves a
-//! half-made one.
+//! and make the container so a crash never leaves a half-made one.
 
 use super::super::config::{merge_config, port_mappings, validate_host_config};
-use super::super::{volumes, Engine, EngineError, Record, StateRecord, CREATING_SUFFIX};
+use super::super::{volumes, Engine, EngineError, Record, StateRecord};
 use super::{write_record, Durability};
 use crate::api::types::{ContainerCreateRequest, HostConfig};
 use crate::model::{ids, ContainerId};
@@ -100,8 +99,7 @@ impl Engine {
     }
 
     /// Reserve the record's name (a generated one if it has none) and
-    /// write it under a staging directory, renamed into place once whole;
-    /// then it is a container.
+    /// write it; once it is on the disk, it is a container.
     pub(in crate::engine) async fn insert(
         self: &Arc<Self>,
         mut rec: Record,
@@ -123,13 +121,11 @@ impl Engine {
         let parent = self.root.join("containers");
         let (rec2, dir2) = (rec.clone(), dir.clone());
         let write = tokio::task::spawn_blocking(move || {
-            let staging = dir2.with_extension(CREATING_SUFFIX);
-            let made = std::fs::create_dir_all(&staging)
-                .map_err(EngineError::io(&staging))
-                .and_then(|()| {
-                    write_record(&staging.join("container.json"), &rec2, Durability::Durable)
-                })
-                .and_then(|()| std::fs::rename(&staging, &dir2).map_err(EngineError::io(&dir2)))
+            // The directory is a container once its record's first line is
+            // on the disk; until then, ketchd's start deletes it.
+            let made = std::fs::create_dir(&dir2)
+                .map_err(EngineError::io(&dir2))
+                .and_then(|()| write_record(&dir2, &rec2, Durability::Durable))
                 .and_then(|()| {
                     if rec2.host_config.auto_remove {
                         return Ok(());
@@ -137,7 +133,6 @@ impl Engine {
                     crate::fsutil::sync_dir(&parent).map_err(EngineError::io(&parent))
                 });
             if made.is_err() {
-                let _ = std::fs::remove_dir_all(&staging);
                 let _ = std::fs::remove_dir_all(&dir2);
             }
             made

@@ -18,7 +18,6 @@ pub use wait::WaitCondition;
 use super::lock;
 use super::logs::Log;
 use super::{EngineError, Record};
-use crate::fsutil;
 use crate::model::{ContainerId, Status, TransitionError};
 use crate::runtime::Control;
 use std::path::{Path, PathBuf};
@@ -49,8 +48,8 @@ pub struct Container {
     removed: watch::Sender<bool>,
     /// Serialises lifecycle verbs on this container.
     pub(in crate::engine) op: tokio::sync::Mutex<()>,
-    /// Serialises writes of its record; held by the write itself, so a
-    /// cancelled caller cannot let a second write race the first.
+    /// Serialises writes of its record, and its deletion; held by the write
+    /// itself, so a cancelled caller cannot let a second write race the first.
     io: Arc<tokio::sync::Mutex<()>>,
 }
 
@@ -152,10 +151,15 @@ impl Container {
         rec: Record,
         durability: Durability,
     ) -> Result<(), EngineError> {
-        let path = self.dir.join("container.json");
+        // A removal deleted the record (under this lock): a write still
+        // queued behind it must not make the file again.
+        if self.status() == Status::Removing {
+            return Ok(());
+        }
+        let dir = self.dir.clone();
         tokio::task::spawn_blocking(move || {
             let _io = io;
-            write_record(&path, &rec, durability)
+            write_record(&dir, &rec, durability)
         })
         .await
         .map_err(EngineError::task("writing a container record"))?
@@ -258,29 +262,21 @@ pub(super) enum Durability {
     Volatile,
 }
 
-/// Write a container record atomically. Durable (fsynced) unless asked
-/// not to be, or the container is `--rm`: such a record is worthless after
-/// a crash, since the next start removes the container anyway.
+/// Append a container record to its file in `dir`. Durable (waited onto
+/// the disk) unless asked not to be, or the container is `--rm`: such a
+/// record is worthless after a crash, since the next start removes the
+/// container anyway.
 pub(super) fn write_record(
-    path: &Path,
+    dir: &Path,
     rec: &Record,
     durability: Durability,
 ) -> Result<(), EngineError> {
-    let data = serde_json::to_vec_pretty(rec).map_err(|e| EngineError::Io {
-        path: path.display().to_string(),
-        source: std::io::Error::other(e),
-    })?;
     let durable = match durability {
         Durability::Durable => true,
         Durability::State => rec.restart_policy() != crate::model::RestartPolicy::No,
         Durability::Volatile => false,
     };
-    let write = if rec.host_config.auto_remove || !durable {
-        fsutil::write_atomic_volatile
-    } else {
-        fsutil::write_atomic
-    };
-    write(path, &data).map_err(EngineError::io(path))
+    super::record_file::append(dir, rec, durable && !rec.host_config.auto_remove)
 }
 
 impl Container {

@@ -1,8 +1,8 @@
-//! `DELETE /containers/{id}`: kill if forced, then delete. The directory is
-//! renamed to a tombstone first, so a crash mid-delete never leaves a
-//! half-removed container.
+//! `DELETE /containers/{id}`: kill if forced, then delete. The record goes
+//! first, so a crash mid-delete leaves a directory that ketchd's next start
+//! deletes, never a half-removed container.
 
-use super::super::{Engine, EngineError, REMOVING_SUFFIX};
+use super::super::{Engine, EngineError};
 use super::Container;
 use std::sync::Arc;
 
@@ -56,20 +56,21 @@ impl Engine {
         }
         self.forget_execs(&rec.id);
         let dir = c.dir().to_path_buf();
-        let tomb = dir.with_extension(REMOVING_SUFFIX);
-        let renamed = tomb.clone();
+        let gone = dir.clone();
+        let io = c.io.clone().lock_owned().await;
         tokio::task::spawn_blocking(move || {
-            std::fs::rename(&dir, &renamed).map_err(EngineError::io(&dir))
+            let _io = io;
+            super::super::record_file::delete(&gone).map_err(EngineError::io(&gone))
         })
         .await
         .map_err(EngineError::task("container removal"))??;
         // From here the container is gone; its files need not delay the
         // answer (`run --rm` waits for it).
         tokio::task::spawn_blocking(move || {
-            if let Err(e) = std::fs::remove_dir_all(&tomb) {
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
                 tracing::warn!(
                     "cannot delete {}: {e}; it goes at the next start",
-                    tomb.display()
+                    dir.display()
                 );
             }
         });
