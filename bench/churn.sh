@@ -15,6 +15,7 @@ SECS=${SECS:-20}
 PEER_TASKS=${PEER_TASKS:-400}
 RUNC_TASKS=${RUNC_TASKS:-80}
 . bench/lib.sh
+need_wasmtime
 build_release
 cargo build --release --locked --example churn 2>/dev/null || cargo build --release --example churn
 start_ketchd

