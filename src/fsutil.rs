@@ -128,9 +128,99 @@ pub fn create_dir_mode(dir: &Path, mode: u32) -> io::Result<()> {
     Ok(())
 }
 
+/// A directory's fsync shared by the writers that need it at once: each
+/// caller of [`DirSync::sync`] returns once an fsync of the directory that
+/// began after it called has finished. One caller syncs while the others
+/// queue; when it is done, one of them syncs for all queued meanwhile, so
+/// concurrent creates in one directory share its flushes.
+pub struct DirSync {
+    dir: PathBuf,
+    state: std::sync::Mutex<DirSyncState>,
+    finished: std::sync::Condvar,
+}
+
+#[derive(Default)]
+struct DirSyncState {
+    /// An fsync is under way.
+    running: bool,
+    /// Fsyncs finished so far.
+    rounds: u64,
+    /// How the latest one ended.
+    last: Option<(io::ErrorKind, String)>,
+}
+
+impl DirSync {
+    pub fn new(dir: &Path) -> Self {
+        DirSync {
+            dir: dir.to_path_buf(),
+            state: Default::default(),
+            finished: Default::default(),
+        }
+    }
+
+    /// Return once the directory's entries as they are now are on the disk.
+    /// Blocking.
+    pub fn sync(&self) -> io::Result<()> {
+        let mut st = self.lock();
+        // An fsync already running may have begun before this caller's
+        // entry was made: wait for the one after it.
+        let want = st.rounds + if st.running { 2 } else { 1 };
+        while st.rounds < want {
+            if st.running {
+                st = self.finished.wait(st).unwrap_or_else(|e| e.into_inner());
+                continue;
+            }
+            st.running = true;
+            drop(st);
+            let r = sync_dir(&self.dir);
+            st = self.lock();
+            st.running = false;
+            st.rounds += 1;
+            st.last = r.err().map(|e| (e.kind(), e.to_string()));
+            self.finished.notify_all();
+        }
+        // Every round that finished after this call began covers it: the
+        // latest one's outcome answers.
+        match &st.last {
+            None => Ok(()),
+            Some((kind, msg)) => Err(io::Error::new(*kind, msg.clone())),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, DirSyncState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn concurrent_callers_share_a_directory_sync() {
+        let d = tempfile::tempdir().unwrap();
+        let sync = std::sync::Arc::new(DirSync::new(d.path()));
+        let threads: Vec<_> = (0..16)
+            .map(|i| {
+                let (s, p) = (sync.clone(), d.path().join(format!("f{i}")));
+                std::thread::spawn(move || {
+                    for j in 0..8 {
+                        fs::write(p.with_extension(j.to_string()), b"x").unwrap();
+                        s.sync().unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let rounds = sync.lock().rounds;
+        // Callers queued behind a running fsync shared the next one.
+        assert!(rounds < 16 * 8, "{rounds} fsyncs for 128 callers");
+        // A directory that is gone is an error for its caller.
+        let gone = DirSync::new(&d.path().join("nope"));
+        assert!(gone.sync().is_err());
+    }
 
     #[test]
     fn join_beneath_rejects_escapes() {

@@ -69,6 +69,8 @@ pub struct Engine {
     containers: RwLock<Table>,
     backends: Backends,
     execs: Mutex<HashMap<String, Arc<exec::Exec>>>,
+    /// The fsync of `containers/` that makes a new container's name durable.
+    creates: crate::fsutil::DirSync,
 }
 
 impl Engine {
@@ -112,6 +114,7 @@ impl Engine {
                 containers: RwLock::new(Table::default()),
                 backends,
                 execs: Mutex::new(HashMap::new()),
+                creates: crate::fsutil::DirSync::new(&root.join("containers")),
                 root,
             }))
         })

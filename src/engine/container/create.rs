@@ -17,16 +17,6 @@ impl Engine {
         name: Option<&str>,
         req: ContainerCreateRequest,
     ) -> Result<Record, EngineError> {
-        let host_config = req.host_config.unwrap_or_default();
-        // Volumes are made (and fsynced) and binds checked on the host.
-        let mut host_config = self
-            .off_runtime("preparing volumes", move |e| {
-                let mut hc = host_config;
-                e.prepare_volumes(&mut hc)?;
-                validate_host_config(&hc, &e.volumes)?;
-                Ok(hc)
-            })
-            .await?;
         let name = match name.filter(|n| !n.is_empty()) {
             Some(n) => {
                 let n = n.strip_prefix('/').unwrap_or(n);
@@ -45,11 +35,20 @@ impl Engine {
                 "no image given in the create request".into(),
             ));
         }
-        let images = self.images.clone();
+        // On the host, in one trip off the runtime: the image is resolved,
+        // then volumes are made (and fsynced) and binds checked, so a
+        // missing image makes no volume.
+        let host_config = req.host_config.unwrap_or_default();
         let image_name = req.config.image.clone();
-        let img = tokio::task::spawn_blocking(move || images.resolve(&image_name))
-            .await
-            .map_err(EngineError::task("image resolution"))??;
+        let (img, mut host_config) = self
+            .off_runtime("resolving the image and volumes", move |e| {
+                let img = e.images.resolve(&image_name)?;
+                let mut hc = host_config;
+                e.prepare_volumes(&mut hc)?;
+                validate_host_config(&hc, &e.volumes)?;
+                Ok((img, hc))
+            })
+            .await?;
         let config = merge_config(&img, req.config);
         let mut argv: Vec<String> = config.entrypoint.clone().unwrap_or_default();
         argv.extend(config.cmd.clone().unwrap_or_default());
@@ -119,6 +118,7 @@ impl Engine {
         }
         let name = rec.name.clone();
         let parent = self.root.join("containers");
+        let engine = self.clone();
         let (rec2, dir2) = (rec.clone(), dir.clone());
         let write = tokio::task::spawn_blocking(move || {
             // The directory is a container once its record's first line is
@@ -130,7 +130,8 @@ impl Engine {
                     if rec2.host_config.auto_remove {
                         return Ok(());
                     }
-                    crate::fsutil::sync_dir(&parent).map_err(EngineError::io(&parent))
+                    // Creates under way together share the fsync.
+                    engine.creates.sync().map_err(EngineError::io(&parent))
                 });
             if made.is_err() {
                 let _ = std::fs::remove_dir_all(&dir2);
