@@ -18,6 +18,7 @@
 //!   such a mapping free (`stack_guard_gap`, 1 MiB by default) and never
 //!   grows it into another mapping, so an overflow faults, as it would on a
 //!   guard page, without a `PROT_NONE` mapping of its own to split the map.
+//!   Up to [`SPARE_STACKS`] stacks of ended guests are kept for new ones.
 
 use std::ops::Range;
 use std::ptr::NonNull;
@@ -220,12 +221,34 @@ unsafe impl Send for Stack {}
 // SAFETY: `&self` methods only read the fields.
 unsafe impl Sync for Stack {}
 
-// SAFETY: each stack is a fresh zero-filled mapping of its own, page
-// aligned, at least `size` bytes, and protected below by the kernel's
-// stack guard gap; it is unmapped only when wasmtime drops it.
+/// Stacks of guests that ended, kept for the next guests. Unmapping a
+/// stack makes the kernel flush it from the TLB of every CPU running
+/// ketchd, an interrupt to each, in every short run; a kept stack is reused
+/// as it is (wasmtime does not ask for zeroed stacks: a guest cannot read
+/// the host's stack).
+const SPARE_STACKS: usize = 64;
+static SPARES: std::sync::Mutex<Vec<(usize, usize)>> = std::sync::Mutex::new(Vec::new());
+
+fn spares() -> std::sync::MutexGuard<'static, Vec<(usize, usize)>> {
+    SPARES.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+// SAFETY: each stack is a mapping of its own, page aligned, at least `size`
+// bytes, and protected below by the kernel's stack guard gap; a fresh one is
+// zero-filled, a spare is handed out only when zeroing is not asked for.
+// It is unmapped or kept as a spare only when wasmtime drops it.
 unsafe impl StackCreator for Creator {
-    fn new_stack(&self, size: usize, _zeroed: bool) -> wasmtime::Result<Box<dyn StackMemory>> {
+    fn new_stack(&self, size: usize, zeroed: bool) -> wasmtime::Result<Box<dyn StackMemory>> {
         let len = pages(size)?;
+        if !zeroed {
+            let mut s = spares();
+            if let Some(i) = s.iter().position(|&(_, l)| l == len) {
+                let (base, len) = s.swap_remove(i);
+                if let Some(base) = NonNull::new(base as *mut u8) {
+                    return Ok(Box::new(Stack { base, len }));
+                }
+            }
+        }
         let base = map(0, len, libc::MAP_GROWSDOWN | libc::MAP_NORESERVE)?;
         Ok(Box::new(Stack { base, len }))
     }
@@ -250,6 +273,12 @@ unsafe impl StackMemory for Stack {
 
 impl Drop for Stack {
     fn drop(&mut self) {
+        let mut s = spares();
+        if s.len() < SPARE_STACKS {
+            s.push((self.base.as_ptr() as usize, self.len));
+            return;
+        }
+        drop(s);
         // SAFETY: unmaps exactly this stack, which wasmtime no longer uses.
         unsafe { libc::munmap(self.base.as_ptr().cast(), self.len) };
     }
@@ -357,6 +386,19 @@ mod tests {
         assert_eq!(unsafe { *(victim as *const u64) }, 0);
         // SAFETY: unmaps the page mapped above.
         unsafe { libc::munmap(victim, page) };
+    }
+
+    #[test]
+    fn an_ended_guests_stack_is_reused_unless_zeroing_is_asked() {
+        // A size no other test uses, as the spares are the process's.
+        let size = 200 << 10;
+        let first = Creator.new_stack(size, false).unwrap();
+        let base = first.range().start;
+        drop(first);
+        let zeroed = Creator.new_stack(size, true).unwrap();
+        assert_ne!(zeroed.range().start, base);
+        let again = Creator.new_stack(size, false).unwrap();
+        assert_eq!(again.range().start, base);
     }
 
     #[test]
