@@ -56,24 +56,30 @@ impl Engine {
         }
         self.forget_execs(&rec.id);
         let dir = c.dir().to_path_buf();
-        let gone = dir.clone();
         let io = c.io.clone().lock_owned().await;
+        let (deleted, answer) = tokio::sync::oneshot::channel();
+        // One trip off the runtime: the record goes, the removal is
+        // answered (`run --rm` waits for it), then the rest of the
+        // directory goes without delaying the answer.
         tokio::task::spawn_blocking(move || {
-            let _io = io;
-            super::super::record_file::delete(&gone).map_err(EngineError::io(&gone))
-        })
-        .await
-        .map_err(EngineError::task("container removal"))??;
-        // From here the container is gone; its files need not delay the
-        // answer (`run --rm` waits for it).
-        tokio::task::spawn_blocking(move || {
-            if let Err(e) = std::fs::remove_dir_all(&dir) {
-                tracing::warn!(
-                    "cannot delete {}: {e}; it goes at the next start",
-                    dir.display()
-                );
+            let gone = super::super::record_file::delete(&dir).map_err(EngineError::io(&dir));
+            drop(io);
+            let ok = gone.is_ok();
+            let _ = deleted.send(gone);
+            if ok {
+                if let Err(e) = std::fs::remove_dir_all(&dir) {
+                    tracing::warn!(
+                        "cannot delete {}: {e}; it goes at the next start",
+                        dir.display()
+                    );
+                }
             }
         });
+        let path = c.dir().display().to_string();
+        answer.await.map_err(|_| EngineError::Io {
+            path,
+            source: std::io::Error::other("the removal task ended before deleting the record"),
+        })??;
         self.forget(c);
         self.event(&c.record(), "destroy", &[]);
         c.removed.send_replace(true);
