@@ -28,34 +28,56 @@ const LEGACY_FILE: &str = "container.json";
 /// File size past which an append compacts the file to its last line.
 const COMPACT_AT: u64 = 64 * 1024;
 
-/// Append `rec` to the record in `dir`; `sync` waits for the disk.
+/// Append `rec` to the record in `dir`; `sync` waits for the disk. A file
+/// grown past [`COMPACT_AT`] is compacted.
 pub fn append(dir: &Path, rec: &Record, sync: bool) -> Result<(), EngineError> {
+    if append_only(dir, rec, sync)? {
+        compact(dir, rec, sync)?;
+    }
+    Ok(())
+}
+
+/// Append `rec` without compacting; returns whether the file has grown
+/// past [`COMPACT_AT`] (then [`compact`] it).
+pub fn append_only(dir: &Path, rec: &Record, sync: bool) -> Result<bool, EngineError> {
     let path = dir.join(FILE);
     let mut line = Vec::with_capacity(2048);
     line.push(b'\n');
-    serde_json::to_writer(&mut line, rec).map_err(|e| EngineError::Io {
-        path: path.display().to_string(),
-        source: std::io::Error::other(e),
-    })?;
-    line.push(b'\n');
+    line.extend_from_slice(&encode(&path, rec)?);
     let written = (|| {
         let mut f = OpenOptions::new().create(true).append(true).open(&path)?;
         f.write_all(&line)?;
         if f.metadata()?.len() > COMPACT_AT {
-            drop(f);
-            let replace = if sync {
-                fsutil::write_atomic
-            } else {
-                fsutil::write_atomic_volatile
-            };
-            return replace(&path, &line[1..]);
+            return Ok(true);
         }
         if sync {
             f.sync_data()?;
         }
-        Ok(())
+        Ok(false)
     })();
     written.map_err(EngineError::io(&path))
+}
+
+/// Replace the file in `dir`, atomically, by the one line of `rec`.
+pub fn compact(dir: &Path, rec: &Record, sync: bool) -> Result<(), EngineError> {
+    let path = dir.join(FILE);
+    let line = encode(&path, rec)?;
+    let replace = if sync {
+        fsutil::write_atomic
+    } else {
+        fsutil::write_atomic_volatile
+    };
+    replace(&path, &line).map_err(EngineError::io(&path))
+}
+
+/// `rec` as a line, newline included.
+fn encode(path: &Path, rec: &Record) -> Result<Vec<u8>, EngineError> {
+    let mut line = serde_json::to_vec(rec).map_err(|e| EngineError::Io {
+        path: path.display().to_string(),
+        source: std::io::Error::other(e),
+    })?;
+    line.push(b'\n');
+    Ok(line)
 }
 
 /// The record in `dir`: the last line of its file that parses. `None`

@@ -17,7 +17,7 @@ pub use wait::WaitCondition;
 
 use super::lock;
 use super::logs::Log;
-use super::{EngineError, Record};
+use super::{record_file, EngineError, Record};
 use crate::model::{ContainerId, Status, TransitionError};
 use crate::runtime::Control;
 use std::path::{Path, PathBuf};
@@ -156,10 +156,23 @@ impl Container {
         if self.status() == Status::Removing {
             return Ok(());
         }
+        let sync = durable(&rec, durability);
+        if !sync {
+            // An append without a sync is a page-cache write of a file in a
+            // directory ketchd just used: done in place, as log lines are,
+            // not handed to a blocking thread. Compacting is not.
+            if !record_file::append_only(&self.dir, &rec, false)? {
+                return Ok(());
+            }
+        }
         let dir = self.dir.clone();
         tokio::task::spawn_blocking(move || {
             let _io = io;
-            write_record(&dir, &rec, durability)
+            if sync {
+                record_file::append(&dir, &rec, true)
+            } else {
+                record_file::compact(&dir, &rec, false)
+            }
         })
         .await
         .map_err(EngineError::task("writing a container record"))?
@@ -262,21 +275,26 @@ pub(super) enum Durability {
     Volatile,
 }
 
-/// Append a container record to its file in `dir`. Durable (waited onto
-/// the disk) unless asked not to be, or the container is `--rm`: such a
-/// record is worthless after a crash, since the next start removes the
-/// container anyway.
+/// Append a container record to its file in `dir`, as durable as
+/// [`durable`] says.
 pub(super) fn write_record(
     dir: &Path,
     rec: &Record,
     durability: Durability,
 ) -> Result<(), EngineError> {
+    record_file::append(dir, rec, durable(rec, durability))
+}
+
+/// Does a write of `rec` wait for the disk? Yes unless asked not to, or the
+/// container is `--rm`: such a record is worthless after a crash, since the
+/// next start removes the container anyway.
+fn durable(rec: &Record, durability: Durability) -> bool {
     let durable = match durability {
         Durability::Durable => true,
         Durability::State => rec.restart_policy() != crate::model::RestartPolicy::No,
         Durability::Volatile => false,
     };
-    super::record_file::append(dir, rec, durable && !rec.host_config.auto_remove)
+    durable && !rec.host_config.auto_remove
 }
 
 impl Container {
