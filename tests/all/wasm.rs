@@ -268,6 +268,21 @@ fn named_volumes_outlive_their_containers() {
     assert_eq!(d.ketch(&["volume", "ls", "-q"]).ok(), "auto\n");
     d.ketch(&["volume", "rm", "auto"]).ok();
     assert_eq!(d.ketch(&["volume", "ls", "-q"]).ok(), "");
+    // A create that fails on its image makes none of its volumes.
+    let r = d.ketch(&[
+        "create",
+        "-v",
+        "/scratch",
+        "-v",
+        "left:/data",
+        "nosuchimage",
+    ]);
+    assert!(
+        r.code != 0 && r.stderr.contains("nosuchimage"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(d.ketch(&["volume", "ls", "-q"]).ok(), "");
     let r = d.ketch(&["volume", "rm", "nosuch"]);
     assert!(
         r.code != 0 && r.stderr.contains("no such volume"),

@@ -35,20 +35,27 @@ impl Engine {
                 "no image given in the create request".into(),
             ));
         }
-        // On the host, in one trip off the runtime: the image is resolved,
-        // then volumes are made (and fsynced) and binds checked, so a
-        // missing image makes no volume.
+        // The image is resolved, then volumes are made (and fsynced) and
+        // binds checked on the host, so a missing image makes no volume.
+        // Without volumes or binds this is a lookup in the image store's
+        // cached index (a stat), done in place; with them, off the runtime.
         let host_config = req.host_config.unwrap_or_default();
+        let on_host = host_config.binds.as_ref().is_some_and(|b| !b.is_empty())
+            || host_config.mounts.as_ref().is_some_and(|m| !m.is_empty());
         let image_name = req.config.image.clone();
-        let (img, mut host_config) = self
-            .off_runtime("resolving the image and volumes", move |e| {
-                let img = e.images.resolve(&image_name)?;
-                let mut hc = host_config;
-                e.prepare_volumes(&mut hc)?;
-                validate_host_config(&hc, &e.volumes)?;
-                Ok((img, hc))
-            })
-            .await?;
+        let prepare = move |e: &Engine| {
+            let img = e.images.resolve(&image_name)?;
+            let mut hc = host_config;
+            e.prepare_volumes(&mut hc)?;
+            validate_host_config(&hc, &e.volumes)?;
+            Ok((img, hc))
+        };
+        let (img, mut host_config) = if on_host {
+            self.off_runtime("resolving the image and volumes", prepare)
+                .await?
+        } else {
+            prepare(self)?
+        };
         let config = merge_config(&img, req.config);
         let mut argv: Vec<String> = config.entrypoint.clone().unwrap_or_default();
         argv.extend(config.cmd.clone().unwrap_or_default());
