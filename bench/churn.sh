@@ -19,15 +19,18 @@ need_wasmtime
 build_release
 cargo build --release --locked --example churn 2>/dev/null || cargo build --release --example churn
 start_ketchd
-start_containerd_peer
-ctr_ run --rm --runtime io.containerd.runc.v2 "$REG/busybox:latest" warm-r >/dev/null
 $K build -q -t churn-hello wasm-examples/hello >/dev/null
 $K run --rm churn-hello >/dev/null
-wasmtime compile -o "$T/hello.cwasm" wasm-examples/hello/hello.wasm
-
+sync
 churn() { target/release/examples/churn "$T/k.sock" churn-hello "$1" "$TASKS" "$SECS"; }
 k1=$(churn 1)
 k8=$(churn "$CLIENTS")
+# The peers are set up after ketch is measured: their images' writes
+# would otherwise still be going to the disk under ketch's creates.
+start_containerd_peer
+ctr_ run --rm --runtime io.containerd.runc.v2 "$REG/busybox:latest" warm-r >/dev/null
+wasmtime compile -o "$T/hello.cwasm" wasm-examples/hello/hello.wasm
+sync
 # Peers: N tasks, CLIENTS at a time; tasks per second of the whole batch.
 rate() {
   local n=$1; shift
