@@ -41,9 +41,7 @@ pub fn append(dir: &Path, rec: &Record, sync: bool) -> Result<(), EngineError> {
 /// past [`COMPACT_AT`] (then [`compact`] it).
 pub fn append_only(dir: &Path, rec: &Record, sync: bool) -> Result<bool, EngineError> {
     let path = dir.join(FILE);
-    let mut line = Vec::with_capacity(2048);
-    line.push(b'\n');
-    line.extend_from_slice(&encode(&path, rec)?);
+    let line = encode(&path, rec)?;
     let written = (|| {
         let mut f = OpenOptions::new().create(true).append(true).open(&path)?;
         f.write_all(&line)?;
@@ -67,12 +65,16 @@ pub fn compact(dir: &Path, rec: &Record, sync: bool) -> Result<(), EngineError> 
     } else {
         fsutil::write_atomic_volatile
     };
-    replace(&path, &line).map_err(EngineError::io(&path))
+    // The file's first line needs no newline before it.
+    replace(&path, &line[1..]).map_err(EngineError::io(&path))
 }
 
-/// `rec` as a line, newline included.
+/// `rec` as an appended line: a newline of its own before it (see the
+/// module's docs) and one after.
 fn encode(path: &Path, rec: &Record) -> Result<Vec<u8>, EngineError> {
-    let mut line = serde_json::to_vec(rec).map_err(|e| EngineError::Io {
+    let mut line = Vec::with_capacity(2048);
+    line.push(b'\n');
+    serde_json::to_writer(&mut line, rec).map_err(|e| EngineError::Io {
         path: path.display().to_string(),
         source: std::io::Error::other(e),
     })?;

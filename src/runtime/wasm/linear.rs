@@ -227,9 +227,9 @@ unsafe impl Sync for Stack {}
 /// as it is (wasmtime does not ask for zeroed stacks: a guest cannot read
 /// the host's stack).
 const SPARE_STACKS: usize = 64;
-static SPARES: std::sync::Mutex<Vec<(usize, usize)>> = std::sync::Mutex::new(Vec::new());
+static SPARES: std::sync::Mutex<Vec<Stack>> = std::sync::Mutex::new(Vec::new());
 
-fn spares() -> std::sync::MutexGuard<'static, Vec<(usize, usize)>> {
+fn spares() -> std::sync::MutexGuard<'static, Vec<Stack>> {
     SPARES.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -242,11 +242,8 @@ unsafe impl StackCreator for Creator {
         let len = pages(size)?;
         if !zeroed {
             let mut s = spares();
-            if let Some(i) = s.iter().position(|&(_, l)| l == len) {
-                let (base, len) = s.swap_remove(i);
-                if let Some(base) = NonNull::new(base as *mut u8) {
-                    return Ok(Box::new(Stack { base, len }));
-                }
+            if let Some(i) = s.iter().position(|st| st.len == len) {
+                return Ok(Box::new(s.swap_remove(i)));
             }
         }
         let base = map(0, len, libc::MAP_GROWSDOWN | libc::MAP_NORESERVE)?;
@@ -275,7 +272,11 @@ impl Drop for Stack {
     fn drop(&mut self) {
         let mut s = spares();
         if s.len() < SPARE_STACKS {
-            s.push((self.base.as_ptr() as usize, self.len));
+            // The mapping moves to a spare that owns it; this value lets go.
+            s.push(Stack {
+                base: self.base,
+                len: self.len,
+            });
             return;
         }
         drop(s);
