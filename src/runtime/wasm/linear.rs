@@ -18,6 +18,8 @@
 //!   such a mapping free (`stack_guard_gap`, 1 MiB by default) and never
 //!   grows it into another mapping, so an overflow faults, as it would on a
 //!   guard page, without a `PROT_NONE` mapping of its own to split the map.
+//!   A stack is made with its gap, which is then unmapped, so the gap is
+//!   free from the start too.
 //!   Up to [`SPARE_STACKS`] stacks of ended guests are kept for new ones.
 
 use std::ops::Range;
@@ -246,9 +248,34 @@ unsafe impl StackCreator for Creator {
                 return Ok(Box::new(s.swap_remove(i)));
             }
         }
-        let base = map(0, len, libc::MAP_GROWSDOWN | libc::MAP_NORESERVE)?;
-        Ok(Box::new(Stack { base, len }))
+        Ok(Box::new(map_stack(0, len)?))
     }
+}
+
+/// A fresh stack of `len` bytes with [`STACK_GAP`] free below it, at `hint`
+/// if that is free.
+///
+/// The kernel keeps the gap below a `MAP_GROWSDOWN` mapping free of the
+/// mappings it places afterwards, but it places the stack itself in any hole
+/// that fits, which may end right on top of another mapping: a host overflow
+/// would then write into that neighbour. So the stack is mapped with its gap
+/// and the gap is unmapped, whereupon nothing but `MAP_FIXED` can take it.
+fn map_stack(hint: usize, len: usize) -> std::io::Result<Stack> {
+    let whole = len
+        .checked_add(STACK_GAP)
+        .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::OutOfMemory))?;
+    let low = map(hint, whole, libc::MAP_GROWSDOWN | libc::MAP_NORESERVE)?;
+    // SAFETY: unmaps the bottom of the mapping just made, which nothing
+    // uses; the rest keeps its flags.
+    if unsafe { libc::munmap(low.as_ptr().cast(), STACK_GAP) } != 0 {
+        let e = std::io::Error::last_os_error();
+        // SAFETY: unmaps the mapping just made.
+        unsafe { libc::munmap(low.as_ptr().cast(), whole) };
+        return Err(e);
+    }
+    let base = NonNull::new(low.as_ptr().wrapping_add(STACK_GAP))
+        .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::OutOfMemory))?;
+    Ok(Stack { base, len })
 }
 
 // SAFETY: `top` and `range` describe exactly the mapping; the guard is the
@@ -336,6 +363,44 @@ mod tests {
         assert!(
             at + page <= base - STACK_GAP || at >= base,
             "a mapping at {at:#x} is inside the gap below the stack at {base:#x}"
+        );
+    }
+
+    /// The mappings of this process that overlap `range`.
+    fn mapped_in(range: Range<usize>) -> Vec<String> {
+        std::fs::read_to_string("/proc/self/maps")
+            .unwrap()
+            .lines()
+            .filter(|l| {
+                let span = l.split(' ').next().unwrap();
+                let (a, b) = span.split_once('-').unwrap();
+                let a = usize::from_str_radix(a, 16).unwrap();
+                let b = usize::from_str_radix(b, 16).unwrap();
+                a < range.end && b > range.start
+            })
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// A hole that fits a stack exactly, right above another mapping, is
+    /// not where the stack goes: its gap would hold that neighbour.
+    #[test]
+    fn a_stack_is_not_placed_right_above_another_mapping() {
+        let page = page_size();
+        let len = 64 << 10;
+        let r = map(0, len + page, 0).unwrap();
+        let hole = r.as_ptr() as usize + page;
+        // SAFETY: unmaps the top of the mapping just made, keeping a page
+        // below the hole as the neighbour.
+        unsafe { libc::munmap(hole as *mut libc::c_void, len) };
+        let stack = map_stack(hole, len).unwrap();
+        let base = stack.range().start;
+        let inside = mapped_in(base - STACK_GAP..base);
+        // SAFETY: unmaps the neighbour page.
+        unsafe { libc::munmap(r.as_ptr().cast(), page) };
+        assert!(
+            inside.is_empty(),
+            "the gap below {base:#x} holds {inside:?}"
         );
     }
 
