@@ -1,12 +1,9 @@
 //! The `ketch` CLI: parse, dispatch, print the error chain, exit.
 
 #[cfg(unix)]
-use clap::Parser;
-
-#[cfg(unix)]
 fn main() {
     quiet_on_closed_stdout();
-    let cli = ketch::cli::Cli::parse();
+    let cli = ketch::cli::parse();
     let fail = ketch::cli::failure_code(&cli.command);
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

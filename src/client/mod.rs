@@ -198,9 +198,20 @@ impl Client {
         path: &str,
         body: Option<&serde_json::Value>,
     ) -> Result<TokioIo<hyper::upgrade::Upgraded>, ClientError> {
+        let data = body.map(encode).transpose()?;
+        Ok(self.upgrade_with(path, data).await?.1)
+    }
+
+    /// Upgrade `POST path` with a JSON body already encoded (or none) to a
+    /// raw stream; also gives the headers of the 101.
+    pub async fn upgrade_with(
+        &self,
+        path: &str,
+        json_body: Option<Bytes>,
+    ) -> Result<(hyper::HeaderMap, TokioIo<hyper::upgrade::Upgraded>), ClientError> {
         let mut s = self.connect().await?;
-        let (data, ctype) = match body {
-            Some(b) => (encode(b)?, Some("application/json")),
+        let (data, ctype) = match json_body {
+            Some(b) => (b, Some("application/json")),
             None => (Bytes::new(), None),
         };
         let mut req = Self::request(Method::POST, path, data, ctype)?;
@@ -216,17 +227,18 @@ impl Client {
             .send_request(req)
             .await
             .map_err(|e| ClientError::Http(e.to_string()))?;
-        let resp = check(resp).await?;
+        let mut resp = check(resp).await?;
         if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
             return Err(ClientError::Decode(format!(
-                "attach answered {} instead of 101",
+                "POST {path} answered {} instead of 101",
                 resp.status()
             )));
         }
+        let headers = std::mem::take(resp.headers_mut());
         let up = hyper::upgrade::on(resp)
             .await
             .map_err(|e| ClientError::Http(e.to_string()))?;
-        Ok(TokioIo::new(up))
+        Ok((headers, TokioIo::new(up)))
     }
 }
 

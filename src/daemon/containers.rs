@@ -3,7 +3,7 @@
 use super::error::RequestError;
 use super::http::{empty, error, json, read_json, refuse, stream, Query, Resp};
 use super::MAX_JSON_BODY;
-use crate::api::stream::{encode, StdStream};
+use crate::api::stream::{encode, encode_raw, StdStream, EXIT_STREAM};
 use crate::api::types::{ContainerCreateRequest, IdResponse, WaitError, WaitResponse};
 use crate::api::{MEDIA_MULTIPLEXED, MEDIA_RAW};
 use crate::engine::logs::{read_entries, LogEvent};
@@ -37,6 +37,83 @@ pub async fn create(engine: &Arc<Engine>, q: &Query, body: Incoming) -> Resp {
         ),
         Err(e) => error(&e),
     }
+}
+
+/// `POST /containers/run?name=`, ketch's own: create, attach, start and
+/// wait in one request, for a client with neither a terminal nor stdin
+/// (`ketch run`, which otherwise makes four). The body is a create's. The
+/// answer is a 101 (`Upgrade: tcp`) carrying the id in
+/// `Ketch-Container-Id`, then stdout and stderr framed as attach frames
+/// them, then one frame of stream [`EXIT_STREAM`] holding the wait response:
+/// after the exit, or with `AutoRemove` after the removal. A create or start
+/// that fails is answered as those endpoints answer it.
+pub async fn run(engine: &Arc<Engine>, q: &Query, mut req: Request<Incoming>) -> Resp {
+    if req.headers().get(hyper::header::UPGRADE).is_none() {
+        return error(&EngineError::InvalidArgument(
+            "POST /containers/run streams the container's output: it needs `Upgrade: tcp`".into(),
+        ));
+    }
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let body: ContainerCreateRequest = match read_json(req.into_body(), MAX_JSON_BODY).await {
+        Ok(r) => r,
+        Err(e) => return error(&e),
+    };
+    if body.config.tty || body.config.open_stdin {
+        return error(&EngineError::InvalidArgument(
+            "POST /containers/run takes no terminal and no stdin: create, attach and start such a container".into(),
+        ));
+    }
+    let rec = match engine.create(q.get("name"), body).await {
+        Ok(rec) => rec,
+        Err(e) => return error(&e),
+    };
+    let id = rec.id.to_string();
+    let with_id = |mut resp: Resp| {
+        if let Ok(v) = hyper::header::HeaderValue::from_str(&id) {
+            resp.headers_mut().insert("ketch-container-id", v);
+        }
+        resp
+    };
+    // Output and the exit are subscribed to before the start.
+    let mut rx = match engine.lookup(&id) {
+        Ok(c) => c.log.snapshot_and_subscribe().1,
+        Err(e) => return with_id(error(&e)),
+    };
+    let cond = if rec.host_config.auto_remove {
+        WaitCondition::Removed
+    } else {
+        WaitCondition::NextExit
+    };
+    let waited = match engine.wait(&id, cond) {
+        Ok(f) => f,
+        Err(e) => return with_id(error(&e)),
+    };
+    if let Err(e) = engine.start(&id).await {
+        return with_id(error(&e));
+    }
+    tokio::spawn(async move {
+        let mut io = match on_upgrade.await {
+            Ok(u) => TokioIo::new(u),
+            Err(e) => {
+                tracing::debug!("run upgrade failed: {e}");
+                return;
+            }
+        };
+        while let Some(b) = next_output(&mut rx, |_| true, false).await {
+            if io.write_all(&b).await.is_err() {
+                return;
+            }
+        }
+        let (code, err) = waited.await;
+        let exit = WaitResponse {
+            status_code: code,
+            error: err.map(|message| WaitError { message }),
+        };
+        let exit = serde_json::to_vec(&exit).unwrap_or_default();
+        let _ = io.write_all(&encode_raw(EXIT_STREAM, &exit)).await;
+        let _ = io.shutdown().await;
+    });
+    with_id(super::http::switching_protocols(MEDIA_MULTIPLEXED))
 }
 
 pub fn list(engine: &Engine, q: &Query) -> Resp {

@@ -240,6 +240,7 @@ async fn dispatch(engine: Arc<Engine>, req: Request<Incoming>) -> Resp {
         (&Method::POST, ["containers", "create"]) => {
             containers::create(&engine, &q, req.into_body()).await
         }
+        (&Method::POST, ["containers", "run"]) => containers::run(&engine, &q, req).await,
         (&Method::GET, ["containers", "json"]) => containers::list(&engine, &q),
         (&Method::GET, ["containers", id, "json"]) => containers::inspect(&engine, id),
         (&Method::GET, ["containers", id, "logs"]) => containers::logs(&engine, id, &q).await,

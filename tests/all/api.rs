@@ -202,3 +202,94 @@ fn a_reader_that_goes_away_ends_the_cli_quietly() {
     assert_eq!(out.status.code(), Some(141), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+/// `POST /containers/run` upgraded as `ketch run` sends it: the 101's head
+/// and the raw stream after it, split into (stream byte, payload) frames;
+/// or another answer's head and body.
+fn run_in_one_request(d: &TestDaemon, query: &str, body: &str) -> (Response, Vec<(u8, Vec<u8>)>) {
+    use std::io::Read;
+    let mut c = d.api().unwrap();
+    let headers = [
+        ("Connection", "Upgrade"),
+        ("Upgrade", "tcp"),
+        ("Content-Type", "application/json"),
+    ];
+    let path = format!("/containers/run{query}");
+    c.send("POST", &path, &headers, body.as_bytes(), false)
+        .unwrap();
+    let mut head = c.read_head().unwrap();
+    let mut raw = Vec::new();
+    c.body(&head).read_to_end(&mut raw).unwrap();
+    if head.status != 101 {
+        head.body = raw;
+        return (head, vec![]);
+    }
+    let mut frames = Vec::new();
+    let mut rest = &raw[..];
+    while !rest.is_empty() {
+        assert!(rest.len() >= 8, "a torn frame header: {rest:?}");
+        assert_eq!(&rest[1..4], &[0, 0, 0], "{raw:?}");
+        let len = u32::from_be_bytes([rest[4], rest[5], rest[6], rest[7]]) as usize;
+        frames.push((rest[0], rest[8..8 + len].to_vec()));
+        rest = &rest[8 + len..];
+    }
+    (head, frames)
+}
+
+/// What `ketch run` asks of ketchd in one request: create, output, start
+/// and the exit, which comes last, after the removal of an `--rm`
+/// container. What it refuses, it refuses having made nothing.
+#[test]
+fn one_request_runs_a_container_to_its_exit() {
+    let d = TestDaemon::start();
+    d.wat_image("hello", HELLO_WAT);
+    let count = || {
+        let (_, body) = d.http("GET", "/containers/json?all=1", "");
+        serde_json::from_str::<Vec<serde_json::Value>>(&body)
+            .unwrap()
+            .len()
+    };
+
+    let (head, frames) = run_in_one_request(
+        &d,
+        "",
+        r#"{"Image":"hello","HostConfig":{"AutoRemove":true}}"#,
+    );
+    assert_eq!(head.status, 101, "{}", head.text());
+    assert!(head
+        .header("ketch-container-id")
+        .is_some_and(|id| id.len() == 64));
+    assert_eq!(frames.len(), 2, "{frames:?}");
+    assert_eq!(frames[0], (1, b"hello from wat\n".to_vec()));
+    assert_eq!(frames[1].0, 4);
+    let exit: serde_json::Value = serde_json::from_slice(&frames[1].1).unwrap();
+    assert_eq!(exit["StatusCode"], 3, "{exit}");
+    assert_eq!(count(), 0, "the --rm container outlived its exit frame");
+
+    let (head, frames) = run_in_one_request(&d, "?name=kept", r#"{"Image":"hello"}"#);
+    assert_eq!(head.status, 101, "{}", head.text());
+    let id = head.header("ketch-container-id").unwrap();
+    assert_eq!(frames.last().map(|f| f.0), Some(4), "{frames:?}");
+    let (st, body) = d.http("GET", "/containers/kept/json", "");
+    assert_eq!(st, 200, "{body}");
+    let c: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(c["Id"], id);
+    assert_eq!(c["State"]["Status"], "exited");
+    assert_eq!(c["State"]["ExitCode"], 3);
+
+    for (query, body, status, says) in [
+        ("", r#"{"Image":"nosuch"}"#, 404, "No such image: nosuch"),
+        ("", r#"{"Image":"hello","Tty":true}"#, 400, "no terminal"),
+        ("", r#"{"Image":"hello","OpenStdin":true}"#, 400, "no stdin"),
+        ("", "{not json", 400, "invalid JSON"),
+        ("?name=kept", r#"{"Image":"hello"}"#, 409, "kept"),
+    ] {
+        let (head, _) = run_in_one_request(&d, query, body);
+        assert_eq!(head.status, status, "{body}: {}", head.text());
+        assert!(head.text().contains(says), "{body}: {}", head.text());
+    }
+    let (st, msg) = d.http("POST", "/containers/run", r#"{"Image":"hello"}"#);
+    assert_eq!(st, 400, "{msg}");
+    assert!(msg.contains("Upgrade: tcp"), "{msg}");
+    assert_eq!(count(), 1, "a refused run made a container");
+}

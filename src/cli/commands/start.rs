@@ -1,9 +1,9 @@
 //! `start [-a] [-i]`, and the attach/wait/start sequence `run` shares.
 
 use super::enc;
-use crate::api::stream::{Decoder, StdStream};
+use crate::api::stream::{Decoder, EXIT_STREAM};
 use crate::api::types::{ContainerInspect, WaitResponse};
-use crate::client::Client;
+use crate::client::{Client, ClientError};
 use anyhow::Context;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -124,6 +124,42 @@ pub async fn attach_and_start(
     Ok(w.status_code as i32)
 }
 
+/// `ketch run` of a container with neither a terminal nor stdin, in one
+/// request to ketchd (`POST /containers/run` with a create `body`): its
+/// output, then its exit code. `None` when the daemon has no such endpoint
+/// (another engine, an older ketchd), which has then made nothing: the
+/// caller takes Docker's sequence of create, attach, wait and start.
+pub async fn run_in_one_request(
+    c: &Client,
+    query: &str,
+    body: bytes::Bytes,
+) -> anyhow::Result<Option<i32>> {
+    let path = format!("/containers/run{query}");
+    let mut io = match c.upgrade_with(&path, Some(body)).await {
+        Ok((_, io)) => io,
+        Err(e) if no_such_route(&e) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let exit = copy_frames(&mut io, false)
+        .await?
+        .context("ketchd ended the container's stream before its exit")?;
+    let w: WaitResponse = serde_json::from_slice(&exit)
+        .with_context(|| format!("the container's exit {:?}", String::from_utf8_lossy(&exit)))?;
+    Ok(Some(w.status_code as i32))
+}
+
+/// Is `e` a daemon saying it has no such endpoint (dockerd and ketchd say
+/// "page not found"), rather than an answer of the endpoint?
+fn no_such_route(e: &ClientError) -> bool {
+    match e {
+        ClientError::Api { status, message } => {
+            *status == hyper::StatusCode::METHOD_NOT_ALLOWED
+                || (*status == hyper::StatusCode::NOT_FOUND && message.contains("page not found"))
+        }
+        _ => false,
+    }
+}
+
 /// Copy an attached stream to stdout and stderr until it ends: raw with a
 /// TTY, else demultiplexed from its 8-byte frames. The CLI's own stdout
 /// and stderr are written directly: tokio's hand each write to a blocking
@@ -132,10 +168,20 @@ pub async fn copy_output(
     rd: &mut (impl tokio::io::AsyncRead + Unpin),
     tty: bool,
 ) -> anyhow::Result<()> {
+    copy_frames(rd, tty).await.map(drop)
+}
+
+/// [`copy_output`], giving the payload of the [`EXIT_STREAM`] frame that
+/// ends a stream of `POST /containers/run`, if one came.
+async fn copy_frames(
+    rd: &mut (impl tokio::io::AsyncRead + Unpin),
+    tty: bool,
+) -> anyhow::Result<Option<bytes::Bytes>> {
     use std::io::Write as _;
     let (out, err) = (std::io::stdout(), std::io::stderr());
     let mut dec = Decoder::default();
     let mut buf = vec![0u8; 64 * 1024];
+    let mut exit = None;
     loop {
         let n = rd.read(&mut buf).await.unwrap_or(0);
         if n == 0 {
@@ -148,9 +194,10 @@ pub async fn copy_output(
             continue;
         }
         dec.push(&buf[..n]);
-        while let Some((s, data)) = dec.next_frame()? {
+        while let Some((s, data)) = dec.next_raw()? {
             match s {
-                StdStream::Stderr => {
+                EXIT_STREAM => exit = Some(data),
+                2 => {
                     let mut e = err.lock();
                     e.write_all(&data)?;
                     e.flush()?;
@@ -163,7 +210,7 @@ pub async fn copy_output(
             }
         }
     }
-    Ok(())
+    Ok(exit)
 }
 
 /// Copy the CLI's stdin to an attached stream, then close its write side
@@ -183,4 +230,47 @@ pub async fn send_stdin(mut wr: impl tokio::io::AsyncWrite + Unpin) {
     }
     let _ = wr.shutdown().await;
     std::future::pending::<()>().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hyper::StatusCode;
+
+    fn api(status: StatusCode, message: &str) -> ClientError {
+        ClientError::Api {
+            status,
+            message: message.into(),
+        }
+    }
+
+    /// `run` falls back to Docker's sequence only on a daemon without the
+    /// endpoint, never on an answer of the endpoint, which may have made a
+    /// container.
+    #[test]
+    fn only_a_missing_endpoint_sends_run_the_docker_way() {
+        assert!(no_such_route(&api(StatusCode::NOT_FOUND, "page not found")));
+        assert!(no_such_route(&api(
+            StatusCode::NOT_FOUND,
+            "page not found: POST /containers/run"
+        )));
+        assert!(no_such_route(&api(
+            StatusCode::NOT_FOUND,
+            "404 page not found"
+        )));
+        assert!(no_such_route(&api(StatusCode::METHOD_NOT_ALLOWED, "")));
+        assert!(!no_such_route(&api(
+            StatusCode::NOT_FOUND,
+            "No such image: x"
+        )));
+        assert!(!no_such_route(&api(
+            StatusCode::NOT_FOUND,
+            "network n not found"
+        )));
+        assert!(!no_such_route(&api(
+            StatusCode::BAD_REQUEST,
+            "page not found"
+        )));
+        assert!(!no_such_route(&ClientError::Http("reset".into())));
+    }
 }
