@@ -85,29 +85,39 @@ fn encode(path: &Path, rec: &Record) -> Result<Vec<u8>, EngineError> {
 /// The record in `dir`: the last line of its file that parses. `None`
 /// when there is no record file, or none whole in it: a create that did not
 /// finish (a create answers once its first line is on the disk), or a
-/// removal that did (it deletes the record first).
+/// removal that did (it deletes the record first). Without a whole line,
+/// an older ketchd's record is the record, if there is one.
 pub fn read(dir: &Path) -> Result<Option<Record>, String> {
     let path = dir.join(FILE);
     match std::fs::read(&path) {
-        Ok(data) => Ok(last_whole(&data)),
-        Err(e) if e.kind() == ErrorKind::NotFound => {
-            let legacy = dir.join(LEGACY_FILE);
-            match std::fs::read(&legacy) {
-                Ok(d) => serde_json::from_slice(&d)
-                    .map(Some)
-                    .map_err(|e| format!("{}: {e}", legacy.display())),
-                Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-                Err(e) => Err(format!("{}: {e}", legacy.display())),
-            }
-        }
+        Ok(data) => match last_whole(&data) {
+            Some(rec) => Ok(Some(rec)),
+            // Only a torn first line: the record is still the older
+            // ketchd's, if there is one.
+            None => read_legacy(dir),
+        },
+        Err(e) if e.kind() == ErrorKind::NotFound => read_legacy(dir),
         Err(e) => Err(format!("{}: {e}", path.display())),
     }
 }
 
+fn read_legacy(dir: &Path) -> Result<Option<Record>, String> {
+    let legacy = dir.join(LEGACY_FILE);
+    match std::fs::read(&legacy) {
+        Ok(d) => serde_json::from_slice(&d)
+            .map(Some)
+            .map_err(|e| format!("{}: {e}", legacy.display())),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("{}: {e}", legacy.display())),
+    }
+}
+
 /// Delete the record in `dir`: from here on the directory is garbage,
-/// deleted by whoever finds it first.
+/// deleted by whoever finds it first. An older ketchd's record goes first:
+/// a crash between the two unlinks leaves the newest record, never
+/// brings back an older one.
 pub fn delete(dir: &Path) -> std::io::Result<()> {
-    for f in [FILE, LEGACY_FILE] {
+    for f in [LEGACY_FILE, FILE] {
         match std::fs::remove_file(dir.join(f)) {
             Err(e) if e.kind() != ErrorKind::NotFound => return Err(e),
             _ => {}
@@ -193,11 +203,19 @@ mod tests {
         assert_eq!(name(d.path()), "old");
         append(d.path(), &rec("new"), false).unwrap();
         assert_eq!(name(d.path()), "new");
-        // A create that never finished its first line, and a deleted record.
+        // The first append of the new format torn by a crash: the record
+        // is still the older one.
         std::fs::write(d.path().join(FILE), b"\n{\"torn").unwrap();
-        assert!(read(d.path()).unwrap().is_none());
+        assert_eq!(name(d.path()), "old");
         delete(d.path()).unwrap();
         assert!(read(d.path()).unwrap().is_none());
-        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 0);
+        let left: Vec<_> = std::fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+        // A create that never finished its first line.
+        std::fs::write(d.path().join(FILE), b"\n{\"torn").unwrap();
+        assert!(read(d.path()).unwrap().is_none());
     }
 }
