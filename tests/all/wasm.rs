@@ -11,6 +11,17 @@ fn run_prints_output_and_returns_exit_code() {
     assert_eq!(r.stdout, "hello from wat\n");
     // --rm removed it.
     assert_eq!(d.ketch(&["ps", "-aq"]).ok(), "");
+    // A flag `run` does not know, where the image goes: Docker's error and
+    // code, and nothing made.
+    for verb in ["run", "create"] {
+        let r = d.ketch(&[verb, "--rm", "--bogus", "hello"]);
+        assert_eq!(r.code, 125, "{}", r.stderr);
+        assert!(r.stderr.contains("unknown flag: --bogus"), "{}", r.stderr);
+    }
+    assert_eq!(d.ketch(&["ps", "-aq"]).ok(), "");
+    // After the image, flags are the command's.
+    let r = d.ketch(&["run", "--rm", "hello", "--bogus"]);
+    assert_eq!(r.code, 3, "{}", r.stderr);
 }
 
 #[test]

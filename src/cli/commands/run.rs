@@ -176,6 +176,13 @@ fn expand_env(kv: &str) -> String {
 
 pub async fn run(c: &Client, a: RunArgs, create_only: bool) -> anyhow::Result<i32> {
     let mut image = a.image_and_args[0].clone();
+    // The image takes hyphen values so that its command's flags pass
+    // through; a flag in its place is one `run` does not know (no
+    // reference starts with `-`).
+    if image.starts_with('-') {
+        let verb = if create_only { "create" } else { "run" };
+        bail!("unknown flag: {image}\nSee 'ketch {verb} --help'.");
+    }
     let args: Vec<String> = a.image_and_args[1..].to_vec();
     if looks_like_local_wasm(&image) {
         image = load_local_wasm(c, Path::new(&image)).await?;
