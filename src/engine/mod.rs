@@ -21,6 +21,7 @@ pub mod networks;
 mod reconcile;
 pub mod record;
 mod record_file;
+mod spare_dirs;
 pub mod view;
 pub mod volumes;
 
@@ -71,6 +72,8 @@ pub struct Engine {
     execs: Mutex<HashMap<String, Arc<exec::Exec>>>,
     /// The fsync of `containers/` that makes a new container's name durable.
     creates: crate::fsutil::DirSync,
+    /// Emptied directories of removed Wasm containers, for new ones.
+    spare_dirs: Arc<spare_dirs::SpareDirs>,
 }
 
 impl Engine {
@@ -115,6 +118,7 @@ impl Engine {
                 backends,
                 execs: Mutex::new(HashMap::new()),
                 creates: crate::fsutil::DirSync::new(&root.join("containers")),
+                spare_dirs: Arc::new(spare_dirs::SpareDirs::new(&root.join("containers"))),
                 root,
             }))
         })

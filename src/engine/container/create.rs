@@ -130,7 +130,9 @@ impl Engine {
         let write = tokio::task::spawn_blocking(move || {
             // The directory is a container once its record's first line is
             // on the disk; until then, ketchd's start deletes it.
-            let made = std::fs::create_dir(&dir2)
+            let made = engine
+                .spare_dirs
+                .make(&dir2)
                 .map_err(EngineError::io(&dir2))
                 .and_then(|()| write_record(&dir2, &rec2, Durability::Durable))
                 .and_then(|()| {

@@ -56,18 +56,25 @@ impl Engine {
         }
         self.forget_execs(&rec.id);
         let dir = c.dir().to_path_buf();
+        let spares =
+            (rec.kind() == Some(crate::model::RuntimeKind::Wasm)).then(|| self.spare_dirs.clone());
         let io = c.io.clone().lock_owned().await;
         let (deleted, answer) = tokio::sync::oneshot::channel();
         // One trip off the runtime: the record goes, the removal is
         // answered (`run --rm` waits for it), then the rest of the
-        // directory goes without delaying the answer.
+        // directory goes without delaying the answer (a Wasm container's
+        // is kept, emptied, for a create).
         tokio::task::spawn_blocking(move || {
             let gone = super::super::record_file::delete(&dir).map_err(EngineError::io(&dir));
             drop(io);
             let ok = gone.is_ok();
             let _ = deleted.send(gone);
             if ok {
-                if let Err(e) = std::fs::remove_dir_all(&dir) {
+                let gone = match spares {
+                    Some(s) => s.retire(&dir),
+                    None => std::fs::remove_dir_all(&dir),
+                };
+                if let Err(e) = gone {
                     tracing::warn!(
                         "cannot delete {}: {e}; it goes at the next start",
                         dir.display()
