@@ -104,12 +104,7 @@ pub async fn run(engine: &Arc<Engine>, q: &Query, mut req: Request<Incoming>) ->
                 return;
             }
         }
-        let (code, err) = waited.await;
-        let exit = WaitResponse {
-            status_code: code,
-            error: err.map(|message| WaitError { message }),
-        };
-        let exit = serde_json::to_vec(&exit).unwrap_or_default();
+        let exit = serde_json::to_vec(&wait_response(waited.await)).unwrap_or_default();
         let _ = io.write_all(&encode_raw(EXIT_STREAM, &exit)).await;
         let _ = io.shutdown().await;
     });
@@ -264,14 +259,18 @@ pub fn wait(engine: &Arc<Engine>, id: &str, q: &Query) -> Resp {
     let (tx, mut resp) = stream("application/json");
     *resp.status_mut() = StatusCode::OK;
     tokio::spawn(async move {
-        let (code, err) = fut.await;
-        let body = WaitResponse {
-            status_code: code,
-            error: err.map(|message| WaitError { message }),
-        };
+        let body = wait_response(fut.await);
         let _ = tx.send(super::http::json_line(&body)).await;
     });
     resp
+}
+
+/// What a wait answers: the exit code and, if any, the error.
+fn wait_response((code, err): (i64, Option<String>)) -> WaitResponse {
+    WaitResponse {
+        status_code: code,
+        error: err.map(|message| WaitError { message }),
+    }
 }
 
 pub(super) fn frame(tty: bool, stream: StdStream, data: &[u8]) -> Bytes {

@@ -290,22 +290,15 @@ pub async fn run(c: &Client, a: RunArgs, create_only: bool) -> anyhow::Result<i3
             serde_json::json!({"EndpointsConfig": {net: {"Aliases": a.network_alias}}})
         }),
     };
-    let body = bytes::Bytes::from(serde_json::to_vec(&req)?);
     if !create_only && !a.detach && !a.interactive && !a.tty {
-        if let Some(code) = super::start::run_in_one_request(c, &name, body.clone()).await? {
+        let body = serde_json::to_vec(&req)?.into();
+        if let Some(code) = super::start::run_in_one_request(c, &name, body).await? {
             return Ok(code);
         }
     }
-    let created: IdResponse = crate::client::decode(
-        c.send(
-            hyper::Method::POST,
-            &format!("/containers/create{name}"),
-            body,
-            Some("application/json"),
-        )
-        .await?,
-    )
-    .await?;
+    let created: IdResponse = c
+        .post_json(&format!("/containers/create{name}"), &req)
+        .await?;
     for w in &created.warnings {
         eprintln!("WARNING: {w}");
     }

@@ -1,7 +1,7 @@
 //! `start [-a] [-i]`, and the attach/wait/start sequence `run` shares.
 
 use super::enc;
-use crate::api::stream::{Decoder, EXIT_STREAM};
+use crate::api::stream::{Decoder, StdStream, EXIT_STREAM};
 use crate::api::types::{ContainerInspect, WaitResponse};
 use crate::client::{Client, ClientError};
 use anyhow::Context;
@@ -197,7 +197,7 @@ async fn copy_frames(
         while let Some((s, data)) = dec.next_raw()? {
             match s {
                 EXIT_STREAM => exit = Some(data),
-                2 => {
+                s if s == StdStream::Stderr as u8 => {
                     let mut e = err.lock();
                     e.write_all(&data)?;
                     e.flush()?;
