@@ -128,42 +128,36 @@ pub fn create_dir_mode(dir: &Path, mode: u32) -> io::Result<()> {
     Ok(())
 }
 
-/// A directory's fsync shared by the writers that need it at once: each
-/// caller of [`DirSync::sync`] returns once an fsync of the directory that
-/// began after it called has finished. One caller syncs while the others
-/// queue; when it is done, one of them syncs for all queued meanwhile, so
-/// concurrent creates in one directory share its flushes.
-pub struct DirSync {
-    dir: PathBuf,
-    state: std::sync::Mutex<DirSyncState>,
+/// A sync shared by the writers that need it at once: each caller of
+/// [`GroupSync::sync`] returns once a sync that began after it called has
+/// finished. One caller syncs while the others queue; when it is done, one
+/// of them syncs for all queued meanwhile, so concurrent writers share
+/// their flushes. Every caller passes the same sync (of one directory, or
+/// of one append-only file); whichever caller runs it runs its own.
+#[derive(Default)]
+pub struct GroupSync {
+    state: std::sync::Mutex<GroupSyncState>,
     finished: std::sync::Condvar,
 }
 
 #[derive(Default)]
-struct DirSyncState {
-    /// An fsync is under way.
+struct GroupSyncState {
+    /// A sync is under way.
     running: bool,
-    /// Fsyncs finished so far.
+    /// Syncs finished so far.
     rounds: u64,
     /// How the latest one ended.
     last: Option<(io::ErrorKind, String)>,
 }
 
-impl DirSync {
-    pub fn new(dir: &Path) -> Self {
-        DirSync {
-            dir: dir.to_path_buf(),
-            state: Default::default(),
-            finished: Default::default(),
-        }
-    }
-
-    /// Return once the directory's entries as they are now are on the disk.
-    /// Blocking.
-    pub fn sync(&self) -> io::Result<()> {
+impl GroupSync {
+    /// Return once `sync`, run by this caller or another after this call
+    /// began, has finished. Blocking.
+    pub fn sync(&self, sync: impl FnOnce() -> io::Result<()>) -> io::Result<()> {
+        let mut sync = Some(sync);
         let mut st = self.lock();
-        // An fsync already running may have begun before this caller's
-        // entry was made: wait for the one after it.
+        // A sync already running may have begun before this caller's
+        // write was made: wait for the one after it.
         let want = st.rounds + if st.running { 2 } else { 1 };
         while st.rounds < want {
             if st.running {
@@ -172,7 +166,9 @@ impl DirSync {
             }
             st.running = true;
             drop(st);
-            let r = sync_dir(&self.dir);
+            // This caller's own sync runs at most once: the round it runs
+            // is the last it waits for.
+            let r = sync.take().map_or(Ok(()), |f| f());
             st = self.lock();
             st.running = false;
             st.rounds += 1;
@@ -187,7 +183,7 @@ impl DirSync {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, DirSyncState> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, GroupSyncState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -197,16 +193,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn concurrent_callers_share_a_directory_sync() {
+    fn concurrent_callers_share_a_sync() {
         let d = tempfile::tempdir().unwrap();
-        let sync = std::sync::Arc::new(DirSync::new(d.path()));
+        let sync = std::sync::Arc::new(GroupSync::default());
         let threads: Vec<_> = (0..16)
             .map(|i| {
                 let (s, p) = (sync.clone(), d.path().join(format!("f{i}")));
                 std::thread::spawn(move || {
                     for j in 0..8 {
                         fs::write(p.with_extension(j.to_string()), b"x").unwrap();
-                        s.sync().unwrap();
+                        s.sync(|| sync_dir(p.parent().unwrap())).unwrap();
                     }
                 })
             })
@@ -218,8 +214,8 @@ mod tests {
         // Callers queued behind a running fsync shared the next one.
         assert!(rounds < 16 * 8, "{rounds} fsyncs for 128 callers");
         // A directory that is gone is an error for its caller.
-        let gone = DirSync::new(&d.path().join("nope"));
-        assert!(gone.sync().is_err());
+        let gone = GroupSync::default();
+        assert!(gone.sync(|| sync_dir(&d.path().join("nope"))).is_err());
     }
 
     #[test]

@@ -12,6 +12,7 @@
 mod backend;
 pub mod config;
 pub mod container;
+mod create_journal;
 pub mod error;
 pub mod events;
 pub mod exec;
@@ -70,8 +71,9 @@ pub struct Engine {
     containers: RwLock<Table>,
     backends: Backends,
     execs: Mutex<HashMap<String, Arc<exec::Exec>>>,
-    /// The fsync of `containers/` that makes a new container's name durable.
-    creates: crate::fsutil::DirSync,
+    /// What makes a create durable: the journal of created and removed
+    /// containers.
+    creates: Arc<create_journal::CreateJournal>,
     /// Emptied directories of removed Wasm containers, for new ones.
     spare_dirs: Arc<spare_dirs::SpareDirs>,
 }
@@ -117,7 +119,10 @@ impl Engine {
                 containers: RwLock::new(Table::default()),
                 backends,
                 execs: Mutex::new(HashMap::new()),
-                creates: crate::fsutil::DirSync::new(&root.join("containers")),
+                creates: Arc::new(
+                    create_journal::CreateJournal::open(&root.join("containers"))
+                        .map_err(EngineError::io(root.join("containers")))?,
+                ),
                 spare_dirs: Arc::new(spare_dirs::SpareDirs::new(&root.join("containers"))),
                 root,
             }))

@@ -40,7 +40,7 @@ async fn open(root: &Path, fake: &Arc<Fake>) -> Arc<Engine> {
 
 /// A container record as `create` would make it, without an image (an
 /// empty name is `insert`'s to generate).
-fn record(name: &str, hc: HostConfig) -> Record {
+pub(super) fn record(name: &str, hc: HostConfig) -> Record {
     Record {
         id: ContainerId::random(),
         name: name.into(),
@@ -328,6 +328,10 @@ async fn reconcile_reattaches_the_living_and_records_the_dead() {
     }
     w.engine.start("always").await.unwrap();
     w.engine.stop("always", None).await.unwrap();
+    // A create a power loss took before the kernel wrote its directory:
+    // it was answered, so the journal brings it back.
+    let lost = make(&w, "lost", HostConfig::default()).await.id.clone();
+    std::fs::remove_dir_all(w.root.join("containers").join(lost.as_str())).unwrap();
     // Leftovers of an interrupted create and removal.
     let containers = w.root.join("containers");
     std::fs::create_dir_all(containers.join("x.creating")).unwrap();
@@ -356,6 +360,8 @@ async fn reconcile_reattaches_the_living_and_records_the_dead() {
     assert_eq!((d.state.status(), d.state.exit_code()), (Status::Exited, 7));
     // `always` comes back even after a manual stop, as with Docker.
     assert_eq!(get(&always_id).state.status(), Status::Running);
+    assert_eq!(get(&lost).state.status(), Status::Created);
+    assert_eq!(get(&lost).name, "lost");
     let mut left: Vec<_> = std::fs::read_dir(&containers)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -365,6 +371,9 @@ async fn reconcile_reattaches_the_living_and_records_the_dead() {
         alive_id.to_string(),
         dead_id.to_string(),
         always_id.to_string(),
+        lost.to_string(),
+        // The journal read back, and a new one begun.
+        ".creates-2".to_string(),
     ];
     want.sort();
     assert_eq!(left, want);

@@ -129,20 +129,26 @@ impl Engine {
         let (rec2, dir2) = (rec.clone(), dir.clone());
         let write = tokio::task::spawn_blocking(move || {
             // The directory is a container once its record's first line is
-            // on the disk; until then, ketchd's start deletes it.
+            // written; until then, ketchd's start deletes it. A create
+            // answers once the journal holds it on the disk.
             let made = engine
                 .spare_dirs
                 .make(&dir2)
                 .map_err(EngineError::io(&dir2))
-                .and_then(|()| write_record(&dir2, &rec2, Durability::Durable))
+                .and_then(|()| write_record(&dir2, &rec2, Durability::Volatile))
                 .and_then(|()| {
                     if rec2.host_config.auto_remove {
                         return Ok(());
                     }
-                    // Creates under way together share the fsync.
-                    engine.creates.sync().map_err(EngineError::io(&parent))
+                    // The journal makes it durable; creates under way
+                    // together share its flush.
+                    engine
+                        .creates
+                        .created(&rec2)
+                        .map_err(EngineError::io(&parent))
                 });
             if made.is_err() {
+                engine.creates.removed(&rec2.id);
                 let _ = std::fs::remove_dir_all(&dir2);
             }
             made

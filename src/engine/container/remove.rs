@@ -59,12 +59,14 @@ impl Engine {
         let spares =
             (rec.kind() == Some(crate::model::RuntimeKind::Wasm)).then(|| self.spare_dirs.clone());
         let io = c.io.clone().lock_owned().await;
+        let journal = self.creates.clone();
         let (deleted, answer) = tokio::sync::oneshot::channel();
         // One trip off the runtime: the record goes, the removal is
         // answered (`run --rm` waits for it), then the rest of the
         // directory goes without delaying the answer (a Wasm container's
         // is kept, emptied, for a create).
         tokio::task::spawn_blocking(move || {
+            journal.removed(&rec.id);
             let gone = super::super::record_file::delete(&dir).map_err(EngineError::io(&dir));
             drop(io);
             let ok = gone.is_ok();
