@@ -19,7 +19,8 @@
 //! - At ketchd's start, every generation is read back. A container it
 //!   created and did not remove, whose record is missing or torn (a power
 //!   loss before the kernel wrote it), is written again from the journal.
-//!   Then all of them are synced and the journal starts afresh.
+//!   The containers still journaled are carried into a new generation in
+//!   one write and one flush, and the old files are deleted.
 //!
 //! Lines are framed as records are (see `record_file`): a torn last line is
 //! passed over.
@@ -104,43 +105,51 @@ impl CreateJournal {
                 }
             }
         }
-        for (id, rec) in &created {
+        // Carried into the new generation: their records are not known to
+        // be on the disk.
+        let mut carried = Vec::with_capacity(created.len());
+        for (id, rec) in created {
             // The journal is ketchd's own, but an id names a directory.
             if ContainerId::parse(id.as_str()).is_none() {
                 tracing::warn!("{}: ignoring a malformed container id", dir.display());
                 continue;
             }
             let cdir = dir.join(id.as_str());
-            match record_file::read(&cdir) {
-                Ok(Some(_)) => {}
-                Ok(None) => {
-                    tracing::warn!(
-                        "container {} ({}) lost its record in a crash; written again from {}",
-                        rec.name,
-                        id.short(),
-                        dir.display()
-                    );
-                    std::fs::create_dir_all(&cdir)?;
-                    record_file::append(&cdir, rec, true)
-                        .map_err(|e| io::Error::other(e.to_string()))?;
-                }
-                // Left for the scan that follows to report.
-                Err(_) => continue,
+            if let Ok(None) = record_file::read(&cdir) {
+                tracing::warn!(
+                    "container {} ({}) lost its record in a crash; written again from {}",
+                    rec.name,
+                    id.short(),
+                    dir.display()
+                );
+                std::fs::create_dir_all(&cdir)?;
+                record_file::append(&cdir, &rec, true)
+                    .map_err(|e| io::Error::other(e.to_string()))?;
+                fsutil::sync_dir(&cdir)?;
             }
-            sync_container(&cdir)?;
+            // An unreadable record is left for the scan that follows to
+            // report, and stays journaled.
+            carried.push(rec);
         }
-        fsutil::sync_dir(dir)?;
+        let generation = last + 1;
+        // Its name's sync covers the directories written again above.
+        let file = new_generation(dir, generation)?;
+        let mut lines = Vec::new();
+        for rec in &carried {
+            lines.extend(encode(&Line::Create(rec))?);
+        }
+        (&file).write_all(&lines)?;
+        file.sync_data()?;
         for (_, path) in &generations {
             std::fs::remove_file(path)?;
         }
-        let file = new_generation(dir, last + 1)?;
         Ok(CreateJournal {
             dir: dir.to_path_buf(),
             state: Mutex::new(State {
                 file: Arc::new(file),
-                generation: last + 1,
-                len: 0,
-                unsynced: HashMap::new(),
+                generation,
+                len: lines.len() as u64,
+                unsynced: carried.into_iter().map(|r| (r.id, generation)).collect(),
                 checkpointing: false,
                 keep_files: false,
             }),
@@ -380,6 +389,12 @@ mod tests {
         drop((journal, f));
 
         let journal = CreateJournal::open(d.path()).unwrap();
+        // The two are carried into the new generation, the removed one not.
+        let mut carried: Vec<_> = journal.lock().unsynced.keys().cloned().collect();
+        carried.sort();
+        let mut want = vec![kept.id.clone(), lost.id.clone()];
+        want.sort();
+        assert_eq!(carried, want);
         for r in [&kept, &lost] {
             let back = record_file::read(&d.path().join(r.id.as_str()))
                 .unwrap()
