@@ -2,7 +2,8 @@
 # Density: idle Wasm containers (ticker, one line every 60 s) started through
 # the Engine API into one ketchd, in steps up to the largest of NS. At each
 # step: ketchd's resident memory per container, its memory mappings, and the
-# mean create+start time of the step's containers. Then PEER_N idle
+# mean create+start time of the step's containers, and the time of `ps -a`
+# and of one `inspect` through the API. Then PEER_N idle
 # containers of each peer: `wasmtime run` (a process each) and runc through
 # containerd (`ctr run -d` of busybox `sleep`: a shim and a process each).
 # Writes docs/density.svg (RSS per container and start time against N).
@@ -45,14 +46,22 @@ for n in ns:
             call("DELETE", f"/containers/{cid}")
             break
         have += 1
+        started = cid
     took = time.perf_counter() - t0
     time.sleep(1)
     t = time.perf_counter(); s, b = call("GET", "/containers/json?all=1"); ps = (time.perf_counter() - t) * 1000
+    # inspect of the last container started: the median of 21.
+    times = []
+    for _ in range(21):
+        t = time.perf_counter(); s, _b = call("GET", f"/containers/{started}/json"); times.append((time.perf_counter() - t) * 1000)
+        assert s == 200, _b
+    inspect = sorted(times)[10]
     step = {"n": have, "rss_kib": rss(), "per_container_kib": (rss() - base) / have, "maps": maps(),
-            "start_ms": took / max(1, have - (steps[-1]["n"] if steps else 0)) * 1000, "ps_ms": ps}
+            "start_ms": took / max(1, have - (steps[-1]["n"] if steps else 0)) * 1000, "ps_ms": ps,
+            "inspect_ms": inspect}
     steps.append(step)
     print(f"{have:6d} running: {step['per_container_kib']:6.1f} KiB each ({step['rss_kib']/1024:.0f} MiB), "
-          f"{step['maps']} mappings, create+start {step['start_ms']:.2f} ms, ps -a {ps:.0f} ms", flush=True)
+          f"{step['maps']} mappings, create+start {step['start_ms']:.2f} ms, ps -a {ps:.0f} ms, inspect {inspect:.2f} ms", flush=True)
     if refused:
         print(f"       the next start was refused: {refused}")
         break
