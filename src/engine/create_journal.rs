@@ -10,8 +10,13 @@
 //! journal, where one `fdatasync` covers every create under way.
 //!
 //! - A removal appends a line that cancels the create, before the record
-//!   goes (not waited for: a crash may bring back a removed container, as
-//!   it could before).
+//!   goes (not waited for: a power loss may bring back a removed container,
+//!   as it could before). Only a container whose create line is in a file
+//!   still kept needs one; if it cannot be written, the removal fails and
+//!   the record stays.
+//! - A flush that fails fails every create after it, until ketchd
+//!   restarts: the kernel drops the pages it could not write, so a later
+//!   flush would prove nothing.
 //! - Past [`ROTATE_AT`] bytes a new generation starts. A checkpoint then
 //!   syncs the records of the old generation's containers that are still
 //!   there, and deletes its file. The disk is flushed for those only: in
@@ -77,6 +82,19 @@ struct State {
     /// start reads them all (a later one may hold removals of the
     /// failed one's containers).
     keep_files: bool,
+    /// A flush of the journal failed: no create is durable from here on.
+    failed: Option<String>,
+}
+
+impl State {
+    fn check(&self) -> io::Result<()> {
+        match &self.failed {
+            None => Ok(()),
+            Some(e) => Err(io::Error::other(format!(
+                "the create journal could not be written to the disk ({e}); restart ketchd"
+            ))),
+        }
+    }
 }
 
 impl CreateJournal {
@@ -90,8 +108,21 @@ impl CreateJournal {
         let generations = generations(dir)?;
         let last = generations.last().map_or(0, |(g, _)| *g);
         let mut created: HashMap<ContainerId, Box<Record>> = HashMap::new();
+        // Files read back, to delete once carried; one that cannot be read
+        // stays for the next start.
+        let mut read = Vec::with_capacity(generations.len());
         for (_, path) in &generations {
-            let data = std::fs::read(path)?;
+            let data = match std::fs::read(path) {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::warn!(
+                        "cannot read {}: {e}; it is read again at the next start",
+                        path.display()
+                    );
+                    continue;
+                }
+            };
+            read.push(path);
             for line in data.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
                 match serde_json::from_slice::<ReadLine>(line) {
                     Ok(ReadLine::Create(rec)) => {
@@ -115,20 +146,28 @@ impl CreateJournal {
                 continue;
             }
             let cdir = dir.join(id.as_str());
-            if let Ok(None) = record_file::read(&cdir) {
+            // A directory's entry may be lost while its contents are not:
+            // a record of another container (a spare's former owner) is
+            // no record of this one.
+            let lost = match record_file::read(&cdir) {
+                Ok(Some(r)) => r.id != id,
+                Ok(None) => true,
+                // Left for the scan that follows to report.
+                Err(_) => false,
+            };
+            if lost {
                 tracing::warn!(
                     "container {} ({}) lost its record in a crash; written again from {}",
                     rec.name,
                     id.short(),
                     dir.display()
                 );
-                std::fs::create_dir_all(&cdir)?;
-                record_file::append(&cdir, &rec, true)
-                    .map_err(|e| io::Error::other(e.to_string()))?;
-                fsutil::sync_dir(&cdir)?;
+                if let Err(e) = restore(&cdir, &rec) {
+                    tracing::warn!("cannot write {} again: {e}", cdir.display());
+                }
             }
-            // An unreadable record is left for the scan that follows to
-            // report, and stays journaled.
+            // Stays journaled even if it could not be written: the next
+            // start tries again.
             carried.push(rec);
         }
         let generation = last + 1;
@@ -140,9 +179,14 @@ impl CreateJournal {
         }
         (&file).write_all(&lines)?;
         file.sync_data()?;
-        for (_, path) in &generations {
-            std::fs::remove_file(path)?;
+        for path in read {
+            if let Err(e) = std::fs::remove_file(path) {
+                tracing::warn!("cannot delete {}: {e}", path.display());
+            }
         }
+        // Deleted for good: an older generation coming back after a power
+        // loss without the newer one's removals would revive containers.
+        fsutil::sync_dir(dir)?;
         Ok(CreateJournal {
             dir: dir.to_path_buf(),
             state: Mutex::new(State {
@@ -152,10 +196,16 @@ impl CreateJournal {
                 unsynced: carried.into_iter().map(|r| (r.id, generation)).collect(),
                 checkpointing: false,
                 keep_files: false,
+                failed: None,
             }),
             flushes: GroupSync::default(),
             rotate_at,
         })
+    }
+
+    /// The file being appended to, for messages.
+    pub(super) fn path(&self) -> PathBuf {
+        file_name(&self.dir, self.lock().generation)
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -168,6 +218,7 @@ impl CreateJournal {
         let line = encode(&Line::Create(rec))?;
         let full = {
             let mut st = self.lock();
+            st.check()?;
             (&*st.file).write_all(&line)?;
             st.len += line.len() as u64;
             let generation = st.generation;
@@ -179,25 +230,32 @@ impl CreateJournal {
         }
         self.flushes.sync(|| {
             let file = self.lock().file.clone();
-            file.sync_data()
-        })
+            let flushed = file.sync_data();
+            if let Err(e) = &flushed {
+                self.lock().failed = Some(e.to_string());
+            }
+            flushed
+        })?;
+        // A round that failed before this one proves nothing about the
+        // lines it covered: the kernel drops the pages it could not write.
+        self.lock().check()
     }
 
     /// Record that the container `id` is being removed (or was never
-    /// made), before its record goes. Not waited onto the disk. Blocking.
-    pub(super) fn removed(&self, id: &ContainerId) {
-        let written = encode(&Line::Remove(id)).and_then(|line| {
-            let mut st = self.lock();
-            st.unsynced.remove(id);
-            (&*st.file).write_all(&line)
-        });
-        if let Err(e) = written {
-            tracing::warn!(
-                "{}: cannot journal the removal of {}: {e}; a crash before the next sync may bring it back",
-                self.dir.display(),
-                id.short()
-            );
+    /// made), before its record goes. Not waited onto the disk. Only a
+    /// container whose create line is in a file still kept needs one: a
+    /// checkpointed or `--rm` container costs nothing. An error means the
+    /// record must stay, or the next start would bring it back. Blocking.
+    pub(super) fn removed(&self, id: &ContainerId) -> io::Result<()> {
+        let mut st = self.lock();
+        if !st.unsynced.contains_key(id) {
+            return Ok(());
         }
+        let line = encode(&Line::Remove(id))?;
+        (&*st.file).write_all(&line)?;
+        st.len += line.len() as u64;
+        st.unsynced.remove(id);
+        Ok(())
     }
 
     /// Start the next generation: every line of the current one is flushed
@@ -209,9 +267,20 @@ impl CreateJournal {
             if st.checkpointing {
                 return Ok(());
             }
-            st.file.sync_data()?;
+            if let Err(e) = st.file.sync_data() {
+                st.failed = Some(e.to_string());
+                return Err(e);
+            }
             let next = st.generation + 1;
-            let file = new_generation(&self.dir, next)?;
+            let file = match new_generation(&self.dir, next) {
+                Ok(f) => f,
+                Err(e) => {
+                    // The lines so far are flushed; the next create tries
+                    // again.
+                    tracing::warn!("cannot start {}: {e}", file_name(&self.dir, next).display());
+                    return Ok(());
+                }
+            };
             st.file = Arc::new(file);
             st.len = 0;
             st.checkpointing = true;
@@ -227,7 +296,7 @@ impl CreateJournal {
             let mut st = self.lock();
             st.checkpointing = false;
             st.keep_files = true;
-            return Err(e);
+            tracing::warn!("cannot checkpoint generation {old}: {e}");
         }
         Ok(())
     }
@@ -251,22 +320,23 @@ impl CreateJournal {
                 r => r,
             })
             .and_then(|()| fsutil::sync_dir(&self.dir));
+        let path = file_name(&self.dir, generation);
+        // While files are kept, their containers' removals must still be
+        // journaled; so they are until the file is gone for good.
+        let deleted = synced.and_then(|()| {
+            if self.lock().keep_files {
+                return Err(io::Error::other("an earlier checkpoint failed"));
+            }
+            std::fs::remove_file(&path).and_then(|()| fsutil::sync_dir(&self.dir))
+        });
         let mut st = self.lock();
         st.checkpointing = false;
-        let path = file_name(&self.dir, generation);
-        match synced {
-            Ok(()) => {
-                st.unsynced.retain(|_, g| *g != generation);
-                if !st.keep_files {
-                    if let Err(e) = std::fs::remove_file(&path) {
-                        tracing::warn!("cannot delete {}: {e}", path.display());
-                    }
-                }
-            }
+        match deleted {
+            Ok(()) => st.unsynced.retain(|_, g| *g != generation),
             Err(e) => {
                 st.keep_files = true;
                 tracing::warn!(
-                    "cannot sync the containers journaled in {}: {e}; it is read again at the next start",
+                    "cannot checkpoint {}: {e}; it is read again at the next start",
                     path.display()
                 );
             }
@@ -276,7 +346,22 @@ impl CreateJournal {
 
 /// Flush a container's record and its directory's entries.
 fn sync_container(cdir: &Path) -> io::Result<()> {
-    File::open(cdir.join(record_file::FILE))?.sync_data()?;
+    // Opened for writing: Windows flushes only a file open for writing.
+    OpenOptions::new()
+        .append(true)
+        .open(cdir.join(record_file::FILE))?
+        .sync_data()?;
+    fsutil::sync_dir(cdir)
+}
+
+/// Write a container's record again, in a directory of its own.
+fn restore(cdir: &Path, rec: &Record) -> io::Result<()> {
+    if cdir.exists() {
+        // Whatever it holds is another container's or torn.
+        std::fs::remove_dir_all(cdir)?;
+    }
+    std::fs::create_dir(cdir)?;
+    record_file::append(cdir, rec, true).map_err(|e| io::Error::other(e.to_string()))?;
     fsutil::sync_dir(cdir)
 }
 
@@ -299,7 +384,11 @@ fn new_generation(dir: &Path, generation: u64) -> io::Result<File> {
         .append(true)
         .create_new(true)
         .open(&path)?;
-    fsutil::sync_dir(dir)?;
+    if let Err(e) = fsutil::sync_dir(dir) {
+        // Not left to make the next try's create_new fail.
+        let _ = std::fs::remove_file(&path);
+        return Err(e);
+    }
     Ok(file)
 }
 
@@ -352,12 +441,12 @@ mod tests {
         assert_eq!(files(d.path()), [1]);
         let recs: Vec<Record> = (0..40).map(|_| make(d.path(), &journal)).collect();
         for r in &recs[..10] {
-            journal.removed(&r.id);
+            journal.removed(&r.id).unwrap();
             std::fs::remove_dir_all(d.path().join(r.id.as_str())).unwrap();
         }
         // Each create's line is about 1 KiB: several generations began,
         // and each was deleted once its containers were synced.
-        for _ in 0..500 {
+        for _ in 0..3000 {
             if !journal.lock().checkpointing {
                 break;
             }
@@ -373,11 +462,63 @@ mod tests {
     }
 
     #[test]
+    fn only_a_journaled_container_costs_a_removal_line() {
+        let d = tempfile::tempdir().unwrap();
+        let journal = Arc::new(CreateJournal::open(d.path()).unwrap());
+        let len = || std::fs::metadata(file_name(d.path(), 1)).unwrap().len();
+        // An --rm container was never journaled: its removal writes nothing.
+        let rm = record("", Default::default());
+        journal.removed(&rm.id).unwrap();
+        assert_eq!(len(), 0);
+        let rec = make(d.path(), &journal);
+        let after_create = len();
+        journal.removed(&rec.id).unwrap();
+        assert!(len() > after_create);
+        assert_eq!(journal.lock().len, len());
+        // Once removed, a second removal writes nothing either.
+        let after_remove = len();
+        journal.removed(&rec.id).unwrap();
+        assert_eq!(len(), after_remove);
+    }
+
+    #[test]
+    fn a_removal_in_a_later_generation_cancels_an_earlier_create() {
+        let d = tempfile::tempdir().unwrap();
+        let [a, b, c] = [(); 3].map(|()| record("", Default::default()));
+        let lines =
+            |ls: &[Line<'_>]| -> Vec<u8> { ls.iter().flat_map(|l| encode(l).unwrap()).collect() };
+        std::fs::write(
+            file_name(d.path(), 4),
+            lines(&[Line::Create(&a), Line::Create(&b), Line::Create(&c)]),
+        )
+        .unwrap();
+        std::fs::write(file_name(d.path(), 5), lines(&[Line::Remove(&a.id)])).unwrap();
+        // c's directory holds a record, but another container's: the
+        // spare it was made from kept its owner's after a power loss.
+        let cdir = d.path().join(c.id.as_str());
+        std::fs::create_dir(&cdir).unwrap();
+        record_file::append(&cdir, &record("old", Default::default()), false).unwrap();
+
+        let journal = CreateJournal::open(d.path()).unwrap();
+        assert_eq!(files(d.path()), [6]);
+        assert!(!d.path().join(a.id.as_str()).exists());
+        for r in [&b, &c] {
+            let back = record_file::read(&d.path().join(r.id.as_str()))
+                .unwrap()
+                .unwrap();
+            assert_eq!(back.id, r.id);
+        }
+        let st = journal.lock();
+        assert!(st.unsynced.contains_key(&b.id) && st.unsynced.contains_key(&c.id));
+        assert!(!st.unsynced.contains_key(&a.id));
+    }
+
+    #[test]
     fn a_start_writes_back_the_records_a_crash_lost_and_not_the_removed() {
         let d = tempfile::tempdir().unwrap();
         let journal = Arc::new(CreateJournal::open(d.path()).unwrap());
         let [kept, lost, removed] = [(); 3].map(|()| make(d.path(), &journal));
-        journal.removed(&removed.id);
+        journal.removed(&removed.id).unwrap();
         // A power loss: the kernel never wrote two directories, and the
         // last append was torn.
         for r in [&lost, &removed] {

@@ -47,7 +47,21 @@ fn scan(dir: &Path) -> Result<Found, EngineError> {
             continue;
         }
         match record_file::read(&path) {
-            Ok(Some(r)) => records.push((r, path)),
+            Ok(Some(r)) if e.file_name() == r.id.as_str() => records.push((r, path)),
+            Ok(Some(r)) => {
+                // A power loss kept a directory's contents but not its
+                // name: a spare holding its removed owner's record, or a
+                // container's directory not yet renamed into place (the
+                // create journal wrote that one again under its name).
+                tracing::warn!(
+                    "deleting {}: it holds the record of {}",
+                    path.display(),
+                    r.id
+                );
+                if let Err(err) = std::fs::remove_dir_all(&path) {
+                    tracing::warn!("cannot delete {}: {err}", path.display());
+                }
+            }
             Ok(None) => {
                 // A create that did not finish, or a removal that did:
                 // nothing refers to it.

@@ -84,8 +84,8 @@ fn encode(path: &Path, rec: &Record) -> Result<Vec<u8>, EngineError> {
 
 /// The record in `dir`: the last line of its file that parses. `None`
 /// when there is no record file, or none whole in it: a create that did not
-/// finish (a create answers once its first line is on the disk), or a
-/// removal that did (it deletes the record first). Without a whole line,
+/// finish (one that answered is in the create journal, which writes it
+/// again), or a removal that did (it deletes the record first). Without a whole line,
 /// an older ketchd's record is the record, if there is one.
 pub fn read(dir: &Path) -> Result<Option<Record>, String> {
     let path = dir.join(FILE);

@@ -337,6 +337,10 @@ async fn reconcile_reattaches_the_living_and_records_the_dead() {
     std::fs::create_dir_all(containers.join("x.creating")).unwrap();
     std::fs::create_dir_all(containers.join("y.removing")).unwrap();
     std::fs::create_dir_all(containers.join("norecord")).unwrap();
+    // A spare a power loss left holding its removed owner's record.
+    let spare = containers.join(".spare-9");
+    std::fs::create_dir_all(&spare).unwrap();
+    record_file::append(&spare, &record("gone", HostConfig::default()), false).unwrap();
     // A create killed before its record's first line was whole.
     std::fs::create_dir_all(containers.join("torn")).unwrap();
     std::fs::write(containers.join("torn/container.jsonl"), b"\n{\"id\":\"ab").unwrap();

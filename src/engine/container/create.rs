@@ -105,7 +105,8 @@ impl Engine {
     }
 
     /// Reserve the record's name (a generated one if it has none) and
-    /// write it; once it is on the disk, it is a container.
+    /// write it; once the create journal holds it on the disk, it is a
+    /// container.
     pub(in crate::engine) async fn insert(
         self: &Arc<Self>,
         mut rec: Record,
@@ -148,7 +149,13 @@ impl Engine {
                         .map_err(EngineError::io(&parent))
                 });
             if made.is_err() {
-                engine.creates.removed(&rec2.id);
+                if let Err(e) = engine.creates.removed(&rec2.id) {
+                    tracing::warn!(
+                        "{}: cannot cancel the failed create of {}: {e}; the next start makes it",
+                        engine.creates.path().display(),
+                        rec2.name
+                    );
+                }
                 let _ = std::fs::remove_dir_all(&dir2);
             }
             made

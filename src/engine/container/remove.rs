@@ -66,8 +66,14 @@ impl Engine {
         // directory goes without delaying the answer (a Wasm container's
         // is kept, emptied, for a create).
         tokio::task::spawn_blocking(move || {
-            journal.removed(&rec.id);
-            let gone = super::super::record_file::delete(&dir).map_err(EngineError::io(&dir));
+            // Without its line in the journal the next start would bring
+            // the container back: then the record stays.
+            let gone = journal
+                .removed(&rec.id)
+                .map_err(EngineError::io(journal.path()))
+                .and_then(|()| {
+                    super::super::record_file::delete(&dir).map_err(EngineError::io(&dir))
+                });
             drop(io);
             let ok = gone.is_ok();
             let _ = deleted.send(gone);
