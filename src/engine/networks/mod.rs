@@ -384,9 +384,25 @@ impl Networks {
             options,
             created: Utc::now(),
         };
-        self.make_bridge(&mut n)?;
-        if let Err(e) = self.insert(n.clone()) {
-            self.remove_bridge(&n);
+        // The record first: a ketchd killed before the bridge is made
+        // makes it at its next start, as after a reboot, while a bridge
+        // made before its record would be left to no one.
+        self.insert(n.clone())?;
+        let made = self.make_bridge(&mut n).and_then(|()| {
+            if n.gateway_added {
+                // An adopted bridge that got the gateway address keeps a
+                // note of it, to take it away with the network.
+                self.insert(n.clone())?;
+            }
+            Ok(())
+        });
+        if let Err(e) = made {
+            let path = self.dir.join(format!("{}.json", n.id));
+            let _ = std::fs::remove_file(&path);
+            self.table
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&n.id);
             return Err(e);
         }
         Ok(n)

@@ -1,6 +1,7 @@
 //! The network store, IPAM and bridge ownership, without a host.
 
 use super::*;
+use std::sync::Mutex;
 
 #[test]
 fn only_bridges_are_adopted_and_only_when_asked() {
@@ -213,4 +214,69 @@ fn store_makes_predefined_networks_and_refuses_overlaps() {
         again.lookup("nope"),
         Err(EngineError::NotFound(_))
     ));
+}
+
+/// A host whose bridges are only noted, checking that each has its
+/// network's record on the disk before it is made.
+struct RecordFirst {
+    dir: std::path::PathBuf,
+    made: Mutex<Vec<String>>,
+}
+
+impl HostNet for RecordFirst {
+    fn lock(&self) -> std::io::Result<std::fs::File> {
+        std::fs::File::open(&self.dir)
+    }
+    fn link(&self, _: &str) -> std::io::Result<Option<crate::model::network::HostLink>> {
+        Ok(None)
+    }
+    fn make_bridge(&self, name: &str, _: Ipv4Addr, _: u8, mark: &str) -> std::io::Result<()> {
+        let id = mark.rsplit(' ').next().unwrap_or_default();
+        // A ketchd killed right now must leave a record that names it.
+        let rec: NetworkRecord =
+            serde_json::from_slice(&std::fs::read(self.dir.join(format!("{id}.json")))?)
+                .map_err(std::io::Error::other)?;
+        assert_eq!(rec.bridge, name);
+        self.made.lock().unwrap().push(name.to_string());
+        Ok(())
+    }
+    fn ensure_bridge(&self, _: &str, _: Ipv4Addr, _: u8, _: Option<&str>) -> std::io::Result<bool> {
+        Ok(false)
+    }
+    fn mark_link(&self, _: u32, _: &str) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn remove_link(&self, _: u32) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn remove_address(&self, _: &str, _: Ipv4Addr, _: u8) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn routes(&self) -> Vec<(Ipv4Addr, u8)> {
+        Vec::new()
+    }
+    fn connect(&self, _: &Path, _: &crate::model::network::Attachment) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn disconnect(&self, _: &Path, _: &str) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_bridge_is_made_only_once_its_network_is_recorded() {
+    let d = tempfile::tempdir().unwrap();
+    let host = Arc::new(RecordFirst {
+        dir: d.path().to_path_buf(),
+        made: Mutex::new(Vec::new()),
+    });
+    let nets = Networks::open(d.path(), Some(host.clone())).unwrap();
+    nets.create(CreateNetwork {
+        name: "app".into(),
+        driver: "bridge".into(),
+        ..Default::default()
+    })
+    .unwrap();
+    // The default network's bridge and the new one's.
+    assert_eq!(host.made.lock().unwrap().len(), 2);
 }
