@@ -439,19 +439,30 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let journal = Arc::new(CreateJournal::open_rotating_at(d.path(), 8 * 1024).unwrap());
         assert_eq!(files(d.path()), [1]);
-        let recs: Vec<Record> = (0..40).map(|_| make(d.path(), &journal)).collect();
+        let settle = || {
+            for _ in 0..3000 {
+                if !journal.lock().checkpointing {
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            panic!("a checkpoint did not end in 30 s");
+        };
+        // Each create after the last checkpoint ended, so that no rotation
+        // is put off (a full generation waits while one runs).
+        let recs: Vec<Record> = (0..40)
+            .map(|_| {
+                let r = make(d.path(), &journal);
+                settle();
+                r
+            })
+            .collect();
         for r in &recs[..10] {
             journal.removed(&r.id).unwrap();
             std::fs::remove_dir_all(d.path().join(r.id.as_str())).unwrap();
         }
         // Each create's line is about 1 KiB: several generations began,
         // and each was deleted once its containers were synced.
-        for _ in 0..3000 {
-            if !journal.lock().checkpointing {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
         let st = journal.lock();
         assert!(st.generation > 2, "generation {}", st.generation);
         assert!(!st.keep_files);
