@@ -175,7 +175,7 @@ impl CreateJournal {
         let file = new_generation(dir, generation)?;
         let mut lines = Vec::new();
         for rec in &carried {
-            lines.extend(encode(&Line::Create(rec))?);
+            lines.extend(record_file::frame(&Line::Create(rec))?);
         }
         (&file).write_all(&lines)?;
         file.sync_data()?;
@@ -215,7 +215,7 @@ impl CreateJournal {
     /// Record a new container and return once the journal holds it on the
     /// disk. Blocking.
     pub(super) fn created(self: &Arc<Self>, rec: &Record) -> io::Result<()> {
-        let line = encode(&Line::Create(rec))?;
+        let line = record_file::frame(&Line::Create(rec))?;
         let full = {
             let mut st = self.lock();
             st.check()?;
@@ -251,7 +251,7 @@ impl CreateJournal {
         if !st.unsynced.contains_key(id) {
             return Ok(());
         }
-        let line = encode(&Line::Remove(id))?;
+        let line = record_file::frame(&Line::Remove(id))?;
         (&*st.file).write_all(&line)?;
         st.len += line.len() as u64;
         st.unsynced.remove(id);
@@ -361,16 +361,8 @@ fn restore(cdir: &Path, rec: &Record) -> io::Result<()> {
         std::fs::remove_dir_all(cdir)?;
     }
     std::fs::create_dir(cdir)?;
-    record_file::append(cdir, rec, true).map_err(|e| io::Error::other(e.to_string()))?;
-    fsutil::sync_dir(cdir)
-}
-
-fn encode(line: &Line<'_>) -> io::Result<Vec<u8>> {
-    let mut buf = Vec::with_capacity(2048);
-    buf.push(b'\n');
-    serde_json::to_writer(&mut buf, line).map_err(io::Error::other)?;
-    buf.push(b'\n');
-    Ok(buf)
+    record_file::append(cdir, rec, false).map_err(|e| io::Error::other(e.to_string()))?;
+    sync_container(cdir)
 }
 
 fn file_name(dir: &Path, generation: u64) -> PathBuf {
@@ -496,8 +488,11 @@ mod tests {
     fn a_removal_in_a_later_generation_cancels_an_earlier_create() {
         let d = tempfile::tempdir().unwrap();
         let [a, b, c] = [(); 3].map(|()| record("", Default::default()));
-        let lines =
-            |ls: &[Line<'_>]| -> Vec<u8> { ls.iter().flat_map(|l| encode(l).unwrap()).collect() };
+        let lines = |ls: &[Line<'_>]| -> Vec<u8> {
+            ls.iter()
+                .flat_map(|l| record_file::frame(l).unwrap())
+                .collect()
+        };
         std::fs::write(
             file_name(d.path(), 4),
             lines(&[Line::Create(&a), Line::Create(&b), Line::Create(&c)]),

@@ -69,15 +69,19 @@ pub fn compact(dir: &Path, rec: &Record, sync: bool) -> Result<(), EngineError> 
     replace(&path, &line[1..]).map_err(EngineError::io(&path))
 }
 
-/// `rec` as an appended line: a newline of its own before it (see the
-/// module's docs) and one after.
+/// `rec` as an appended line (see [`frame`]).
 fn encode(path: &Path, rec: &Record) -> Result<Vec<u8>, EngineError> {
+    // The path is formatted only on failure: this runs on every append.
+    frame(rec).map_err(|e| EngineError::io(path)(e))
+}
+
+/// `value` as a line to append to a file of JSON lines: a newline of its
+/// own before it (see the module's docs) and one after. The create
+/// journal's lines are framed the same way.
+pub(super) fn frame(value: &impl serde::Serialize) -> std::io::Result<Vec<u8>> {
     let mut line = Vec::with_capacity(2048);
     line.push(b'\n');
-    serde_json::to_writer(&mut line, rec).map_err(|e| EngineError::Io {
-        path: path.display().to_string(),
-        source: std::io::Error::other(e),
-    })?;
+    serde_json::to_writer(&mut line, value).map_err(std::io::Error::other)?;
     line.push(b'\n');
     Ok(line)
 }

@@ -70,7 +70,8 @@ impl Engine {
             // the container back: then the record stays.
             let gone = journal
                 .removed(&rec.id)
-                .map_err(EngineError::io(journal.path()))
+                // Named only on failure: the path takes the journal's lock.
+                .map_err(|e| EngineError::io(journal.path())(e))
                 .and_then(|()| {
                     super::super::record_file::delete(&dir).map_err(EngineError::io(&dir))
                 });
