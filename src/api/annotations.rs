@@ -1,8 +1,10 @@
 //! Container annotations ketch reads (`HostConfig.Annotations`, Docker's
-//! `--annotation`): the serving options of function containers. ketch's
-//! own CLI sets them from `--http-*` and `--allow-http`; any Docker client
-//! can send them.
+//! `--annotation`): the serving options of function containers and the
+//! network grants of Wasm containers. ketch's own CLI sets them from
+//! `--http-*`, `--allow-http`, `--allow-net` and `--net-connections`; any
+//! Docker client can send them.
 
+use crate::model::net::{self, NetGrantError, NetOptions};
 use crate::model::units::{parse_duration, parse_size, UnitError};
 use crate::model::HttpOptions;
 use std::collections::BTreeMap;
@@ -15,6 +17,14 @@ pub const HTTP_CONCURRENCY: &str = "io.ketch.http.concurrency";
 pub const HTTP_MAX_BODY: &str = "io.ketch.http.max-body";
 /// Comma-separated `host[:port]` (or `*`) the guest may send requests to.
 pub const HTTP_ALLOW: &str = "io.ketch.http.allow";
+/// Comma-separated network grants (`[tcp|udp://]host[:ports]`, see
+/// [`crate::model::net`]) of a Wasm container's sockets.
+pub const NET_ALLOW: &str = "io.ketch.net.allow";
+/// Sockets a Wasm container may hold at once.
+pub const NET_CONNECTIONS: &str = "io.ketch.net.connections";
+
+/// The most sockets one Wasm container may be allowed.
+pub const MAX_CONNECTIONS: usize = 65536;
 
 /// The most requests one function may run at once (the instance pool of
 /// the daemon is shared by all of them).
@@ -38,6 +48,34 @@ pub enum AnnotationError {
     Concurrency { value: String },
     #[error("annotation {key}: {host:?} is not a host or host:port", key = HTTP_ALLOW)]
     Allow { host: String },
+    #[error("annotation {key}: {source}", key = NET_ALLOW)]
+    Net {
+        #[source]
+        source: NetGrantError,
+    },
+    #[error(
+        "annotation {key}: {value:?} is not a number from 1 to {max}",
+        key = NET_CONNECTIONS,
+        max = MAX_CONNECTIONS
+    )]
+    Connections { value: String },
+}
+
+/// Read the network options of a Wasm container from annotations.
+pub fn net_options(a: &BTreeMap<String, String>) -> Result<NetOptions, AnnotationError> {
+    let mut o = NetOptions::default();
+    if let Some(v) = a.get(NET_ALLOW) {
+        o.allow = net::parse_list(v).map_err(|source| AnnotationError::Net { source })?;
+    }
+    if let Some(v) = a.get(NET_CONNECTIONS) {
+        o.max_connections = v
+            .trim()
+            .parse()
+            .ok()
+            .filter(|n| (1..=MAX_CONNECTIONS).contains(n))
+            .ok_or_else(|| AnnotationError::Connections { value: v.clone() })?;
+    }
+    Ok(o)
 }
 
 /// Read the function options from annotations; other keys are ignored.
@@ -100,6 +138,17 @@ mod tests {
             http_options(&a(&[(HTTP_TIMEOUT, "0")])).unwrap().timeout,
             None
         );
+        assert_eq!(net_options(&a(&[])), Ok(NetOptions::default()));
+        let n = net_options(&a(&[
+            (NET_ALLOW, "tcp://Example.com:443, 10.0.0.0/8"),
+            (NET_CONNECTIONS, "8"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            n.allow.iter().map(|g| g.to_string()).collect::<Vec<_>>(),
+            ["tcp://Example.com:443", "10.0.0.0/8"]
+        );
+        assert_eq!(n.max_connections, 8);
     }
 
     #[test]
@@ -112,6 +161,15 @@ mod tests {
             (HTTP_ALLOW, "not a host"),
         ] {
             let e = http_options(&a(&[(k, v)])).unwrap_err().to_string();
+            assert!(e.contains(k), "{e}");
+        }
+        for (k, v) in [
+            (NET_ALLOW, "example.com,not a host"),
+            (NET_ALLOW, "10.0.0.0/40"),
+            (NET_CONNECTIONS, "0"),
+            (NET_CONNECTIONS, "many"),
+        ] {
+            let e = net_options(&a(&[(k, v)])).unwrap_err().to_string();
             assert!(e.contains(k), "{e}");
         }
     }

@@ -7,6 +7,7 @@ use super::EngineError;
 use crate::api::types::{ContainerConfig, HostConfig};
 use crate::fsutil;
 use crate::image::Image;
+use crate::model::net::NetOptions;
 use crate::model::{ports, HttpOptions, PortMapping, Proto, RestartPolicy};
 use crate::runtime::Grant;
 use std::path::PathBuf;
@@ -44,6 +45,7 @@ pub(super) fn validate_host_config(
     }
     grants(hc, volumes)?;
     http_options(hc)?;
+    net_options(hc)?;
     Ok(())
 }
 
@@ -84,6 +86,12 @@ pub(super) fn exposed_ports(cfg: &ContainerConfig) -> Result<Vec<(u16, Proto)>, 
 
 pub(super) fn http_options(hc: &HostConfig) -> Result<HttpOptions, EngineError> {
     Ok(crate::api::annotations::http_options(
+        &hc.annotations.clone().unwrap_or_default(),
+    )?)
+}
+
+pub(super) fn net_options(hc: &HostConfig) -> Result<NetOptions, EngineError> {
+    Ok(crate::api::annotations::net_options(
         &hc.annotations.clone().unwrap_or_default(),
     )?)
 }

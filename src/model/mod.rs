@@ -6,6 +6,7 @@
 
 pub mod function;
 pub mod ids;
+pub mod net;
 pub mod network;
 pub mod platform;
 pub mod ports;
@@ -16,6 +17,7 @@ pub mod units;
 
 pub use function::HttpOptions;
 pub use ids::{ContainerId, Digest, DigestError};
+pub use net::{NetGrant, NetGrantError};
 pub use platform::{Platform, RuntimeKind};
 pub use ports::{PortError, PortMapping, Proto};
 pub use reference::{ImageRef, RefError};

@@ -3,6 +3,7 @@
 //! `linux` runs OCI images in namespaces through a monitor process.
 
 use crate::api::stream::StdStream;
+pub use crate::model::net::NetOptions;
 use crate::model::Digest;
 pub use crate::model::{HttpOptions, PortMapping, Proto};
 use std::path::PathBuf;
@@ -13,6 +14,8 @@ use tokio::sync::oneshot;
 #[cfg(all(feature = "linux", target_os = "linux"))]
 pub mod linux;
 pub mod memory;
+#[cfg(any(feature = "wasm", all(feature = "linux", target_os = "linux")))]
+pub(crate) mod proxy;
 pub mod stats;
 #[cfg(feature = "wasm")]
 pub mod wasm;
@@ -113,6 +116,8 @@ pub struct RunSpec {
     /// Container ports the image exposes (`EXPOSE`), for a default binding.
     pub exposed: Vec<(u16, Proto)>,
     pub http: HttpOptions,
+    /// What a Wasm guest's sockets may reach, and how many it may hold.
+    pub net: NetOptions,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -269,6 +269,7 @@ impl TaskService {
                 ports: Vec::new(),
                 exposed: Vec::new(),
                 http: Default::default(),
+                net: Default::default(),
             }
         });
         let io = TaskIO {

@@ -195,6 +195,11 @@ impl TestDaemon {
         }
     }
 
+    /// The running ketchd's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("ketchd runs").id()
+    }
+
     pub fn daemon_log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("ketchd.log")).unwrap_or_default()
     }

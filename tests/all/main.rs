@@ -16,3 +16,4 @@ mod plugins;
 mod registry;
 mod sdk;
 mod wasm;
+mod wasm_net;

@@ -77,6 +77,12 @@ pub struct RunArgs {
     /// Function containers: let the guest send HTTP requests to HOST[:PORT] (or *)
     #[arg(long = "allow-http", value_name = "HOST[:PORT]")]
     pub allow_http: Vec<String>,
+    /// Wasm containers: let the guest's sockets reach DEST ([tcp|udp://]HOST[:PORTS]; HOST is a name, *.suffix, IP, [IPv6] or CIDR; * for all but the host's loopback)
+    #[arg(long = "allow-net", value_name = "DEST")]
+    pub allow_net: Vec<String>,
+    /// Wasm containers: sockets the guest may hold at once (default 1024)
+    #[arg(long, value_name = "N")]
+    pub net_connections: Option<usize>,
     /// Linux containers: network to join (bridge, host, none, or a network's name)
     #[arg(long, alias = "net")]
     pub network: Option<String>,
@@ -137,7 +143,14 @@ fn annotations(a: &RunArgs) -> anyhow::Result<BTreeMap<String, String>> {
     if !a.allow_http.is_empty() {
         out.insert(ann::HTTP_ALLOW.into(), a.allow_http.join(","));
     }
+    if !a.allow_net.is_empty() {
+        out.insert(ann::NET_ALLOW.into(), a.allow_net.join(","));
+    }
+    if let Some(n) = a.net_connections {
+        out.insert(ann::NET_CONNECTIONS.into(), n.to_string());
+    }
     ann::http_options(&out).map_err(anyhow::Error::msg)?;
+    ann::net_options(&out).map_err(anyhow::Error::msg)?;
     Ok(out)
 }
 

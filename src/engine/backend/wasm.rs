@@ -87,7 +87,7 @@ impl Backend for WasmAdapter {
     /// Wasm commands have no sockets; functions (wasi:http components) do.
     fn serves_ports(&self, image: &Digest, entry: &str, workdir: &str) -> bool {
         match self.module(image, &crate::fsutil::entry_path(entry, workdir)) {
-            Some(m) => self.runtime.is_function(&m),
+            Some(m) => self.runtime.serves_ports(&m),
             None => true,
         }
     }

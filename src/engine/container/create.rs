@@ -82,7 +82,7 @@ impl Engine {
         let mappings = port_mappings(&config, &host_config)?;
         if !mappings.is_empty() && !backend.serves_ports(&img.id, &argv[0], &config.working_dir) {
             return Err(EngineError::InvalidArgument(format!(
-                "image {}: cannot publish ports: the program is a Wasm command with no sockets; only wasi:http components (functions) serve ports",
+                "image {}: cannot publish ports: the program is a WASI preview 1 module, which has no sockets; build it as a component (wasm32-wasip2)",
                 config.image
             )));
         }

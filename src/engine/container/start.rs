@@ -2,7 +2,9 @@
 //! starts an instance; the engine records it running and watches for its
 //! exit.
 
-use super::super::config::{exposed_ports, grants, http_options, parse_env, port_mappings};
+use super::super::config::{
+    exposed_ports, grants, http_options, net_options, parse_env, port_mappings,
+};
 use super::super::record::Published;
 use super::super::{Engine, EngineError, Record};
 use super::Container;
@@ -76,6 +78,7 @@ impl Engine {
             ports: port_mappings(&rec.config, &rec.host_config)?,
             exposed: exposed_ports(&rec.config)?,
             http: http_options(&rec.host_config)?,
+            net: net_options(&rec.host_config)?,
         })
     }
 

@@ -14,18 +14,13 @@
 use crate::accept::{self, Backoff, Gate};
 use crate::lograte::warn_limited;
 use crate::model::Proto;
+use crate::runtime::proxy::{relay, PROXY_IDLE_TIMEOUT};
 use crate::runtime::{PortMapping, RuntimeError};
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::task::JoinHandle;
-use tokio::time::Instant;
 
 /// A published port's host socket.
 pub enum Listener {
@@ -40,10 +35,6 @@ pub type Bound = Vec<(PortMapping, Listener)>;
 const MAX_UDP_FLOWS: usize = 1024;
 /// A UDP flow with no traffic for this long is forgotten.
 const UDP_IDLE: Duration = Duration::from_secs(60);
-/// A proxied TCP connection on which no byte moved either way for this
-/// long is closed: idle connections a client leaves open hold two of
-/// ketchd's descriptors each.
-pub const PROXY_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 /// Reaching the container may take this long: one that drops SYNs (paused,
 /// firewalled) must not hold the client's descriptor through the kernel's
 /// two minutes of retries.
@@ -181,100 +172,6 @@ async fn connect(target: Target, port: u16) -> io::Result<tokio::net::TcpStream>
     }
 }
 
-/// Copy both ways until both sides are done, or until no byte has moved
-/// either way for `idle`.
-async fn relay(client: tokio::net::TcpStream, inner: tokio::net::TcpStream, idle: Duration) {
-    let activity = Arc::new(Activity::new());
-    let mut client = Metered {
-        io: client,
-        activity: activity.clone(),
-    };
-    let mut inner = Metered {
-        io: inner,
-        activity: activity.clone(),
-    };
-    tokio::select! {
-        _ = tokio::io::copy_bidirectional(&mut client, &mut inner) => {}
-        () = activity.idle_for(idle) => {}
-    }
-}
-
-/// When a byte last moved through a connection's streams.
-struct Activity {
-    start: Instant,
-    /// Milliseconds since `start`.
-    last: AtomicU64,
-}
-
-impl Activity {
-    fn new() -> Self {
-        Activity {
-            start: Instant::now(),
-            last: AtomicU64::new(0),
-        }
-    }
-
-    fn touch(&self) {
-        let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last.store(ms, Ordering::Relaxed);
-    }
-
-    /// Resolves once nothing has moved for `idle`.
-    async fn idle_for(&self, idle: Duration) {
-        loop {
-            let last = Duration::from_millis(self.last.load(Ordering::Relaxed));
-            let quiet = self.start.elapsed().saturating_sub(last);
-            if quiet >= idle {
-                return;
-            }
-            tokio::time::sleep(idle - quiet).await;
-        }
-    }
-}
-
-/// A stream that records in its [`Activity`] every byte read or written.
-struct Metered {
-    io: tokio::net::TcpStream,
-    activity: Arc<Activity>,
-}
-
-impl AsyncRead for Metered {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let r = Pin::new(&mut self.io).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            self.activity.touch();
-        }
-        r
-    }
-}
-
-impl AsyncWrite for Metered {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let r = Pin::new(&mut self.io).poll_write(cx, data);
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
-        }
-        r
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
-    }
-}
-
 /// Relay datagrams between clients of `front` and the container's UDP
 /// `port`: one socket towards the container per client address, so its
 /// replies find their way back.
@@ -374,6 +271,7 @@ fn connect_inside(netns: &Path, port: u16) -> std::io::Result<TcpStream> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Instant;
 
     #[tokio::test]
     async fn udp_datagrams_go_both_ways_and_the_port_is_freed() {
@@ -506,32 +404,5 @@ mod tests {
             t.abort();
             let _ = t.await;
         }
-    }
-
-    #[tokio::test]
-    async fn a_connection_is_idle_only_when_no_byte_moves() {
-        let a = Activity::new();
-        let idle = Duration::from_secs(1);
-        // Traffic every 50 ms keeps it alive (with room for a slow runner).
-        let busy = async {
-            for _ in 0..10 {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                a.touch();
-            }
-        };
-        tokio::select! {
-            () = busy => {}
-            () = a.idle_for(idle) => panic!("idle while bytes moved"),
-        }
-        // Then silence: idle a second after the last byte.
-        let t0 = Instant::now();
-        tokio::time::timeout(Duration::from_secs(10), a.idle_for(idle))
-            .await
-            .expect("idle after a quiet spell");
-        assert!(
-            t0.elapsed() >= Duration::from_millis(900),
-            "{:?}",
-            t0.elapsed()
-        );
     }
 }

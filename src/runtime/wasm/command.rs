@@ -3,6 +3,7 @@
 
 use super::control::{configure_store, Ctl, Guest};
 use super::limits::{Cap, Limits, Refusal};
+use super::net::{self, HasNet, Net};
 use super::{admission, io, Compiled, WasmBackend};
 use crate::api::stream::StdStream;
 use crate::runtime::memory::WASM_PAGE;
@@ -29,6 +30,13 @@ pub(super) struct P2State {
     table: ResourceTable,
     limits: Limits,
     ctl: Arc<Ctl>,
+    net: Arc<Net>,
+}
+
+impl HasNet for P2State {
+    fn net(&self) -> &Arc<Net> {
+        &self.net
+    }
 }
 
 impl WasiView for P2State {
@@ -89,13 +97,18 @@ impl WasmBackend {
         mut spec: RunSpec,
         compiled: &Compiled,
     ) -> Result<Started, RuntimeError> {
-        if let Some(p) = spec.ports.first() {
+        if let (Some(p), Compiled::Module(_)) = (spec.ports.first(), compiled) {
             return Err(RuntimeError::Publish {
                 name: spec.name.clone(),
                 port: format!("{}/{}", p.container_port, p.proto.as_str()),
-                reason: "a Wasm command has no sockets to publish; only wasi:http components serve ports".into(),
+                reason:
+                    "a WASI preview 1 module has no sockets to publish; build it for wasm32-wasip2"
+                        .into(),
             });
         }
+        // Before anything is made: a port in use fails the start alone.
+        let listeners = net::bind(&spec.name, spec.ports.clone())?;
+        let ports: Vec<_> = listeners.iter().map(|(m, _)| *m).collect();
         let pages = match compiled {
             Compiled::Module(pre) => pre.module().resources_required().max_initial_memory_size,
             Compiled::Component(pre) => pre
@@ -123,6 +136,7 @@ impl WasmBackend {
         }
         let (tx, rx) = oneshot::channel();
         let name = spec.name.clone();
+        let mut publishers = Publishers(Vec::new());
         let run: Pin<Box<dyn Future<Output = ExitStatus> + Send>> = match compiled {
             Compiled::Module(pre) => {
                 let state = P1State {
@@ -144,11 +158,15 @@ impl WasmBackend {
                 })
             }
             Compiled::Component(pre) => {
+                let net = Net::new(&spec.name, &spec.net, spec.output.clone());
+                net.configure(&mut wasi);
+                publishers.0 = net::publish(&net, listeners);
                 let state = P2State {
                     ctx: wasi.build(),
                     table: ResourceTable::new(),
                     limits: Limits::new(cap, &self.budget, &ctl.memory, &log_name),
                     ctl: ctl.clone(),
+                    net,
                 };
                 let mut store = Store::new(&self.engine, state);
                 configure_store(&mut store);
@@ -169,10 +187,21 @@ impl WasmBackend {
         };
         let task_ctl = ctl.clone();
         tokio::spawn(async move {
-            let status = tokio::select! {
-                s = task_ctl.pausable(run) => s,
-                () = task_ctl.killed() => ExitStatus { code: EXIT_KILLED, error: None, oom_killed: false },
+            let mut terminating = task_ctl.terminating.subscribe();
+            let mut run = task_ctl.pausable(run);
+            let status = loop {
+                tokio::select! {
+                    s = &mut run => break s,
+                    () = task_ctl.killed() => break ExitStatus { code: EXIT_KILLED, error: None, oom_killed: false },
+                    // A guest has no signal to hear a stop by; its
+                    // published ports close at once, and the kill at the
+                    // stop timeout ends it.
+                    _ = terminating.wait_for(|t| *t), if !publishers.0.is_empty() => {
+                        publishers = Publishers(Vec::new());
+                    }
+                }
             };
+            drop(publishers);
             let status = if task_ctl.is_killed() {
                 ExitStatus {
                     code: EXIT_KILLED,
@@ -189,8 +218,19 @@ impl WasmBackend {
         Ok(Started {
             control: ctl,
             exit: rx,
-            ports: Vec::new(),
+            ports,
         })
+    }
+}
+
+/// The accept loops of a guest's published ports, ended when dropped.
+struct Publishers(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for Publishers {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
     }
 }
 
@@ -303,6 +343,7 @@ mod tests {
             ports: Vec::new(),
             exposed: Vec::new(),
             http: Default::default(),
+            net: Default::default(),
         }
     }
 

@@ -5,7 +5,7 @@ use super::command::P1State;
 use super::control::{spawn_epoch_ticker, EPOCH_TICK, FN_EPOCH_TICK};
 #[cfg(target_os = "linux")]
 use super::linear;
-use super::{http, WasmBackend};
+use super::{http, net, WasmBackend};
 use crate::model::units::format_size;
 use crate::runtime::memory::{MemoryBudget, WasmMemory};
 use crate::runtime::RuntimeError;
@@ -48,7 +48,8 @@ impl WasmBackend {
             .map_err(|e| RuntimeError::Unsupported(format!("wasi p1 linker: {e}")))?;
         let mut p2_linker = wasmtime::component::Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut p2_linker)
-            .map_err(|e| RuntimeError::Unsupported(format!("wasi p2 linker: {e}")))?;
+            .and_then(|()| net::shadow_p2(&mut p2_linker))
+            .map_err(|e| RuntimeError::Unsupported(format!("wasi p2 linker: {e:#}")))?;
         spawn_epoch_ticker(&engine, EPOCH_TICK)
             .map_err(|e| RuntimeError::Unsupported(format!("wasm epoch thread: {e}")))?;
         tracing::info!(

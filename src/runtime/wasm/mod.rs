@@ -27,6 +27,7 @@ pub(crate) mod limits;
 #[cfg(target_os = "linux")]
 mod linear;
 pub(crate) mod module;
+mod net;
 
 use super::memory::{MemoryBudget, WasmMemory};
 use super::{Backend, Program, RunSpec, RuntimeError, Started};

@@ -13,13 +13,14 @@ use wasmtime_wasi::p2::bindings::CommandPre;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 impl WasmBackend {
-    /// Is this prepared module a function (a wasi:http component)?
-    pub fn is_function(&self, digest: &Digest) -> bool {
+    /// Can this module serve published ports: is it a component (a
+    /// function or a command with sockets), not a preview 1 module?
+    pub fn serves_ports(&self, digest: &Digest) -> bool {
         self.compiled
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(digest)
-            .is_some_and(|c| matches!(**c, Compiled::Http(_)))
+            .is_some_and(|c| !matches!(**c, Compiled::Module(_)))
     }
 
     /// Is this module already compiled and hot?

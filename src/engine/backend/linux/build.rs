@@ -118,6 +118,7 @@ impl crate::image::build::StepRunner for BuildRunner {
             ports: Vec::new(),
             exposed: Vec::new(),
             http: Default::default(),
+            net: Default::default(),
         };
         let result = (|| {
             use crate::runtime::Backend;

@@ -1,0 +1,321 @@
+//! Sockets of Wasm containers: `--allow-net` grants for outgoing
+//! connections and name lookups, and guest servers published with `-p`,
+//! each in its own port space.
+
+use crate::common::*;
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+/// A line-echo server on the host's loopback, answering each line with
+/// `echo: LINE`, for as long as the test runs (bounded: 64 connections).
+fn host_echo() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for c in l.incoming().take(64).flatten() {
+            std::thread::spawn(move || {
+                let _ = c.set_read_timeout(Some(Duration::from_secs(10)));
+                let mut r = BufReader::new(&c);
+                let mut line = String::new();
+                if r.read_line(&mut line).is_ok() {
+                    let _ = (&c).write_all(format!("echo: {line}").as_bytes());
+                }
+            });
+        }
+    });
+    port
+}
+
+/// Send `msg` on a fresh connection to a published port and read it back.
+fn echo_through(port: u16, msg: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.write_all(msg)?;
+    s.shutdown(Shutdown::Write)?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out)?;
+    Ok(out)
+}
+
+/// Ports ketchd (`pid`) listens on at 127.0.0.1, from /proc.
+fn loopback_listeners(pid: u32) -> Vec<u16> {
+    let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| std::fs::read_link(e.path()).ok())
+                .filter_map(|l| {
+                    let l = l.to_string_lossy().into_owned();
+                    l.strip_prefix("socket:[")
+                        .and_then(|i| i.strip_suffix(']'))
+                        .map(str::to_string)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // local address, state 0A = LISTEN, inode.
+            let (local, state, inode) = (f.get(1)?, f.get(3)?, f.get(9)?);
+            let (ip, port) = local.split_once(':')?;
+            (*state == "0A" && ip == "0100007F" && inodes.iter().any(|i| i == inode))
+                .then(|| u16::from_str_radix(port, 16).ok())
+                .flatten()
+        })
+        .collect()
+}
+
+#[test]
+fn a_guest_reaches_only_what_its_grants_name() {
+    let d = TestDaemon::start();
+    example_image(&d, "net-client");
+    let port = host_echo();
+    let dest = format!("127.0.0.1:{port}");
+    let client = |name: &str, grants: &[&str], dest: &str| {
+        let mut args = vec!["run", "--name", name];
+        for g in grants {
+            args.extend(["--allow-net", g]);
+        }
+        args.extend(["net-client", dest, "hi"]);
+        d.ketch(&args)
+    };
+
+    // Granted by address and port: the connection is made.
+    let r = client("by-addr", &[&dest], &dest);
+    assert_eq!(r.code, 0, "{} {}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("answered: echo: hi"), "{}", r.stdout);
+
+    // No grant, another port, or `*` (which leaves out the host's own
+    // loopback): the guest sees a permission error, and the container's
+    // log says what was denied.
+    let other = format!("127.0.0.1:{}", port.wrapping_add(1).max(1));
+    for (name, grants) in [
+        ("none", vec![]),
+        ("other-port", vec![other.as_str()]),
+        ("star", vec!["*"]),
+        ("udp-only", vec![&*format!("udp://{dest}")]),
+    ] {
+        let r = client(name, &grants, &dest);
+        assert_eq!(r.code, 1, "{name}: {} {}", r.stdout, r.stderr);
+        assert!(
+            r.stderr.contains("PermissionDenied"),
+            "{name}: {}",
+            r.stderr
+        );
+        let logs = d.ketch(&["logs", name]);
+        assert!(
+            logs.stderr
+                .contains(&format!("denied tcp connect to {dest}")),
+            "{name}: {}",
+            logs.stderr
+        );
+    }
+
+    // A name resolves only when a grant names it, and then its addresses
+    // are granted with the grant's ports.
+    let named = format!("localhost:{port}");
+    let r = client("by-name", &[&named], &named);
+    assert_eq!(r.code, 0, "{} {}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("answered: echo: hi"), "{}", r.stdout);
+    let r = client("unnamed", &["example.com"], &named);
+    assert_eq!(r.code, 1, "{} {}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("lookup of localhost"), "{}", r.stderr);
+    assert!(r.stderr.contains("PermissionDenied"), "{}", r.stderr);
+    let logs = d.ketch(&["logs", "unnamed"]).stderr;
+    assert!(
+        logs.contains("denied name lookup of \"localhost\""),
+        "{logs}"
+    );
+
+    // inspect shows the grants.
+    let out = d
+        .ketch(&[
+            "inspect",
+            "-f",
+            "{{json .HostConfig.Annotations}}",
+            "by-addr",
+        ])
+        .ok();
+    assert!(
+        out.contains(&format!("\"io.ketch.net.allow\":\"{dest}\"")),
+        "{out}"
+    );
+    // ketchd's log has the denials too.
+    assert!(
+        d.daemon_log().contains("denied tcp connect"),
+        "{}",
+        d.daemon_log()
+    );
+}
+
+#[test]
+fn malformed_grants_are_refused_by_name_and_nothing_is_made() {
+    let d = TestDaemon::start();
+    example_image(&d, "net-client");
+    let r = d.ketch(&[
+        "run",
+        "--rm",
+        "--allow-net",
+        "exa mple.com",
+        "net-client",
+        "x",
+    ]);
+    assert_eq!(r.code, 125, "{}", r.stderr);
+    assert!(r.stderr.contains("\"exa mple.com\""), "{}", r.stderr);
+    for (ann, named) in [
+        (r#""io.ketch.net.allow":"10.0.0.0/40""#, "10.0.0.0/40"),
+        (r#""io.ketch.net.allow":"tcp://[::1""#, "[::1"),
+        (
+            r#""io.ketch.net.connections":"0""#,
+            "io.ketch.net.connections",
+        ),
+    ] {
+        let body = format!(r#"{{"Image":"net-client","HostConfig":{{"Annotations":{{{ann}}}}}}}"#);
+        let (status, text) = d.http("POST", "/containers/create", &body);
+        assert_eq!(status, 400, "{text}");
+        assert!(text.contains(named), "{text}");
+    }
+    assert_eq!(d.ketch(&["ps", "-aq"]).ok(), "");
+}
+
+#[test]
+fn guest_servers_are_reached_only_through_their_published_ports() {
+    let d = TestDaemon::start();
+    example_image(&d, "tcp-echo");
+    let (p1, p2) = (free_port(), free_port());
+    // Two guests listen on the same guest port: no collision.
+    for (name, port) in [("echo1", p1), ("echo2", p2)] {
+        d.ketch(&[
+            "run",
+            "-d",
+            "--name",
+            name,
+            "-p",
+            &format!("127.0.0.1:{port}:8000"),
+            "tcp-echo",
+        ])
+        .ok();
+    }
+    for port in [p1, p2] {
+        d.eventually(10, "the guest echoes", || {
+            echo_through(port, b"ping").is_ok_and(|b| b == b"ping")
+        });
+    }
+    let big: Vec<u8> = (0..200_000u32).map(|i| i as u8).collect();
+    assert_eq!(echo_through(p1, &big).unwrap(), big);
+    let ports = d.ketch(&["port", "echo1"]).ok();
+    assert!(
+        ports.contains(&format!("8000/tcp -> 127.0.0.1:{p1}")),
+        "{ports}"
+    );
+
+    // The guests' own sockets are on the host's loopback, but take no
+    // connection that did not come through their publisher.
+    let direct: Vec<u16> = loopback_listeners(d.pid())
+        .into_iter()
+        .filter(|p| ![p1, p2].contains(p))
+        .collect();
+    assert!(direct.len() >= 2, "the guests' sockets: {direct:?}");
+    for p in direct {
+        let got = echo_through(p, b"sneak");
+        assert!(
+            !got.as_ref().is_ok_and(|b| b == b"sneak"),
+            "port {p} answered directly"
+        );
+    }
+    assert_eq!(echo_through(p1, b"still").unwrap(), b"still");
+
+    // A port the guest does not listen on resets at once.
+    let p3 = free_port();
+    d.ketch(&[
+        "run",
+        "-d",
+        "--name",
+        "idle",
+        "-p",
+        &format!("127.0.0.1:{p3}:9999"),
+        "tcp-echo",
+    ])
+    .ok();
+    assert!(echo_through(p3, b"x").map_or(true, |b| b.is_empty()));
+
+    // stop closes the published port at once, before the kill at the
+    // stop timeout.
+    let stopping = d.ketch_cmd(&["stop", "-t", "5", "echo1"]).spawn().unwrap();
+    let t0 = Instant::now();
+    d.eventually(3, "the published port closes", || {
+        TcpStream::connect(("127.0.0.1", p1))
+            .is_err_and(|e| e.kind() == ErrorKind::ConnectionRefused)
+    });
+    assert!(t0.elapsed() < Duration::from_secs(4));
+    assert!(stopping.wait_with_output().unwrap().status.success());
+    assert_eq!(echo_through(p2, b"other").unwrap(), b"other");
+    d.ketch(&["rm", "-f", "echo2", "idle", "echo1"]).ok();
+}
+
+#[test]
+fn a_connection_flood_is_capped_per_container() {
+    let d = TestDaemon::start();
+    example_image(&d, "tcp-echo");
+    let (p1, p2) = (free_port(), free_port());
+    // Four sockets: the guest's listener and three connections.
+    d.ketch(&[
+        "run",
+        "-d",
+        "--name",
+        "small",
+        "--net-connections",
+        "4",
+        "-p",
+        &format!("127.0.0.1:{p1}:8000"),
+        "tcp-echo",
+    ])
+    .ok();
+    d.ketch(&[
+        "run",
+        "-d",
+        "--name",
+        "other",
+        "-p",
+        &format!("127.0.0.1:{p2}:8000"),
+        "tcp-echo",
+    ])
+    .ok();
+    for port in [p1, p2] {
+        d.eventually(10, "the guest echoes", || {
+            echo_through(port, b"ping").is_ok_and(|b| b == b"ping")
+        });
+    }
+    // Held open: the first is served, the next two wait in the guest's
+    // backlog, the rest are reset.
+    let mut held = Vec::new();
+    for _ in 0..8 {
+        let s = TcpStream::connect(("127.0.0.1", p1)).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        held.push(s);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut alive = 0;
+    for s in &mut held {
+        let _ = s.write_all(b"x");
+        let mut b = [0u8; 1];
+        match s.read(&mut b) {
+            Ok(1) => alive += 1,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => alive += 1,
+            _ => {}
+        }
+    }
+    assert_eq!(alive, 3, "connections let in past the cap");
+    // The other container is untouched.
+    assert_eq!(echo_through(p2, b"fine").unwrap(), b"fine");
+    drop(held);
+    d.eventually(10, "a place frees up", || {
+        echo_through(p1, b"again").is_ok_and(|b| b == b"again")
+    });
+    d.ketch(&["rm", "-f", "small", "other"]).ok();
+}
