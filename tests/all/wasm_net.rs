@@ -3,7 +3,7 @@
 //! each in its own port space.
 
 use crate::common::*;
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
@@ -186,7 +186,7 @@ fn malformed_grants_are_refused_by_name_and_nothing_is_made() {
 fn guest_servers_are_reached_only_through_their_published_ports() {
     let d = TestDaemon::start();
     example_image(&d, "tcp-echo");
-    let (p1, p2) = (free_port(), free_port());
+    let (p1, p2, p3, p4) = (free_port(), free_port(), free_port(), free_port());
     // Two guests listen on the same guest port: no collision.
     for (name, port) in [("echo1", p1), ("echo2", p2)] {
         d.ketch(&[
@@ -200,61 +200,84 @@ fn guest_servers_are_reached_only_through_their_published_ports() {
         ])
         .ok();
     }
-    for port in [p1, p2] {
+    // One guest port published twice: both reach it (through the relay).
+    d.ketch(&[
+        "run",
+        "-d",
+        "--name",
+        "twice",
+        "-p",
+        &format!("127.0.0.1:{p3}:8000"),
+        "-p",
+        &format!("127.0.0.1:{p4}:8000"),
+        "tcp-echo",
+    ])
+    .ok();
+    for port in [p1, p2, p3, p4] {
         d.eventually(10, "the guest echoes", || {
             echo_through(port, b"ping").is_ok_and(|b| b == b"ping")
         });
     }
     let big: Vec<u8> = (0..200_000u32).map(|i| i as u8).collect();
     assert_eq!(echo_through(p1, &big).unwrap(), big);
+    assert_eq!(echo_through(p4, &big).unwrap(), big);
     let ports = d.ketch(&["port", "echo1"]).ok();
     assert!(
         ports.contains(&format!("8000/tcp -> 127.0.0.1:{p1}")),
         "{ports}"
     );
 
-    // The guests' own sockets are on the host's loopback, but take no
-    // connection that did not come through their publisher.
-    let direct: Vec<u16> = loopback_listeners(d.pid())
+    // A guest listening on a port that is not published: its socket is
+    // on the host's loopback, and takes no connection. The relayed
+    // guest's socket takes only the relay's.
+    let p5 = free_port();
+    d.ketch(&[
+        "run",
+        "-d",
+        "--name",
+        "private",
+        "-p",
+        &format!("127.0.0.1:{p5}:9999"),
+        "tcp-echo",
+    ])
+    .ok();
+    d.eventually(10, "the private guest listens", || {
+        d.ketch(&["logs", "private"])
+            .stdout
+            .contains("listening on port 8000")
+    });
+    let hidden: Vec<u16> = loopback_listeners(d.pid())
         .into_iter()
-        .filter(|p| ![p1, p2].contains(p))
+        .filter(|p| ![p1, p2, p3, p4, p5].contains(p))
         .collect();
-    assert!(direct.len() >= 2, "the guests' sockets: {direct:?}");
-    for p in direct {
+    assert_eq!(
+        hidden.len(),
+        2,
+        "the private and the relayed sockets: {hidden:?}"
+    );
+    for p in hidden {
         let got = echo_through(p, b"sneak");
         assert!(
             !got.as_ref().is_ok_and(|b| b == b"sneak"),
             "port {p} answered directly"
         );
     }
+    // Published, but the guest does not listen there: refused.
+    assert!(echo_through(p5, b"x").map_or(true, |b| b.is_empty()));
     assert_eq!(echo_through(p1, b"still").unwrap(), b"still");
 
-    // A port the guest does not listen on resets at once.
-    let p3 = free_port();
-    d.ketch(&[
-        "run",
-        "-d",
-        "--name",
-        "idle",
-        "-p",
-        &format!("127.0.0.1:{p3}:9999"),
-        "tcp-echo",
-    ])
-    .ok();
-    assert!(echo_through(p3, b"x").map_or(true, |b| b.is_empty()));
-
-    // stop closes the published port at once, before the kill at the
+    // stop lets no new connection in, at once, before the kill at the
     // stop timeout.
     let stopping = d.ketch_cmd(&["stop", "-t", "5", "echo1"]).spawn().unwrap();
     let t0 = Instant::now();
-    d.eventually(3, "the published port closes", || {
-        TcpStream::connect(("127.0.0.1", p1))
-            .is_err_and(|e| e.kind() == ErrorKind::ConnectionRefused)
+    d.eventually(3, "echo1 takes no new connection", || {
+        echo_through(p1, b"late").map_or(true, |b| b.is_empty())
     });
     assert!(t0.elapsed() < Duration::from_secs(4));
     assert!(stopping.wait_with_output().unwrap().status.success());
     assert_eq!(echo_through(p2, b"other").unwrap(), b"other");
-    d.ketch(&["rm", "-f", "echo2", "idle", "echo1"]).ok();
+    d.ketch(&["rm", "-f", "echo1", "echo2", "twice", "private"])
+        .ok();
 }
 
 #[test]
@@ -262,7 +285,8 @@ fn a_connection_flood_is_capped_per_container() {
     let d = TestDaemon::start();
     example_image(&d, "tcp-echo");
     let (p1, p2) = (free_port(), free_port());
-    // Four sockets: the guest's listener and three connections.
+    // Four sockets: the guest's listener and three connections, which it
+    // holds open.
     d.ketch(&[
         "run",
         "-d",
@@ -273,6 +297,7 @@ fn a_connection_flood_is_capped_per_container() {
         "-p",
         &format!("127.0.0.1:{p1}:8000"),
         "tcp-echo",
+        "--hold",
     ])
     .ok();
     d.ketch(&[
@@ -285,37 +310,23 @@ fn a_connection_flood_is_capped_per_container() {
         "tcp-echo",
     ])
     .ok();
-    for port in [p1, p2] {
-        d.eventually(10, "the guest echoes", || {
-            echo_through(port, b"ping").is_ok_and(|b| b == b"ping")
-        });
-    }
-    // Held open: the first is served, the next two wait in the guest's
-    // backlog, the rest are reset.
+    d.eventually(10, "the other guest echoes", || {
+        echo_through(p2, b"ping").is_ok_and(|b| b == b"ping")
+    });
+    let mut answers = Vec::new();
     let mut held = Vec::new();
-    for _ in 0..8 {
+    for _ in 0..6 {
         let s = TcpStream::connect(("127.0.0.1", p1)).unwrap();
-        s.set_read_timeout(Some(Duration::from_millis(500)))
-            .unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut line = String::new();
+        let _ = BufReader::new(&s).read_line(&mut line);
+        answers.push(line.trim().to_string());
         held.push(s);
-        std::thread::sleep(Duration::from_millis(50));
     }
-    let mut alive = 0;
-    for s in &mut held {
-        let _ = s.write_all(b"x");
-        let mut b = [0u8; 1];
-        match s.read(&mut b) {
-            Ok(1) => alive += 1,
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => alive += 1,
-            _ => {}
-        }
-    }
-    assert_eq!(alive, 3, "connections let in past the cap");
+    assert_eq!(answers, ["held 1", "held 2", "held 3", "", "", ""]);
+    let logs = d.ketch(&["logs", "small"]).stderr;
+    assert!(logs.contains("ketch: denied a new socket"), "{logs}");
     // The other container is untouched.
     assert_eq!(echo_through(p2, b"fine").unwrap(), b"fine");
-    drop(held);
-    d.eventually(10, "a place frees up", || {
-        echo_through(p1, b"again").is_ok_and(|b| b == b"again")
-    });
     d.ketch(&["rm", "-f", "small", "other"]).ok();
 }

@@ -107,8 +107,8 @@ impl WasmBackend {
             });
         }
         // Before anything is made: a port in use fails the start alone.
-        let listeners = net::bind(&spec.name, spec.ports.clone())?;
-        let ports: Vec<_> = listeners.iter().map(|(m, _)| *m).collect();
+        let published = net::bind(&spec.name, spec.ports.clone())?;
+        let ports = published.mappings();
         let pages = match compiled {
             Compiled::Module(pre) => pre.module().resources_required().max_initial_memory_size,
             Compiled::Component(pre) => pre
@@ -136,7 +136,8 @@ impl WasmBackend {
         }
         let (tx, rx) = oneshot::channel();
         let name = spec.name.clone();
-        let mut publishers = Publishers(Vec::new());
+        let mut publishers = net::Publishers::default();
+        let mut guest_net = None;
         let run: Pin<Box<dyn Future<Output = ExitStatus> + Send>> = match compiled {
             Compiled::Module(pre) => {
                 let state = P1State {
@@ -158,9 +159,10 @@ impl WasmBackend {
                 })
             }
             Compiled::Component(pre) => {
-                let net = Net::new(&spec.name, &spec.net, spec.output.clone());
+                let net = Net::new(&spec.name, &spec.net, spec.output.clone(), &published);
                 net.configure(&mut wasi);
-                publishers.0 = net::publish(&net, listeners);
+                publishers = net::publish(&net, published);
+                guest_net = Some(net.clone());
                 let state = P2State {
                     ctx: wasi.build(),
                     table: ResourceTable::new(),
@@ -193,11 +195,14 @@ impl WasmBackend {
                 tokio::select! {
                     s = &mut run => break s,
                     () = task_ctl.killed() => break ExitStatus { code: EXIT_KILLED, error: None, oom_killed: false },
-                    // A guest has no signal to hear a stop by; its
-                    // published ports close at once, and the kill at the
-                    // stop timeout ends it.
-                    _ = terminating.wait_for(|t| *t), if !publishers.0.is_empty() => {
-                        publishers = Publishers(Vec::new());
+                    // A guest has no signal to hear a stop by: it takes no
+                    // new connection from now on, and the kill at the stop
+                    // timeout ends it.
+                    _ = terminating.wait_for(|t| *t), if guest_net.is_some() => {
+                        if let Some(net) = guest_net.take() {
+                            net.close();
+                        }
+                        publishers = net::Publishers::default();
                     }
                 }
             };
@@ -220,17 +225,6 @@ impl WasmBackend {
             exit: rx,
             ports,
         })
-    }
-}
-
-/// The accept loops of a guest's published ports, ended when dropped.
-struct Publishers(Vec<tokio::task::JoinHandle<()>>);
-
-impl Drop for Publishers {
-    fn drop(&mut self) {
-        for t in &self.0 {
-            t.abort();
-        }
     }
 }
 

@@ -8,16 +8,21 @@
 //!   lookup is shadowed in the linker: only names a grant names resolve,
 //!   and the addresses a granted name resolved to are then granted with
 //!   that grant's ports and protocols.
-//! - **Listening.** A guest's `bind` is shadowed too: whatever it asks for,
-//!   its socket is bound to an ephemeral port on the host's loopback, and
-//!   the guest port it asked for is kept in the container's port table. So
-//!   two guests both listening on port 8000 never collide, and a socket
-//!   accepts only connections from the container's own publisher: any
-//!   other peer (a local process, another guest) is reset by the
-//!   `TcpAccept` check.
-//! - **Published ports.** `-p HOST:GUEST` listens on the host as a Linux
-//!   container's ports do; each connection is joined, through the port
-//!   table, to the socket the guest bound to `GUEST`.
+//! - **Listening.** A guest's `bind` is shadowed too, and never binds what
+//!   the guest asked for: each container has its own port space.
+//!   - A guest port published once (`-p HOST:GUEST`) is bound at the host
+//!     address itself: ketchd reserves it at start (bound, not listening,
+//!     so a port in use fails the start), and the guest's socket binds it
+//!     beside the reservation. Clients reach the guest's own socket, with
+//!     no relay, as under `wasmtime run -S inherit-network`.
+//!   - A guest port published more than once is bound on an ephemeral
+//!     loopback port; ketchd listens on each host address and relays each
+//!     connection to it (the port table maps the guest port to it).
+//!   - Any other port is bound on an ephemeral loopback port that takes no
+//!     connection: the shadowed `accept` closes whatever arrives on it, so
+//!     nothing is reachable that was not published.
+//!
+//!   So two guests both listening on port 8000 never collide.
 //! - **Bounds.** The guest's sockets and the connections to its published
 //!   ports count together against its `--net-connections` (default 1,024)
 //!   and ketchd's descriptor budget; past either, a new socket fails with
@@ -27,7 +32,7 @@ use crate::accept::{self, Admitted, Backoff, Gate};
 use crate::api::stream::StdStream;
 use crate::lograte::{warn_limited, LogRate};
 use crate::model::net::{normal_name, reaches_host, NetGrant, NetOptions, NetProto};
-use crate::runtime::{proxy, OutputSink, PortMapping, RuntimeError};
+use crate::runtime::{proxy, OutputSink, PortMapping, Proto, RuntimeError};
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -53,6 +58,9 @@ const FDS_PER_CONNECTION: usize = 2;
 /// Reaching the guest's socket on loopback never takes long; a guest that
 /// does not accept leaves the connection in the kernel's backlog.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a guest's accept waits for the publisher to register a peer
+/// it does not know yet, while a connect of the publisher is under way.
+const ACCEPT_WAIT: Duration = Duration::from_secs(1);
 
 /// Store data that carries a container's network state.
 pub(super) trait HasNet: WasiView {
@@ -67,9 +75,15 @@ pub(super) struct Net {
     output: Arc<dyn OutputSink>,
     /// The container's connection cap, in ketchd's descriptor budget.
     gate: Gate,
+    /// Guest ports published once → the host address the guest binds.
+    direct: HashMap<u16, SocketAddr>,
+    /// Guest ports published more than once, reached through the relay.
+    relayed: HashSet<u16>,
     /// One denial line a second in the container's log.
     denials: LogRate,
     state: Mutex<State>,
+    /// Woken when a publisher's connect is registered or given up.
+    registered: tokio::sync::Notify,
 }
 
 #[derive(Default)]
@@ -82,12 +96,35 @@ struct State {
     /// Guest TCP port → the guest's socket and the host address it is
     /// bound to.
     ports: HashMap<u16, (u32, SocketAddr)>,
+    /// The guest's bound TCP sockets (handle → how its connections are
+    /// let in).
+    listeners: HashMap<u32, Reach>,
+    /// The address the shadowed `start-bind` is binding now.
+    binding: Option<SocketAddr>,
+    /// Addresses bound at a published host address.
+    direct_bound: HashSet<SocketAddr>,
+    /// Stopping: no new connection is let in.
+    closing: bool,
     /// Live guest sockets (handle → kind), each holding a place under the
     /// cap.
     sockets: HashMap<u32, (SocketKind, Admitted)>,
     /// Local addresses of the publisher's connections to the guest: the
     /// only peers its sockets accept.
     proxied: HashSet<SocketAddr>,
+    /// The publisher's connects under way, whose local addresses are not
+    /// known yet.
+    connecting: usize,
+}
+
+/// How a guest's bound socket is reached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reach {
+    /// At its published host address, by anyone.
+    Direct,
+    /// Through ketchd's relay only.
+    Relayed,
+    /// Not at all: the port is not published.
+    Private,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -97,14 +134,30 @@ enum SocketKind {
 }
 
 impl Net {
-    pub(super) fn new(name: &str, opts: &NetOptions, output: Arc<dyn OutputSink>) -> Arc<Net> {
+    pub(super) fn new(
+        name: &str,
+        opts: &NetOptions,
+        output: Arc<dyn OutputSink>,
+        published: &Published,
+    ) -> Arc<Net> {
         Arc::new(Net {
             name: name.into(),
             allow: opts.allow.clone(),
             output,
             gate: Gate::new(opts.max_connections),
+            direct: published
+                .direct
+                .iter()
+                .map(|(m, _)| (m.container_port, SocketAddr::new(m.host_ip, m.host_port)))
+                .collect(),
+            relayed: published
+                .relayed
+                .iter()
+                .map(|(m, _)| m.container_port)
+                .collect(),
             denials: LogRate::new(Duration::from_secs(1)),
             state: Mutex::default(),
+            registered: tokio::sync::Notify::new(),
         })
     }
 
@@ -124,6 +177,36 @@ impl Net {
             });
     }
 
+    /// Stop letting connections in (the container is stopping).
+    pub(super) fn close(&self) {
+        self.state().closing = true;
+    }
+
+    /// May the guest accept a connection from `peer` on a relayed port?
+    /// Only the relay's connections are let in. The kernel completes a connection before
+    /// the publisher learns its local address, so while a connect of the
+    /// publisher is under way an unknown peer waits (a moment) for it.
+    async fn accepts(&self, peer: SocketAddr) -> bool {
+        let deadline = tokio::time::Instant::now() + ACCEPT_WAIT;
+        loop {
+            let registered = self.registered.notified();
+            tokio::pin!(registered);
+            registered.as_mut().enable();
+            {
+                let st = self.state();
+                if st.proxied.contains(&peer) {
+                    return true;
+                }
+                if st.connecting == 0 {
+                    return false;
+                }
+            }
+            if tokio::time::timeout_at(deadline, registered).await.is_err() {
+                return false;
+            }
+        }
+    }
+
     /// May the guest use `addr` this way?
     fn check(&self, addr: SocketAddr, what: SocketAddrUse) -> bool {
         let ip = addr.ip().to_canonical();
@@ -132,10 +215,14 @@ impl Net {
             // `start-bind`; implicit ones (a connect, a send) ask for the
             // unspecified address.
             SocketAddrUse::TcpBind | SocketAddrUse::UdpBind => {
-                addr.port() == 0 && (ip.is_loopback() || ip.is_unspecified())
+                (addr.port() == 0 && (ip.is_loopback() || ip.is_unspecified()))
+                    || self.state().binding == Some(addr)
             }
-            SocketAddrUse::TcpListen => ip.is_loopback(),
-            SocketAddrUse::TcpAccept => self.state().proxied.contains(&addr),
+            SocketAddrUse::TcpListen => {
+                ip.is_loopback() || self.state().direct_bound.contains(&addr)
+            }
+            // Decided by the shadowed `accept`, which knows the listener.
+            SocketAddrUse::TcpAccept => true,
             SocketAddrUse::TcpConnect => self.granted(NetProto::Tcp, addr),
             SocketAddrUse::UdpSend | SocketAddrUse::UdpReceive => self.granted(NetProto::Udp, addr),
         };
@@ -181,6 +268,40 @@ impl Net {
             "wasm container {}: denied {what}",
             self.name
         );
+    }
+
+    /// Where a guest's bind of `guest` really binds, and how that socket is
+    /// reached.
+    fn bind_target(&self, guest: SocketAddr) -> (SocketAddr, Reach) {
+        let port = guest.port();
+        let loopback = if guest.is_ipv4() {
+            SocketAddr::from((Ipv4Addr::LOCALHOST, 0))
+        } else {
+            SocketAddr::from((Ipv6Addr::LOCALHOST, 0))
+        };
+        if port == 0 {
+            return (loopback, Reach::Private);
+        }
+        if let Some(host) = self.direct.get(&port) {
+            let host = match (guest.is_ipv4(), host.ip()) {
+                (true, IpAddr::V4(_)) | (false, IpAddr::V6(_)) => Some(*host),
+                (false, IpAddr::V4(v4)) if v4.is_unspecified() => {
+                    Some(SocketAddr::from((Ipv6Addr::UNSPECIFIED, host.port())))
+                }
+                (false, IpAddr::V4(v4)) => {
+                    Some(SocketAddr::from((v4.to_ipv6_mapped(), host.port())))
+                }
+                // An IPv4 socket cannot bind an IPv6 address.
+                (true, IpAddr::V6(_)) => None,
+            };
+            if let Some(h) = host {
+                return (h, Reach::Direct);
+            }
+        }
+        if self.relayed.contains(&port) {
+            return (loopback, Reach::Relayed);
+        }
+        (loopback, Reach::Private)
     }
 
     /// A lookup of `name`: the grants that name it, or `None` if none does.
@@ -379,14 +500,12 @@ fn shadow_p2_functions<T: HasNet + 'static>(linker: &mut Linker<T>) -> wasmtime:
                         }
                     }
                 }
-                let host = if guest.is_ipv4() {
-                    SocketAddr::from((Ipv4Addr::LOCALHOST, 0))
-                } else {
-                    SocketAddr::from((Ipv6Addr::LOCALHOST, 0))
-                };
-                if let Err(e) =
-                    tcp::HostTcpSocket::start_bind(&mut v, sock, network, host.into()).await
-                {
+                let (host, reach) = net.bind_target(guest);
+                net.state().binding = Some(host);
+                let bound =
+                    tcp::HostTcpSocket::start_bind(&mut v, sock, network, host.into()).await;
+                net.state().binding = None;
+                if let Err(e) = bound {
                     return Ok((Err(e.downcast()?),));
                 }
                 let bound = tcp::HostTcpSocket::local_address(&mut v, Resource::new_borrow(rep))
@@ -398,9 +517,55 @@ fn shadow_p2_functions<T: HasNet + 'static>(linker: &mut Linker<T>) -> wasmtime:
                     } else {
                         guest.port()
                     };
-                    net.state().ports.insert(port, (rep, bound));
+                    let mut st = net.state();
+                    st.ports.insert(port, (rep, bound));
+                    st.listeners.insert(rep, reach);
+                    if reach == Reach::Direct {
+                        st.direct_bound.insert(bound);
+                    }
                 }
                 Ok((Ok(()),))
+            })
+        },
+    )?;
+
+    i.func_wrap_async(
+        "[method]tcp-socket.accept",
+        |mut s: StoreContextMut<'_, T>, (listener,): (Resource<TcpSocket>,)| -> Boxed<'_, _> {
+            Box::new(async move {
+                let net = s.data().net().clone();
+                let reach = net.state().listeners.get(&listener.rep()).copied();
+                let mut v = s.data_mut().sockets();
+                let (sock, input, output) = match tcp::HostTcpSocket::accept(&mut v, listener) {
+                    Ok(accepted) => accepted,
+                    Err(e) => return Ok((Err(e.downcast()?),)),
+                };
+                let peer =
+                    tcp::HostTcpSocket::remote_address(&mut v, Resource::new_borrow(sock.rep()))
+                        .map(SocketAddr::from)
+                        .ok();
+                let closing = net.state().closing;
+                let let_in = !closing
+                    && match (reach, peer) {
+                        (Some(Reach::Direct), _) => match net.admit_socket(v.table) {
+                            Ok(admitted) => {
+                                net.add_socket(sock.rep(), SocketKind::Tcp, admitted);
+                                true
+                            }
+                            Err(_) => false,
+                        },
+                        // The relay's connection holds its place already.
+                        (Some(Reach::Relayed), Some(peer)) => net.accepts(peer).await,
+                        _ => false,
+                    };
+                if let_in {
+                    return Ok((Ok((sock, input, output)),));
+                }
+                // Closed before the guest sees it: its streams first.
+                v.table.delete(input)?;
+                v.table.delete(output)?;
+                v.table.delete(sock)?;
+                Ok((Err(ErrorCode::WouldBlock),))
             })
         },
     )?;
@@ -415,25 +580,108 @@ fn ip_addr(ip: wasmtime_wasi::p2::bindings::sockets::network::IpAddress) -> IpAd
     }
 }
 
-/// Listen on a Wasm command's published ports (before it starts, so a port
-/// in use fails the start with nothing to undo).
-pub(super) fn bind(
-    name: &str,
-    ports: Vec<PortMapping>,
-) -> Result<Vec<(PortMapping, tokio::net::TcpListener)>, RuntimeError> {
-    crate::runtime::bind_ports(name, ports, "a Wasm container publishes TCP ports only")
+/// A Wasm command's published ports, bound before it starts (so a port in
+/// use fails the start with nothing to undo).
+#[derive(Default)]
+pub(super) struct Published {
+    /// Guest ports published once: their host addresses, reserved (bound,
+    /// not listening) for the guest's socket to bind beside.
+    direct: Vec<(PortMapping, tokio::net::TcpSocket)>,
+    /// Guest ports published more than once: ketchd's listeners, relayed.
+    relayed: Vec<(PortMapping, tokio::net::TcpListener)>,
 }
 
-/// Join each connection on a published port to the guest's socket for its
-/// guest port. The tasks end when aborted (the container stops).
-pub(super) fn publish(
-    net: &Arc<Net>,
-    listeners: Vec<(PortMapping, tokio::net::TcpListener)>,
-) -> Vec<JoinHandle<()>> {
-    listeners
+impl Published {
+    /// The ports as bound (host port 0 resolved).
+    pub(super) fn mappings(&self) -> Vec<PortMapping> {
+        let direct = self.direct.iter().map(|(m, _)| *m);
+        direct.chain(self.relayed.iter().map(|(m, _)| *m)).collect()
+    }
+}
+
+/// Reserve or listen on a Wasm command's published ports.
+pub(super) fn bind(name: &str, ports: Vec<PortMapping>) -> Result<Published, RuntimeError> {
+    let mut out = Published::default();
+    let mut relayed = Vec::new();
+    for m in &ports {
+        let times = ports
+            .iter()
+            .filter(|o| o.container_port == m.container_port && o.proto == m.proto)
+            .count();
+        if m.proto == Proto::Tcp && times == 1 {
+            out.direct.push(reserve(name, *m)?);
+        } else {
+            relayed.push(*m);
+        }
+    }
+    out.relayed =
+        crate::runtime::bind_ports(name, relayed, "a Wasm container publishes TCP ports only")?;
+    Ok(out)
+}
+
+/// Bind `m`'s host address without listening, with `SO_REUSEADDR` as the
+/// guest's socket will have: the port is held for the guest, and a port
+/// another socket listens on fails here.
+fn reserve(
+    name: &str,
+    m: PortMapping,
+) -> Result<(PortMapping, tokio::net::TcpSocket), RuntimeError> {
+    let addr = SocketAddr::new(m.host_ip, m.host_port);
+    let fail = |e: std::io::Error| RuntimeError::Publish {
+        name: name.to_string(),
+        port: format!("{}/tcp", m.container_port),
+        reason: if e.kind() == std::io::ErrorKind::AddrInUse {
+            format!("{addr} is already in use")
+        } else {
+            format!("cannot bind {addr}: {e}")
+        },
+    };
+    let sock = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .map_err(fail)?;
+    sock.set_reuseaddr(true).map_err(fail)?;
+    sock.bind(addr).map_err(fail)?;
+    let port = sock.local_addr().map_err(fail)?.port();
+    Ok((
+        PortMapping {
+            host_port: port,
+            ..m
+        },
+        sock,
+    ))
+}
+
+/// Start relaying the ports published more than once; keep the
+/// reservations of the others. Both end when the result is dropped.
+pub(super) fn publish(net: &Arc<Net>, published: Published) -> Publishers {
+    let relays = published
+        .relayed
         .into_iter()
         .map(|(m, l)| tokio::spawn(serve(net.clone(), m, l)))
-        .collect()
+        .collect();
+    Publishers {
+        relays,
+        _reserved: published.direct.into_iter().map(|(_, s)| s).collect(),
+    }
+}
+
+/// A guest's published ports: the relays' accept loops and the
+/// reservations, ended and released when dropped.
+#[derive(Default)]
+pub(super) struct Publishers {
+    relays: Vec<JoinHandle<()>>,
+    _reserved: Vec<tokio::net::TcpSocket>,
+}
+
+impl Drop for Publishers {
+    fn drop(&mut self) {
+        for t in &self.relays {
+            t.abort();
+        }
+    }
 }
 
 async fn serve(net: Arc<Net>, m: PortMapping, listener: tokio::net::TcpListener) {
@@ -491,22 +739,32 @@ impl Drop for Proxied {
     }
 }
 
-/// Connect to the guest's socket at `target`, from a local address the
-/// guest's accept check lets in.
+/// A connect of the publisher under way.
+struct Connecting(Arc<Net>);
+
+impl Drop for Connecting {
+    fn drop(&mut self) {
+        self.0.state().connecting -= 1;
+        self.0.registered.notify_waiters();
+    }
+}
+
+/// Connect to the guest's socket at `target`, and register the local
+/// address so the guest's accept check lets it in. The kernel picks the
+/// local port at connect, not at a bind before it: a port bound first
+/// could not be one in TIME_WAIT, and the publisher, which passes on the
+/// client's close first, leaves one per connection.
 async fn connect(
     net: Arc<Net>,
     target: SocketAddr,
 ) -> std::io::Result<(tokio::net::TcpStream, Proxied)> {
-    let sock = if target.is_ipv4() {
-        tokio::net::TcpSocket::new_v4()?
-    } else {
-        tokio::net::TcpSocket::new_v6()?
-    };
-    sock.bind(SocketAddr::new(target.ip(), 0))?;
-    let local = sock.local_addr()?;
+    net.state().connecting += 1;
+    let connecting = Connecting(net.clone());
+    let s = tokio::net::TcpStream::connect(target).await?;
+    let local = s.local_addr()?;
     net.state().proxied.insert(local);
     let proxied = Proxied(net, local);
-    let s = sock.connect(target).await?;
+    drop(connecting);
     let _ = s.set_nodelay(true);
     Ok((s, proxied))
 }
@@ -534,7 +792,10 @@ mod tests {
             allow: parse_list(grants).unwrap(),
             max_connections: 8,
         };
-        (Net::new("t", &opts, log.clone()), log)
+        (
+            Net::new("t", &opts, log.clone(), &Published::default()),
+            log,
+        )
     }
 
     fn at(s: &str) -> SocketAddr {
@@ -551,10 +812,29 @@ mod tests {
         assert!(!n.check(at("10.0.0.1:0"), SocketAddrUse::TcpBind));
         assert!(n.check(at("127.0.0.1:4000"), SocketAddrUse::TcpListen));
         assert!(!n.check(at("0.0.0.0:0"), SocketAddrUse::TcpListen));
+    }
+
+    #[tokio::test]
+    async fn an_accept_waits_for_the_publishers_connect_and_no_other() {
+        let (n, _) = net("*");
         let peer = at("127.0.0.1:5555");
-        assert!(!n.check(peer, SocketAddrUse::TcpAccept));
+        // No connect under way: an unknown peer is refused at once.
+        let t0 = std::time::Instant::now();
+        assert!(!n.accepts(peer).await);
+        assert!(t0.elapsed() < Duration::from_millis(500));
+        // One under way: the peer it registers is let in.
+        n.state().connecting += 1;
+        let n2 = n.clone();
+        let waiting = tokio::spawn(async move { n2.accepts(peer).await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
         n.state().proxied.insert(peer);
-        assert!(n.check(peer, SocketAddrUse::TcpAccept));
+        drop(Connecting(n.clone()));
+        assert!(waiting.await.unwrap());
+        // Another peer waits out a connect that never registers it.
+        n.state().connecting += 1;
+        let t0 = std::time::Instant::now();
+        assert!(!n.accepts(at("127.0.0.1:6666")).await);
+        assert!(t0.elapsed() >= ACCEPT_WAIT);
     }
 
     #[test]
@@ -580,7 +860,10 @@ mod tests {
         assert!(!n.check(at("192.0.2.7:443"), SocketAddrUse::UdpSend));
         assert!(n.lookup("example.org").is_none());
         let log = log.0.lock().unwrap().clone();
-        assert!(log.starts_with("ketch: denied tcp connect to 127.0.0.1:80"), "{log}");
+        assert!(
+            log.starts_with("ketch: denied tcp connect to 127.0.0.1:80"),
+            "{log}"
+        );
         // One line a second at most, however many denials.
         assert_eq!(log.lines().count(), 1, "{log}");
     }
@@ -590,7 +873,10 @@ mod tests {
         let (n, _) = net("");
         let table = ResourceTable::new();
         let held: Vec<Admitted> = (0..8).map(|_| n.admit_socket(&table).unwrap()).collect();
-        assert!(matches!(n.admit_socket(&table), Err(ErrorCode::NewSocketLimit)));
+        assert!(matches!(
+            n.admit_socket(&table),
+            Err(ErrorCode::NewSocketLimit)
+        ));
         drop(held);
         assert!(n.admit_socket(&table).is_ok());
     }

@@ -5,6 +5,9 @@
 //! ```text
 //! ketch run -d -p 8000:8000 tcp-echo
 //! ```
+//!
+//! With `--hold` it echoes nothing: it keeps every connection open and
+//! sends each its number (`held 3`), to show a container's connection cap.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -22,6 +25,18 @@ fn main() {
         }
     };
     println!("tcp-echo: listening on port {port}");
+    if std::env::args().any(|a| a == "--hold") {
+        let mut held = Vec::new();
+        for conn in listener.incoming() {
+            match conn {
+                Ok(mut stream) => {
+                    let _ = writeln!(stream, "held {}", held.len() + 1);
+                    held.push(stream);
+                }
+                Err(e) => eprintln!("tcp-echo: accept: {e}"),
+            }
+        }
+    }
     for conn in listener.incoming() {
         match conn {
             Ok(stream) => {
