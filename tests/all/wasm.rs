@@ -435,3 +435,39 @@ fn starts_past_capacity_are_refused_by_name_and_the_rest_run_on() {
     rm.extend(ids.split_whitespace());
     d.ketch(&rm).ok();
 }
+
+#[test]
+fn wasi_0_3_commands_run_with_the_same_grants_and_controls() {
+    let d = TestDaemon::start();
+    example_image(&d, "p3-hello");
+    // Detected by its `wasi:cli/run@0.3` export: args, env, random and an
+    // async sleep, written through a stream.
+    let r = d.ketch(&["run", "--rm", "-e", "A=1", "p3-hello", "x"]);
+    assert_eq!(r.code, 0, "{} {}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains(r#"hello from WASI 0.3: args ["/p3-hello.wasm", "x"]"#),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("env: A=1"), "{}", r.stdout);
+    assert!(!r.stdout.contains("KETCH_TEST_HOST_SECRET"), "{}", r.stdout);
+    assert!(r.stdout.contains("random: "), "{}", r.stdout);
+    // A guest parked in an async host call is paused, stopped and killed
+    // as any other.
+    d.ketch(&["run", "-d", "--name", "waiting", "p3-hello", "--wait"])
+        .ok();
+    assert_eq!(d.state("waiting"), "running");
+    d.ketch(&["pause", "waiting"]).ok();
+    assert_eq!(d.state("waiting"), "paused");
+    d.ketch(&["unpause", "waiting"]).ok();
+    let t0 = std::time::Instant::now();
+    d.ketch(&["stop", "-t", "1", "waiting"]).ok();
+    assert!(t0.elapsed() < std::time::Duration::from_secs(10));
+    let code = d
+        .ketch(&["inspect", "-f", "{{.State.ExitCode}}", "waiting"])
+        .ok();
+    assert_eq!(code.trim(), "137");
+    // A memory cap holds as for preview 2.
+    let r = d.ketch(&["run", "--rm", "--memory", "64k", "p3-hello"]);
+    assert_ne!(r.code, 0, "{} {}", r.stdout, r.stderr);
+}

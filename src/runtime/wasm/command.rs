@@ -95,9 +95,9 @@ impl WasmBackend {
     pub(super) fn start_command(
         &self,
         mut spec: RunSpec,
-        compiled: &Compiled,
+        compiled: &Arc<Compiled>,
     ) -> Result<Started, RuntimeError> {
-        if let (Some(p), Compiled::Module(_)) = (spec.ports.first(), compiled) {
+        if let (Some(p), Compiled::Module(_)) = (spec.ports.first(), &**compiled) {
             return Err(RuntimeError::Publish {
                 name: spec.name.clone(),
                 port: format!("{}/{}", p.container_port, p.proto.as_str()),
@@ -109,9 +109,14 @@ impl WasmBackend {
         // Before anything is made: a port in use fails the start alone.
         let published = net::bind(&spec.name, spec.ports.clone())?;
         let ports = published.mappings();
-        let pages = match compiled {
+        let pages = match &**compiled {
             Compiled::Module(pre) => pre.module().resources_required().max_initial_memory_size,
             Compiled::Component(pre) => pre
+                .instance_pre()
+                .component()
+                .resources_required()
+                .and_then(|r| r.max_initial_memory_size),
+            Compiled::P3Component(pre) => pre
                 .instance_pre()
                 .component()
                 .resources_required()
@@ -138,7 +143,7 @@ impl WasmBackend {
         let name = spec.name.clone();
         let mut publishers = net::Publishers::default();
         let mut guest_net = None;
-        let run: Pin<Box<dyn Future<Output = ExitStatus> + Send>> = match compiled {
+        let run: Pin<Box<dyn Future<Output = ExitStatus> + Send>> = match &**compiled {
             Compiled::Module(pre) => {
                 let state = P1State {
                     wasi: wasi.build_p1(),
@@ -158,7 +163,7 @@ impl WasmBackend {
                     exit_status(result.map(|()| 0), store.data().limits.refused)
                 })
             }
-            Compiled::Component(pre) => {
+            Compiled::Component(_) | Compiled::P3Component(_) => {
                 let net = Net::new(&spec.name, &spec.net, spec.output.clone(), &published);
                 net.configure(&mut wasi);
                 publishers = net::publish(&net, published);
@@ -172,11 +177,22 @@ impl WasmBackend {
                 };
                 let mut store = Store::new(&self.engine, state);
                 configure_store(&mut store);
-                let pre = pre.clone();
+                let compiled = Arc::clone(compiled);
                 Box::pin(async move {
                     let result = async {
-                        let cmd = pre.instantiate_async(&mut store).await?;
-                        cmd.wasi_cli_run().call_run(&mut store).await
+                        match &*compiled {
+                            Compiled::P3Component(pre) => {
+                                let cmd = pre.instantiate_async(&mut store).await?;
+                                store
+                                    .run_concurrent(async move |a| cmd.wasi_cli_run().call_run(a).await)
+                                    .await?
+                            }
+                            Compiled::Component(pre) => {
+                                let cmd = pre.instantiate_async(&mut store).await?;
+                                cmd.wasi_cli_run().call_run(&mut store).await
+                            }
+                            _ => unreachable!("a component"),
+                        }
                     }
                     .await;
                     exit_status(

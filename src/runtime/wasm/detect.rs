@@ -7,6 +7,8 @@ pub(crate) enum Kind {
     Component,
     /// A component exporting `wasi:http/incoming-handler`.
     Function,
+    /// A component exporting `wasi:cli/run@0.3` (WASI 0.3).
+    Command3,
 }
 
 impl Kind {
@@ -15,13 +17,32 @@ impl Kind {
             Kind::Module => "module",
             Kind::Component => "component",
             Kind::Function => "function",
+            Kind::Command3 => "p3-command",
         }
     }
 }
 
 /// Does this component export `wasi:http/incoming-handler` at its top
-/// level (the `wasi:http/proxy` world)? Reads only the export sections.
+/// level (the `wasi:http/proxy` world)?
 pub(crate) fn exports_http_handler(bytes: &[u8]) -> bool {
+    exports(bytes, "wasi:http/incoming-handler@")
+}
+
+/// What kind of component this is, by its top-level exports: a function,
+/// a WASI 0.3 command, or (otherwise) a preview 2 command.
+pub(crate) fn component_kind(bytes: &[u8]) -> Kind {
+    if exports_http_handler(bytes) {
+        Kind::Function
+    } else if exports(bytes, "wasi:cli/run@0.3") {
+        Kind::Command3
+    } else {
+        Kind::Component
+    }
+}
+
+/// Does this component export an instance whose name starts with
+/// `prefix` at its top level? Reads only the export sections.
+fn exports(bytes: &[u8], prefix: &str) -> bool {
     use wasmparser::{Parser, Payload};
     let mut depth = 0usize;
     for payload in Parser::new(0).parse_all(bytes) {
@@ -30,7 +51,7 @@ pub(crate) fn exports_http_handler(bytes: &[u8]) -> bool {
             Ok(Payload::End(_)) => depth = depth.saturating_sub(1),
             Ok(Payload::ComponentExportSection(reader)) if depth == 1 => {
                 for export in reader.into_iter().flatten() {
-                    if export.name.name.starts_with("wasi:http/incoming-handler@") {
+                    if export.name.name.starts_with(prefix) {
                         return true;
                     }
                 }

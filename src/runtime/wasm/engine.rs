@@ -37,6 +37,7 @@ impl WasmBackend {
         let mut cfg = wasmtime::Config::new();
         cfg.epoch_interruption(true);
         cfg.wasm_component_model(true);
+        cfg.wasm_component_model_async(true);
         // Elsewhere, wasmtime's own memories and stacks (more mappings
         // per guest; density is measured on Linux).
         #[cfg(target_os = "linux")]
@@ -49,6 +50,7 @@ impl WasmBackend {
         let mut p2_linker = wasmtime::component::Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut p2_linker)
             .and_then(|()| net::shadow_p2(&mut p2_linker))
+            .and_then(|()| add_p3_to_linker(&mut p2_linker))
             .map_err(|e| RuntimeError::Unsupported(format!("wasi p2 linker: {e:#}")))?;
         spawn_epoch_ticker(&engine, EPOCH_TICK)
             .map_err(|e| RuntimeError::Unsupported(format!("wasm epoch thread: {e}")))?;
@@ -108,6 +110,20 @@ impl WasmBackend {
             .as_ref()
             .map_err(|e| RuntimeError::Unsupported(e.to_string()))
     }
+}
+
+/// WASI 0.3 beside 0.2 in a command linker (the packages differ, so a
+/// component may import both): everything but sockets, whose grants and
+/// port space ketch applies to the 0.2 interfaces only so far.
+fn add_p3_to_linker<T: wasmtime_wasi::WasiView + 'static>(
+    linker: &mut wasmtime::component::Linker<T>,
+) -> wasmtime::Result<()> {
+    use wasmtime_wasi::p3;
+    p3::cli::add_to_linker(linker)?;
+    p3::clocks::add_to_linker(linker)?;
+    p3::filesystem::add_to_linker(linker)?;
+    p3::random::add_to_linker(linker)?;
+    Ok(())
 }
 
 /// Why the function engine could not be made; kept, as it is made once.

@@ -47,6 +47,8 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 enum Compiled {
     Module(InstancePre<P1State>),
     Component(CommandPre<P2State>),
+    /// A WASI 0.3 command: its `run` is an async export.
+    P3Component(wasmtime_wasi::p3::bindings::CommandPre<P2State>),
     Http(ProxyPre<http::HttpState>),
 }
 

@@ -1,7 +1,7 @@
 //! Preparing a module: compiled once per digest, kept hot in memory as an
 //! `InstancePre`, and cached on disk as `.cwasm` across restarts.
 
-use super::detect::{exports_http_handler, wasm_kind, Kind};
+use super::detect::{component_kind, wasm_kind, Kind};
 use super::{Compiled, WasmBackend};
 use crate::model::Digest;
 use crate::runtime::RuntimeError;
@@ -10,6 +10,7 @@ use std::sync::Arc;
 use wasmtime::component::Component;
 use wasmtime::{Engine, Module};
 use wasmtime_wasi::p2::bindings::CommandPre;
+use wasmtime_wasi::p3::bindings::CommandPre as P3CommandPre;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 impl WasmBackend {
@@ -43,8 +44,8 @@ impl WasmBackend {
         };
         let mut kind =
             wasm_kind(bytes).ok_or_else(|| invalid("no WebAssembly magic number".into()))?;
-        if kind == Kind::Component && exports_http_handler(bytes) {
-            kind = Kind::Function;
+        if kind == Kind::Component {
+            kind = component_kind(bytes);
         }
         let cached = self
             .cache_dir
@@ -75,6 +76,27 @@ impl WasmBackend {
                     reason: format!("component does not export wasi:cli/run: {e:#}"),
                 })?;
                 Compiled::Component(cmd)
+            }
+            Kind::Command3 => {
+                let component = component_cached(&self.engine, &cached, bytes)
+                    .map_err(|e| invalid(format!("{e:#}")))?;
+                let pre = self.p2_linker.instantiate_pre(&component).map_err(|e| {
+                    let mut reason = format!("{e:#}");
+                    if reason.contains("wasi:sockets/") && reason.contains("@0.3") {
+                        reason.push_str(
+                            " (a WASI 0.3 component cannot have sockets yet: import wasi:sockets@0.2)",
+                        );
+                    }
+                    RuntimeError::Instantiate {
+                        name: name.to_string(),
+                        reason,
+                    }
+                })?;
+                let cmd = P3CommandPre::new(pre).map_err(|e| RuntimeError::Instantiate {
+                    name: name.into(),
+                    reason: format!("component does not export wasi:cli/run@0.3: {e:#}"),
+                })?;
+                Compiled::P3Component(cmd)
             }
             Kind::Function => {
                 let fr = self.functions()?;
