@@ -14,4 +14,8 @@ for p in "${p2[@]}"; do
   out=target/wasm32-wasip2/release
   if [ -f "$p/src/main.rs" ]; then cp "$out/$p.wasm" "$p/$p.wasm"; else cp "$out/${p//-/_}.wasm" "$p/$p.wasm"; fi
 done
+# The probe, from one source for both: wasi-probe-p1.wasm and -p2.wasm.
+cargo build --release --target-dir target --target wasm32-wasip1 -p wasi-probe
+cargo build --release --target-dir target --target wasm32-wasip2 -p wasi-probe
+for t in 1 2; do cp "target/wasm32-wasip$t/release/wasi-probe.wasm" "wasi-probe/wasi-probe-p$t.wasm"; done
 echo "built: $(ls */*.wasm | tr '\n' ' ')"

@@ -457,6 +457,26 @@ pub const GROW_WAT: &str = r#"(module (memory (export "memory") 1)
     unreachable))"#;
 
 /// A port on 127.0.0.1 that was free a moment ago.
+/// A line-echo server on the host's loopback, answering each line with
+/// `echo: LINE`, for as long as the test runs (bounded: 64 connections).
+pub fn host_echo() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for c in l.incoming().take(64).flatten() {
+            std::thread::spawn(move || {
+                let _ = c.set_read_timeout(Some(Duration::from_secs(10)));
+                let mut r = std::io::BufReader::new(&c);
+                let mut line = String::new();
+                if std::io::BufRead::read_line(&mut r, &mut line).is_ok() {
+                    let _ = std::io::Write::write_all(&mut &c, format!("echo: {line}").as_bytes());
+                }
+            });
+        }
+    });
+    port
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())

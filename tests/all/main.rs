@@ -5,6 +5,7 @@
 mod adversarial;
 mod api;
 mod common;
+mod conformance;
 mod containerd;
 mod docker_cli;
 mod functions;

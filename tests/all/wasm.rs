@@ -445,7 +445,8 @@ fn wasi_0_3_commands_run_with_the_same_grants_and_controls() {
     let r = d.ketch(&["run", "--rm", "-e", "A=1", "p3-hello", "x"]);
     assert_eq!(r.code, 0, "{} {}", r.stdout, r.stderr);
     assert!(
-        r.stdout.contains(r#"hello from WASI 0.3: args ["/p3-hello.wasm", "x"]"#),
+        r.stdout
+            .contains(r#"hello from WASI 0.3: args ["/p3-hello.wasm", "x"]"#),
         "{}",
         r.stdout
     );

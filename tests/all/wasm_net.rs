@@ -4,28 +4,8 @@
 
 use crate::common::*;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{Shutdown, TcpStream};
 use std::time::{Duration, Instant};
-
-/// A line-echo server on the host's loopback, answering each line with
-/// `echo: LINE`, for as long as the test runs (bounded: 64 connections).
-fn host_echo() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for c in l.incoming().take(64).flatten() {
-            std::thread::spawn(move || {
-                let _ = c.set_read_timeout(Some(Duration::from_secs(10)));
-                let mut r = BufReader::new(&c);
-                let mut line = String::new();
-                if r.read_line(&mut line).is_ok() {
-                    let _ = (&c).write_all(format!("echo: {line}").as_bytes());
-                }
-            });
-        }
-    });
-    port
-}
 
 /// Send `msg` on a fresh connection to a published port and read it back.
 fn echo_through(port: u16, msg: &[u8]) -> std::io::Result<Vec<u8>> {

@@ -184,7 +184,9 @@ impl WasmBackend {
                             Compiled::P3Component(pre) => {
                                 let cmd = pre.instantiate_async(&mut store).await?;
                                 store
-                                    .run_concurrent(async move |a| cmd.wasi_cli_run().call_run(a).await)
+                                    .run_concurrent(async move |a| {
+                                        cmd.wasi_cli_run().call_run(a).await
+                                    })
                                     .await?
                             }
                             Compiled::Component(pre) => {
