@@ -110,7 +110,7 @@ fn compile(
             .join(format!("{}{variant}.{}.cwasm", digest.hex(), kind.ext()));
     match kind {
         Kind::Module => module_cached(engine, &cached, bytes).map(Code::Module),
-        Kind::Component | Kind::Function | Kind::Command3 => {
+        Kind::Component | Kind::Function | Kind::Command3 | Kind::Function3 => {
             component_cached(engine, &cached, bytes).map(Code::Component)
         }
     }

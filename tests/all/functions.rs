@@ -396,3 +396,52 @@ fn bad_function_options_are_clear_errors() {
     assert!(r.stderr.contains("invalid -p"), "{}", r.stderr);
     assert_eq!(d.ketch(&["ps", "-aq"]).ok(), "");
 }
+
+#[test]
+fn a_wasi_0_3_function_is_served_as_a_preview_2_one() {
+    let d = TestDaemon::start();
+    example_image(&d, "p3-http");
+    // Detected by its `wasi:http/handler@0.3` export.
+    d.ketch(&[
+        "run",
+        "-d",
+        "--name",
+        "fn3",
+        "-p",
+        "127.0.0.1::80",
+        "p3-http",
+    ])
+    .ok();
+    let port = published(&d, "fn3");
+    // The body is written by a guest task after `handle` returned.
+    assert_eq!(
+        fetch(port, "GET", "/hi?x=1", b""),
+        (
+            200,
+            "hello from a WASI 0.3 function: Method::Get /hi?x=1\n".into()
+        )
+    );
+    assert_eq!(
+        fetch(port, "POST", "/p", b"data"),
+        (
+            200,
+            "hello from a WASI 0.3 function: Method::Post /p\n".into()
+        )
+    );
+    for _ in 0..20 {
+        assert_eq!(fetch(port, "GET", "/", b"").0, 200);
+    }
+    let stats = function_stats(&d, "fn3");
+    assert_eq!(stats["requests"], 22, "{stats}");
+    assert_eq!(stats["errors"], 0, "{stats}");
+    // Paused, a request waits; unpaused, it is answered.
+    d.ketch(&["pause", "fn3"]).ok();
+    let waiting = std::thread::spawn(move || fetch(port, "GET", "/late", b""));
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!waiting.is_finished());
+    d.ketch(&["unpause", "fn3"]).ok();
+    assert_eq!(waiting.join().unwrap().0, 200);
+    d.ketch(&["stop", "fn3"]).ok();
+    assert_eq!(d.state("fn3"), "exited");
+    d.ketch(&["rm", "fn3"]).ok();
+}

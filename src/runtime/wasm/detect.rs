@@ -9,6 +9,8 @@ pub(crate) enum Kind {
     Function,
     /// A component exporting `wasi:cli/run@0.3` (WASI 0.3).
     Command3,
+    /// A component exporting `wasi:http/handler@0.3` (a WASI 0.3 function).
+    Function3,
 }
 
 impl Kind {
@@ -18,6 +20,7 @@ impl Kind {
             Kind::Component => "component",
             Kind::Function => "function",
             Kind::Command3 => "p3-command",
+            Kind::Function3 => "p3-function",
         }
     }
 }
@@ -33,6 +36,8 @@ pub(crate) fn exports_http_handler(bytes: &[u8]) -> bool {
 pub(crate) fn component_kind(bytes: &[u8]) -> Kind {
     if exports_http_handler(bytes) {
         Kind::Function
+    } else if exports(bytes, "wasi:http/handler@0.3") {
+        Kind::Function3
     } else if exports(bytes, "wasi:cli/run@0.3") {
         Kind::Command3
     } else {

@@ -78,6 +78,7 @@ impl WasmBackend {
                 let mut cfg = wasmtime::Config::new();
                 cfg.epoch_interruption(true);
                 cfg.wasm_component_model(true);
+                cfg.wasm_component_model_async(true);
                 let mut pool = wasmtime::PoolingAllocationConfig::default();
                 pool.total_component_instances(POOL_INSTANCES)
                     .total_core_instances(POOL_INSTANCES * POOL_CORE_PER_COMPONENT)
@@ -100,6 +101,8 @@ impl WasmBackend {
                     .and_then(|()| {
                         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
                     })
+                    .and_then(|()| add_p3_to_linker(&mut linker))
+                    .and_then(|()| wasmtime_wasi_http::p3::add_to_linker(&mut linker))
                     .map_err(|e| FnEngineError::new("wasi-http linker", e))?;
                 spawn_epoch_ticker(&engine, FN_EPOCH_TICK).map_err(|e| FnEngineError {
                     what: "wasm function epoch thread",

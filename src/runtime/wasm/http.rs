@@ -31,6 +31,7 @@ use crate::runtime::memory::MemoryBudget;
 use crate::runtime::stats::HttpCounters;
 use crate::runtime::{ExitStatus, PortMapping, Proto, RunSpec, RuntimeError, Started, EXIT_KILLED};
 use bytes::Bytes;
+use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -46,12 +47,14 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+use wasmtime::component::Accessor;
 use wasmtime::component::ResourceTable;
 use wasmtime::{Engine, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+use wasmtime_wasi_http::p3::bindings::{Service, ServicePre};
 use wasmtime_wasi_http::{
     Error as HttpError, RequestOptions, WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks,
     WasiHttpView,
@@ -173,10 +176,38 @@ enum Outcome {
     Killed,
 }
 
+/// A function's prepared component: preview 2
+/// (`wasi:http/incoming-handler`) or WASI 0.3 (`wasi:http/handler`).
+#[derive(Clone)]
+pub(crate) enum Handler {
+    P2(ProxyPre<HttpState>),
+    P3(ServicePre<HttpState>),
+}
+
+/// A request made ready for its instance, as its WASI version takes it.
+enum Call {
+    P2 {
+        req: wasmtime::component::Resource<wasmtime_wasi_http::p2::types::HostIncomingRequest>,
+        out: wasmtime::component::Resource<wasmtime_wasi_http::p2::types::HostResponseOutparam>,
+    },
+    P3 {
+        req: Box<Request<ReqBody>>,
+        tx: oneshot::Sender<Answer>,
+        responded: Arc<AtomicBool>,
+    },
+}
+
+/// A request body, cut off at the function's limit.
+type ReqBody = UnsyncBoxBody<Bytes, HttpError>;
+/// What a guest answered: a response, or the error code it gave instead.
+type Answer = Result<Response<Body>, String>;
+/// How reading a WASI 0.3 request's body ended.
+type RequestIo = std::pin::Pin<Box<dyn Future<Output = Result<(), HttpError>> + Send>>;
+
 struct Function {
     name: Arc<str>,
     engine: Engine,
-    pre: ProxyPre<HttpState>,
+    pre: Handler,
     /// The container's spec; stdin is not used.
     spec: RunSpec,
     allow: Arc<[String]>,
@@ -191,7 +222,7 @@ struct Function {
 /// Bind the container's ports and start serving.
 pub(super) fn serve(
     engine: Engine,
-    pre: ProxyPre<HttpState>,
+    pre: Handler,
     mut spec: RunSpec,
     cap: Cap,
     budget: Arc<MemoryBudget>,
@@ -450,51 +481,62 @@ impl Function {
         // A body without a length is cut off at the limit as it streams.
         let over = Arc::new(AtomicBool::new(false));
         let what = format!("{} {}", req.method(), req.uri());
-        let req = {
+        let req: Request<ReqBody> = {
             let over = over.clone();
             req.map(move |body| {
-                Limited::new(body, max as usize).map_err(move |e| {
-                    if e.is::<http_body_util::LengthLimitError>() {
-                        over.store(true, Ordering::Relaxed);
-                        HttpError::HttpRequestBodySize(Some(max))
-                    } else {
-                        match e.downcast::<hyper::Error>() {
-                            Ok(h) => HttpError::from(*h),
-                            Err(_) => HttpError::ConnectionTerminated,
+                Limited::new(body, max as usize)
+                    .map_err(move |e| {
+                        if e.is::<http_body_util::LengthLimitError>() {
+                            over.store(true, Ordering::Relaxed);
+                            HttpError::HttpRequestBodySize(Some(max))
+                        } else {
+                            match e.downcast::<hyper::Error>() {
+                                Ok(h) => HttpError::from(*h),
+                                Err(_) => HttpError::ConnectionTerminated,
+                            }
                         }
-                    }
-                })
+                    })
+                    .boxed_unsync()
             })
         };
         let mut store = self.new_store(self.spec.http.timeout.map(|d| (t0 + d).into_std()));
-        let (tx, rx) = oneshot::channel();
+        let (tx, rx) = oneshot::channel::<Answer>();
         let responded = Arc::new(AtomicBool::new(false));
-        let prepared = (|| {
-            let mut http = store.data_mut().http();
-            let req = http.new_incoming_request(Scheme::Http, req)?;
-            let responded = responded.clone();
-            let out = http.new_response_outparam_from_callback(move |r| {
-                responded.store(true, Ordering::Relaxed);
-                let _ = tx.send(r);
-            })?;
-            wasmtime::Result::<_>::Ok((req, out))
-        })();
-        let (req, out) = match prepared {
-            Ok(p) => p,
-            Err(e) => {
-                return plain(StatusCode::BAD_REQUEST, format!("bad request: {e:#}\n"));
+        let call = match &self.pre {
+            Handler::P2(_) => {
+                let prepared = (|| {
+                    let mut http = store.data_mut().http();
+                    let req = http.new_incoming_request(Scheme::Http, req)?;
+                    let responded = responded.clone();
+                    let out = http.new_response_outparam_from_callback(move |r| {
+                        responded.store(true, Ordering::Relaxed);
+                        let _ = tx.send(r.map_err(|code| format!("{code:?}")));
+                    })?;
+                    wasmtime::Result::<_>::Ok(Call::P2 { req, out })
+                })();
+                match prepared {
+                    Ok(call) => call,
+                    Err(e) => {
+                        return plain(StatusCode::BAD_REQUEST, format!("bad request: {e:#}\n"));
+                    }
+                }
             }
+            Handler::P3(_) => Call::P3 {
+                req: Box::new(req),
+                tx,
+                responded: responded.clone(),
+            },
         };
         let task = tokio::spawn(
             self.clone()
-                .run_guest(store, req, out, in_flight, t0, responded, what),
+                .run_guest(store, call, in_flight, t0, responded, what),
         );
         match rx.await {
             Ok(_) if over.load(Ordering::Relaxed) => too_large(&self.name, None, max),
             Ok(Ok(resp)) => resp,
             Ok(Err(code)) => plain(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                format!("function {} failed the request: {code:?}\n", self.name),
+                format!("function {} failed the request: {code}\n", self.name),
             ),
             Err(_) => match task.await {
                 Ok(Outcome::Deadline) => plain(
@@ -548,12 +590,10 @@ impl Function {
         store
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn run_guest(
         self: Arc<Self>,
         mut store: Store<HttpState>,
-        req: wasmtime::component::Resource<wasmtime_wasi_http::p2::types::HostIncomingRequest>,
-        out: wasmtime::component::Resource<wasmtime_wasi_http::p2::types::HostResponseOutparam>,
+        call: Call,
         in_flight: InFlight,
         t0: Instant,
         responded: Arc<AtomicBool>,
@@ -562,11 +602,31 @@ impl Function {
         let pre = self.pre.clone();
         let run = Box::pin(async move {
             let result = async {
-                let proxy = pre.instantiate_async(&mut store).await?;
-                proxy
-                    .wasi_http_incoming_handler()
-                    .call_handle(&mut store, req, out)
-                    .await
+                match (pre, call) {
+                    (Handler::P2(pre), Call::P2 { req, out }) => {
+                        let proxy = pre.instantiate_async(&mut store).await?;
+                        proxy
+                            .wasi_http_incoming_handler()
+                            .call_handle(&mut store, req, out)
+                            .await
+                    }
+                    (Handler::P3(pre), Call::P3 { req, tx, responded }) => {
+                        let service = pre.instantiate_async(&mut store).await?;
+                        let (req, io) = wasmtime_wasi_http::p3::Request::from_http(
+                            &mut store.data_mut().hooks,
+                            *req,
+                        );
+                        let io: RequestIo = Box::pin(io);
+                        store
+                            .run_concurrent(async move |a| {
+                                serve_p3(a, &service, req, io, tx, responded).await
+                            })
+                            .await?
+                    }
+                    _ => Err(wasmtime::Error::msg(
+                        "a request prepared for another WASI version",
+                    )),
+                }
             }
             .await;
             (result, store.data().limits.refused)
@@ -609,6 +669,61 @@ impl Function {
 
     fn log(&self, line: &str) {
         self.spec.output.write(StdStream::Stderr, line.as_bytes());
+    }
+}
+
+/// Serve one request with a WASI 0.3 `handle`, inside the store's event
+/// loop. The guest may write the body after `handle` returns (from a task
+/// of its own), so the loop runs until hyper is done with the body.
+async fn serve_p3(
+    a: &Accessor<HttpState>,
+    service: &Service,
+    req: wasmtime_wasi_http::p3::Request,
+    io: RequestIo,
+    tx: oneshot::Sender<Answer>,
+    responded: Arc<AtomicBool>,
+) -> wasmtime::Result<()> {
+    match service.handle(a, req).await? {
+        Ok(resp) => {
+            let resp = a.with(|mut s| resp.into_http(&mut s, io))?;
+            let (done, body_dropped) = oneshot::channel::<()>();
+            let resp = resp.map(|body| Watched { body, _done: done }.boxed_unsync());
+            responded.store(true, Ordering::Relaxed);
+            if tx.send(Ok(resp)).is_ok() {
+                let _ = body_dropped.await;
+            }
+        }
+        Err(code) => {
+            let _ = tx.send(Err(format!("{code:?}")));
+        }
+    }
+    Ok(())
+}
+
+/// A response body that tells, by being dropped, that hyper is done with
+/// it (sent, or the client went away).
+struct Watched {
+    body: Body,
+    _done: oneshot::Sender<()>,
+}
+
+impl hyper::body::Body for Watched {
+    type Data = Bytes;
+    type Error = HttpError;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, HttpError>>> {
+        std::pin::Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
     }
 }
 

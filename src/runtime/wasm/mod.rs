@@ -41,7 +41,6 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 use wasmtime::{Engine, InstancePre, Linker};
 use wasmtime_wasi::p2::bindings::CommandPre;
-use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 /// A prepared module, ready to instantiate.
 enum Compiled {
@@ -49,7 +48,7 @@ enum Compiled {
     Component(CommandPre<P2State>),
     /// A WASI 0.3 command: its `run` is an async export.
     P3Component(wasmtime_wasi::p3::bindings::CommandPre<P2State>),
-    Http(ProxyPre<http::HttpState>),
+    Http(http::Handler),
 }
 
 /// Runs Wasm containers as wasmtime instances inside ketchd.

@@ -2,6 +2,7 @@
 //! `InstancePre`, and cached on disk as `.cwasm` across restarts.
 
 use super::detect::{component_kind, wasm_kind, Kind};
+use super::http::Handler;
 use super::{Compiled, WasmBackend};
 use crate::model::Digest;
 use crate::runtime::RuntimeError;
@@ -12,6 +13,7 @@ use wasmtime::{Engine, Module};
 use wasmtime_wasi::p2::bindings::CommandPre;
 use wasmtime_wasi::p3::bindings::CommandPre as P3CommandPre;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p3::bindings::ServicePre;
 
 impl WasmBackend {
     /// Can this module serve published ports: is it a component (a
@@ -98,7 +100,7 @@ impl WasmBackend {
                 })?;
                 Compiled::P3Component(cmd)
             }
-            Kind::Function => {
+            Kind::Function | Kind::Function3 => {
                 let fr = self.functions()?;
                 let component = component_cached(&fr.engine, &cached, bytes)
                     .map_err(|e| invalid(format!("{e:#}")))?;
@@ -106,11 +108,26 @@ impl WasmBackend {
                     .linker
                     .instantiate_pre(&component)
                     .map_err(instantiate_err)?;
-                let proxy = ProxyPre::new(pre).map_err(|e| RuntimeError::Instantiate {
-                    name: name.into(),
-                    reason: format!("component does not export wasi:http/incoming-handler: {e:#}"),
-                })?;
-                Compiled::Http(proxy)
+                let handler = if kind == Kind::Function3 {
+                    ServicePre::new(pre).map(Handler::P3).map_err(|e| {
+                        RuntimeError::Instantiate {
+                            name: name.into(),
+                            reason: format!(
+                                "component does not export wasi:http/handler@0.3: {e:#}"
+                            ),
+                        }
+                    })?
+                } else {
+                    ProxyPre::new(pre)
+                        .map(Handler::P2)
+                        .map_err(|e| RuntimeError::Instantiate {
+                            name: name.into(),
+                            reason: format!(
+                                "component does not export wasi:http/incoming-handler: {e:#}"
+                            ),
+                        })?
+                };
+                Compiled::Http(handler)
             }
         };
         self.compiled
