@@ -6,8 +6,8 @@
 #   wasmtime serve, same, -W timeout=30s           (the peer's own deadline, for scale)
 # Load: hey -z ${DURATION} -c ${CONC}, pinned to core 0; every server pinned to
 # core 1. Only loopback traffic. Prints requests/s and p99, and the ratios.
-# A benchmark, not a test. Needs: hey (Debian) and wasmtime-cli (crates.io),
-# installed here if missing.
+# A benchmark, not a test. Needs: hey (Debian), installed here if missing,
+# and the wasmtime CLI of ketch's wasmtime major version (need_wasmtime).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10s}
@@ -16,11 +16,9 @@ CONC=${CONC:-50}
 if ! command -v hey >/dev/null; then
   apt-get update -qq && apt-get install -y -qq hey >/dev/null
 fi
-if ! command -v wasmtime >/dev/null; then
-  cargo install wasmtime-cli --version '~48.0' --locked
-fi
 . bench/lib.sh
 build_release
+need_wasmtime
 start_ketchd
 # ketchd and every thread it makes later run on core 1.
 taskset -a -pc 1 "$DPID" >/dev/null
@@ -60,7 +58,7 @@ $K rm -f fn-nodeadline >/dev/null
 
 serve() {
   local port=$1; shift
-  taskset -c 1 wasmtime serve -O pooling-allocator -S cli "$@" --addr "127.0.0.1:$port" "$WASM" >"$T/serve.log" 2>&1 &
+  taskset -c 1 wasmtime serve -O pooling-allocator -S cli "$@" --addr "127.0.0.1:$port" "${SERVE_WASM:-$WASM}" >"$T/serve.log" 2>&1 &
   SPID=$!
   wait_port "$port"
 }
@@ -74,9 +72,28 @@ serve "$P_WTT" -W timeout=30s
 WTT=$(load "$P_WTT")
 kill "$SPID"; wait "$SPID" 2>/dev/null || true
 
-python3 - "$ON" "$OFF" "$WT" "$WTT" "$DURATION" "$CONC" <<'PY'
+# The same pair for a WASI 0.3 function (wasi:http/handler@0.3), whose body
+# a guest task streams after `handle` returns.
+$K build -q -t bench-fn3 wasm-examples/p3-http >/dev/null
+P_P3=$(free_port)
+$K run -d --name fn-p3 -p "127.0.0.1:$P_P3:80" --http-concurrency 1000 bench-fn3 >/dev/null
+wait_port "$P_P3"
+P3=$(load "$P_P3")
+$K rm -f fn-p3 >/dev/null
+P_WP3=$(free_port)
+SERVE_WASM=wasm-examples/p3-http/p3-http.wasm serve "$P_WP3" -W component-model-async=y -S p3=y
+WP3=$(load "$P_WP3")
+kill "$SPID"; wait "$SPID" 2>/dev/null || true
+# Like for like: a fresh instance per request, as ketch always has.
+P_WP3F=$(free_port)
+SERVE_WASM=wasm-examples/p3-http/p3-http.wasm serve "$P_WP3F" -W component-model-async=y -S p3=y --max-instance-reuse-count 1
+WP3F=$(load "$P_WP3F")
+kill "$SPID"; wait "$SPID" 2>/dev/null || true
+
+python3 - "$ON" "$OFF" "$WT" "$WTT" "$DURATION" "$CONC" "$P3" "$WP3" "$WP3F" <<'PY'
 import sys
 on, off, wt, wtt = ([float(x) for x in a.split()] for a in sys.argv[1:5])
+p3, wp3, wp3f = ([float(x) for x in a.split()] for a in sys.argv[7:10])
 print(f"load: hey -z {sys.argv[5]} -c {sys.argv[6]} (core 0); servers on core 1; non-2xx in the last column")
 rows = [("ketch, deadline 30s (default)", on), ("ketch, no deadline", off),
         ("wasmtime serve -O pooling-allocator", wt), ("wasmtime serve ... -W timeout=30s", wtt)]
@@ -85,4 +102,10 @@ for name, (rps, p99, bad) in rows:
 print(f"ratio ketch/wasmtime serve: requests/s {on[0]/wt[0]:.2f}   p99 {on[1]/wt[1]:.2f}")
 print(f"cost of ketch's deadline:   {(1 - on[0]/off[0]) * 100:+.1f}% requests/s")
 print(f"cost of wasmtime's -W timeout: {(1 - wtt[0]/wt[0]) * 100:+.1f}% requests/s")
+for name, (rps, p99, bad) in [("WASI 0.3: ketch (instance per request)", p3),
+                              ("WASI 0.3: wasmtime serve, reuse 1", wp3f),
+                              ("WASI 0.3: wasmtime serve (reuses)", wp3)]:
+    print(f"{name:38s} {rps:9.0f} req/s   p99 {p99:7.2f} ms   {bad:.0f}")
+print(f"ratio ketch/wasmtime serve, WASI 0.3, an instance per request: requests/s {p3[0]/wp3f[0]:.2f}   p99 {p3[1]/wp3f[1]:.2f}")
+print(f"ratio ketch/wasmtime serve, WASI 0.3, its default reuse: requests/s {p3[0]/wp3[0]:.2f}")
 PY
