@@ -44,17 +44,17 @@ print(f"{rps:.0f} {p99:.2f} {bad}")
 PY
 }
 
-P_ON=$(free_port)
-$K run -d --name fn-deadline -p "127.0.0.1:$P_ON:80" --http-concurrency 1000 bench-fn >/dev/null
-wait_port "$P_ON"
-ON=$(load "$P_ON")
-$K rm -f fn-deadline >/dev/null
-
-P_OFF=$(free_port)
-$K run -d --name fn-nodeadline -p "127.0.0.1:$P_OFF:80" --http-concurrency 1000 --http-timeout 0 bench-fn >/dev/null
-wait_port "$P_OFF"
-OFF=$(load "$P_OFF")
-$K rm -f fn-nodeadline >/dev/null
+# One load run against a ketch function: IMAGE, then extra run flags.
+ketch_load() {
+  local image=$1 port name=bench-fn-run; shift
+  port=$(free_port)
+  $K run -d --name "$name" -p "127.0.0.1:$port:80" --http-concurrency 1000 "$@" "$image" >/dev/null
+  wait_port "$port"
+  load "$port"
+  $K rm -f "$name" >/dev/null
+}
+ON=$(ketch_load bench-fn)
+OFF=$(ketch_load bench-fn --http-timeout 0)
 
 serve() {
   local port=$1; shift
@@ -75,11 +75,7 @@ kill "$SPID"; wait "$SPID" 2>/dev/null || true
 # The same pair for a WASI 0.3 function (wasi:http/handler@0.3), whose body
 # a guest task streams after `handle` returns.
 $K build -q -t bench-fn3 wasm-examples/p3-http >/dev/null
-P_P3=$(free_port)
-$K run -d --name fn-p3 -p "127.0.0.1:$P_P3:80" --http-concurrency 1000 bench-fn3 >/dev/null
-wait_port "$P_P3"
-P3=$(load "$P_P3")
-$K rm -f fn-p3 >/dev/null
+P3=$(ketch_load bench-fn3)
 P_WP3=$(free_port)
 SERVE_WASM=wasm-examples/p3-http/p3-http.wasm serve "$P_WP3" -W component-model-async=y -S p3=y
 WP3=$(load "$P_WP3")

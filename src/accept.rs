@@ -299,6 +299,49 @@ pub fn refuse(stream: tokio::net::TcpStream) {
     drop(stream);
 }
 
+/// The rate-limit keys of one kind of tenant listener's log lines.
+pub struct LogKeys {
+    /// A failed accept.
+    pub accept: &'static str,
+    /// A connection refused past the cap.
+    pub refused: &'static str,
+}
+
+/// The next connection on a tenant listener that `gate` lets in, with its
+/// place (`fds` descriptors). One past the cap is refused (reset) at once;
+/// after a failed accept (out of descriptors, a connection reset before
+/// accept) the listener stays readable, so it waits out `backoff` rather
+/// than spin. `what` names the listener in log lines.
+pub async fn admit_next(
+    listener: &tokio::net::TcpListener,
+    gate: &Gate,
+    fds: usize,
+    backoff: &mut Backoff,
+    keys: &LogKeys,
+    what: &str,
+) -> (tokio::net::TcpStream, Admitted) {
+    loop {
+        let stream = match listener.accept().await {
+            Ok((s, _)) => {
+                backoff.succeeded();
+                s
+            }
+            Err(e) => {
+                crate::lograte::warn_limited!(keys.accept, "{what}: accept: {e}");
+                tokio::time::sleep(backoff.failed()).await;
+                continue;
+            }
+        };
+        match gate.admit(fds) {
+            Ok(admitted) => return (stream, admitted),
+            Err(why) => {
+                crate::lograte::warn_limited!(keys.refused, "{what}: refusing a connection: {why}");
+                refuse(stream);
+            }
+        }
+    }
+}
+
 /// The pause after a failed `accept` (EMFILE, ENFILE, ENOBUFS,
 /// ECONNABORTED...): a listener whose accept fails stays readable, so
 /// retrying at once spins a core and floods the log.

@@ -40,12 +40,12 @@ pub enum AnnotationError {
         #[source]
         source: UnitError,
     },
-    #[error(
-        "annotation {key}: {value:?} is not a number from 1 to {max}",
-        key = HTTP_CONCURRENCY,
-        max = MAX_CONCURRENCY
-    )]
-    Concurrency { value: String },
+    #[error("annotation {key}: {value:?} is not a number from 1 to {max}")]
+    Count {
+        key: &'static str,
+        value: String,
+        max: usize,
+    },
     #[error("annotation {key}: {host:?} is not a host or host:port", key = HTTP_ALLOW)]
     Allow { host: String },
     #[error("annotation {key}: {source}", key = NET_ALLOW)]
@@ -53,12 +53,27 @@ pub enum AnnotationError {
         #[source]
         source: NetGrantError,
     },
-    #[error(
-        "annotation {key}: {value:?} is not a number from 1 to {max}",
-        key = NET_CONNECTIONS,
-        max = MAX_CONNECTIONS
-    )]
-    Connections { value: String },
+}
+
+/// The annotation `key` as a number from 1 to `max`, if it is there.
+fn count(
+    a: &BTreeMap<String, String>,
+    key: &'static str,
+    max: usize,
+) -> Result<Option<usize>, AnnotationError> {
+    a.get(key)
+        .map(|v| {
+            v.trim()
+                .parse()
+                .ok()
+                .filter(|n| (1..=max).contains(n))
+                .ok_or_else(|| AnnotationError::Count {
+                    key,
+                    value: v.clone(),
+                    max,
+                })
+        })
+        .transpose()
 }
 
 /// Read the network options of a Wasm container from annotations.
@@ -67,13 +82,8 @@ pub fn net_options(a: &BTreeMap<String, String>) -> Result<NetOptions, Annotatio
     if let Some(v) = a.get(NET_ALLOW) {
         o.allow = net::parse_list(v).map_err(|source| AnnotationError::Net { source })?;
     }
-    if let Some(v) = a.get(NET_CONNECTIONS) {
-        o.max_connections = v
-            .trim()
-            .parse()
-            .ok()
-            .filter(|n| (1..=MAX_CONNECTIONS).contains(n))
-            .ok_or_else(|| AnnotationError::Connections { value: v.clone() })?;
+    if let Some(n) = count(a, NET_CONNECTIONS, MAX_CONNECTIONS)? {
+        o.max_connections = n;
     }
     Ok(o)
 }
@@ -86,13 +96,8 @@ pub fn http_options(a: &BTreeMap<String, String>) -> Result<HttpOptions, Annotat
         let d = parse_duration(v).map_err(bad(HTTP_TIMEOUT))?;
         o.timeout = (!d.is_zero()).then_some(d);
     }
-    if let Some(v) = a.get(HTTP_CONCURRENCY) {
-        o.concurrency = v
-            .trim()
-            .parse()
-            .ok()
-            .filter(|n| (1..=MAX_CONCURRENCY).contains(n))
-            .ok_or_else(|| AnnotationError::Concurrency { value: v.clone() })?;
+    if let Some(n) = count(a, HTTP_CONCURRENCY, MAX_CONCURRENCY)? {
+        o.concurrency = n;
     }
     if let Some(v) = a.get(HTTP_MAX_BODY) {
         o.max_body = parse_size(v).map_err(bad(HTTP_MAX_BODY))?;

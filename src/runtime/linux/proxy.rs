@@ -11,7 +11,7 @@
 //! either, a new connection is reset at once. A connection on which no
 //! byte moves either way for [`PROXY_IDLE_TIMEOUT`] is closed.
 
-use crate::accept::{self, Backoff, Gate};
+use crate::accept::{self, Backoff, Gate, LogKeys};
 use crate::lograte::warn_limited;
 use crate::model::Proto;
 use crate::runtime::proxy::{relay, PROXY_IDLE_TIMEOUT};
@@ -113,35 +113,24 @@ async fn serve_tcp(
     target: Target,
     max_conns: usize,
 ) {
-    let addr = SocketAddr::new(m.host_ip, m.host_port);
+    let what = format!("published port {}", SocketAddr::new(m.host_ip, m.host_port));
     let port = m.container_port;
     let gate = Gate::new(max_conns);
     let mut backoff = Backoff::new();
+    let keys = LogKeys {
+        accept: "proxy accept",
+        refused: "proxy refused",
+    };
     loop {
-        let client = match listener.accept().await {
-            Ok((c, _)) => {
-                backoff.succeeded();
-                c
-            }
-            // Out of descriptors, or a connection reset before accept: the
-            // listener stays readable, so retrying at once would spin.
-            Err(e) => {
-                warn_limited!("proxy accept", "published port {addr}: accept: {e}");
-                tokio::time::sleep(backoff.failed()).await;
-                continue;
-            }
-        };
-        let admitted = match gate.admit(FDS_PER_CONNECTION) {
-            Ok(a) => a,
-            Err(why) => {
-                warn_limited!(
-                    "proxy refused",
-                    "published port {addr}: refusing a connection: {why}"
-                );
-                accept::refuse(client);
-                continue;
-            }
-        };
+        let (client, admitted) = accept::admit_next(
+            &listener,
+            &gate,
+            FDS_PER_CONNECTION,
+            &mut backoff,
+            &keys,
+            &what,
+        )
+        .await;
         let target = target.clone();
         tokio::spawn(async move {
             let _admitted = admitted;

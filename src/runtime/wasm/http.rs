@@ -23,9 +23,8 @@
 use super::control::{configure_store, Ctl, Guest};
 use super::limits::{Cap, Limits};
 use super::WasmBackend;
-use crate::accept::{Admitted, Backoff, Gate};
+use crate::accept::{admit_next, Admitted, Backoff, Gate, LogKeys};
 use crate::api::stream::StdStream;
-use crate::lograte::warn_limited;
 use crate::model::units::format_duration;
 use crate::runtime::memory::MemoryBudget;
 use crate::runtime::stats::HttpCounters;
@@ -330,39 +329,22 @@ impl Function {
             let tx = conn_tx.clone();
             let name = self.name.clone();
             accept.spawn(async move {
-                let addr = std::net::SocketAddr::new(m.host_ip, m.host_port);
+                let what = format!(
+                    "function {name} on {}",
+                    std::net::SocketAddr::new(m.host_ip, m.host_port)
+                );
                 let gate = Gate::new(max_conns);
                 let mut backoff = Backoff::new();
+                let keys = LogKeys {
+                    accept: "function accept",
+                    refused: "function refused",
+                };
                 loop {
-                    match listener.accept().await {
-                        Ok((stream, _)) => {
-                            backoff.succeeded();
-                            let admitted = match gate.admit(1) {
-                                Ok(a) => a,
-                                Err(why) => {
-                                    warn_limited!(
-                                        "function refused",
-                                        "function {name} on {addr}: refusing a connection: {why}"
-                                    );
-                                    crate::accept::refuse(stream);
-                                    continue;
-                                }
-                            };
-                            let _ = stream.set_nodelay(true);
-                            if tx.send((stream, admitted)).await.is_err() {
-                                return;
-                            }
-                        }
-                        // Out of fds or a connection reset before accept:
-                        // the listener stays readable, so back off rather
-                        // than spin.
-                        Err(e) => {
-                            warn_limited!(
-                                "function accept",
-                                "function {name} on {addr}: accept: {e}"
-                            );
-                            tokio::time::sleep(backoff.failed()).await;
-                        }
+                    let (stream, admitted) =
+                        admit_next(&listener, &gate, 1, &mut backoff, &keys, &what).await;
+                    let _ = stream.set_nodelay(true);
+                    if tx.send((stream, admitted)).await.is_err() {
+                        return;
                     }
                 }
             });

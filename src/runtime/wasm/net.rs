@@ -28,7 +28,7 @@
 //!   and ketchd's descriptor budget; past either, a new socket fails with
 //!   `new-socket-limit` and a new connection is reset.
 
-use crate::accept::{self, Admitted, Backoff, Gate};
+use crate::accept::{self, Admitted, Backoff, Gate, LogKeys};
 use crate::api::stream::StdStream;
 use crate::lograte::{warn_limited, LogRate};
 use crate::model::net::{normal_name, reaches_host, NetGrant, NetOptions, NetProto};
@@ -46,7 +46,7 @@ use wasmtime_wasi::p2::bindings::sockets::network::{
     ErrorCode, IpAddressFamily, IpSocketAddress, Network,
 };
 use wasmtime_wasi::p2::bindings::sockets::{tcp, tcp_create_socket, udp_create_socket};
-use wasmtime_wasi::p2::{TcpSocket, UdpSocket};
+use wasmtime_wasi::p2::{SocketResult, TcpSocket, UdpSocket};
 use wasmtime_wasi::sockets::{SocketAddrUse, WasiSocketsView};
 use wasmtime_wasi::{WasiCtxBuilder, WasiView};
 
@@ -357,6 +357,23 @@ impl Net {
         self.state().sockets.insert(rep, (kind, admitted));
     }
 
+    /// The answer to a guest's socket creation: the socket wasmtime-wasi
+    /// made, kept under the place `admitted` took for it, or its error.
+    fn record<S: 'static>(
+        &self,
+        kind: SocketKind,
+        admitted: Admitted,
+        made: SocketResult<Resource<S>>,
+    ) -> wasmtime::Result<(Result<Resource<S>, ErrorCode>,)> {
+        match made {
+            Ok(sock) => {
+                self.add_socket(sock.rep(), kind, admitted);
+                Ok((Ok(sock),))
+            }
+            Err(e) => Ok((Err(e.downcast()?),)),
+        }
+    }
+
     /// The host address the guest's socket for `port` listens on, if it
     /// still has one.
     fn guest_port(&self, port: u16) -> Option<SocketAddr> {
@@ -450,13 +467,8 @@ fn shadow_p2_functions<T: HasNet + 'static>(linker: &mut Linker<T>) -> wasmtime:
                 Ok(a) => a,
                 Err(e) => return Ok((Err(e),)),
             };
-            match tcp_create_socket::Host::create_tcp_socket(&mut v, family) {
-                Ok(sock) => {
-                    net.add_socket(sock.rep(), SocketKind::Tcp, admitted);
-                    Ok((Ok(sock),))
-                }
-                Err(e) => Ok((Err(e.downcast()?),)),
-            }
+            let made = tcp_create_socket::Host::create_tcp_socket(&mut v, family);
+            net.record(SocketKind::Tcp, admitted, made)
         },
     )?;
     let mut i = linker.instance("wasi:sockets/udp-create-socket@0.2.12")?;
@@ -470,13 +482,8 @@ fn shadow_p2_functions<T: HasNet + 'static>(linker: &mut Linker<T>) -> wasmtime:
                     Ok(a) => a,
                     Err(e) => return Ok((Err(e),)),
                 };
-                match udp_create_socket::Host::create_udp_socket(&mut v, family).await {
-                    Ok(sock) => {
-                        net.add_socket(sock.rep(), SocketKind::Udp, admitted);
-                        Ok((Ok(sock),))
-                    }
-                    Err(e) => Ok((Err(e.downcast()?),)),
-                }
+                let made = udp_create_socket::Host::create_udp_socket(&mut v, family).await;
+                net.record(SocketKind::Udp, admitted, made)
             })
         },
     )?;
@@ -685,32 +692,26 @@ impl Drop for Publishers {
 }
 
 async fn serve(net: Arc<Net>, m: PortMapping, listener: tokio::net::TcpListener) {
-    let addr = SocketAddr::new(m.host_ip, m.host_port);
+    let what = format!(
+        "wasm container {} on {}",
+        net.name,
+        SocketAddr::new(m.host_ip, m.host_port)
+    );
     let mut backoff = Backoff::new();
+    let keys = LogKeys {
+        accept: "wasm publish accept",
+        refused: "wasm publish refused",
+    };
     loop {
-        let client = match listener.accept().await {
-            Ok((c, _)) => {
-                backoff.succeeded();
-                c
-            }
-            Err(e) => {
-                warn_limited!("wasm publish accept", "published port {addr}: accept: {e}");
-                tokio::time::sleep(backoff.failed()).await;
-                continue;
-            }
-        };
-        let admitted = match net.gate.admit(FDS_PER_CONNECTION) {
-            Ok(a) => a,
-            Err(why) => {
-                warn_limited!(
-                    "wasm publish refused",
-                    "wasm container {} on {addr}: refusing a connection: {why}",
-                    net.name
-                );
-                accept::refuse(client);
-                continue;
-            }
-        };
+        let (client, admitted) = accept::admit_next(
+            &listener,
+            &net.gate,
+            FDS_PER_CONNECTION,
+            &mut backoff,
+            &keys,
+            &what,
+        )
+        .await;
         // The guest does not listen on that port (yet): reset.
         let Some(target) = net.guest_port(m.container_port) else {
             accept::refuse(client);
