@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 rustup target add wasm32-wasip1 wasm32-wasip2 >/dev/null
 p1=(hello volume ticker)
-p2=(component http-hello http-echo http-spin plugin-upper plugin-hostile tcp-echo net-client p3-hello p3-http)
+p2=(component http-hello http-echo http-spin plugin-upper plugin-hostile tcp-echo net-client p3-hello p3-http p3-net)
 cargo build --release --target-dir target --target wasm32-wasip1 "${p1[@]/#/-p}"
 cargo build --release --target-dir target --target wasm32-wasip2 "${p2[@]/#/-p}"
 for p in "${p1[@]}"; do cp "target/wasm32-wasip1/release/$p.wasm" "$p/$p.wasm"; done

@@ -1,7 +1,8 @@
 //! WASI conformance of what ketch grants, interface by interface, for
 //! preview 1, preview 2 and 0.3 guests: the probes of
-//! `wasm-examples/wasi-probe` (one source built for p1 and p2) and
-//! `p3-hello`, run under different run options.
+//! `wasm-examples/wasi-probe` (one source built for p1 and p2),
+//! `p3-hello` and `p3-net`, run under different run options. 0.3
+//! listeners and the socket cap are in `wasm_net.rs`.
 
 use crate::common::*;
 
@@ -105,4 +106,23 @@ fn each_interface_gives_exactly_what_the_run_options_grant() {
     assert!(out.contains(r#"args ["/p3-hello.wasm", "y"]"#), "{out}");
     assert!(out.contains("env: B=2\n"), "{out}");
     assert!(out.contains("random: "), "{out}");
+    // WASI 0.3 sockets: tcp denied, then granted.
+    example_image(&d, "p3-net");
+    let port = port.to_string();
+    let denied = d.ketch(&["run", "--rm", "p3-net", "connect", "127.0.0.1", &port]);
+    assert_eq!(denied.code, 1, "{}", denied.stderr);
+    assert_eq!(denied.stdout.trim(), "error: ErrorCode::AccessDenied");
+    let granted = d
+        .ketch(&[
+            "run",
+            "--rm",
+            "--allow-net",
+            &dest,
+            "p3-net",
+            "connect",
+            "127.0.0.1",
+            &port,
+        ])
+        .ok();
+    assert_eq!(granted, "echoed: echo: ping from a WASI 0.3 guest\n");
 }

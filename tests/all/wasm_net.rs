@@ -305,8 +305,169 @@ fn a_connection_flood_is_capped_per_container() {
     }
     assert_eq!(answers, ["held 1", "held 2", "held 3", "", "", ""]);
     let logs = d.ketch(&["logs", "small"]).stderr;
-    assert!(logs.contains("ketch: denied a new socket"), "{logs}");
+    assert!(
+        logs.contains("ketch: refused a new socket or connection: it already holds"),
+        "{logs}"
+    );
     // The other container is untouched.
     assert_eq!(echo_through(p2, b"fine").unwrap(), b"fine");
     d.ketch(&["rm", "-f", "small", "other"]).ok();
+}
+
+/// A WASI 0.3 guest's sockets (`wasi:sockets@0.3.0`, whose listeners
+/// hand out connections as a `stream<tcp-socket>`) get the same grants,
+/// port space and cap as a 0.2 guest's.
+#[test]
+fn wasi_0_3_sockets_have_the_same_grants_port_space_and_cap() {
+    let d = TestDaemon::start();
+    example_image(&d, "p3-net");
+    let (p1, p2, p3, p4) = (free_port(), free_port(), free_port(), free_port());
+    // Guest port 8000 published once (direct) and 8001 twice (relayed);
+    // 9000 is not published.
+    d.ketch(&[
+        "run",
+        "-d",
+        "--name",
+        "srv",
+        "-p",
+        &format!("127.0.0.1:{p1}:8000"),
+        "-p",
+        &format!("127.0.0.1:{p2}:8001"),
+        "-p",
+        &format!("127.0.0.1:{p3}:8001"),
+        "p3-net",
+        "serve",
+        "8000",
+        "8001",
+        "9000",
+    ])
+    .ok();
+    // A second guest on port 8000 does not collide.
+    d.ketch(&[
+        "run",
+        "-d",
+        "--name",
+        "srv2",
+        "-p",
+        &format!("127.0.0.1:{p4}:8000"),
+        "p3-net",
+        "serve",
+        "8000",
+    ])
+    .ok();
+    for port in [p1, p2, p3, p4] {
+        d.eventually(10, "the 0.3 guest echoes", || {
+            echo_through(port, b"ping").is_ok_and(|b| b == b"ping")
+        });
+    }
+    let big: Vec<u8> = (0..100_000u32).map(|i| i as u8).collect();
+    assert_eq!(echo_through(p1, &big).unwrap(), big);
+    assert_eq!(echo_through(p3, &big).unwrap(), big);
+    let logs = d.ketch(&["logs", "srv"]).stdout;
+    assert!(
+        logs.contains(&format!("listening on 8000 at 127.0.0.1:{p1}")),
+        "{logs}"
+    );
+    // The unpublished and the relayed listeners sit on loopback and take
+    // nothing directly.
+    let hidden: Vec<u16> = loopback_listeners(d.pid())
+        .into_iter()
+        .filter(|p| ![p1, p2, p3, p4].contains(p))
+        .collect();
+    assert_eq!(hidden.len(), 2, "9000 and 8001: {hidden:?}");
+    for p in hidden {
+        let got = echo_through(p, b"sneak");
+        assert!(
+            !got.as_ref().is_ok_and(|b| b == b"sneak"),
+            "port {p} answered directly"
+        );
+    }
+
+    // Outgoing: denied without a grant, by address and by name.
+    let port = host_echo();
+    let dest = port.to_string();
+    let r = d.ketch(&["run", "--rm", "p3-net", "connect", "127.0.0.1", &dest]);
+    assert_eq!(r.code, 1, "{} {}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("AccessDenied"), "{}", r.stdout);
+    assert!(
+        r.stderr
+            .contains(&format!("denied tcp connect to 127.0.0.1:{port}")),
+        "{}",
+        r.stderr
+    );
+    let r = d.ketch(&[
+        "run",
+        "--rm",
+        "--allow-net",
+        &format!("127.0.0.1:{port}"),
+        "p3-net",
+        "connect",
+        "localhost",
+        &dest,
+    ]);
+    assert_eq!(r.code, 1, "{} {}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("denied name lookup of \"localhost\""));
+    // Granted by address, and by name (its answer is then granted).
+    for (grant, host) in [
+        (format!("127.0.0.1:{port}"), "127.0.0.1"),
+        (format!("localhost:{port}"), "localhost"),
+    ] {
+        let r = d.ketch(&[
+            "run",
+            "--rm",
+            "--allow-net",
+            &grant,
+            "p3-net",
+            "connect",
+            host,
+            &dest,
+        ]);
+        assert_eq!(r.code, 0, "{grant}: {} {}", r.stdout, r.stderr);
+        assert!(
+            r.stdout
+                .contains("echoed: echo: ping from a WASI 0.3 guest"),
+            "{}",
+            r.stdout
+        );
+    }
+
+    // The cap counts the listener and its connections: with 2, one
+    // connection is let in and the next is closed.
+    let p5 = free_port();
+    d.ketch(&[
+        "run",
+        "-d",
+        "--name",
+        "small",
+        "--net-connections",
+        "2",
+        "-p",
+        &format!("127.0.0.1:{p5}:8000"),
+        "p3-net",
+        "serve",
+        "8000",
+    ])
+    .ok();
+    let mut held = TcpStream::connect(("127.0.0.1", p5)).unwrap();
+    held.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    d.eventually(10, "the first connection is let in", || {
+        let mut b = [0u8; 2];
+        held.write_all(b"ok").is_ok() && held.read_exact(&mut b).is_ok() && &b == b"ok"
+    });
+    assert!(echo_through(p5, b"more").map_or(true, |b| b.is_empty()));
+    let logs = d.ketch(&["logs", "small"]).stderr;
+    assert!(
+        logs.contains("refused a new socket or connection: it already holds 2"),
+        "{logs}"
+    );
+    drop(held);
+
+    // stop lets no new connection in, at once.
+    let stopping = d.ketch_cmd(&["stop", "-t", "5", "srv"]).spawn().unwrap();
+    d.eventually(3, "srv takes no new connection", || {
+        echo_through(p1, b"late").map_or(true, |b| b.is_empty())
+    });
+    assert!(stopping.wait_with_output().unwrap().status.success());
+    assert_eq!(echo_through(p4, b"other").unwrap(), b"other");
+    d.ketch(&["rm", "-f", "srv", "srv2", "small"]).ok();
 }

@@ -51,6 +51,7 @@ impl WasmBackend {
         wasmtime_wasi::p2::add_to_linker_async(&mut p2_linker)
             .and_then(|()| net::shadow_p2(&mut p2_linker))
             .and_then(|()| add_p3_to_linker(&mut p2_linker))
+            .and_then(|()| net::shadow_p3(&mut p2_linker))
             .map_err(|e| RuntimeError::Unsupported(format!("wasi p2 linker: {e:#}")))?;
         spawn_epoch_ticker(&engine, EPOCH_TICK)
             .map_err(|e| RuntimeError::Unsupported(format!("wasm epoch thread: {e}")))?;
@@ -115,9 +116,10 @@ impl WasmBackend {
     }
 }
 
-/// WASI 0.3 beside 0.2 in a command linker (the packages differ, so a
-/// component may import both): everything but sockets, whose grants and
-/// port space ketch applies to the 0.2 interfaces only so far.
+/// WASI 0.3 beside 0.2 in a linker (the packages differ, so a component
+/// may import both). Sockets deny everything unless the store's context
+/// grants it, as a function's never does; a command's linker shadows them
+/// with its grants and port space (`net::shadow_p3`).
 fn add_p3_to_linker<T: wasmtime_wasi::WasiView + 'static>(
     linker: &mut wasmtime::component::Linker<T>,
 ) -> wasmtime::Result<()> {
@@ -126,6 +128,7 @@ fn add_p3_to_linker<T: wasmtime_wasi::WasiView + 'static>(
     p3::clocks::add_to_linker(linker)?;
     p3::filesystem::add_to_linker(linker)?;
     p3::random::add_to_linker(linker)?;
+    p3::sockets::add_to_linker(linker)?;
     Ok(())
 }
 

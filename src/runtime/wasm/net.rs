@@ -46,9 +46,12 @@ use wasmtime_wasi::p2::bindings::sockets::network::{
     ErrorCode, IpAddressFamily, IpSocketAddress, Network,
 };
 use wasmtime_wasi::p2::bindings::sockets::{tcp, tcp_create_socket, udp_create_socket};
-use wasmtime_wasi::p2::{SocketResult, TcpSocket, UdpSocket};
+use wasmtime_wasi::p2::{TcpSocket, UdpSocket};
 use wasmtime_wasi::sockets::{SocketAddrUse, WasiSocketsView};
 use wasmtime_wasi::{WasiCtxBuilder, WasiView};
+
+mod p3;
+pub(super) use p3::shadow_p3;
 
 /// Addresses learned from a guest's lookups, kept at once; past it, a
 /// further lookup still resolves, but its addresses are not granted.
@@ -131,6 +134,9 @@ enum Reach {
 enum SocketKind {
     Tcp,
     Udp,
+    /// WASI 0.3 sockets, which are other resources than 0.2's.
+    Tcp3,
+    Udp3,
 }
 
 impl Net {
@@ -172,8 +178,16 @@ impl Net {
             .allow_udp(true)
             .allow_ip_name_lookup(true)
             .socket_addr_check(move |addr, what| {
-                let ok = net.check(addr, what);
-                Box::pin(async move { ok })
+                let net = net.clone();
+                Box::pin(async move {
+                    if let SocketAddrUse::TcpAccept = what {
+                        // Which listener it came to decides (`let_in`);
+                        // a relay's connection is registered by then.
+                        net.accepts(addr).await;
+                        return true;
+                    }
+                    net.check(addr, what)
+                })
             });
     }
 
@@ -254,20 +268,22 @@ impl Net {
     /// Write a denial to the container's log (once a second at most) and
     /// to ketchd's.
     fn deny(&self, what: &str) {
+        self.report(&format!("denied {what}"), "no --allow-net grant covers it");
+    }
+
+    /// Write `what` and `why` to the container's log (one line a second
+    /// at most, with the rest counted) and `what` to ketchd's.
+    fn report(&self, what: &str, why: &str) {
         if let Some(n) = self.denials.admit("deny") {
             let more = if n > 0 {
-                format!(" ({n} more denied)")
+                format!(" ({n} more refused)")
             } else {
                 String::new()
             };
-            let line = format!("ketch: denied {what}: no --allow-net grant covers it{more}\n");
+            let line = format!("ketch: {what}: {why}{more}\n");
             self.output.write(StdStream::Stderr, line.as_bytes());
         }
-        warn_limited!(
-            "wasm net denied",
-            "wasm container {}: denied {what}",
-            self.name
-        );
+        warn_limited!("wasm net denied", "wasm container {}: {what}", self.name);
     }
 
     /// Where a guest's bind of `guest` really binds, and how that socket is
@@ -343,13 +359,15 @@ impl Net {
 
     /// Take a place for a new guest socket, after forgetting the ones the
     /// guest has dropped since.
-    fn admit_socket(&self, table: &ResourceTable) -> Result<Admitted, ErrorCode> {
+    /// Past the cap, the error says which limit was reached.
+    fn admit_socket(&self, table: &ResourceTable) -> Result<Admitted, String> {
         let mut st = self.state();
         st.sockets.retain(|rep, (kind, _)| live(table, *rep, *kind));
         drop(st);
         self.gate.admit(1).map_err(|why| {
-            self.deny(&format!("a new socket ({why})"));
-            ErrorCode::NewSocketLimit
+            let why = why.to_string();
+            self.report("refused a new socket or connection", &why);
+            format!("socket limit: {why}")
         })
     }
 
@@ -359,18 +377,87 @@ impl Net {
 
     /// The answer to a guest's socket creation: the socket wasmtime-wasi
     /// made, kept under the place `admitted` took for it, or its error.
-    fn record<S: 'static>(
+    fn record<S: 'static, E: std::error::Error + Send + Sync + 'static>(
         &self,
         kind: SocketKind,
         admitted: Admitted,
-        made: SocketResult<Resource<S>>,
-    ) -> wasmtime::Result<(Result<Resource<S>, ErrorCode>,)> {
+        made: Result<Resource<S>, wasmtime_wasi::TrappableError<E>>,
+    ) -> wasmtime::Result<(Result<Resource<S>, E>,)> {
         match made {
             Ok(sock) => {
                 self.add_socket(sock.rep(), kind, admitted);
                 Ok((Ok(sock),))
             }
             Err(e) => Ok((Err(e.downcast()?),)),
+        }
+    }
+
+    /// Before the guest's socket `rep` binds `guest`: where it really
+    /// binds, and how it is reached; `None` if another live socket of the
+    /// guest has that port.
+    fn claim(
+        &self,
+        table: &ResourceTable,
+        rep: u32,
+        kind: SocketKind,
+        guest: SocketAddr,
+    ) -> Option<(SocketAddr, Reach)> {
+        if guest.port() != 0 {
+            if let Some((other, _)) = self.state().ports.get(&guest.port()) {
+                if *other != rep && live(table, *other, kind) {
+                    return None;
+                }
+            }
+        }
+        let (host, reach) = self.bind_target(guest);
+        self.state().binding = Some(host);
+        Some((host, reach))
+    }
+
+    /// After that bind: where the socket is bound (`None`: it failed).
+    fn bound(&self, rep: u32, guest_port: u16, bound: Option<SocketAddr>, reach: Reach) {
+        let mut st = self.state();
+        st.binding = None;
+        let Some(bound) = bound else {
+            return;
+        };
+        // Port 0: the guest's port is the one the host chose.
+        let port = if guest_port == 0 {
+            bound.port()
+        } else {
+            guest_port
+        };
+        st.ports.insert(port, (rep, bound));
+        st.listeners.insert(rep, reach);
+        if reach == Reach::Direct {
+            st.direct_bound.insert(bound);
+        }
+    }
+
+    /// Does a connection `rep` from `peer`, accepted on a listener reached
+    /// `reach`, go to the guest? A direct one takes a place under the
+    /// cap; a relay's holds one already.
+    fn let_in(
+        &self,
+        table: &ResourceTable,
+        rep: u32,
+        kind: SocketKind,
+        reach: Option<Reach>,
+        peer: Option<SocketAddr>,
+    ) -> bool {
+        if self.state().closing {
+            return false;
+        }
+        match (reach, peer) {
+            (Some(Reach::Direct), _) => match self.admit_socket(table) {
+                Ok(admitted) => {
+                    self.add_socket(rep, kind, admitted);
+                    true
+                }
+                Err(_) => false,
+            },
+            (Some(Reach::Relayed), Some(peer)) => self.state().proxied.contains(&peer),
+            _ => false,
         }
     }
 
@@ -386,6 +473,8 @@ fn live(table: &ResourceTable, rep: u32, kind: SocketKind) -> bool {
     match kind {
         SocketKind::Tcp => table.get(&Resource::<TcpSocket>::new_borrow(rep)).is_ok(),
         SocketKind::Udp => table.get(&Resource::<UdpSocket>::new_borrow(rep)).is_ok(),
+        SocketKind::Tcp3 => p3::live3(table, rep, false),
+        SocketKind::Udp3 => p3::live3(table, rep, true),
     }
 }
 
@@ -465,7 +554,7 @@ fn shadow_p2_functions<T: HasNet + 'static>(linker: &mut Linker<T>) -> wasmtime:
             let mut v = s.data_mut().sockets();
             let admitted = match net.admit_socket(v.table) {
                 Ok(a) => a,
-                Err(e) => return Ok((Err(e),)),
+                Err(_) => return Ok((Err(ErrorCode::NewSocketLimit),)),
             };
             let made = tcp_create_socket::Host::create_tcp_socket(&mut v, family);
             net.record(SocketKind::Tcp, admitted, made)
@@ -480,7 +569,7 @@ fn shadow_p2_functions<T: HasNet + 'static>(linker: &mut Linker<T>) -> wasmtime:
                 let mut v = s.data_mut().sockets();
                 let admitted = match net.admit_socket(v.table) {
                     Ok(a) => a,
-                    Err(e) => return Ok((Err(e),)),
+                    Err(_) => return Ok((Err(ErrorCode::NewSocketLimit),)),
                 };
                 let made = udp_create_socket::Host::create_udp_socket(&mut v, family).await;
                 net.record(SocketKind::Udp, admitted, made)
@@ -499,37 +588,19 @@ fn shadow_p2_functions<T: HasNet + 'static>(linker: &mut Linker<T>) -> wasmtime:
                 let guest = SocketAddr::from(addr);
                 let rep = sock.rep();
                 let mut v = s.data_mut().sockets();
-                if guest.port() != 0 {
-                    let st = net.state();
-                    if let Some((other, _)) = st.ports.get(&guest.port()) {
-                        if *other != rep && live(v.table, *other, SocketKind::Tcp) {
-                            return Ok((Err(ErrorCode::AddressInUse),));
-                        }
-                    }
-                }
-                let (host, reach) = net.bind_target(guest);
-                net.state().binding = Some(host);
-                let bound =
-                    tcp::HostTcpSocket::start_bind(&mut v, sock, network, host.into()).await;
-                net.state().binding = None;
-                if let Err(e) = bound {
+                let Some((host, reach)) = net.claim(v.table, rep, SocketKind::Tcp, guest) else {
+                    return Ok((Err(ErrorCode::AddressInUse),));
+                };
+                let made = tcp::HostTcpSocket::start_bind(&mut v, sock, network, host.into()).await;
+                let bound = match made {
+                    Ok(()) => tcp::HostTcpSocket::local_address(&mut v, Resource::new_borrow(rep))
+                        .ok()
+                        .map(SocketAddr::from),
+                    Err(_) => None,
+                };
+                net.bound(rep, guest.port(), bound, reach);
+                if let Err(e) = made {
                     return Ok((Err(e.downcast()?),));
-                }
-                let bound = tcp::HostTcpSocket::local_address(&mut v, Resource::new_borrow(rep))
-                    .map(SocketAddr::from);
-                if let Ok(bound) = bound {
-                    // Port 0: the guest's port is the one the host chose.
-                    let port = if guest.port() == 0 {
-                        bound.port()
-                    } else {
-                        guest.port()
-                    };
-                    let mut st = net.state();
-                    st.ports.insert(port, (rep, bound));
-                    st.listeners.insert(rep, reach);
-                    if reach == Reach::Direct {
-                        st.direct_bound.insert(bound);
-                    }
                 }
                 Ok((Ok(()),))
             })
@@ -551,20 +622,7 @@ fn shadow_p2_functions<T: HasNet + 'static>(linker: &mut Linker<T>) -> wasmtime:
                     tcp::HostTcpSocket::remote_address(&mut v, Resource::new_borrow(sock.rep()))
                         .map(SocketAddr::from)
                         .ok();
-                let closing = net.state().closing;
-                let let_in = !closing
-                    && match (reach, peer) {
-                        (Some(Reach::Direct), _) => match net.admit_socket(v.table) {
-                            Ok(admitted) => {
-                                net.add_socket(sock.rep(), SocketKind::Tcp, admitted);
-                                true
-                            }
-                            Err(_) => false,
-                        },
-                        // The relay's connection holds its place already.
-                        (Some(Reach::Relayed), Some(peer)) => net.accepts(peer).await,
-                        _ => false,
-                    };
+                let let_in = net.let_in(v.table, sock.rep(), SocketKind::Tcp, reach, peer);
                 if let_in {
                     return Ok((Ok((sock, input, output)),));
                 }
@@ -874,10 +932,10 @@ mod tests {
         let (n, _) = net("");
         let table = ResourceTable::new();
         let held: Vec<Admitted> = (0..8).map(|_| n.admit_socket(&table).unwrap()).collect();
-        assert!(matches!(
-            n.admit_socket(&table),
-            Err(ErrorCode::NewSocketLimit)
-        ));
+        let Err(why) = n.admit_socket(&table) else {
+            panic!("a socket past the cap");
+        };
+        assert!(why.starts_with("socket limit: "), "{why}");
         drop(held);
         assert!(n.admit_socket(&table).is_ok());
     }
