@@ -118,6 +118,82 @@ pub struct RunSpec {
     pub http: HttpOptions,
     /// What a Wasm guest's sockets may reach, and how many it may hold.
     pub net: NetOptions,
+    /// A Wasm container's addresses on its user networks, which ketchd
+    /// holds on the networks' bridges: its members reach the guest's
+    /// published and exposed ports there.
+    pub addresses: Vec<std::net::IpAddr>,
+    /// Its peers on those networks, by name, kept current by the engine.
+    pub peers: Peers,
+}
+
+/// The members of a container's user networks: their addresses and the
+/// names they answer to (name, aliases, short id), as their `/etc/hosts`
+/// lines say. Shared by the engine, which rewrites it as members come and
+/// go, and the running container.
+#[derive(Clone, Default)]
+pub struct Peers(Arc<std::sync::RwLock<Vec<Peer>>>);
+
+/// A peer's address and its names.
+type Peer = (std::net::IpAddr, Vec<String>);
+
+impl Peers {
+    pub fn set<A: Into<std::net::IpAddr>>(&self, peers: Vec<(A, Vec<String>)>) {
+        let peers = peers.into_iter().map(|(a, n)| (a.into(), n)).collect();
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = peers;
+    }
+
+    /// The address of the peer called `name` (case aside, and a trailing
+    /// dot).
+    pub fn lookup(&self, name: &str) -> Option<std::net::IpAddr> {
+        let name = name.strip_suffix('.').unwrap_or(name);
+        let peers = self.0.read().unwrap_or_else(|e| e.into_inner());
+        peers
+            .iter()
+            .find(|(_, names)| names.iter().any(|n| n.eq_ignore_ascii_case(name)))
+            .map(|(ip, _)| *ip)
+    }
+
+    /// Is `ip` a peer's?
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        let peers = self.0.read().unwrap_or_else(|e| e.into_inner());
+        peers.iter().any(|(p, _)| *p == ip)
+    }
+}
+
+impl RunSpec {
+    /// The mappings that serve a Wasm guest's ports at its network
+    /// addresses: each published or exposed TCP port (or `default`, when
+    /// there is none) at the same port number.
+    pub fn network_ports(&self, default: Option<u16>) -> Vec<PortMapping> {
+        let mut ports: Vec<u16> = self
+            .ports
+            .iter()
+            .filter(|m| m.proto == Proto::Tcp)
+            .map(|m| m.container_port)
+            .chain(
+                self.exposed
+                    .iter()
+                    .filter(|(_, proto)| *proto == Proto::Tcp)
+                    .map(|(p, _)| *p),
+            )
+            .collect();
+        ports.sort_unstable();
+        ports.dedup();
+        if ports.is_empty() {
+            ports.extend(default);
+        }
+        self.addresses
+            .iter()
+            .flat_map(|ip| {
+                ports.iter().map(|p| PortMapping {
+                    container_port: *p,
+                    proto: Proto::Tcp,
+                    host_ip: *ip,
+                    host_port: *p,
+                })
+            })
+            .collect()
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -268,6 +268,8 @@ impl TaskService {
                 output: output.clone(),
                 ports: Vec::new(),
                 exposed: Vec::new(),
+                addresses: Vec::new(),
+                peers: Default::default(),
                 http: Default::default(),
                 net: Default::default(),
             }

@@ -3,11 +3,13 @@
 //! once per digest and remembered per (image, entry).
 
 use super::{Backend, BoxFuture, Caps, Container, Engine, EngineError, Record};
+use crate::engine::networks::Held;
 use crate::image::Image;
+use crate::model::ContainerId;
 use crate::model::{Digest, Platform, RuntimeKind};
 use crate::runtime::memory::WasmMemory;
 use crate::runtime::wasm::WasmBackend;
-use crate::runtime::{Backend as _, Program, Started};
+use crate::runtime::{Backend as _, Peers, Program, Reattached, Started};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -17,6 +19,16 @@ pub(crate) struct WasmAdapter {
     /// (image id, in-image path) -> module digest, so a warm run does not
     /// read the image's layers again.
     modules: Mutex<HashMap<(Digest, String), Digest>>,
+    /// Each running container on user networks: what it holds there.
+    joined: Mutex<HashMap<ContainerId, Joined>>,
+}
+
+/// A running Wasm container's part in its user networks.
+struct Joined {
+    /// Its addresses on the networks' bridges, given up at its exit.
+    held: Held,
+    /// Its peers, as its `/etc/hosts` would list them.
+    peers: Peers,
 }
 
 impl WasmAdapter {
@@ -24,6 +36,7 @@ impl WasmAdapter {
         Ok(WasmAdapter {
             runtime: Arc::new(WasmBackend::new(cache, memory)?),
             modules: Mutex::new(HashMap::new()),
+            joined: Mutex::new(HashMap::new()),
         })
     }
 
@@ -117,8 +130,63 @@ impl Backend for WasmAdapter {
                     })?
                 }
             };
-            let spec = engine.run_spec(c, rec, Program::Wasm { module })?;
-            Ok(self.runtime.start(spec)?)
+            let mut spec = engine.run_spec(c, rec, Program::Wasm { module })?;
+            let (addresses, held) = engine.hold_guest_addresses(c).await?;
+            spec.addresses = addresses;
+            if !held.is_empty() {
+                spec.peers.set(engine.peer_hosts(rec));
+            }
+            let peers = spec.peers.clone();
+            match self.runtime.start(spec) {
+                Ok(started) => {
+                    if !held.is_empty() {
+                        self.joined().insert(rec.id.clone(), Joined { held, peers });
+                    }
+                    Ok(started)
+                }
+                Err(e) => {
+                    engine.release_guest_addresses(held);
+                    engine.release_endpoints(c).await;
+                    Err(e.into())
+                }
+            }
         })
+    }
+
+    /// Its peers on user networks learn its address.
+    fn after_start(&self, engine: &Arc<Engine>, c: &Arc<Container>) {
+        let rec = c.record();
+        if !rec.networks.is_empty() {
+            engine.refresh_peers(&rec);
+        }
+    }
+
+    /// Its addresses are given up, and its peers forget them.
+    fn after_exit(&self, engine: &Arc<Engine>, rec: &Record) {
+        if let Some(j) = self.joined().remove(&rec.id) {
+            engine.release_guest_addresses(j.held);
+        }
+        if !rec.networks.is_empty() {
+            engine.refresh_peers(rec);
+        }
+    }
+
+    /// Its peers changed: its name lookups follow.
+    fn write_hosts(&self, engine: &Engine, _c: &Container, rec: &Record) {
+        if let Some(j) = self.joined().get(&rec.id) {
+            j.peers.set(engine.peer_hosts(rec));
+        }
+    }
+
+    /// A Wasm guest never outlives ketchd: what it held is given up.
+    fn reattach(&self, engine: &Engine, _c: &Container, rec: &Record) -> Reattached {
+        engine.release_guest_addresses(engine.held_by_record(rec));
+        Reattached::Lost
+    }
+}
+
+impl WasmAdapter {
+    fn joined(&self) -> std::sync::MutexGuard<'_, HashMap<ContainerId, Joined>> {
+        self.joined.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

@@ -71,7 +71,15 @@ impl Engine {
         let backend = self.backends.for_platform(&platform, &config.image)?;
         backend.validate(&host_config)?;
         let mut endpoints = BTreeMap::new();
-        if backend.caps().networks {
+        // A Wasm container joins only a network it names.
+        #[cfg(feature = "wasm")]
+        let wasm_joins = backend.kind() == crate::model::RuntimeKind::Wasm
+            && crate::engine::networks::joins(crate::engine::networks::default_mode(
+                &host_config.network_mode,
+            ));
+        #[cfg(not(feature = "wasm"))]
+        let wasm_joins = false;
+        if backend.caps().networks || wasm_joins {
             endpoints =
                 self.initial_endpoints(&host_config.network_mode, req.networking_config.as_ref())?;
             // Recorded by name, however the request named it.

@@ -79,6 +79,8 @@ impl Engine {
             exposed: exposed_ports(&rec.config)?,
             http: http_options(&rec.host_config)?,
             net: net_options(&rec.host_config)?,
+            addresses: Vec::new(),
+            peers: Default::default(),
         })
     }
 

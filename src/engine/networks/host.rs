@@ -35,6 +35,9 @@ pub trait HostNet: Send + Sync {
     fn mark_link(&self, index: u32, mark: &str) -> io::Result<()>;
     fn remove_link(&self, index: u32) -> io::Result<()>;
     fn remove_address(&self, name: &str, ip: Ipv4Addr, prefix: u8) -> io::Result<()>;
+    /// Put `ip/32` on the bridge `name`, for ketchd to serve a Wasm
+    /// container there; already there is not an error.
+    fn hold_address(&self, name: &str, ip: Ipv4Addr) -> io::Result<()>;
     /// IPv4 networks the host already routes.
     fn routes(&self) -> Vec<(Ipv4Addr, u8)>;
     /// Add an interface to the running container whose network namespace

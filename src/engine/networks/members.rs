@@ -98,6 +98,24 @@ impl Engine {
         Ok(out)
     }
 
+    /// Forget a container's addresses (it stopped, or failed to start).
+    pub(in crate::engine) async fn release_endpoints(&self, c: &Container) -> Option<Record> {
+        let had = c.record().networks.values().any(|e| e.ip.is_some());
+        if !had {
+            return None;
+        }
+        let rec = c
+            .update(|r| {
+                r.networks
+                    .values_mut()
+                    .for_each(crate::engine::networks::Endpoint::release);
+            })
+            .await
+            .ok()?;
+        self.refresh_peers(&rec);
+        Some(rec)
+    }
+
     /// Addresses other containers hold on network `id`.
     fn addresses_in_use(&self, id: &str, except: &ContainerId) -> BTreeSet<Ipv4Addr> {
         self.list()
@@ -294,10 +312,10 @@ impl Engine {
         let c = self.lookup(container)?;
         let _op = c.op.lock().await;
         let rec = c.record();
-        if !rec.is(crate::model::RuntimeKind::Linux) {
-            return Err(EngineError::InvalidArgument(format!(
-                "container {} is a Wasm container: it has no network interfaces to connect",
-                rec.name
+        if rec.is(crate::model::RuntimeKind::Wasm) && rec.state.status().is_alive() {
+            return Err(EngineError::Conflict(format!(
+                "container {} is a running Wasm container: it joins network {} when it starts; stop it first",
+                rec.name, n.name
             )));
         }
         if !n.is_bridge() {

@@ -13,10 +13,14 @@
 //! `members` is the engine's side: endpoints, peers' `/etc/hosts`, and
 //! the network verbs.
 
+#[cfg(feature = "wasm")]
+mod guests;
 mod host;
 mod ipam;
 mod members;
 
+#[cfg(feature = "wasm")]
+pub(crate) use guests::{joins, Held};
 pub use host::{adoption, host_bridge, release_bridge, HostBridge, HostNet};
 pub use ipam::{allocate, parse_cidr, CidrError};
 use ipam::{candidate_subnets, overlaps};

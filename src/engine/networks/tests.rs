@@ -252,6 +252,9 @@ impl HostNet for RecordFirst {
     fn remove_address(&self, _: &str, _: Ipv4Addr, _: u8) -> std::io::Result<()> {
         Ok(())
     }
+    fn hold_address(&self, _: &str, _: Ipv4Addr) -> std::io::Result<()> {
+        Ok(())
+    }
     fn routes(&self) -> Vec<(Ipv4Addr, u8)> {
         Vec::new()
     }

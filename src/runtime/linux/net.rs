@@ -479,6 +479,19 @@ pub fn remove_link(index: u32) -> io::Result<()> {
     Netlink::open()?.delete_index(index)
 }
 
+/// Put `ip/32` on the bridge `name` (a Wasm container's address, which
+/// ketchd serves); already there is not an error.
+pub fn hold_address(name: &str, ip: Ipv4Addr) -> io::Result<()> {
+    let mut nl = Netlink::open()?;
+    let index = nl
+        .link_index(name)?
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("bridge {name} is gone")))?;
+    match nl.add_address(index, ip, 32) {
+        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(()),
+        r => r,
+    }
+}
+
 /// Take a network's gateway address off a bridge ketch adopted.
 pub fn remove_address(name: &str, ip: Ipv4Addr, prefix: u8) -> io::Result<()> {
     Netlink::open()?.remove_address(name, ip, prefix)

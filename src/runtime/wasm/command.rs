@@ -7,7 +7,9 @@ use super::net::{self, HasNet, Net};
 use super::{admission, io, Compiled, WasmBackend};
 use crate::api::stream::StdStream;
 use crate::runtime::memory::WASM_PAGE;
-use crate::runtime::{ExitStatus, RunSpec, RuntimeError, Started, EXIT_KILLED, EXIT_TRAP};
+use crate::runtime::{
+    ExitStatus, PortMapping, RunSpec, RuntimeError, Started, EXIT_KILLED, EXIT_TRAP,
+};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -107,8 +109,15 @@ impl WasmBackend {
             });
         }
         // Before anything is made: a port in use fails the start alone.
-        let published = net::bind(&spec.name, spec.ports.clone())?;
-        let ports = published.mappings();
+        let mut wanted = spec.ports.clone();
+        wanted.extend(spec.network_ports(None));
+        let published = net::bind(&spec.name, wanted)?;
+        // What `port` and inspect show: the host's, not the networks'.
+        let ports: Vec<PortMapping> = published
+            .mappings()
+            .into_iter()
+            .filter(|m| !spec.addresses.contains(&m.host_ip))
+            .collect();
         let pages = match &**compiled {
             Compiled::Module(pre) => pre.module().resources_required().max_initial_memory_size,
             Compiled::Component(pre) => pre
@@ -164,7 +173,13 @@ impl WasmBackend {
                 })
             }
             Compiled::Component(_) | Compiled::P3Component(_) => {
-                let net = Net::new(&spec.name, &spec.net, spec.output.clone(), &published);
+                let net = Net::new(
+                    &spec.name,
+                    &spec.net,
+                    spec.output.clone(),
+                    &published,
+                    spec.peers.clone(),
+                );
                 net.configure(&mut wasi);
                 publishers = net::publish(&net, published);
                 guest_net = Some(net.clone());
@@ -354,6 +369,8 @@ mod tests {
             output: Arc::new(Discard),
             ports: Vec::new(),
             exposed: Vec::new(),
+            addresses: Vec::new(),
+            peers: Default::default(),
             http: Default::default(),
             net: Default::default(),
         }

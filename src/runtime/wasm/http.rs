@@ -228,7 +228,12 @@ pub(super) fn serve(
 ) -> Result<Started, RuntimeError> {
     spec.stdin = None;
     let listeners = bind(&spec)?;
-    let ports = listeners.iter().map(|(m, _)| *m).collect();
+    // What `port` and inspect show: the host's, not the networks'.
+    let ports = listeners
+        .iter()
+        .map(|(m, _)| *m)
+        .filter(|m| !spec.addresses.contains(&m.host_ip))
+        .collect();
     let counters = Arc::new(HttpCounters::default());
     let ctl = Ctl::new(Some(counters.clone()));
     let f = Arc::new(Function {
@@ -281,6 +286,8 @@ fn bind(spec: &RunSpec) -> Result<Vec<(PortMapping, TcpListener)>, RuntimeError>
     } else {
         spec.ports.clone()
     };
+    let mut wanted = wanted;
+    wanted.extend(spec.network_ports(Some(DEFAULT_PORT)));
     crate::runtime::bind_ports(&spec.name, wanted, "a function serves HTTP over TCP only")
 }
 

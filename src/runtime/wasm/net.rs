@@ -32,7 +32,7 @@ use crate::accept::{self, Admitted, Backoff, Gate, LogKeys};
 use crate::api::stream::StdStream;
 use crate::lograte::{warn_limited, LogRate};
 use crate::model::net::{normal_name, reaches_host, NetGrant, NetOptions, NetProto};
-use crate::runtime::{proxy, OutputSink, PortMapping, Proto, RuntimeError};
+use crate::runtime::{proxy, OutputSink, Peers, PortMapping, Proto, RuntimeError};
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -75,6 +75,9 @@ pub(super) trait HasNet: WasiView {
 pub(super) struct Net {
     name: Arc<str>,
     allow: Vec<NetGrant>,
+    /// The members of its user networks: their names resolve, and their
+    /// addresses are reached on any port (joining is the grant).
+    peers: Peers,
     output: Arc<dyn OutputSink>,
     /// The container's connection cap, in ketchd's descriptor budget.
     gate: Gate,
@@ -119,6 +122,16 @@ struct State {
     connecting: usize,
 }
 
+/// What a guest's name lookup gets.
+#[derive(Debug, PartialEq, Eq)]
+enum Lookup {
+    /// A member of its networks, answered without a query.
+    Peer(IpAddr),
+    /// Names the grants (by index); `true` if the name is the host's own.
+    Granted(Vec<usize>, bool),
+    Denied,
+}
+
 /// How a guest's bound socket is reached.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Reach {
@@ -145,10 +158,12 @@ impl Net {
         opts: &NetOptions,
         output: Arc<dyn OutputSink>,
         published: &Published,
+        peers: Peers,
     ) -> Arc<Net> {
         Arc::new(Net {
             name: name.into(),
             allow: opts.allow.clone(),
+            peers,
             output,
             gate: Gate::new(opts.max_connections),
             direct: published
@@ -254,10 +269,10 @@ impl Net {
     }
 
     fn granted(&self, proto: NetProto, addr: SocketAddr) -> bool {
-        if self.allow.iter().any(|g| g.covers(proto, addr)) {
+        let ip = addr.ip().to_canonical();
+        if self.allow.iter().any(|g| g.covers(proto, addr)) || self.peers.contains(ip) {
             return true;
         }
-        let ip = addr.ip().to_canonical();
         self.state().learned.get(&ip).is_some_and(|grants| {
             grants
                 .iter()
@@ -320,8 +335,20 @@ impl Net {
         (loopback, Reach::Private)
     }
 
-    /// A lookup of `name`: the grants that name it, or `None` if none does.
-    fn lookup(&self, name: &str) -> Option<(Vec<usize>, bool)> {
+    /// A lookup of `name`: a network peer's address, the grants that name
+    /// it, or `Denied` if neither.
+    fn lookup(&self, name: &str) -> Lookup {
+        if let Some(ip) = self.peers.lookup(name) {
+            return Lookup::Peer(ip);
+        }
+        match self.granted_name(name) {
+            Some((grants, local)) => Lookup::Granted(grants, local),
+            None => Lookup::Denied,
+        }
+    }
+
+    /// The grants that name `name`, or `None` if none does.
+    fn granted_name(&self, name: &str) -> Option<(Vec<usize>, bool)> {
         let grants: Vec<usize> = (0..self.allow.len())
             .filter(|&i| self.allow[i].names(name))
             .collect();
@@ -497,12 +524,14 @@ fn shadow_p2_functions<T: HasNet + 'static>(linker: &mut Linker<T>) -> wasmtime:
             let net = s.data().net().clone();
             // An address is returned as it is, with no lookup: the
             // connect is what its grants decide.
-            let grants = if name.parse::<IpAddr>().is_ok() {
-                (Vec::new(), false)
+            let (name, grants) = if name.parse::<IpAddr>().is_ok() {
+                (name, (Vec::new(), false))
             } else {
                 match net.lookup(&name) {
-                    Some(g) => g,
-                    None => return Ok((Err(ErrorCode::AccessDenied),)),
+                    // Resolved as its address is: with no query.
+                    Lookup::Peer(ip) => (ip.to_string(), (Vec::new(), false)),
+                    Lookup::Granted(g, local) => (name, (g, local)),
+                    Lookup::Denied => return Ok((Err(ErrorCode::AccessDenied),)),
                 }
             };
             let mut v = s.data_mut().sockets();
@@ -852,7 +881,13 @@ mod tests {
             max_connections: 8,
         };
         (
-            Net::new("t", &opts, log.clone(), &Published::default()),
+            Net::new(
+                "t",
+                &opts,
+                log.clone(),
+                &Published::default(),
+                Peers::default(),
+            ),
             log,
         )
     }
@@ -902,7 +937,9 @@ mod tests {
         let conn = |a: &str| n.check(at(a), SocketAddrUse::TcpConnect);
         assert!(!conn("127.0.0.1:80"), "nothing learned yet");
         // `localhost` may resolve to loopback: it names the host.
-        let (grants, local) = n.lookup("LocalHost.").unwrap();
+        let Lookup::Granted(grants, local) = n.lookup("LocalHost.") else {
+            panic!("localhost is granted");
+        };
         assert!(local);
         n.learn(IpAddr::from([127, 0, 0, 1]), &grants, local);
         assert!(conn("127.0.0.1:80"));
@@ -910,14 +947,28 @@ mod tests {
         // A public name whose answer is the host's loopback (rebinding)
         // learns nothing; a public answer is learned with its grant's
         // protocol and ports.
-        let (grants, local) = n.lookup("example.com").unwrap();
+        let Lookup::Granted(grants, local) = n.lookup("example.com") else {
+            panic!("example.com is granted");
+        };
         assert!(!local);
         n.learn(IpAddr::from([0, 0, 0, 0]), &grants, local);
         n.learn(IpAddr::from([192, 0, 2, 7]), &grants, local);
         assert!(!conn("0.0.0.0:443"));
         assert!(conn("192.0.2.7:443"));
         assert!(!n.check(at("192.0.2.7:443"), SocketAddrUse::UdpSend));
-        assert!(n.lookup("example.org").is_none());
+        assert_eq!(n.lookup("example.org"), Lookup::Denied);
+        // A network peer resolves by name, without a grant, and is
+        // reached on any port.
+        n.peers.set(vec![(
+            IpAddr::from([172, 18, 0, 3]),
+            vec!["db".into(), "postgres".into()],
+        )]);
+        assert_eq!(
+            n.lookup("Postgres."),
+            Lookup::Peer(IpAddr::from([172, 18, 0, 3]))
+        );
+        assert!(conn("172.18.0.3:5432"));
+        assert!(!conn("172.18.0.4:5432"));
         let log = log.0.lock().unwrap().clone();
         assert!(
             log.starts_with("ketch: denied tcp connect to 127.0.0.1:80"),

@@ -90,6 +90,215 @@ fn containers_on_a_user_network_reach_each_other_by_name_and_alias() {
     assert_eq!(fetch_on_backend(&d, "web").ok(), "hello-srv\n");
 }
 
+/// The addresses on the host's links with a /32 prefix: what ketchd holds
+/// on bridges for Wasm containers.
+fn held_addresses() -> String {
+    let out = std::process::Command::new("ip")
+        .args(["-o", "-4", "addr", "show"])
+        .output()
+        .expect("ip addr");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains("/32 "))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Wasm containers join user networks: Linux members reach a function and
+/// a TCP server by name and alias on their exposed ports, and Wasm guests
+/// resolve and reach the members, with no grant beyond the network.
+#[test]
+fn wasm_containers_on_a_user_network_are_reached_by_name() {
+    require!(linux());
+    let d = daemon();
+    backend(&d);
+    for ex in ["http-hello", "tcp-echo", "net-client", "p3-net"] {
+        example_image(&d, ex);
+    }
+    let port = free_port();
+    d.ketch(&[
+        "run",
+        "-d",
+        "--name",
+        "api",
+        "--network",
+        "backend",
+        "--network-alias",
+        "fn",
+        "http-hello",
+    ])
+    .ok();
+    // Published on the host too: served at both.
+    d.ketch(&[
+        "run",
+        "-d",
+        "--name",
+        "echo",
+        "--network",
+        "backend",
+        "-p",
+        &format!("127.0.0.1:{port}:8000"),
+        "tcp-echo",
+    ])
+    .ok();
+    let ip = d
+        .ketch(&[
+            "inspect",
+            "-f",
+            "{{.NetworkSettings.Networks.backend.IPAddress}}",
+            "api",
+        ])
+        .ok();
+    let ip = ip.trim().to_string();
+    assert!(
+        held_addresses().contains(&format!("inet {ip}/32")),
+        "{ip}: {}",
+        held_addresses()
+    );
+    for name in ["api", "fn"] {
+        let r = d.ketch(&[
+            "run",
+            "--rm",
+            "--network",
+            "backend",
+            "busybox",
+            "wget",
+            "-q",
+            "-O-",
+            &format!("http://{name}/from-linux"),
+        ]);
+        assert_eq!(r.code, 0, "{name}: {}", r.stderr);
+        assert!(
+            r.stdout.contains("You asked for /from-linux"),
+            "{name}: {}",
+            r.stdout
+        );
+    }
+    let r = d
+        .ketch(&[
+            "run",
+            "--rm",
+            "--network",
+            "backend",
+            "busybox",
+            "sh",
+            "-c",
+            "echo over-the-bridge | nc echo 8000",
+        ])
+        .ok();
+    assert_eq!(r, "over-the-bridge\n");
+    d.eventually(10, "echo on the host's port too", || {
+        use std::io::{Read, Write};
+        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+            return false;
+        };
+        let mut b = [0u8; 4];
+        s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .is_ok()
+            && s.write_all(b"host").is_ok()
+            && s.read_exact(&mut b).is_ok()
+            && &b == b"host"
+    });
+    // `port` shows the host's bindings, not the network's.
+    let ports = d.ketch(&["port", "echo"]).ok();
+    assert_eq!(ports.trim(), format!("8000/tcp -> 127.0.0.1:{port}"));
+
+    // Wasm guests resolve the members (Linux and Wasm alike) and reach
+    // them, with no --allow-net.
+    let r = d
+        .ketch(&[
+            "run",
+            "--rm",
+            "--network",
+            "backend",
+            "net-client",
+            "echo:8000",
+            "hi",
+        ])
+        .ok();
+    assert!(r.contains("answered: hi"), "{r}");
+    let r = d
+        .ketch(&[
+            "run",
+            "--rm",
+            "--network",
+            "backend",
+            "net-client",
+            "web:8080",
+            // With the blank line that ends the request.
+            "GET / HTTP/1.0\n",
+        ])
+        .ok();
+    assert!(r.contains(" 200 OK"), "{r}");
+    let r = d
+        .ketch(&[
+            "run",
+            "--rm",
+            "--network",
+            "backend",
+            "p3-net",
+            "connect",
+            "echo",
+            "8000",
+        ])
+        .ok();
+    assert_eq!(r, "echoed: ping from a WASI 0.3 guest\n");
+    // A name that is no member is still denied.
+    let r = d.ketch(&[
+        "run",
+        "--rm",
+        "--network",
+        "backend",
+        "net-client",
+        "nosuch:80",
+        "x",
+    ]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(
+        r.stderr.contains("denied name lookup of \"nosuch\""),
+        "{}",
+        r.stderr
+    );
+
+    // A running Wasm container joins at its start; a stopped one can join.
+    let r = d.ketch(&["network", "connect", "bridge", "api"]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("running Wasm container"), "{}", r.stderr);
+    d.ketch(&["network", "create", "second"]).ok();
+    d.ketch(&["create", "--name", "later", "tcp-echo"]).ok();
+    d.ketch(&["network", "connect", "second", "later"]).ok();
+    d.ketch(&["start", "later"]).ok();
+    let later = d
+        .ketch(&[
+            "inspect",
+            "-f",
+            "{{.NetworkSettings.Networks.second.IPAddress}}",
+            "later",
+        ])
+        .ok();
+    assert!(
+        later.trim().parse::<std::net::Ipv4Addr>().is_ok(),
+        "{later}"
+    );
+
+    // Stopped or removed, it holds nothing on the bridge.
+    let ips: Vec<String> = [("echo", "backend"), ("later", "second")]
+        .iter()
+        .map(|(c, n)| {
+            let f = format!("{{{{.NetworkSettings.Networks.{n}.IPAddress}}}}");
+            d.ketch(&["inspect", "-f", &f, c]).ok().trim().to_string()
+        })
+        .collect();
+    d.ketch(&["stop", "-t", "1", "api"]).ok();
+    assert!(!held_addresses().contains(&format!("inet {ip}/32")));
+    d.ketch(&["rm", "-f", "echo", "api", "later"]).ok();
+    let left = held_addresses();
+    for ip in ips {
+        assert!(!ip.is_empty());
+        assert!(!left.contains(&format!("inet {ip}/32")), "{ip}: {left}");
+    }
+}
+
 #[test]
 fn the_host_reaches_a_container_on_its_bridge_address() {
     require!(linux());

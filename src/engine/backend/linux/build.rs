@@ -117,6 +117,8 @@ impl crate::image::build::StepRunner for BuildRunner {
             output: Arc::new(NoSink),
             ports: Vec::new(),
             exposed: Vec::new(),
+            addresses: Vec::new(),
+            peers: Default::default(),
             http: Default::default(),
             net: Default::default(),
         };

@@ -481,22 +481,4 @@ impl Engine {
             },
         ))
     }
-
-    /// Forget a container's addresses (it stopped, or failed to start).
-    pub(in crate::engine) async fn release_endpoints(&self, c: &Container) -> Option<Record> {
-        let had = c.record().networks.values().any(|e| e.ip.is_some());
-        if !had {
-            return None;
-        }
-        let rec = c
-            .update(|r| {
-                r.networks
-                    .values_mut()
-                    .for_each(crate::engine::networks::Endpoint::release);
-            })
-            .await
-            .ok()?;
-        self.refresh_peers(&rec);
-        Some(rec)
-    }
 }

@@ -38,6 +38,9 @@ impl HostNet for LinuxNet {
     fn remove_address(&self, name: &str, ip: Ipv4Addr, prefix: u8) -> io::Result<()> {
         net::remove_address(name, ip, prefix)
     }
+    fn hold_address(&self, name: &str, ip: Ipv4Addr) -> io::Result<()> {
+        net::hold_address(name, ip)
+    }
     fn routes(&self) -> Vec<(Ipv4Addr, u8)> {
         net::host_routes()
     }

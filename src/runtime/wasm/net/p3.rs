@@ -8,7 +8,7 @@
 //! accepted connection waits between the two: the guest's pace is the
 //! listener's.
 
-use super::{Boxed, HasNet, Net, Reach, SocketKind};
+use super::{Boxed, HasNet, Lookup, Net, Reach, SocketKind};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -51,8 +51,9 @@ fn shadow<T: HasNet + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
                     (Vec::new(), false)
                 } else {
                     match net.lookup(&name) {
-                        Some(g) => g,
-                        None => return Ok((Err(nl::ErrorCode::AccessDenied),)),
+                        Lookup::Peer(ip) => return Ok((Ok(vec![ip.into()]),)),
+                        Lookup::Granted(g, local) => (g, local),
+                        Lookup::Denied => return Ok((Err(nl::ErrorCode::AccessDenied),)),
                     }
                 };
                 let sockets = a.with_getter::<WasiSockets>(<T as WasiSocketsView>::sockets);

@@ -1,0 +1,100 @@
+//! Wasm containers on user networks. A Wasm guest has no interface of its
+//! own: ketchd holds its address (`ip/32`) on each network's bridge and
+//! serves the guest's published and exposed ports there, so the other
+//! members reach it by name (their `/etc/hosts`) as they reach any peer.
+
+use super::*;
+use crate::engine::container::Container;
+use std::net::IpAddr;
+
+/// Addresses held on bridges for one running Wasm container.
+pub(crate) type Held = Vec<(String, Ipv4Addr)>;
+
+/// Does a Wasm container with this `NetworkMode` join a network at
+/// create? Only one it names: by default (Docker's `bridge`) it has none,
+/// and `host` and `none` are what it has anyway.
+pub(crate) fn joins(mode: &str) -> bool {
+    !matches!(mode, "" | "default" | DEFAULT | "host" | "none") && !mode.starts_with("container:")
+}
+
+impl Engine {
+    /// Give a starting Wasm container its addresses on its networks and
+    /// hold them on their bridges. On failure nothing stays held or
+    /// recorded.
+    pub(in crate::engine) async fn hold_guest_addresses(
+        &self,
+        c: &Container,
+    ) -> Result<(Vec<IpAddr>, Held), EngineError> {
+        let rec = c.record();
+        if rec.networks.is_empty() {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let Some(host) = self.networks.host.clone() else {
+            return Err(EngineError::Conflict(format!(
+                "cannot start container {}: its networks have no bridges here (ketchd runs without the Linux runtime, or not as root)",
+                rec.name
+            )));
+        };
+        let attachments = self.allocate_endpoints(c).await?;
+        let wanted: Held = attachments
+            .iter()
+            .map(|a| (a.bridge.clone(), a.ip))
+            .collect();
+        let name = rec.name.clone();
+        let held = tokio::task::spawn_blocking(move || {
+            let mut held = Vec::new();
+            for (bridge, ip) in wanted {
+                if let Err(e) = host.hold_address(&bridge, ip) {
+                    release_held(&*host, &held);
+                    return Err(EngineError::Conflict(format!(
+                        "cannot start container {name}: address {ip} on bridge {bridge}: {e}"
+                    )));
+                }
+                held.push((bridge, ip));
+            }
+            Ok(held)
+        })
+        .await
+        .map_err(EngineError::task("holding a Wasm container's addresses"));
+        match held {
+            Ok(Ok(held)) => Ok((held.iter().map(|(_, ip)| IpAddr::V4(*ip)).collect(), held)),
+            Ok(Err(e)) | Err(e) => {
+                self.release_endpoints(c).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Give up the addresses a Wasm container held (it exited, or its
+    /// start failed after they were held).
+    pub(in crate::engine) fn release_guest_addresses(&self, held: Held) {
+        let (Some(host), false) = (self.networks.host.clone(), held.is_empty()) else {
+            return;
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => drop(rt.spawn_blocking(move || release_held(&*host, &held))),
+            Err(_) => release_held(&*host, &held),
+        }
+    }
+
+    /// The addresses a Wasm container's record says it held when ketchd
+    /// last stopped: it did not survive, so nobody serves them now.
+    pub(in crate::engine) fn held_by_record(&self, rec: &Record) -> Held {
+        rec.networks
+            .values()
+            .filter_map(|e| {
+                let ip = e.ip?;
+                let n = self.networks.lookup(&e.network_id).ok()?;
+                Some((n.bridge, ip))
+            })
+            .collect()
+    }
+}
+
+fn release_held(host: &dyn HostNet, held: &[(String, Ipv4Addr)]) {
+    for (bridge, ip) in held {
+        if let Err(e) = host.remove_address(bridge, *ip, 32) {
+            tracing::warn!("cannot take {ip}/32 off bridge {bridge}: {e}");
+        }
+    }
+}
