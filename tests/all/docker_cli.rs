@@ -372,3 +372,115 @@ fn docker_cli_networks_resolve_container_names() {
     dk.ok(&["rm", "-f", "db"]);
     dk.ok(&["network", "rm", "appnet"]);
 }
+
+/// Debian's docker-compose (1.29.2, docker-py) as a requirement.
+fn compose() -> Result<(), String> {
+    tool(
+        "docker-compose",
+        "docker-compose; apt-get install docker-compose",
+    )
+}
+
+/// A compose project that mixes a Wasm function with Linux services, on
+/// the project's network, with a named volume and a bind mount: the Linux
+/// services reach the function by its service name, and every compose
+/// verb works.
+#[test]
+fn docker_compose_runs_a_project_mixing_wasm_and_linux_services() {
+    require!(linux());
+    require!(compose());
+    let d = TestDaemon::start();
+    busybox_image(&d);
+    example_image(&d, "http-hello");
+    let proj = d.dir.path().join("mix");
+    std::fs::create_dir_all(proj.join("site")).unwrap();
+    std::fs::write(proj.join("site/index.html"), "hello-web\n").unwrap();
+    std::fs::write(
+        proj.join("docker-compose.yml"),
+        r#"version: "3.8"
+services:
+  api:
+    image: http-hello
+  web:
+    image: busybox
+    command: httpd -f -p 8080 -h /www
+    volumes: ["./site:/www:ro"]
+    stop_grace_period: 1s
+  client:
+    image: busybox
+    command: sh -c 'while true; do wget -qO- http://api/from-compose > /data/api; wget -qO- http://web:8080/ > /data/web; echo round; sleep 1; done'
+    volumes: ["data:/data"]
+    depends_on: [api, web]
+    stop_grace_period: 1s
+volumes:
+  data:
+"#,
+    )
+    .unwrap();
+    let compose = |args: &[&str]| -> Run {
+        let o = Command::new("docker-compose")
+            .args(["-p", "mix"])
+            .args(args)
+            .current_dir(&proj)
+            .env("DOCKER_HOST", format!("unix://{}", d.socket.display()))
+            .env("DOCKER_CONFIG", d.dir.path().join("docker-config"))
+            .stdin(Stdio::null())
+            .output()
+            .expect("run docker-compose");
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    };
+    let ok = |args: &[&str]| {
+        let r = compose(args);
+        assert_eq!(
+            r.code, 0,
+            "docker-compose {args:?}: {} {}",
+            r.stdout, r.stderr
+        );
+        r.stdout
+    };
+    let answers = || {
+        compose(&["exec", "-T", "client", "cat", "/data/api", "/data/web"]).stdout
+            == "Hello from a ketch function! You asked for /from-compose\nhello-web\n"
+    };
+    ok(&["up", "-d"]);
+    let ps = ok(&["ps"]);
+    for svc in ["mix_api_1", "mix_web_1", "mix_client_1"] {
+        let line = ps.lines().find(|l| l.starts_with(svc)).unwrap_or("");
+        assert!(line.contains(" Up"), "{svc}: {ps}");
+    }
+    d.eventually(20, "the client reaches api and web by name", answers);
+    assert!(ok(&["logs", "client"]).contains("round"));
+
+    // restart, stop and start: after each the names resolve again.
+    ok(&["restart"]);
+    ok(&["exec", "-T", "client", "rm", "/data/api", "/data/web"]);
+    d.eventually(20, "the names after a restart", answers);
+    let api_ip = d
+        .ketch(&[
+            "inspect",
+            "-f",
+            "{{.NetworkSettings.Networks.mix_default.IPAddress}}",
+            "mix_api_1",
+        ])
+        .ok();
+    ok(&["stop"]);
+    assert!(ok(&["ps"]).lines().skip(2).all(|l| !l.contains(" Up")));
+    let addrs = Command::new("ip")
+        .args(["-o", "-4", "addr"])
+        .output()
+        .unwrap();
+    let held = format!("inet {}/32", api_ip.trim());
+    assert!(!String::from_utf8_lossy(&addrs.stdout).contains(&held));
+    ok(&["start"]);
+    ok(&["exec", "-T", "client", "rm", "-f", "/data/api", "/data/web"]);
+    d.eventually(20, "the names after stop and start", answers);
+
+    ok(&["down", "-v"]);
+    assert_eq!(d.ketch(&["ps", "-aq"]).ok(), "");
+    assert!(!d.ketch(&["volume", "ls"]).ok().contains("mix_data"));
+    assert!(!d.ketch(&["network", "ls"]).ok().contains("mix_default"));
+}
