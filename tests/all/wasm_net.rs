@@ -20,6 +20,19 @@ fn echo_through(port: u16, msg: &[u8]) -> std::io::Result<Vec<u8>> {
 
 /// Ports ketchd (`pid`) listens on at 127.0.0.1, from /proc.
 fn loopback_listeners(pid: u32) -> Vec<u16> {
+    sockets_of(pid, "/proc/net/tcp", |ip, state| {
+        state == "0A" && ip == "0100007F"
+    })
+}
+
+/// UDP ports ketchd (`pid`) has bound, on any address, from /proc.
+fn udp_ports(pid: u32) -> Vec<u16> {
+    sockets_of(pid, "/proc/net/udp", |_, _| true)
+}
+
+/// Local ports of ketchd's (`pid`) sockets in a /proc/net table whose
+/// (hex address, state) pass `keep`.
+fn sockets_of(pid: u32, table: &str, keep: impl Fn(&str, &str) -> bool) -> Vec<u16> {
     let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .map(|d| {
             d.flatten()
@@ -33,16 +46,16 @@ fn loopback_listeners(pid: u32) -> Vec<u16> {
                 .collect()
         })
         .unwrap_or_default();
-    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    let table = std::fs::read_to_string(table).unwrap_or_default();
     table
         .lines()
         .skip(1)
         .filter_map(|line| {
             let f: Vec<&str> = line.split_whitespace().collect();
-            // local address, state 0A = LISTEN, inode.
+            // local address, state (TCP: 0A = LISTEN), inode.
             let (local, state, inode) = (f.get(1)?, f.get(3)?, f.get(9)?);
             let (ip, port) = local.split_once(':')?;
-            (*state == "0A" && ip == "0100007F" && inodes.iter().any(|i| i == inode))
+            (keep(ip, state) && inodes.iter().any(|i| i == inode))
                 .then(|| u16::from_str_radix(port, 16).ok())
                 .flatten()
         })
@@ -470,4 +483,99 @@ fn wasi_0_3_sockets_have_the_same_grants_port_space_and_cap() {
     assert!(stopping.wait_with_output().unwrap().status.success());
     assert_eq!(echo_through(p4, b"other").unwrap(), b"other");
     d.ketch(&["rm", "-f", "srv", "srv2", "small"]).ok();
+}
+
+/// A guest's UDP socket bound to a published port is bound at the host
+/// address itself and answers anyone; any other UDP port is the guest's
+/// own, and hears only granted peers.
+#[test]
+fn guest_udp_servers_are_published_and_others_hear_nothing() {
+    let d = TestDaemon::start();
+    example_image(&d, "tcp-echo");
+    let port = {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.local_addr().unwrap().port()
+    };
+    d.ketch(&[
+        "run",
+        "-d",
+        "--name",
+        "udp-pub",
+        "-p",
+        &format!("127.0.0.1:{port}:8000/udp"),
+        "tcp-echo",
+        "--udp",
+    ])
+    .ok();
+    assert_eq!(
+        d.ketch(&["port", "udp-pub"]).ok().trim(),
+        format!("8000/udp -> 127.0.0.1:{port}")
+    );
+    let ask = |to: u16, msg: &[u8]| -> Option<Vec<u8>> {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(700)))
+            .unwrap();
+        s.send_to(msg, ("127.0.0.1", to)).unwrap();
+        let mut b = [0u8; 2048];
+        s.recv_from(&mut b).ok().map(|(n, _)| b[..n].to_vec())
+    };
+    d.eventually(10, "the guest answers on its published port", || {
+        ask(port, b"dgram") == Some(b"dgram".to_vec())
+    });
+    // Another client is answered too: a server hears anyone.
+    assert_eq!(ask(port, b"other").as_deref(), Some(&b"other"[..]));
+
+    // Published once only, and a port in use fails the start by name.
+    let r = d.ketch(&[
+        "run",
+        "-d",
+        "--name",
+        "udp-twice",
+        "-p",
+        "127.0.0.1:0:8000/udp",
+        "-p",
+        "127.0.0.2:0:8000/udp",
+        "tcp-echo",
+        "--udp",
+    ]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("one host address only"), "{}", r.stderr);
+    let r = d.ketch(&[
+        "run",
+        "-d",
+        "--name",
+        "udp-taken",
+        "-p",
+        &format!("127.0.0.1:{port}:8000/udp"),
+        "tcp-echo",
+        "--udp",
+    ]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("already in use"), "{}", r.stderr);
+
+    // Unpublished, the guest's port 8000 is an ephemeral one of its own,
+    // and hears nothing it was not granted.
+    d.ketch(&["run", "-d", "--name", "udp-private", "tcp-echo", "--udp"])
+        .ok();
+    d.eventually(10, "the private guest binds", || {
+        d.ketch(&["logs", "udp-private"])
+            .stdout
+            .contains("echoing udp on port 8000")
+    });
+    let hidden: Vec<u16> = udp_ports(d.pid())
+        .into_iter()
+        .filter(|p| *p != port)
+        .collect();
+    assert_eq!(hidden.len(), 1, "{hidden:?}");
+    assert_eq!(ask(hidden[0], b"sneak"), None);
+    assert_eq!(ask(port, b"still").as_deref(), Some(&b"still"[..]));
+    d.ketch(&[
+        "rm",
+        "-f",
+        "udp-pub",
+        "udp-private",
+        "udp-twice",
+        "udp-taken",
+    ])
+    .ok();
 }

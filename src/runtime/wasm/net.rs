@@ -23,6 +23,11 @@
 //!     nothing is reachable that was not published.
 //!
 //!   So two guests both listening on port 8000 never collide.
+//! - **UDP.** A guest's UDP bind of a published port (`-p H:P/udp`,
+//!   published once) takes the host address ketchd held for it since the
+//!   start; the guest then serves UDP: it hears from anyone, and may
+//!   answer the peers it heard from. Any other port is an ephemeral one of
+//!   its own, which hears only granted peers.
 //! - **Bounds.** The guest's sockets and the connections to its published
 //!   ports count together against its `--net-connections` (default 1,024)
 //!   and ketchd's descriptor budget; past either, a new socket fails with
@@ -45,7 +50,7 @@ use wasmtime_wasi::p2::bindings::sockets::ip_name_lookup::{self as nl, ResolveAd
 use wasmtime_wasi::p2::bindings::sockets::network::{
     ErrorCode, IpAddressFamily, IpSocketAddress, Network,
 };
-use wasmtime_wasi::p2::bindings::sockets::{tcp, tcp_create_socket, udp_create_socket};
+use wasmtime_wasi::p2::bindings::sockets::{tcp, tcp_create_socket, udp, udp_create_socket};
 use wasmtime_wasi::p2::{TcpSocket, UdpSocket};
 use wasmtime_wasi::sockets::{SocketAddrUse, WasiSocketsView};
 use wasmtime_wasi::{WasiCtxBuilder, WasiView};
@@ -85,6 +90,8 @@ pub(super) struct Net {
     direct: HashMap<u16, SocketAddr>,
     /// Guest ports published more than once, reached through the relay.
     relayed: HashSet<u16>,
+    /// Guest UDP ports published (once) → the host address the guest binds.
+    udp_direct: HashMap<u16, SocketAddr>,
     /// One denial line a second in the container's log.
     denials: LogRate,
     state: Mutex<State>,
@@ -111,6 +118,16 @@ struct State {
     direct_bound: HashSet<SocketAddr>,
     /// Stopping: no new connection is let in.
     closing: bool,
+    /// Published UDP host addresses held (bound) until the guest binds
+    /// them: a UDP socket cannot share its address, so the guest's bind
+    /// takes the reservation's place.
+    udp_reserved: HashMap<u16, std::net::UdpSocket>,
+    /// A guest socket is bound at a published UDP address: the guest
+    /// serves UDP, and hears from anyone.
+    udp_serving: bool,
+    /// Peers the guest heard from as a UDP server, which it may answer
+    /// without a grant (at most `MAX_LEARNED`; past it, forgotten).
+    heard: HashSet<SocketAddr>,
     /// Live guest sockets (handle → kind), each holding a place under the
     /// cap.
     sockets: HashMap<u32, (SocketKind, Admitted)>,
@@ -175,6 +192,11 @@ impl Net {
                 .relayed
                 .iter()
                 .map(|(m, _)| m.container_port)
+                .collect(),
+            udp_direct: published
+                .udp
+                .iter()
+                .map(|(m, _)| (m.container_port, SocketAddr::new(m.host_ip, m.host_port)))
                 .collect(),
             denials: LogRate::new(Duration::from_secs(1)),
             state: Mutex::default(),
@@ -253,7 +275,10 @@ impl Net {
             // Decided by the shadowed `accept`, which knows the listener.
             SocketAddrUse::TcpAccept => true,
             SocketAddrUse::TcpConnect => self.granted(NetProto::Tcp, addr),
-            SocketAddrUse::UdpSend | SocketAddrUse::UdpReceive => self.granted(NetProto::Udp, addr),
+            SocketAddrUse::UdpSend => {
+                self.granted(NetProto::Udp, addr) || self.state().heard.contains(&addr)
+            }
+            SocketAddrUse::UdpReceive => self.granted(NetProto::Udp, addr) || self.hear(addr),
         };
         if !ok && !matches!(what, SocketAddrUse::TcpAccept | SocketAddrUse::UdpReceive) {
             let what = match what {
@@ -313,26 +338,57 @@ impl Net {
         if port == 0 {
             return (loopback, Reach::Private);
         }
-        if let Some(host) = self.direct.get(&port) {
-            let host = match (guest.is_ipv4(), host.ip()) {
-                (true, IpAddr::V4(_)) | (false, IpAddr::V6(_)) => Some(*host),
-                (false, IpAddr::V4(v4)) if v4.is_unspecified() => {
-                    Some(SocketAddr::from((Ipv6Addr::UNSPECIFIED, host.port())))
-                }
-                (false, IpAddr::V4(v4)) => {
-                    Some(SocketAddr::from((v4.to_ipv6_mapped(), host.port())))
-                }
-                // An IPv4 socket cannot bind an IPv6 address.
-                (true, IpAddr::V6(_)) => None,
-            };
-            if let Some(h) = host {
-                return (h, Reach::Direct);
-            }
+        if let Some(h) = self.direct.get(&port).and_then(|h| at_host(guest, *h)) {
+            return (h, Reach::Direct);
         }
         if self.relayed.contains(&port) {
             return (loopback, Reach::Relayed);
         }
         (loopback, Reach::Private)
+    }
+
+    /// A guest's UDP bind of `guest`: where it really binds, and whether
+    /// that is a published address (whose reservation is given up for
+    /// it). An unpublished port is an ephemeral one: the guest's own port
+    /// space, reached by granted peers only.
+    fn udp_claim(&self, guest: SocketAddr) -> (SocketAddr, bool) {
+        let port = guest.port();
+        if port == 0 {
+            return (guest, false);
+        }
+        let mut st = self.state();
+        if let Some(h) = self.udp_direct.get(&port).and_then(|h| at_host(guest, *h)) {
+            st.udp_reserved.remove(&port);
+            st.binding = Some(h);
+            return (h, true);
+        }
+        let any = if guest.is_ipv4() {
+            SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0))
+        } else {
+            SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0))
+        };
+        (any, false)
+    }
+
+    /// After that bind.
+    fn udp_bound(&self, serving: bool) {
+        let mut st = self.state();
+        st.binding = None;
+        st.udp_serving |= serving;
+    }
+
+    /// A datagram from `peer` that no grant covers: a UDP server hears
+    /// it, and may answer.
+    fn hear(&self, peer: SocketAddr) -> bool {
+        let mut st = self.state();
+        if !st.udp_serving {
+            return false;
+        }
+        if st.heard.len() >= MAX_LEARNED && !st.heard.contains(&peer) {
+            st.heard.clear();
+        }
+        st.heard.insert(peer);
+        true
     }
 
     /// A lookup of `name`: a network peer's address, the grants that name
@@ -495,6 +551,20 @@ impl Net {
     }
 }
 
+/// The address a guest socket bound to `guest` takes for the published
+/// host address `host`, in the socket's family; `None` if it cannot (an
+/// IPv4 socket and an IPv6 address).
+fn at_host(guest: SocketAddr, host: SocketAddr) -> Option<SocketAddr> {
+    match (guest.is_ipv4(), host.ip()) {
+        (true, IpAddr::V4(_)) | (false, IpAddr::V6(_)) => Some(host),
+        (false, IpAddr::V4(v4)) if v4.is_unspecified() => {
+            Some(SocketAddr::from((Ipv6Addr::UNSPECIFIED, host.port())))
+        }
+        (false, IpAddr::V4(v4)) => Some(SocketAddr::from((v4.to_ipv6_mapped(), host.port()))),
+        (true, IpAddr::V6(_)) => None,
+    }
+}
+
 /// Is `rep` still a socket of this kind in the guest's table?
 fn live(table: &ResourceTable, rep: u32, kind: SocketKind) -> bool {
     match kind {
@@ -606,6 +676,26 @@ fn shadow_p2_functions<T: HasNet + 'static>(linker: &mut Linker<T>) -> wasmtime:
         },
     )?;
 
+    let mut i = linker.instance("wasi:sockets/udp@0.2.12")?;
+    i.func_wrap_async(
+        "[method]udp-socket.start-bind",
+        |mut s: StoreContextMut<'_, T>,
+         (sock, network, addr): (Resource<UdpSocket>, Resource<Network>, IpSocketAddress)|
+         -> Boxed<'_, _> {
+            Box::new(async move {
+                let net = s.data().net().clone();
+                let (host, serving) = net.udp_claim(SocketAddr::from(addr));
+                let mut v = s.data_mut().sockets();
+                let made = udp::HostUdpSocket::start_bind(&mut v, sock, network, host.into()).await;
+                net.udp_bound(serving && made.is_ok());
+                match made {
+                    Ok(()) => Ok((Ok(()),)),
+                    Err(e) => Ok((Err(e.downcast()?),)),
+                }
+            })
+        },
+    )?;
+
     let mut i = linker.instance("wasi:sockets/tcp@0.2.12")?;
     i.func_wrap_async(
         "[method]tcp-socket.start-bind",
@@ -683,13 +773,19 @@ pub(super) struct Published {
     direct: Vec<(PortMapping, tokio::net::TcpSocket)>,
     /// Guest ports published more than once: ketchd's listeners, relayed.
     relayed: Vec<(PortMapping, tokio::net::TcpListener)>,
+    /// Guest UDP ports: their host addresses, held until the guest binds.
+    udp: Vec<(PortMapping, std::net::UdpSocket)>,
 }
 
 impl Published {
     /// The ports as bound (host port 0 resolved).
     pub(super) fn mappings(&self) -> Vec<PortMapping> {
         let direct = self.direct.iter().map(|(m, _)| *m);
-        direct.chain(self.relayed.iter().map(|(m, _)| *m)).collect()
+        let udp = self.udp.iter().map(|(m, _)| *m);
+        direct
+            .chain(self.relayed.iter().map(|(m, _)| *m))
+            .chain(udp)
+            .collect()
     }
 }
 
@@ -702,10 +798,18 @@ pub(super) fn bind(name: &str, ports: Vec<PortMapping>) -> Result<Published, Run
             .iter()
             .filter(|o| o.container_port == m.container_port && o.proto == m.proto)
             .count();
-        if m.proto == Proto::Tcp && times == 1 {
-            out.direct.push(reserve(name, *m)?);
-        } else {
-            relayed.push(*m);
+        match (m.proto, times) {
+            (Proto::Tcp, 1) => out.direct.push(reserve(name, *m)?),
+            (Proto::Tcp, _) => relayed.push(*m),
+            (Proto::Udp, 1) => out.udp.push(reserve_udp(name, *m)?),
+            (Proto::Udp, _) => {
+                return Err(RuntimeError::Publish {
+                    name: name.to_string(),
+                    port: m.key(),
+                    reason: "a Wasm container's UDP port is published at one host address only"
+                        .into(),
+                })
+            }
         }
     }
     out.relayed =
@@ -748,9 +852,40 @@ fn reserve(
     ))
 }
 
+/// Bind `m`'s host address for the guest's UDP socket to take over.
+fn reserve_udp(
+    name: &str,
+    m: PortMapping,
+) -> Result<(PortMapping, std::net::UdpSocket), RuntimeError> {
+    let addr = SocketAddr::new(m.host_ip, m.host_port);
+    let fail = |e: std::io::Error| RuntimeError::Publish {
+        name: name.to_string(),
+        port: m.key(),
+        reason: if e.kind() == std::io::ErrorKind::AddrInUse {
+            format!("{addr} is already in use")
+        } else {
+            format!("cannot bind {addr}: {e}")
+        },
+    };
+    let sock = std::net::UdpSocket::bind(addr).map_err(fail)?;
+    let port = sock.local_addr().map_err(fail)?.port();
+    Ok((
+        PortMapping {
+            host_port: port,
+            ..m
+        },
+        sock,
+    ))
+}
+
 /// Start relaying the ports published more than once; keep the
 /// reservations of the others. Both end when the result is dropped.
 pub(super) fn publish(net: &Arc<Net>, published: Published) -> Publishers {
+    net.state().udp_reserved = published
+        .udp
+        .into_iter()
+        .map(|(m, s)| (m.container_port, s))
+        .collect();
     let relays = published
         .relayed
         .into_iter()

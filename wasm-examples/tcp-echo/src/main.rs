@@ -8,15 +8,20 @@
 //!
 //! With `--hold` it echoes nothing: it keeps every connection open and
 //! sends each its number (`held 3`), to show a container's connection cap.
+//! With `--udp` it echoes UDP datagrams on `PORT` instead
+//! (`-p 5300:8000/udp`).
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{TcpListener, TcpStream, UdpSocket};
 
 fn main() {
     let port: u16 = std::env::var("PORT")
         .ok()
         .and_then(|p| p.parse().ok())
         .unwrap_or(8000);
+    if std::env::args().any(|a| a == "--udp") {
+        udp_echo(port);
+    }
     let listener = match TcpListener::bind(("0.0.0.0", port)) {
         Ok(l) => l,
         Err(e) => {
@@ -57,5 +62,27 @@ fn echo(mut stream: TcpStream) -> std::io::Result<()> {
             return Ok(());
         }
         stream.write_all(&buf[..n])?;
+    }
+}
+
+fn udp_echo(port: u16) -> ! {
+    let sock = match UdpSocket::bind(("0.0.0.0", port)) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("tcp-echo: cannot bind udp port {port}: {e}");
+            std::process::exit(1);
+        }
+    };
+    println!("tcp-echo: echoing udp on port {port}");
+    let mut buf = [0u8; 64 * 1024];
+    loop {
+        match sock.recv_from(&mut buf) {
+            Ok((n, from)) => {
+                if let Err(e) = sock.send_to(&buf[..n], from) {
+                    eprintln!("tcp-echo: udp reply to {from}: {e}");
+                }
+            }
+            Err(e) => eprintln!("tcp-echo: udp receive: {e}"),
+        }
     }
 }

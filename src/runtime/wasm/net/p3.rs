@@ -99,6 +99,24 @@ fn shadow<T: HasNet + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
         },
     )?;
     i.func_wrap_async(
+        "[method]udp-socket.bind",
+        |mut s: StoreContextMut<'_, T>,
+         (sock, addr): (Resource<UdpSocket>, IpSocketAddress)|
+         -> Boxed<'_, _> {
+            Box::new(async move {
+                let net = s.data().net().clone();
+                let (host, serving) = net.udp_claim(SocketAddr::from(addr));
+                let mut v = s.data_mut().sockets();
+                let made = HostUdpSocket::bind(&mut v, sock, host.into()).await;
+                net.udp_bound(serving && made.is_ok());
+                match made {
+                    Ok(()) => Ok((Ok(()),)),
+                    Err(e) => Ok((Err(e.downcast()?),)),
+                }
+            })
+        },
+    )?;
+    i.func_wrap_async(
         "[method]tcp-socket.bind",
         |mut s: StoreContextMut<'_, T>,
          (sock, addr): (Resource<TcpSocket>, IpSocketAddress)|
