@@ -1,4 +1,5 @@
-//! WASI conformance of what ketch grants, interface by interface, for
+//! WASI conformance of what ketch grants, interface by interface
+//! (cli, filesystem, clocks, random, sockets; http in `functions.rs`), for
 //! preview 1, preview 2 and 0.3 guests: the probes of
 //! `wasm-examples/wasi-probe` (one source built for p1 and p2),
 //! `p3-hello` and `p3-net`, run under different run options. 0.3
@@ -106,6 +107,28 @@ fn each_interface_gives_exactly_what_the_run_options_grant() {
     assert!(out.contains(r#"args ["/p3-hello.wasm", "y"]"#), "{out}");
     assert!(out.contains("env: B=2\n"), "{out}");
     assert!(out.contains("random: "), "{out}");
+    // WASI 0.3 filesystem: only the granted directory, read-only when
+    // asked, and no way out of it.
+    let fs = |opts: &[&str]| {
+        let mut args = vec!["run", "--rm"];
+        args.extend_from_slice(opts);
+        args.extend(["p3-hello", "--fs"]);
+        d.ketch(&args).ok()
+    };
+    let _ = std::fs::remove_file(dir.path().join("written.txt"));
+    assert_eq!(
+        fs(&["-v", &grant]),
+        "preopens: [\"/data\"]\nread: from the host\nwrite: ok\nescape: ErrorCode::NotPermitted\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("written.txt")).unwrap(),
+        "from a WASI 0.3 guest\n"
+    );
+    assert_eq!(
+        fs(&["-v", &ro]),
+        "preopens: [\"/data\"]\nread: from the host\nwrite: ErrorCode::NotPermitted\nescape: ErrorCode::NotPermitted\n"
+    );
+    assert_eq!(fs(&[]), "preopens: []\n");
     // WASI 0.3 sockets: tcp denied, then granted.
     example_image(&d, "p3-net");
     let port = port.to_string();
