@@ -17,6 +17,8 @@ pub const HTTP_CONCURRENCY: &str = "io.ketch.http.concurrency";
 pub const HTTP_MAX_BODY: &str = "io.ketch.http.max-body";
 /// Comma-separated `host[:port]` (or `*`) the guest may send requests to.
 pub const HTTP_ALLOW: &str = "io.ketch.http.allow";
+/// Requests one instance serves in turn (1: a fresh one per request).
+pub const HTTP_REUSE: &str = "io.ketch.http.reuse";
 /// Comma-separated network grants (`[tcp|udp://]host[:ports]`, see
 /// [`crate::model::net`]) of a Wasm container's sockets.
 pub const NET_ALLOW: &str = "io.ketch.net.allow";
@@ -29,6 +31,9 @@ pub const MAX_CONNECTIONS: usize = 65536;
 /// The most requests one function may run at once (the instance pool of
 /// the daemon is shared by all of them).
 pub const MAX_CONCURRENCY: usize = 1000;
+
+/// The most requests one instance may serve.
+pub const MAX_REUSE: usize = 1_000_000;
 
 /// An annotation ketch reads whose value it cannot use; the message names
 /// the annotation.
@@ -99,6 +104,9 @@ pub fn http_options(a: &BTreeMap<String, String>) -> Result<HttpOptions, Annotat
     if let Some(n) = count(a, HTTP_CONCURRENCY, MAX_CONCURRENCY)? {
         o.concurrency = n;
     }
+    if let Some(n) = count(a, HTTP_REUSE, MAX_REUSE)? {
+        o.reuse = n;
+    }
     if let Some(v) = a.get(HTTP_MAX_BODY) {
         o.max_body = parse_size(v).map_err(bad(HTTP_MAX_BODY))?;
     }
@@ -134,8 +142,10 @@ mod tests {
             (HTTP_CONCURRENCY, "4"),
             (HTTP_MAX_BODY, "1k"),
             (HTTP_ALLOW, "Example.com, 127.0.0.1:8080"),
+            (HTTP_REUSE, "64"),
         ]))
         .unwrap();
+        assert_eq!(o.reuse, 64);
         assert_eq!(o.timeout, Some(Duration::from_millis(250)));
         assert_eq!((o.concurrency, o.max_body), (4, 1024));
         assert_eq!(o.allow_hosts, ["example.com", "127.0.0.1:8080"]);

@@ -15,6 +15,10 @@ pub struct HttpOptions {
     pub max_body: u64,
     /// Hosts (`name` or `name:port`) the guest may send requests to.
     pub allow_hosts: Vec<String>,
+    /// Requests one instance serves, one after another, before it is
+    /// dropped; 1 (the default) is a fresh instance per request. A reused
+    /// instance keeps what earlier requests left in its memory.
+    pub reuse: usize,
 }
 
 impl Default for HttpOptions {
@@ -24,6 +28,7 @@ impl Default for HttpOptions {
             concurrency: 100,
             max_body: 16 << 20,
             allow_hosts: Vec::new(),
+            reuse: 1,
         }
     }
 }

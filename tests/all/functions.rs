@@ -445,3 +445,55 @@ fn a_wasi_0_3_function_is_served_as_a_preview_2_one() {
     assert_eq!(d.state("fn3"), "exited");
     d.ketch(&["rm", "fn3"]).ok();
 }
+
+/// `--http-reuse N`: an instance serves up to N requests in turn, then a
+/// fresh one takes over; without it every request has a fresh instance.
+/// The examples count, in their own memory, the requests their instance
+/// served (`x-instance-requests`).
+#[test]
+fn an_instance_serves_up_to_its_reuse_count() {
+    let d = TestDaemon::start();
+    for ex in ["http-hello", "p3-http"] {
+        example_image(&d, ex);
+    }
+    let counts = |name: &str, n: usize| -> Vec<String> {
+        let port = published(&d, name);
+        let mut c = HttpConn::connect(port).unwrap();
+        (0..n)
+            .map(|_| {
+                let r = c.request("GET", "/", &[], b"", false).unwrap();
+                assert_eq!(r.status, 200, "{}", r.text());
+                r.header("x-instance-requests").unwrap_or("").to_string()
+            })
+            .collect()
+    };
+    for (name, image, reuse) in [
+        ("fresh", "http-hello", None),
+        ("reused", "http-hello", Some("3")),
+        ("reused3", "p3-http", Some("2")),
+    ] {
+        let mut args = vec!["run", "-d", "--name", name, "-p", "127.0.0.1::80"];
+        if let Some(n) = reuse {
+            args.extend(["--http-reuse", n]);
+        }
+        args.push(image);
+        d.ketch(&args).ok();
+    }
+    assert_eq!(counts("fresh", 4), ["1", "1", "1", "1"]);
+    assert_eq!(counts("reused", 7), ["1", "2", "3", "1", "2", "3", "1"]);
+    assert_eq!(counts("reused3", 5), ["1", "2", "1", "2", "1"]);
+    // inspect shows the option; a bad one is refused by name.
+    let ann = d
+        .ketch(&[
+            "inspect",
+            "-f",
+            "{{json .HostConfig.Annotations}}",
+            "reused",
+        ])
+        .ok();
+    assert!(ann.contains(r#""io.ketch.http.reuse":"3""#), "{ann}");
+    let r = d.ketch(&["run", "--rm", "--http-reuse", "0", "http-hello"]);
+    assert_eq!(r.code, 125, "{}", r.stderr);
+    assert!(r.stderr.contains("io.ketch.http.reuse"), "{}", r.stderr);
+    d.ketch(&["rm", "-f", "fresh", "reused", "reused3"]).ok();
+}

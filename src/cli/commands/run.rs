@@ -71,6 +71,9 @@ pub struct RunArgs {
     /// Function containers: requests served at once before answering 503
     #[arg(long)]
     pub http_concurrency: Option<usize>,
+    /// Function containers: requests one instance serves in turn (default 1: a fresh instance per request)
+    #[arg(long, value_name = "N")]
+    pub http_reuse: Option<usize>,
     /// Function containers: largest request body accepted (e.g. 16m)
     #[arg(long)]
     pub http_max_body: Option<String>,
@@ -83,10 +86,10 @@ pub struct RunArgs {
     /// Wasm containers: sockets the guest may hold at once (default 1024)
     #[arg(long, value_name = "N")]
     pub net_connections: Option<usize>,
-    /// Linux containers: network to join (bridge, host, none, or a network's name)
+    /// Network to join (bridge, host, none, or a network's name; Wasm containers: a user network)
     #[arg(long, alias = "net")]
     pub network: Option<String>,
-    /// Linux containers: a network-scoped alias for the container
+    /// A network-scoped alias for the container
     #[arg(long = "network-alias", alias = "net-alias")]
     pub network_alias: Vec<String>,
     /// Linux containers: user name or uid, with an optional group (name|uid[:group|gid])
@@ -136,6 +139,9 @@ fn annotations(a: &RunArgs) -> anyhow::Result<BTreeMap<String, String>> {
     }
     if let Some(n) = a.http_concurrency {
         out.insert(ann::HTTP_CONCURRENCY.into(), n.to_string());
+    }
+    if let Some(n) = a.http_reuse {
+        out.insert(ann::HTTP_REUSE.into(), n.to_string());
     }
     if let Some(m) = &a.http_max_body {
         out.insert(ann::HTTP_MAX_BODY.into(), m.clone());

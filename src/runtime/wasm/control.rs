@@ -49,6 +49,11 @@ impl Ctl {
         *self.killed.borrow()
     }
 
+    /// Asked to stop, or killed.
+    pub(super) fn is_stopping(&self) -> bool {
+        *self.terminating.borrow() || self.is_killed()
+    }
+
     /// Resolves once the container is killed.
     pub(super) fn killed(&self) -> impl Future<Output = ()> + Send + 'static {
         let mut rx = self.killed.subscribe();

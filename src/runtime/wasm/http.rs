@@ -12,7 +12,9 @@
 //! 4. gets its own `Store` and instance from the `ProxyPre` (the pooling
 //!    allocator makes that cheap), with the container's WASI grants and its
 //!    own memory cap (`--memory`, or the daemon's default), drawing on the
-//!    daemon's memory budget like every guest;
+//!    daemon's memory budget like every guest. With `--http-reuse N` an
+//!    instance that answered serves up to N requests in turn (one at a
+//!    time); one that trapped or ran out of time is never reused;
 //! 5. runs under the request deadline, enforced on the daemon's runtime: the
 //!    guest yields at every epoch tick and a timer drops it when its time is
 //!    up. No thread per request, so the deadline costs almost nothing.
@@ -51,7 +53,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime::{Engine, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
-use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::p3::bindings::{Service, ServicePre};
 use wasmtime_wasi_http::{
@@ -183,6 +185,23 @@ pub(crate) enum Handler {
     P3(ServicePre<HttpState>),
 }
 
+/// An instance that may serve further requests (`--http-reuse`).
+enum Live {
+    P2(Proxy),
+    P3(Service),
+}
+
+/// An idle instance, with its store and how many requests it served.
+struct Kept {
+    store: Store<HttpState>,
+    live: Live,
+    served: usize,
+}
+
+/// Idle instances a function keeps at most: each holds a slot of the
+/// daemon's instance pool and its memory.
+const MAX_IDLE: usize = 16;
+
 /// A request made ready for its instance, as its WASI version takes it.
 enum Call {
     P2 {
@@ -216,6 +235,8 @@ struct Function {
     /// Each request's instance gets this cap of its own.
     cap: Cap,
     budget: Arc<MemoryBudget>,
+    /// Instances kept for further requests (`--http-reuse` over 1).
+    idle: std::sync::Mutex<Vec<Kept>>,
 }
 
 /// Bind the container's ports and start serving.
@@ -247,6 +268,7 @@ pub(super) fn serve(
         counters,
         cap,
         budget,
+        idle: std::sync::Mutex::new(Vec::new()),
     });
     let (tx, rx) = oneshot::channel();
     tokio::spawn(async move {
@@ -488,7 +510,15 @@ impl Function {
                     .boxed_unsync()
             })
         };
-        let mut store = self.new_store(self.spec.http.timeout.map(|d| (t0 + d).into_std()));
+        let deadline = self.spec.http.timeout.map(|d| (t0 + d).into_std());
+        let (mut store, kept) = match self.take_idle() {
+            Some(k) => {
+                let mut store = k.store;
+                store.data_mut().deadline = deadline;
+                (store, Some((k.live, k.served)))
+            }
+            None => (self.new_store(deadline), None),
+        };
         let (tx, rx) = oneshot::channel::<Answer>();
         let responded = Arc::new(AtomicBool::new(false));
         let call = match &self.pre {
@@ -518,7 +548,7 @@ impl Function {
         };
         let task = tokio::spawn(
             self.clone()
-                .run_guest(store, call, in_flight, t0, responded, what),
+                .run_guest(store, kept, call, in_flight, t0, responded, what),
         );
         match rx.await {
             Ok(_) if over.load(Ordering::Relaxed) => too_large(&self.name, None, max),
@@ -579,9 +609,31 @@ impl Function {
         store
     }
 
+    /// An idle instance, if this function reuses them and has one.
+    fn take_idle(&self) -> Option<Kept> {
+        if self.spec.http.reuse <= 1 {
+            return None;
+        }
+        self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop()
+    }
+
+    /// Keep an instance that answered for the next request, unless it
+    /// served its share, the container is stopping or enough are idle.
+    fn keep(&self, k: Kept) {
+        if k.served >= self.spec.http.reuse || self.ctl.is_stopping() {
+            return;
+        }
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < MAX_IDLE {
+            idle.push(k);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
     async fn run_guest(
         self: Arc<Self>,
         mut store: Store<HttpState>,
+        kept: Option<(Live, usize)>,
         call: Call,
         in_flight: InFlight,
         t0: Instant,
@@ -589,28 +641,41 @@ impl Function {
         what: String,
     ) -> Outcome {
         let pre = self.pre.clone();
+        let (live, served) = match kept {
+            Some((live, served)) => (Some(live), served),
+            None => (None, 0),
+        };
         let run = Box::pin(async move {
             let result = async {
                 match (pre, call) {
                     (Handler::P2(pre), Call::P2 { req, out }) => {
-                        let proxy = pre.instantiate_async(&mut store).await?;
+                        let proxy = match live {
+                            Some(Live::P2(p)) => p,
+                            _ => pre.instantiate_async(&mut store).await?,
+                        };
                         proxy
                             .wasi_http_incoming_handler()
                             .call_handle(&mut store, req, out)
-                            .await
+                            .await?;
+                        Ok(Live::P2(proxy))
                     }
                     (Handler::P3(pre), Call::P3 { req, tx, responded }) => {
-                        let service = pre.instantiate_async(&mut store).await?;
+                        let service = match live {
+                            Some(Live::P3(s)) => s,
+                            _ => pre.instantiate_async(&mut store).await?,
+                        };
                         let (req, io) = wasmtime_wasi_http::p3::Request::from_http(
                             &mut store.data_mut().hooks,
                             *req,
                         );
                         let io: RequestIo = Box::pin(io);
+                        let svc = &service;
                         store
                             .run_concurrent(async move |a| {
-                                serve_p3(a, &service, req, io, tx, responded).await
+                                serve_p3(a, svc, req, io, tx, responded).await
                             })
-                            .await?
+                            .await??;
+                        Ok(Live::P3(service))
                     }
                     _ => Err(wasmtime::Error::msg(
                         "a request prepared for another WASI version",
@@ -618,12 +683,23 @@ impl Function {
                 }
             }
             .await;
-            (result, store.data().limits.refused)
+            let refused = store.data().limits.refused;
+            (
+                result.map(|live| Kept {
+                    store,
+                    live,
+                    served: served + 1,
+                }),
+                refused,
+            )
         });
         let deadline = self.spec.http.timeout.map(|d| t0 + d);
         let outcome = tokio::select! {
             r = within(deadline, self.ctl.pausable(run)) => match r {
-                Some((Ok(()), _)) => Outcome::Done,
+                Some((Ok(kept), _)) => {
+                    self.keep(kept);
+                    Outcome::Done
+                }
                 Some((Err(_), _)) if deadline.is_some_and(|d| Instant::now() >= d) => Outcome::Deadline,
                 Some((Err(e), refused)) => {
                     let mut msg = format!("{e:#}");
