@@ -76,6 +76,9 @@ kill "$SPID"; wait "$SPID" 2>/dev/null || true
 # a guest task streams after `handle` returns.
 $K build -q -t bench-fn3 wasm-examples/p3-http >/dev/null
 P3=$(ketch_load bench-fn3)
+# Reuse against reuse: an instance serves 128 requests, as wasmtime
+# serve's default (which also runs 16 of them at once in it).
+P3R=$(ketch_load bench-fn3 --http-reuse 128)
 P_WP3=$(free_port)
 SERVE_WASM=wasm-examples/p3-http/p3-http.wasm serve "$P_WP3" -W component-model-async=y -S p3=y
 WP3=$(load "$P_WP3")
@@ -86,10 +89,10 @@ SERVE_WASM=wasm-examples/p3-http/p3-http.wasm serve "$P_WP3F" -W component-model
 WP3F=$(load "$P_WP3F")
 kill "$SPID"; wait "$SPID" 2>/dev/null || true
 
-python3 - "$ON" "$OFF" "$WT" "$WTT" "$DURATION" "$CONC" "$P3" "$WP3" "$WP3F" <<'PY'
+python3 - "$ON" "$OFF" "$WT" "$WTT" "$DURATION" "$CONC" "$P3" "$WP3" "$WP3F" "$P3R" <<'PY'
 import sys
 on, off, wt, wtt = ([float(x) for x in a.split()] for a in sys.argv[1:5])
-p3, wp3, wp3f = ([float(x) for x in a.split()] for a in sys.argv[7:10])
+p3, wp3, wp3f, p3r = ([float(x) for x in a.split()] for a in sys.argv[7:11])
 print(f"load: hey -z {sys.argv[5]} -c {sys.argv[6]} (core 0); servers on core 1; non-2xx in the last column")
 rows = [("ketch, deadline 30s (default)", on), ("ketch, no deadline", off),
         ("wasmtime serve -O pooling-allocator", wt), ("wasmtime serve ... -W timeout=30s", wtt)]
@@ -100,8 +103,9 @@ print(f"cost of ketch's deadline:   {(1 - on[0]/off[0]) * 100:+.1f}% requests/s"
 print(f"cost of wasmtime's -W timeout: {(1 - wtt[0]/wt[0]) * 100:+.1f}% requests/s")
 for name, (rps, p99, bad) in [("WASI 0.3: ketch (instance per request)", p3),
                               ("WASI 0.3: wasmtime serve, reuse 1", wp3f),
+                              ("WASI 0.3: ketch --http-reuse 128", p3r),
                               ("WASI 0.3: wasmtime serve (reuses)", wp3)]:
     print(f"{name:38s} {rps:9.0f} req/s   p99 {p99:7.2f} ms   {bad:.0f}")
 print(f"ratio ketch/wasmtime serve, WASI 0.3, an instance per request: requests/s {p3[0]/wp3f[0]:.2f}   p99 {p3[1]/wp3f[1]:.2f}")
-print(f"ratio ketch/wasmtime serve, WASI 0.3, its default reuse: requests/s {p3[0]/wp3[0]:.2f}")
+print(f"ratio ketch/wasmtime serve, WASI 0.3, reuse (128) against its default reuse: requests/s {p3r[0]/wp3[0]:.2f}   p99 {p3r[1]/wp3[1]:.2f}")
 PY

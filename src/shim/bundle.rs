@@ -45,6 +45,22 @@ pub(super) fn is_pod_sandbox(spec: &Spec) -> bool {
     annotation(spec, CONTAINER_TYPE) == Some("sandbox")
 }
 
+/// Refuse what the shim cannot give: sockets. A guest here runs in the
+/// shim's network namespace, not its pod's, so a network grant would
+/// reach the wrong network; the shim says so rather than run the guest
+/// without what it was granted.
+pub(super) fn refuse_unsupported(id: &str, spec: &Spec) -> Result<(), ShimError> {
+    use crate::api::annotations::{NET_ALLOW, NET_CONNECTIONS};
+    for key in [NET_ALLOW, NET_CONNECTIONS] {
+        if annotation(spec, key).is_some() {
+            return Err(ShimError::Invalid(format!(
+                "task {id}: annotation {key}: the ketch shim gives guests no sockets (they would be in the shim's network namespace, not the pod's); run networked Wasm containers with ketchd"
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn annotation<'a>(spec: &'a Spec, key: &str) -> Option<&'a str> {
     spec.annotations().as_ref()?.get(key).map(String::as_str)
 }

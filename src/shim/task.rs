@@ -226,6 +226,7 @@ impl TaskService {
         }
         let bundle_path = PathBuf::from(&req.bundle);
         let spec = bundle::load_spec(&bundle_path)?;
+        bundle::refuse_unsupported(&id, &spec)?;
         let output = Output::open(&id, &req.stdout, &req.stderr, req.terminal)?;
         let (input, stdin) = if req.stdin.is_empty() {
             (None, None)

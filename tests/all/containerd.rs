@@ -498,6 +498,23 @@ fn containerd_shows_ketch_shim_errors_and_survives_a_shim_crash() {
         e.contains("task b2 has no Wasm entrypoint: /nope.wasm is not in the image"),
         "{e}"
     );
+    // A network grant, which the shim cannot give: refused by name.
+    let e = c.fails(&[
+        "run",
+        "--rm",
+        "--runtime",
+        RUNTIME,
+        "--annotation",
+        "io.ketch.net.allow=127.0.0.1:80",
+        &hello,
+        "b3",
+    ]);
+    assert!(
+        e.contains(
+            "task b3: annotation io.ketch.net.allow: the ketch shim gives guests no sockets"
+        ),
+        "{e}"
+    );
     assert!(c.tasks().is_empty());
     assert!(c.ok(&["containers", "ls", "-q"]).trim().is_empty());
 
