@@ -485,6 +485,37 @@ fn an_instance_serves_up_to_its_reuse_count() {
     assert_eq!(counts("fresh", 4), ["1", "1", "1", "1"]);
     assert_eq!(counts("reused", 7), ["1", "2", "3", "1", "2", "3", "1"]);
     assert_eq!(counts("reused3", 5), ["1", "2", "1", "2", "1"]);
+    // A WASI 0.3 instance serves several requests at once: eight sent
+    // together are all answered by one instance.
+    d.ketch(&[
+        "run",
+        "-d",
+        "--name",
+        "shared3",
+        "-p",
+        "127.0.0.1::80",
+        "--http-reuse",
+        "100",
+        "p3-http",
+    ])
+    .ok();
+    let port = published(&d, "shared3");
+    let together: Vec<_> = (0..8)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut c = HttpConn::connect(port).unwrap();
+                let r = c.request("GET", "/", &[], b"", false).unwrap();
+                assert_eq!(r.status, 200, "{}", r.text());
+                r.header("x-instance-requests")
+                    .unwrap()
+                    .parse::<u32>()
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut seen: Vec<u32> = together.into_iter().map(|t| t.join().unwrap()).collect();
+    seen.sort_unstable();
+    assert_eq!(seen, (1..=8).collect::<Vec<_>>());
     // inspect shows the option; a bad one is refused by name.
     let ann = d
         .ketch(&[
@@ -498,5 +529,6 @@ fn an_instance_serves_up_to_its_reuse_count() {
     let r = d.ketch(&["run", "--rm", "--http-reuse", "0", "http-hello"]);
     assert_eq!(r.code, 125, "{}", r.stderr);
     assert!(r.stderr.contains("io.ketch.http.reuse"), "{}", r.stderr);
-    d.ketch(&["rm", "-f", "fresh", "reused", "reused3"]).ok();
+    d.ketch(&["rm", "-f", "fresh", "reused", "reused3", "shared3"])
+        .ok();
 }

@@ -202,6 +202,31 @@ struct Kept {
 /// daemon's instance pool and its memory.
 const MAX_IDLE: usize = 16;
 
+/// Requests a reused WASI 0.3 instance runs at once (its `handle` is
+/// async, so one instance can serve several), and queues at most besides.
+const PER_INSTANCE: usize = 16;
+
+/// A shared WASI 0.3 instance with no request for this long ends, giving
+/// back its memory and its slot of the instance pool.
+const WORKER_IDLE: Duration = Duration::from_secs(10);
+
+/// A request handed to a shared WASI 0.3 instance.
+struct Job {
+    req: Box<Request<ReqBody>>,
+    tx: oneshot::Sender<Answer>,
+    responded: Arc<AtomicBool>,
+    deadline: Option<Instant>,
+    what: String,
+    _in_flight: InFlight,
+}
+
+/// A WASI 0.3 instance serving requests of its function (`--http-reuse`).
+struct Worker {
+    tx: mpsc::Sender<Job>,
+    /// Requests given to it so far, at most the reuse count.
+    taken: usize,
+}
+
 /// A request made ready for its instance, as its WASI version takes it.
 enum Call {
     P2 {
@@ -237,6 +262,8 @@ struct Function {
     budget: Arc<MemoryBudget>,
     /// Instances kept for further requests (`--http-reuse` over 1).
     idle: std::sync::Mutex<Vec<Kept>>,
+    /// WASI 0.3 instances that take requests (`--http-reuse` over 1).
+    workers: std::sync::Mutex<Vec<Worker>>,
 }
 
 /// Bind the container's ports and start serving.
@@ -269,6 +296,7 @@ pub(super) fn serve(
         cap,
         budget,
         idle: std::sync::Mutex::new(Vec::new()),
+        workers: std::sync::Mutex::new(Vec::new()),
     });
     let (tx, rx) = oneshot::channel();
     tokio::spawn(async move {
@@ -510,6 +538,9 @@ impl Function {
                     .boxed_unsync()
             })
         };
+        if matches!(self.pre, Handler::P3(_)) && self.spec.http.reuse > 1 {
+            return self.respond_shared(req, t0, in_flight, &over, what).await;
+        }
         let deadline = self.spec.http.timeout.map(|d| (t0 + d).into_std());
         let (mut store, kept) = match self.take_idle() {
             Some(k) => {
@@ -607,6 +638,137 @@ impl Function {
         let mut store = Store::new(&self.engine, state);
         configure_store(&mut store);
         store
+    }
+
+    /// Serve a request in a shared WASI 0.3 instance: one with room, or a
+    /// new one. Requests sharing an instance share its fate: one that
+    /// traps or runs out of time ends the instance, and the others with it.
+    async fn respond_shared(
+        self: &Arc<Self>,
+        req: Request<ReqBody>,
+        t0: Instant,
+        in_flight: InFlight,
+        over: &AtomicBool,
+        what: String,
+    ) -> Response<Body> {
+        let max = self.spec.http.max_body;
+        let (tx, rx) = oneshot::channel::<Answer>();
+        let deadline = self.spec.http.timeout.map(|d| t0 + d);
+        self.dispatch(Job {
+            req: Box::new(req),
+            tx,
+            responded: Arc::new(AtomicBool::new(false)),
+            deadline,
+            what,
+            _in_flight: in_flight,
+        });
+        match rx.await {
+            Ok(_) if over.load(Ordering::Relaxed) => too_large(&self.name, None, max),
+            Ok(Ok(resp)) => resp,
+            Ok(Err(code)) => plain(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("function {} failed the request: {code}\n", self.name),
+            ),
+            Err(_) if self.ctl.is_killed() => plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("function {} is stopping\n", self.name),
+            ),
+            Err(_) if deadline.is_some_and(|d| Instant::now() >= d) => plain(
+                StatusCode::GATEWAY_TIMEOUT,
+                format!(
+                    "function {} did not answer within its deadline of {}\n",
+                    self.name,
+                    format_duration(self.spec.http.timeout.unwrap_or_default())
+                ),
+            ),
+            Err(_) => plain(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("function {} failed; its log has the details\n", self.name),
+            ),
+        }
+    }
+
+    /// Hand `job` to an instance that has room, or to a new one.
+    fn dispatch(self: &Arc<Self>, mut job: Job) {
+        let reuse = self.spec.http.reuse;
+        let mut workers = self.workers.lock().unwrap_or_else(|e| e.into_inner());
+        workers.retain(|w| !w.tx.is_closed() && w.taken < reuse);
+        for w in workers.iter_mut() {
+            match w.tx.try_send(job) {
+                Ok(()) => {
+                    w.taken += 1;
+                    return;
+                }
+                Err(mpsc::error::TrySendError::Full(j) | mpsc::error::TrySendError::Closed(j)) => {
+                    job = j;
+                }
+            }
+        }
+        let (tx, rx) = mpsc::channel(PER_INSTANCE);
+        if tx.try_send(job).is_ok() {
+            workers.push(Worker { tx, taken: 1 });
+            tokio::spawn(self.clone().run_worker(rx));
+        }
+    }
+
+    /// One shared WASI 0.3 instance: it runs up to [`PER_INSTANCE`]
+    /// requests at once inside one `run_concurrent`, until it has taken
+    /// its reuse count and answered them all, or has been idle for
+    /// [`WORKER_IDLE`].
+    async fn run_worker(self: Arc<Self>, mut rx: mpsc::Receiver<Job>) {
+        let Handler::P3(pre) = self.pre.clone() else {
+            return;
+        };
+        let reuse = self.spec.http.reuse;
+        let mut store = self.new_store(None);
+        let mut stopping = self.ctl.terminating.subscribe();
+        let run = Box::pin(async move {
+            let service = pre.instantiate_async(&mut store).await?;
+            let svc = &service;
+            store
+                .run_concurrent(async move |a| -> wasmtime::Result<()> {
+                    let mut running = futures_util::stream::FuturesUnordered::new();
+                    let (mut taken, mut open, mut closing) = (0, true, false);
+                    loop {
+                        if running.is_empty() && (taken >= reuse || !open) {
+                            return Ok(());
+                        }
+                        tokio::select! {
+                            job = rx.recv(), if open && taken < reuse && running.len() < PER_INSTANCE => {
+                                match job {
+                                    Some(job) => {
+                                        taken += 1;
+                                        running.push(serve_job(a, svc, job));
+                                    }
+                                    None => open = false,
+                                }
+                            }
+                            Some(done) = futures_util::StreamExt::next(&mut running) => done?,
+                            // Idle: take no more (what was already sent
+                            // is still served), then end.
+                            () = tokio::time::sleep(WORKER_IDLE), if running.is_empty() && !closing => {
+                                closing = true;
+                                rx.close();
+                            }
+                            // The container stops: the same.
+                            _ = stopping.wait_for(|s| *s), if !closing => {
+                                closing = true;
+                                rx.close();
+                            }
+                        }
+                    }
+                })
+                .await?
+        });
+        let ended = tokio::select! {
+            r = self.ctl.pausable(run) => r,
+            () = self.ctl.killed() => Ok(()),
+        };
+        if let Err(e) = ended {
+            self.log(&format!(
+                "ketch: {e:#}; the requests sharing its instance were cut off with it\n"
+            ));
+        }
     }
 
     /// An idle instance, if this function reuses them and has one.
@@ -763,6 +925,28 @@ async fn serve_p3(
         }
     }
     Ok(())
+}
+
+/// One request in a shared WASI 0.3 instance, under its deadline.
+async fn serve_job(a: &Accessor<HttpState>, svc: &Service, job: Job) -> wasmtime::Result<()> {
+    let Job {
+        req,
+        tx,
+        responded,
+        deadline,
+        what,
+        _in_flight,
+    } = job;
+    let (req, io) = a.with(|mut s| {
+        let (req, io) = wasmtime_wasi_http::p3::Request::from_http(&mut s.get().hooks, *req);
+        (req, Box::pin(io) as RequestIo)
+    });
+    match within(deadline, serve_p3(a, svc, req, io, tx, responded)).await {
+        Some(r) => r.map_err(|e| e.context(format!("request {what} failed"))),
+        None => Err(wasmtime::Error::msg(format!(
+            "request {what} cut off at its deadline"
+        ))),
+    }
 }
 
 /// A response body that tells, by being dropped, that hyper is done with
