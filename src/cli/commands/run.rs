@@ -71,7 +71,7 @@ pub struct RunArgs {
     /// Function containers: requests served at once before answering 503
     #[arg(long)]
     pub http_concurrency: Option<usize>,
-    /// Function containers: requests one instance serves in turn (default 1: a fresh instance per request)
+    /// Function containers: requests one instance serves, a WASI 0.3 one up to 16 at once (default 1: a fresh instance per request)
     #[arg(long, value_name = "N")]
     pub http_reuse: Option<usize>,
     /// Function containers: largest request body accepted (e.g. 16m)
