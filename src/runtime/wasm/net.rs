@@ -215,16 +215,21 @@ impl Net {
             .allow_udp(true)
             .allow_ip_name_lookup(true)
             .socket_addr_check(move |addr, what| {
-                let net = net.clone();
-                Box::pin(async move {
-                    if let SocketAddrUse::TcpAccept = what {
-                        // Which listener it came to decides (`let_in`);
-                        // a relay's connection is registered by then.
-                        net.accepts(addr).await;
-                        return true;
+                if let SocketAddrUse::TcpAccept = what {
+                    // Which listener it came to decides (`let_in`); a
+                    // relay's connection is registered by then: with
+                    // none under way, at once.
+                    if net.state().connecting == 0 {
+                        return Box::pin(std::future::ready(true));
                     }
-                    net.check(addr, what)
-                })
+                    let net = net.clone();
+                    return Box::pin(async move {
+                        net.accepts(addr).await;
+                        true
+                    });
+                }
+                let ok = net.check(addr, what);
+                Box::pin(std::future::ready(ok))
             });
     }
 
