@@ -1,6 +1,7 @@
 //! Container endpoints.
 
 use super::error::RequestError;
+use super::filters::{self, Filters};
 use super::http::{empty, error, json, read_json, refuse, stream, Query, Resp};
 use super::MAX_JSON_BODY;
 use crate::api::stream::{encode, encode_raw, StdStream, EXIT_STREAM};
@@ -113,45 +114,56 @@ pub async fn run(engine: &Arc<Engine>, q: &Query, mut req: Request<Incoming>) ->
 
 pub fn list(engine: &Engine, q: &Query) -> Resp {
     let all = q.flag("all");
-    let filters: HashMap<String, Vec<String>> = match q.get("filters").filter(|f| !f.is_empty()) {
-        None => HashMap::new(),
-        Some(f) => match parse_filters(f) {
-            Ok(m) => m,
-            Err(e) => return error(&e),
-        },
+    let filters = match container_filters(engine, q.get("filters")) {
+        Ok(f) => f,
+        Err(e) => return error(&e),
     };
+    let (f, before, since) = filters;
     let limit = q.int("limit").ok().flatten().filter(|l| *l > 0);
     let mut out = Vec::new();
     for c in engine.list() {
         let s = view::summary(&c);
         let running = matches!(s.state.as_str(), "running" | "paused" | "restarting");
-        if !all && !running && !filters.contains_key("status") {
+        if !all && !running && f.get("status").is_none() {
             continue;
         }
-        // Docker's semantics: the values of one key are alternatives,
-        // except labels, which must all match.
-        let ok = filters.iter().all(|(k, vals)| {
-            let mut vals = vals.iter();
-            let pass = |v: &String| match k.as_str() {
-                "status" => s.state == *v,
-                "name" => s
-                    .names
-                    .iter()
-                    .any(|n| n.trim_start_matches('/').contains(v.as_str())),
-                "id" => s.id.starts_with(v.as_str()),
-                "ancestor" => s.image == *v || s.image_id.contains(v.as_str()),
-                "label" => match v.split_once('=') {
-                    Some((lk, lv)) => s.labels.get(lk).is_some_and(|x| x == lv),
-                    None => s.labels.contains_key(v),
-                },
-                "exited" => s.state == "exited" && c.record().state.exit_code().to_string() == *v,
-                _ => true,
-            };
-            if k == "label" {
-                vals.all(pass)
-            } else {
-                vals.any(pass)
-            }
+        let r = c.record();
+        let ok = f.pass(|k, v| match k {
+            "status" => s.state == v,
+            "name" => s
+                .names
+                .iter()
+                .any(|n| n.trim_start_matches('/').contains(v)),
+            "id" => s.id.starts_with(v),
+            "ancestor" => s.image == v || s.image_id.contains(v),
+            "label" => filters::label(|k| s.labels.get(k).map(String::as_str), v),
+            "exited" => s.state == "exited" && r.state.exit_code().to_string() == v,
+            "before" => before.get(v).is_some_and(|t| r.created < *t),
+            "since" => since.get(v).is_some_and(|t| r.created > *t),
+            "network" => s.network_settings.networks.iter().any(|(name, ep)| {
+                name == v
+                    || ep["NetworkID"]
+                        .as_str()
+                        .is_some_and(|id| !v.is_empty() && id.starts_with(v))
+            }),
+            "volume" => s
+                .mounts
+                .iter()
+                .any(|m| m.name == v || m.source == v || m.destination == v),
+            "publish" => s
+                .ports
+                .iter()
+                .any(|p| p.public_port.is_some() && filters::port(v, p.private_port, &p.kind)),
+            "expose" => r.config.exposed_ports.iter().flatten().any(|(key, _)| {
+                let (n, proto) = key.split_once('/').unwrap_or((key, "tcp"));
+                n.parse().is_ok_and(|n| filters::port(v, n, proto))
+            }),
+            // No health checks yet, no isolation but the default, no
+            // swarm tasks.
+            "health" => v == "none",
+            "isolation" => v == "default",
+            "is-task" => v == "false" || v == "0",
+            _ => false,
         });
         if ok {
             out.push(s);
@@ -163,7 +175,44 @@ pub fn list(engine: &Engine, q: &Query) -> Resp {
     json(StatusCode::OK, &out)
 }
 
+/// When a container was created, by the name or id a filter gives.
+type Created = HashMap<String, chrono::DateTime<chrono::Utc>>;
+
+/// The filters of a container list, checked, with the containers that
+/// `before` and `since` name (a 404 if one is not there).
+fn container_filters(
+    engine: &Engine,
+    raw: Option<&str>,
+) -> Result<(Filters, Created, Created), EngineError> {
+    let f = Filters::parse(raw, filters::CONTAINERS)?;
+    f.only(
+        "status",
+        &[
+            "created",
+            "restarting",
+            "running",
+            "removing",
+            "paused",
+            "exited",
+            "dead",
+        ],
+    )?;
+    f.only("health", &["starting", "healthy", "unhealthy", "none"])?;
+    f.only("is-task", &["true", "false", "1", "0"])?;
+    f.only("isolation", &["default", "process", "hyperv"])?;
+    let created = |key: &str| -> Result<Created, EngineError> {
+        let mut out = HashMap::new();
+        for v in f.get(key).unwrap_or_default() {
+            out.insert(v.clone(), engine.lookup(v)?.record().created);
+        }
+        Ok(out)
+    };
+    let (before, since) = (created("before")?, created("since")?);
+    Ok((f, before, since))
+}
+
 /// Docker sends filters as `{"key":["v"]}` or the older `{"key":{"v":true}}`.
+/// (The lists check their keys through [`Filters`]; prune takes this.)
 pub fn parse_filters(f: &str) -> Result<HashMap<String, Vec<String>>, EngineError> {
     let v: serde_json::Value = serde_json::from_str(f)
         .map_err(|e| EngineError::InvalidArgument(format!("invalid filters {f:?}: {e}")))?;

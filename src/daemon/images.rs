@@ -20,19 +20,42 @@ use tokio::sync::mpsc;
 pub const MAX_UPLOAD: u64 = 8 << 30;
 
 pub async fn list(engine: &Arc<Engine>, q: &Query) -> Resp {
-    let filters = match q
-        .get("filters")
-        .filter(|f| !f.is_empty())
-        .map(super::containers::parse_filters)
-        .transpose()
-    {
-        Ok(f) => f.unwrap_or_default(),
+    let filters = match super::filters::Filters::parse(q.get("filters"), super::filters::IMAGES)
+        .and_then(|f| {
+            f.only("dangling", &["true", "false", "1", "0"])?;
+            Ok(f)
+        }) {
+        Ok(f) => f,
         Err(e) => return error(&e),
     };
     let images = match engine.images().list() {
         Ok(i) => i,
         Err(e) => return error(&e.into()),
     };
+    // `before` and `since` name images; `until` is a time.
+    let created = |key: &str| -> Result<Vec<i64>, EngineError> {
+        let mut out = Vec::new();
+        for v in filters.get(key).unwrap_or_default() {
+            let img = engine.images().resolve(v).map_err(EngineError::from)?;
+            out.push(view::image_summary(&img, 0).created);
+        }
+        Ok(out)
+    };
+    let (before, since) = match (created("before"), created("since")) {
+        (Ok(b), Ok(s)) => (b, s),
+        (Err(e), _) | (_, Err(e)) => return error(&e),
+    };
+    let mut until = Vec::new();
+    for v in filters.get("until").unwrap_or_default() {
+        match super::system::parse_event_time(v) {
+            Some(ns) => until.push(ns / 1_000_000_000),
+            None => {
+                return error(&EngineError::InvalidArgument(format!(
+                    "invalid filter 'until={v}': not a time"
+                )))
+            }
+        }
+    }
     let user_images: Vec<_> = engine.list().iter().map(|c| c.record().image_id).collect();
     let mut out = Vec::new();
     for img in &images {
@@ -57,6 +80,18 @@ pub async fn list(engine: &Arc<Engine>, q: &Query) -> Resp {
             if want != img.refs.is_empty() {
                 continue;
             }
+        }
+        let ok = filters.pass(|k, v| match k {
+            "label" => super::filters::label(|k| s.labels.get(k).map(String::as_str), v),
+            "before" => before.iter().any(|t| s.created < *t),
+            "since" => since.iter().any(|t| s.created > *t),
+            "until" => until.iter().any(|t| s.created < *t),
+            // Decided above.
+            "reference" | "dangling" => true,
+            _ => false,
+        });
+        if !ok {
+            continue;
         }
         out.push(s);
     }

@@ -7,6 +7,7 @@ mod conns;
 mod containers;
 pub mod error;
 mod exec;
+mod filters;
 pub mod http;
 mod images;
 mod networks;
@@ -234,7 +235,7 @@ async fn dispatch(engine: Arc<Engine>, req: Request<Incoming>) -> Resp {
         ),
         (&Method::POST, ["volumes", "create"]) => volumes::create(&engine, req.into_body()).await,
         (&Method::POST, ["volumes", "prune"]) => volumes::prune(&engine, &q).await,
-        (&Method::GET, ["volumes"]) => volumes::list(&engine),
+        (&Method::GET, ["volumes"]) => volumes::list(&engine, &q),
         (&Method::GET, ["volumes", name]) => volumes::inspect(&engine, name),
         (&Method::DELETE, ["volumes", name]) => volumes::remove(&engine, name, &q).await,
         (&Method::POST, ["containers", "create"]) => {

@@ -2,13 +2,14 @@
 //! `GET|DELETE /networks/{id}`, `POST /networks/{id}/connect|disconnect`
 //! and `POST /networks/prune`.
 
+use super::filters::{self, Filters};
 use super::http::{empty, error, json, read_json, Query, Resp};
 use super::MAX_JSON_BODY;
 use crate::engine::networks::CreateNetwork;
 use crate::engine::{Engine, EngineError};
 use hyper::body::Incoming;
 use hyper::StatusCode;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 #[derive(serde::Deserialize, Default)]
@@ -97,36 +98,34 @@ pub async fn create(engine: &Arc<Engine>, body: Incoming) -> Resp {
 }
 
 /// Does a network (as viewed) pass Docker's list filters?
-fn matches(n: &serde_json::Value, filters: &HashMap<String, Vec<String>>) -> bool {
+fn matches(n: &serde_json::Value, filters: &Filters) -> bool {
     let s = |k: &str| n[k].as_str().unwrap_or_default().to_string();
-    filters.iter().all(|(k, want)| {
-        want.iter().any(|w| match k.as_str() {
-            "name" => s("Name").contains(w.as_str()),
-            "id" => s("Id").starts_with(w.as_str()),
-            "driver" => s("Driver") == *w,
-            "scope" => w == "local",
-            "type" => {
-                let builtin = matches!(s("Name").as_str(), "bridge" | "host" | "none");
-                (w == "builtin") == builtin
-            }
-            "dangling" => {
-                let empty = n["Containers"].as_object().is_none_or(|c| c.is_empty());
-                (w == "true" || w == "1") == empty
-            }
-            "label" => match w.split_once('=') {
-                Some((lk, lv)) => n["Labels"][lk].as_str() == Some(lv),
-                None => n["Labels"].get(w.as_str()).is_some(),
-            },
-            _ => false,
-        })
+    filters.pass(|k, w| match k {
+        "name" => s("Name").contains(w),
+        "id" => s("Id").starts_with(w),
+        "driver" => s("Driver") == w,
+        "scope" => w == "local",
+        "type" => {
+            let builtin = matches!(s("Name").as_str(), "bridge" | "host" | "none");
+            (w == "builtin") == builtin
+        }
+        "dangling" => {
+            let empty = n["Containers"].as_object().is_none_or(|c| c.is_empty());
+            (w == "true" || w == "1") == empty
+        }
+        "label" => filters::label(|k| n["Labels"][k].as_str(), w),
+        _ => false,
     })
 }
 
 pub fn list(engine: &Engine, q: &Query) -> Resp {
-    let filters = match q.get("filters").map(super::containers::parse_filters) {
-        Some(Ok(f)) => f,
-        Some(Err(e)) => return error(&e),
-        None => HashMap::new(),
+    let filters = match Filters::parse(q.get("filters"), filters::NETWORKS).and_then(|f| {
+        f.only("type", &["custom", "builtin"])?;
+        f.only("dangling", &["true", "false", "1", "0"])?;
+        Ok(f)
+    }) {
+        Ok(f) => f,
+        Err(e) => return error(&e),
     };
     let all: Vec<serde_json::Value> = engine
         .network_list()

@@ -197,14 +197,10 @@ pub async fn events(engine: &Arc<Engine>, q: &Query) -> Resp {
         (Ok(s), Ok(u)) => (s, u),
         (Err(e), _) | (_, Err(e)) => return error(&e),
     };
-    let filters: std::collections::BTreeMap<String, Vec<String>> =
-        match q.get("filters").filter(|f| !f.is_empty()) {
-            None => Default::default(),
-            Some(f) => match super::containers::parse_filters(f) {
-                Ok(m) => m.into_iter().collect(),
-                Err(e) => return error(&e),
-            },
-        };
+    let filters = match super::filters::Filters::parse(q.get("filters"), super::filters::EVENTS) {
+        Ok(f) => f.into_map(),
+        Err(e) => return error(&e),
+    };
     let (past, mut rx) = engine.events().subscribe(since);
     let (out, resp) = stream("application/json");
     let line = |e: &crate::api::types::EventMessage| super::http::json_line(e);
@@ -257,7 +253,7 @@ pub async fn events(engine: &Arc<Engine>, q: &Query) -> Resp {
 
 /// Docker's event times: Unix seconds (with an optional fraction), or
 /// RFC 3339. Returns nanoseconds.
-fn parse_event_time(v: &str) -> Option<i64> {
+pub(super) fn parse_event_time(v: &str) -> Option<i64> {
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(v) {
         return t.timestamp_nanos_opt();
     }

@@ -1,5 +1,6 @@
 //! Volume endpoints.
 
+use super::filters::{self, Filters};
 use super::http::{empty, error, json, read_json, Query, Resp};
 use super::MAX_JSON_BODY;
 use crate::engine::{Engine, EngineError};
@@ -43,10 +44,33 @@ pub async fn create(engine: &Arc<Engine>, body: Incoming) -> Resp {
     }
 }
 
-pub fn list(engine: &Engine) -> Resp {
+/// `GET /volumes?filters=`: `name` (a part of it), `driver`, `label` and
+/// `dangling` (used by no container).
+pub fn list(engine: &Engine, q: &Query) -> Resp {
+    let f = match Filters::parse(q.get("filters"), filters::VOLUMES).and_then(|f| {
+        f.only("dangling", &["true", "false", "1", "0"])?;
+        Ok(f)
+    }) {
+        Ok(f) => f,
+        Err(e) => return error(&e),
+    };
+    let volumes: Vec<_> = engine
+        .volumes()
+        .list()
+        .into_iter()
+        .filter(|v| {
+            f.pass(|k, w| match k {
+                "name" => v.name.contains(w),
+                "driver" => v.driver == w,
+                "label" => filters::label(|k| v.labels.get(k).map(String::as_str), w),
+                "dangling" => (w == "true" || w == "1") != engine.volume_in_use(&v.name),
+                _ => false,
+            })
+        })
+        .collect();
     json(
         StatusCode::OK,
-        &serde_json::json!({"Volumes": engine.volumes().list(), "Warnings": []}),
+        &serde_json::json!({"Volumes": volumes, "Warnings": []}),
     )
 }
 

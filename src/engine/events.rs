@@ -77,10 +77,11 @@ impl Events {
 }
 
 /// Docker's event filters: `type`, `event`/`action`, `container`, `image`,
-/// `label`. A filter key with several values matches any of them.
+/// `label`, `network`, `volume`, `daemon`, `scope` (the daemon checked the
+/// keys). Every key must hold: any of its values, and all of `label`'s.
 pub fn matches(e: &EventMessage, filters: &BTreeMap<String, Vec<String>>) -> bool {
     filters.iter().all(|(k, vals)| {
-        vals.iter().any(|v| match k.as_str() {
+        let holds = |v: &String| match k.as_str() {
             "type" => e.kind == *v,
             "event" | "action" => e.action == *v || e.action.split(':').next() == Some(v),
             "container" => {
@@ -102,8 +103,24 @@ pub fn matches(e: &EventMessage, filters: &BTreeMap<String, Vec<String>>) -> boo
                     .get(lk)
                     .is_some_and(|x| lv.is_none_or(|lv| x == lv))
             }
-            _ => true,
-        })
+            "network" => {
+                e.kind == "network"
+                    && (e.actor.id.starts_with(v.as_str())
+                        || e.actor.attributes.get("name") == Some(v))
+            }
+            "volume" => e.kind == "volume" && e.actor.id == *v,
+            "daemon" => e.kind == "daemon",
+            "scope" => v == "local",
+            // Swarm objects and plugins: ketch has none.
+            _ => false,
+        };
+        // As Docker: the values of one key are alternatives, except
+        // labels, which must all hold.
+        if k == "label" {
+            vals.iter().all(holds)
+        } else {
+            vals.iter().any(holds)
+        }
     })
 }
 
@@ -129,6 +146,14 @@ mod tests {
         assert!(matches(&past[0], &f("image", "hello")));
         assert!(!matches(&past[1], &f("type", "container")));
         assert!(matches(&past[1], &f("event", "tag")));
+        // Labels must all hold; other values are alternatives.
+        let two = |k: &str, a: &str, b: &str| {
+            BTreeMap::from([(k.to_string(), vec![a.to_string(), b.to_string()])])
+        };
+        assert!(matches(&past[0], &two("label", "name=web", "image")));
+        assert!(!matches(&past[0], &two("label", "name=web", "zz")));
+        assert!(matches(&past[0], &two("container", "nosuch", "web")));
+        assert!(!matches(&past[0], &f("service", "x")));
         assert_eq!(past[0].from.as_deref(), Some("hello"));
         let (none, _rx) = ev.subscribe(None);
         assert!(none.is_empty());

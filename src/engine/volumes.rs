@@ -178,6 +178,11 @@ impl Engine {
     }
 
     /// Containers whose binds or mounts name this volume.
+    /// Does any container use the volume `name`?
+    pub fn volume_in_use(&self, name: &str) -> bool {
+        !self.volume_users(name).is_empty()
+    }
+
     fn volume_users(&self, name: &str) -> Vec<String> {
         self.list()
             .into_iter()
