@@ -211,33 +211,6 @@ fn container_filters(
     Ok((f, before, since))
 }
 
-/// Docker sends filters as `{"key":["v"]}` or the older `{"key":{"v":true}}`.
-/// (The lists check their keys through [`Filters`]; prune takes this.)
-pub fn parse_filters(f: &str) -> Result<HashMap<String, Vec<String>>, EngineError> {
-    let v: serde_json::Value = serde_json::from_str(f)
-        .map_err(|e| EngineError::InvalidArgument(format!("invalid filters {f:?}: {e}")))?;
-    let obj = v.as_object().ok_or_else(|| {
-        EngineError::InvalidArgument(format!("invalid filters {f:?}: expected an object"))
-    })?;
-    let mut out = HashMap::new();
-    for (k, vals) in obj {
-        let list = match vals {
-            serde_json::Value::Array(a) => a
-                .iter()
-                .filter_map(|x| x.as_str().map(str::to_string))
-                .collect(),
-            serde_json::Value::Object(o) => o.keys().cloned().collect(),
-            _ => {
-                return Err(EngineError::InvalidArgument(format!(
-                    "invalid filter value for {k}"
-                )))
-            }
-        };
-        out.insert(k.clone(), list);
-    }
-    Ok(out)
-}
-
 pub fn inspect(engine: &Engine, id: &str) -> Resp {
     match engine.lookup(id) {
         Ok(c) => json(StatusCode::OK, &view::inspect(&c, engine.sandbox_key(&c))),

@@ -60,33 +60,7 @@ impl Filters {
         let Some(f) = filters.filter(|f| !f.is_empty()) else {
             return Ok(Filters::default());
         };
-        let v: serde_json::Value = serde_json::from_str(f)
-            .map_err(|e| EngineError::InvalidArgument(format!("invalid filters {f:?}: {e}")))?;
-        let obj = v.as_object().ok_or_else(|| {
-            EngineError::InvalidArgument(format!("invalid filters {f:?}: expected an object"))
-        })?;
-        let mut out = HashMap::new();
-        for (k, vals) in obj {
-            if !accepted.contains(&k.as_str()) {
-                return Err(EngineError::InvalidArgument(format!(
-                    "invalid filter '{k}'"
-                )));
-            }
-            let list = match vals {
-                serde_json::Value::Array(a) => a
-                    .iter()
-                    .filter_map(|x| x.as_str().map(str::to_string))
-                    .collect(),
-                serde_json::Value::Object(o) => o.keys().cloned().collect(),
-                _ => {
-                    return Err(EngineError::InvalidArgument(format!(
-                        "invalid filter value for {k}"
-                    )))
-                }
-            };
-            out.insert(k.clone(), list);
-        }
-        Ok(Filters(out))
+        parse_map(f, Some(accepted)).map(Filters)
     }
 
     /// The filters as key → values, for the event stream's matcher.
@@ -123,6 +97,41 @@ impl Filters {
             }
         })
     }
+}
+
+/// `filters` as key → values; with `accepted`, a key not in it is a
+/// 400 that names it.
+pub fn parse_map(
+    f: &str,
+    accepted: Option<&[&str]>,
+) -> Result<HashMap<String, Vec<String>>, EngineError> {
+    let v: serde_json::Value = serde_json::from_str(f)
+        .map_err(|e| EngineError::InvalidArgument(format!("invalid filters {f:?}: {e}")))?;
+    let obj = v.as_object().ok_or_else(|| {
+        EngineError::InvalidArgument(format!("invalid filters {f:?}: expected an object"))
+    })?;
+    let mut out = HashMap::new();
+    for (k, vals) in obj {
+        if accepted.is_some_and(|a| !a.contains(&k.as_str())) {
+            return Err(EngineError::InvalidArgument(format!(
+                "invalid filter '{k}'"
+            )));
+        }
+        let list = match vals {
+            serde_json::Value::Array(a) => a
+                .iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect(),
+            serde_json::Value::Object(o) => o.keys().cloned().collect(),
+            _ => {
+                return Err(EngineError::InvalidArgument(format!(
+                    "invalid filter value for {k}"
+                )))
+            }
+        };
+        out.insert(k.clone(), list);
+    }
+    Ok(out)
 }
 
 /// Does a `label` filter value (`key` or `key=value`) hold for labels

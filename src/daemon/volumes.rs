@@ -92,7 +92,7 @@ pub async fn remove(engine: &Arc<Engine>, name: &str, q: &Query) -> Resp {
 pub async fn prune(engine: &Arc<Engine>, q: &Query) -> Resp {
     let all = q
         .get("filters")
-        .and_then(|f| super::containers::parse_filters(f).ok())
+        .and_then(|f| filters::parse_map(f, None).ok())
         .and_then(|f| f.get("all").cloned())
         .is_some_and(|v| v.iter().any(|x| x == "true" || x == "1"));
     match engine.volume_prune(all).await {

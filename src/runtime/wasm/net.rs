@@ -585,8 +585,17 @@ type Boxed<'a, R> = Box<dyn Future<Output = wasmtime::Result<R>> + Send + 'a>;
 /// Put the grant-aware socket functions over wasmtime-wasi's in a linker
 /// that has all of wasi p2.
 pub(super) fn shadow_p2<T: HasNet + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+    shadowing(linker, shadow_p2_functions)
+}
+
+/// Run `define` with shadowing allowed: its functions replace the ones of
+/// the same names already in the linker.
+fn shadowing<T: 'static>(
+    linker: &mut Linker<T>,
+    define: fn(&mut Linker<T>) -> wasmtime::Result<()>,
+) -> wasmtime::Result<()> {
     linker.allow_shadowing(true);
-    let r = shadow_p2_functions(linker);
+    let r = define(linker);
     linker.allow_shadowing(false);
     r
 }
@@ -830,15 +839,7 @@ fn reserve(
     m: PortMapping,
 ) -> Result<(PortMapping, tokio::net::TcpSocket), RuntimeError> {
     let addr = SocketAddr::new(m.host_ip, m.host_port);
-    let fail = |e: std::io::Error| RuntimeError::Publish {
-        name: name.to_string(),
-        port: format!("{}/tcp", m.container_port),
-        reason: if e.kind() == std::io::ErrorKind::AddrInUse {
-            format!("{addr} is already in use")
-        } else {
-            format!("cannot bind {addr}: {e}")
-        },
-    };
+    let fail = bind_failed(name, m);
     let sock = if addr.is_ipv4() {
         tokio::net::TcpSocket::new_v4()
     } else {
@@ -857,13 +858,10 @@ fn reserve(
     ))
 }
 
-/// Bind `m`'s host address for the guest's UDP socket to take over.
-fn reserve_udp(
-    name: &str,
-    m: PortMapping,
-) -> Result<(PortMapping, std::net::UdpSocket), RuntimeError> {
+/// The start error for a published address that cannot be held.
+fn bind_failed(name: &str, m: PortMapping) -> impl Fn(std::io::Error) -> RuntimeError + Copy + '_ {
     let addr = SocketAddr::new(m.host_ip, m.host_port);
-    let fail = |e: std::io::Error| RuntimeError::Publish {
+    move |e| RuntimeError::Publish {
         name: name.to_string(),
         port: m.key(),
         reason: if e.kind() == std::io::ErrorKind::AddrInUse {
@@ -871,7 +869,16 @@ fn reserve_udp(
         } else {
             format!("cannot bind {addr}: {e}")
         },
-    };
+    }
+}
+
+/// Bind `m`'s host address for the guest's UDP socket to take over.
+fn reserve_udp(
+    name: &str,
+    m: PortMapping,
+) -> Result<(PortMapping, std::net::UdpSocket), RuntimeError> {
+    let addr = SocketAddr::new(m.host_ip, m.host_port);
+    let fail = bind_failed(name, m);
     let sock = std::net::UdpSocket::bind(addr).map_err(fail)?;
     let port = sock.local_addr().map_err(fail)?.port();
     Ok((

@@ -42,14 +42,7 @@ impl Guest for Hello {
             env.join(" "),
             random::get_random_u64()
         );
-        let (mut tx, rx) = wit_stream::new();
-        let done = stdout::write_via_stream(rx);
-        let left = tx.write_all(msg.into_bytes()).await;
-        drop(tx);
-        if !left.is_empty() {
-            return Err(());
-        }
-        done.await.map_err(|_| ())
+        say(msg).await
     }
 }
 

@@ -32,10 +32,7 @@ use wasmtime_wasi::sockets::{
 pub(in crate::runtime::wasm) fn shadow_p3<T: HasNet + 'static>(
     linker: &mut Linker<T>,
 ) -> wasmtime::Result<()> {
-    linker.allow_shadowing(true);
-    let r = shadow(linker);
-    linker.allow_shadowing(false);
-    r
+    super::shadowing(linker, shadow)
 }
 
 fn shadow<T: HasNet + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
