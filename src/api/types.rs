@@ -70,6 +70,55 @@ pub struct ContainerConfig {
     pub stop_signal: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stop_timeout: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<HealthConfig>,
+}
+
+/// A health check (`Config.Healthcheck`, and the image config's): `Test`
+/// is `[]` (inherit the image's), `["NONE"]`, `["CMD", argv…]` or
+/// `["CMD-SHELL", command]`; durations are nanoseconds, 0 for the default.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct HealthConfig {
+    #[serde(
+        deserialize_with = "de_null_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub test: Vec<String>,
+    #[serde(deserialize_with = "de_null_default", skip_serializing_if = "is_zero")]
+    pub interval: i64,
+    #[serde(deserialize_with = "de_null_default", skip_serializing_if = "is_zero")]
+    pub timeout: i64,
+    #[serde(deserialize_with = "de_null_default", skip_serializing_if = "is_zero")]
+    pub start_period: i64,
+    #[serde(deserialize_with = "de_null_default", skip_serializing_if = "is_zero")]
+    pub start_interval: i64,
+    #[serde(deserialize_with = "de_null_default", skip_serializing_if = "is_zero")]
+    pub retries: i64,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
+}
+
+/// `State.Health`: the status, the failures in a row, and the last five
+/// probes.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct Health {
+    pub status: String,
+    pub failing_streak: i64,
+    pub log: Vec<HealthcheckResult>,
+}
+
+/// One probe of a health check.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct HealthcheckResult {
+    pub start: String,
+    pub end: String,
+    pub exit_code: i64,
+    pub output: String,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -268,6 +317,8 @@ pub struct ContainerState {
     pub error: String,
     pub started_at: String,
     pub finished_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health: Option<Health>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]

@@ -174,6 +174,8 @@ impl<T: clap::FromArgMatches> clap::FromArgMatches for Lazy<T> {
 pub enum ImageCmd {
     /// Remove unused images and unreachable blobs
     Prune(commands::prune::Args),
+    /// Display detailed information on one or more images
+    Inspect(commands::inspect::Args),
 }
 
 #[derive(Subcommand, Debug)]
@@ -248,6 +250,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Image {
             cmd: Lazy(ImageCmd::Prune(a)),
         } => commands::prune::image(&client, a).await,
+        Image {
+            cmd: Lazy(ImageCmd::Inspect(mut a)),
+        } => {
+            a.kind = Some("image".into());
+            commands::inspect::run(&client, a).await
+        }
         Container {
             cmd: Lazy(ContainerCmd::Prune { force }),
         } => commands::prune::container(&client, force).await,

@@ -158,9 +158,8 @@ pub fn list(engine: &Engine, q: &Query) -> Resp {
                 let (n, proto) = key.split_once('/').unwrap_or((key, "tcp"));
                 n.parse().is_ok_and(|n| filters::port(v, n, proto))
             }),
-            // No health checks yet, no isolation but the default, no
-            // swarm tasks.
-            "health" => v == "none",
+            "health" => c.health().map_or("none".to_string(), |h| h.status) == v,
+            // No isolation but the default, no swarm tasks.
             "isolation" => v == "default",
             "is-task" => v == "false" || v == "0",
             _ => false,

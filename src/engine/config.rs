@@ -4,7 +4,7 @@
 
 use super::volumes;
 use super::EngineError;
-use crate::api::types::{ContainerConfig, HostConfig};
+use crate::api::types::{ContainerConfig, HealthConfig, HostConfig};
 use crate::fsutil;
 use crate::image::Image;
 use crate::model::net::NetOptions;
@@ -233,7 +233,60 @@ pub(super) fn merge_config(img: &Image, mut req: ContainerConfig) -> ContainerCo
     if req.stop_signal.is_none() {
         req.stop_signal = ic.stop_signal().clone();
     }
+    // The request's health check over the image's, field by field: an
+    // empty test or a zero duration takes the image's.
+    if let Some(image) = &img.healthcheck {
+        let hc = req.healthcheck.get_or_insert_with(Default::default);
+        if hc.test.is_empty() {
+            hc.test = image.test.clone();
+        }
+        for (mine, theirs) in [
+            (&mut hc.interval, image.interval),
+            (&mut hc.timeout, image.timeout),
+            (&mut hc.start_period, image.start_period),
+            (&mut hc.start_interval, image.start_interval),
+            (&mut hc.retries, image.retries),
+        ] {
+            if *mine == 0 {
+                *mine = theirs;
+            }
+        }
+    }
     req
+}
+
+/// A health check's values, as Docker checks them at create.
+pub(super) fn validate_healthcheck(hc: &HealthConfig) -> Result<(), EngineError> {
+    let bad = |m: String| Err(EngineError::InvalidArgument(m));
+    match hc.test.first().map(String::as_str) {
+        None | Some("NONE") | Some("CMD") | Some("CMD-SHELL") => {}
+        Some(other) => {
+            return bad(format!(
+                "Healthcheck.Test: unknown type {other:?} (NONE, CMD or CMD-SHELL)"
+            ))
+        }
+    }
+    if matches!(
+        hc.test.first().map(String::as_str),
+        Some("CMD") | Some("CMD-SHELL")
+    ) && hc.test.get(1).is_none_or(|c| c.trim().is_empty())
+    {
+        return bad("Healthcheck.Test: no command to run".into());
+    }
+    for (field, ns) in [
+        ("Interval", hc.interval),
+        ("Timeout", hc.timeout),
+        ("StartPeriod", hc.start_period),
+        ("StartInterval", hc.start_interval),
+    ] {
+        if ns != 0 && ns < 1_000_000 {
+            return bad(format!("{field} in Healthcheck cannot be less than 1ms"));
+        }
+    }
+    if hc.retries < 0 {
+        return bad("Retries in Healthcheck cannot be negative".into());
+    }
+    Ok(())
 }
 
 #[cfg(test)]

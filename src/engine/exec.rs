@@ -58,6 +58,19 @@ pub struct Spawned {
 }
 
 impl Exec {
+    /// An exec of `config` in `container`, not yet started.
+    pub(super) fn new(container: ContainerId, config: ExecConfig) -> Exec {
+        let (done, _) = watch::channel(false);
+        Exec {
+            id: ContainerId::random().to_string(),
+            container,
+            config,
+            state: Mutex::new(ExecState::default()),
+            done,
+            resizer: Mutex::new(None),
+        }
+    }
+
     pub fn inspect(&self) -> ExecInspect {
         let st = lock(&self.state);
         let cmd = self.config.cmd.clone().unwrap_or_default();
@@ -134,16 +147,8 @@ impl Engine {
                 "privileged exec is not supported".into(),
             ));
         }
-        let id = ContainerId::random().to_string();
-        let (done, _) = watch::channel(false);
-        let exec = Arc::new(Exec {
-            id: id.clone(),
-            container: rec.id.clone(),
-            config: cfg,
-            state: Mutex::new(ExecState::default()),
-            done,
-            resizer: Mutex::new(None),
-        });
+        let exec = Arc::new(Exec::new(rec.id.clone(), cfg));
+        let id = exec.id.clone();
         lock(&self.execs).insert(id.clone(), exec);
         Ok(id)
     }

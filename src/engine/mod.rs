@@ -16,6 +16,7 @@ mod create_journal;
 pub mod error;
 pub mod events;
 pub mod exec;
+pub mod health;
 pub mod images;
 pub mod logs;
 pub mod networks;

@@ -33,12 +33,19 @@ fn ts(t: Option<DateTime<Utc>>) -> String {
         .unwrap_or_else(|| "0001-01-01T00:00:00Z".into())
 }
 
-fn status_text(r: &Record) -> String {
+fn status_text(r: &Record, health: Option<&Health>) -> String {
     let now = Utc::now();
     let s = &r.state;
     match s.status() {
         Status::Created => "Created".into(),
-        Status::Running => format!("Up {}", human_duration(now - s.started_at().unwrap_or(now))),
+        Status::Running => {
+            let up = human_duration(now - s.started_at().unwrap_or(now));
+            match health.map(|h| h.status.as_str()) {
+                Some(super::health::STARTING) => format!("Up {up} (health: starting)"),
+                Some(h) => format!("Up {up} ({h})"),
+                None => format!("Up {up}"),
+            }
+        }
         Status::Paused => format!(
             "Up {} (Paused)",
             human_duration(now - s.started_at().unwrap_or(now))
@@ -176,7 +183,7 @@ pub fn summary(c: &Container) -> ContainerSummary {
         ports: summary_ports(&r),
         labels: r.config.labels.clone().unwrap_or_default(),
         state: r.state.status().as_str().into(),
-        status: status_text(&r),
+        status: status_text(&r, c.health().as_ref()),
         host_config: SummaryHostConfig {
             network_mode: network_mode(&r),
         },
@@ -219,6 +226,7 @@ pub fn inspect(c: &Container, sandbox: Option<PathBuf>) -> ContainerInspect {
             error: s.error().to_string(),
             started_at: ts(s.started_at()),
             finished_at: ts(s.finished_at()),
+            health: c.health(),
         },
         image: r.image_id.to_string(),
         log_path: c.log.path().display().to_string(),
@@ -341,6 +349,7 @@ pub fn image_inspect(img: &Image) -> ImageInspect {
                 .collect()
         }),
         stop_signal: c.stop_signal().clone(),
+        healthcheck: img.healthcheck.clone(),
         ..Default::default()
     };
     let s = image_summary(img, -1);

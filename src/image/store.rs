@@ -35,6 +35,9 @@ pub struct Image {
     /// The image id, as Docker's: the config digest.
     pub id: Digest,
     pub config: ImageConfiguration,
+    /// `config.Healthcheck`, which Docker's image config has and the OCI
+    /// one does not.
+    pub healthcheck: Option<crate::api::types::HealthConfig>,
     pub refs: Vec<ImageRef>,
 }
 
@@ -309,18 +312,27 @@ impl ImageStore {
     ) -> Result<Image, ImageError> {
         let manifest: ImageManifest = self.read_json_blob(manifest_digest, "manifest")?;
         let id = crate::image::store::digest_of(manifest.config().digest())?;
+        let mut healthcheck = None;
         let config: ImageConfiguration =
             if manifest.config().media_type().to_string() == super::registry::MEDIA_WASM_CONFIG {
                 let wasm: serde_json::Value = self.read_json_blob(&id, "wasm config")?;
                 wasm_artifact_config(&manifest, &wasm)?
             } else {
-                self.read_json_blob(&id, "image config")?
+                let raw: serde_json::Value = self.read_json_blob(&id, "image config")?;
+                healthcheck = raw
+                    .pointer("/config/Healthcheck")
+                    .and_then(|h| serde_json::from_value(h.clone()).ok());
+                serde_json::from_value(raw).map_err(|e| ImageError::Corrupt {
+                    digest: id.to_string(),
+                    reason: format!("bad image config: {e}"),
+                })?
             };
         Ok(Image {
             manifest_digest: manifest_digest.clone(),
             manifest,
             id,
             config,
+            healthcheck,
             refs,
         })
     }

@@ -63,24 +63,40 @@ pub fn format_size(n: u64) -> String {
     format!("{n}B")
 }
 
-/// `30s`, `250ms`, `1.5s`, `2m`, `1h`; a bare number is seconds.
+/// `30s`, `250ms`, `1.5s`, `2m`, `1h`, and Go's compound forms (`1m30s`,
+/// `1h5m`); a bare number is seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, UnitError> {
     let t = s.trim();
     let invalid = || UnitError::Duration(s.to_string());
-    let split = t
-        .char_indices()
-        .find(|(_, c)| !c.is_ascii_digit() && *c != '.')
-        .map_or(t.len(), |(i, _)| i);
-    let secs: f64 = match &t[split..] {
-        "" | "s" => 1.0,
-        "ms" => 1e-3,
-        "us" | "µs" => 1e-6,
-        "m" => 60.0,
-        "h" => 3600.0,
-        _ => return Err(invalid()),
-    };
-    let n: f64 = t[..split].parse().map_err(|_| invalid())?;
-    Duration::try_from_secs_f64(n * secs).map_err(|_| invalid())
+    if t.is_empty() {
+        return Err(invalid());
+    }
+    if let Ok(n) = t.parse::<f64>() {
+        return Duration::try_from_secs_f64(n).map_err(|_| invalid());
+    }
+    let mut rest = t;
+    let mut total = 0.0;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
+            .ok_or_else(invalid)?;
+        let unit_len = rest[digits..]
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len() - digits);
+        let n: f64 = rest[..digits].parse().map_err(|_| invalid())?;
+        let secs = match &rest[digits..digits + unit_len] {
+            "s" => 1.0,
+            "ms" => 1e-3,
+            "us" | "µs" => 1e-6,
+            "ns" => 1e-9,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(invalid()),
+        };
+        total += n * secs;
+        rest = &rest[digits + unit_len..];
+    }
+    Duration::try_from_secs_f64(total).map_err(|_| invalid())
 }
 
 /// The inverse of [`parse_duration`] for display: `30s`, `1.5s`, `250ms`.
@@ -97,6 +113,18 @@ pub fn format_duration(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_take_gos_compound_forms() {
+        assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1h5m"), Ok(Duration::from_secs(3900)));
+        for bad in ["", "s", "1x", "1m30", "ms5", "-1s", "1..2s"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn sizes() {

@@ -397,20 +397,28 @@ fn docker_compose_runs_a_project_mixing_wasm_and_linux_services() {
     std::fs::write(proj.join("site/index.html"), "hello-web\n").unwrap();
     std::fs::write(
         proj.join("docker-compose.yml"),
-        r#"version: "3.8"
+        r#"version: "2.4"
 services:
   api:
     image: http-hello
+    healthcheck:
+      test: ["CMD", "http://localhost/health"]
+      interval: 500ms
   web:
     image: busybox
     command: httpd -f -p 8080 -h /www
     volumes: ["./site:/www:ro"]
     stop_grace_period: 1s
+    healthcheck:
+      test: wget -qO- http://127.0.0.1:8080/ >/dev/null
+      interval: 500ms
   client:
     image: busybox
     command: sh -c 'while true; do wget -qO- http://api/from-compose > /data/api; wget -qO- http://web:8080/ > /data/web; echo round; sleep 1; done'
     volumes: ["data:/data"]
-    depends_on: [api, web]
+    depends_on:
+      api: {condition: service_healthy}
+      web: {condition: service_healthy}
     stop_grace_period: 1s
 volumes:
   data:
@@ -446,11 +454,16 @@ volumes:
         compose(&["exec", "-T", "client", "cat", "/data/api", "/data/web"]).stdout
             == "Hello from a ketch function! You asked for /from-compose\nhello-web\n"
     };
+    // The client starts once api and web report healthy.
     ok(&["up", "-d"]);
     let ps = ok(&["ps"]);
     for svc in ["mix_api_1", "mix_web_1", "mix_client_1"] {
         let line = ps.lines().find(|l| l.starts_with(svc)).unwrap_or("");
         assert!(line.contains(" Up"), "{svc}: {ps}");
+    }
+    for svc in ["mix_api_1", "mix_web_1"] {
+        let line = ps.lines().find(|l| l.starts_with(svc)).unwrap_or("");
+        assert!(line.contains("(healthy)"), "{svc}: {ps}");
     }
     d.eventually(20, "the client reaches api and web by name", answers);
     assert!(ok(&["logs", "client"]).contains("round"));

@@ -9,6 +9,7 @@ mod conformance;
 mod containerd;
 mod docker_cli;
 mod functions;
+mod health;
 mod images;
 mod lifecycle;
 mod limits;

@@ -16,6 +16,9 @@ pub struct Args {
     /// Filter output based on conditions provided (type=, event=, container=, image=, label=)
     #[arg(short, long = "filter")]
     pub filter: Vec<String>,
+    /// Format each event with a Go template (e.g. '{{.Action}}', '{{json .}}')
+    #[arg(long)]
+    pub format: Option<String>,
 }
 
 pub async fn run(c: &Client, a: Args) -> anyhow::Result<i32> {
@@ -46,7 +49,14 @@ pub async fn run(c: &Client, a: Args) -> anyhow::Result<i32> {
         .into_body();
     let mut lines = JsonLines::new(body);
     while let Some(e) = lines.next::<EventMessage>().await {
-        println!("{}", format_event(&e?));
+        let e = e?;
+        match &a.format {
+            Some(tpl) => println!(
+                "{}",
+                crate::cli::output::template(tpl, &serde_json::to_value(&e)?)?
+            ),
+            None => println!("{}", format_event(&e)),
+        }
     }
     Ok(0)
 }

@@ -3,7 +3,8 @@
 use super::enc;
 use crate::api::annotations as ann;
 use crate::api::types::{
-    ContainerConfig, ContainerCreateRequest, HostConfig, IdResponse, PortBinding, RestartPolicyApi,
+    ContainerConfig, ContainerCreateRequest, HealthConfig, HostConfig, IdResponse, PortBinding,
+    RestartPolicyApi,
 };
 use crate::client::Client;
 use crate::model::{ports, units, Digest, RestartPolicy};
@@ -119,6 +120,27 @@ pub struct RunArgs {
     /// Linux containers: most processes at once (-1 for unlimited)
     #[arg(long)]
     pub pids_limit: Option<i64>,
+    /// Command to run to check health (Wasm containers: the module's args, or an http:// URL it serves)
+    #[arg(long, value_name = "CMD")]
+    pub health_cmd: Option<String>,
+    /// Time between running the check (ms|s|m|h) (default 30s)
+    #[arg(long, value_name = "DURATION")]
+    pub health_interval: Option<String>,
+    /// Maximum time to allow one check to run (ms|s|m|h) (default 30s)
+    #[arg(long, value_name = "DURATION")]
+    pub health_timeout: Option<String>,
+    /// Consecutive failures needed to report unhealthy
+    #[arg(long, value_name = "N")]
+    pub health_retries: Option<i64>,
+    /// Start period for the container to initialize before starting health-retries countdown (ms|s|m|h) (default 0s)
+    #[arg(long, value_name = "DURATION")]
+    pub health_start_period: Option<String>,
+    /// Time between running the check during the start period (ms|s|m|h) (default 5s)
+    #[arg(long, value_name = "DURATION")]
+    pub health_start_interval: Option<String>,
+    /// Disable any container-specified HEALTHCHECK
+    #[arg(long)]
+    pub no_healthcheck: bool,
     /// Image (or path to a local .wasm file), then the command and its args
     #[arg(required = true, allow_hyphen_values = true)]
     pub image_and_args: Vec<String>,
@@ -181,6 +203,50 @@ fn env_from_files(files: &[String]) -> anyhow::Result<Vec<String>> {
     Ok(out)
 }
 
+/// The `--health-*` flags as a `Healthcheck`, as Docker's CLI makes it:
+/// none when no flag is given; durations in nanoseconds.
+fn healthcheck(a: &RunArgs) -> anyhow::Result<Option<HealthConfig>> {
+    let set = a.health_cmd.is_some()
+        || a.health_interval.is_some()
+        || a.health_timeout.is_some()
+        || a.health_retries.is_some()
+        || a.health_start_period.is_some()
+        || a.health_start_interval.is_some();
+    if a.no_healthcheck {
+        if set {
+            bail!("--no-healthcheck conflicts with --health-* options");
+        }
+        return Ok(Some(HealthConfig {
+            test: vec!["NONE".into()],
+            ..Default::default()
+        }));
+    }
+    if !set {
+        return Ok(None);
+    }
+    let nanos = |flag: &str, v: &Option<String>| -> anyhow::Result<i64> {
+        let Some(v) = v else { return Ok(0) };
+        let d = units::parse_duration(v).with_context(|| format!("invalid --{flag} {v:?}"))?;
+        Ok(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+    };
+    let retries = a.health_retries.unwrap_or(0);
+    if retries < 0 {
+        bail!("--health-retries cannot be negative");
+    }
+    Ok(Some(HealthConfig {
+        test: a
+            .health_cmd
+            .iter()
+            .flat_map(|c| ["CMD-SHELL".to_string(), c.clone()])
+            .collect(),
+        interval: nanos("health-interval", &a.health_interval)?,
+        timeout: nanos("health-timeout", &a.health_timeout)?,
+        start_period: nanos("health-start-period", &a.health_start_period)?,
+        start_interval: nanos("health-start-interval", &a.health_start_interval)?,
+        retries,
+    }))
+}
+
 /// `-e NAME` (no `=`) takes NAME's value from the CLI's own environment,
 /// as Docker does; unset names are dropped.
 fn expand_env(kv: &str) -> String {
@@ -232,6 +298,7 @@ pub async fn run(c: &Client, a: RunArgs, create_only: bool) -> anyhow::Result<i3
             .push(PortBinding { host_ip, host_port });
     }
     let annotations = annotations(&a)?;
+    let healthcheck = healthcheck(&a)?;
     let config = ContainerConfig {
         image: image.clone(),
         cmd: if args.is_empty() { None } else { Some(args) },
@@ -248,6 +315,7 @@ pub async fn run(c: &Client, a: RunArgs, create_only: bool) -> anyhow::Result<i3
         attach_stderr: attach,
         tty: a.tty,
         stop_timeout: a.stop_timeout,
+        healthcheck,
         exposed_ports: (!exposed.is_empty()).then_some(exposed),
         ..Default::default()
     };

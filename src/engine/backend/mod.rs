@@ -134,6 +134,21 @@ pub(crate) trait Backend: Send + Sync {
         Box::pin(async move { Err(e) })
     }
 
+    /// Run `argv` as a health probe of the running container, its output
+    /// into `out`; resolves to its exit code. For backends without exec: a
+    /// fresh instance of the container's program beside the running one.
+    fn probe<'a>(
+        &'a self,
+        _engine: &'a Arc<Engine>,
+        _c: &'a Arc<Container>,
+        rec: &'a Record,
+        argv: Vec<String>,
+        _out: Arc<super::health::Captured>,
+    ) -> BoxFuture<'a, Result<i64, EngineError>> {
+        let e = unsupported(rec, "a health check", &argv.join(" "));
+        Box::pin(async move { Err(e) })
+    }
+
     /// Whatever a removed (or lost) container may have left behind.
     fn cleanup(&self, _rec: &Record) {}
 }

@@ -3,6 +3,7 @@
 //! once per digest and remembered per (image, entry).
 
 use super::{Backend, BoxFuture, Caps, Container, Engine, EngineError, Record};
+use crate::engine::health::{Captured, KillOnDrop};
 use crate::engine::networks::Held;
 use crate::image::Image;
 use crate::model::ContainerId;
@@ -176,6 +177,48 @@ impl Backend for WasmAdapter {
         if let Some(j) = self.joined().get(&rec.id) {
             j.peers.set(engine.peer_hosts(rec));
         }
+    }
+
+    /// A fresh instance of the container's module, with its grants,
+    /// environment and peers but none of its ports or stdin.
+    fn probe<'a>(
+        &'a self,
+        engine: &'a Arc<Engine>,
+        c: &'a Arc<Container>,
+        rec: &'a Record,
+        argv: Vec<String>,
+        out: Arc<Captured>,
+    ) -> BoxFuture<'a, Result<i64, EngineError>> {
+        Box::pin(async move {
+            let entry = crate::fsutil::entry_path(&rec.path, &rec.config.working_dir);
+            let module = self.prepared(&rec.image_id, &entry).ok_or_else(|| {
+                EngineError::Conflict(format!(
+                    "container {}: its module is not prepared",
+                    rec.name
+                ))
+            })?;
+            if self.runtime.is_function(&module) {
+                return Err(EngineError::InvalidArgument(format!(
+                    "container {} is a function: its health check is an HTTP probe (http://localhost[:PORT]/PATH), not a command",
+                    rec.name
+                )));
+            }
+            let mut spec = engine.instance_spec(c, rec, Program::Wasm { module })?;
+            spec.name = format!("{} (health check)", rec.name);
+            spec.argv = argv;
+            spec.output = out;
+            spec.ports.clear();
+            spec.exposed.clear();
+            if let Some(j) = self.joined().get(&rec.id) {
+                spec.peers = j.peers.clone();
+            }
+            let started = self.runtime.start(spec)?;
+            // Dropped at the probe's timeout: the instance ends with it.
+            let mut guard = KillOnDrop(Some(started.control.clone()));
+            let status = started.exit.await;
+            guard.0 = None;
+            Ok(status.map_or(crate::runtime::EXIT_KILLED, |s| s.code))
+        })
     }
 
     /// A Wasm guest never outlives ketchd: what it held is given up.

@@ -1,7 +1,9 @@
 //! `POST /containers/create`: validate the request once, pick the runtime,
 //! and make the container so a crash never leaves a half-made one.
 
-use super::super::config::{merge_config, port_mappings, validate_host_config};
+use super::super::config::{
+    merge_config, port_mappings, validate_healthcheck, validate_host_config,
+};
 use super::super::{volumes, Engine, EngineError, Record, StateRecord};
 use super::{write_record, Durability};
 use crate::api::types::{ContainerCreateRequest, HostConfig};
@@ -39,6 +41,9 @@ impl Engine {
         // binds checked on the host, so a missing image makes no volume.
         // Without volumes or binds this is a lookup in the image store's
         // cached index (a stat), done in place; with them, off the runtime.
+        if let Some(hc) = &req.config.healthcheck {
+            validate_healthcheck(hc)?;
+        }
         let host_config = req.host_config.unwrap_or_default();
         let on_host = host_config.binds.as_ref().is_some_and(|b| !b.is_empty())
             || host_config.mounts.as_ref().is_some_and(|m| !m.is_empty());
@@ -57,6 +62,11 @@ impl Engine {
             prepare(self)?
         };
         let config = merge_config(&img, req.config);
+        if let Some(hc) = &config.healthcheck {
+            validate_healthcheck(hc).map_err(|e| {
+                EngineError::InvalidArgument(format!("image {}: {e}", config.image))
+            })?;
+        }
         let mut argv: Vec<String> = config.entrypoint.clone().unwrap_or_default();
         argv.extend(config.cmd.clone().unwrap_or_default());
         if argv.first().is_none_or(|a| a.is_empty()) {

@@ -48,6 +48,9 @@ pub struct Container {
     removed: watch::Sender<bool>,
     /// Serialises lifecycle verbs on this container.
     pub(in crate::engine) op: tokio::sync::Mutex<()>,
+    /// `State.Health`: kept from run to run (in memory), reset to
+    /// starting at each start.
+    health: Mutex<Option<crate::api::types::Health>>,
     /// Serialises writes of its record, and its deletion; held by the write
     /// itself, so a cancelled caller cannot let a second write race the first.
     io: Arc<tokio::sync::Mutex<()>>,
@@ -67,6 +70,7 @@ impl Container {
             exits,
             removed,
             op: tokio::sync::Mutex::new(()),
+            health: Mutex::new(None),
             io: Arc::new(tokio::sync::Mutex::new(())),
             record: Mutex::new(rec),
         });
@@ -76,6 +80,18 @@ impl Container {
 
     pub fn record(&self) -> Record {
         lock(&self.record).clone()
+    }
+
+    /// `State.Health`, once it has been started with a health check.
+    pub fn health(&self) -> Option<crate::api::types::Health> {
+        lock(&self.health).clone()
+    }
+
+    pub(in crate::engine) fn update_health<T>(
+        &self,
+        f: impl FnOnce(&mut Option<crate::api::types::Health>) -> T,
+    ) -> T {
+        f(&mut lock(&self.health))
     }
 
     pub fn status(&self) -> Status {

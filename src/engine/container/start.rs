@@ -62,6 +62,19 @@ impl Engine {
         rec: &Record,
         program: Program,
     ) -> Result<RunSpec, EngineError> {
+        let mut spec = self.instance_spec(c, rec, program)?;
+        spec.stdin = c.guest_stdin();
+        Ok(spec)
+    }
+
+    /// [`run_spec`](Self::run_spec) without the container's stdin: for an
+    /// instance beside its own (a health probe).
+    pub(in crate::engine) fn instance_spec(
+        &self,
+        c: &Container,
+        rec: &Record,
+        program: Program,
+    ) -> Result<RunSpec, EngineError> {
         Ok(RunSpec {
             name: rec.name.clone(),
             image: rec.image.clone(),
@@ -73,7 +86,7 @@ impl Engine {
             memory_limit: u64::try_from(rec.host_config.memory)
                 .ok()
                 .filter(|m| *m > 0),
-            stdin: c.guest_stdin(),
+            stdin: None,
             output: c.log.clone(),
             ports: port_mappings(&rec.config, &rec.host_config)?,
             exposed: exposed_ports(&rec.config)?,
@@ -126,7 +139,14 @@ impl Engine {
         let engine = self.clone();
         let c2 = c.clone();
         tokio::spawn(async move {
-            let status = started.exit.await.unwrap_or(ExitStatus {
+            // Its health check runs as long as this run does.
+            let mut exit = started.exit;
+            let status = tokio::select! {
+                biased;
+                s = &mut exit => s,
+                () = engine.watch_health(&c2, started_at) => exit.await,
+            };
+            let status = status.unwrap_or(ExitStatus {
                 code: crate::runtime::EXIT_KILLED,
                 error: Some("instance task vanished".into()),
                 oom_killed: false,

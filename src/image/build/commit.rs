@@ -26,7 +26,21 @@ pub(super) fn commit(
     tags: &[ImageRef],
 ) -> Result<Digest, ImageError> {
     let config = stage.config(&created_time())?;
-    let config_bytes = canonical_json(&config)?;
+    let config_bytes = match &stage.healthcheck {
+        // Docker's image config carries the health check; OCI's has no
+        // field for it.
+        Some(hc) => {
+            let mut v = serde_json::to_value(&config).map_err(ImageError::Encode)?;
+            if let Some(c) = v.get_mut("config").and_then(|c| c.as_object_mut()) {
+                c.insert(
+                    "Healthcheck".into(),
+                    serde_json::to_value(hc).map_err(ImageError::Encode)?,
+                );
+            }
+            canonical_json(&v)?
+        }
+        None => canonical_json(&config)?,
+    };
     let config_digest = store.put_blob(&config_bytes)?;
     let manifest = ImageManifestBuilder::default()
         .schema_version(2u32)

@@ -43,6 +43,8 @@ pub enum ParseError {
         #[source]
         source: serde_json::Error,
     },
+    #[error("HEALTHCHECK: {0}")]
+    Healthcheck(String),
     #[error(transparent)]
     Syntax(#[from] SyntaxError),
 }
@@ -81,6 +83,7 @@ pub enum Instruction {
     Run(CommandForm),
     Volume(String),
     StopSignal(String),
+    Healthcheck(crate::api::types::HealthConfig),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -215,10 +218,68 @@ fn parse_instruction(kw: &str, rest: &str) -> Result<Instruction, ParseError> {
         "USER" => Instruction::User(need("a user")?),
         "VOLUME" => Instruction::Volume(need("a path")?),
         "STOPSIGNAL" => Instruction::StopSignal(need("a signal")?),
+        "HEALTHCHECK" => Instruction::Healthcheck(healthcheck(&need("NONE or CMD")?)?),
         "" => return Err(ParseError::EmptyInstruction),
         other => return Err(ParseError::UnknownInstruction(other.to_string())),
     };
     Ok(inst)
+}
+
+/// `HEALTHCHECK NONE`, or `HEALTHCHECK [--interval=D] [--timeout=D]
+/// [--start-period=D] [--start-interval=D] [--retries=N] CMD command`.
+fn healthcheck(rest: &str) -> Result<crate::api::types::HealthConfig, ParseError> {
+    use crate::api::types::HealthConfig;
+    let bad = |m: String| ParseError::Healthcheck(m);
+    if rest.eq_ignore_ascii_case("none") {
+        return Ok(HealthConfig {
+            test: vec!["NONE".into()],
+            ..Default::default()
+        });
+    }
+    let mut hc = HealthConfig::default();
+    let mut rest = rest.trim_start();
+    while let Some(flag) = rest.strip_prefix("--") {
+        let end = flag.find(char::is_whitespace).unwrap_or(flag.len());
+        let (name, value) = flag[..end]
+            .split_once('=')
+            .ok_or_else(|| bad(format!("flag --{} needs a value", &flag[..end])))?;
+        let nanos = || -> Result<i64, ParseError> {
+            let d = crate::model::units::parse_duration(value)
+                .map_err(|e| bad(format!("--{name}: {e}")))?;
+            if !d.is_zero() && d < std::time::Duration::from_millis(1) {
+                return Err(bad(format!("--{name} {value:?} cannot be less than 1ms")));
+            }
+            i64::try_from(d.as_nanos()).map_err(|_| bad(format!("--{name} {value:?} is too long")))
+        };
+        match name {
+            "interval" => hc.interval = nanos()?,
+            "timeout" => hc.timeout = nanos()?,
+            "start-period" => hc.start_period = nanos()?,
+            "start-interval" => hc.start_interval = nanos()?,
+            "retries" => {
+                hc.retries = value
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|n| *n >= 0)
+                    .ok_or_else(|| bad(format!("--retries {value:?} is not a count")))?
+            }
+            other => return Err(bad(format!("unknown flag --{other}"))),
+        }
+        rest = flag[end..].trim_start();
+    }
+    let (kind, cmd) = rest.split_at(rest.find(char::is_whitespace).unwrap_or(rest.len()));
+    if !kind.eq_ignore_ascii_case("cmd") {
+        return Err(bad(format!("unknown type {kind:?} (try CMD)")));
+    }
+    let cmd = cmd.trim();
+    if cmd.is_empty() {
+        return Err(bad("CMD needs a command".into()));
+    }
+    hc.test = match command_form(cmd) {
+        CommandForm::Exec(v) => std::iter::once("CMD".to_string()).chain(v).collect(),
+        CommandForm::Shell(s) => vec!["CMD-SHELL".into(), s],
+    };
+    Ok(hc)
 }
 
 fn command_form(rest: &str) -> CommandForm {

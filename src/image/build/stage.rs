@@ -33,6 +33,7 @@ pub(super) struct Stage {
     pub exposed: BTreeSet<String>,
     pub volumes: BTreeSet<String>,
     pub stop_signal: Option<String>,
+    pub healthcheck: Option<crate::api::types::HealthConfig>,
     /// FROM scratch with no platform asked for: the host's was assumed, and
     /// a Wasm entrypoint makes it `wasi/wasm`.
     pub platform_assumed: bool,
@@ -93,6 +94,7 @@ impl Stage {
                 .into_iter()
                 .collect(),
             stop_signal: c.stop_signal().clone(),
+            healthcheck: img.healthcheck.clone(),
             ..Default::default()
         }
     }
@@ -125,6 +127,7 @@ impl Stage {
             }
             Instruction::User(raw) => self.user = words(raw, &lookup)?.join(" "),
             Instruction::StopSignal(raw) => self.stop_signal = Some(words(raw, &lookup)?.join(" ")),
+            Instruction::Healthcheck(hc) => self.healthcheck = Some(hc.clone()),
             Instruction::Expose(raw) => {
                 for p in words(raw, &lookup)? {
                     self.exposed.insert(exposed_port(&p)?);

@@ -180,6 +180,35 @@ fn entrypoint_drops_an_inherited_cmd_but_not_one_set_in_the_stage() {
 }
 
 #[test]
+fn healthcheck_takes_both_forms_its_flags_and_none() {
+    let hc = |src: &str| run(src, &[]).unwrap().0.healthcheck.unwrap();
+    let h = hc("FROM scratch\nHEALTHCHECK --interval=1m30s --timeout=2s --retries=5 \\\n  --start-period=500ms CMD curl -f http://localhost/\n");
+    assert_eq!(h.test, strings(&["CMD-SHELL", "curl -f http://localhost/"]));
+    assert_eq!(h.interval, 90_000_000_000);
+    assert_eq!(h.timeout, 2_000_000_000);
+    assert_eq!(h.start_period, 500_000_000);
+    assert_eq!(h.retries, 5);
+    let h = hc("FROM scratch\nHEALTHCHECK cmd [\"/probe\", \"--ok\"]\n");
+    assert_eq!(h.test, strings(&["CMD", "/probe", "--ok"]));
+    assert_eq!(h.interval, 0);
+    let h = hc("FROM scratch\nHEALTHCHECK CMD true\nHEALTHCHECK NONE\n");
+    assert_eq!(h.test, strings(&["NONE"]));
+    for (bad, why) in [
+        ("HEALTHCHECK --interval=1us CMD true", "less than 1ms"),
+        ("HEALTHCHECK --retries=-1 CMD true", "not a count"),
+        ("HEALTHCHECK --every=1s CMD true", "unknown flag --every"),
+        ("HEALTHCHECK --interval CMD true", "needs a value"),
+        ("HEALTHCHECK RUN true", "unknown type \"RUN\""),
+        ("HEALTHCHECK CMD", "CMD needs a command"),
+    ] {
+        let e = dockerfile::parse(&format!("FROM scratch\n{bad}\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(why) && e.contains("line 2"), "{bad}: {e}");
+    }
+}
+
+#[test]
 fn stopsignal_and_volume_in_both_forms() {
     let c = config(
         "FROM scratch\nARG SIG=SIGINT\nSTOPSIGNAL $SIG\nVOLUME /data /cache\nVOLUME [\"/logs\"]\n",

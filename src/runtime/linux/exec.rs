@@ -65,6 +65,33 @@ fn tty_process(req: &ExecRequest, socket: &std::path::Path) -> Result<PathBuf, S
     Ok(path)
 }
 
+/// The exec'd process, for [`on_term`].
+static EXECED: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+extern "C" fn on_term(_: libc::c_int) {
+    let pid = EXECED.load(std::sync::atomic::Ordering::Relaxed);
+    if pid > 0 {
+        // SAFETY: kill(2) is async-signal-safe.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+}
+
+/// SIGTERM to this helper (a timed-out health probe) kills the process
+/// it waits for, which is in the container's pid namespace and would
+/// outlive the helper; the helper then exits with its status.
+fn end_on_term(pid: i32) {
+    EXECED.store(pid, std::sync::atomic::Ordering::Relaxed);
+    // SAFETY: a zeroed sigaction with a handler that only calls kill(2);
+    // SA_RESTART keeps waitpid going.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = on_term as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        sa.sa_flags = libc::SA_RESTART;
+        libc::sigemptyset(&mut sa.sa_mask);
+        libc::sigaction(libc::SIGTERM, &sa, std::ptr::null_mut());
+    }
+}
+
 /// Entry point of `ketch-monitor exec REQUEST`. Must run before any other thread
 /// exists in the process: libcontainer forks.
 pub fn main(arg: &str) -> i32 {
@@ -119,11 +146,15 @@ pub fn main(arg: &str) -> i32 {
             return fail(code, format!("cannot run {cmd:?}: {msg}"));
         }
     };
+    end_on_term(pid);
     loop {
         let mut status = 0;
         // SAFETY: status is a valid out pointer.
         let reaped = unsafe { libc::waitpid(-1, &mut status, 0) };
         if reaped < 0 {
+            if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
             return fail(EXIT_CANNOT_EXEC, "lost the exec'd process".into());
         }
         if reaped == pid {

@@ -26,6 +26,15 @@ impl WasmBackend {
             .is_some_and(|c| !matches!(**c, Compiled::Module(_)))
     }
 
+    /// Is this a function (a wasi-http component), served per request?
+    pub fn is_function(&self, digest: &Digest) -> bool {
+        self.compiled
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(digest)
+            .is_some_and(|c| matches!(**c, Compiled::Http(_)))
+    }
+
     /// Is this module already compiled and hot?
     pub fn is_prepared(&self, digest: &Digest) -> bool {
         self.compiled
