@@ -69,6 +69,10 @@ struct Args {
         value_parser = clap::value_parser!(u64).range(1..)
     )]
     max_api_connections: u64,
+    /// Default options of json-file logs, under each container's own
+    /// (max-size=SIZE or -1, max-file=N) [default: max-size=20m, max-file=5]
+    #[arg(long = "log-opt", value_name = "KEY=VALUE")]
+    log_opt: Vec<String>,
 }
 
 fn main() {
@@ -163,6 +167,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if let Some(n) = args.wasm_max_guests {
         ketch::runtime::wasm::admission::set_max_guests(usize::try_from(n).unwrap_or(usize::MAX));
     }
+    let log_opts = args
+        .log_opt
+        .iter()
+        .map(|o| {
+            o.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .with_context(|| format!("invalid --log-opt {o:?}: expected KEY=VALUE"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    ketch::engine::config::set_log_defaults(&log_opts).context("invalid --log-opt")?;
     let defaults = ketch::runtime::memory::WasmMemory::default();
     let wasm_memory = ketch::runtime::memory::WasmMemory {
         guest_default: args.wasm_memory_default.unwrap_or(defaults.guest_default),

@@ -7,7 +7,7 @@ use super::MAX_JSON_BODY;
 use crate::api::stream::{encode, encode_raw, StdStream, EXIT_STREAM};
 use crate::api::types::{ContainerCreateRequest, IdResponse, WaitError, WaitResponse};
 use crate::api::{MEDIA_MULTIPLEXED, MEDIA_RAW};
-use crate::engine::logs::{read_entries, LogEvent};
+use crate::engine::logs::{read_entries, LogEvent, Mark};
 use crate::engine::view;
 use crate::engine::{Engine, EngineError, WaitCondition};
 use crate::runtime::RuntimeStats;
@@ -335,16 +335,16 @@ pub async fn logs(engine: &Arc<Engine>, id: &str, q: &Query) -> Resp {
     let follow = q.flag("follow") && c.status().is_alive();
     let timestamps = q.flag("timestamps");
     let tty = c.record().config.tty;
+    if !c.log.is_stored() {
+        return error(&EngineError::NotImplemented(
+            "configured logging driver does not support reading".into(),
+        ));
+    }
     let (end, rx) = if follow {
         let (end, rx) = c.log.snapshot_and_subscribe();
         (end, Some(rx))
     } else {
-        (
-            std::fs::metadata(c.log.path())
-                .map(|m| m.len())
-                .unwrap_or(0),
-            None,
-        )
+        (Mark::now(c.log.path()), None)
     };
     let path = c.log.path().to_path_buf();
     let (tx, resp) = stream(if tty { MEDIA_RAW } else { MEDIA_MULTIPLEXED });

@@ -60,6 +60,7 @@ pub fn status_of(e: &EngineError) -> StatusCode {
         | EngineError::Annotation(_) => StatusCode::BAD_REQUEST,
         EngineError::Forbidden(_) => StatusCode::FORBIDDEN,
         EngineError::NotModified(_) => StatusCode::NOT_MODIFIED,
+        EngineError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
         EngineError::Image(i) => match i {
             ImageError::NotFound(_) | ImageError::RemoteNotFound(_) => StatusCode::NOT_FOUND,
             ImageError::Unauthorized(_) => StatusCode::UNAUTHORIZED,

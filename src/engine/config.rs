@@ -4,7 +4,7 @@
 
 use super::volumes;
 use super::EngineError;
-use crate::api::types::{ContainerConfig, HealthConfig, HostConfig};
+use crate::api::types::{ContainerConfig, HealthConfig, HostConfig, LogConfig};
 use crate::fsutil;
 use crate::image::Image;
 use crate::model::net::NetOptions;
@@ -255,6 +255,122 @@ pub(super) fn merge_config(img: &Image, mut req: ContainerConfig) -> ContainerCo
     req
 }
 
+/// Options the daemon gives every json-file log (ketchd `--log-opt`), set
+/// once at start.
+static LOG_DEFAULTS: std::sync::OnceLock<std::collections::BTreeMap<String, String>> =
+    std::sync::OnceLock::new();
+
+/// ketchd's own defaults for json-file logs: bounded, as `local`'s are.
+pub const LOG_DEFAULT_OPTS: [(&str, &str); 2] = [("max-size", "20m"), ("max-file", "5")];
+
+/// Set the daemon's json-file options (ketchd `--log-opt`, over
+/// [`LOG_DEFAULT_OPTS`]); they are checked as a container's would be.
+pub fn set_log_defaults(opts: &[(String, String)]) -> Result<(), EngineError> {
+    let mut all: std::collections::BTreeMap<String, String> = LOG_DEFAULT_OPTS
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    all.extend(opts.iter().cloned());
+    log_settings(&LogConfig {
+        kind: "json-file".into(),
+        config: all.clone(),
+    })?;
+    let _ = LOG_DEFAULTS.set(all);
+    Ok(())
+}
+
+/// `HostConfig.LogConfig` made whole, as Docker's daemon does: json-file
+/// when no driver is named, the daemon's options under the request's for
+/// json-file; then checked.
+pub(super) fn complete_log_config(lc: &mut LogConfig) -> Result<(), EngineError> {
+    if lc.kind.is_empty() {
+        lc.kind = "json-file".into();
+    }
+    if lc.kind == "json-file" {
+        let defaults = LOG_DEFAULTS.get_or_init(|| {
+            LOG_DEFAULT_OPTS
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        });
+        for (k, v) in defaults {
+            lc.config.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+    }
+    log_settings(lc).map(|_| ())
+}
+
+/// What a log configuration means for the log: `json-file` and `local`
+/// (both stored as json lines, rotated at `max-size` into `max-file`
+/// files; `local` by default at 20m and 5) and `none`. Anything else is
+/// refused with Docker's words.
+pub(crate) fn log_settings(lc: &LogConfig) -> Result<super::logs::LogSettings, EngineError> {
+    use super::logs::{LogSettings, Rotation};
+    let bad = |m: String| Err(EngineError::InvalidArgument(m));
+    let invalid = |m: String| EngineError::InvalidArgument(m);
+    let driver = if lc.kind.is_empty() {
+        "json-file"
+    } else {
+        lc.kind.as_str()
+    };
+    let (mut max_size, mut max_files) = match driver {
+        "json-file" => (0, 1),
+        "local" => (20 << 20, 5),
+        "none" => {
+            if let Some(k) = lc.config.keys().next() {
+                return bad(format!("unknown log opt '{k}' for none log driver"));
+            }
+            return Ok(LogSettings {
+                rotation: Rotation::default(),
+                stored: false,
+            });
+        }
+        other => {
+            return bad(format!(
+                "logger: no log driver named '{other}' is registered"
+            ))
+        }
+    };
+    for (k, v) in &lc.config {
+        match k.as_str() {
+            "max-size" if v == "-1" => max_size = 0,
+            "max-size" => {
+                max_size = crate::model::units::parse_size(v)
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| invalid(format!("invalid max-size {v:?} for {driver} log driver: max-size must be a positive size")))?
+            }
+            "max-file" => {
+                max_files = v
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| *n >= 1)
+                    .ok_or_else(|| invalid(format!("invalid max-file {v:?} for {driver} log driver: max-file cannot be less than 1")))?
+            }
+            "compress" if v == "false" => {}
+            "compress" => {
+                return bad(format!(
+                    "log opt 'compress={v}' for {driver} log driver is not supported: rotated files are kept uncompressed"
+                ))
+            }
+            "mode" if v == "blocking" => {}
+            "mode" => {
+                return bad(format!(
+                    "log opt 'mode={v}' is not supported: output is written as it comes (blocking)"
+                ))
+            }
+            other => return bad(format!("unknown log opt '{other}' for {driver} log driver")),
+        }
+    }
+    Ok(LogSettings {
+        rotation: Rotation {
+            max_size,
+            max_files,
+        },
+        stored: true,
+    })
+}
+
 /// A health check's values, as Docker checks them at create.
 pub(super) fn validate_healthcheck(hc: &HealthConfig) -> Result<(), EngineError> {
     let bad = |m: String| Err(EngineError::InvalidArgument(m));
@@ -354,6 +470,59 @@ mod tests {
         hc.restart_policy.name = "sometimes".into();
         let e = validate_host_config(&hc, &v).unwrap_err().to_string();
         assert!(e.contains("invalid restart policy"), "{e}");
+    }
+
+    #[test]
+    fn log_drivers_and_their_options_as_docker_names_them() {
+        let lc = |kind: &str, opts: &[(&str, &str)]| LogConfig {
+            kind: kind.into(),
+            config: opts
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        let s = log_settings(&lc("json-file", &[("max-size", "10k"), ("max-file", "3")])).unwrap();
+        assert_eq!(
+            (s.rotation.max_size, s.rotation.max_files, s.stored),
+            (10 << 10, 3, true)
+        );
+        let s = log_settings(&lc("local", &[])).unwrap();
+        assert_eq!((s.rotation.max_size, s.rotation.max_files), (20 << 20, 5));
+        let s = log_settings(&lc("json-file", &[("max-size", "-1")])).unwrap();
+        assert_eq!(s.rotation.max_size, 0);
+        assert!(!log_settings(&lc("none", &[])).unwrap().stored);
+        for (l, why) in [
+            (
+                lc("syslog", &[]),
+                "no log driver named 'syslog' is registered",
+            ),
+            (
+                lc("json-file", &[("max-size", "lots")]),
+                "invalid max-size \"lots\"",
+            ),
+            (
+                lc("json-file", &[("max-file", "0")]),
+                "max-file cannot be less than 1",
+            ),
+            (
+                lc("json-file", &[("labels", "a")]),
+                "unknown log opt 'labels' for json-file",
+            ),
+            (
+                lc("none", &[("max-size", "1m")]),
+                "unknown log opt 'max-size' for none",
+            ),
+            (lc("local", &[("compress", "true")]), "not supported"),
+        ] {
+            let e = log_settings(&l).unwrap_err().to_string();
+            assert!(e.contains(why), "{l:?}: {e}");
+        }
+        // An empty request gets the driver and the daemon's bounds.
+        let mut l = lc("", &[("max-file", "2")]);
+        complete_log_config(&mut l).unwrap();
+        assert_eq!(l.kind, "json-file");
+        assert_eq!(l.config.get("max-file").map(String::as_str), Some("2"));
+        assert!(l.config.contains_key("max-size"));
     }
 
     #[test]

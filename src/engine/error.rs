@@ -48,6 +48,10 @@ pub enum EngineError {
     /// The verb had nothing to do (start of a running container): HTTP 304.
     #[error("container {0} is already in the requested state")]
     NotModified(String),
+    /// A feature of Docker's that this configuration lacks (reading the
+    /// log of a container whose driver stores none): HTTP 501.
+    #[error("{0}")]
+    NotImplemented(String),
     #[error(transparent)]
     Image(#[from] ImageError),
     #[error(transparent)]

@@ -3,11 +3,11 @@
 //! and `logs -f` followers.
 
 use crate::api::stream::StdStream;
+use crate::runtime::logfile::{self, LogFile};
+pub use crate::runtime::logfile::{read_entries, Entry, Mark, Rotation};
 use crate::runtime::OutputSink;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -34,31 +34,61 @@ pub enum LogEvent {
     Exit,
 }
 
-#[derive(serde::Serialize, serde::Deserialize)]
-struct Line {
-    log: String,
-    stream: StdStream,
-    time: DateTime<Utc>,
+/// How a container's output is kept: its logging driver's settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogSettings {
+    pub rotation: Rotation,
+    /// `false` for the `none` driver: nothing is stored, and `logs` has
+    /// nothing to read (attached clients still get the output).
+    pub stored: bool,
+}
+
+impl Default for LogSettings {
+    /// json-file without a size limit.
+    fn default() -> Self {
+        LogSettings {
+            rotation: Rotation::default(),
+            stored: true,
+        }
+    }
+}
+
+/// What a `none` container's monitor keeps on disk, only until ketchd
+/// relays it to attached clients.
+const UNSTORED: Rotation = Rotation {
+    max_size: 1 << 20,
+    max_files: 1,
+};
+
+/// The writer, and whether it holds one of the [`OPEN_FILES`] slots.
+struct Writer {
+    file: LogFile,
+    counted: bool,
 }
 
 pub struct Log {
     path: PathBuf,
+    settings: LogSettings,
     /// The file, held open between writes while [`OPEN_FILES`] allows.
-    file: Mutex<Option<File>>,
+    file: Mutex<Writer>,
     /// Live output for attached clients and followers: made by the first
     /// subscriber and dropped when a send finds none left, as its buffer is
     /// [`BROADCAST_CAPACITY`] slots (256 KiB), more than an idle guest.
     tx: Mutex<Option<broadcast::Sender<LogEvent>>>,
     /// While another process appends to the file: how far its lines have
     /// been published. Guarded together with `file`.
-    relayed: Mutex<Option<u64>>,
+    relayed: Mutex<Option<Mark>>,
 }
 
 impl Log {
-    pub fn open(path: &Path) -> Self {
+    pub fn open(path: &Path, settings: LogSettings) -> Self {
         Log {
             path: path.to_path_buf(),
-            file: Mutex::new(None),
+            settings,
+            file: Mutex::new(Writer {
+                file: LogFile::new(path, settings.rotation),
+                counted: false,
+            }),
             tx: Mutex::new(None),
             relayed: Mutex::new(None),
         }
@@ -68,13 +98,27 @@ impl Log {
         &self.path
     }
 
+    /// Is anything stored for `logs` to read (not the `none` driver)?
+    pub fn is_stored(&self) -> bool {
+        self.settings.stored
+    }
+
+    /// How another process writing this log rotates it (a Linux
+    /// container's monitor).
+    pub fn rotation(&self) -> Rotation {
+        if self.settings.stored {
+            self.settings.rotation
+        } else {
+            UNSTORED
+        }
+    }
+
     /// The current end of the file and a subscription to everything after
     /// it, taken atomically so a follower neither misses nor repeats a line.
-    pub fn snapshot_and_subscribe(&self) -> (u64, broadcast::Receiver<LogEvent>) {
+    pub fn snapshot_and_subscribe(&self) -> (Mark, broadcast::Receiver<LogEvent>) {
         let g = self.file.lock().unwrap_or_else(|e| e.into_inner());
         let relayed = *self.relayed.lock().unwrap_or_else(|e| e.into_inner());
-        let len =
-            relayed.unwrap_or_else(|| std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0));
+        let mark = relayed.unwrap_or_else(|| Mark::now(&self.path));
         let rx = self
             .tx
             .lock()
@@ -82,7 +126,7 @@ impl Log {
             .get_or_insert_with(|| broadcast::channel(BROADCAST_CAPACITY).0)
             .subscribe();
         drop(g);
-        (len, rx)
+        (mark, rx)
     }
 
     pub fn exit(&self) {
@@ -101,41 +145,27 @@ impl Log {
 
     fn append(&self, stream: StdStream, data: &[u8]) {
         let mut g = self.file.lock().unwrap_or_else(|e| e.into_inner());
-        // A file opened for this write alone, when the open-file cap is
-        // taken; closed when it goes out of scope.
-        let mut once = None;
-        if g.is_none() {
-            match OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&self.path)
-            {
-                Ok(f) if OPEN_FILES.fetch_add(1, Ordering::Relaxed) < OPEN_FILES_MAX => {
-                    *g = Some(f)
-                }
-                Ok(f) => {
-                    OPEN_FILES.fetch_sub(1, Ordering::Relaxed);
-                    once = Some(f);
-                }
-                Err(e) => tracing::warn!("cannot open log {}: {e}", self.path.display()),
-            }
-        }
         let time = Utc::now();
-        let mut buf = Vec::with_capacity(data.len() + 64);
-        for piece in data.split_inclusive(|&b| b == b'\n') {
-            let line = Line {
-                log: String::from_utf8_lossy(piece).into_owned(),
-                stream,
-                time,
-            };
-            // A line of strings always encodes; skip one that somehow does not.
-            if serde_json::to_writer(&mut buf, &line).is_ok() {
-                buf.push(b'\n');
+        if self.settings.stored {
+            let mut buf = Vec::with_capacity(data.len() + 64);
+            logfile::encode(stream, data, time, &mut buf);
+            // Hold the file open while the cap allows; else open it for
+            // this write alone.
+            if !g.counted {
+                g.counted = OPEN_FILES.fetch_add(1, Ordering::Relaxed) < OPEN_FILES_MAX;
+                if !g.counted {
+                    OPEN_FILES.fetch_sub(1, Ordering::Relaxed);
+                }
             }
-        }
-        if let Some(f) = g.as_mut().or(once.as_mut()) {
-            if let Err(e) = f.write_all(&buf) {
-                tracing::warn!("cannot write log {}: {e}", self.path.display());
+            if let Err(e) = g.file.append(&buf) {
+                crate::lograte::warn_limited!(
+                    "container log write",
+                    "cannot write log {}: {e}",
+                    self.path.display()
+                );
+            }
+            if !g.counted {
+                g.file.close();
             }
         }
         // Still under the file's lock, so a new subscriber's snapshot and
@@ -150,8 +180,8 @@ impl Log {
 
 impl Drop for Log {
     fn drop(&mut self) {
-        let held = self.file.get_mut().unwrap_or_else(|e| e.into_inner());
-        if held.take().is_some() {
+        let w = self.file.get_mut().unwrap_or_else(|e| e.into_inner());
+        if w.counted {
             OPEN_FILES.fetch_sub(1, Ordering::Relaxed);
         }
     }
@@ -164,40 +194,23 @@ impl OutputSink for Log {
 
     fn relay_from_end(&self) {
         let _g = self.file.lock().unwrap_or_else(|e| e.into_inner());
-        let len = std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0);
-        *self.relayed.lock().unwrap_or_else(|e| e.into_inner()) = Some(len);
+        *self.relayed.lock().unwrap_or_else(|e| e.into_inner()) = Some(Mark::now(&self.path));
     }
 
     fn relay(&self) -> bool {
         let _g = self.file.lock().unwrap_or_else(|e| e.into_inner());
         let mut relayed = self.relayed.lock().unwrap_or_else(|e| e.into_inner());
         let Some(from) = *relayed else { return false };
-        let Ok(mut f) = File::open(&self.path) else {
-            return false;
-        };
-        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-        if len <= from || f.seek(SeekFrom::Start(from)).is_err() {
-            return false;
+        let (entries, to) = logfile::read_since(&self.path, from);
+        for e in entries {
+            self.publish(|| LogEvent::Output {
+                stream: e.stream,
+                data: e.data,
+                time: e.time,
+            });
         }
-        let mut data = Vec::new();
-        if f.take(len - from).read_to_end(&mut data).is_err() {
-            return false;
-        }
-        // Only whole lines; a torn last line waits for the next call.
-        let Some(end) = data.iter().rposition(|&b| b == b'\n') else {
-            return false;
-        };
-        for line in data[..end].split(|&b| b == b'\n') {
-            if let Ok(l) = serde_json::from_slice::<Line>(line) {
-                self.publish(|| LogEvent::Output {
-                    stream: l.stream,
-                    data: Bytes::from(l.log),
-                    time: l.time,
-                });
-            }
-        }
-        *relayed = Some(from + end as u64 + 1);
-        true
+        *relayed = Some(to);
+        to != from
     }
 
     fn relay_stop(&self) {
@@ -205,39 +218,13 @@ impl OutputSink for Log {
     }
 }
 
-/// One stored entry.
-pub struct Entry {
-    pub stream: StdStream,
-    pub data: Bytes,
-    pub time: DateTime<Utc>,
-}
-
-/// Read stored entries up to byte offset `end` (a torn last line is skipped).
-pub fn read_entries(path: &Path, end: u64) -> std::io::Result<Vec<Entry>> {
-    let mut f = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
-        Err(e) => return Err(e),
-    };
-    f.seek(SeekFrom::Start(0))?;
-    let r = BufReader::new(f.take(end));
-    let mut out = Vec::new();
-    for line in r.lines() {
-        let line = line?;
-        if let Ok(l) = serde_json::from_str::<Line>(&line) {
-            out.push(Entry {
-                stream: l.stream,
-                data: Bytes::from(l.log),
-                time: l.time,
-            });
-        }
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn stored() -> LogSettings {
+        LogSettings::default()
+    }
 
     fn is_followed(log: &Log) -> bool {
         log.tx.lock().unwrap().is_some()
@@ -250,7 +237,7 @@ mod tests {
     #[test]
     fn followers_get_what_follows_and_an_unfollowed_log_keeps_no_channel() {
         let dir = tempfile::tempdir().unwrap();
-        let log = Log::open(&dir.path().join("c-json.log"));
+        let log = Log::open(&dir.path().join("c-json.log"), stored());
         log.write(StdStream::Stdout, b"before\n");
         assert!(!is_followed(&log), "no channel without a follower");
         let (end, mut rx) = log.snapshot_and_subscribe();
@@ -275,7 +262,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let before = open_descriptors();
         let logs: Vec<Log> = (0..OPEN_FILES_MAX + 200)
-            .map(|i| Log::open(&dir.path().join(format!("{i}-json.log"))))
+            .map(|i| Log::open(&dir.path().join(format!("{i}-json.log")), stored()))
             .collect();
         for l in &logs {
             l.write(StdStream::Stdout, b"tick\n");
@@ -288,7 +275,7 @@ mod tests {
         );
         // Every line reached its file, held open or not.
         for l in logs.iter().rev().take(5) {
-            let e = read_entries(l.path(), u64::MAX).unwrap();
+            let e = read_entries(l.path(), Mark::default()).unwrap();
             assert_eq!(e.len(), 1, "{}", l.path().display());
         }
         drop(logs);

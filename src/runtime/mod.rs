@@ -13,6 +13,7 @@ use tokio::sync::oneshot;
 
 #[cfg(all(feature = "linux", target_os = "linux"))]
 pub mod linux;
+pub mod logfile;
 pub mod memory;
 #[cfg(any(feature = "wasm", all(feature = "linux", target_os = "linux")))]
 pub(crate) mod proxy;

@@ -14,6 +14,7 @@ mod images;
 mod lifecycle;
 mod limits;
 mod linux;
+mod logging;
 mod plugins;
 mod registry;
 mod sdk;

@@ -3,8 +3,8 @@
 use super::enc;
 use crate::api::annotations as ann;
 use crate::api::types::{
-    ContainerConfig, ContainerCreateRequest, HealthConfig, HostConfig, IdResponse, PortBinding,
-    RestartPolicyApi,
+    ContainerConfig, ContainerCreateRequest, HealthConfig, HostConfig, IdResponse, LogConfig,
+    PortBinding, RestartPolicyApi,
 };
 use crate::client::Client;
 use crate::model::{ports, units, Digest, RestartPolicy};
@@ -120,6 +120,12 @@ pub struct RunArgs {
     /// Linux containers: most processes at once (-1 for unlimited)
     #[arg(long)]
     pub pids_limit: Option<i64>,
+    /// Logging driver for the container (json-file, local or none)
+    #[arg(long, value_name = "DRIVER")]
+    pub log_driver: Option<String>,
+    /// Log driver options (max-size=SIZE, max-file=N)
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub log_opt: Vec<String>,
     /// Command to run to check health (Wasm containers: the module's args, or an http:// URL it serves)
     #[arg(long, value_name = "CMD")]
     pub health_cmd: Option<String>,
@@ -299,6 +305,13 @@ pub async fn run(c: &Client, a: RunArgs, create_only: bool) -> anyhow::Result<i3
     }
     let annotations = annotations(&a)?;
     let healthcheck = healthcheck(&a)?;
+    let mut log_opts = BTreeMap::new();
+    for o in &a.log_opt {
+        let (k, v) = o
+            .split_once('=')
+            .with_context(|| format!("invalid --log-opt {o:?}: expected KEY=VALUE"))?;
+        log_opts.insert(k.to_string(), v.to_string());
+    }
     let config = ContainerConfig {
         image: image.clone(),
         cmd: if args.is_empty() { None } else { Some(args) },
@@ -338,6 +351,10 @@ pub async fn run(c: &Client, a: RunArgs, create_only: bool) -> anyhow::Result<i3
         annotations: (!annotations.is_empty()).then_some(annotations),
         network_mode: a.network.clone().unwrap_or_else(|| "default".into()),
         readonly_rootfs: a.read_only,
+        log_config: LogConfig {
+            kind: a.log_driver.clone().unwrap_or_default(),
+            config: log_opts,
+        },
         cap_add: (!a.cap_add.is_empty()).then(|| a.cap_add.clone()),
         cap_drop: (!a.cap_drop.is_empty()).then(|| a.cap_drop.clone()),
         tmpfs: (!a.tmpfs.is_empty()).then(|| {

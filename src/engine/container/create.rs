@@ -2,7 +2,7 @@
 //! and make the container so a crash never leaves a half-made one.
 
 use super::super::config::{
-    merge_config, port_mappings, validate_healthcheck, validate_host_config,
+    complete_log_config, merge_config, port_mappings, validate_healthcheck, validate_host_config,
 };
 use super::super::{volumes, Engine, EngineError, Record, StateRecord};
 use super::{write_record, Durability};
@@ -44,7 +44,8 @@ impl Engine {
         if let Some(hc) = &req.config.healthcheck {
             validate_healthcheck(hc)?;
         }
-        let host_config = req.host_config.unwrap_or_default();
+        let mut host_config = req.host_config.unwrap_or_default();
+        complete_log_config(&mut host_config.log_config)?;
         let on_host = host_config.binds.as_ref().is_some_and(|b| !b.is_empty())
             || host_config.mounts.as_ref().is_some_and(|m| !m.is_empty());
         let image_name = req.config.image.clone();

@@ -62,7 +62,10 @@ impl Container {
         let (removed, _) = watch::channel(false);
         let c = Arc::new(Container {
             id: rec.id.clone(),
-            log: Arc::new(Log::open(&dir.join(format!("{}-json.log", rec.id)))),
+            log: Arc::new(Log::open(
+                &dir.join(format!("{}-json.log", rec.id)),
+                super::config::log_settings(&rec.host_config.log_config).unwrap_or_default(),
+            )),
             dir,
             control: Mutex::new(None),
             stdin: Mutex::new(None),

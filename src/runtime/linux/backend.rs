@@ -232,6 +232,7 @@ impl Backend for LinuxBackend {
             upper,
             work,
             log: p.log_path.clone(),
+            log_rotation: p.log_rotation,
             network: p.network,
             attachments: p.attachments.clone(),
             stdin: run.stdin.is_some(),

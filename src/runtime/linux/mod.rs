@@ -64,6 +64,7 @@ pub struct LinuxProgram {
     /// Unpacked layers, lowest first.
     pub layers: Vec<PathBuf>,
     pub log_path: PathBuf,
+    pub log_rotation: crate::runtime::logfile::Rotation,
     pub uid: u32,
     pub gid: u32,
     pub additional_gids: Vec<u32>,
@@ -122,6 +123,8 @@ pub struct MonitorConfig {
     pub upper: PathBuf,
     pub work: PathBuf,
     pub log: PathBuf,
+    #[serde(default)]
+    pub log_rotation: crate::runtime::logfile::Rotation,
     pub network: NetworkMode,
     #[serde(default)]
     pub attachments: Vec<net::Attachment>,

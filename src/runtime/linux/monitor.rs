@@ -293,26 +293,17 @@ fn make_workdir(rootfs: &Path, workdir: &str) {
     }
 }
 
-/// Appends json-file lines, as ketchd's own log writer does.
+/// Appends json-file lines and rotates the file, as ketchd's own log
+/// writer does.
 struct LogWriter {
-    file: Option<File>,
+    file: crate::runtime::logfile::LogFile,
 }
 
 impl LogWriter {
     fn write(&mut self, stream: StdStream, data: &[u8]) {
-        let Some(f) = self.file.as_mut() else { return };
-        let time = Utc::now();
         let mut buf = Vec::with_capacity(data.len() + 64);
-        for piece in data.split_inclusive(|&b| b == b'\n') {
-            let line = serde_json::json!({
-                "log": String::from_utf8_lossy(piece),
-                "stream": stream,
-                "time": time,
-            });
-            let _ = serde_json::to_writer(&mut buf, &line);
-            buf.push(b'\n');
-        }
-        let _ = f.write_all(&buf);
+        crate::runtime::logfile::encode(stream, data, Utc::now(), &mut buf);
+        let _ = self.file.append(&buf);
     }
 }
 
@@ -331,11 +322,7 @@ impl Running {
     /// container's init exits; returns its code.
     fn supervise(mut self, cfg: &MonitorConfig) -> i64 {
         let mut log = LogWriter {
-            file: OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&cfg.log)
-                .ok(),
+            file: crate::runtime::logfile::LogFile::new(&cfg.log, cfg.log_rotation),
         };
         let outputs_open =
             |s: &[(OwnedFd, Source)]| s.iter().any(|(_, k)| matches!(k, Source::Output(_)));

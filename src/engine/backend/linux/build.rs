@@ -85,6 +85,7 @@ impl crate::image::build::StepRunner for BuildRunner {
             fs_dir: dir.join("fs"),
             layers,
             log_path: dir.join("log.json"),
+            log_rotation: Default::default(),
             uid,
             gid,
             additional_gids: Vec::new(),
@@ -134,7 +135,9 @@ impl crate::image::build::StepRunner for BuildRunner {
                 .handle
                 .block_on(started.exit)
                 .map_err(|e| e.to_string())?;
-            for entry in crate::engine::logs::read_entries(&log, u64::MAX).unwrap_or_default() {
+            for entry in
+                crate::engine::logs::read_entries(&log, Default::default()).unwrap_or_default()
+            {
                 out(&String::from_utf8_lossy(&entry.data));
             }
             if status.code != 0 {

@@ -457,6 +457,7 @@ impl Engine {
                 fs_dir: c.dir().join("fs"),
                 layers,
                 log_path: c.log.path().to_path_buf(),
+                log_rotation: c.log.rotation(),
                 uid,
                 gid,
                 additional_gids,
