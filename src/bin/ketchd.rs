@@ -73,6 +73,11 @@ struct Args {
     /// (max-size=SIZE or -1, max-file=N) [default: max-size=20m, max-file=5]
     #[arg(long = "log-opt", value_name = "KEY=VALUE")]
     log_opt: Vec<String>,
+    /// Keep Linux containers running while ketchd is down, and adopt them
+    /// at its next start. Off: a clean shutdown stops every container,
+    /// each with its stop timeout (Wasm containers always stop with ketchd)
+    #[arg(long)]
+    live_restore: bool,
 }
 
 fn main() {
@@ -209,8 +214,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
             _ = term.recv() => {}
         }
     };
-    ketch::daemon::serve(engine, listener, shutdown).await;
+    ketch::daemon::serve(engine.clone(), listener, shutdown).await;
     let _ = std::fs::remove_file(&socket);
+    tracing::info!(
+        "shutting down: stopping containers{}",
+        if args.live_restore {
+            " (Linux containers keep running: --live-restore)"
+        } else {
+            ""
+        }
+    );
+    engine.shutdown(args.live_restore).await;
     tracing::info!("ketchd stopped");
     drop(lock);
     Ok(())

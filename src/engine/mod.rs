@@ -77,6 +77,8 @@ pub struct Engine {
     creates: Arc<create_journal::CreateJournal>,
     /// Emptied directories of removed Wasm containers, for new ones.
     spare_dirs: Arc<spare_dirs::SpareDirs>,
+    /// Set once ketchd starts shutting down: restart policies are held.
+    shutting_down: std::sync::atomic::AtomicBool,
 }
 
 impl Engine {
@@ -125,6 +127,7 @@ impl Engine {
                         .map_err(EngineError::io(root.join("containers")))?,
                 ),
                 spare_dirs: Arc::new(spare_dirs::SpareDirs::new(&root.join("containers"))),
+                shutting_down: Default::default(),
                 root,
             }))
         })

@@ -147,6 +147,18 @@ impl StateRecord {
             self.status.can_stop()?;
         }
         self.manually_stopped = true;
+        self.end_restarting()
+    }
+
+    /// The daemon stops it as it shuts down: not by the user, so its
+    /// restart policy brings it back at the next start. Returns whether
+    /// an instance runs to be stopped.
+    pub fn shutdown_requested(&mut self) -> Result<bool, TransitionError> {
+        self.status.can_stop()?;
+        self.end_restarting()
+    }
+
+    fn end_restarting(&mut self) -> Result<bool, TransitionError> {
         if self.status == Status::Restarting {
             self.status = Status::Exited;
             return Ok(false);

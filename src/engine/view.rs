@@ -216,9 +216,12 @@ pub fn inspect(c: &Container, sandbox: Option<PathBuf>) -> ContainerInspect {
             restarting: s.status() == Status::Restarting,
             oom_killed: s.oom_killed(),
             dead: s.status() == Status::Dead,
-            // Wasm instances live inside ketchd; the daemon's pid is honest.
+            // A Linux container's init as the host sees it; Wasm instances
+            // live inside ketchd, so the daemon's pid is honest for them.
             pid: if s.status().is_alive() {
-                std::process::id() as i64
+                c.control()
+                    .and_then(|ctl| ctl.pids().first().copied())
+                    .map_or(std::process::id() as i64, i64::from)
             } else {
                 0
             },

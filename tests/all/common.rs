@@ -213,6 +213,22 @@ impl TestDaemon {
         self.spawn();
     }
 
+    /// Stop the daemon as a user would (SIGTERM, waiting for it to exit),
+    /// then start it again with these flags. Returns how long it took to
+    /// exit.
+    pub fn stop_and_restart(&mut self, args: &[&str]) -> Duration {
+        let t = std::time::Instant::now();
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: sending SIGTERM to our own child process.
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let _ = c.wait();
+        }
+        let took = t.elapsed();
+        self.args = args.iter().map(|a| a.to_string()).collect();
+        self.spawn();
+        took
+    }
+
     pub fn ketch_cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_ketch"));
         c.arg("-H")
@@ -330,6 +346,15 @@ impl Drop for TestDaemon {
             let ids = self.ketch(&["ps", "-aq"]).stdout;
             for id in ids.split_whitespace() {
                 self.ketch(&["rm", "-f", id]);
+            }
+        } else if self.child.is_some() {
+            // ketchd stops its containers as it shuts down, each with its
+            // stop timeout: a test has no need to wait that out.
+            let ids = self.ketch(&["ps", "-q"]).stdout;
+            let mut args = vec!["kill"];
+            args.extend(ids.split_whitespace());
+            if args.len() > 1 {
+                self.ketch(&args);
             }
         }
         if let Some(mut c) = self.child.take() {

@@ -51,6 +51,9 @@ impl Engine {
         started_at: DateTime<Utc>,
     ) {
         let state = &rec.state;
+        if self.shutting_down() {
+            return;
+        }
         if !rec.restart_policy().should_restart(
             exit_code,
             state.restart_count(),
@@ -68,7 +71,7 @@ impl Engine {
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
             let _op = c.op.lock().await;
-            if c.is_removed() {
+            if c.is_removed() || engine.shutting_down() {
                 return;
             }
             match c.transition("restart", |s| s.restart_begins()).await {

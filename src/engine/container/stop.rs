@@ -31,6 +31,47 @@ impl Engine {
         if !c.transition("stop", |s| s.stop_requested(false)).await? {
             return Ok(());
         }
+        self.end_run(c, seen, timeout).await;
+        Ok(())
+    }
+
+    /// ketchd is shutting down: stop every container with its own stop
+    /// timeout, all at once, but (`live_restore`) those whose instances
+    /// are host processes, which run on and are adopted at the next start.
+    /// Restart policies are held from now on; they apply again at the next
+    /// start, as the user did not stop these.
+    pub async fn shutdown(self: &Arc<Self>, live_restore: bool) {
+        use futures_util::stream::{self, StreamExt};
+        self.shutting_down
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        stream::iter(self.list())
+            .for_each_concurrent(None, |c| async move {
+                let rec = c.record();
+                let outlives = rec
+                    .kind()
+                    .and_then(|k| self.backends.get(k))
+                    .is_some_and(|b| b.caps().processes);
+                if live_restore && outlives {
+                    return;
+                }
+                let _op = c.op.lock().await;
+                let seen = c.exits_seen();
+                match c.transition("stop", |s| s.shutdown_requested()).await {
+                    Ok(true) => self.end_run(&c, seen, None).await,
+                    Ok(false) | Err(EngineError::Transition { .. }) => {}
+                    Err(e) => tracing::warn!("cannot stop container {} at shutdown: {e}", c.name()),
+                }
+            })
+            .await;
+    }
+
+    /// Is ketchd shutting down (restart policies held)?
+    pub(in crate::engine) fn shutting_down(&self) -> bool {
+        self.shutting_down.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// End the current run: terminate, and kill at the stop timeout.
+    async fn end_run(&self, c: &Arc<Container>, seen: u64, timeout: Option<i64>) {
         let rec = c.record();
         let secs = timeout
             .or(rec.config.stop_timeout)
@@ -49,6 +90,5 @@ impl Engine {
             }
         }
         self.event(&rec, "stop", &[]);
-        Ok(())
     }
 }

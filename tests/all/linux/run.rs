@@ -420,3 +420,67 @@ fn a_failing_run_fails_the_build_with_its_output_line_and_code() {
         "{all}"
     );
 }
+
+#[test]
+fn a_clean_shutdown_stops_containers_unless_live_restore_keeps_linux_ones() {
+    require!(linux());
+    let mut d = daemon();
+    d.wat_image("spin", SPIN_WAT);
+    let pid = |d: &TestDaemon, name: &str| -> String {
+        d.ketch(&["inspect", "-f", "{{.State.Pid}}", name])
+            .ok()
+            .trim()
+            .to_string()
+    };
+    // sleep as pid 1 ignores SIGTERM: it is killed at its stop timeout.
+    detached(&d, "sleeper", &["--stop-timeout", "1"], "exec sleep 300");
+    detached(
+        &d,
+        "always",
+        &["--restart", "always", "--stop-timeout", "1"],
+        "exec sleep 300",
+    );
+    d.ketch(&[
+        "run",
+        "-d",
+        "--name",
+        "guest",
+        "--stop-timeout",
+        "1",
+        "spin",
+    ])
+    .ok();
+    let sleeper = pid(&d, "sleeper");
+    let took = d.stop_and_restart(&[]);
+    assert!(took < Duration::from_secs(15), "shutdown took {took:?}");
+    assert!(
+        !std::path::Path::new(&format!("/proc/{sleeper}")).exists(),
+        "the container's process outlived ketchd"
+    );
+    assert_eq!(d.state("sleeper"), "exited");
+    assert_eq!(
+        d.ketch(&["inspect", "-f", "{{.State.ExitCode}}", "sleeper"])
+            .ok()
+            .trim(),
+        "137"
+    );
+    assert_eq!(d.state("guest"), "exited");
+    // The daemon, not the user, stopped it: its policy brings it back.
+    d.eventually(20, "the --restart always container to run again", || {
+        d.state("always") == "running"
+    });
+
+    // With --live-restore a Linux container runs on and is adopted again;
+    // a Wasm guest, which lives in ketchd, still stops.
+    d.stop_and_restart(&["--live-restore"]);
+    d.ketch(&["start", "sleeper"]).ok();
+    d.ketch(&["start", "guest"]).ok();
+    let sleeper = pid(&d, "sleeper");
+    d.stop_and_restart(&["--live-restore"]);
+    assert!(std::path::Path::new(&format!("/proc/{sleeper}")).exists());
+    assert_eq!(d.state("sleeper"), "running");
+    assert_eq!(pid(&d, "sleeper"), sleeper);
+    assert_eq!(d.state("guest"), "exited");
+    d.ketch(&["stop", "-t", "1", "sleeper"]).ok();
+    assert_eq!(d.state("sleeper"), "exited");
+}
