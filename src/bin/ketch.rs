@@ -18,8 +18,9 @@ fn main() {
     let code = match rt.block_on(ketch::cli::run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("{e:#}");
-            fail
+            let text = format!("{e:#}");
+            eprintln!("{text}");
+            ketch::cli::failure_code_of(fail, &text)
         }
     };
     // Don't wait for background stdin readers.

@@ -277,6 +277,22 @@ pub fn failure_code(cmd: &Command) -> i32 {
     }
 }
 
+/// A container verb's failure whose command could not run gets the code
+/// the command would have had, as the docker CLI gives it (read from the
+/// words of the error): 127 when it is not there, 126 when it cannot run.
+pub fn failure_code_of(code: i32, error: &str) -> i32 {
+    if code != EXIT_KETCH_ERROR {
+        return code;
+    }
+    if error.contains("executable file not found") || error.contains("no such file or directory") {
+        127
+    } else if error.contains("permission denied") || error.contains("is a directory") {
+        126
+    } else {
+        code
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -81,7 +81,9 @@ pub fn status_of(e: &EngineError) -> StatusCode {
             | RuntimeError::Grant { .. }
             | RuntimeError::Unsupported(_)
             | RuntimeError::Instantiate { .. }
-            | RuntimeError::Start { .. } => StatusCode::BAD_REQUEST,
+            | RuntimeError::Start { .. }
+            // As dockerd: an invalid configuration, not a fault.
+            | RuntimeError::CannotExec { .. } => StatusCode::BAD_REQUEST,
             RuntimeError::Io { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             // As dockerd: a port that cannot be bound fails the start.
             RuntimeError::Publish { .. } => StatusCode::INTERNAL_SERVER_ERROR,

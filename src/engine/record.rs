@@ -132,6 +132,14 @@ impl StateRecord {
     }
 
     /// A policy restart failed to start the instance.
+    /// The start failed before anything ran (the command is missing or
+    /// cannot run): it stays as it was, with Docker's exit code and the
+    /// reason.
+    pub fn start_failed(&mut self, code: i64, error: String) {
+        self.exit_code = code;
+        self.error = error;
+    }
+
     pub fn restart_failed(&mut self, error: String) {
         self.status = Status::Exited;
         self.error = error;

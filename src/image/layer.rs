@@ -215,12 +215,15 @@ impl<W: Write> Write for HashingWriter<'_, W> {
 enum Found {
     File(Vec<u8>),
     Link(String),
+    /// A directory, device or FIFO: no file to read, and it hides the
+    /// layers below.
+    NotFile,
     Hidden,
     Absent,
 }
 
 /// Read one file from the image's merged filesystem. `None` if the image
-/// does not have it. Symlinks inside the image are followed.
+/// does not have it as a file. Symlinks inside the image are followed.
 /// The annotation naming a layer's file (`org.opencontainers.image.title`).
 pub const ANNOTATION_TITLE: &str = "org.opencontainers.image.title";
 
@@ -311,7 +314,7 @@ pub fn read_layers_file(
                     };
                     continue 'hops;
                 }
-                Found::Hidden => return Ok(None),
+                Found::Hidden | Found::NotFile => return Ok(None),
                 Found::Absent => {}
             }
         }
@@ -336,7 +339,6 @@ fn find_in_layer(
         limits: Limits::daemon(),
     };
     let mut result = Found::Absent;
-    let mut not_regular = false;
     // `want` is clean and absolute; entry paths are relative.
     let inside = |p: &crate::confine::RelPath| {
         let p = format!("/{p}");
@@ -365,7 +367,7 @@ fn find_in_layer(
                 return Ok(false);
             }
             _ => {
-                not_regular = true;
+                result = Found::NotFile;
                 return Ok(false);
             }
         }
@@ -375,12 +377,6 @@ fn find_in_layer(
         name: format!("{want} in layer {d}"),
         reason: e.to_string(),
     })?;
-    if not_regular {
-        return Err(ImageError::Invalid {
-            name: want.to_string(),
-            reason: "not a regular file".into(),
-        });
-    }
     Ok(result)
 }
 

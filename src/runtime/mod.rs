@@ -53,6 +53,16 @@ pub enum RuntimeError {
     /// and how to raise it.
     #[error("cannot start {name}: {reason}")]
     Capacity { name: String, reason: String },
+    /// The container's command is missing or cannot be run: `code` is
+    /// Docker's exit status for it (127, 126).
+    #[error(
+        "failed to create task for container {name}: unable to start container process: {reason}"
+    )]
+    CannotExec {
+        name: String,
+        code: i64,
+        reason: String,
+    },
     #[error("cannot publish port {port} of container {name}: {reason}")]
     Publish {
         name: String,

@@ -207,6 +207,19 @@ fn docker_cli_runs_linux_containers_with_env_exit_codes_and_stdin() {
     child.stdin.take().unwrap().write_all(b"piped\n").unwrap();
     let out = child.wait_with_output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "piped\n");
+    // A command that is not there, or cannot run: the docker CLI reads
+    // ketchd's words as it reads dockerd's, and `--rm` returns.
+    let r = dk.run(&["run", "--rm", "busybox", "nosuchcmd"]);
+    assert_eq!(r.code, 127, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("exec: \"nosuchcmd\": executable file not found in $PATH"),
+        "{}",
+        r.stderr
+    );
+    let r = dk.run(&["run", "--rm", "busybox", "/etc/passwd"]);
+    assert_eq!(r.code, 126, "{}", r.stderr);
+    assert_eq!(dk.ok(&["ps", "-aq"]), "");
 }
 
 /// `web`: busybox httpd serving "page" on `port` of 127.0.0.1, with a
@@ -403,7 +416,7 @@ services:
     image: http-hello
     healthcheck:
       test: ["CMD", "http://localhost/health"]
-      interval: 500ms
+      interval: 1s
   web:
     image: busybox
     command: httpd -f -p 8080 -h /www
@@ -411,7 +424,7 @@ services:
     stop_grace_period: 1s
     healthcheck:
       test: wget -qO- http://127.0.0.1:8080/ >/dev/null
-      interval: 500ms
+      interval: 1s
   client:
     image: busybox
     command: sh -c 'while true; do wget -qO- http://api/from-compose > /data/api; wget -qO- http://web:8080/ > /data/web; echo round; sleep 1; done'
@@ -465,13 +478,13 @@ volumes:
         let line = ps.lines().find(|l| l.starts_with(svc)).unwrap_or("");
         assert!(line.contains("(healthy)"), "{svc}: {ps}");
     }
-    d.eventually(20, "the client reaches api and web by name", answers);
+    d.eventually(60, "the client reaches api and web by name", answers);
     assert!(ok(&["logs", "client"]).contains("round"));
 
     // restart, stop and start: after each the names resolve again.
     ok(&["restart"]);
     ok(&["exec", "-T", "client", "rm", "/data/api", "/data/web"]);
-    d.eventually(20, "the names after a restart", answers);
+    d.eventually(60, "the names after a restart", answers);
     let api_ip = d
         .ketch(&[
             "inspect",
@@ -490,7 +503,7 @@ volumes:
     assert!(!String::from_utf8_lossy(&addrs.stdout).contains(&held));
     ok(&["start"]);
     ok(&["exec", "-T", "client", "rm", "-f", "/data/api", "/data/web"]);
-    d.eventually(20, "the names after stop and start", answers);
+    d.eventually(60, "the names after stop and start", answers);
 
     ok(&["down", "-v"]);
     assert_eq!(d.ketch(&["ps", "-aq"]).ok(), "");

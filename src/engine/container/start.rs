@@ -21,6 +21,19 @@ impl Engine {
         let _op = c.op.lock().await;
         c.check("start", |s| s.can_start())?;
         let started = self.start_container(&c).await;
+        if let Err(EngineError::Runtime(crate::runtime::RuntimeError::CannotExec {
+            code,
+            reason,
+            ..
+        })) = &started
+        {
+            // As Docker: the container keeps the exit code the command
+            // would have had, and why.
+            let (code, reason) = (*code, reason.clone());
+            if let Err(e) = c.update(|r| r.state.start_failed(code, reason)).await {
+                tracing::warn!("cannot record the failed start of {}: {e}", c.name());
+            }
+        }
         if started.is_err() && c.record().host_config.auto_remove {
             // As Docker: an --rm container that cannot start is removed, so
             // `run --rm` waiting for its removal returns.

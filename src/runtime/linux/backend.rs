@@ -266,6 +266,11 @@ impl Backend for LinuxBackend {
                     image: run.image.clone(),
                     reason,
                 },
+                RuntimeError::CannotExec { code, reason, .. } => RuntimeError::CannotExec {
+                    name: run.name.clone(),
+                    code,
+                    reason,
+                },
                 e => e,
             })?;
         // Either may be gone already: a container that exits at once is

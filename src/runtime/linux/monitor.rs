@@ -33,6 +33,12 @@ use std::path::Path;
 pub enum Report {
     Started(Pids),
     Failed(String),
+    /// The command is not there or cannot be run, with Docker's exit
+    /// status for it and runc's words.
+    CannotExec {
+        code: i64,
+        reason: String,
+    },
 }
 
 fn report(r: &Report) {
@@ -93,6 +99,10 @@ pub fn main(run_dir: &Path) -> i32 {
     }
     let running = match start(run_dir, &cfg) {
         Ok(r) => r,
+        Err(StepError::CannotExec { code, reason }) => {
+            report(&Report::CannotExec { code, reason });
+            return 1;
+        }
         Err(e) => {
             report(&Report::Failed(e.to_string()));
             return 1;
@@ -176,6 +186,7 @@ fn start(run_dir: &Path, cfg: &MonitorConfig) -> Result<Running, StepError> {
     if !cfg.workdir.is_empty() {
         make_workdir(&rootfs, &cfg.workdir);
     }
+    check_command(&rootfs, &cfg.bundle.join("config.json"))?;
     let (out_r, out_w) = sys::pipe().step("pipe")?;
     let (err_r, err_w) = sys::pipe().step("pipe")?;
     // `-t`: the container's init makes a pty and sends its master here.
@@ -290,6 +301,82 @@ fn make_workdir(rootfs: &Path, workdir: &str) {
     };
     if let Ok(root) = crate::confine::Root::open(rootfs) {
         let _ = root.dir_nofollow(&rel, true);
+    }
+}
+
+/// The search path a process without `PATH` gets, as runc's.
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Find the process's command in the container's root as `execve` would
+/// (a name through `PATH`, a path as given, from the working directory),
+/// every symlink resolved inside the root; refuse it with runc's words and
+/// Docker's exit status when it is missing (127) or cannot be run (126).
+fn check_command(rootfs: &Path, spec: &Path) -> Result<(), StepError> {
+    let spec = oci_spec::runtime::Spec::load(spec).step("reading the container's spec")?;
+    let Some(process) = spec.process() else {
+        return Ok(());
+    };
+    let Some(cmd) = process.args().as_ref().and_then(|a| a.first()) else {
+        return Ok(());
+    };
+    let root = crate::confine::Root::open(rootfs).step("opening the container's root")?;
+    let cwd = process.cwd().to_string_lossy().into_owned();
+    let at = |p: &str| -> String {
+        if p.starts_with('/') {
+            p.to_string()
+        } else {
+            format!("{}/{p}", cwd.trim_end_matches('/'))
+        }
+    };
+    let denied = |code: i64, why: String| {
+        Err(StepError::CannotExec {
+            code,
+            reason: format!("exec: {cmd:?}: {why}"),
+        })
+    };
+    if cmd.contains('/') {
+        return match executable(&root, &at(cmd)) {
+            Ok(true) => Ok(()),
+            Ok(false) => denied(126, "permission denied".into()),
+            Err(Missing::Dir) => denied(126, "is a directory".into()),
+            Err(Missing::Absent) => denied(127, format!("stat {cmd}: no such file or directory")),
+        };
+    }
+    let path = process
+        .env()
+        .iter()
+        .flatten()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or(DEFAULT_PATH)
+        .to_string();
+    let found = path
+        .split(':')
+        .map(|d| if d.is_empty() { "." } else { d })
+        .any(|d| matches!(executable(&root, &at(&format!("{d}/{cmd}"))), Ok(true)));
+    if found {
+        Ok(())
+    } else {
+        denied(127, "executable file not found in $PATH".into())
+    }
+}
+
+/// Why a command's path names nothing to run.
+enum Missing {
+    Absent,
+    Dir,
+}
+
+/// Is `path` in the root a regular file with an execute bit?
+fn executable(root: &crate::confine::Root, path: &str) -> Result<bool, Missing> {
+    use rustix::fs::{FileType, OFlags};
+    let fd = root
+        .open_in_root(path.as_bytes(), OFlags::PATH)
+        .map_err(|_| Missing::Absent)?;
+    let st = rustix::fs::fstat(&fd).map_err(|_| Missing::Absent)?;
+    match FileType::from_raw_mode(st.st_mode) {
+        FileType::Directory => Err(Missing::Dir),
+        FileType::RegularFile => Ok(st.st_mode & 0o111 != 0),
+        _ => Ok(false),
     }
 }
 

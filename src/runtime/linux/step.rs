@@ -18,6 +18,10 @@ pub enum StepError {
     /// Something a step needs is not there.
     #[error("{0}")]
     Missing(String),
+    /// The container's command cannot be run: `code` is Docker's exit
+    /// status for that (127 not found, 126 not executable).
+    #[error("{reason}")]
+    CannotExec { code: i64, reason: String },
 }
 
 impl StepError {

@@ -83,6 +83,11 @@ impl LinuxBackend {
         match serde_json::from_slice::<monitor::Report>(line.trim_ascii_end()) {
             Ok(monitor::Report::Started(pids)) => Ok(pids),
             Ok(monitor::Report::Failed(reason)) => Err(failed(reason)),
+            Ok(monitor::Report::CannotExec { code, reason }) => Err(RuntimeError::CannotExec {
+                name: run_dir.display().to_string(),
+                code,
+                reason,
+            }),
             Err(_) => {
                 let log = std::fs::read_to_string(&errlog).unwrap_or_default();
                 Err(failed(format!(

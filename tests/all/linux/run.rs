@@ -186,7 +186,7 @@ fn a_missing_command_is_a_clear_error_naming_it() {
     require!(linux());
     let d = daemon();
     let r = d.ketch(&["run", "--rm", "busybox", "no-such-cmd"]);
-    assert_eq!(r.code, 125);
+    assert_eq!(r.code, 127);
     assert!(r.stderr.contains("no-such-cmd"), "{}", r.stderr);
 }
 
@@ -483,4 +483,60 @@ fn a_clean_shutdown_stops_containers_unless_live_restore_keeps_linux_ones() {
     assert_eq!(d.state("guest"), "exited");
     d.ketch(&["stop", "-t", "1", "sleeper"]).ok();
     assert_eq!(d.state("sleeper"), "exited");
+}
+
+#[test]
+fn a_command_that_cannot_run_exits_126_or_127_with_runcs_words() {
+    require!(linux());
+    let d = daemon();
+    for (cmd, code, words) in [
+        (
+            "nosuchcmd",
+            127,
+            "exec: \"nosuchcmd\": executable file not found in $PATH",
+        ),
+        (
+            "/nope",
+            127,
+            "exec: \"/nope\": stat /nope: no such file or directory",
+        ),
+        (
+            "/etc/passwd",
+            126,
+            "exec: \"/etc/passwd\": permission denied",
+        ),
+        ("/etc", 126, "exec: \"/etc\": is a directory"),
+    ] {
+        let r = d.ketch(&["run", "--rm", "busybox", cmd]);
+        assert_eq!(r.code, code, "{cmd}: {}", r.stderr);
+        assert!(r.stderr.contains(words), "{cmd}: {}", r.stderr);
+    }
+    // --rm removed each; without it, the container stays created with the
+    // code and the reason, as Docker keeps them.
+    assert_eq!(d.ketch(&["ps", "-aq"]).ok(), "");
+    let r = d.ketch(&["run", "--name", "kept", "busybox", "nosuchcmd"]);
+    assert_eq!(r.code, 127);
+    let state = d
+        .ketch(&[
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.State.ExitCode}} {{.State.Error}}",
+            "kept",
+        ])
+        .ok();
+    assert!(
+        state.starts_with("created 127 ") && state.contains("executable file not found"),
+        "{state}"
+    );
+    // `start` fails as Docker's does: 1, with the same words.
+    let r = d.ketch(&["start", "kept"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("executable file not found"),
+        "{}",
+        r.stderr
+    );
+    // A command found through PATH, or by a symlink inside the root, runs.
+    assert_eq!(d.ketch(&["run", "--rm", "busybox", "true"]).code, 0);
+    assert_eq!(d.ketch(&["run", "--rm", "busybox", "/bin/true"]).code, 0);
 }
