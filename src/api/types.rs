@@ -205,6 +205,18 @@ impl Default for LogConfig {
     }
 }
 
+/// One entry of `GET /images/{name}/history`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct HistoryItem {
+    pub id: String,
+    pub created: i64,
+    pub created_by: String,
+    pub tags: Option<Vec<String>>,
+    pub size: i64,
+    pub comment: String,
+}
+
 /// `POST /containers/create` body.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]

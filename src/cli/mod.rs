@@ -54,6 +54,10 @@ pub enum Command {
     Kill(Lazy<commands::lifecycle::KillArgs>),
     /// Pause all processes within one or more containers
     Pause(Lazy<commands::lifecycle::Names>),
+    /// Rename a container
+    Rename(Lazy<commands::lifecycle::RenameArgs>),
+    /// Show the history of an image
+    History(Lazy<commands::images::HistoryArgs>),
     /// Unpause all processes within one or more containers
     Unpause(Lazy<commands::lifecycle::Names>),
     /// Block until containers stop, then print their exit codes
@@ -230,6 +234,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Restart(a) => commands::lifecycle::stop(&client, a.0, "restart").await,
         Kill(a) => commands::lifecycle::kill(&client, a.0).await,
         Pause(a) => commands::lifecycle::simple(&client, a.0, "pause").await,
+        Rename(a) => commands::lifecycle::rename(&client, a.0).await,
+        History(a) => commands::images::history(&client, a.0).await,
         Unpause(a) => commands::lifecycle::simple(&client, a.0, "unpause").await,
         Wait(a) => commands::lifecycle::wait(&client, a.0).await,
         Logs(a) => commands::logs::run(&client, a.0).await,

@@ -240,6 +240,7 @@ pub async fn action(engine: &Arc<Engine>, id: &str, action: &str, q: &Query) -> 
         "pause" => engine.pause(id).await,
         "unpause" => engine.unpause(id).await,
         "resize" => dimensions(q).and_then(|(h, w)| engine.resize(id, h, w)),
+        "rename" => engine.rename(id, q.get("name").unwrap_or("")).await,
         _ => {
             return refuse(&RequestError::NoRoute {
                 method: "POST".into(),

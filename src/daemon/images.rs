@@ -105,6 +105,13 @@ pub async fn inspect(engine: &Arc<Engine>, name: &str) -> Resp {
     }
 }
 
+pub async fn history(engine: &Arc<Engine>, name: &str) -> Resp {
+    match engine.image(name).await {
+        Ok(img) => json(StatusCode::OK, &view::image_history(&img)),
+        Err(e) => error(&e),
+    }
+}
+
 pub async fn tag(engine: &Arc<Engine>, name: &str, q: &Query) -> Resp {
     let repo = q.get("repo").unwrap_or("");
     let tag = q.get("tag").filter(|t| !t.is_empty()).unwrap_or("latest");

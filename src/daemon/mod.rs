@@ -197,6 +197,9 @@ async fn dispatch(engine: Arc<Engine>, req: Request<Incoming>) -> Resp {
             (&Method::GET, r) if r.ends_with("/json") => {
                 return images::inspect(&engine, &r[..r.len() - 5]).await
             }
+            (&Method::GET, r) if r.ends_with("/history") => {
+                return images::history(&engine, &r[..r.len() - 8]).await
+            }
             (&Method::GET, r) if r.ends_with("/get") => {
                 return images::save_one(&engine, &r[..r.len() - 4]).await
             }

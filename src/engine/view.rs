@@ -306,6 +306,61 @@ fn created_of(img: &Image) -> Option<DateTime<Utc>> {
         .map(|d| d.with_timezone(&Utc))
 }
 
+/// `GET /images/{name}/history`: the config's history, newest first, each
+/// step that made a layer with that layer's size; the newest names the
+/// image and its tags, the others are `<missing>` (as Docker shows steps
+/// of a pulled image).
+pub fn image_history(img: &Image) -> Vec<HistoryItem> {
+    let mut layers = img.manifest.layers().iter().map(|l| l.size() as i64);
+    let parse = |t: &Option<String>| {
+        t.as_deref()
+            .and_then(|c| DateTime::parse_from_rfc3339(c).ok())
+            .map_or(0, |d| d.timestamp())
+    };
+    let mut out: Vec<HistoryItem> = img
+        .config
+        .history()
+        .iter()
+        .flatten()
+        .map(|h| HistoryItem {
+            id: "<missing>".into(),
+            created: parse(h.created()),
+            created_by: h.created_by().clone().unwrap_or_default(),
+            tags: None,
+            size: if h.empty_layer().unwrap_or(false) {
+                0
+            } else {
+                layers.next().unwrap_or(0)
+            },
+            comment: h.comment().clone().unwrap_or_default(),
+        })
+        .collect();
+    // Layers the history does not account for (an image without one).
+    let created = created_of(img).map_or(0, |d| d.timestamp());
+    out.extend(layers.map(|size| HistoryItem {
+        id: "<missing>".into(),
+        created,
+        size,
+        ..Default::default()
+    }));
+    out.reverse();
+    if out.is_empty() {
+        out.push(HistoryItem {
+            created,
+            ..Default::default()
+        });
+    }
+    out[0].id = img.id.to_string();
+    let tags: Vec<String> = img
+        .refs
+        .iter()
+        .filter(|r| r.tag.is_some())
+        .map(|r| r.familiar())
+        .collect();
+    out[0].tags = (!tags.is_empty()).then_some(tags);
+    out
+}
+
 pub fn image_summary(img: &Image, containers: i64) -> ImageSummary {
     let c = img.config.config().clone().unwrap_or_default();
     ImageSummary {

@@ -18,5 +18,6 @@ mod logging;
 mod plugins;
 mod registry;
 mod sdk;
+mod verbs;
 mod wasm;
 mod wasm_net;

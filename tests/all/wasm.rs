@@ -173,7 +173,11 @@ fn invalid_wasm_is_refused_at_create() {
         // The Linux backend takes it, and cannot run the script (COPY left
         // it without an execute bit): 126, as Docker.
         assert_eq!(r.code, 126, "{}", r.stderr);
-        assert!(r.stderr.contains("\"/run.sh\": permission denied"), "{}", r.stderr);
+        assert!(
+            r.stderr.contains("\"/run.sh\": permission denied"),
+            "{}",
+            r.stderr
+        );
     } else {
         assert_eq!(r.code, 125);
         assert!(r.stderr.contains("textonly"), "{}", r.stderr);

@@ -132,6 +132,60 @@ pub async fn rmi(c: &Client, a: RmiArgs) -> anyhow::Result<i32> {
     Ok(code)
 }
 
+#[derive(clap::Args, Debug)]
+pub struct HistoryArgs {
+    /// Don't truncate output
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// Only show image IDs
+    #[arg(short, long)]
+    pub quiet: bool,
+    pub image: String,
+}
+
+pub async fn history(c: &Client, a: HistoryArgs) -> anyhow::Result<i32> {
+    let items: Vec<crate::api::types::HistoryItem> =
+        c.get_json(&format!("/images/{}/history", a.image)).await?;
+    let short = |id: &str| {
+        if a.no_trunc || id == "<missing>" {
+            id.to_string()
+        } else {
+            id.trim_start_matches("sha256:").chars().take(12).collect()
+        }
+    };
+    if a.quiet {
+        for i in &items {
+            println!("{}", short(&i.id));
+        }
+        return Ok(0);
+    }
+    let rows: Vec<Vec<String>> = items
+        .iter()
+        .map(|i| {
+            let by = if a.no_trunc || i.created_by.chars().count() <= 45 {
+                i.created_by.clone()
+            } else {
+                format!("{}…", i.created_by.chars().take(44).collect::<String>())
+            };
+            vec![
+                short(&i.id),
+                ago(i.created),
+                by,
+                human_size(i.size),
+                i.comment.clone(),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        table(
+            &["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"],
+            &rows
+        )
+    );
+    Ok(0)
+}
+
 pub async fn tag(c: &Client, a: TagArgs) -> anyhow::Result<i32> {
     let target = ImageRef::parse(&a.target).map_err(anyhow::Error::msg)?;
     let tag = target.tag.clone().unwrap_or_else(|| "latest".into());

@@ -86,6 +86,22 @@ pub async fn simple(c: &Client, a: Names, verb: &str) -> anyhow::Result<i32> {
     .await
 }
 
+#[derive(clap::Args, Debug)]
+pub struct RenameArgs {
+    pub container: String,
+    pub new_name: String,
+}
+
+pub async fn rename(c: &Client, a: RenameArgs) -> anyhow::Result<i32> {
+    let path = format!(
+        "/containers/{}/rename?name={}",
+        enc(&a.container),
+        enc(&a.new_name)
+    );
+    c.post(&path).await?;
+    Ok(0)
+}
+
 pub async fn rm(c: &Client, a: RmArgs) -> anyhow::Result<i32> {
     let force = if a.force { "?force=1" } else { "" };
     each(&a.containers, |n| {

@@ -8,6 +8,7 @@ mod kill;
 mod observe;
 mod pause;
 mod remove;
+mod rename;
 mod restart;
 mod start;
 mod stop;
