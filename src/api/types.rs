@@ -205,6 +205,15 @@ impl Default for LogConfig {
     }
 }
 
+/// One entry of `GET /containers/{id}/changes`: `Kind` 0 modified, 1
+/// added, 2 deleted.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ContainerChange {
+    pub path: String,
+    pub kind: u8,
+}
+
 /// One entry of `GET /images/{name}/history`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "PascalCase", default)]

@@ -267,6 +267,10 @@ async fn dispatch(engine: Arc<Engine>, req: Request<Incoming>) -> Resp {
             Ok(pids) => http::json(StatusCode::OK, &crate::engine::view::top(&pids)),
             Err(e) => http::error(&e),
         },
+        (&Method::GET, ["containers", id, "changes"]) => match engine.changes(id).await {
+            Ok(c) => http::json(hyper::StatusCode::OK, &c),
+            Err(e) => http::error(&e),
+        },
         (&Method::GET, ["containers", id, "stats"]) => containers::stats(&engine, id, &q).await,
         (&Method::POST, ["containers", id, "wait"]) => containers::wait(&engine, id, &q),
         (&Method::POST, ["containers", id, action]) => {

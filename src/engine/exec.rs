@@ -219,6 +219,18 @@ impl Engine {
         lock(&self.execs).retain(|_, e| e.container != *container);
     }
 
+    /// `diff`: what the container changed in its root filesystem, sorted
+    /// by path.
+    pub async fn changes(
+        self: &Arc<Self>,
+        name: &str,
+    ) -> Result<Vec<crate::api::types::ContainerChange>, EngineError> {
+        let c = self.lookup(name)?;
+        let rec = c.record();
+        let backend = self.backends.for_platform(&rec.platform, &rec.image)?;
+        backend.changes(self, &c, &rec).await
+    }
+
     /// `cp`: the helper command that reads or writes a container's files
     /// (`mode` is `stat`, `get` or `put`).
     pub async fn copy_command(

@@ -68,3 +68,24 @@ pub async fn run(c: &Client, a: Args) -> anyhow::Result<i32> {
     }
     Ok(code)
 }
+
+#[derive(clap::Args, Debug)]
+pub struct DiffArgs {
+    pub container: String,
+}
+
+/// `diff`: `A`dded, `C`hanged and `D`eleted paths, as Docker prints them.
+pub async fn diff(c: &Client, a: DiffArgs) -> anyhow::Result<i32> {
+    let changes: Vec<crate::api::types::ContainerChange> = c
+        .get_json(&format!("/containers/{}/changes", enc(&a.container)))
+        .await?;
+    for ch in changes {
+        let k = match ch.kind {
+            0 => 'C',
+            1 => 'A',
+            _ => 'D',
+        };
+        println!("{k} {}", ch.path);
+    }
+    Ok(0)
+}

@@ -149,6 +149,20 @@ pub(crate) trait Backend: Send + Sync {
         Box::pin(async move { Err(e) })
     }
 
+    /// `diff`: what the container changed in its root filesystem.
+    fn changes<'a>(
+        &'a self,
+        _engine: &'a Arc<Engine>,
+        _c: &'a Container,
+        rec: &'a Record,
+    ) -> BoxFuture<'a, Result<Vec<crate::api::types::ContainerChange>, EngineError>> {
+        let e = EngineError::InvalidArgument(format!(
+            "container {}: a Wasm container has no root filesystem of its own to diff: it changes only the directories it is granted",
+            rec.name
+        ));
+        Box::pin(async move { Err(e) })
+    }
+
     /// Whatever a removed (or lost) container may have left behind.
     fn cleanup(&self, _rec: &Record) {}
 }

@@ -540,3 +540,53 @@ fn a_command_that_cannot_run_exits_126_or_127_with_runcs_words() {
     assert_eq!(d.ketch(&["run", "--rm", "busybox", "true"]).code, 0);
     assert_eq!(d.ketch(&["run", "--rm", "busybox", "/bin/true"]).code, 0);
 }
+
+#[test]
+fn diff_lists_what_the_container_added_changed_and_deleted() {
+    require!(linux());
+    let d = daemon();
+    let r = d.ketch(&[
+        "run",
+        "--name",
+        "changer",
+        "busybox",
+        "sh",
+        "-c",
+        "mkdir -p /new/deep && echo x > /new/deep/f && echo y >> /etc/passwd && rm /etc/group",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let out = d.ketch(&["diff", "changer"]).ok();
+    let lines: Vec<&str> = out.lines().collect();
+    for want in [
+        "A /new",
+        "A /new/deep",
+        "A /new/deep/f",
+        "C /etc",
+        "C /etc/passwd",
+        "D /etc/group",
+    ] {
+        assert!(lines.contains(&want), "{want} missing from:\n{out}");
+    }
+    // Through the API, as Docker's shape.
+    let (code, body) = d.http("GET", "/containers/changer/changes", "");
+    assert_eq!(code, 200);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        v.as_array()
+            .unwrap()
+            .contains(&serde_json::json!({"Path": "/etc/group", "Kind": 2})),
+        "{body}"
+    );
+    // A container that changed nothing has no changes; a Wasm one says why.
+    d.ketch(&["create", "--name", "fresh", "busybox", "true"])
+        .ok();
+    assert_eq!(d.ketch(&["diff", "fresh"]).ok(), "");
+    d.wat_image("spin", SPIN_WAT);
+    d.ketch(&["create", "--name", "guest", "spin"]).ok();
+    let r = d.ketch(&["diff", "guest"]);
+    assert!(
+        r.stderr.contains("no root filesystem of its own"),
+        "{}",
+        r.stderr
+    );
+}

@@ -3,6 +3,7 @@
 //! containers up again after a ketchd restart.
 
 mod build;
+mod diff;
 pub mod exec;
 pub(crate) mod net;
 mod user;
@@ -272,6 +273,15 @@ impl Backend for LinuxAdapter {
         path: &'a str,
     ) -> BoxFuture<'a, Result<tokio::process::Command, EngineError>> {
         Box::pin(self.copy(engine, c, rec, mode, path))
+    }
+
+    fn changes<'a>(
+        &'a self,
+        engine: &'a Arc<Engine>,
+        c: &'a Container,
+        rec: &'a Record,
+    ) -> BoxFuture<'a, Result<Vec<crate::api::types::ContainerChange>, EngineError>> {
+        Box::pin(self.changes(engine, c, rec))
     }
 
     /// A killed monitor's cgroup and runtime state.
