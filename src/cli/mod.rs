@@ -58,6 +58,8 @@ pub enum Command {
     Rename(Lazy<commands::lifecycle::RenameArgs>),
     /// Inspect changes to files or directories on a container's filesystem
     Diff(Lazy<commands::inspect::DiffArgs>),
+    /// Export a container's filesystem as a tar archive
+    Export(Lazy<commands::archive::ExportArgs>),
     /// Show the history of an image
     History(Lazy<commands::images::HistoryArgs>),
     /// Unpause all processes within one or more containers
@@ -238,6 +240,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Pause(a) => commands::lifecycle::simple(&client, a.0, "pause").await,
         Rename(a) => commands::lifecycle::rename(&client, a.0).await,
         Diff(a) => commands::inspect::diff(&client, a.0).await,
+        Export(a) => commands::archive::export(&client, a.0).await,
         History(a) => commands::images::history(&client, a.0).await,
         Unpause(a) => commands::lifecycle::simple(&client, a.0, "unpause").await,
         Wait(a) => commands::lifecycle::wait(&client, a.0).await,

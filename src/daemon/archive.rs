@@ -68,29 +68,59 @@ pub async fn get(engine: &std::sync::Arc<Engine>, id: &str, q: &Query, method: &
         Ok(Err(e)) => return refuse(&RequestError::io("running the cp helper")(e)),
         Err(e) => return error(&e),
     };
-    let Some(mut stdout) = child.stdout.take() else {
+    let Some(stdout) = child.stdout.take() else {
         return refuse(&RequestError::io("running the cp helper")(
             std::io::Error::other("its stdout is not a pipe"),
         ));
     };
     let (tx, mut resp) = stream("application/x-tar");
     resp.headers_mut().insert(STAT_HEADER, stat);
-    tokio::spawn(async move {
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            match stdout.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    if tx.send(Bytes::copy_from_slice(&buf[..n])).await.is_err() {
-                        let _ = child.kill().await;
-                        break;
-                    }
+    tokio::spawn(relay_tar(stdout, child, tx));
+    resp
+}
+
+/// `GET /containers/{id}/export`: the container's root filesystem as a
+/// tar, streamed from the cp helper.
+pub async fn export(engine: &std::sync::Arc<Engine>, id: &str) -> Resp {
+    let mut child = match engine.copy_command(id, "export", "/").await.map(|mut c| {
+        c.stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .stdin(Stdio::null())
+            .spawn()
+    }) {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => return refuse(&RequestError::io("running the cp helper")(e)),
+        Err(e) => return error(&e),
+    };
+    let Some(stdout) = child.stdout.take() else {
+        return refuse(&RequestError::io("running the cp helper")(
+            std::io::Error::other("its stdout is not a pipe"),
+        ));
+    };
+    let (tx, resp) = stream("application/x-tar");
+    tokio::spawn(relay_tar(stdout, child, tx));
+    resp
+}
+
+/// Send the helper's tar as it comes; kill it if the client goes.
+async fn relay_tar(
+    mut stdout: tokio::process::ChildStdout,
+    mut child: tokio::process::Child,
+    tx: tokio::sync::mpsc::Sender<Bytes>,
+) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match stdout.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if tx.send(Bytes::copy_from_slice(&buf[..n])).await.is_err() {
+                    let _ = child.kill().await;
+                    break;
                 }
             }
         }
-        let _ = child.wait().await;
-    });
-    resp
+    }
+    let _ = child.wait().await;
 }
 
 pub async fn put(engine: &std::sync::Arc<Engine>, id: &str, q: &Query, body: Incoming) -> Resp {

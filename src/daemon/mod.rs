@@ -267,6 +267,7 @@ async fn dispatch(engine: Arc<Engine>, req: Request<Incoming>) -> Resp {
             Ok(pids) => http::json(StatusCode::OK, &crate::engine::view::top(&pids)),
             Err(e) => http::error(&e),
         },
+        (&Method::GET, ["containers", id, "export"]) => archive::export(&engine, id).await,
         (&Method::GET, ["containers", id, "changes"]) => match engine.changes(id).await {
             Ok(c) => http::json(hyper::StatusCode::OK, &c),
             Err(e) => http::error(&e),

@@ -231,8 +231,8 @@ impl Engine {
         backend.changes(self, &c, &rec).await
     }
 
-    /// `cp`: the helper command that reads or writes a container's files
-    /// (`mode` is `stat`, `get` or `put`).
+    /// `cp` and `export`: the helper command that reads or writes a
+    /// container's files (`mode` is `stat`, `get`, `put` or `export`).
     pub async fn copy_command(
         self: &Arc<Self>,
         name: &str,
@@ -243,7 +243,14 @@ impl Engine {
         let rec = c.record();
         let backend = rec.kind().and_then(|k| self.backends.get(k));
         let Some(backend) = backend.filter(|b| b.caps().exec) else {
-            return Err(no_exec(&rec, "cp", "grant a volume instead"));
+            return Err(match mode {
+                "export" => no_exec(
+                    &rec,
+                    "export",
+                    "its files are the directories it is granted",
+                ),
+                _ => no_exec(&rec, "cp", "grant a volume instead"),
+            });
         };
         if !path.starts_with('/') {
             return Err(EngineError::InvalidArgument(format!(
@@ -264,10 +271,10 @@ fn no_exec(rec: &super::Record, verb: &str, wasm_hint: &str) -> EngineError {
             rec.name
         ));
     }
-    let what = if verb == "cp" {
-        "cp is not supported for Wasm containers"
-    } else {
-        "exec is not supported in a Wasm container"
+    let what = match verb {
+        "cp" => "cp is not supported for Wasm containers",
+        "export" => "export is not supported for Wasm containers",
+        _ => "exec is not supported in a Wasm container",
     };
     EngineError::InvalidArgument(format!("container {}: {what} ({wasm_hint})", rec.name))
 }

@@ -26,34 +26,67 @@ pub struct LoadArgs {
 }
 
 pub async fn save(c: &Client, a: SaveArgs) -> anyhow::Result<i32> {
-    let mut out: Box<dyn Write> = match &a.output {
-        Some(p) => Box::new(std::fs::File::create(p).with_context(|| format!("creating {p}"))?),
-        None => {
-            if std::io::stdout().is_terminal() {
-                bail!("cowardly refusing to save to a terminal. Use the -o flag or redirect");
-            }
-            Box::new(std::io::stdout().lock())
-        }
-    };
     let q: Vec<String> = a
         .images
         .iter()
         .map(|n| format!("names={}", super::enc(n)))
         .collect();
+    download(
+        c,
+        &format!("/images/get?{}", q.join("&")),
+        a.output.as_deref(),
+    )
+    .await
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ExportArgs {
+    /// Write to a file, instead of STDOUT
+    #[arg(short, long)]
+    pub output: Option<String>,
+    pub container: String,
+}
+
+/// `export`: a container's root filesystem as a tar.
+pub async fn export(c: &Client, a: ExportArgs) -> anyhow::Result<i32> {
+    let path = format!("/containers/{}/export", super::enc(&a.container));
+    download(c, &path, a.output.as_deref()).await
+}
+
+/// GET `path` into `output` (written beside it and renamed into place
+/// once whole, so a failure leaves no half-written file) or stdout (never
+/// a terminal).
+async fn download(c: &Client, path: &str, output: Option<&str>) -> anyhow::Result<i32> {
+    if output.is_none() && std::io::stdout().is_terminal() {
+        bail!("cowardly refusing to save to a terminal. Use the -o flag or redirect");
+    }
     let resp = c
-        .send(
-            hyper::Method::GET,
-            &format!("/images/get?{}", q.join("&")),
-            bytes::Bytes::new(),
-            None,
-        )
+        .send(hyper::Method::GET, path, bytes::Bytes::new(), None)
         .await?;
     let mut body = resp.into_body();
-    while let Some(chunk) = next_chunk(&mut body).await {
-        out.write_all(&chunk?)?;
+    let Some(p) = output else {
+        let mut out = std::io::stdout().lock();
+        while let Some(chunk) = next_chunk(&mut body).await {
+            out.write_all(&chunk?)?;
+        }
+        out.flush()?;
+        return Ok(0);
+    };
+    let part = format!("{p}.part-{:08x}", rand::random::<u32>());
+    let written = async {
+        let mut out = std::fs::File::create(&part).with_context(|| format!("creating {part}"))?;
+        while let Some(chunk) = next_chunk(&mut body).await {
+            out.write_all(&chunk?)?;
+        }
+        out.sync_all()?;
+        std::fs::rename(&part, p).with_context(|| format!("writing {p}"))?;
+        anyhow::Ok(())
     }
-    out.flush()?;
-    Ok(0)
+    .await;
+    if written.is_err() {
+        let _ = std::fs::remove_file(&part);
+    }
+    written.map(|()| 0)
 }
 
 pub async fn load(c: &Client, a: LoadArgs) -> anyhow::Result<i32> {

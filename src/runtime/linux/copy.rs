@@ -157,6 +157,35 @@ fn enter(pid: i32) -> std::io::Result<()> {
     std::env::set_current_dir("/")
 }
 
+/// `export`: the container's root filesystem as a tar, names relative to
+/// `/`, without what is mounted on it (`/proc`, `/sys`, `/dev`, volumes,
+/// the hosts files): only what is on the root's own filesystem, as
+/// Docker's export has the image's layers and the container's changes.
+fn export<W: std::io::Write>(b: &mut tar::Builder<W>) -> std::io::Result<()> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let root_dev = std::fs::symlink_metadata("/")?.dev();
+    let mut stack = vec![std::path::PathBuf::from("/")];
+    while let Some(dir) = stack.pop() {
+        let mut names: Vec<_> = std::fs::read_dir(&dir)?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<std::io::Result<_>>()?;
+        names.sort();
+        for name in names.into_iter().rev() {
+            let path = dir.join(&name);
+            let m = std::fs::symlink_metadata(&path)?;
+            if m.dev() != root_dev || m.file_type().is_socket() {
+                continue;
+            }
+            let rel = path.strip_prefix("/").unwrap_or(&path);
+            b.append_path_with_name(&path, rel)?;
+            if m.is_dir() {
+                stack.push(path);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Entry point of `ketch-monitor cp MODE PID PATH`. Exit status 2 means the path
 /// does not exist (a 404), 1 any other failure (its message on stderr).
 pub fn main(mode: &str, pid: &str, path: &str) -> i32 {
@@ -204,6 +233,18 @@ pub fn main(mode: &str, pid: &str, path: &str) -> i32 {
             match r.and_then(|()| b.into_inner()).and_then(|mut w| w.flush()) {
                 Ok(()) => 0,
                 Err(e) => fail(1, format!("archiving {path}: {e}")),
+            }
+        }
+        "export" => {
+            let out = std::io::stdout().lock();
+            let mut b = tar::Builder::new(std::io::BufWriter::new(out));
+            b.follow_symlinks(false);
+            match export(&mut b)
+                .and_then(|()| b.into_inner())
+                .and_then(|mut w| w.flush())
+            {
+                Ok(()) => 0,
+                Err(e) => fail(1, format!("exporting the container's root: {e}")),
             }
         }
         "put" => {

@@ -542,7 +542,7 @@ fn a_command_that_cannot_run_exits_126_or_127_with_runcs_words() {
 }
 
 #[test]
-fn diff_lists_what_the_container_added_changed_and_deleted() {
+fn diff_and_export_show_what_the_container_changed() {
     require!(linux());
     let d = daemon();
     let r = d.ketch(&[
@@ -577,6 +577,43 @@ fn diff_lists_what_the_container_added_changed_and_deleted() {
             .contains(&serde_json::json!({"Path": "/etc/group", "Kind": 2})),
         "{body}"
     );
+    // export: the image's files and the container's changes, nothing
+    // mounted on the root; stopped or running.
+    let tar = d.dir.path().join("changer.tar");
+    d.ketch(&["export", "-o", tar.to_str().unwrap(), "changer"])
+        .ok();
+    let names = |tar: &std::path::Path| -> Vec<String> {
+        let mut a = ::tar::Archive::new(std::fs::File::open(tar).unwrap());
+        a.entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().display().to_string())
+            .collect()
+    };
+    let n = names(&tar);
+    for want in ["new/deep/f", "bin/busybox", "etc/passwd"] {
+        assert!(n.iter().any(|p| p == want), "{want} not in {n:?}");
+    }
+    assert!(!n.iter().any(|p| p == "etc/group"), "{n:?}");
+    detached(&d, "live", &[], "echo hi > /live; exec sleep 300");
+    d.eventually(10, "the file", || {
+        d.ketch(&["exec", "live", "cat", "/live"]).stdout == "hi\n"
+    });
+    let tar = d.dir.path().join("live.tar");
+    d.ketch(&["export", "-o", tar.to_str().unwrap(), "live"])
+        .ok();
+    let n = names(&tar);
+    assert!(n.iter().any(|p| p == "live"), "{n:?}");
+    assert!(
+        !n.iter()
+            .any(|p| p.starts_with("proc/") || p.starts_with("sys/")),
+        "{n:?}"
+    );
+    assert!(!std::fs::read_dir(d.dir.path()).unwrap().any(|e| e
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .contains(".part-")));
+
     // A container that changed nothing has no changes; a Wasm one says why.
     d.ketch(&["create", "--name", "fresh", "busybox", "true"])
         .ok();
@@ -586,6 +623,13 @@ fn diff_lists_what_the_container_added_changed_and_deleted() {
     let r = d.ketch(&["diff", "guest"]);
     assert!(
         r.stderr.contains("no root filesystem of its own"),
+        "{}",
+        r.stderr
+    );
+    let r = d.ketch(&["export", "-o", tar.to_str().unwrap(), "guest"]);
+    assert!(
+        r.stderr
+            .contains("export is not supported for Wasm containers"),
         "{}",
         r.stderr
     );
