@@ -24,9 +24,9 @@ use tokio::sync::broadcast::error::RecvError;
 const STATS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 pub async fn create(engine: &Arc<Engine>, q: &Query, body: Incoming) -> Resp {
-    let req: ContainerCreateRequest = match read_json(body, MAX_JSON_BODY).await {
+    let req = match create_request(body).await {
         Ok(r) => r,
-        Err(e) => return error(&e),
+        Err(resp) => return resp,
     };
     match engine.create(q.get("name"), req).await {
         Ok(rec) => json(
@@ -38,6 +38,23 @@ pub async fn create(engine: &Arc<Engine>, q: &Query, body: Incoming) -> Resp {
         ),
         Err(e) => error(&e),
     }
+}
+
+/// A create body: read, its fields checked (see [`super::fields`]), then
+/// typed.
+async fn create_request(body: Incoming) -> Result<ContainerCreateRequest, Resp> {
+    let raw: serde_json::Value = read_json(body, MAX_JSON_BODY)
+        .await
+        .map_err(|e| error(&e))?;
+    if raw.is_null() {
+        return Ok(ContainerCreateRequest::default());
+    }
+    super::fields::check(&raw).map_err(|e| error(&e))?;
+    serde_json::from_value(raw).map_err(|e| {
+        error(&EngineError::InvalidArgument(format!(
+            "invalid JSON in request body: {e}"
+        )))
+    })
 }
 
 /// `POST /containers/run?name=`, ketch's own: create, attach, start and
@@ -55,9 +72,9 @@ pub async fn run(engine: &Arc<Engine>, q: &Query, mut req: Request<Incoming>) ->
         ));
     }
     let on_upgrade = hyper::upgrade::on(&mut req);
-    let body: ContainerCreateRequest = match read_json(req.into_body(), MAX_JSON_BODY).await {
+    let body = match create_request(req.into_body()).await {
         Ok(r) => r,
-        Err(e) => return error(&e),
+        Err(resp) => return resp,
     };
     if body.config.tty || body.config.open_stdin {
         return error(&EngineError::InvalidArgument(

@@ -7,6 +7,7 @@ mod conns;
 mod containers;
 pub mod error;
 mod exec;
+mod fields;
 mod filters;
 pub mod http;
 mod images;

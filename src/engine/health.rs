@@ -114,6 +114,12 @@ impl Timing {
     }
 }
 
+/// Is `c` to be probed now: running, and not being stopped?
+fn probed(c: &Container) -> bool {
+    let rec = c.record();
+    rec.state.status() == Status::Running && !rec.state.manually_stopped()
+}
+
 /// The check to run, if the container has one (not absent, not `NONE`).
 pub(super) fn configured(rec: &Record) -> Option<HealthConfig> {
     rec.config.healthcheck.clone().filter(|h| {
@@ -173,8 +179,8 @@ impl Engine {
                 t.interval
             })
             .await;
-            // A paused container is not probed (nor is one being stopped).
-            if c.record().state.status() != Status::Running {
+            // A paused container is not probed, nor one being stopped.
+            if !probed(c) {
                 continue;
             }
             let out = Arc::new(Captured::default());
@@ -196,11 +202,17 @@ impl Engine {
                         )
                         .as_bytes(),
                     );
-                    self.record_probe(c, &t, started, begun, -1, &out);
+                    if probed(c) {
+                        self.record_probe(c, &t, started, begun, -1, &out);
+                    }
                     continue;
                 }
             };
-            self.record_probe(c, &t, started, begun, code, &out);
+            // A probe that ends as the container is told to stop says
+            // nothing of its health.
+            if probed(c) {
+                self.record_probe(c, &t, started, begun, code, &out);
+            }
         }
     }
 

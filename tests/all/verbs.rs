@@ -90,3 +90,48 @@ fn history_lists_the_build_steps_newest_first() {
     let (code, _) = d.http("GET", "/images/nosuch/history", "");
     assert_eq!(code, 404);
 }
+
+#[test]
+fn fields_ketch_does_not_honour_are_refused_naming_them() {
+    let d = TestDaemon::start();
+    d.wat_image("spin", SPIN_WAT);
+    for (body, field) in [
+        (
+            r#"{"Image":"spin","HostConfig":{"Privileged":true}}"#,
+            "HostConfig.Privileged (true)",
+        ),
+        (
+            r#"{"Image":"spin","HostConfig":{"Dns":["1.1.1.1"]}}"#,
+            "HostConfig.Dns",
+        ),
+        (
+            r#"{"Image":"spin","HostConfig":{"CpusetCpus":"0"}}"#,
+            "HostConfig.CpusetCpus",
+        ),
+        (
+            r#"{"Image":"spin","HostConfig":{"Devices":[{"PathOnHost":"/dev/null"}]}}"#,
+            "HostConfig.Devices",
+        ),
+        (
+            r#"{"Image":"spin","MacAddress":"02:42:ac:11:00:02"}"#,
+            "Config.MacAddress",
+        ),
+        (
+            r#"{"Image":"spin","HostConfig":{"NanoCpus":1000000000}}"#,
+            "NanoCpus (--cpus) applies to Linux containers",
+        ),
+        (
+            r#"{"Image":"spin","HostConfig":{"CapAdd":["NET_ADMIN"]}}"#,
+            "CapAdd (--cap-add) applies to Linux containers",
+        ),
+    ] {
+        let (code, text) = d.http("POST", "/containers/create", body);
+        assert_eq!(code, 400, "{body}: {text}");
+        assert!(text.contains(field), "{body}: {text}");
+    }
+    // What the docker CLI sends for a plain run passes.
+    let plain = r#"{"Image":"spin","Domainname":"","OnBuild":null,"HostConfig":{"Binds":null,"ContainerIDFile":"","LogConfig":{"Type":"","Config":{}},"NetworkMode":"default","PortBindings":{},"RestartPolicy":{"Name":"no","MaximumRetryCount":0},"AutoRemove":false,"VolumeDriver":"","VolumesFrom":null,"ConsoleSize":[0,0],"CgroupnsMode":"","Dns":[],"DnsOptions":[],"DnsSearch":[],"ExtraHosts":null,"GroupAdd":null,"IpcMode":"","Cgroup":"","Links":null,"OomScoreAdj":0,"PidMode":"","Privileged":false,"SecurityOpt":null,"UTSMode":"","UsernsMode":"","ShmSize":0,"Isolation":"","CpuShares":0,"Memory":0,"NanoCpus":0,"CgroupParent":"","BlkioWeight":0,"BlkioWeightDevice":[],"CpuPeriod":0,"CpuQuota":0,"CpusetCpus":"","CpusetMems":"","Devices":[],"DeviceCgroupRules":null,"DeviceRequests":null,"MemoryReservation":0,"MemorySwap":0,"MemorySwappiness":-1,"OomKillDisable":false,"PidsLimit":0,"Ulimits":[],"MaskedPaths":null,"ReadonlyPaths":null}}"#;
+    let (code, text) = d.http("POST", "/containers/create?name=plain", plain);
+    assert_eq!(code, 201, "{text}");
+    assert_eq!(d.ketch(&["ps", "-aq"]).ok().lines().count(), 1);
+}

@@ -65,6 +65,39 @@ impl Backend for WasmAdapter {
         Caps::default()
     }
 
+    /// The Linux knobs a Wasm guest has nothing for are refused, not
+    /// dropped: it has no capabilities, processes, swap, CPU quota or
+    /// mount table (its memory cap is `--memory`).
+    fn validate(&self, hc: &crate::api::types::HostConfig) -> Result<(), EngineError> {
+        let set = [
+            (
+                "CapAdd (--cap-add)",
+                hc.cap_add.as_ref().is_some_and(|v| !v.is_empty()),
+            ),
+            (
+                "CapDrop (--cap-drop)",
+                hc.cap_drop.as_ref().is_some_and(|v| !v.is_empty()),
+            ),
+            (
+                "Tmpfs (--tmpfs)",
+                hc.tmpfs.as_ref().is_some_and(|v| !v.is_empty()),
+            ),
+            ("MemorySwap (--memory-swap)", hc.memory_swap != 0),
+            ("NanoCpus (--cpus)", hc.nano_cpus != 0),
+            ("CpuShares (--cpu-shares)", hc.cpu_shares != 0),
+            (
+                "PidsLimit (--pids-limit)",
+                hc.pids_limit.is_some_and(|n| n > 0),
+            ),
+        ];
+        match set.iter().find(|(_, on)| *on) {
+            Some((field, _)) => Err(EngineError::InvalidArgument(format!(
+                "HostConfig.{field} applies to Linux containers: a Wasm guest has no capabilities, processes, swap, CPU quota or mounts (its limit is --memory)"
+            ))),
+            None => Ok(()),
+        }
+    }
+
     fn known(&self, image: &Digest, entry: &str) -> Option<Platform> {
         self.prepared(image, entry).map(|_| Platform::Wasm)
     }

@@ -76,6 +76,9 @@ pub struct LinuxProgram {
     pub tmpfs: Vec<(String, String)>,
     pub memory_swap: Option<i64>,
     pub nano_cpus: i64,
+    /// `--cpu-shares`: the relative weight (cgroup v1 shares; libcgroups
+    /// converts it to a v2 weight).
+    pub cpu_shares: Option<u64>,
     pub pids_limit: Option<i64>,
     pub network: NetworkMode,
     /// Its interfaces on bridge networks, the primary one first.

@@ -215,6 +215,9 @@ pub fn build(run: &RunSpec, p: &LinuxProgram, rootfs: &str) -> Result<Spec, Runt
         let period: i64 = 100_000;
         resources["cpu"] = json!({"quota": p.nano_cpus * period / 1_000_000_000, "period": period});
     }
+    if let Some(shares) = p.cpu_shares {
+        resources["cpu"]["shares"] = json!(shares);
+    }
     if let Some(pids) = p.pids_limit.filter(|n| *n > 0) {
         resources["pids"] = json!({"limit": pids});
     }

@@ -96,6 +96,7 @@ impl crate::image::build::StepRunner for BuildRunner {
             tmpfs: Vec::new(),
             memory_swap: None,
             nano_cpus: 0,
+            cpu_shares: None,
             pids_limit: None,
             network: NetworkMode::Host,
             attachments: Vec::new(),

@@ -483,6 +483,7 @@ impl Engine {
                     .collect(),
                 memory_swap: (hc.memory_swap != 0).then_some(hc.memory_swap),
                 nano_cpus: hc.nano_cpus,
+                cpu_shares: u64::try_from(hc.cpu_shares).ok().filter(|s| *s > 0),
                 pids_limit: hc.pids_limit,
                 network,
                 attachments,
