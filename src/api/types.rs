@@ -186,6 +186,9 @@ pub struct HostConfig {
     pub cap_drop: Option<Vec<String>>,
     /// `--tmpfs`: destination -> mount options.
     pub tmpfs: Option<BTreeMap<String, String>>,
+    /// `--group-add`: supplementary groups, by name or number.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group_add: Option<Vec<String>>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

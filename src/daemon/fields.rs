@@ -28,6 +28,7 @@ const HOST_CONFIG_TAKEN: &[&str] = &[
     "CapAdd",
     "CapDrop",
     "Tmpfs",
+    "GroupAdd",
     "ConsoleSize",
     "ContainerIDFile",
 ];

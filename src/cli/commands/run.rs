@@ -99,6 +99,9 @@ pub struct RunArgs {
     /// Linux containers: the container's host name
     #[arg(long)]
     pub hostname: Option<String>,
+    /// Linux containers: add additional groups to join (name or gid)
+    #[arg(long)]
+    pub group_add: Vec<String>,
     /// Linux containers: mount the root filesystem read-only
     #[arg(long)]
     pub read_only: bool,
@@ -356,6 +359,7 @@ pub async fn run(c: &Client, a: RunArgs, create_only: bool) -> anyhow::Result<i3
             config: log_opts,
         },
         cap_add: (!a.cap_add.is_empty()).then(|| a.cap_add.clone()),
+        group_add: (!a.group_add.is_empty()).then(|| a.group_add.clone()),
         cap_drop: (!a.cap_drop.is_empty()).then(|| a.cap_drop.clone()),
         tmpfs: (!a.tmpfs.is_empty()).then(|| {
             a.tmpfs

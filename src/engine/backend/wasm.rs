@@ -82,6 +82,10 @@ impl Backend for WasmAdapter {
                 "Tmpfs (--tmpfs)",
                 hc.tmpfs.as_ref().is_some_and(|v| !v.is_empty()),
             ),
+            (
+                "GroupAdd (--group-add)",
+                hc.group_add.as_ref().is_some_and(|v| !v.is_empty()),
+            ),
             ("MemorySwap (--memory-swap)", hc.memory_swap != 0),
             ("NanoCpus (--cpus)", hc.nano_cpus != 0),
             ("CpuShares (--cpu-shares)", hc.cpu_shares != 0),
@@ -92,7 +96,7 @@ impl Backend for WasmAdapter {
         ];
         match set.iter().find(|(_, on)| *on) {
             Some((field, _)) => Err(EngineError::InvalidArgument(format!(
-                "HostConfig.{field} applies to Linux containers: a Wasm guest has no capabilities, processes, swap, CPU quota or mounts (its limit is --memory)"
+                "HostConfig.{field} applies to Linux containers: a Wasm guest has no capabilities, groups, processes, swap, CPU quota or mounts (its limit is --memory)"
             ))),
             None => Ok(()),
         }

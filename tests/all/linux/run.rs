@@ -634,3 +634,46 @@ fn diff_and_export_show_what_the_container_changed() {
         r.stderr
     );
 }
+
+#[test]
+fn group_add_gives_supplementary_groups_by_name_or_number() {
+    require!(linux());
+    let d = daemon();
+    let out = d
+        .ketch(&[
+            "run",
+            "--rm",
+            "--group-add",
+            "nogroup",
+            "--group-add",
+            "1234",
+            "busybox",
+            "id",
+            "-G",
+        ])
+        .ok();
+    let mut ids: Vec<&str> = out.split_whitespace().collect();
+    ids.sort();
+    assert_eq!(ids, ["0", "1234", "65534"], "{out}");
+    let r = d.ketch(&[
+        "run",
+        "--rm",
+        "--group-add",
+        "nosuchgroup",
+        "busybox",
+        "true",
+    ]);
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stderr.contains("unable to find group nosuchgroup"),
+        "{}",
+        r.stderr
+    );
+    let gid = d
+        .ketch(&["create", "--group-add", "nogroup", "busybox", "true"])
+        .ok();
+    let shown = d
+        .ketch(&["inspect", "-f", "{{json .HostConfig.GroupAdd}}", gid.trim()])
+        .ok();
+    assert_eq!(shown.trim(), r#"["nogroup"]"#);
+}

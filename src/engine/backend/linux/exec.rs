@@ -43,7 +43,7 @@ impl LinuxAdapter {
             let image_id = rec.image_id.to_string();
             let (u, g, _) = tokio::task::spawn_blocking(move || {
                 let img = engine.images().resolve(&image_id)?;
-                resolve_user(&engine, &img, &user)
+                resolve_user(&engine, &img, &user, &[])
             })
             .await
             .map_err(EngineError::task("resolving the exec user"))??;

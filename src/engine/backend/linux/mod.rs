@@ -430,10 +430,11 @@ impl Engine {
         let engine = self.clone();
         let image_id = rec.image_id.to_string();
         let user = rec.config.user.clone();
+        let group_add = rec.host_config.group_add.clone().unwrap_or_default();
         let name = rec.name.clone();
         let (img, layers, ids) = tokio::task::spawn_blocking(move || {
             let (img, layers) = engine.image_layers(&snapshots, &image_id, &name)?;
-            let ids = resolve_user(&engine, &img, &user)?;
+            let ids = resolve_user(&engine, &img, &user, &group_add)?;
             Ok::<_, EngineError>((img, layers, ids))
         })
         .await

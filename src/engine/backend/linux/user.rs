@@ -54,17 +54,50 @@ pub(super) fn parse_user(user: &str, read: &ReadFile) -> Result<(u32, u32), User
         (None, None) => return Err(UserError::NoUser(user.to_string())),
     };
     if let Some(g) = g {
-        gid = match g.parse::<u32>() {
-            Ok(n) => n,
-            Err(_) => read("etc/group")?
-                .lines()
-                .map(|l| l.split(':').collect::<Vec<_>>())
-                .find(|f| f.len() > 2 && f[0] == g)
-                .and_then(|f| f[2].parse().ok())
-                .ok_or_else(|| UserError::NoGroup(g.to_string()))?,
-        };
+        gid = group_id(g, read)?;
     }
     Ok((uid, gid))
+}
+
+/// A group by number, or by name in `etc/group`.
+fn group_id(g: &str, read: &ReadFile) -> Result<u32, UserError> {
+    if let Ok(n) = g.parse::<u32>() {
+        return Ok(n);
+    }
+    read("etc/group")?
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() > 2 && f[0] == g)
+        .and_then(|f| f[2].parse().ok())
+        .ok_or_else(|| UserError::NoGroup(g.to_string()))
+}
+
+/// The process's supplementary groups, as Docker gives them: the groups
+/// `etc/group` lists the user in (by name), then each `--group-add`.
+pub(super) fn supplementary_groups(
+    user: &str,
+    group_add: &[String],
+    read: &ReadFile,
+) -> Result<Vec<u32>, UserError> {
+    let name = user.split(':').next().unwrap_or("");
+    let mut gids = Vec::new();
+    if !name.is_empty() && name.parse::<u32>().is_err() {
+        for f in read("etc/group")?
+            .lines()
+            .map(|l| l.split(':').collect::<Vec<_>>())
+        {
+            if f.len() > 3 && f[3].split(',').any(|m| m == name) {
+                if let Ok(g) = f[2].parse() {
+                    gids.push(g);
+                }
+            }
+        }
+    }
+    for g in group_add {
+        gids.push(group_id(g, read)?);
+    }
+    gids.dedup();
+    Ok(gids)
 }
 
 /// `--user` against the image's own `/etc/passwd` and `/etc/group`.
@@ -72,6 +105,7 @@ pub(super) fn resolve_user(
     engine: &Engine,
     img: &Image,
     user: &str,
+    group_add: &[String],
 ) -> Result<(u32, u32, Vec<u32>), EngineError> {
     let read = |path: &str| -> Result<String, ImageError> {
         crate::image::layer::read_image_file_max(
@@ -85,13 +119,15 @@ pub(super) fn resolve_user(
                 .unwrap_or_default()
         })
     };
-    let (uid, gid) = parse_user(user, &read).map_err(|e| {
+    let named = |e: UserError| {
         EngineError::InvalidArgument(format!(
             "{e} of image {}",
             img.refs.first().map(|r| r.familiar()).unwrap_or_default()
         ))
-    })?;
-    Ok((uid, gid, Vec::new()))
+    };
+    let (uid, gid) = parse_user(user, &read).map_err(named)?;
+    let groups = supplementary_groups(user, group_add, &read).map_err(named)?;
+    Ok((uid, gid, groups))
 }
 
 #[cfg(test)]
