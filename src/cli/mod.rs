@@ -193,6 +193,9 @@ pub enum ContainerCmd {
         /// Do not prompt for confirmation
         #[arg(short, long)]
         force: bool,
+        /// Provide filter values (e.g. 'label=<key>=<value>', 'until=24h')
+        #[arg(long = "filter", value_name = "FILTER")]
+        filter: Vec<String>,
     },
 }
 
@@ -269,8 +272,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             commands::inspect::run(&client, a).await
         }
         Container {
-            cmd: Lazy(ContainerCmd::Prune { force }),
-        } => commands::prune::container(&client, force).await,
+            cmd: Lazy(ContainerCmd::Prune { force, filter }),
+        } => commands::prune::container(&client, force, &filter).await,
         System {
             cmd: Lazy(SystemCmd::Prune(a)),
         } => commands::prune::system(&client, a).await,

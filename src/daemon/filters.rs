@@ -99,6 +99,54 @@ impl Filters {
     }
 }
 
+/// The keys each prune takes.
+pub const PRUNE_CONTAINERS: &[&str] = &["label", "label!", "until"];
+pub const PRUNE_IMAGES: &[&str] = &["dangling", "label", "label!", "until"];
+pub const PRUNE_NETWORKS: &[&str] = &["label", "label!", "until"];
+pub const PRUNE_VOLUMES: &[&str] = &["all", "label", "label!"];
+
+/// A prune's filters, checked: the parsed filters (for its own keys, such
+/// as `dangling` and `all`) and the test of each object: it has every
+/// `label`, none of the `label!`s, and was made before `until` (a Unix
+/// time, an RFC 3339 time, or a duration back from now such as `24h`).
+pub fn prune(
+    raw: Option<&str>,
+    accepted: &[&str],
+) -> Result<(Filters, crate::engine::PruneFilter), EngineError> {
+    let f = Filters::parse(raw, accepted)?;
+    let until = match f.get("until") {
+        None => None,
+        Some([v]) => Some(until(v)?),
+        Some(_) => {
+            return Err(EngineError::InvalidArgument(
+                "invalid filter 'until': give one time".into(),
+            ))
+        }
+    };
+    let has: Vec<String> = f.get("label").unwrap_or_default().to_vec();
+    let lacks: Vec<String> = f.get("label!").unwrap_or_default().to_vec();
+    let keep: crate::engine::PruneFilter = std::sync::Arc::new(move |labels, created| {
+        let get = |k: &str| labels.get(k).map(String::as_str);
+        has.iter().all(|v| label(get, v))
+            && !lacks.iter().any(|v| label(get, v))
+            && until.is_none_or(|t| created.is_some_and(|c| c < t))
+    });
+    Ok((f, keep))
+}
+
+/// An `until` value as a time.
+fn until(v: &str) -> Result<chrono::DateTime<chrono::Utc>, EngineError> {
+    let bad = || EngineError::InvalidArgument(format!("invalid filter 'until={v}'"));
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(v) {
+        return Ok(t.with_timezone(&chrono::Utc));
+    }
+    if let Ok(secs) = v.parse::<f64>() {
+        return chrono::DateTime::from_timestamp(secs as i64, 0).ok_or_else(bad);
+    }
+    let back = crate::model::units::parse_duration(v).map_err(|_| bad())?;
+    Ok(chrono::Utc::now() - chrono::Duration::from_std(back).map_err(|_| bad())?)
+}
+
 /// `filters` as key → values; with `accepted`, a key not in it is a
 /// 400 that names it.
 pub fn parse_map(

@@ -149,8 +149,12 @@ pub async fn remove(engine: &Arc<Engine>, id: &str) -> Resp {
     }
 }
 
-pub async fn prune(engine: &Arc<Engine>) -> Resp {
-    match engine.network_prune().await {
+pub async fn prune(engine: &Arc<Engine>, q: &Query) -> Resp {
+    let keep = match super::filters::prune(q.get("filters"), super::filters::PRUNE_NETWORKS) {
+        Ok((_, keep)) => keep,
+        Err(e) => return error(&e),
+    };
+    match engine.network_prune(keep).await {
         Ok(gone) => json(
             StatusCode::OK,
             &serde_json::json!({"NetworksDeleted": gone}),

@@ -165,16 +165,17 @@ pub async fn auth(engine: &Arc<Engine>, body: Incoming) -> Resp {
 /// container uses (untagged ones only, unless `dangling=false`), then
 /// unreachable blobs and unfinished downloads.
 pub async fn prune_images(engine: &Arc<Engine>, q: &Query) -> Resp {
-    let all = q
-        .get("filters")
-        .and_then(|f| serde_json::from_str::<serde_json::Value>(f).ok())
-        .and_then(|v| v.get("dangling").cloned())
-        .is_some_and(|d| {
-            d.as_array()
-                .is_some_and(|a| a.iter().any(|x| x == "false" || x == "0"))
-                || d.get("false").is_some()
-        });
-    let result = engine.image_prune(all).await;
+    let (f, keep) = match super::filters::prune(q.get("filters"), super::filters::PRUNE_IMAGES) {
+        Ok(f) => f,
+        Err(e) => return error(&e),
+    };
+    if let Err(e) = f.only("dangling", &["true", "false", "1", "0"]) {
+        return error(&e);
+    }
+    let all = f
+        .get("dangling")
+        .is_some_and(|d| d.iter().any(|x| x == "false" || x == "0"));
+    let result = engine.image_prune(all, keep).await;
     match result {
         Ok((items, freed)) => json(
             StatusCode::OK,
@@ -184,9 +185,14 @@ pub async fn prune_images(engine: &Arc<Engine>, q: &Query) -> Resp {
     }
 }
 
-/// `POST /containers/prune`: remove every stopped container.
-pub async fn prune_containers(engine: &Arc<Engine>) -> Resp {
-    match engine.container_prune().await {
+/// `POST /containers/prune`: remove every stopped container the filters
+/// admit.
+pub async fn prune_containers(engine: &Arc<Engine>, q: &Query) -> Resp {
+    let keep = match super::filters::prune(q.get("filters"), super::filters::PRUNE_CONTAINERS) {
+        Ok((_, keep)) => keep,
+        Err(e) => return error(&e),
+    };
+    match engine.container_prune(&keep).await {
         Ok(deleted) => json(
             StatusCode::OK,
             &serde_json::json!({"ContainersDeleted": deleted, "SpaceReclaimed": 0}),

@@ -90,12 +90,17 @@ pub async fn remove(engine: &Arc<Engine>, name: &str, q: &Query) -> Resp {
 
 /// `POST /volumes/prune?filters={"all":["true"]}`.
 pub async fn prune(engine: &Arc<Engine>, q: &Query) -> Resp {
-    let all = q
-        .get("filters")
-        .and_then(|f| filters::parse_map(f, None).ok())
-        .and_then(|f| f.get("all").cloned())
+    let (f, keep) = match filters::prune(q.get("filters"), filters::PRUNE_VOLUMES) {
+        Ok(f) => f,
+        Err(e) => return error(&e),
+    };
+    if let Err(e) = f.only("all", &["true", "false", "1", "0"]) {
+        return error(&e);
+    }
+    let all = f
+        .get("all")
         .is_some_and(|v| v.iter().any(|x| x == "true" || x == "1"));
-    match engine.volume_prune(all).await {
+    match engine.volume_prune(all, keep).await {
         Ok((gone, freed)) => json(
             StatusCode::OK,
             &serde_json::json!({"VolumesDeleted": gone, "SpaceReclaimed": freed}),

@@ -125,12 +125,24 @@ impl Engine {
     pub async fn image_prune(
         self: &Arc<Self>,
         all: bool,
+        keep: super::PruneFilter,
     ) -> Result<(Vec<DeleteItem>, u64), EngineError> {
         let engine = self.clone();
         let (items, freed) = tokio::task::spawn_blocking(move || -> Result<_, EngineError> {
             let mut items = Vec::new();
             for img in engine.images.list()? {
                 if (!all && !img.refs.is_empty()) || !engine.containers_using(&img.id).is_empty() {
+                    continue;
+                }
+                let c = img.config.config().clone().unwrap_or_default();
+                let labels = c.labels().clone().unwrap_or_default().into_iter().collect();
+                let created = img
+                    .config
+                    .created()
+                    .as_deref()
+                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                    .map(|t| t.with_timezone(&chrono::Utc));
+                if !keep(&labels, created) {
                     continue;
                 }
                 for r in &img.refs {

@@ -59,6 +59,17 @@ struct Table {
     names: HashMap<String, ContainerId>,
 }
 
+/// Which objects a prune may remove (Docker's `label`, `label!` and
+/// `until` filters), asked of each with its labels and when it was made.
+pub type PruneFilter = std::sync::Arc<
+    dyn Fn(
+            &std::collections::BTreeMap<String, String>,
+            Option<chrono::DateTime<chrono::Utc>>,
+        ) -> bool
+        + Send
+        + Sync,
+>;
+
 pub struct Engine {
     root: PathBuf,
     images: Arc<ImageStore>,

@@ -236,16 +236,22 @@ impl Engine {
     pub async fn volume_prune(
         self: &std::sync::Arc<Self>,
         all: bool,
+        keep: super::PruneFilter,
     ) -> Result<(Vec<String>, u64), EngineError> {
-        self.off_runtime("pruning volumes", move |e| Ok(e.volume_prune_now(all)))
-            .await
+        self.off_runtime("pruning volumes", move |e| {
+            Ok(e.volume_prune_now(all, &keep))
+        })
+        .await
     }
 
-    fn volume_prune_now(&self, all: bool) -> (Vec<String>, u64) {
+    fn volume_prune_now(&self, all: bool, keep: &super::PruneFilter) -> (Vec<String>, u64) {
         let mut gone = Vec::new();
         let mut freed = 0;
         for v in self.volumes.list() {
-            if (all || v.anonymous) && self.volume_users(&v.name).is_empty() {
+            if (all || v.anonymous)
+                && keep(&v.labels, Some(v.created_at))
+                && self.volume_users(&v.name).is_empty()
+            {
                 if let Ok(n) = self.volumes.delete(&v.name) {
                     freed += n;
                     self.events

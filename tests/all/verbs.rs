@@ -135,3 +135,81 @@ fn fields_ketch_does_not_honour_are_refused_naming_them() {
     assert_eq!(code, 201, "{text}");
     assert_eq!(d.ketch(&["ps", "-aq"]).ok().lines().count(), 1);
 }
+
+#[test]
+fn prunes_take_label_and_until_filters() {
+    let d = TestDaemon::start();
+    d.wat_image("spin", SPIN_WAT);
+    for (name, label) in [("c1", "keep=1"), ("c2", "drop=1"), ("c3", "other=1")] {
+        d.ketch(&["create", "--name", name, "--label", label, "spin"])
+            .ok();
+    }
+    let names = |d: &TestDaemon| {
+        let mut n: Vec<String> = d
+            .ketch(&["ps", "-a", "--format", "{{.Names}}"])
+            .ok()
+            .lines()
+            .map(String::from)
+            .collect();
+        n.sort();
+        n
+    };
+    // Made just now: none is older than an hour.
+    d.ketch(&["container", "prune", "-f", "--filter", "until=1h"])
+        .ok();
+    assert_eq!(names(&d), ["c1", "c2", "c3"]);
+    d.ketch(&["container", "prune", "-f", "--filter", "label=drop"])
+        .ok();
+    assert_eq!(names(&d), ["c1", "c3"]);
+    d.ketch(&["container", "prune", "-f", "--filter", "label!=keep=1"])
+        .ok();
+    assert_eq!(names(&d), ["c1"]);
+    let (code, body) = d.http(
+        "POST",
+        "/containers/prune?filters=%7B%22colour%22%3A%5B%22red%22%5D%7D",
+        "",
+    );
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("invalid filter 'colour'"), "{body}");
+    let (code, body) = d.http(
+        "POST",
+        "/containers/prune?filters=%7B%22until%22%3A%5B%22soon%22%5D%7D",
+        "",
+    );
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("invalid filter 'until=soon'"), "{body}");
+    assert_eq!(names(&d), ["c1"]);
+
+    // Volumes: named ones go only with all=true, and only those the
+    // labels admit.
+    d.ketch(&["volume", "create", "--label", "tier=cache", "v1"])
+        .ok();
+    d.ketch(&["volume", "create", "v2"]).ok();
+    let prune = |f: &str| d.http("POST", &format!("/volumes/prune?filters={f}"), "");
+    let (code, body) = prune("%7B%22label%22%3A%5B%22tier%3Dcache%22%5D%7D");
+    assert_eq!(code, 200, "{body}");
+    assert!(!body.contains("v1"), "a named volume without all: {body}");
+    let (_, body) =
+        prune("%7B%22all%22%3A%5B%22true%22%5D%2C%22label%22%3A%5B%22tier%3Dcache%22%5D%7D");
+    assert!(
+        body.contains("\"v1\"") && !body.contains("\"v2\""),
+        "{body}"
+    );
+    let vols = d.ketch(&["volume", "ls", "-q"]).ok();
+    assert_eq!(vols.trim(), "v2");
+
+    // Images: unused ones with the label.
+    d.build(
+        "labelled",
+        "FROM scratch\nCOPY m.wasm /m.wasm\nLABEL tier=cache\nENTRYPOINT [\"/m.wasm\"]\n",
+        &[("m.wasm", &wat::parse_str(HELLO_WAT).unwrap())],
+    )
+    .ok();
+    d.ketch(&["image", "prune", "-a", "-f", "--filter", "label=tier=cache"])
+        .ok();
+    let images = d.ketch(&["images"]).ok();
+    assert!(
+        !images.contains("labelled") && images.contains("spin"),
+        "{images}"
+    );
+}

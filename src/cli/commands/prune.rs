@@ -12,6 +12,24 @@ pub struct Args {
     /// Do not prompt for confirmation
     #[arg(short, long)]
     pub force: bool,
+    /// Provide filter values (e.g. 'label=<key>=<value>', 'label!=<key>', 'until=24h')
+    #[arg(long = "filter", value_name = "FILTER")]
+    pub filter: Vec<String>,
+}
+
+/// `--filter k=v` flags as the API's `filters`, with `extra` added.
+fn filters(flags: &[String], extra: &[(&str, &str)]) -> anyhow::Result<String> {
+    let mut m: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for f in flags {
+        let (k, v) = f
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("invalid filter {f:?}: expected key=value"))?;
+        m.entry(k.to_string()).or_default().push(v.to_string());
+    }
+    for (k, v) in extra {
+        m.entry(k.to_string()).or_default().push(v.to_string());
+    }
+    Ok(super::enc(&serde_json::to_string(&m)?))
 }
 
 fn confirm(what: &str) -> anyhow::Result<bool> {
@@ -22,15 +40,14 @@ fn confirm(what: &str) -> anyhow::Result<bool> {
     Ok(matches!(s.trim(), "y" | "Y" | "yes"))
 }
 
-async fn images(c: &Client, all: bool) -> anyhow::Result<u64> {
-    let filters = if all {
-        r#"{"dangling":["false"]}"#
-    } else {
-        r#"{"dangling":["true"]}"#
-    };
+async fn images(c: &Client, all: bool, flags: &[String]) -> anyhow::Result<u64> {
+    let dangling = if all { "false" } else { "true" };
     let v: serde_json::Value = c
         .post_json(
-            &format!("/images/prune?filters={}", super::enc(filters)),
+            &format!(
+                "/images/prune?filters={}",
+                filters(flags, &[("dangling", dangling)])?
+            ),
             &serde_json::json!({}),
         )
         .await?;
@@ -49,9 +66,12 @@ async fn images(c: &Client, all: bool) -> anyhow::Result<u64> {
     Ok(v["SpaceReclaimed"].as_u64().unwrap_or(0))
 }
 
-async fn containers(c: &Client) -> anyhow::Result<u64> {
+async fn containers(c: &Client, flags: &[String]) -> anyhow::Result<u64> {
     let v: serde_json::Value = c
-        .post_json("/containers/prune", &serde_json::json!({}))
+        .post_json(
+            &format!("/containers/prune?filters={}", filters(flags, &[])?),
+            &serde_json::json!({}),
+        )
         .await?;
     let ids = v["ContainersDeleted"]
         .as_array()
@@ -79,15 +99,15 @@ pub async fn image(c: &Client, a: Args) -> anyhow::Result<i32> {
     if !a.force && !confirm(what)? {
         return Ok(0);
     }
-    reclaimed(images(c, a.all).await?);
+    reclaimed(images(c, a.all, &a.filter).await?);
     Ok(0)
 }
 
-pub async fn container(c: &Client, force: bool) -> anyhow::Result<i32> {
+pub async fn container(c: &Client, force: bool, filter: &[String]) -> anyhow::Result<i32> {
     if !force && !confirm("all stopped containers")? {
         return Ok(0);
     }
-    reclaimed(containers(c).await?);
+    reclaimed(containers(c, filter).await?);
     Ok(0)
 }
 
@@ -104,7 +124,7 @@ pub async fn system(c: &Client, a: Args) -> anyhow::Result<i32> {
     {
         return Ok(0);
     }
-    let n = containers(c).await? + images(c, a.all).await?;
+    let n = containers(c, &a.filter).await? + images(c, a.all, &a.filter).await?;
     reclaimed(n);
     Ok(0)
 }

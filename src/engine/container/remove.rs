@@ -29,10 +29,20 @@ impl Engine {
 
     /// `POST /containers/prune`: remove every stopped container. Returns
     /// the ids removed.
-    pub async fn container_prune(self: &Arc<Self>) -> Result<Vec<String>, EngineError> {
+    pub async fn container_prune(
+        self: &Arc<Self>,
+        keep: &super::super::PruneFilter,
+    ) -> Result<Vec<String>, EngineError> {
         let mut deleted = Vec::new();
         for c in self.list() {
             if c.status().is_alive() {
+                continue;
+            }
+            let rec = c.record();
+            if !keep(
+                &rec.config.labels.clone().unwrap_or_default(),
+                Some(rec.created),
+            ) {
                 continue;
             }
             let id = c.id.to_string();

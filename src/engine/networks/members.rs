@@ -284,11 +284,15 @@ impl Engine {
     }
 
     /// `POST /networks/prune`: user networks no running container is on.
-    pub async fn network_prune(self: &Arc<Self>) -> Result<Vec<String>, EngineError> {
-        self.off_runtime("pruning networks", |e| {
+    pub async fn network_prune(
+        self: &Arc<Self>,
+        keep: crate::engine::PruneFilter,
+    ) -> Result<Vec<String>, EngineError> {
+        self.off_runtime("pruning networks", move |e| {
             let mut gone = Vec::new();
             for n in e.networks.list() {
                 if !n.predefined()
+                    && keep(&n.labels, Some(n.created))
                     && e.network_members(&n.id, true).is_empty()
                     && e.network_remove_now(&n.id).is_ok()
                 {
