@@ -121,7 +121,7 @@ pub fn unpack_layer(blob: impl Read, limits: &Limits, dest: &Path) -> Result<(),
 }
 
 /// The changes in an overlay upper dir as an OCI layer tar: files,
-/// directories and symlinks with their modes and owners (mtimes zeroed, in
+/// directories, symlinks, FIFOs and device nodes with their modes and owners (mtimes zeroed, in
 /// sorted order, so the same changes give the same layer), overlayfs
 /// whiteouts as `.wh.NAME`, opaque directories as `.wh..wh..opq`. The
 /// upper dir was written by a container: it is walked by descriptor.
@@ -184,7 +184,22 @@ pub fn diff_upper(upper: &Path) -> Result<Vec<u8>, ConfineError> {
                 b.append_data(&mut h, &path, io::empty())
                     .map_err(err(rel))?;
             }
-            // Sockets and device nodes made by a RUN step are not kept.
+            // Device nodes are kept, as Docker keeps them: a node grants
+            // nothing in a container, whose device cgroup allows only the
+            // standard devices.
+            Node::Other(ft @ (FileType::CharacterDevice | FileType::BlockDevice)) => {
+                h.set_entry_type(if ft == FileType::BlockDevice {
+                    tar::EntryType::Block
+                } else {
+                    tar::EntryType::Char
+                });
+                let (major, minor) = (rustix::fs::major(st.st_rdev), rustix::fs::minor(st.st_rdev));
+                h.set_device_major(major).map_err(err(rel))?;
+                h.set_device_minor(minor).map_err(err(rel))?;
+                b.append_data(&mut h, &path, io::empty())
+                    .map_err(err(rel))?;
+            }
+            // Sockets made by a RUN step are not kept.
             Node::Other(_) => {}
         }
         Ok(true)

@@ -677,3 +677,36 @@ fn group_add_gives_supplementary_groups_by_name_or_number() {
         .ok();
     assert_eq!(shown.trim(), r#"["nogroup"]"#);
 }
+
+#[test]
+fn device_nodes_in_layers_are_made_but_grant_nothing() {
+    require!(linux());
+    let d = daemon();
+    // A RUN step's device nodes and FIFOs are kept in its layer, as
+    // Docker keeps them; the layer unpacks them again.
+    d.build(
+        "devices",
+        "FROM busybox\nRUN mkdir -p /mnt /dev && mknod /mnt/sda b 8 0 && mknod /mnt/mem c 1 1 && mknod /mnt/null c 1 3 && mkfifo /mnt/pipe && mknod /dev/console c 5 1\n",
+        &[],
+    )
+    .ok();
+    let out = d
+        .ketch(&[
+            "run",
+            "--rm",
+            "devices",
+            "sh",
+            "-c",
+            "ls /mnt; head -c1 /mnt/sda; echo sda=$?; head -c1 /mnt/mem; echo mem=$?; echo x > /mnt/null; echo null=$?; ls /dev/console; echo console=$?",
+        ])
+        .ok();
+    for want in [
+        "mem\nnull\npipe\nsda\n",
+        "sda=1\n",
+        "mem=1\n",
+        "null=0\n",
+        "console=1\n",
+    ] {
+        assert!(out.contains(want), "{want:?} not in:\n{out}");
+    }
+}
