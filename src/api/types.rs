@@ -208,6 +208,23 @@ impl Default for LogConfig {
     }
 }
 
+/// `POST /containers/{id}/update` body: the resources and restart policy
+/// a container may change (0 or unset leaves one as it is).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct UpdateConfig {
+    #[serde(deserialize_with = "de_null_default")]
+    pub memory: i64,
+    #[serde(deserialize_with = "de_null_default")]
+    pub memory_swap: i64,
+    #[serde(deserialize_with = "de_null_default")]
+    pub nano_cpus: i64,
+    #[serde(deserialize_with = "de_null_default")]
+    pub cpu_shares: i64,
+    pub pids_limit: Option<i64>,
+    pub restart_policy: Option<RestartPolicyApi>,
+}
+
 /// One entry of `GET /containers/{id}/changes`: `Kind` 0 modified, 1
 /// added, 2 deleted.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]

@@ -56,6 +56,8 @@ pub enum Command {
     Pause(Lazy<commands::lifecycle::Names>),
     /// Rename a container
     Rename(Lazy<commands::lifecycle::RenameArgs>),
+    /// Update configuration of one or more containers
+    Update(Lazy<commands::lifecycle::UpdateArgs>),
     /// Inspect changes to files or directories on a container's filesystem
     Diff(Lazy<commands::inspect::DiffArgs>),
     /// Export a container's filesystem as a tar archive
@@ -242,6 +244,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Kill(a) => commands::lifecycle::kill(&client, a.0).await,
         Pause(a) => commands::lifecycle::simple(&client, a.0, "pause").await,
         Rename(a) => commands::lifecycle::rename(&client, a.0).await,
+        Update(a) => commands::lifecycle::update(&client, a.0).await,
         Diff(a) => commands::inspect::diff(&client, a.0).await,
         Export(a) => commands::archive::export(&client, a.0).await,
         History(a) => commands::images::history(&client, a.0).await,

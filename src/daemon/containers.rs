@@ -271,6 +271,34 @@ pub async fn action(engine: &Arc<Engine>, id: &str, action: &str, q: &Query) -> 
     }
 }
 
+/// `POST /containers/{id}/update`: `{"Warnings": []}`. A resource ketch
+/// does not act on, set, is a 400 naming it (as at create).
+pub async fn update(engine: &Arc<Engine>, id: &str, body: Incoming) -> Resp {
+    let raw: serde_json::Value = match read_json(body, MAX_JSON_BODY).await {
+        Ok(v) => v,
+        Err(e) => return error(&e),
+    };
+    if let Err(e) = super::fields::check_update(&raw) {
+        return error(&e);
+    }
+    let u = match serde_json::from_value(if raw.is_null() {
+        serde_json::json!({})
+    } else {
+        raw
+    }) {
+        Ok(u) => u,
+        Err(e) => {
+            return error(&EngineError::InvalidArgument(format!(
+                "invalid JSON in request body: {e}"
+            )))
+        }
+    };
+    match engine.update(id, u).await {
+        Ok(()) => json(StatusCode::OK, &serde_json::json!({"Warnings": []})),
+        Err(e) => error(&e),
+    }
+}
+
 pub async fn remove(engine: &Arc<Engine>, id: &str, q: &Query) -> Resp {
     match engine.remove(id, q.flag("force")).await {
         Ok(()) => empty(StatusCode::NO_CONTENT),

@@ -75,6 +75,29 @@ fn unset(key: &str, v: &Value) -> bool {
     }
 }
 
+/// `update` fields ketch acts on.
+const UPDATE_TAKEN: &[&str] = &[
+    "Memory",
+    "MemorySwap",
+    "NanoCpus",
+    "CpuShares",
+    "PidsLimit",
+    "RestartPolicy",
+];
+
+/// The first field of an update body set to something ketch does not
+/// honour.
+pub fn check_update(body: &Value) -> Result<(), EngineError> {
+    for (k, v) in body.as_object().into_iter().flatten() {
+        if !UPDATE_TAKEN.contains(&k.as_str()) && !unset(k, v) {
+            return Err(EngineError::InvalidArgument(format!(
+                "{k} ({v}) cannot be updated by ketch: nothing was changed"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// The first field of a create body set to something ketch does not honour.
 pub fn check(body: &Value) -> Result<(), EngineError> {
     let refuse = |field: String, v: &Value| {

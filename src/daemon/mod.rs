@@ -274,6 +274,9 @@ async fn dispatch(engine: Arc<Engine>, req: Request<Incoming>) -> Resp {
             Err(e) => http::error(&e),
         },
         (&Method::GET, ["containers", id, "stats"]) => containers::stats(&engine, id, &q).await,
+        (&Method::POST, ["containers", id, "update"]) => {
+            containers::update(&engine, id, req.into_body()).await
+        }
         (&Method::POST, ["containers", id, "wait"]) => containers::wait(&engine, id, &q),
         (&Method::POST, ["containers", id, action]) => {
             containers::action(&engine, id, action, &q).await

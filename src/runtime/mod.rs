@@ -236,11 +236,36 @@ pub trait Control: Send + Sync {
     fn set_memory_limit(&self, _bytes: u64) -> Result<(), String> {
         Err("this runtime cannot change a running container's memory limit".into())
     }
+    /// Change the running container's resources (`update`): only those
+    /// set in `r`. `Err` says why it cannot.
+    fn update(&self, r: &Resources) -> Result<(), String> {
+        match (
+            r.memory,
+            r.memory_swap,
+            r.nano_cpus,
+            r.cpu_shares,
+            r.pids_limit,
+        ) {
+            (Some(m), None, None, None, None) => self.set_memory_limit(m),
+            _ => Err("this runtime has only a memory limit to change".into()),
+        }
+    }
     /// Host pids of the container's processes (empty: it has none, as a
     /// Wasm instance runs inside ketchd).
     fn pids(&self) -> Vec<i32> {
         Vec::new()
     }
+}
+
+/// What `update` changes in a running container (unset: unchanged).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Resources {
+    pub memory: Option<u64>,
+    /// Memory plus swap, -1 for unlimited.
+    pub memory_swap: Option<i64>,
+    pub nano_cpus: Option<i64>,
+    pub cpu_shares: Option<u64>,
+    pub pids_limit: Option<i64>,
 }
 
 pub struct Started {

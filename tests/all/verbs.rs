@@ -213,3 +213,49 @@ fn prunes_take_label_and_until_filters() {
         "{images}"
     );
 }
+
+#[test]
+fn update_changes_a_wasm_guests_memory_cap_and_restart_policy() {
+    let d = TestDaemon::start();
+    d.wat_image("spin", SPIN_WAT);
+    d.ketch(&["run", "-d", "--name", "g1", "--memory", "64m", "spin"])
+        .ok();
+    d.ketch(&["update", "--memory", "128m", "--restart", "always", "g1"])
+        .ok();
+    let hc = d
+        .ketch(&[
+            "inspect",
+            "-f",
+            "{{.HostConfig.Memory}} {{.HostConfig.RestartPolicy.Name}}",
+            "g1",
+        ])
+        .ok();
+    assert_eq!(hc.trim(), format!("{} always", 128 << 20));
+    // Below one Wasm page: refused, and nothing changes.
+    let r = d.ketch(&["update", "--memory", "32k", "g1"]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("Cannot update container"), "{}", r.stderr);
+    let r = d.ketch(&["update", "--cpus", "1", "g1"]);
+    assert!(
+        r.stderr
+            .contains("NanoCpus (--cpus) applies to Linux containers"),
+        "{}",
+        r.stderr
+    );
+    let (code, body) = d.http("POST", "/containers/g1/update", r#"{"BlkioWeight":300}"#);
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body.contains("BlkioWeight (300) cannot be updated"),
+        "{body}"
+    );
+    let hc = d
+        .ketch(&["inspect", "-f", "{{.HostConfig.Memory}}", "g1"])
+        .ok();
+    assert_eq!(hc.trim(), (128 << 20).to_string());
+    let r = d.ketch(&["update", "--memory", "1m", "nosuch"]);
+    assert!(
+        r.stderr.contains("No such container: nosuch"),
+        "{}",
+        r.stderr
+    );
+}

@@ -102,6 +102,71 @@ pub async fn rename(c: &Client, a: RenameArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
+#[derive(clap::Args, Debug)]
+pub struct UpdateArgs {
+    /// Memory limit (e.g. 64m)
+    #[arg(short, long)]
+    pub memory: Option<String>,
+    /// Linux containers: memory plus swap limit (-1 for unlimited swap)
+    #[arg(long)]
+    pub memory_swap: Option<String>,
+    /// Linux containers: number of CPUs (e.g. 1.5)
+    #[arg(long)]
+    pub cpus: Option<f64>,
+    /// Linux containers: CPU shares (relative weight)
+    #[arg(short = 'c', long)]
+    pub cpu_shares: Option<i64>,
+    /// Linux containers: most processes at once (-1 for unlimited)
+    #[arg(long)]
+    pub pids_limit: Option<i64>,
+    /// Restart policy to apply when a container exits
+    #[arg(long)]
+    pub restart: Option<String>,
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+pub async fn update(c: &Client, a: UpdateArgs) -> anyhow::Result<i32> {
+    use crate::model::units::parse_size;
+    let size = |s: &Option<String>| -> anyhow::Result<i64> {
+        Ok(match s.as_deref() {
+            None => 0,
+            Some("-1") => -1,
+            Some(v) => parse_size(v)
+                .map_err(anyhow::Error::msg)?
+                .min(i64::MAX as u64) as i64,
+        })
+    };
+    let restart = match &a.restart {
+        Some(r) => {
+            let p: crate::model::RestartPolicy = r.parse().map_err(anyhow::Error::msg)?;
+            Some(crate::api::types::RestartPolicyApi {
+                name: p.name().into(),
+                maximum_retry_count: p.max_retries() as i64,
+            })
+        }
+        None => None,
+    };
+    let body = crate::api::types::UpdateConfig {
+        memory: size(&a.memory)?,
+        memory_swap: size(&a.memory_swap)?,
+        nano_cpus: a.cpus.map_or(0, |n| (n * 1e9) as i64),
+        cpu_shares: a.cpu_shares.unwrap_or(0),
+        pids_limit: a.pids_limit,
+        restart_policy: restart,
+    };
+    each(&a.containers, |n| {
+        let path = format!("/containers/{}/update", enc(&n));
+        let body = body.clone();
+        async move {
+            c.post_json::<serde_json::Value>(&path, &body)
+                .await
+                .map(|_| ())
+        }
+    })
+    .await
+}
+
 pub async fn rm(c: &Client, a: RmArgs) -> anyhow::Result<i32> {
     let force = if a.force { "?force=1" } else { "" };
     each(&a.containers, |n| {

@@ -12,6 +12,7 @@ mod rename;
 mod restart;
 mod start;
 mod stop;
+mod update;
 mod wait;
 
 pub use wait::WaitCondition;

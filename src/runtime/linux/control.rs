@@ -37,6 +37,56 @@ impl LinuxControl {
 }
 
 impl Control for LinuxControl {
+    /// Written to the container's cgroup at once (libcgroups, v1 or v2).
+    fn update(&self, r: &crate::runtime::Resources) -> Result<(), String> {
+        use libcgroups::common::{CgroupManager, ControllerOpt};
+        use oci_spec::runtime::{
+            LinuxCpuBuilder, LinuxMemoryBuilder, LinuxPidsBuilder, LinuxResourcesBuilder,
+        };
+        let bad = |e: &dyn std::fmt::Display| e.to_string();
+        let mut res = LinuxResourcesBuilder::default();
+        if r.memory.is_some() || r.memory_swap.is_some() {
+            let mut m = LinuxMemoryBuilder::default();
+            if let Some(limit) = r.memory {
+                m = m.limit(i64::try_from(limit).unwrap_or(i64::MAX));
+            }
+            if let Some(swap) = r.memory_swap {
+                m = m.swap(swap);
+            }
+            res = res.memory(m.build().map_err(|e| bad(&e))?);
+        }
+        if r.nano_cpus.is_some() || r.cpu_shares.is_some() {
+            let mut c = LinuxCpuBuilder::default();
+            if let Some(n) = r.nano_cpus {
+                let period: u64 = 100_000;
+                c = c.period(period).quota(n * period as i64 / 1_000_000_000);
+            }
+            if let Some(s) = r.cpu_shares {
+                c = c.shares(s);
+            }
+            res = res.cpu(c.build().map_err(|e| bad(&e))?);
+        }
+        if let Some(p) = r.pids_limit {
+            res = res.pids(
+                LinuxPidsBuilder::default()
+                    .limit(p)
+                    .build()
+                    .map_err(|e| bad(&e))?,
+            );
+        }
+        let res = res.build().map_err(|e| bad(&e))?;
+        let m = self
+            .cgroup()
+            .ok_or_else(|| "its cgroup cannot be opened".to_string())?;
+        m.apply(&ControllerOpt {
+            resources: &res,
+            disable_oom_killer: false,
+            oom_score_adj: None,
+            freezer_state: None,
+        })
+        .map_err(|e| bad(&e))
+    }
+
     fn kill(&self) {
         self.signal(libc::SIGKILL);
     }

@@ -710,3 +710,42 @@ fn device_nodes_in_layers_are_made_but_grant_nothing() {
         assert!(out.contains(want), "{want:?} not in:\n{out}");
     }
 }
+
+#[test]
+fn update_changes_a_running_containers_cgroup() {
+    require!(linux());
+    let d = daemon();
+    detached(&d, "capped", &["--memory", "64m"], "exec sleep 300");
+    let limit = |d: &TestDaemon| -> i64 {
+        let (_, body) = d.http("GET", "/containers/capped/stats?stream=0&one-shot=1", "");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        v["memory_stats"]["limit"].as_i64().unwrap_or(-1)
+    };
+    assert_eq!(limit(&d), 64 << 20);
+    d.ketch(&[
+        "update",
+        "--memory",
+        "96m",
+        "--memory-swap",
+        "200m",
+        "--pids-limit",
+        "50",
+        "--cpus",
+        "0.5",
+        "capped",
+    ])
+    .ok();
+    assert_eq!(limit(&d), 96 << 20);
+    let hc = d
+        .ketch(&[
+            "inspect",
+            "-f",
+            "{{.HostConfig.Memory}} {{.HostConfig.PidsLimit}} {{.HostConfig.NanoCpus}}",
+            "capped",
+        ])
+        .ok();
+    assert_eq!(hc.trim(), format!("{} 50 500000000", 96 << 20));
+    // The new limits hold at the next start too.
+    d.ketch(&["restart", "-t", "1", "capped"]).ok();
+    assert_eq!(limit(&d), 96 << 20);
+}
