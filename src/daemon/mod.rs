@@ -184,6 +184,13 @@ async fn dispatch(engine: Arc<Engine>, req: Request<Incoming>) -> Resp {
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
     tracing::debug!("{method} {path}");
 
+    if let Some(name) = path
+        .strip_prefix("/distribution/")
+        .and_then(|r| r.strip_suffix("/json"))
+        .filter(|_| method == Method::GET)
+    {
+        return registry::distribution(&engine, name, req.headers()).await;
+    }
     // Image names contain slashes: match these by prefix/suffix.
     if let Some(rest) = path.strip_prefix("/images/") {
         match (&method, rest) {

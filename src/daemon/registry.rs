@@ -74,6 +74,22 @@ fn credentials(headers: &HeaderMap) -> Result<Option<Credentials>, EngineError> 
 }
 
 /// `POST /images/create?fromImage=&tag=&platform=`: pull.
+/// `GET /distribution/{name}/json`.
+pub async fn distribution(engine: &Arc<Engine>, name: &str, headers: &HeaderMap) -> Resp {
+    let creds = match credentials(headers) {
+        Ok(c) => c,
+        Err(e) => return error(&e),
+    };
+    let r = match ImageRef::parse(name) {
+        Ok(r) => r,
+        Err(e) => return error(&ImageError::from(e).into()),
+    };
+    match engine.distribution_inspect(&r, creds.as_ref()).await {
+        Ok(v) => json(StatusCode::OK, &v),
+        Err(e) => error(&e),
+    }
+}
+
 pub async fn pull(engine: &Arc<Engine>, q: &Query, headers: &HeaderMap) -> Resp {
     let creds = match credentials(headers) {
         Ok(c) => c,

@@ -163,6 +163,16 @@ impl Engine {
         Ok((items, freed))
     }
 
+    /// `GET /distribution/{name}/json`: the registry's descriptor and
+    /// platforms for `r`, nothing pulled.
+    pub async fn distribution_inspect(
+        &self,
+        r: &ImageRef,
+        creds: Option<&Credentials>,
+    ) -> Result<serde_json::Value, EngineError> {
+        Ok(registry::inspect(&self.registry, r, creds).await?)
+    }
+
     /// `POST /images/create?fromImage=`: pull, reporting progress.
     pub async fn image_pull(
         &self,

@@ -253,6 +253,32 @@ fn an_index_is_resolved_to_the_platform_asked_for() {
         "{}",
         r.stderr
     );
+    // `/distribution/{name}/json`: the registry's descriptor and
+    // platforms, nothing pulled.
+    let fresh = TestDaemon::start();
+    let (code, body) = fresh.http("GET", &format!("/distribution/{both}/json"), "");
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        v["Descriptor"]["digest"],
+        format!("sha256:{}", sha256_hex(&index_bytes))
+    );
+    assert_eq!(v["Descriptor"]["size"], index_bytes.len());
+    assert_eq!(
+        v["Platforms"],
+        serde_json::json!([{"architecture": "amd64", "os": "linux"}, {"architecture": "wasm", "os": "wasip1"}])
+    );
+    let (_, body) = fresh.http("GET", &format!("/distribution/{wasm_ref}/json"), "");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["Platforms"][0]["architecture"], "wasm", "{body}");
+    let (code, body) = fresh.http(
+        "GET",
+        &format!("/distribution/{}/multi/app:nosuch/json", reg.addr),
+        "",
+    );
+    assert_eq!(code, 404, "{body}");
+    assert!(body.contains("not found"), "{body}");
+    assert_eq!(fresh.ketch(&["images", "-q"]).ok(), "");
 }
 
 fn sha256_hex(b: &[u8]) -> String {

@@ -608,3 +608,98 @@ mod tests {
         assert!(Platform::parse("a/b/c/d").is_err());
     }
 }
+
+/// `GET /distribution/{name}/json`: what the registry holds for `r`
+/// without pulling it: the manifest (or index) descriptor, and the
+/// platforms it serves (an index's entries, or a lone manifest's config).
+pub async fn inspect(
+    reg: &Registry,
+    r: &ImageRef,
+    creds: Option<&super::Credentials>,
+) -> Result<serde_json::Value, ImageError> {
+    let reference = match (&r.digest, &r.tag) {
+        (Some(d), _) => d.to_string(),
+        (None, Some(t)) => t.clone(),
+        (None, None) => "latest".into(),
+    };
+    let repos = reg.repos(r, creds);
+    let last = repos.len() - 1;
+    for (i, repo) in repos.iter().enumerate() {
+        match inspect_at(reg, repo, r, &reference).await {
+            Ok(v) => return Ok(v),
+            Err(e) if i < last => tracing::warn!("mirror {} failed for {r}: {e}", repo.registry),
+            Err(e) => return Err(e),
+        }
+    }
+    unreachable!("the registry itself is always the last endpoint")
+}
+
+async fn inspect_at(
+    reg: &Registry,
+    repo: &Repo,
+    r: &ImageRef,
+    reference: &str,
+) -> Result<serde_json::Value, ImageError> {
+    let (bytes, media) = fetch_manifest(reg, repo, r, reference).await?;
+    let descriptor = serde_json::json!({
+        "mediaType": media,
+        "digest": Digest::of(&bytes).to_string(),
+        "size": bytes.len(),
+    });
+    let platform = |os: &str, arch: &str, variant: Option<&str>| {
+        let mut p = serde_json::json!({"architecture": arch, "os": os});
+        if let Some(v) = variant.filter(|v| !v.is_empty()) {
+            p["variant"] = serde_json::json!(v);
+        }
+        p
+    };
+    let platforms: Vec<serde_json::Value> =
+        if media == MEDIA_OCI_INDEX || media == MEDIA_DOCKER_LIST {
+            let index: ImageIndex = serde_json::from_slice(&bytes)
+                .map_err(|e| invalid(r, format!("bad index: {e}")))?;
+            index
+                .manifests()
+                .iter()
+                .filter_map(|d| d.platform().as_ref())
+                .map(|p| {
+                    platform(
+                        &p.os().to_string(),
+                        &p.architecture().to_string(),
+                        p.variant().as_deref(),
+                    )
+                })
+                .collect()
+        } else {
+            let manifest: ImageManifest = serde_json::from_slice(&bytes)
+                .map_err(|e| invalid(r, format!("bad manifest: {e}")))?;
+            let config = manifest.config();
+            if config.size() > MAX_METADATA_BLOB {
+                return Err(invalid(r, "its config is too large".into()));
+            }
+            let digest = digest_of(config.digest())?;
+            let url = format!("{}/v2/{}/blobs/{digest}", repo.base, repo.name);
+            let resp = reg.send(repo, &pull_scope(repo), |c| c.get(&url)).await?;
+            if !resp.status().is_success() {
+                return Err(ImageError::Registry {
+                    registry: repo.registry.clone(),
+                    reason: format!("config {digest} of {}: {}", repo.name, resp.status()),
+                });
+            }
+            let body = read_limited(resp, MAX_METADATA_BLOB)
+                .await
+                .map_err(|_| invalid(r, format!("reading its config {digest}")))?;
+            if Digest::of(&body) != digest {
+                return Err(ImageError::Corrupt {
+                    digest: digest.to_string(),
+                    reason: format!("{} sent a config with another digest", repo.registry),
+                });
+            }
+            let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            vec![platform(
+                v["os"].as_str().unwrap_or(""),
+                v["architecture"].as_str().unwrap_or(""),
+                v["variant"].as_str(),
+            )]
+        };
+    Ok(serde_json::json!({"Descriptor": descriptor, "Platforms": platforms}))
+}
