@@ -542,73 +542,6 @@ async fn download(
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn index(entries: &[(&str, &str)]) -> ImageIndex {
-        let manifests: Vec<serde_json::Value> = entries
-            .iter()
-            .enumerate()
-            .map(|(i, (os, arch))| {
-                serde_json::json!({
-                    "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                    "digest": format!("sha256:{:064x}", i),
-                    "size": 1,
-                    "platform": {"os": os, "architecture": arch}
-                })
-            })
-            .collect();
-        serde_json::from_value(serde_json::json!({"schemaVersion": 2, "manifests": manifests}))
-            .unwrap()
-    }
-
-    fn picked(i: &ImageIndex, want: Option<&str>) -> Option<String> {
-        let p = want.map(|w| Platform::parse(w).unwrap());
-        select_platform(i, p.as_ref()).map(|d| {
-            let p = d.platform().clone().unwrap();
-            format!("{}/{}", p.os(), p.architecture())
-        })
-    }
-
-    #[test]
-    fn picks_platforms_from_an_index() {
-        let i = index(&[("linux", "arm64"), ("linux", "amd64"), ("wasip2", "wasm")]);
-        assert_eq!(
-            picked(&i, None).as_deref(),
-            Some(format!("linux/{}", host_arch())).as_deref()
-        );
-        assert_eq!(
-            picked(&i, Some("linux/arm64")).as_deref(),
-            Some("linux/arm64")
-        );
-        assert_eq!(
-            picked(&i, Some("wasi/wasm")).as_deref(),
-            Some("wasip2/wasm")
-        );
-        assert_eq!(picked(&i, Some("wasip2")).as_deref(), Some("wasip2/wasm"));
-        assert_eq!(picked(&i, Some("windows/amd64")), None);
-        // With no Linux entry, a Wasm one runs anywhere.
-        let w = index(&[("wasip1", "wasm32")]);
-        assert_eq!(picked(&w, None).as_deref(), Some("wasip1/wasm32"));
-    }
-
-    #[test]
-    fn platform_strings() {
-        assert_eq!(
-            Platform::parse("linux/arm64/v8"),
-            Ok(Platform {
-                os: "linux".into(),
-                arch: "arm64".into(),
-                variant: Some("v8".into())
-            })
-        );
-        assert_eq!(Platform::parse("wasi").unwrap().arch, "wasm");
-        assert!(Platform::parse("linux//x").is_err());
-        assert!(Platform::parse("a/b/c/d").is_err());
-    }
-}
-
 /// `GET /distribution/{name}/json`: what the registry holds for `r`
 /// without pulling it: the manifest (or index) descriptor, and the
 /// platforms it serves (an index's entries, or a lone manifest's config).
@@ -702,4 +635,71 @@ async fn inspect_at(
             )]
         };
     Ok(serde_json::json!({"Descriptor": descriptor, "Platforms": platforms}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn index(entries: &[(&str, &str)]) -> ImageIndex {
+        let manifests: Vec<serde_json::Value> = entries
+            .iter()
+            .enumerate()
+            .map(|(i, (os, arch))| {
+                serde_json::json!({
+                    "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                    "digest": format!("sha256:{:064x}", i),
+                    "size": 1,
+                    "platform": {"os": os, "architecture": arch}
+                })
+            })
+            .collect();
+        serde_json::from_value(serde_json::json!({"schemaVersion": 2, "manifests": manifests}))
+            .unwrap()
+    }
+
+    fn picked(i: &ImageIndex, want: Option<&str>) -> Option<String> {
+        let p = want.map(|w| Platform::parse(w).unwrap());
+        select_platform(i, p.as_ref()).map(|d| {
+            let p = d.platform().clone().unwrap();
+            format!("{}/{}", p.os(), p.architecture())
+        })
+    }
+
+    #[test]
+    fn picks_platforms_from_an_index() {
+        let i = index(&[("linux", "arm64"), ("linux", "amd64"), ("wasip2", "wasm")]);
+        assert_eq!(
+            picked(&i, None).as_deref(),
+            Some(format!("linux/{}", host_arch())).as_deref()
+        );
+        assert_eq!(
+            picked(&i, Some("linux/arm64")).as_deref(),
+            Some("linux/arm64")
+        );
+        assert_eq!(
+            picked(&i, Some("wasi/wasm")).as_deref(),
+            Some("wasip2/wasm")
+        );
+        assert_eq!(picked(&i, Some("wasip2")).as_deref(), Some("wasip2/wasm"));
+        assert_eq!(picked(&i, Some("windows/amd64")), None);
+        // With no Linux entry, a Wasm one runs anywhere.
+        let w = index(&[("wasip1", "wasm32")]);
+        assert_eq!(picked(&w, None).as_deref(), Some("wasip1/wasm32"));
+    }
+
+    #[test]
+    fn platform_strings() {
+        assert_eq!(
+            Platform::parse("linux/arm64/v8"),
+            Ok(Platform {
+                os: "linux".into(),
+                arch: "arm64".into(),
+                variant: Some("v8".into())
+            })
+        );
+        assert_eq!(Platform::parse("wasi").unwrap().arch, "wasm");
+        assert!(Platform::parse("linux//x").is_err());
+        assert!(Platform::parse("a/b/c/d").is_err());
+    }
 }
