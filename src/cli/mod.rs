@@ -205,6 +205,8 @@ pub enum ContainerCmd {
 pub enum SystemCmd {
     /// Remove stopped containers, unused images and unfinished downloads
     Prune(commands::prune::Args),
+    /// Show disk usage
+    Df,
 }
 
 /// Parse the process's arguments, exiting as clap does on an error or a
@@ -280,6 +282,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         System {
             cmd: Lazy(SystemCmd::Prune(a)),
         } => commands::prune::system(&client, a).await,
+        System {
+            cmd: Lazy(SystemCmd::Df),
+        } => commands::system::df(&client).await,
         Events(a) => commands::events::run(&client, a.0).await,
         Version => commands::system::version(&client).await,
         Info => commands::system::info(&client).await,

@@ -225,7 +225,7 @@ async fn dispatch(engine: Arc<Engine>, req: Request<Incoming>) -> Resp {
         (&Method::POST, ["build"]) => images::build(&engine, &q, req.into_body()).await,
         (&Method::POST, ["auth"]) => registry::auth(&engine, req.into_body()).await,
         (&Method::GET, ["events"]) => system::events(&engine, &q).await,
-        (&Method::GET, ["system", "df"]) => system::df(&engine),
+        (&Method::GET, ["system", "df"]) => system::df(&engine).await,
         (&Method::POST, ["containers", "prune"]) => registry::prune_containers(&engine, &q).await,
         (&Method::POST, ["networks", "create"]) => networks::create(&engine, req.into_body()).await,
         (&Method::POST, ["networks", "prune"]) => networks::prune(&engine, &q).await,

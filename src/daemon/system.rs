@@ -142,7 +142,11 @@ pub fn info(engine: &Engine) -> Resp {
 
 /// `GET /system/df`: images (with the containers using them), containers,
 /// and the bytes the store's blobs take. No volumes or build cache yet.
-pub fn df(engine: &Engine) -> Resp {
+pub async fn df(engine: &std::sync::Arc<Engine>) -> Resp {
+    let volumes = match engine.volume_usage().await {
+        Ok(v) => v,
+        Err(e) => return super::http::error(&e),
+    };
     let images = match engine.images().list() {
         Ok(i) => i,
         Err(e) => return super::http::error(&e.into()),
@@ -176,7 +180,14 @@ pub fn df(engine: &Engine) -> Resp {
             "LayersSize": layers_size,
             "Images": image_rows,
             "Containers": container_rows,
-            "Volumes": [],
+            "Volumes": volumes
+                .into_iter()
+                .map(|(v, size, users)| {
+                    let mut j = serde_json::to_value(&v).unwrap_or_default();
+                    j["UsageData"] = serde_json::json!({"Size": size, "RefCount": users});
+                    j
+                })
+                .collect::<Vec<_>>(),
             "BuildCache": [],
         }),
     )

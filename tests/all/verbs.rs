@@ -259,3 +259,60 @@ fn update_changes_a_wasm_guests_memory_cap_and_restart_policy() {
         r.stderr
     );
 }
+
+#[test]
+fn system_df_counts_volumes_and_their_users() {
+    let d = TestDaemon::start();
+    d.wat_image("spin", SPIN_WAT);
+    d.ketch(&["volume", "create", "data"]).ok();
+    let path = d
+        .ketch(&["volume", "inspect", "-f", "{{.Mountpoint}}", "data"])
+        .ok();
+    std::fs::write(
+        std::path::Path::new(path.trim()).join("blob"),
+        vec![7u8; 5000],
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(
+        "/etc/passwd",
+        std::path::Path::new(path.trim()).join("link"),
+    )
+    .unwrap();
+    d.ketch(&["volume", "create", "idle"]).ok();
+    d.ketch(&["create", "-v", "data:/data", "spin"]).ok();
+    let (code, body) = d.http("GET", "/system/df", "");
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let vol = |name: &str| {
+        v["Volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["Name"] == name)
+            .cloned()
+            .unwrap()
+    };
+    // The link is not followed: only the file's 5000 bytes count.
+    assert_eq!(
+        vol("data")["UsageData"],
+        serde_json::json!({"Size": 5000, "RefCount": 1})
+    );
+    assert_eq!(
+        vol("idle")["UsageData"],
+        serde_json::json!({"Size": 0, "RefCount": 0})
+    );
+    let out = d.ketch(&["system", "df"]).ok();
+    assert!(
+        out.starts_with("TYPE") && out.contains("Local Volumes"),
+        "{out}"
+    );
+    let vols = out
+        .lines()
+        .find(|l| l.starts_with("Local Volumes"))
+        .unwrap();
+    assert_eq!(
+        vols.split_whitespace().collect::<Vec<_>>()[2..4],
+        ["2", "1"],
+        "{out}"
+    );
+}
