@@ -62,6 +62,8 @@ pub enum Command {
     Diff(Lazy<commands::inspect::DiffArgs>),
     /// Export a container's filesystem as a tar archive
     Export(Lazy<commands::archive::ExportArgs>),
+    /// Create a new image from a container's changes
+    Commit(Lazy<commands::images::CommitArgs>),
     /// Show the history of an image
     History(Lazy<commands::images::HistoryArgs>),
     /// Unpause all processes within one or more containers
@@ -250,6 +252,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Diff(a) => commands::inspect::diff(&client, a.0).await,
         Export(a) => commands::archive::export(&client, a.0).await,
         History(a) => commands::images::history(&client, a.0).await,
+        Commit(a) => commands::images::commit(&client, a.0).await,
         Unpause(a) => commands::lifecycle::simple(&client, a.0, "unpause").await,
         Wait(a) => commands::lifecycle::wait(&client, a.0).await,
         Logs(a) => commands::logs::run(&client, a.0).await,

@@ -105,6 +105,51 @@ pub async fn inspect(engine: &Arc<Engine>, name: &str) -> Resp {
     }
 }
 
+/// `POST /commit?container=&repo=&tag=&comment=&author=&pause=&changes=`:
+/// 201 `{"Id"}`. `changes` may repeat, or hold several lines.
+pub async fn commit(engine: &Arc<Engine>, q: &Query) -> Resp {
+    let Some(container) = q.get("container").filter(|c| !c.is_empty()) else {
+        return error(&EngineError::InvalidArgument(
+            "commit needs a container (container=)".into(),
+        ));
+    };
+    let tag = match q.get("repo").filter(|r| !r.is_empty()) {
+        None => None,
+        Some(repo) => {
+            let tag = q.get("tag").filter(|t| !t.is_empty()).unwrap_or("latest");
+            match ImageRef::parse_any(repo) {
+                Ok(r) if r.digest.is_none() && r.tag.is_none() => Some(r.with_tag(tag)),
+                Ok(_) => {
+                    return error(&EngineError::InvalidArgument(format!(
+                        "invalid repository name {repo:?}: give the tag separately"
+                    )))
+                }
+                Err(e) => return error(&ImageError::from(e).into()),
+            }
+        }
+    };
+    let o = crate::engine::images::CommitOptions {
+        tag,
+        changes: q
+            .all("changes")
+            .iter()
+            .flat_map(|c| c.lines().map(str::to_string).collect::<Vec<_>>())
+            .filter(|c| !c.trim().is_empty())
+            .collect(),
+        comment: q.get("comment").unwrap_or("").to_string(),
+        author: q.get("author").unwrap_or("").to_string(),
+        // Docker pauses unless told not to.
+        pause: q.get("pause").is_none_or(|_| q.flag("pause")),
+    };
+    match engine.commit(container, o).await {
+        Ok(id) => json(
+            StatusCode::CREATED,
+            &serde_json::json!({"Id": id.to_string()}),
+        ),
+        Err(e) => error(&e),
+    }
+}
+
 pub async fn history(engine: &Arc<Engine>, name: &str) -> Resp {
     match engine.image(name).await {
         Ok(img) => json(StatusCode::OK, &view::image_history(&img)),

@@ -222,6 +222,7 @@ async fn dispatch(engine: Arc<Engine>, req: Request<Incoming>) -> Resp {
         (&Method::GET | &Method::HEAD, ["_ping"]) => system::ping(&method),
         (&Method::GET, ["version"]) => system::version(),
         (&Method::GET, ["info"]) => system::info(&engine),
+        (&Method::POST, ["commit"]) => images::commit(&engine, &q).await,
         (&Method::POST, ["build"]) => images::build(&engine, &q, req.into_body()).await,
         (&Method::POST, ["auth"]) => registry::auth(&engine, req.into_body()).await,
         (&Method::GET, ["events"]) => system::events(&engine, &q).await,

@@ -12,6 +12,17 @@ use crate::model::ImageRef;
 use std::path::Path;
 use std::sync::Arc;
 
+/// `commit`'s options.
+#[derive(Clone, Debug, Default)]
+pub struct CommitOptions {
+    pub tag: Option<ImageRef>,
+    /// Dockerfile instructions applied over the config (`--change`).
+    pub changes: Vec<String>,
+    pub comment: String,
+    pub author: String,
+    pub pause: bool,
+}
+
 impl Engine {
     /// Resolve a name, id or id prefix to an image.
     pub async fn image(&self, name: &str) -> Result<Image, EngineError> {
@@ -161,6 +172,54 @@ impl Engine {
         .await
         .map_err(EngineError::task("image prune"))??;
         Ok((items, freed))
+    }
+
+    /// `POST /commit`: a Linux container's changes as a new image over its
+    /// own, its config (with `changes` applied) as the image's. A running
+    /// container is paused while its changes are read, unless `pause` is
+    /// off.
+    pub async fn commit(
+        self: &Arc<Self>,
+        name: &str,
+        o: CommitOptions,
+    ) -> Result<crate::model::Digest, EngineError> {
+        let c = self.lookup(name)?;
+        let rec = c.record();
+        let backend = self.backends.for_platform(&rec.platform, &rec.image)?;
+        let pause = (o.pause && rec.state.status() == crate::model::Status::Running)
+            .then(|| c.control())
+            .flatten();
+        if let Some(ctl) = &pause {
+            ctl.pause();
+        }
+        let layer = backend.changes_tar(&c, &rec).await;
+        if let Some(ctl) = &pause {
+            ctl.resume();
+        }
+        let layer = layer?;
+        let img = self.image_of(&rec).await?;
+        let engine = self.clone();
+        let created_by = rec.argv().join(" ");
+        let id = tokio::task::spawn_blocking(move || {
+            crate::image::build::commit_container(
+                &engine.images,
+                &crate::image::build::CommitRequest {
+                    image: &img,
+                    config: &rec.config,
+                    layer: &layer,
+                    changes: &o.changes,
+                    comment: &o.comment,
+                    author: &o.author,
+                    created_by,
+                    tag: o.tag.as_ref(),
+                },
+            )
+        })
+        .await
+        .map_err(EngineError::task("commit"))??;
+        let rec = c.record();
+        self.event(&rec, "commit", &[("imageID", &id.to_string())]);
+        Ok(id)
     }
 
     /// `GET /distribution/{name}/json`: the registry's descriptor and

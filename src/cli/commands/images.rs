@@ -133,6 +133,49 @@ pub async fn rmi(c: &Client, a: RmiArgs) -> anyhow::Result<i32> {
 }
 
 #[derive(clap::Args, Debug)]
+pub struct CommitArgs {
+    /// Author (e.g., "John Hannibal Smith <hannibal@a-team.com>")
+    #[arg(short, long)]
+    pub author: Option<String>,
+    /// Apply Dockerfile instruction to the created image
+    #[arg(short, long = "change")]
+    pub change: Vec<String>,
+    /// Commit message
+    #[arg(short, long)]
+    pub message: Option<String>,
+    /// Pause container during commit
+    #[arg(short, long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub pause: bool,
+    pub container: String,
+    /// REPOSITORY[:TAG]
+    pub repository: Option<String>,
+}
+
+pub async fn commit(c: &Client, a: CommitArgs) -> anyhow::Result<i32> {
+    let mut q = vec![format!("container={}", enc(&a.container))];
+    if let Some(r) = &a.repository {
+        let r = ImageRef::parse(r).map_err(|e| anyhow::anyhow!("invalid reference format: {e}"))?;
+        q.push(format!("repo={}", enc(&r.familiar_repository())));
+        q.push(format!("tag={}", enc(r.tag.as_deref().unwrap_or("latest"))));
+    }
+    for ch in &a.change {
+        q.push(format!("changes={}", enc(ch)));
+    }
+    if let Some(m) = &a.message {
+        q.push(format!("comment={}", enc(m)));
+    }
+    if let Some(au) = &a.author {
+        q.push(format!("author={}", enc(au)));
+    }
+    q.push(format!("pause={}", a.pause));
+    let v: serde_json::Value = c
+        .post_json(&format!("/commit?{}", q.join("&")), &serde_json::json!({}))
+        .await?;
+    println!("{}", v["Id"].as_str().unwrap_or_default());
+    Ok(0)
+}
+
+#[derive(clap::Args, Debug)]
 pub struct HistoryArgs {
     /// Don't truncate output
     #[arg(long)]

@@ -149,6 +149,19 @@ pub(crate) trait Backend: Send + Sync {
         Box::pin(async move { Err(e) })
     }
 
+    /// `commit`: the container's changes as a layer tar.
+    fn changes_tar<'a>(
+        &'a self,
+        _c: &'a Container,
+        rec: &'a Record,
+    ) -> BoxFuture<'a, Result<Vec<u8>, EngineError>> {
+        let e = EngineError::InvalidArgument(format!(
+            "container {}: a Wasm container has no root filesystem of its own to commit: its image and its granted directories are all it has",
+            rec.name
+        ));
+        Box::pin(async move { Err(e) })
+    }
+
     /// `diff`: what the container changed in its root filesystem.
     fn changes<'a>(
         &'a self,

@@ -28,6 +28,7 @@ mod stage;
 #[cfg(test)]
 mod tests;
 
+pub use self::commit::{commit_container, CommitRequest};
 pub use self::context::walk_filtered;
 pub use self::dockerfile::{ParseError, SyntaxError};
 

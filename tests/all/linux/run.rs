@@ -749,3 +749,87 @@ fn update_changes_a_running_containers_cgroup() {
     d.ketch(&["restart", "-t", "1", "capped"]).ok();
     assert_eq!(limit(&d), 96 << 20);
 }
+
+#[test]
+fn commit_makes_an_image_of_a_containers_changes_and_config() {
+    require!(linux());
+    let d = daemon();
+    detached(
+        &d,
+        "source",
+        &["-e", "FROM_RUN=1"],
+        "echo made > /made; exec sleep 300",
+    );
+    d.eventually(10, "the file", || {
+        d.ketch(&["exec", "source", "cat", "/made"]).stdout == "made\n"
+    });
+    let id = d
+        .ketch(&[
+            "commit",
+            "-a",
+            "Ada <ada@example.com>",
+            "-m",
+            "a snapshot",
+            "-c",
+            "CMD [\"cat\", \"/made\"]",
+            "-c",
+            "ENV GREETING=hi",
+            "-c",
+            "LABEL tier=snap",
+            "source",
+            "snap:v1",
+        ])
+        .ok();
+    assert!(id.trim().starts_with("sha256:"), "{id}");
+    // Paused while its changes were read, running again after.
+    assert_eq!(d.state("source"), "running");
+    assert_eq!(d.ketch(&["run", "--rm", "snap:v1"]).ok(), "made\n");
+    let env = d
+        .ketch(&[
+            "run",
+            "--rm",
+            "snap:v1",
+            "sh",
+            "-c",
+            "echo $GREETING $FROM_RUN",
+        ])
+        .ok();
+    assert_eq!(env, "hi 1\n");
+    let info = d
+        .ketch(&[
+            "image",
+            "inspect",
+            "-f",
+            "{{.Author}} {{json .Config.Labels}}",
+            "snap:v1",
+        ])
+        .ok();
+    assert_eq!(info.trim(), r#"Ada <ada@example.com> {"tier":"snap"}"#);
+    let (_, body) = d.http("GET", "/images/snap:v1/history", "");
+    let h: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+    assert_eq!(h[0]["Comment"], "a snapshot", "{body}");
+    assert!(h[0]["Size"].as_i64().unwrap() > 0);
+    // Bad input: a change commit does not take, a missing container, a
+    // Wasm container.
+    let r = d.ketch(&["commit", "-c", "RUN rm -rf /", "source", "bad"]);
+    assert!(
+        r.stderr.contains("RUN is not a valid change command"),
+        "{}",
+        r.stderr
+    );
+    let r = d.ketch(&["commit", "nosuch", "bad"]);
+    assert!(
+        r.stderr.contains("No such container: nosuch"),
+        "{}",
+        r.stderr
+    );
+    d.wat_image("spin", SPIN_WAT);
+    d.ketch(&["create", "--name", "guest", "spin"]).ok();
+    let r = d.ketch(&["commit", "guest", "bad"]);
+    assert!(
+        r.stderr.contains("no root filesystem of its own to commit"),
+        "{}",
+        r.stderr
+    );
+    assert!(!d.ketch(&["images"]).ok().contains("bad"));
+}

@@ -275,6 +275,27 @@ impl Backend for LinuxAdapter {
         Box::pin(self.copy(engine, c, rec, mode, path))
     }
 
+    fn changes_tar<'a>(
+        &'a self,
+        c: &'a Container,
+        _rec: &'a Record,
+    ) -> BoxFuture<'a, Result<Vec<u8>, EngineError>> {
+        let upper = c.dir().join("fs").join("upper");
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                if !upper.exists() {
+                    return tar::Builder::new(Vec::new())
+                        .into_inner()
+                        .map_err(EngineError::io(&upper));
+                }
+                crate::image::unpack::diff_upper(&upper)
+                    .map_err(|e| EngineError::InvalidArgument(format!("reading its changes: {e}")))
+            })
+            .await
+            .map_err(EngineError::task("reading the container's changes"))?
+        })
+    }
+
     fn changes<'a>(
         &'a self,
         engine: &'a Arc<Engine>,
