@@ -64,6 +64,8 @@ pub enum Command {
     Export(Lazy<commands::archive::ExportArgs>),
     /// Create a new image from a container's changes
     Commit(Lazy<commands::images::CommitArgs>),
+    /// Import the contents from a tarball to create a filesystem image
+    Import(Lazy<commands::images::ImportArgs>),
     /// Show the history of an image
     History(Lazy<commands::images::HistoryArgs>),
     /// Unpause all processes within one or more containers
@@ -253,6 +255,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Export(a) => commands::archive::export(&client, a.0).await,
         History(a) => commands::images::history(&client, a.0).await,
         Commit(a) => commands::images::commit(&client, a.0).await,
+        Import(a) => commands::images::import(&client, a.0).await,
         Unpause(a) => commands::lifecycle::simple(&client, a.0, "unpause").await,
         Wait(a) => commands::lifecycle::wait(&client, a.0).await,
         Logs(a) => commands::logs::run(&client, a.0).await,

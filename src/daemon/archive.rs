@@ -155,7 +155,11 @@ pub async fn put(engine: &std::sync::Arc<Engine>, id: &str, q: &Query, body: Inc
 /// Write a request body to a file in `dir` that is unlinked at once (so
 /// it is gone when closed, even after a crash), at most the archive
 /// limit's bytes. A broken upload is an error, never a partial archive.
-async fn spool(dir: &std::path::Path, mut body: Incoming) -> Result<std::fs::File, Resp> {
+pub(super) async fn spool<B>(dir: &std::path::Path, mut body: B) -> Result<std::fs::File, Resp>
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
     use std::os::unix::fs::OpenOptionsExt;
     let internal = |e: std::io::Error| refuse(&RequestError::io("spooling the archive")(e));
     let path = dir.join(format!("upload-{:016x}", rand::random::<u64>()));

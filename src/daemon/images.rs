@@ -105,6 +105,86 @@ pub async fn inspect(engine: &Arc<Engine>, name: &str) -> Resp {
     }
 }
 
+/// `POST /images/create?fromSrc=-|URL&repo=&tag=&message=&changes=`: a
+/// root filesystem tar (the body, or fetched from an http(s) URL, at most
+/// the archive limit) as a one-layer image. Answers Docker's progress line
+/// with the new image's id.
+pub async fn import(engine: &Arc<Engine>, q: &Query, body: hyper::body::Incoming) -> Resp {
+    let source = q.get("fromSrc").unwrap_or("-").to_string();
+    let tag = match q.get("repo").filter(|r| !r.is_empty()) {
+        None => None,
+        Some(repo) => match ImageRef::parse(repo) {
+            Ok(r) if r.digest.is_none() => Some(match q.get("tag").filter(|t| !t.is_empty()) {
+                Some(t) => r.with_tag(t),
+                None if r.tag.is_some() => r,
+                None => r.with_tag("latest"),
+            }),
+            Ok(_) => {
+                return error(&EngineError::InvalidArgument(format!(
+                    "invalid repository name {repo:?}: a digest cannot be given"
+                )))
+            }
+            Err(e) => return error(&ImageError::from(e).into()),
+        },
+    };
+    let file = if source == "-" {
+        match super::archive::spool(&engine.tmp_dir(), body).await {
+            Ok(f) => f,
+            Err(resp) => return resp,
+        }
+    } else {
+        match fetch_source(engine, &source).await {
+            Ok(f) => f,
+            Err(resp) => return resp,
+        }
+    };
+    let changes = q
+        .all("changes")
+        .iter()
+        .flat_map(|c| c.lines().map(str::to_string).collect::<Vec<_>>())
+        .filter(|c| !c.trim().is_empty())
+        .collect();
+    let message = q.get("message").unwrap_or("").to_string();
+    match engine
+        .image_import(file, changes, message, source, tag)
+        .await
+    {
+        Ok(id) => json(
+            StatusCode::OK,
+            &serde_json::json!({"status": id.to_string()}),
+        ),
+        Err(e) => error(&e),
+    }
+}
+
+/// Download an import's source into a spool file: http(s) only, no proxy,
+/// a 404 or the like named.
+async fn fetch_source(engine: &Arc<Engine>, url: &str) -> Result<std::fs::File, Resp> {
+    let bad = |m: String| {
+        error(&EngineError::InvalidArgument(format!(
+            "import from {url}: {m}"
+        )))
+    };
+    let parsed = url::Url::parse(url).map_err(|e| bad(e.to_string()))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(bad("only http and https sources are fetched".into()));
+    }
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::limited(5))
+        .build()
+        .map_err(|e| bad(e.to_string()))?;
+    let resp = client
+        .get(parsed)
+        .send()
+        .await
+        .map_err(|e| bad(e.to_string()))?;
+    if !resp.status().is_success() {
+        return Err(bad(format!("the server answered {}", resp.status())));
+    }
+    super::archive::spool(&engine.tmp_dir(), reqwest::Body::from(resp)).await
+}
+
 /// `POST /commit?container=&repo=&tag=&comment=&author=&pause=&changes=`:
 /// 201 `{"Id"}`. `changes` may repeat, or hold several lines.
 pub async fn commit(engine: &Arc<Engine>, q: &Query) -> Resp {

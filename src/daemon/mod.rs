@@ -197,6 +197,9 @@ async fn dispatch(engine: Arc<Engine>, req: Request<Incoming>) -> Resp {
             (&Method::GET, "json") => return images::list(&engine, &q).await,
             (&Method::GET, "get") => return images::save(&engine, &q).await,
             (&Method::POST, "load") => return images::load(&engine, req.into_body()).await,
+            (&Method::POST, "create") if q.get("fromSrc").is_some() => {
+                return images::import(&engine, &q, req.into_body()).await
+            }
             (&Method::POST, "create") => return registry::pull(&engine, &q, req.headers()).await,
             (&Method::POST, "prune") => return registry::prune_images(&engine, &q).await,
             (&Method::POST, r) if r.ends_with("/push") => {

@@ -97,7 +97,7 @@ pub async fn pull(engine: &Arc<Engine>, q: &Query, headers: &HeaderMap) -> Resp 
     };
     let Some(from) = q.get("fromImage").filter(|f| !f.is_empty()) else {
         return error(&EngineError::InvalidArgument(
-            "pull needs fromImage (importing from a tarball is not supported)".into(),
+            "pull needs fromImage (or fromSrc, to import a root filesystem)".into(),
         ));
     };
     let name = match q.get("tag").filter(|t| !t.is_empty()) {

@@ -222,6 +222,38 @@ impl Engine {
         Ok(id)
     }
 
+    /// `POST /images/create?fromSrc=`: a root filesystem tar as an image.
+    pub async fn image_import(
+        self: &Arc<Self>,
+        mut src: std::fs::File,
+        changes: Vec<String>,
+        comment: String,
+        source: String,
+        tag: Option<ImageRef>,
+    ) -> Result<crate::model::Digest, EngineError> {
+        let engine = self.clone();
+        let name = tag.as_ref().map(|t| t.familiar());
+        let id = tokio::task::spawn_blocking(move || {
+            // A spool file is handed over at its end.
+            std::io::Seek::seek(&mut src, std::io::SeekFrom::Start(0))
+                .map_err(ImageError::io("the import"))?;
+            crate::image::build::import_rootfs(
+                &engine.images,
+                std::io::BufReader::new(src),
+                &changes,
+                &comment,
+                &source,
+                tag.as_ref(),
+            )
+        })
+        .await
+        .map_err(EngineError::task("import"))??;
+        let name = name.unwrap_or_else(|| id.to_string());
+        self.events
+            .emit("image", "import", &id.to_string(), &[("name", &name)]);
+        Ok(id)
+    }
+
     /// `GET /distribution/{name}/json`: the registry's descriptor and
     /// platforms for `r`, nothing pulled.
     pub async fn distribution_inspect(

@@ -176,6 +176,66 @@ pub async fn commit(c: &Client, a: CommitArgs) -> anyhow::Result<i32> {
 }
 
 #[derive(clap::Args, Debug)]
+pub struct ImportArgs {
+    /// Apply Dockerfile instruction to the created image
+    #[arg(short, long = "change")]
+    pub change: Vec<String>,
+    /// Set commit message for imported image
+    #[arg(short, long)]
+    pub message: Option<String>,
+    /// A tar file, an http(s) URL, or - for stdin
+    pub source: String,
+    /// REPOSITORY[:TAG]
+    pub repository: Option<String>,
+}
+
+pub async fn import(c: &Client, a: ImportArgs) -> anyhow::Result<i32> {
+    use anyhow::Context;
+    use std::io::Read;
+    let remote = a.source.starts_with("http://") || a.source.starts_with("https://");
+    let mut q = vec![format!(
+        "fromSrc={}",
+        enc(if remote { &a.source } else { "-" })
+    )];
+    if let Some(r) = &a.repository {
+        let r = ImageRef::parse(r).map_err(|e| anyhow::anyhow!("invalid reference format: {e}"))?;
+        q.push(format!("repo={}", enc(&r.familiar_repository())));
+        q.push(format!("tag={}", enc(r.tag.as_deref().unwrap_or("latest"))));
+    }
+    for ch in &a.change {
+        q.push(format!("changes={}", enc(ch)));
+    }
+    if let Some(m) = &a.message {
+        q.push(format!("message={}", enc(m)));
+    }
+    let mut data = Vec::new();
+    if !remote {
+        if a.source == "-" {
+            std::io::stdin().lock().read_to_end(&mut data)?;
+        } else {
+            std::fs::File::open(&a.source)
+                .with_context(|| format!("opening {}", a.source))?
+                .read_to_end(&mut data)?;
+        }
+    }
+    let resp = c
+        .send(
+            hyper::Method::POST,
+            &format!("/images/create?{}", q.join("&")),
+            bytes::Bytes::from(data),
+            Some("application/x-tar"),
+        )
+        .await?;
+    let body = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .map_err(|e| anyhow::anyhow!("reading the answer: {e}"))?
+        .to_bytes();
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    println!("{}", v["status"].as_str().unwrap_or_default());
+    Ok(0)
+}
+
+#[derive(clap::Args, Debug)]
 pub struct HistoryArgs {
     /// Don't truncate output
     #[arg(long)]

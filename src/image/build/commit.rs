@@ -162,7 +162,123 @@ pub fn commit_container(store: &ImageStore, req: &CommitRequest) -> Result<Diges
         .collect();
     stage.stop_signal = cfg.stop_signal.clone();
     stage.healthcheck = cfg.healthcheck.clone();
-    for change in req.changes {
+    apply_changes(&mut stage, req.changes)?;
+    add_layer(
+        store,
+        stage,
+        req.layer,
+        Made {
+            created_by: &req.created_by,
+            comment: req.comment,
+            author: req.author,
+            tag: req.tag,
+        },
+    )
+}
+
+/// `import`: a root filesystem tar (plain or compressed) as a one-layer
+/// Linux image of the host's architecture, with `--change` applied. The
+/// tar is read under the layer policy and written again entry by entry,
+/// so the stored layer is only what the policy passed.
+pub fn import_rootfs(
+    store: &ImageStore,
+    src: impl std::io::Read,
+    changes: &[String],
+    comment: &str,
+    source: &str,
+    tag: Option<&ImageRef>,
+) -> Result<Digest, ImageError> {
+    use crate::confine::archive::{self, EntryKind, Kind, Limits, Policy};
+    let policy = Policy {
+        kind: Kind::Layer,
+        limits: Limits::daemon(),
+    };
+    let mut out = tar::Builder::new(Vec::new());
+    let bad = |e: std::io::Error| ImageError::Invalid {
+        name: source.to_string(),
+        reason: e.to_string(),
+    };
+    archive::entries(src, &policy, &mut |e, data| {
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(e.mode);
+        h.set_uid(e.uid);
+        h.set_gid(e.gid);
+        h.set_mtime(e.mtime);
+        h.set_size(0);
+        let path = e.path.to_path_buf();
+        let io = |r: std::io::Result<()>| r.map_err(crate::confine::ConfineError::io(&e.path));
+        match &e.kind {
+            EntryKind::Dir => {
+                h.set_entry_type(tar::EntryType::Directory);
+                io(out.append_data(&mut h, &path, std::io::empty()))?;
+            }
+            EntryKind::File => {
+                h.set_entry_type(tar::EntryType::Regular);
+                h.set_size(e.size);
+                io(out.append_data(&mut h, &path, data))?;
+            }
+            EntryKind::Symlink(t) => {
+                h.set_entry_type(tar::EntryType::Symlink);
+                io(out.append_link(&mut h, &path, t))?;
+            }
+            EntryKind::HardLink(t) => {
+                h.set_entry_type(tar::EntryType::Link);
+                io(out.append_link(&mut h, &path, t.to_path_buf()))?;
+            }
+            EntryKind::Char(ma, mi) | EntryKind::Block(ma, mi) => {
+                h.set_entry_type(if matches!(e.kind, EntryKind::Block(..)) {
+                    tar::EntryType::Block
+                } else {
+                    tar::EntryType::Char
+                });
+                io(h.set_device_major(*ma))?;
+                io(h.set_device_minor(*mi))?;
+                io(out.append_data(&mut h, &path, std::io::empty()))?;
+            }
+            EntryKind::Fifo => {
+                h.set_entry_type(tar::EntryType::Fifo);
+                io(out.append_data(&mut h, &path, std::io::empty()))?;
+            }
+            // A root filesystem hides nothing below it.
+            EntryKind::Whiteout | EntryKind::Opaque => {}
+        }
+        Ok(())
+    })
+    .map_err(|e| ImageError::Invalid {
+        name: source.to_string(),
+        reason: e.to_string(),
+    })?;
+    let layer = out.into_inner().map_err(bad)?;
+    let mut stage = Stage {
+        os: "linux".into(),
+        arch: crate::image::registry::host_arch().into(),
+        ..Default::default()
+    };
+    apply_changes(&mut stage, changes)?;
+    add_layer(
+        store,
+        stage,
+        &layer,
+        Made {
+            created_by: &format!("Imported from {source}"),
+            comment,
+            author: "",
+            tag,
+        },
+    )
+}
+
+/// Who made a committed or imported image's one new layer, and how.
+struct Made<'a> {
+    created_by: &'a str,
+    comment: &'a str,
+    author: &'a str,
+    tag: Option<&'a ImageRef>,
+}
+
+/// `--change` instructions applied over a stage's config.
+fn apply_changes(stage: &mut Stage, changes: &[String]) -> Result<(), ImageError> {
+    for change in changes {
         let keyword = change
             .split_whitespace()
             .next()
@@ -188,31 +304,37 @@ pub fn commit_container(store: &ImageStore, req: &CommitRequest) -> Result<Diges
             })?;
         }
     }
-    let built = crate::image::layer::write_tar(store, req.layer)?;
+    Ok(())
+}
+
+/// Add `layer` to the stage and write it as an image made now.
+fn add_layer(
+    store: &ImageStore,
+    mut stage: Stage,
+    layer: &[u8],
+    made: Made,
+) -> Result<Digest, ImageError> {
+    let built = crate::image::layer::write_tar(store, layer)?;
     stage.layers.push(Descriptor::new(
         MediaType::ImageLayerGzip,
         built.size,
         oci_digest(&built.digest)?,
     ));
     stage.diff_ids.push(built.diff_id.to_string());
-    stage.history.push((req.created_by.clone(), false));
+    stage.history.push((made.created_by.to_string(), false));
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
     let mut config = stage.config(&now)?;
-    if !req.author.is_empty() {
-        config.set_author(Some(req.author.to_string()));
+    if !made.author.is_empty() {
+        config.set_author(Some(made.author.to_string()));
     }
     if let Some(last) = config.history_mut().as_mut().and_then(|h| h.last_mut()) {
-        if !req.comment.is_empty() {
-            last.set_comment(Some(req.comment.to_string()));
+        if !made.comment.is_empty() {
+            last.set_comment(Some(made.comment.to_string()));
         }
-        if !req.author.is_empty() {
-            last.set_author(Some(req.author.to_string()));
+        if !made.author.is_empty() {
+            last.set_author(Some(made.author.to_string()));
         }
     }
-    write_image(
-        store,
-        &stage,
-        config,
-        &req.tag.into_iter().cloned().collect::<Vec<_>>(),
-    )
+    let tags: Vec<ImageRef> = made.tag.into_iter().cloned().collect();
+    write_image(store, &stage, config, &tags)
 }

@@ -28,7 +28,7 @@ mod stage;
 #[cfg(test)]
 mod tests;
 
-pub use self::commit::{commit_container, CommitRequest};
+pub use self::commit::{commit_container, import_rootfs, CommitRequest};
 pub use self::context::walk_filtered;
 pub use self::dockerfile::{ParseError, SyntaxError};
 

@@ -22,7 +22,7 @@ mod token;
 mod transport;
 
 pub use auth::{AuthHeaderError, Credentials};
-pub use pull::{inspect, pull, select_platform, Platform, PlatformError};
+pub use pull::{host_arch, inspect, pull, select_platform, Platform, PlatformError};
 pub use push::push;
 
 pub(crate) use transport::{error_chain, read_limited, Limited};

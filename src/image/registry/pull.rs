@@ -83,7 +83,8 @@ impl Platform {
     }
 }
 
-fn host_arch() -> &'static str {
+/// The host's architecture as OCI names it.
+pub fn host_arch() -> &'static str {
     match std::env::consts::ARCH {
         "x86_64" => "amd64",
         "aarch64" => "arm64",

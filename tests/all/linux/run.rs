@@ -833,3 +833,73 @@ fn commit_makes_an_image_of_a_containers_changes_and_config() {
     );
     assert!(!d.ketch(&["images"]).ok().contains("bad"));
 }
+
+#[test]
+fn export_then_import_makes_a_runnable_image_and_hostile_tars_are_refused() {
+    require!(linux());
+    let d = daemon();
+    detached(&d, "orig", &[], "echo kept > /kept; exec sleep 300");
+    d.eventually(10, "the file", || {
+        d.ketch(&["exec", "orig", "cat", "/kept"]).stdout == "kept\n"
+    });
+    let tar = d.dir.path().join("orig.tar");
+    d.ketch(&["export", "-o", tar.to_str().unwrap(), "orig"])
+        .ok();
+    // From a file, with changes and a message.
+    let id = d
+        .ketch(&[
+            "import",
+            "-c",
+            "CMD [\"cat\", \"/kept\"]",
+            "-m",
+            "from a file",
+            tar.to_str().unwrap(),
+            "flat:v1",
+        ])
+        .ok();
+    assert!(id.trim().starts_with("sha256:"), "{id}");
+    assert_eq!(d.ketch(&["run", "--rm", "flat:v1"]).ok(), "kept\n");
+    let (_, body) = d.http("GET", "/images/flat:v1/history", "");
+    let h: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+    assert_eq!(h.len(), 1, "{body}");
+    assert_eq!(h[0]["Comment"], "from a file");
+    // From a URL on loopback.
+    let data = std::fs::read(&tar).unwrap();
+    let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = server.local_addr().unwrap().port();
+    let serve = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let (mut s, _) = server.accept().unwrap();
+        let mut req = [0u8; 4096];
+        let _ = s.read(&mut req);
+        let _ = write!(
+            s,
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            data.len()
+        );
+        let _ = s.write_all(&data);
+    });
+    let url = format!("http://127.0.0.1:{port}/rootfs.tar");
+    d.ketch(&["import", "-c", "ENTRYPOINT [\"cat\"]", &url, "flat:v2"])
+        .ok();
+    serve.join().unwrap();
+    assert_eq!(d.ketch(&["run", "--rm", "flat:v2", "/kept"]).ok(), "kept\n");
+    // A hostile tar (a path out of the root) is refused, and makes nothing.
+    let mut b = ::tar::Builder::new(Vec::new());
+    let mut h = ::tar::Header::new_gnu();
+    h.set_size(1);
+    h.set_mode(0o644);
+    h.set_entry_type(::tar::EntryType::Regular);
+    h.as_gnu_mut().unwrap().name[..10].copy_from_slice(b"../escaped");
+    h.set_cksum();
+    b.append(&h, &b"x"[..]).unwrap();
+    let evil = d.dir.path().join("evil.tar");
+    std::fs::write(&evil, b.into_inner().unwrap()).unwrap();
+    let before = d.ketch(&["images", "-q"]).ok();
+    let r = d.ketch(&["import", evil.to_str().unwrap(), "evil"]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("escaped"), "{}", r.stderr);
+    assert_eq!(d.ketch(&["images", "-q"]).ok(), before);
+    let r = d.ketch(&["import", "file:///etc/passwd", "evil"]);
+    assert_ne!(r.code, 0);
+}
