@@ -186,6 +186,24 @@ pub struct HostConfig {
     pub cap_drop: Option<Vec<String>>,
     /// `--tmpfs`: destination -> mount options.
     pub tmpfs: Option<BTreeMap<String, String>>,
+    /// `--pid`, `--ipc`, `--uts`: `""` (its own), `host`, or
+    /// `container:NAME` (another running container's).
+    #[serde(
+        deserialize_with = "de_null_default",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub pid_mode: String,
+    #[serde(
+        deserialize_with = "de_null_default",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub ipc_mode: String,
+    #[serde(
+        rename = "UTSMode",
+        deserialize_with = "de_null_default",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub uts_mode: String,
     /// `--group-add`: supplementary groups, by name or number.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub group_add: Option<Vec<String>>,

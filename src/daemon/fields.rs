@@ -29,6 +29,9 @@ const HOST_CONFIG_TAKEN: &[&str] = &[
     "CapDrop",
     "Tmpfs",
     "GroupAdd",
+    "PidMode",
+    "IpcMode",
+    "UTSMode",
     "ConsoleSize",
     "ContainerIDFile",
 ];

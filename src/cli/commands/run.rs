@@ -99,6 +99,15 @@ pub struct RunArgs {
     /// Linux containers: the container's host name
     #[arg(long)]
     pub hostname: Option<String>,
+    /// Linux containers: PID namespace to use (host or container:NAME)
+    #[arg(long)]
+    pub pid: Option<String>,
+    /// Linux containers: IPC namespace to use (host, private or container:NAME)
+    #[arg(long)]
+    pub ipc: Option<String>,
+    /// Linux containers: UTS namespace to use (host or container:NAME)
+    #[arg(long)]
+    pub uts: Option<String>,
     /// Linux containers: add additional groups to join (name or gid)
     #[arg(long)]
     pub group_add: Vec<String>,
@@ -360,6 +369,9 @@ pub async fn run(c: &Client, a: RunArgs, create_only: bool) -> anyhow::Result<i3
         },
         cap_add: (!a.cap_add.is_empty()).then(|| a.cap_add.clone()),
         group_add: (!a.group_add.is_empty()).then(|| a.group_add.clone()),
+        pid_mode: a.pid.clone().unwrap_or_default(),
+        ipc_mode: a.ipc.clone().unwrap_or_default(),
+        uts_mode: a.uts.clone().unwrap_or_default(),
         cap_drop: (!a.cap_drop.is_empty()).then(|| a.cap_drop.clone()),
         tmpfs: (!a.tmpfs.is_empty()).then(|| {
             a.tmpfs

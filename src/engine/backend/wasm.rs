@@ -86,6 +86,9 @@ impl Backend for WasmAdapter {
                 "GroupAdd (--group-add)",
                 hc.group_add.as_ref().is_some_and(|v| !v.is_empty()),
             ),
+            ("PidMode (--pid)", !hc.pid_mode.is_empty()),
+            ("IpcMode (--ipc)", !hc.ipc_mode.is_empty()),
+            ("UTSMode (--uts)", !hc.uts_mode.is_empty()),
             ("MemorySwap (--memory-swap)", hc.memory_swap != 0),
             ("NanoCpus (--cpus)", hc.nano_cpus != 0),
             ("CpuShares (--cpu-shares)", hc.cpu_shares != 0),
@@ -96,7 +99,7 @@ impl Backend for WasmAdapter {
         ];
         match set.iter().find(|(_, on)| *on) {
             Some((field, _)) => Err(EngineError::InvalidArgument(format!(
-                "HostConfig.{field} applies to Linux containers: a Wasm guest has no capabilities, groups, processes, swap, CPU quota or mounts (its limit is --memory)"
+                "HostConfig.{field} applies to Linux containers: a Wasm guest has no capabilities, groups, processes, namespaces, swap, CPU quota or mounts (its limit is --memory)"
             ))),
             None => Ok(()),
         }

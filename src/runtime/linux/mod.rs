@@ -79,6 +79,11 @@ pub struct LinuxProgram {
     /// `--cpu-shares`: the relative weight (cgroup v1 shares; libcgroups
     /// converts it to a v2 weight).
     pub cpu_shares: Option<u64>,
+    /// The pid, IPC and UTS namespaces: the container's own, the host's,
+    /// or another container's.
+    pub pid_ns: NsMode,
+    pub ipc_ns: NsMode,
+    pub uts_ns: NsMode,
     pub pids_limit: Option<i64>,
     pub network: NetworkMode,
     /// Its interfaces on bridge networks, the primary one first.
@@ -88,6 +93,18 @@ pub struct LinuxProgram {
     /// `-t`: a pty for its stdio.
     pub tty: bool,
     pub stop_signal: i32,
+}
+
+/// Whose namespace of a kind a container is in.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum NsMode {
+    /// Its own.
+    #[default]
+    Private,
+    /// The host's (none made).
+    Host,
+    /// Another container's, joined by this path (`/proc/PID/ns/KIND`).
+    Join(PathBuf),
 }
 
 impl LinuxProgram {

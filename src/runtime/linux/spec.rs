@@ -186,12 +186,14 @@ pub fn build(run: &RunSpec, p: &LinuxProgram, rootfs: &str) -> Result<Spec, Runt
     }
     // No network namespace here: the monitor makes it (and brings `lo` up)
     // before the container starts, and the container inherits it.
-    let namespaces = vec![
-        json!({"type": "pid"}),
-        json!({"type": "ipc"}),
-        json!({"type": "uts"}),
-        json!({"type": "mount"}),
-    ];
+    let mut namespaces = vec![json!({"type": "mount"})];
+    for (kind, mode) in [("pid", &p.pid_ns), ("ipc", &p.ipc_ns), ("uts", &p.uts_ns)] {
+        match mode {
+            super::NsMode::Private => namespaces.push(json!({"type": kind})),
+            super::NsMode::Join(path) => namespaces.push(json!({"type": kind, "path": path})),
+            super::NsMode::Host => {}
+        }
+    }
     let mut resources = json!({
         "devices": [{"allow": false, "access": "rwm"},
             {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
@@ -247,7 +249,8 @@ pub fn build(run: &RunSpec, p: &LinuxProgram, rootfs: &str) -> Result<Spec, Runt
             "noNewPrivileges": true,
         },
         "root": {"path": rootfs, "readonly": p.read_only},
-        "hostname": p.hostname,
+        // A host or joined UTS namespace keeps its own name.
+        "hostname": (p.uts_ns == super::NsMode::Private).then_some(&p.hostname),
         "mounts": mounts,
         "linux": {
             "namespaces": namespaces,

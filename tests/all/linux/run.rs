@@ -903,3 +903,78 @@ fn export_then_import_makes_a_runnable_image_and_hostile_tars_are_refused() {
     let r = d.ketch(&["import", "file:///etc/passwd", "evil"]);
     assert_ne!(r.code, 0);
 }
+
+#[test]
+fn pid_ipc_and_uts_namespaces_can_be_the_hosts_or_another_containers() {
+    require!(linux());
+    let d = daemon();
+    let host_name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let out = d
+        .ketch(&["run", "--rm", "--uts", "host", "busybox", "hostname"])
+        .ok();
+    assert_eq!(out.trim(), host_name.trim());
+    let host_init = std::fs::read("/proc/1/cmdline").unwrap();
+    let out = d
+        .ketch(&[
+            "run",
+            "--rm",
+            "--pid",
+            "host",
+            "busybox",
+            "cat",
+            "/proc/1/cmdline",
+        ])
+        .ok();
+    assert_eq!(out.as_bytes(), &host_init[..]);
+    // Another container's: its processes are seen, its name is shared.
+    detached(
+        &d,
+        "anchor",
+        &["--hostname", "anchor-box"],
+        "exec sleep 300",
+    );
+    let out = d
+        .ketch(&[
+            "run",
+            "--rm",
+            "--pid",
+            "container:anchor",
+            "--uts",
+            "container:anchor",
+            "--ipc",
+            "container:anchor",
+            "busybox",
+            "sh",
+            "-c",
+            "hostname; cat /proc/1/cmdline | tr '\\0' ' '",
+        ])
+        .ok();
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["anchor-box", "sleep 300 "],
+        "{out}"
+    );
+    // Bad values and a container that is not running are refused, naming them.
+    let r = d.ketch(&["create", "--pid", "sideways", "busybox"]);
+    assert!(
+        r.stderr.contains("invalid PidMode (--pid) \"sideways\""),
+        "{}",
+        r.stderr
+    );
+    d.ketch(&["create", "--name", "idle", "busybox", "true"])
+        .ok();
+    let r = d.ketch(&["run", "--rm", "--pid", "container:idle", "busybox", "true"]);
+    assert!(
+        r.stderr.contains("not a running Linux container"),
+        "{}",
+        r.stderr
+    );
+    d.wat_image("spin", SPIN_WAT);
+    let r = d.ketch(&["create", "--uts", "host", "spin"]);
+    assert!(
+        r.stderr
+            .contains("UTSMode (--uts) applies to Linux containers"),
+        "{}",
+        r.stderr
+    );
+}

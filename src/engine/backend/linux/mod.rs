@@ -14,7 +14,7 @@ use crate::engine::networks::HostNet;
 use crate::image::unpack::Snapshots;
 use crate::image::Image;
 use crate::model::{signal, Digest, Platform, RuntimeKind};
-use crate::runtime::linux::{LinuxBackend, LinuxProgram, NetworkMode};
+use crate::runtime::linux::{LinuxBackend, LinuxProgram, NetworkMode, NsMode};
 use crate::runtime::{Backend as _, Program, Reattached, Started};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -100,6 +100,27 @@ fn hostname(rec: &Record) -> String {
 
 /// Check the Linux-only options of a create request.
 fn validate(hc: &HostConfig) -> Result<(), EngineError> {
+    for (field, mode, extra) in [
+        ("PidMode (--pid)", &hc.pid_mode, &[][..]),
+        (
+            "IpcMode (--ipc)",
+            &hc.ipc_mode,
+            &["private", "shareable"][..],
+        ),
+        ("UTSMode (--uts)", &hc.uts_mode, &[][..]),
+    ] {
+        let ok = mode.is_empty()
+            || mode == "host"
+            || extra.contains(&mode.as_str())
+            || mode
+                .strip_prefix("container:")
+                .is_some_and(|n| !n.is_empty());
+        if !ok {
+            return Err(EngineError::InvalidArgument(format!(
+                "invalid {field} {mode:?}: give host or container:NAME"
+            )));
+        }
+    }
     crate::runtime::linux::spec::capabilities(
         hc.cap_add.as_deref().unwrap_or_default(),
         hc.cap_drop.as_deref().unwrap_or_default(),
@@ -438,6 +459,32 @@ impl Engine {
         Ok((img, layers))
     }
 
+    /// `--pid`/`--ipc`/`--uts` as the namespace to use: the container's
+    /// own, the host's, or a running Linux container's (its init's).
+    fn ns_mode(&self, rec: &Record, kind: &str, mode: &str) -> Result<NsMode, EngineError> {
+        match mode {
+            "" | "private" | "shareable" => Ok(NsMode::Private),
+            "host" => Ok(NsMode::Host),
+            other => {
+                let name = other.strip_prefix("container:").unwrap_or("");
+                let c = self.lookup(name)?;
+                let pid = c
+                    .control()
+                    .and_then(|ctl| ctl.pids().first().copied())
+                    .filter(|_| c.status().is_alive() && c.record().is(RuntimeKind::Linux))
+                    .ok_or_else(|| {
+                        EngineError::Conflict(format!(
+                            "cannot join the {kind} namespace of container {name} for {}: it is not a running Linux container",
+                            rec.name
+                        ))
+                    })?;
+                Ok(NsMode::Join(PathBuf::from(format!(
+                    "/proc/{pid}/ns/{kind}"
+                ))))
+            }
+        }
+    }
+
     /// Everything the Linux backend needs to run this container; unpacks
     /// the image's layers on first use.
     async fn linux_program(
@@ -506,6 +553,9 @@ impl Engine {
                 memory_swap: (hc.memory_swap != 0).then_some(hc.memory_swap),
                 nano_cpus: hc.nano_cpus,
                 cpu_shares: u64::try_from(hc.cpu_shares).ok().filter(|s| *s > 0),
+                pid_ns: self.ns_mode(rec, "pid", &hc.pid_mode)?,
+                ipc_ns: self.ns_mode(rec, "ipc", &hc.ipc_mode)?,
+                uts_ns: self.ns_mode(rec, "uts", &hc.uts_mode)?,
                 pids_limit: hc.pids_limit,
                 network,
                 attachments,
