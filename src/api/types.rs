@@ -186,6 +186,9 @@ pub struct HostConfig {
     pub cap_drop: Option<Vec<String>>,
     /// `--tmpfs`: destination -> mount options.
     pub tmpfs: Option<BTreeMap<String, String>>,
+    /// `--volumes-from NAME[:ro|rw]`: another container's binds and
+    /// mounts, copied at create.
+    pub volumes_from: Option<Vec<String>>,
     /// `--pid`, `--ipc`, `--uts`: `""` (its own), `host`, or
     /// `container:NAME` (another running container's).
     #[serde(

@@ -29,6 +29,7 @@ const HOST_CONFIG_TAKEN: &[&str] = &[
     "CapDrop",
     "Tmpfs",
     "GroupAdd",
+    "VolumesFrom",
     "PidMode",
     "IpcMode",
     "UTSMode",

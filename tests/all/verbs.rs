@@ -316,3 +316,37 @@ fn system_df_counts_volumes_and_their_users() {
         "{out}"
     );
 }
+
+#[test]
+fn volumes_from_copies_another_containers_volumes() {
+    let d = TestDaemon::start();
+    example_image(&d, "volume");
+    d.ketch(&["create", "--name", "store", "-v", "shared:/data", "volume"])
+        .ok();
+    // Twice through the other container's volume: the visits add up.
+    d.ketch(&["run", "--rm", "--volumes-from", "store", "volume"])
+        .ok();
+    let out = d
+        .ketch(&["run", "--rm", "--volumes-from", "store", "volume"])
+        .ok();
+    assert_eq!(out.matches("visit").count(), 2, "{out}");
+    // `:ro` makes them read-only.
+    let r = d.ketch(&["run", "--rm", "--volumes-from", "store:ro", "volume"]);
+    assert_ne!(r.code, 0, "{}", r.stdout);
+    let binds = d
+        .ketch(&["inspect", "-f", "{{json .HostConfig.Binds}}", "store"])
+        .ok();
+    assert_eq!(binds.trim(), r#"["shared:/data"]"#);
+    let r = d.ketch(&["create", "--volumes-from", "nosuch", "volume"]);
+    assert!(
+        r.stderr.contains("No such container: nosuch"),
+        "{}",
+        r.stderr
+    );
+    let r = d.ketch(&["create", "--volumes-from", "store:rx", "volume"]);
+    assert!(
+        r.stderr.contains("the mode must be ro or rw"),
+        "{}",
+        r.stderr
+    );
+}

@@ -46,6 +46,7 @@ impl Engine {
         }
         let mut host_config = req.host_config.unwrap_or_default();
         complete_log_config(&mut host_config.log_config)?;
+        self.volumes_from(&mut host_config)?;
         let on_host = host_config.binds.as_ref().is_some_and(|b| !b.is_empty())
             || host_config.mounts.as_ref().is_some_and(|m| !m.is_empty());
         let image_name = req.config.image.clone();
@@ -189,6 +190,50 @@ impl Engine {
         self.register(rec.clone(), dir);
         self.event(&rec, "create", &[]);
         Ok(rec)
+    }
+
+    /// `--volumes-from NAME[:ro|rw]`: the other container's binds and
+    /// mounts become this one's (as binds; `ro` makes each read-only,
+    /// `rw` keeps each as it was), as Docker copies them at create.
+    fn volumes_from(&self, hc: &mut HostConfig) -> Result<(), EngineError> {
+        for spec in hc.volumes_from.clone().unwrap_or_default() {
+            let (name, mode) = match spec.rsplit_once(':') {
+                Some((n, m @ ("ro" | "rw"))) => (n, Some(m)),
+                Some(_) => {
+                    return Err(EngineError::InvalidArgument(format!(
+                        "invalid VolumesFrom {spec:?}: the mode must be ro or rw"
+                    )))
+                }
+                None => (spec.as_str(), None),
+            };
+            let other = self.lookup(name)?.record();
+            let binds = hc.binds.get_or_insert_with(Vec::new);
+            let mut add = |source: &str, target: &str, read_only: bool| {
+                let ro = match mode {
+                    Some("ro") => true,
+                    Some(_) => false,
+                    None => read_only,
+                };
+                binds.push(format!("{source}:{target}{}", if ro { ":ro" } else { "" }));
+            };
+            for b in other.host_config.binds.iter().flatten() {
+                let parts: Vec<&str> = b.split(':').collect();
+                if let [source, target, rest @ ..] = parts.as_slice() {
+                    add(
+                        source,
+                        target,
+                        rest.first()
+                            .is_some_and(|m| m.split(',').any(|o| o == "ro")),
+                    );
+                }
+            }
+            for m in other.host_config.mounts.iter().flatten() {
+                if matches!(m.kind.as_str(), "bind" | "volume") {
+                    add(&m.source, &m.target, m.read_only);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Make the volumes a create request names (as Docker does), and give
