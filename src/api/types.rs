@@ -186,6 +186,8 @@ pub struct HostConfig {
     pub cap_drop: Option<Vec<String>>,
     /// `--tmpfs`: destination -> mount options.
     pub tmpfs: Option<BTreeMap<String, String>>,
+    /// `--link NAME[:ALIAS]`: an `/etc/hosts` line for another container.
+    pub links: Option<Vec<String>>,
     /// `--volumes-from NAME[:ro|rw]`: another container's binds and
     /// mounts, copied at create.
     pub volumes_from: Option<Vec<String>>,

@@ -30,6 +30,7 @@ const HOST_CONFIG_TAKEN: &[&str] = &[
     "Tmpfs",
     "GroupAdd",
     "VolumesFrom",
+    "Links",
     "PidMode",
     "IpcMode",
     "UTSMode",

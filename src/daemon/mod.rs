@@ -221,6 +221,14 @@ async fn dispatch(engine: Arc<Engine>, req: Request<Incoming>) -> Resp {
             _ => {}
         }
     }
+    if method == Method::DELETE && q.flag("link") {
+        if let Some(link) = path.strip_prefix("/containers/") {
+            return match engine.unlink(link).await {
+                Ok(()) => http::empty(hyper::StatusCode::NO_CONTENT),
+                Err(e) => http::error(&e),
+            };
+        }
+    }
     match (&method, segs.as_slice()) {
         (&Method::GET | &Method::HEAD, ["_ping"]) => system::ping(&method),
         (&Method::GET, ["version"]) => system::version(),

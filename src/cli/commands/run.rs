@@ -33,6 +33,9 @@ pub struct RunArgs {
     /// Bind mount a volume (host:container[:ro])
     #[arg(short, long = "volume")]
     pub volume: Vec<String>,
+    /// Linux containers: add link to another container (NAME[:ALIAS])
+    #[arg(long)]
+    pub link: Vec<String>,
     /// Mount volumes from the specified container(s) (NAME[:ro|rw])
     #[arg(long)]
     pub volumes_from: Vec<String>,
@@ -373,6 +376,7 @@ pub async fn run(c: &Client, a: RunArgs, create_only: bool) -> anyhow::Result<i3
         cap_add: (!a.cap_add.is_empty()).then(|| a.cap_add.clone()),
         group_add: (!a.group_add.is_empty()).then(|| a.group_add.clone()),
         volumes_from: (!a.volumes_from.is_empty()).then(|| a.volumes_from.clone()),
+        links: (!a.link.is_empty()).then(|| a.link.clone()),
         pid_mode: a.pid.clone().unwrap_or_default(),
         ipc_mode: a.ipc.clone().unwrap_or_default(),
         uts_mode: a.uts.clone().unwrap_or_default(),

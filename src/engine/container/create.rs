@@ -47,6 +47,10 @@ impl Engine {
         let mut host_config = req.host_config.unwrap_or_default();
         complete_log_config(&mut host_config.log_config)?;
         self.volumes_from(&mut host_config)?;
+        for link in host_config.links.iter().flatten() {
+            let name = link.split_once(':').map_or(link.as_str(), |(n, _)| n);
+            self.lookup(name.trim_start_matches('/'))?;
+        }
         let on_host = host_config.binds.as_ref().is_some_and(|b| !b.is_empty())
             || host_config.mounts.as_ref().is_some_and(|m| !m.is_empty());
         let image_name = req.config.image.clone();

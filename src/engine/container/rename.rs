@@ -7,6 +7,34 @@ use crate::model::ids;
 use std::sync::Arc;
 
 impl Engine {
+    /// `DELETE /containers/PARENT/ALIAS?link=1`: forget the link `ALIAS`
+    /// of `PARENT` (its `/etc/hosts` line goes at its next start).
+    pub async fn unlink(self: &Arc<Self>, path: &str) -> Result<(), EngineError> {
+        let Some((parent, alias)) = path.trim_start_matches('/').split_once('/') else {
+            return Err(EngineError::InvalidArgument(format!(
+                "Conflict, cannot remove the default link name of the container: {path}"
+            )));
+        };
+        let c = self.lookup(parent)?;
+        let _op = c.op.lock().await;
+        let links = c.record().host_config.links.unwrap_or_default();
+        let kept: Vec<String> = links
+            .iter()
+            .filter(|l| {
+                let a = l.split_once(':').map_or(l.as_str(), |(_, a)| a);
+                a.rsplit('/').next() != Some(alias)
+            })
+            .cloned()
+            .collect();
+        if kept.len() == links.len() {
+            return Err(EngineError::NotFound(format!(
+                "Could not find container link {alias} of {parent}"
+            )));
+        }
+        c.update(|r| r.host_config.links = Some(kept)).await?;
+        Ok(())
+    }
+
     pub async fn rename(self: &Arc<Self>, name: &str, new: &str) -> Result<(), EngineError> {
         let new = new.strip_prefix('/').unwrap_or(new);
         if new.is_empty() {

@@ -136,6 +136,7 @@ impl Engine {
     /// with its name and aliases (the default bridge resolves no names,
     /// as Docker's does not).
     pub fn peer_hosts(&self, rec: &Record) -> Vec<(Ipv4Addr, Vec<String>)> {
+        let mut out = self.linked_hosts(rec);
         let mine: BTreeSet<&str> = rec
             .networks
             .iter()
@@ -143,9 +144,9 @@ impl Engine {
             .map(|(_, e)| e.network_id.as_str())
             .collect();
         if mine.is_empty() {
-            return Vec::new();
+            out.sort();
+            return out;
         }
-        let mut out = Vec::new();
         for c in self.list() {
             if c.id == rec.id {
                 continue;
@@ -162,6 +163,35 @@ impl Engine {
             }
         }
         out.sort();
+        out
+    }
+
+    /// `--link NAME[:ALIAS]`, Docker's legacy links: the linked
+    /// container's address on a network both are on, under its alias, its
+    /// name and its short id. A linked container that is not running (or
+    /// shares no network) has no line.
+    fn linked_hosts(&self, rec: &Record) -> Vec<(Ipv4Addr, Vec<String>)> {
+        let mut out = Vec::new();
+        for link in rec.host_config.links.iter().flatten() {
+            let (name, alias) = link.split_once(':').unwrap_or((link, link));
+            let name = name.trim_start_matches('/');
+            let alias = alias.rsplit('/').next().unwrap_or(alias);
+            let Ok(c) = self.lookup(name) else { continue };
+            let other = c.record();
+            let shared = other.networks.values().find(|e| {
+                e.ip.is_some()
+                    && rec
+                        .networks
+                        .values()
+                        .any(|mine| mine.network_id == e.network_id)
+            });
+            if let Some(ip) = shared.and_then(|e| e.ip) {
+                let mut names = vec![alias.to_string(), other.name.clone()];
+                names.push(other.id.as_str()[..12].to_string());
+                names.dedup();
+                out.push((ip, names));
+            }
+        }
         out
     }
 

@@ -978,3 +978,48 @@ fn pid_ipc_and_uts_namespaces_can_be_the_hosts_or_another_containers() {
         r.stderr
     );
 }
+
+#[test]
+fn link_adds_a_hosts_line_and_rm_link_forgets_it() {
+    require!(linux());
+    let d = daemon();
+    detached(&d, "dbserver", &[], "exec sleep 300");
+    let ip = d
+        .ketch(&[
+            "inspect",
+            "-f",
+            "{{.NetworkSettings.IPAddress}}",
+            "dbserver",
+        ])
+        .ok();
+    let ip = ip.trim().to_string();
+    assert!(!ip.is_empty());
+    d.ketch(&[
+        "create",
+        "--name",
+        "app",
+        "--link",
+        "dbserver:db",
+        "busybox",
+        "cat",
+        "/etc/hosts",
+    ])
+    .ok();
+    let hosts = d.ketch(&["start", "-a", "app"]).ok();
+    let line = hosts.lines().find(|l| l.starts_with(&ip)).unwrap_or("");
+    assert!(line.split_whitespace().any(|n| n == "db"), "{hosts}");
+    assert!(line.split_whitespace().any(|n| n == "dbserver"), "{hosts}");
+    // docker rm --link: DELETE /containers//app/db?link=1.
+    let (code, body) = d.http("DELETE", "/containers/%2Fapp%2Fdb?link=1", "");
+    assert_eq!(code, 204, "{body}");
+    let hosts = d.ketch(&["start", "-a", "app"]).ok();
+    assert!(!hosts.contains(" db"), "{hosts}");
+    let (code, _) = d.http("DELETE", "/containers/%2Fapp%2Fdb?link=1", "");
+    assert_eq!(code, 404);
+    let r = d.ketch(&["create", "--link", "nosuch:x", "busybox"]);
+    assert!(
+        r.stderr.contains("No such container: nosuch"),
+        "{}",
+        r.stderr
+    );
+}
