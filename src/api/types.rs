@@ -186,6 +186,20 @@ pub struct HostConfig {
     pub cap_drop: Option<Vec<String>>,
     /// `--tmpfs`: destination -> mount options.
     pub tmpfs: Option<BTreeMap<String, String>>,
+    /// `--cpuset-cpus`, `--cpuset-mems`: the CPUs and memory nodes a Linux
+    /// container may use (`0-3`, `0,1`).
+    #[serde(
+        deserialize_with = "de_null_default",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub cpuset_cpus: String,
+    #[serde(
+        deserialize_with = "de_null_default",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub cpuset_mems: String,
+    /// `--memory-swappiness` (0-100; -1 or unset: the host's).
+    pub memory_swappiness: Option<i64>,
     /// `--link NAME[:ALIAS]`: an `/etc/hosts` line for another container.
     pub links: Option<Vec<String>>,
     /// `--volumes-from NAME[:ro|rw]`: another container's binds and

@@ -105,6 +105,15 @@ pub struct RunArgs {
     /// Linux containers: the container's host name
     #[arg(long)]
     pub hostname: Option<String>,
+    /// Linux containers: CPUs in which to allow execution (0-3, 0,1)
+    #[arg(long)]
+    pub cpuset_cpus: Option<String>,
+    /// Linux containers: memory nodes in which to allow execution (0-3, 0,1)
+    #[arg(long)]
+    pub cpuset_mems: Option<String>,
+    /// Linux containers: tune container memory swappiness (0 to 100)
+    #[arg(long)]
+    pub memory_swappiness: Option<i64>,
     /// Linux containers: PID namespace to use (host or container:NAME)
     #[arg(long)]
     pub pid: Option<String>,
@@ -378,6 +387,9 @@ pub async fn run(c: &Client, a: RunArgs, create_only: bool) -> anyhow::Result<i3
         volumes_from: (!a.volumes_from.is_empty()).then(|| a.volumes_from.clone()),
         links: (!a.link.is_empty()).then(|| a.link.clone()),
         pid_mode: a.pid.clone().unwrap_or_default(),
+        cpuset_cpus: a.cpuset_cpus.clone().unwrap_or_default(),
+        cpuset_mems: a.cpuset_mems.clone().unwrap_or_default(),
+        memory_swappiness: a.memory_swappiness,
         ipc_mode: a.ipc.clone().unwrap_or_default(),
         uts_mode: a.uts.clone().unwrap_or_default(),
         cap_drop: (!a.cap_drop.is_empty()).then(|| a.cap_drop.clone()),

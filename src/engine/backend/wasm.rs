@@ -87,6 +87,12 @@ impl Backend for WasmAdapter {
                 hc.group_add.as_ref().is_some_and(|v| !v.is_empty()),
             ),
             ("PidMode (--pid)", !hc.pid_mode.is_empty()),
+            ("CpusetCpus (--cpuset-cpus)", !hc.cpuset_cpus.is_empty()),
+            ("CpusetMems (--cpuset-mems)", !hc.cpuset_mems.is_empty()),
+            (
+                "MemorySwappiness (--memory-swappiness)",
+                hc.memory_swappiness.is_some_and(|s| s != -1),
+            ),
             ("IpcMode (--ipc)", !hc.ipc_mode.is_empty()),
             ("UTSMode (--uts)", !hc.uts_mode.is_empty()),
             ("MemorySwap (--memory-swap)", hc.memory_swap != 0),

@@ -79,6 +79,9 @@ pub struct LinuxProgram {
     /// `--cpu-shares`: the relative weight (cgroup v1 shares; libcgroups
     /// converts it to a v2 weight).
     pub cpu_shares: Option<u64>,
+    pub cpuset_cpus: String,
+    pub cpuset_mems: String,
+    pub memory_swappiness: Option<u64>,
     /// The pid, IPC and UTS namespaces: the container's own, the host's,
     /// or another container's.
     pub pid_ns: NsMode,

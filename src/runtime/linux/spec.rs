@@ -220,6 +220,15 @@ pub fn build(run: &RunSpec, p: &LinuxProgram, rootfs: &str) -> Result<Spec, Runt
     if let Some(shares) = p.cpu_shares {
         resources["cpu"]["shares"] = json!(shares);
     }
+    if !p.cpuset_cpus.is_empty() {
+        resources["cpu"]["cpus"] = json!(p.cpuset_cpus);
+    }
+    if !p.cpuset_mems.is_empty() {
+        resources["cpu"]["mems"] = json!(p.cpuset_mems);
+    }
+    if let Some(s) = p.memory_swappiness {
+        resources["memory"]["swappiness"] = json!(s);
+    }
     if let Some(pids) = p.pids_limit.filter(|n| *n > 0) {
         resources["pids"] = json!({"limit": pids});
     }

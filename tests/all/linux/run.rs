@@ -1023,3 +1023,36 @@ fn link_adds_a_hosts_line_and_rm_link_forgets_it() {
         r.stderr
     );
 }
+
+#[test]
+fn cpuset_and_swappiness_reach_the_cgroup() {
+    require!(linux());
+    let d = daemon();
+    let out = d
+        .ketch(&[
+            "run",
+            "--rm",
+            "--cpuset-cpus",
+            "0",
+            "--memory-swappiness",
+            "10",
+            "busybox",
+            "grep",
+            "Cpus_allowed_list",
+            "/proc/self/status",
+        ])
+        .ok();
+    assert_eq!(out.split_whitespace().last(), Some("0"), "{out}");
+    for (flag, value, why) in [
+        ("--cpuset-cpus", "3-1", "invalid CpusetCpus (--cpuset-cpus)"),
+        ("--cpuset-mems", "x", "invalid CpusetMems (--cpuset-mems)"),
+        (
+            "--memory-swappiness",
+            "101",
+            "valid memory swappiness range is 0-100",
+        ),
+    ] {
+        let r = d.ketch(&["create", flag, value, "busybox"]);
+        assert!(r.stderr.contains(why), "{flag} {value}: {}", r.stderr);
+    }
+}

@@ -100,6 +100,27 @@ fn hostname(rec: &Record) -> String {
 
 /// Check the Linux-only options of a create request.
 fn validate(hc: &HostConfig) -> Result<(), EngineError> {
+    for (field, set) in [
+        ("CpusetCpus (--cpuset-cpus)", &hc.cpuset_cpus),
+        ("CpusetMems (--cpuset-mems)", &hc.cpuset_mems),
+    ] {
+        let ok = set.split(',').all(|part| {
+            let (a, b) = part.split_once('-').unwrap_or((part, part));
+            matches!((a.parse::<u32>(), b.parse::<u32>()), (Ok(a), Ok(b)) if a <= b)
+        });
+        if !set.is_empty() && !ok {
+            return Err(EngineError::InvalidArgument(format!(
+                "invalid {field} {set:?}: give CPUs or nodes as 0-3 or 0,1"
+            )));
+        }
+    }
+    if let Some(s) = hc.memory_swappiness.filter(|s| *s != -1) {
+        if !(0..=100).contains(&s) {
+            return Err(EngineError::InvalidArgument(format!(
+                "invalid value: {s}, valid memory swappiness range is 0-100"
+            )));
+        }
+    }
     for (field, mode, extra) in [
         ("PidMode (--pid)", &hc.pid_mode, &[][..]),
         (
@@ -553,6 +574,9 @@ impl Engine {
                 memory_swap: (hc.memory_swap != 0).then_some(hc.memory_swap),
                 nano_cpus: hc.nano_cpus,
                 cpu_shares: u64::try_from(hc.cpu_shares).ok().filter(|s| *s > 0),
+                cpuset_cpus: hc.cpuset_cpus.clone(),
+                cpuset_mems: hc.cpuset_mems.clone(),
+                memory_swappiness: hc.memory_swappiness.and_then(|s| u64::try_from(s).ok()),
                 pid_ns: self.ns_mode(rec, "pid", &hc.pid_mode)?,
                 ipc_ns: self.ns_mode(rec, "ipc", &hc.ipc_mode)?,
                 uts_ns: self.ns_mode(rec, "uts", &hc.uts_mode)?,
