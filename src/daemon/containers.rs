@@ -412,7 +412,7 @@ pub async fn logs(engine: &Arc<Engine>, id: &str, q: &Query) -> Resp {
         }
     };
     tokio::spawn(async move {
-        let entries = tokio::task::spawn_blocking(move || read_entries(&path, end))
+        let entries = tokio::task::spawn_blocking(move || read_entries(&path, Some(end)))
             .await
             .ok()
             .and_then(Result::ok)
@@ -494,7 +494,7 @@ pub async fn attach(engine: &Arc<Engine>, id: &str, q: &Query, mut req: Request<
     // Subscribe before answering, so output of a start that follows is never missed.
     let (end, mut rx) = c.log.snapshot_and_subscribe();
     let replay = if q.flag("logs") {
-        read_entries(c.log.path(), end).unwrap_or_default()
+        read_entries(c.log.path(), Some(end)).unwrap_or_default()
     } else {
         vec![]
     };

@@ -154,8 +154,8 @@ mod tests {
                 "HostConfig.Dns",
             ),
             (
-                serde_json::json!({"HostConfig": {"MemorySwappiness": 10}}),
-                "HostConfig.MemorySwappiness (10)",
+                serde_json::json!({"HostConfig": {"BlkioWeight": 300}}),
+                "HostConfig.BlkioWeight (300)",
             ),
             (
                 serde_json::json!({"MacAddress": "02:42:ac:11:00:02"}),

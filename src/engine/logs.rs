@@ -248,7 +248,7 @@ mod tests {
             }
             LogEvent::Exit => panic!("an exit before the output"),
         }
-        let stored = read_entries(log.path(), end).unwrap();
+        let stored = read_entries(log.path(), Some(end)).unwrap();
         assert_eq!(stored.len(), 1);
         assert_eq!(&stored[0].data[..], b"before\n");
         // The follower leaves: the next event finds nobody and frees it.
@@ -267,15 +267,16 @@ mod tests {
         for l in &logs {
             l.write(StdStream::Stdout, b"tick\n");
         }
-        // Other tests of this process hold some open files too.
+        // Other tests of this process open files meanwhile too (some
+        // slack); without the cap all 1,224 would be open.
         assert!(
-            open_descriptors() <= before + OPEN_FILES_MAX,
+            open_descriptors() <= before + OPEN_FILES_MAX + 64,
             "{} open",
             open_descriptors()
         );
         // Every line reached its file, held open or not.
         for l in logs.iter().rev().take(5) {
-            let e = read_entries(l.path(), Mark::default()).unwrap();
+            let e = read_entries(l.path(), None).unwrap();
             assert_eq!(e.len(), 1, "{}", l.path().display());
         }
         drop(logs);

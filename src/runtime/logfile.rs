@@ -181,11 +181,15 @@ fn inode(_m: &std::fs::Metadata) -> u64 {
     0
 }
 
-/// Every stored entry up to `upto`, oldest first: the rotated files, then
-/// the current one. The file `upto` names is read to its offset and no
-/// further (later files were made after it); when none is that file, all
-/// of them are read. A torn last line is skipped.
-pub fn read_entries(path: &Path, upto: Mark) -> std::io::Result<Vec<Entry>> {
+/// Every stored entry up to `upto` (`None`: all of them), oldest first:
+/// the rotated files, then the current one. The file `upto` names is read
+/// to its offset and no further (later files were made after it); a mark
+/// taken before the log existed reads nothing. A torn last line is
+/// skipped.
+pub fn read_entries(path: &Path, upto: Option<Mark>) -> std::io::Result<Vec<Entry>> {
+    if upto.is_some_and(|m| m.ino == 0) {
+        return Ok(Vec::new());
+    }
     let mut files: Vec<PathBuf> = (1..MAX_FILES)
         .map(|i| rotated(path, i))
         .take_while(|p| p.exists())
@@ -200,10 +204,9 @@ pub fn read_entries(path: &Path, upto: Mark) -> std::io::Result<Vec<Entry>> {
             Err(e) => return Err(e),
         };
         let ino = inode(&f.metadata()?);
-        let limit = if ino == upto.ino && upto.ino != 0 {
-            upto.end
-        } else {
-            u64::MAX
+        let limit = match upto {
+            Some(m) if m.ino == ino => m.end,
+            _ => u64::MAX,
         };
         for line in BufReader::new(f.take(limit)).split(b'\n') {
             if let Some(e) = decode(&line?) {
@@ -309,7 +312,7 @@ mod tests {
             );
         }
         // Read back in order: the newest lines, none repeated.
-        let all = texts(&read_entries(&path, Mark::now(&path)).unwrap());
+        let all = texts(&read_entries(&path, Some(Mark::now(&path))).unwrap());
         assert_eq!(all.last().unwrap(), "line 39");
         let n: Vec<u32> = all.iter().map(|l| l[5..].parse().unwrap()).collect();
         assert!(n.windows(2).all(|w| w[1] == w[0] + 1), "{all:?}");

@@ -142,9 +142,7 @@ impl crate::image::build::StepRunner for BuildRunner {
                 .handle
                 .block_on(started.exit)
                 .map_err(|e| e.to_string())?;
-            for entry in
-                crate::engine::logs::read_entries(&log, Default::default()).unwrap_or_default()
-            {
+            for entry in crate::engine::logs::read_entries(&log, None).unwrap_or_default() {
                 out(&String::from_utf8_lossy(&entry.data));
             }
             if status.code != 0 {
