@@ -456,12 +456,72 @@ pub struct ContainerInspect {
     pub app_armor_profile: String,
     #[serde(rename = "ExecIDs")]
     pub exec_ids: Vec<String>,
-    pub host_config: HostConfig,
+    pub host_config: InspectHostConfig,
     pub graph_driver: GraphDriver,
     pub mounts: Vec<MountPoint>,
     pub config: ContainerConfig,
     pub network_settings: NetworkSettings,
 }
+
+/// `HostConfig` as inspect shows it: the container's own, and beside it
+/// each field Docker shows that ketch does not keep, at the only value
+/// ketch lets it have (the zero value: a set one is refused at create),
+/// so clients that read them find them.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct InspectHostConfig {
+    #[serde(flatten)]
+    pub config: HostConfig,
+    #[serde(flatten)]
+    pub unset: BTreeMap<String, serde_json::Value>,
+}
+
+/// The fields of [`InspectHostConfig::unset`] and their values.
+pub const HOST_CONFIG_UNSET: &[(&str, &str)] = &[
+    ("ContainerIDFile", "\"\""),
+    ("VolumeDriver", "\"\""),
+    ("VolumesFrom", "null"),
+    ("CgroupnsMode", "\"\""),
+    ("Dns", "null"),
+    ("DnsOptions", "null"),
+    ("DnsSearch", "null"),
+    ("ExtraHosts", "null"),
+    ("GroupAdd", "null"),
+    ("IpcMode", "\"\""),
+    ("Cgroup", "\"\""),
+    ("Links", "null"),
+    ("OomScoreAdj", "0"),
+    ("PidMode", "\"\""),
+    ("Privileged", "false"),
+    ("SecurityOpt", "null"),
+    ("UTSMode", "\"\""),
+    ("UsernsMode", "\"\""),
+    ("ConsoleSize", "[0, 0]"),
+    ("Isolation", "\"\""),
+    ("CgroupParent", "\"\""),
+    ("BlkioWeight", "0"),
+    ("BlkioWeightDevice", "null"),
+    ("BlkioDeviceReadBps", "null"),
+    ("BlkioDeviceWriteBps", "null"),
+    ("BlkioDeviceReadIOps", "null"),
+    ("BlkioDeviceWriteIOps", "null"),
+    ("CpuPeriod", "0"),
+    ("CpuQuota", "0"),
+    ("CpuRealtimePeriod", "0"),
+    ("CpuRealtimeRuntime", "0"),
+    ("CpusetCpus", "\"\""),
+    ("CpusetMems", "\"\""),
+    ("Devices", "null"),
+    ("DeviceCgroupRules", "null"),
+    ("DeviceRequests", "null"),
+    ("MemoryReservation", "0"),
+    ("MemorySwappiness", "null"),
+    ("OomKillDisable", "false"),
+    ("Ulimits", "null"),
+    ("CpuCount", "0"),
+    ("CpuPercent", "0"),
+    ("IOMaximumIOps", "0"),
+    ("IOMaximumBandwidth", "0"),
+];
 
 /// `GET /images/json` entries.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]

@@ -195,6 +195,23 @@ pub fn summary(c: &Container) -> ContainerSummary {
 }
 
 /// `sandbox` is the container's network namespace, if it runs in one.
+/// The container's `HostConfig`, with Docker's other fields at the value
+/// ketch gives them, and `Runtime` naming the kind of container.
+fn with_unset(config: HostConfig, r: &Record) -> InspectHostConfig {
+    let shown = serde_json::to_value(&config).unwrap_or_default();
+    let mut unset: BTreeMap<String, serde_json::Value> = HOST_CONFIG_UNSET
+        .iter()
+        .filter(|(k, _)| shown.get(k).is_none())
+        .filter_map(|(k, v)| Some((k.to_string(), serde_json::from_str(v).ok()?)))
+        .collect();
+    let runtime = r.kind().map_or("", |k| match k {
+        crate::model::RuntimeKind::Wasm => "wasm",
+        crate::model::RuntimeKind::Linux => "linux",
+    });
+    unset.insert("Runtime".into(), serde_json::json!(runtime));
+    InspectHostConfig { config, unset }
+}
+
 pub fn inspect(c: &Container, sandbox: Option<PathBuf>) -> ContainerInspect {
     let r = c.record();
     let s = &r.state;
@@ -204,6 +221,7 @@ pub fn inspect(c: &Container, sandbox: Option<PathBuf>) -> ContainerInspect {
     let mut host_config = r.host_config.clone();
     host_config.binds.get_or_insert_with(Vec::new);
     host_config.network_mode = network_mode(&r);
+    let host_config = with_unset(host_config, &r);
     ContainerInspect {
         id: r.id.to_string(),
         created: ts(Some(r.created)),

@@ -134,6 +134,17 @@ fn fields_ketch_does_not_honour_are_refused_naming_them() {
     let (code, text) = d.http("POST", "/containers/create?name=plain", plain);
     assert_eq!(code, 201, "{text}");
     assert_eq!(d.ketch(&["ps", "-aq"]).ok().lines().count(), 1);
+    // Inspect shows Docker's other fields at the value ketch gives them,
+    // each once, and which kind of runtime runs it.
+    let (_, body) = d.http("GET", "/containers/plain/json", "");
+    let hc = &serde_json::from_str::<serde_json::Value>(&body).unwrap()["HostConfig"];
+    assert_eq!(hc["Privileged"], false, "{hc}");
+    assert_eq!(hc["Dns"], serde_json::Value::Null);
+    assert_eq!(hc["OomScoreAdj"], 0);
+    assert_eq!(hc["PidMode"], "");
+    assert_eq!(hc["Runtime"], "wasm");
+    assert_eq!(hc["NetworkMode"], "default");
+    assert_eq!(body.matches("\"Privileged\"").count(), 1, "{body}");
 }
 
 #[test]
