@@ -6,8 +6,9 @@ JSON bodies by key and by type (values differ by nature: ids, times).
     python3 tools/api-diff.py [--ketchd target/release/ketchd] [-o report.md]
 
 Both daemons run on private sockets and data roots under a temp directory
-and are stopped at the end; dockerd runs with --bridge=none and
---iptables=false, so the host's network is left alone. The image both
+and are stopped at the end, and the bridge ketchd made is deleted; dockerd
+runs with --bridge=none and --iptables=false, so the host's network is
+left alone. The image both
 compare is imported from a busybox root filesystem (/bin/busybox), so no
 registry is needed. Without dockerd installed there is nothing to compare
 against, and the script says so.
@@ -225,6 +226,14 @@ def main():
                 p.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 p.kill()
+        # ketchd keeps its networks' bridges, as dockerd keeps docker0:
+        # the ones it made here go with its data root.
+        here = os.path.dirname(os.path.abspath(__file__))
+        owned = subprocess.run(
+            [sys.executable, os.path.join(here, "..", "tests", "owned_bridges.py"), f"{tmp}/k"],
+            capture_output=True, text=True).stdout.split()
+        for b in owned:
+            subprocess.run(["ip", "link", "del", b], stderr=subprocess.DEVNULL)
         subprocess.run(["umount", "-R", f"{tmp}/d"], stderr=subprocess.DEVNULL)
         shutil.rmtree(tmp, ignore_errors=True)
     text = "\n".join(report) + "\n"
