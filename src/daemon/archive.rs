@@ -58,48 +58,48 @@ pub async fn get(engine: &std::sync::Arc<Engine>, id: &str, q: &Query, method: &
         r.headers_mut().insert(STAT_HEADER, stat);
         return r;
     }
-    let mut child = match engine.copy_command(id, "get", &path).await.map(|mut c| {
-        c.stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .stdin(Stdio::null())
-            .spawn()
-    }) {
-        Ok(Ok(c)) => c,
-        Ok(Err(e)) => return refuse(&RequestError::io("running the cp helper")(e)),
-        Err(e) => return error(&e),
+    let mut resp = match stream_tar(engine, id, "get", &path).await {
+        Ok(r) => r,
+        Err(r) => return r,
     };
-    let Some(stdout) = child.stdout.take() else {
-        return refuse(&RequestError::io("running the cp helper")(
-            std::io::Error::other("its stdout is not a pipe"),
-        ));
-    };
-    let (tx, mut resp) = stream("application/x-tar");
     resp.headers_mut().insert(STAT_HEADER, stat);
-    tokio::spawn(relay_tar(stdout, child, tx));
     resp
 }
 
 /// `GET /containers/{id}/export`: the container's root filesystem as a
 /// tar, streamed from the cp helper.
 pub async fn export(engine: &std::sync::Arc<Engine>, id: &str) -> Resp {
-    let mut child = match engine.copy_command(id, "export", "/").await.map(|mut c| {
+    stream_tar(engine, id, "export", "/")
+        .await
+        .unwrap_or_else(|r| r)
+}
+
+/// Run the cp helper in `mode` and answer with the tar it writes, sent
+/// as it comes (the helper is killed if the client goes).
+async fn stream_tar(
+    engine: &std::sync::Arc<Engine>,
+    id: &str,
+    mode: &str,
+    path: &str,
+) -> Result<Resp, Resp> {
+    let mut child = match engine.copy_command(id, mode, path).await.map(|mut c| {
         c.stdout(Stdio::piped())
             .stderr(Stdio::null())
             .stdin(Stdio::null())
             .spawn()
     }) {
         Ok(Ok(c)) => c,
-        Ok(Err(e)) => return refuse(&RequestError::io("running the cp helper")(e)),
-        Err(e) => return error(&e),
+        Ok(Err(e)) => return Err(refuse(&RequestError::io("running the cp helper")(e))),
+        Err(e) => return Err(error(&e)),
     };
     let Some(stdout) = child.stdout.take() else {
-        return refuse(&RequestError::io("running the cp helper")(
+        return Err(refuse(&RequestError::io("running the cp helper")(
             std::io::Error::other("its stdout is not a pipe"),
-        ));
+        )));
     };
     let (tx, resp) = stream("application/x-tar");
     tokio::spawn(relay_tar(stdout, child, tx));
-    resp
+    Ok(resp)
 }
 
 /// Send the helper's tar as it comes; kill it if the client goes.

@@ -43,13 +43,22 @@ pub async fn create(engine: &Arc<Engine>, q: &Query, body: Incoming) -> Resp {
 /// A create body: read, its fields checked (see [`super::fields`]), then
 /// typed.
 async fn create_request(body: Incoming) -> Result<ContainerCreateRequest, Resp> {
+    checked_body(body, super::fields::check).await
+}
+
+/// A JSON body read, `check`ed as it came, then typed (an empty one is
+/// the type's default).
+async fn checked_body<T: serde::de::DeserializeOwned + Default>(
+    body: Incoming,
+    check: fn(&serde_json::Value) -> Result<(), EngineError>,
+) -> Result<T, Resp> {
     let raw: serde_json::Value = read_json(body, MAX_JSON_BODY)
         .await
         .map_err(|e| error(&e))?;
     if raw.is_null() {
-        return Ok(ContainerCreateRequest::default());
+        return Ok(T::default());
     }
-    super::fields::check(&raw).map_err(|e| error(&e))?;
+    check(&raw).map_err(|e| error(&e))?;
     serde_json::from_value(raw).map_err(|e| {
         error(&EngineError::InvalidArgument(format!(
             "invalid JSON in request body: {e}"
@@ -274,24 +283,9 @@ pub async fn action(engine: &Arc<Engine>, id: &str, action: &str, q: &Query) -> 
 /// `POST /containers/{id}/update`: `{"Warnings": []}`. A resource ketch
 /// does not act on, set, is a 400 naming it (as at create).
 pub async fn update(engine: &Arc<Engine>, id: &str, body: Incoming) -> Resp {
-    let raw: serde_json::Value = match read_json(body, MAX_JSON_BODY).await {
-        Ok(v) => v,
-        Err(e) => return error(&e),
-    };
-    if let Err(e) = super::fields::check_update(&raw) {
-        return error(&e);
-    }
-    let u = match serde_json::from_value(if raw.is_null() {
-        serde_json::json!({})
-    } else {
-        raw
-    }) {
+    let u = match checked_body(body, super::fields::check_update).await {
         Ok(u) => u,
-        Err(e) => {
-            return error(&EngineError::InvalidArgument(format!(
-                "invalid JSON in request body: {e}"
-            )))
-        }
+        Err(resp) => return resp,
     };
     match engine.update(id, u).await {
         Ok(()) => json(StatusCode::OK, &serde_json::json!({"Warnings": []})),

@@ -138,12 +138,7 @@ pub async fn import(engine: &Arc<Engine>, q: &Query, body: hyper::body::Incoming
             Err(resp) => return resp,
         }
     };
-    let changes = q
-        .all("changes")
-        .iter()
-        .flat_map(|c| c.lines().map(str::to_string).collect::<Vec<_>>())
-        .filter(|c| !c.trim().is_empty())
-        .collect();
+    let changes = changes(q);
     let message = q.get("message").unwrap_or("").to_string();
     match engine
         .image_import(file, changes, message, source, tag)
@@ -185,6 +180,17 @@ async fn fetch_source(engine: &Arc<Engine>, url: &str) -> Result<std::fs::File, 
     super::archive::spool(&engine.tmp_dir(), reqwest::Body::from(resp)).await
 }
 
+/// The `changes` of an import or a commit: repeated, or several lines
+/// in one.
+fn changes(q: &Query) -> Vec<String> {
+    q.all("changes")
+        .iter()
+        .flat_map(|c| c.lines())
+        .filter(|c| !c.trim().is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
 /// `POST /commit?container=&repo=&tag=&comment=&author=&pause=&changes=`:
 /// 201 `{"Id"}`. `changes` may repeat, or hold several lines.
 pub async fn commit(engine: &Arc<Engine>, q: &Query) -> Resp {
@@ -210,12 +216,7 @@ pub async fn commit(engine: &Arc<Engine>, q: &Query) -> Resp {
     };
     let o = crate::engine::images::CommitOptions {
         tag,
-        changes: q
-            .all("changes")
-            .iter()
-            .flat_map(|c| c.lines().map(str::to_string).collect::<Vec<_>>())
-            .filter(|c| !c.trim().is_empty())
-            .collect(),
+        changes: changes(q),
         comment: q.get("comment").unwrap_or("").to_string(),
         author: q.get("author").unwrap_or("").to_string(),
         // Docker pauses unless told not to.

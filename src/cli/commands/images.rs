@@ -151,16 +151,22 @@ pub struct CommitArgs {
     pub repository: Option<String>,
 }
 
-pub async fn commit(c: &Client, a: CommitArgs) -> anyhow::Result<i32> {
-    let mut q = vec![format!("container={}", enc(&a.container))];
-    if let Some(r) = &a.repository {
+/// The query of a `commit` or `import`: the new image's `repo` and `tag`,
+/// and each `--change`.
+fn new_image_query(repository: Option<&str>, changes: &[String]) -> anyhow::Result<Vec<String>> {
+    let mut q = Vec::new();
+    if let Some(r) = repository {
         let r = ImageRef::parse(r).map_err(|e| anyhow::anyhow!("invalid reference format: {e}"))?;
         q.push(format!("repo={}", enc(&r.familiar_repository())));
         q.push(format!("tag={}", enc(r.tag.as_deref().unwrap_or("latest"))));
     }
-    for ch in &a.change {
-        q.push(format!("changes={}", enc(ch)));
-    }
+    q.extend(changes.iter().map(|ch| format!("changes={}", enc(ch))));
+    Ok(q)
+}
+
+pub async fn commit(c: &Client, a: CommitArgs) -> anyhow::Result<i32> {
+    let mut q = vec![format!("container={}", enc(&a.container))];
+    q.extend(new_image_query(a.repository.as_deref(), &a.change)?);
     if let Some(m) = &a.message {
         q.push(format!("comment={}", enc(m)));
     }
@@ -197,14 +203,7 @@ pub async fn import(c: &Client, a: ImportArgs) -> anyhow::Result<i32> {
         "fromSrc={}",
         enc(if remote { &a.source } else { "-" })
     )];
-    if let Some(r) = &a.repository {
-        let r = ImageRef::parse(r).map_err(|e| anyhow::anyhow!("invalid reference format: {e}"))?;
-        q.push(format!("repo={}", enc(&r.familiar_repository())));
-        q.push(format!("tag={}", enc(r.tag.as_deref().unwrap_or("latest"))));
-    }
-    for ch in &a.change {
-        q.push(format!("changes={}", enc(ch)));
-    }
+    q.extend(new_image_query(a.repository.as_deref(), &a.change)?);
     if let Some(m) = &a.message {
         q.push(format!("message={}", enc(m)));
     }

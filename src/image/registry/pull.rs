@@ -135,19 +135,44 @@ pub async fn pull(
     creds: Option<&super::Credentials>,
     progress: ProgressFn<'_>,
 ) -> Result<Digest, ImageError> {
-    let reference = match (&r.digest, &r.tag) {
+    let reference = reference_of(r);
+    at_endpoints(reg, r, creds, |repo| {
+        let reference = &reference;
+        async move { pull_from(reg, store, &repo, r, reference, platform, progress).await }
+    })
+    .await
+}
+
+/// `r`'s digest, or its tag (`latest` when it names neither), as the
+/// registry's manifest URL takes it.
+fn reference_of(r: &ImageRef) -> String {
+    match (&r.digest, &r.tag) {
         (Some(d), _) => d.to_string(),
         (None, Some(t)) => t.clone(),
         (None, None) => "latest".into(),
-    };
+    }
+}
+
+/// `f` at each endpoint that serves `r` in turn, until one answers: the
+/// mirrors of a docker.io name first, each skipped on any failure, then
+/// the registry itself, whose answer is final.
+async fn at_endpoints<T, F, Fut>(
+    reg: &Registry,
+    r: &ImageRef,
+    creds: Option<&super::Credentials>,
+    mut f: F,
+) -> Result<T, ImageError>
+where
+    F: FnMut(Repo) -> Fut,
+    Fut: std::future::Future<Output = Result<T, ImageError>>,
+{
     let repos = reg.repos(r, creds);
     let last = repos.len() - 1;
-    for (i, repo) in repos.iter().enumerate() {
-        match pull_from(reg, store, repo, r, &reference, platform, progress).await {
-            Ok(id) => return Ok(id),
-            Err(e) if i < last => {
-                tracing::warn!("mirror {} failed for {r}: {e}", repo.registry);
-            }
+    for (i, repo) in repos.into_iter().enumerate() {
+        let registry = repo.registry.clone();
+        match f(repo).await {
+            Ok(v) => return Ok(v),
+            Err(e) if i < last => tracing::warn!("mirror {registry} failed for {r}: {e}"),
             Err(e) => return Err(e),
         }
     }
@@ -551,21 +576,12 @@ pub async fn inspect(
     r: &ImageRef,
     creds: Option<&super::Credentials>,
 ) -> Result<serde_json::Value, ImageError> {
-    let reference = match (&r.digest, &r.tag) {
-        (Some(d), _) => d.to_string(),
-        (None, Some(t)) => t.clone(),
-        (None, None) => "latest".into(),
-    };
-    let repos = reg.repos(r, creds);
-    let last = repos.len() - 1;
-    for (i, repo) in repos.iter().enumerate() {
-        match inspect_at(reg, repo, r, &reference).await {
-            Ok(v) => return Ok(v),
-            Err(e) if i < last => tracing::warn!("mirror {} failed for {r}: {e}", repo.registry),
-            Err(e) => return Err(e),
-        }
-    }
-    unreachable!("the registry itself is always the last endpoint")
+    let reference = reference_of(r);
+    at_endpoints(reg, r, creds, |repo| {
+        let reference = &reference;
+        async move { inspect_at(reg, &repo, r, reference).await }
+    })
+    .await
 }
 
 async fn inspect_at(

@@ -31,14 +31,7 @@ impl LinuxAdapter {
         if !upper.exists() {
             return Ok(Vec::new());
         }
-        let engine2 = engine.clone();
-        let snapshots = self.snapshots.clone();
-        let (image_id, cname) = (rec.image_id.to_string(), rec.name.clone());
-        let (_, lower) = tokio::task::spawn_blocking(move || {
-            engine2.image_layers(&snapshots, &image_id, &cname)
-        })
-        .await
-        .map_err(EngineError::task("unpacking the image"))??;
+        let lower = self.lower_dirs(engine, rec).await?;
         let name = rec.name.clone();
         tokio::task::spawn_blocking(move || walk(&upper, &lower))
             .await

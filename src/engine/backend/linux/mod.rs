@@ -356,6 +356,23 @@ impl Backend for LinuxAdapter {
 }
 
 impl LinuxAdapter {
+    /// The container's image's layers, unpacked (off the async runtime):
+    /// its overlay's lower directories, the topmost first.
+    async fn lower_dirs(
+        &self,
+        engine: &Arc<Engine>,
+        rec: &Record,
+    ) -> Result<Vec<PathBuf>, EngineError> {
+        let engine = engine.clone();
+        let snapshots = self.snapshots.clone();
+        let (image_id, name) = (rec.image_id.to_string(), rec.name.clone());
+        let (_, lower) =
+            tokio::task::spawn_blocking(move || engine.image_layers(&snapshots, &image_id, &name))
+                .await
+                .map_err(EngineError::task("unpacking the image"))??;
+        Ok(lower)
+    }
+
     /// `cp`: the helper command for a running Linux container's files.
     async fn copy(
         &self,
@@ -389,14 +406,7 @@ impl LinuxAdapter {
                 rec.state.status().as_str()
             )));
         }
-        let engine2 = engine.clone();
-        let snapshots = self.snapshots.clone();
-        let (image_id, cname) = (rec.image_id.to_string(), rec.name.clone());
-        let (_, lower) = tokio::task::spawn_blocking(move || {
-            engine2.image_layers(&snapshots, &image_id, &cname)
-        })
-        .await
-        .map_err(EngineError::task("unpacking the image"))??;
+        let lower = self.lower_dirs(engine, rec).await?;
         let fs = c.dir().join("fs");
         let root = crate::runtime::linux::copy::CopyRoot {
             lower,
