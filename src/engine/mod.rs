@@ -80,6 +80,10 @@ pub struct Engine {
     /// Held while an address is picked and recorded, so two starts
     /// cannot take the same one.
     ipam: tokio::sync::Mutex<()>,
+    /// Held while a container's `/etc/hosts` is computed and written, so
+    /// the last write of each file saw the latest addresses: containers
+    /// starting together cannot leave one another out.
+    hosts: Mutex<()>,
     containers: RwLock<Table>,
     backends: Backends,
     execs: Mutex<HashMap<String, Arc<exec::Exec>>>,
@@ -130,6 +134,7 @@ impl Engine {
                     backends.host_network(),
                 )?,
                 ipam: tokio::sync::Mutex::new(()),
+                hosts: Mutex::new(()),
                 containers: RwLock::new(Table::default()),
                 backends,
                 execs: Mutex::new(HashMap::new()),

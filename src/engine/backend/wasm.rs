@@ -200,11 +200,11 @@ impl Backend for WasmAdapter {
         })
     }
 
-    /// Its peers on user networks learn its address.
+    /// Its peers on user networks learn its address, and it theirs.
     fn after_start(&self, engine: &Arc<Engine>, c: &Arc<Container>) {
         let rec = c.record();
         if !rec.networks.is_empty() {
-            engine.refresh_peers(&rec);
+            engine.refresh_hosts(&rec, Some(c));
         }
     }
 

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::engine::container::Container;
+use crate::engine::lock;
 use crate::model::network::{host_ifname, Attachment};
 
 impl Engine {
@@ -198,34 +199,49 @@ impl Engine {
     /// Rewrite `/etc/hosts` of every running container that shares a user
     /// network with `rec` (after it started, stopped, joined or left).
     pub(in crate::engine) fn refresh_peers(&self, rec: &Record) {
-        {
-            let nets: BTreeSet<&str> = rec
+        self.refresh_hosts(rec, None);
+    }
+
+    /// [`refresh_peers`](Self::refresh_peers), and `own`'s file too, from
+    /// its latest record, when it is running. Called once a container is
+    /// recorded running: a peer starting at the same time either saw it
+    /// running and wrote its file, or had its address by the time it
+    /// writes its own.
+    pub(in crate::engine) fn refresh_hosts(&self, rec: &Record, own: Option<&Container>) {
+        let _order = lock(&self.hosts);
+        if let Some(c) = own {
+            let now = c.record();
+            if now.state.status().is_alive() {
+                self.write_hosts(c, &now);
+            }
+        }
+        let nets: BTreeSet<&str> = rec
+            .networks
+            .iter()
+            .filter(|(name, _)| name.as_str() != DEFAULT)
+            .map(|(_, e)| e.network_id.as_str())
+            .collect();
+        if nets.is_empty() {
+            return;
+        }
+        for c in self.list() {
+            let other = c.record();
+            if other.id == rec.id || !other.state.status().is_alive() {
+                continue;
+            }
+            if !other
                 .networks
-                .iter()
-                .filter(|(name, _)| name.as_str() != DEFAULT)
-                .map(|(_, e)| e.network_id.as_str())
-                .collect();
-            if nets.is_empty() {
-                return;
+                .values()
+                .any(|e| nets.contains(e.network_id.as_str()))
+            {
+                continue;
             }
-            for c in self.list() {
-                let other = c.record();
-                if other.id == rec.id || !other.state.status().is_alive() {
-                    continue;
-                }
-                if !other
-                    .networks
-                    .values()
-                    .any(|e| nets.contains(e.network_id.as_str()))
-                {
-                    continue;
-                }
-                self.write_hosts(&c, &other);
-            }
+            self.write_hosts(&c, &other);
         }
     }
 
-    /// Rewrite a running container's `/etc/hosts`, if its runtime has one.
+    /// Rewrite a running container's `/etc/hosts`, if its runtime has one
+    /// (under the `hosts` lock).
     fn write_hosts(&self, c: &Container, rec: &Record) {
         if let Some(b) = rec.kind().and_then(|k| self.backends.get(k)) {
             b.write_hosts(self, c, rec);
@@ -453,9 +469,7 @@ impl Engine {
                     rec.name, n.name
                 ))
             })?;
-        let rec = c.record();
-        self.write_hosts(c, &rec);
-        self.refresh_peers(&rec);
+        self.refresh_hosts(&c.record(), Some(c));
         Ok(())
     }
 
@@ -500,16 +514,12 @@ impl Engine {
                 }
             }
         }
-        let after = c
-            .update(|r| {
-                r.networks.remove(&name);
-            })
-            .await?;
+        c.update(|r| {
+            r.networks.remove(&name);
+        })
+        .await?;
         // Its old peers forget it.
-        self.refresh_peers(&rec);
-        if after.state.status().is_alive() {
-            self.write_hosts(&c, &after);
-        }
+        self.refresh_hosts(&rec, Some(&c));
         self.network_event("disconnect", &n, Some(rec.id.as_str()));
         Ok(())
     }

@@ -55,9 +55,28 @@ pub fn hosts_file(
 }
 
 /// Rewrite a running container's `/etc/hosts` in place: it is bind
-/// mounted, so the file (its inode) must stay the same.
+/// mounted, so the file (its inode) must stay the same. Unchanged content
+/// is not written, and changed content is written over the old before the
+/// file is cut to length, so a lookup in the container never reads an
+/// empty file. The container may have written the file: only as much of
+/// it is read as the comparison needs.
 pub fn rewrite_hosts(run_dir: &Path, content: &str) -> std::io::Result<()> {
-    std::fs::write(run_dir.join("hosts"), content)
+    use std::io::Read;
+    use std::os::unix::fs::{FileExt, OpenOptionsExt};
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(run_dir.join("hosts"))?;
+    let mut old = Vec::with_capacity(content.len() + 1);
+    (&mut f)
+        .take(content.len() as u64 + 1)
+        .read_to_end(&mut old)?;
+    if old == content.as_bytes() {
+        return Ok(());
+    }
+    f.write_all_at(content.as_bytes(), 0)?;
+    f.set_len(content.len() as u64)
 }
 
 /// The host's resolver configuration without loopback nameservers, which
@@ -82,4 +101,35 @@ pub(super) fn container_resolv(host: &str) -> String {
         out.push_str("nameserver 8.8.8.8\nnameserver 8.8.4.4\n");
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rewrite_hosts;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn hosts_are_rewritten_in_place_and_only_when_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hosts");
+        std::fs::write(&path, "a long first version\n".repeat(1000)).unwrap();
+        let ino = std::fs::metadata(&path).unwrap().ino();
+        rewrite_hosts(dir.path(), "short\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "short\n");
+        rewrite_hosts(dir.path(), "short\nand longer\n").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "short\nand longer\n"
+        );
+        assert_eq!(std::fs::metadata(&path).unwrap().ino(), ino);
+        // The same content again writes nothing.
+        let before = std::fs::metadata(&path).unwrap().mtime_nsec();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        rewrite_hosts(dir.path(), "short\nand longer\n").unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().mtime_nsec(), before);
+        // A symlink put in its place is not followed.
+        std::fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink("/etc/hostname", &path).unwrap();
+        assert!(rewrite_hosts(dir.path(), "x\n").is_err());
+    }
 }

@@ -359,6 +359,55 @@ fn network_connect_and_disconnect_a_running_container() {
         .contains("\tcli "));
 }
 
+/// Containers on a user network started (and restarted) all at once, as
+/// `docker-compose up` and `restart` start them: each one's `/etc/hosts`
+/// names every other, however their starts interleave.
+#[test]
+fn containers_started_together_all_learn_each_others_names() {
+    require!(linux());
+    let d = daemon();
+    d.ketch(&["network", "create", "together"]).ok();
+    let names = ["t1", "t2", "t3", "t4"];
+    for n in names {
+        d.ketch(&[
+            "create",
+            "--name",
+            n,
+            "--network",
+            "together",
+            "busybox",
+            "sleep",
+            "100",
+        ])
+        .ok();
+    }
+    let all_at_once = |verb: &str| {
+        std::thread::scope(|s| {
+            for n in names {
+                let d = &d;
+                s.spawn(move || {
+                    let (status, body) = d.http("POST", &format!("/containers/{n}/{verb}?t=0"), "");
+                    assert_eq!(status, 204, "{verb} {n}: {body}");
+                });
+            }
+        });
+    };
+    all_at_once("start");
+    for round in 0..6 {
+        for n in names {
+            let hosts = d.ketch(&["exec", n, "cat", "/etc/hosts"]).ok();
+            for other in names.iter().filter(|o| **o != n) {
+                assert!(
+                    hosts.contains(&format!("\t{other} ")),
+                    "round {round}: {n} does not know {other}:\n{hosts}"
+                );
+            }
+        }
+        all_at_once("restart");
+    }
+    d.ketch(&["rm", "-f", "t1", "t2", "t3", "t4"]).ok();
+}
+
 #[test]
 fn network_errors_name_what_is_wrong() {
     require!(linux());

@@ -246,9 +246,9 @@ impl Backend for LinuxAdapter {
         })
     }
 
-    /// Its peers on user networks learn its address.
+    /// Its peers on user networks learn its address, and it theirs.
     fn after_start(&self, engine: &Arc<Engine>, c: &Arc<Container>) {
-        engine.refresh_peers(&c.record());
+        engine.refresh_hosts(&c.record(), Some(c));
     }
 
     /// Its peers forget its address.
