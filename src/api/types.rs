@@ -226,6 +226,24 @@ pub struct HostConfig {
     /// `--group-add`: supplementary groups, by name or number.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub group_add: Option<Vec<String>>,
+    /// `--device`: host devices made in the container.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub devices: Option<Vec<DeviceMapping>>,
+    /// `--device-cgroup-rule`: more devices the container's cgroup allows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_cgroup_rules: Option<Vec<String>>,
+    /// `--init`: an init as pid 1 that reaps orphans and forwards signals.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub init: Option<bool>,
+}
+
+/// One `--device` mapping.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct DeviceMapping {
+    pub path_on_host: String,
+    pub path_in_container: String,
+    pub cgroup_permissions: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

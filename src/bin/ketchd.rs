@@ -78,6 +78,12 @@ struct Args {
     /// each with its stop timeout (Wasm containers always stop with ketchd)
     #[arg(long)]
     live_restore: bool,
+    /// The statically linked init that `run --init` runs as pid 1 in Linux
+    /// containers [default: docker-init or tini-static, where packages
+    /// install them]
+    #[cfg(all(feature = "linux", target_os = "linux"))]
+    #[arg(long, value_name = "PATH")]
+    init_path: Option<PathBuf>,
 }
 
 fn main() {
@@ -182,6 +188,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     ketch::engine::config::set_log_defaults(&log_opts).context("invalid --log-opt")?;
+    #[cfg(all(feature = "linux", target_os = "linux"))]
+    if let Some(p) = &args.init_path {
+        ketch::runtime::linux::devices::set_init_path(p)
+            .map_err(anyhow::Error::msg)
+            .context("invalid --init-path")?;
+    }
     let defaults = ketch::runtime::memory::WasmMemory::default();
     let wasm_memory = ketch::runtime::memory::WasmMemory {
         guest_default: args.wasm_memory_default.unwrap_or(defaults.guest_default),

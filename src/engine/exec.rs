@@ -142,11 +142,6 @@ impl Engine {
                 "no exec command specified".into(),
             ));
         }
-        if cfg.privileged {
-            return Err(EngineError::InvalidArgument(
-                "privileged exec is not supported".into(),
-            ));
-        }
         let exec = Arc::new(Exec::new(rec.id.clone(), cfg));
         let id = exec.id.clone();
         lock(&self.execs).insert(id.clone(), exec);

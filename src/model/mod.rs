@@ -4,6 +4,7 @@
 //!
 //! Nothing here depends on the rest of the crate.
 
+pub mod device;
 pub mod function;
 pub mod ids;
 pub mod net;

@@ -113,6 +113,14 @@ fn fields_ketch_does_not_honour_are_refused_naming_them() {
             "HostConfig.Devices",
         ),
         (
+            r#"{"Image":"spin","HostConfig":{"Init":true}}"#,
+            "HostConfig.Init (--init) applies to Linux containers",
+        ),
+        (
+            r#"{"Image":"spin","HostConfig":{"DeviceCgroupRules":["c 1:3 rwm"]}}"#,
+            "HostConfig.DeviceCgroupRules (--device-cgroup-rule) applies to Linux containers",
+        ),
+        (
             r#"{"Image":"spin","MacAddress":"02:42:ac:11:00:02"}"#,
             "Config.MacAddress",
         ),

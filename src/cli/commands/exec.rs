@@ -26,6 +26,9 @@ pub struct Args {
     /// User name or uid, with an optional group (name|uid[:group|gid])
     #[arg(short, long)]
     pub user: Option<String>,
+    /// Linux containers: give the command every capability
+    #[arg(long)]
+    pub privileged: bool,
     /// The container, then the command and its arguments
     #[arg(required = true, num_args = 2.., allow_hyphen_values = true)]
     pub container_and_cmd: Vec<String>,
@@ -42,7 +45,7 @@ pub async fn run(c: &Client, a: Args) -> anyhow::Result<i32> {
         cmd: Some(a.container_and_cmd[1..].to_vec()),
         working_dir: a.workdir.clone().unwrap_or_default(),
         user: a.user.clone().unwrap_or_default(),
-        privileged: false,
+        privileged: a.privileged,
     };
     let created: IdResponse = c
         .post_json(&format!("/containers/{}/exec", enc(container)), &cfg)

@@ -3,8 +3,8 @@
 use super::enc;
 use crate::api::annotations as ann;
 use crate::api::types::{
-    ContainerConfig, ContainerCreateRequest, HealthConfig, HostConfig, IdResponse, LogConfig,
-    PortBinding, RestartPolicyApi,
+    ContainerConfig, ContainerCreateRequest, DeviceMapping, HealthConfig, HostConfig, IdResponse,
+    LogConfig, PortBinding, RestartPolicyApi,
 };
 use crate::client::Client;
 use crate::model::{ports, units, Digest, RestartPolicy};
@@ -126,6 +126,16 @@ pub struct RunArgs {
     /// Linux containers: add additional groups to join (name or gid)
     #[arg(long)]
     pub group_add: Vec<String>,
+    /// Linux containers: add a host device (HOST[:CONTAINER][:PERMISSIONS])
+    #[arg(long)]
+    pub device: Vec<String>,
+    /// Linux containers: add a rule to the device cgroup ('c 1:3 rwm')
+    #[arg(long = "device-cgroup-rule")]
+    pub device_cgroup_rule: Vec<String>,
+    /// Linux containers: run an init inside the container that forwards
+    /// signals and reaps processes
+    #[arg(long)]
+    pub init: bool,
     /// Linux containers: mount the root filesystem read-only
     #[arg(long)]
     pub read_only: bool,
@@ -384,6 +394,25 @@ pub async fn run(c: &Client, a: RunArgs, create_only: bool) -> anyhow::Result<i3
         },
         cap_add: (!a.cap_add.is_empty()).then(|| a.cap_add.clone()),
         group_add: (!a.group_add.is_empty()).then(|| a.group_add.clone()),
+        devices: (!a.device.is_empty())
+            .then(|| {
+                a.device
+                    .iter()
+                    .map(|d| {
+                        let (host, dest, perms) = crate::model::device::parse_device_flag(d)?;
+                        Ok(DeviceMapping {
+                            path_on_host: host,
+                            path_in_container: dest,
+                            cgroup_permissions: perms,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, String>>()
+            })
+            .transpose()
+            .map_err(anyhow::Error::msg)?,
+        device_cgroup_rules: (!a.device_cgroup_rule.is_empty())
+            .then(|| a.device_cgroup_rule.clone()),
+        init: a.init.then_some(true),
         volumes_from: (!a.volumes_from.is_empty()).then(|| a.volumes_from.clone()),
         links: (!a.link.is_empty()).then(|| a.link.clone()),
         pid_mode: a.pid.clone().unwrap_or_default(),

@@ -94,6 +94,17 @@ impl Backend for WasmAdapter {
                 hc.memory_swappiness.is_some_and(|s| s != -1),
             ),
             ("IpcMode (--ipc)", !hc.ipc_mode.is_empty()),
+            (
+                "Devices (--device)",
+                hc.devices.as_ref().is_some_and(|v| !v.is_empty()),
+            ),
+            (
+                "DeviceCgroupRules (--device-cgroup-rule)",
+                hc.device_cgroup_rules
+                    .as_ref()
+                    .is_some_and(|v| !v.is_empty()),
+            ),
+            ("Init (--init)", hc.init == Some(true)),
             ("UTSMode (--uts)", !hc.uts_mode.is_empty()),
             ("MemorySwap (--memory-swap)", hc.memory_swap != 0),
             ("NanoCpus (--cpus)", hc.nano_cpus != 0),

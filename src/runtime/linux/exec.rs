@@ -29,12 +29,17 @@ pub struct ExecRequest {
     /// `-t`: where the process's pty master is sent (ketchd listens).
     #[serde(default)]
     pub console_socket: Option<PathBuf>,
+    /// `--privileged`: every capability.
+    #[serde(default)]
+    pub privileged: bool,
 }
 
-/// With a terminal the tenant's whole process is given as a file: the
-/// container's own process (capabilities, rlimits, no_new_privs) with this
-/// exec's command, environment, directory, user and `terminal` set.
-fn tty_process(req: &ExecRequest, socket: &std::path::Path) -> Result<PathBuf, StepError> {
+/// With a terminal, or privileged, the tenant's whole process is given as
+/// a file at `path`: the container's own process (capabilities, rlimits,
+/// no_new_privs) with this exec's command, environment, directory, user
+/// and `terminal` set, and with `--privileged` every capability (as
+/// Docker's privileged exec; the container's seccomp filter stays).
+fn process_file(req: &ExecRequest, path: &std::path::Path) -> Result<(), StepError> {
     let c = libcontainer::container::Container::load(req.state_root.join(&req.id))
         .step(format!("loading container {}", req.id))?;
     let spec = oci_spec::runtime::Spec::load(c.bundle().join("config.json"))
@@ -43,11 +48,22 @@ fn tty_process(req: &ExecRequest, socket: &std::path::Path) -> Result<PathBuf, S
         .process()
         .clone()
         .ok_or_else(|| StepError::missing("the container's spec has no process"))?;
-    p.set_terminal(Some(true));
+    p.set_terminal(Some(req.console_socket.is_some()));
     p.set_args(Some(req.args.clone()));
-    p.set_env(Some(
-        req.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
-    ));
+    // The exec's environment over the container's (which has the PATH
+    // the container was given when its image had none).
+    let mut env: Vec<String> = p
+        .env()
+        .iter()
+        .flatten()
+        .filter(|e| {
+            let key = e.split_once('=').map_or(e.as_str(), |(k, _)| k);
+            !req.env.iter().any(|(k, _)| k == key)
+        })
+        .cloned()
+        .collect();
+    env.extend(req.env.iter().map(|(k, v)| format!("{k}={v}")));
+    p.set_env(Some(env));
     if let Some(cwd) = &req.cwd {
         p.set_cwd(PathBuf::from(cwd));
     }
@@ -59,10 +75,20 @@ fn tty_process(req: &ExecRequest, socket: &std::path::Path) -> Result<PathBuf, S
         user.set_gid(gid);
     }
     p.set_user(user);
-    let path = socket.with_extension("json");
+    if req.privileged {
+        let all: oci_spec::runtime::Capabilities = super::spec::all_capabilities()
+            .iter()
+            .filter_map(|c| serde_json::from_value(serde_json::json!(c)).ok())
+            .collect();
+        let mut caps = p.capabilities().clone().unwrap_or_default();
+        caps.set_bounding(Some(all.clone()));
+        caps.set_effective(Some(all.clone()));
+        caps.set_permitted(Some(all));
+        p.set_capabilities(Some(caps));
+    }
     let json = serde_json::to_vec(&p).step("encoding the process")?;
-    std::fs::write(&path, json).step(format!("writing {}", path.display()))?;
-    Ok(path)
+    std::fs::write(path, json).step(format!("writing {}", path.display()))?;
+    Ok(())
 }
 
 /// The exec'd process, for [`on_term`].
@@ -108,13 +134,20 @@ pub fn main(arg: &str) -> i32 {
     use libcontainer::container::builder::ContainerBuilder;
     use libcontainer::syscall::syscall::SyscallType;
     let env: HashMap<String, String> = req.env.iter().cloned().collect();
-    let process = match &req.console_socket {
-        Some(sock) => match tty_process(&req, sock) {
-            Ok(p) => Some(p),
-            Err(e) => return fail(EXIT_CANNOT_EXEC, e.to_string()),
-        },
-        None => None,
+    let process = match (&req.console_socket, req.privileged) {
+        (Some(sock), _) => Some(sock.with_extension("json")),
+        (None, true) => Some(
+            req.state_root
+                .join(&req.id)
+                .join(format!("exec-{}.json", std::process::id())),
+        ),
+        (None, false) => None,
     };
+    if let Some(path) = &process {
+        if let Err(e) = process_file(&req, path) {
+            return fail(EXIT_CANNOT_EXEC, e.to_string());
+        }
+    }
     let built = ContainerBuilder::new(req.id.clone(), SyscallType::default())
         .with_root_path(&req.state_root)
         .map(|b| b.with_console_socket(req.console_socket.clone()))
@@ -129,6 +162,9 @@ pub fn main(arg: &str) -> i32 {
                 .with_detach(true)
                 .build()
         });
+    if let (None, Some(path)) = (&req.console_socket, &process) {
+        let _ = std::fs::remove_file(path);
+    }
     let pid = match built {
         Ok(pid) => pid.as_raw(),
         Err(e) => {

@@ -14,6 +14,7 @@ mod backend;
 mod cgroup;
 mod control;
 pub mod copy;
+pub mod devices;
 pub mod exec;
 mod hostfiles;
 pub mod monitor;
@@ -95,6 +96,12 @@ pub struct LinuxProgram {
     pub peer_hosts: Vec<(Ipv4Addr, Vec<String>)>,
     /// `-t`: a pty for its stdio.
     pub tty: bool,
+    /// `--device`: host devices made in its `/dev`.
+    pub devices: Vec<devices::Device>,
+    /// `--device-cgroup-rule`: more devices its cgroup allows.
+    pub device_rules: Vec<devices::DeviceRule>,
+    /// `--init`: the host's init binary, run as its pid 1.
+    pub init: Option<PathBuf>,
     pub stop_signal: i32,
 }
 

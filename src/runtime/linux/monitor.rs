@@ -316,7 +316,14 @@ fn check_command(rootfs: &Path, spec: &Path) -> Result<(), StepError> {
     let Some(process) = spec.process() else {
         return Ok(());
     };
-    let Some(cmd) = process.args().as_ref().and_then(|a| a.first()) else {
+    let args = process.args().as_deref().unwrap_or_default();
+    // With `--init`, the command is the init's to run: it is checked as
+    // if it were run alone (the init itself is mounted later).
+    let args = match args {
+        [init, dashes, rest @ ..] if init == super::devices::INIT_DEST && dashes == "--" => rest,
+        all => all,
+    };
+    let Some(cmd) = args.first() else {
         return Ok(());
     };
     let root = crate::confine::Root::open(rootfs).step("opening the container's root")?;

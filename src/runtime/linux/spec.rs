@@ -99,6 +99,22 @@ const READONLY_PATHS: &[&str] = &[
     "/proc/sysrq-trigger",
 ];
 
+/// Every capability a process started here may hold (`--cap-add ALL`,
+/// `exec --privileged`): those of ketchd's bounding set, since a host may
+/// withhold some from it, and asking for more fails the start.
+pub fn all_capabilities() -> Vec<String> {
+    let mut all: Vec<String> = match caps::read(None, caps::CapSet::Bounding) {
+        Ok(set) => set
+            .iter()
+            .map(|c| c.to_string())
+            .filter(|c| ALL_CAPS.contains(&c.as_str()))
+            .collect(),
+        Err(_) => ALL_CAPS.iter().map(|c| c.to_string()).collect(),
+    };
+    all.sort();
+    all
+}
+
 /// Normalise a capability name given on the command line (`net_admin`,
 /// `CAP_NET_ADMIN`, `ALL`).
 fn cap_name(raw: &str) -> Result<String, RuntimeError> {
@@ -126,7 +142,7 @@ pub fn capabilities(add: &[String], drop: &[String]) -> Result<Vec<String>, Runt
     caps.retain(|c| !drop.contains(c));
     for c in add {
         if c == "ALL" {
-            caps = ALL_CAPS.iter().map(|c| c.to_string()).collect();
+            caps = all_capabilities();
         } else if !caps.contains(&c) {
             caps.push(c);
         }
@@ -176,6 +192,12 @@ pub fn build(run: &RunSpec, p: &LinuxProgram, rootfs: &str) -> Result<Spec, Runt
             "source": g.host, "options": opts,
         }));
     }
+    if let Some(init) = &p.init {
+        mounts.push(json!({
+            "destination": super::devices::INIT_DEST, "type": "bind",
+            "source": init, "options": ["bind", "ro", "rprivate"],
+        }));
+    }
     for (dest, opts) in &p.tmpfs {
         let mut o: Vec<&str> = vec!["nosuid", "nodev", "noexec"];
         o.extend(opts.split(',').filter(|s| !s.is_empty()));
@@ -194,18 +216,54 @@ pub fn build(run: &RunSpec, p: &LinuxProgram, rootfs: &str) -> Result<Spec, Runt
             super::NsMode::Host => {}
         }
     }
-    let mut resources = json!({
-        "devices": [{"allow": false, "access": "rwm"},
-            {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
-            {"allow": true, "type": "c", "major": 1, "minor": 5, "access": "rwm"},
-            {"allow": true, "type": "c", "major": 1, "minor": 7, "access": "rwm"},
-            {"allow": true, "type": "c", "major": 1, "minor": 8, "access": "rwm"},
-            {"allow": true, "type": "c", "major": 1, "minor": 9, "access": "rwm"},
-            {"allow": true, "type": "c", "major": 5, "minor": 0, "access": "rwm"},
-            {"allow": true, "type": "c", "major": 5, "minor": 1, "access": "rwm"},
-            {"allow": true, "type": "c", "major": 5, "minor": 2, "access": "rwm"},
-            {"allow": true, "type": "c", "major": 136, "access": "rwm"}],
-    });
+    // Docker's standard devices; then `--device` and
+    // `--device-cgroup-rule`: a device in the image itself is still refused.
+    let mut allowed = vec![json!({"allow": false, "access": "rwm"})];
+    for (major, minor) in [
+        (1, Some(3)),
+        (1, Some(5)),
+        (1, Some(7)),
+        (1, Some(8)),
+        (1, Some(9)),
+        (5, Some(0)),
+        (5, Some(1)),
+        (5, Some(2)),
+        (136, None),
+    ] {
+        allowed.push(
+            json!({"allow": true, "type": "c", "major": major, "minor": minor, "access": "rwm"}),
+        );
+    }
+    for d in &p.devices {
+        allowed.push(
+            json!({"allow": true, "type": d.kind.to_string(), "major": d.major,
+            "minor": d.minor, "access": d.access}),
+        );
+    }
+    for r in &p.device_rules {
+        allowed.push(
+            json!({"allow": true, "type": r.kind.to_string(), "major": r.major,
+            "minor": r.minor, "access": r.access}),
+        );
+    }
+    let mut resources = json!({ "devices": allowed });
+    let devices: Vec<serde_json::Value> = p
+        .devices
+        .iter()
+        .map(|d| {
+            json!({"path": d.path, "type": d.kind.to_string(), "major": d.major,
+                "minor": d.minor, "fileMode": d.file_mode, "uid": d.uid, "gid": d.gid})
+        })
+        .collect();
+    let args: Vec<String> = match &p.init {
+        // As Docker: `docker-init -- CMD...`.
+        Some(_) => [super::devices::INIT_DEST, "--"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain(run.argv.iter().cloned())
+            .collect(),
+        None => run.argv.clone(),
+    };
     if let Some(limit) = run.memory_limit {
         let mut m = json!({"limit": limit});
         if let Some(swap) = p.memory_swap {
@@ -248,7 +306,7 @@ pub fn build(run: &RunSpec, p: &LinuxProgram, rootfs: &str) -> Result<Spec, Runt
         "process": {
             "terminal": p.tty,
             "user": {"uid": p.uid, "gid": p.gid, "additionalGids": p.additional_gids},
-            "args": run.argv,
+            "args": args,
             "env": env,
             "cwd": cwd,
             "capabilities": {
@@ -263,6 +321,7 @@ pub fn build(run: &RunSpec, p: &LinuxProgram, rootfs: &str) -> Result<Spec, Runt
         "mounts": mounts,
         "linux": {
             "namespaces": namespaces,
+            "devices": devices,
             "cgroupsPath": p.cgroup_path(),
             "resources": resources,
             "maskedPaths": MASKED_PATHS,
@@ -287,9 +346,10 @@ mod tests {
         assert!(!caps.contains(&"CAP_CHOWN".to_string()));
         assert!(capabilities(&[], &["ALL".into()]).unwrap().is_empty());
         assert_eq!(
-            capabilities(&["ALL".into()], &[]).unwrap().len(),
-            ALL_CAPS.len()
+            capabilities(&["ALL".into()], &[]).unwrap(),
+            all_capabilities()
         );
+        assert!(all_capabilities().contains(&"CAP_SYS_ADMIN".to_string()));
         assert!(capabilities(&["bogus".into()], &[])
             .unwrap_err()
             .to_string()

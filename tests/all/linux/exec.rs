@@ -45,6 +45,50 @@ fn exec_joins_the_namespaces_and_returns_the_exit_code() {
     assert_eq!(r.stderr, "err\n");
 }
 
+/// The effective capability set of a process, from its status line.
+fn cap_eff(status: &str) -> u64 {
+    let hex = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .unwrap_or_else(|| panic!("no CapEff in {status}"));
+    u64::from_str_radix(hex.trim(), 16).unwrap()
+}
+
+#[test]
+fn exec_privileged_gets_every_capability_and_plain_exec_the_containers() {
+    require!(linux());
+    let d = daemon();
+    host(&d);
+    const SYS_ADMIN: u64 = 1 << 21;
+    let status = |extra: &[&str]| {
+        let mut args = vec!["exec"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["host", "cat", "/proc/self/status"]);
+        cap_eff(&d.ketch(&args).ok())
+    };
+    let plain = status(&[]);
+    assert_eq!(plain & SYS_ADMIN, 0, "{plain:x}");
+    let privileged = status(&["--privileged"]);
+    assert_ne!(privileged & SYS_ADMIN, 0, "{privileged:x}");
+    assert_eq!(privileged & plain, plain);
+    // With a terminal too; and the container's own process is unchanged.
+    let tty = d
+        .ketch(&[
+            "exec",
+            "-t",
+            "--privileged",
+            "host",
+            "cat",
+            "/proc/self/status",
+        ])
+        .ok();
+    assert_ne!(cap_eff(&tty) & SYS_ADMIN, 0);
+    assert_eq!(
+        cap_eff(&d.ketch(&["exec", "host", "cat", "/proc/1/status"]).ok()),
+        plain
+    );
+}
+
 #[test]
 fn exec_with_stdin_user_and_workdir() {
     require!(linux());

@@ -1056,3 +1056,148 @@ fn cpuset_and_swappiness_reach_the_cgroup() {
         assert!(r.stderr.contains(why), "{flag} {value}: {}", r.stderr);
     }
 }
+
+/// `--init`: Docker's init layout (`/sbin/docker-init -- CMD` as pid 1),
+/// which passes `stop`'s SIGTERM to a command that, as pid 1, would
+/// ignore it.
+#[test]
+fn init_runs_as_pid_1_and_forwards_signals() {
+    require!(linux());
+    require!(tool("tini-static", "tini, installed by .ci/setup"));
+    let d = daemon();
+    let ps = d
+        .ketch(&["run", "--rm", "--init", "busybox", "ps", "-o", "pid,args"])
+        .ok();
+    let pid1 = ps.lines().find(|l| l.trim_start().starts_with("1 "));
+    assert_eq!(
+        pid1.map(|l| l.split_whitespace().skip(1).collect::<Vec<_>>().join(" ")),
+        Some("/sbin/docker-init -- ps -o pid,args".into()),
+        "{ps}"
+    );
+    d.ketch(&[
+        "run", "-d", "--init", "--name", "sleeper", "busybox", "sleep", "100",
+    ])
+    .ok();
+    // The init has set up its signal handling once its child runs (a
+    // SIGTERM before that finds pid 1 without a handler, and is dropped).
+    d.eventually(10, "the init's child", || {
+        d.ketch(&["exec", "sleeper", "ps", "-o", "pid,args"])
+            .stdout
+            .lines()
+            .any(|l| l.trim_start().starts_with("2 sleep 100") || l.ends_with(" sleep 100"))
+    });
+    let t = std::time::Instant::now();
+    d.ketch(&["stop", "-t", "20", "sleeper"]).ok();
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(15),
+        "the init did not pass SIGTERM on: stop waited {:?}",
+        t.elapsed()
+    );
+    assert_eq!(
+        d.ketch(&[
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.State.ExitCode}}",
+            "sleeper"
+        ])
+        .ok()
+        .trim(),
+        "exited 143"
+    );
+    assert_eq!(
+        d.ketch(&["inspect", "-f", "{{json .HostConfig.Init}}", "sleeper"])
+            .ok()
+            .trim(),
+        "true"
+    );
+    // A missing command is still 127, named.
+    let r = d.ketch(&["run", "--rm", "--init", "busybox", "nosuchcmd"]);
+    assert_eq!(r.code, 127, "{}", r.stderr);
+    assert!(r.stderr.contains("\"nosuchcmd\""), "{}", r.stderr);
+}
+
+/// `--device` makes the host's node in the container and allows it; a
+/// node made inside is refused by the device cgroup unless a
+/// `--device-cgroup-rule` allows it. Bad devices and rules are 400s that
+/// name them.
+#[test]
+fn devices_and_device_cgroup_rules() {
+    require!(linux());
+    let d = daemon();
+    let out = d
+        .ketch(&[
+            "run",
+            "--rm",
+            "--device",
+            "/dev/null:/dev/mynull:rw",
+            "busybox",
+            "sh",
+            "-c",
+            "echo hi > /dev/mynull && stat -c %t:%T /dev/mynull",
+        ])
+        .ok();
+    assert_eq!(out, "1:3\n");
+    // /dev/kmsg (c 1:11) opened for writing, and nothing written.
+    let open_kmsg = "mkdir -p /tmp && mknod /tmp/k c 1 11 && exec 3>/tmp/k && echo opened";
+    let r = d.ketch(&["run", "--rm", "busybox", "sh", "-c", open_kmsg]);
+    assert!(
+        r.code != 0 && r.stderr.contains("Operation not permitted"),
+        "{} {}",
+        r.stdout,
+        r.stderr
+    );
+    let out = d
+        .ketch(&[
+            "run",
+            "--rm",
+            "--device-cgroup-rule",
+            "c 1:11 w",
+            "busybox",
+            "sh",
+            "-c",
+            open_kmsg,
+        ])
+        .ok();
+    assert_eq!(out, "opened\n");
+    d.ketch(&[
+        "create",
+        "--name",
+        "dev",
+        "--device",
+        "/dev/null",
+        "--device-cgroup-rule",
+        "b 7:* r",
+        "busybox",
+    ])
+    .ok();
+    let shown: serde_json::Value = serde_json::from_str(
+        &d.ketch(&["inspect", "-f", "{{json .HostConfig}}", "dev"])
+            .ok(),
+    )
+    .unwrap();
+    assert_eq!(
+        shown["Devices"],
+        serde_json::json!([{"PathOnHost": "/dev/null", "PathInContainer": "/dev/null",
+            "CgroupPermissions": "rwm"}])
+    );
+    assert_eq!(shown["DeviceCgroupRules"], serde_json::json!(["b 7:* r"]));
+    let before = d.ketch(&["ps", "-aq"]).ok();
+    for (flag, value, why) in [
+        ("--device", "/dev/nosuchdev", "\"/dev/nosuchdev\""),
+        ("--device", "/etc/hostname", "not a device node"),
+        (
+            "--device",
+            "/dev/null:/dev/n:rwx",
+            "invalid device mode: rwx",
+        ),
+        ("--device-cgroup-rule", "x 1:3 rwm", "\"x 1:3 rwm\""),
+    ] {
+        let r = d.ketch(&["create", flag, value, "busybox"]);
+        assert!(
+            r.code != 0 && r.stderr.contains(why),
+            "{flag} {value}: {}",
+            r.stderr
+        );
+    }
+    assert_eq!(d.ketch(&["ps", "-aq"]).ok(), before);
+}

@@ -108,6 +108,9 @@ impl crate::image::build::StepRunner for BuildRunner {
             attachments: Vec::new(),
             peer_hosts: Vec::new(),
             tty: false,
+            devices: Vec::new(),
+            device_rules: Vec::new(),
+            init: None,
             stop_signal: libc::SIGTERM,
         };
         let log = program.log_path.clone();

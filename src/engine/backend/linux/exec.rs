@@ -78,6 +78,7 @@ impl LinuxAdapter {
             uid,
             gid,
             console_socket: console.as_ref().map(|(_, p)| p.clone()),
+            privileged: cfg.privileged,
         };
         let mut cmd = backend.exec_command(&req)?;
         use std::process::Stdio;

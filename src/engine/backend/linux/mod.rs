@@ -14,6 +14,7 @@ use crate::engine::networks::HostNet;
 use crate::image::unpack::Snapshots;
 use crate::image::Image;
 use crate::model::{signal, Digest, Platform, RuntimeKind};
+use crate::runtime::linux::devices::{self, Device, DeviceRule};
 use crate::runtime::linux::{LinuxBackend, LinuxProgram, NetworkMode, NsMode};
 use crate::runtime::{Backend as _, Program, Reattached, Started};
 use std::collections::HashMap;
@@ -165,7 +166,61 @@ fn validate(hc: &HostConfig) -> Result<(), EngineError> {
             )));
         }
     }
+    devices(hc)?;
+    device_rules(hc)?;
+    init(hc)?;
     Ok(())
+}
+
+/// `HostConfig.Devices`: the host's nodes, read now.
+fn devices(hc: &HostConfig) -> Result<Vec<Device>, EngineError> {
+    let mut out = Vec::new();
+    for m in hc.devices.iter().flatten() {
+        let dest = if m.path_in_container.is_empty() {
+            &m.path_on_host
+        } else {
+            &m.path_in_container
+        };
+        let access = if m.cgroup_permissions.is_empty() {
+            "rwm"
+        } else {
+            &m.cgroup_permissions
+        };
+        let invalid = |e: String| EngineError::InvalidArgument(format!("HostConfig.Devices: {e}"));
+        if !devices::valid_access(access) {
+            return Err(invalid(format!("invalid device mode: {access}")));
+        }
+        if !dest.starts_with('/') {
+            return Err(invalid(format!(
+                "{dest:?}: the container path must be absolute"
+            )));
+        }
+        out.extend(devices::host_devices(&m.path_on_host, dest, access).map_err(invalid)?);
+    }
+    Ok(out)
+}
+
+/// `HostConfig.DeviceCgroupRules`.
+fn device_rules(hc: &HostConfig) -> Result<Vec<DeviceRule>, EngineError> {
+    hc.device_cgroup_rules
+        .iter()
+        .flatten()
+        .map(|r| {
+            devices::parse_rule(r).map_err(|e| {
+                EngineError::InvalidArgument(format!("HostConfig.DeviceCgroupRules: {e}"))
+            })
+        })
+        .collect()
+}
+
+/// `HostConfig.Init`: the init binary, when asked for.
+fn init(hc: &HostConfig) -> Result<Option<PathBuf>, EngineError> {
+    if hc.init != Some(true) {
+        return Ok(None);
+    }
+    devices::init_binary()
+        .map(Some)
+        .map_err(|e| EngineError::InvalidArgument(format!("HostConfig.Init (--init): {e}")))
 }
 
 fn host_name() -> String {
@@ -595,6 +650,9 @@ impl Engine {
                 attachments,
                 peer_hosts,
                 tty: rec.config.tty,
+                devices: devices(hc)?,
+                device_rules: device_rules(hc)?,
+                init: init(hc)?,
                 stop_signal,
             },
         ))
