@@ -4,6 +4,7 @@
 //! Depends only on `model`.
 
 pub mod annotations;
+pub mod detach;
 pub mod stream;
 pub mod types;
 

@@ -842,6 +842,9 @@ pub struct ExecConfig {
     pub working_dir: String,
     pub user: String,
     pub privileged: bool,
+    /// With `Tty`: the keys that detach from it (Docker's default if empty).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub detach_keys: String,
 }
 
 /// `POST /exec/{id}/start` body.

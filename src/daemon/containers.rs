@@ -17,7 +17,7 @@ use hyper::{Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use std::collections::HashMap;
 use std::sync::Arc;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::broadcast::error::RecvError;
 
 /// Time between stats samples.
@@ -474,6 +474,63 @@ async fn next_output(
     }
 }
 
+/// The detach keys of an attach or exec with a terminal (`None` without
+/// one): Docker's default unless `keys` names others.
+pub(super) fn detach_keys(
+    keys: Option<&str>,
+    tty: bool,
+) -> Result<Option<crate::api::detach::Escape>, EngineError> {
+    if !tty {
+        return Ok(None);
+    }
+    let keys = keys
+        .filter(|k| !k.is_empty())
+        .unwrap_or(crate::api::detach::DEFAULT);
+    crate::api::detach::parse(keys)
+        .map(|k| Some(crate::api::detach::Escape::new(k)))
+        .map_err(EngineError::InvalidArgument)
+}
+
+/// How the copy of a client's input ended.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Input {
+    /// The client closed it (or the process's side went away).
+    Ended,
+    /// The client typed the detach keys.
+    Detached,
+}
+
+/// Copy an attached client's input to the process until it ends or the
+/// detach keys come.
+pub(super) async fn copy_input(
+    rd: &mut (impl AsyncRead + Unpin),
+    w: &mut (impl AsyncWrite + Unpin),
+    mut escape: Option<crate::api::detach::Escape>,
+) -> Input {
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut out = Vec::with_capacity(buf.len());
+    loop {
+        let n = match rd.read(&mut buf).await {
+            Ok(0) | Err(_) => return Input::Ended,
+            Ok(n) => n,
+        };
+        out.clear();
+        let detached = match escape.as_mut() {
+            Some(e) => e.feed(&buf[..n], &mut out),
+            None => {
+                out.extend_from_slice(&buf[..n]);
+                false
+            }
+        };
+        if !out.is_empty() && w.write_all(&out).await.is_err() {
+            return Input::Ended;
+        }
+        if detached {
+            return Input::Detached;
+        }
+    }
+}
+
 /// `POST /containers/{id}/attach`: upgraded to a raw byte stream when the
 /// client asks (`Upgrade: tcp`), else a streamed response of output only.
 pub async fn attach(engine: &Arc<Engine>, id: &str, q: &Query, mut req: Request<Incoming>) -> Resp {
@@ -503,6 +560,11 @@ pub async fn attach(engine: &Arc<Engine>, id: &str, q: &Query, mut req: Request<
         None
     };
     let stdin_once = rec.config.stdin_once;
+    // As Docker: the detach keys work on a terminal's input.
+    let escape = match detach_keys(q.get("detachKeys"), tty) {
+        Ok(e) => e,
+        Err(e) => return error(&e),
+    };
     if !upgrade {
         let (tx, resp) = stream(content_type);
         tokio::spawn(async move {
@@ -520,6 +582,7 @@ pub async fn attach(engine: &Arc<Engine>, id: &str, q: &Query, mut req: Request<
         return resp;
     }
     let on_upgrade = hyper::upgrade::on(&mut req);
+    let events = engine.clone();
     tokio::spawn(async move {
         let io = match on_upgrade.await {
             Ok(u) => TokioIo::new(u),
@@ -531,16 +594,12 @@ pub async fn attach(engine: &Arc<Engine>, id: &str, q: &Query, mut req: Request<
         let (mut rd, mut wr) = tokio::io::split(io);
         let input = async move {
             if let Some(mut w) = stdin {
-                let mut buf = vec![0u8; 16 * 1024];
-                loop {
-                    match rd.read(&mut buf).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => {
-                            if w.write_all(&buf[..n]).await.is_err() {
-                                break;
-                            }
-                        }
-                    }
+                if copy_input(&mut rd, &mut w, escape).await == Input::Detached {
+                    // The container keeps running, and its stdin, for the
+                    // next attach.
+                    c.stdin_return(w);
+                    events.event(&c.record(), "detach", &[]);
+                    return;
                 }
                 if stdin_once {
                     let _ = w.shutdown().await;

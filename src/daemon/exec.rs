@@ -1,7 +1,7 @@
 //! Exec endpoints: create, start (upgraded to a raw stream, framed as
 //! attach is unless `Tty`), inspect, resize.
 
-use super::containers::frame;
+use super::containers::{copy_input, frame, Input};
 use super::http::{empty, error, json, read_json, stream, Resp};
 use super::MAX_JSON_BODY;
 use crate::api::stream::StdStream;
@@ -132,6 +132,10 @@ pub async fn start(engine: &Arc<Engine>, id: &str, mut req: Request<Incoming>) -
         return resp;
     }
     let stdin = io.stdin.take();
+    let escape = match super::containers::detach_keys(Some(&exec.config.detach_keys), tty) {
+        Ok(e) => e,
+        Err(e) => return error(&e),
+    };
     tokio::spawn(async move {
         let up = match on_upgrade.await {
             Ok(u) => TokioIo::new(u),
@@ -143,23 +147,33 @@ pub async fn start(engine: &Arc<Engine>, id: &str, mut req: Request<Incoming>) -
         let (mut rd, mut wr) = tokio::io::split(up);
         let input = async move {
             if let Some(mut w) = stdin {
-                let _ = tokio::io::copy(&mut rd, &mut w).await;
+                if copy_input(&mut rd, &mut w, escape).await == Input::Detached {
+                    return Some(w);
+                }
                 let _ = w.shutdown().await;
             }
-            std::future::pending::<()>().await;
+            std::future::pending::<Option<_>>().await
         };
-        let out = async move {
+        let out = async {
             while let Some(b) = rx.recv().await {
                 if wr.write_all(&b).await.is_err() {
                     return;
                 }
             }
             let _ = wr.flush().await;
-            let _ = wr.shutdown().await;
         };
-        tokio::select! {
-            _ = input => {}
-            _ = out => {}
+        let detached = tokio::select! {
+            w = input => w,
+            _ = out => None,
+        };
+        let _ = wr.shutdown().await;
+        if let Some(w) = detached {
+            // Detached: the process runs on, its terminal held open and its
+            // output drained, until it exits.
+            tokio::spawn(async move {
+                let _held = w;
+                while rx.recv().await.is_some() {}
+            });
         }
     });
     super::http::switching_protocols(content_type)

@@ -91,7 +91,7 @@ impl Exec {
             container_id: self.container.to_string(),
             pid: i64::from(st.pid),
             can_remove: !st.running,
-            detach_keys: String::new(),
+            detach_keys: self.config.detach_keys.clone(),
         }
     }
 
@@ -141,6 +141,9 @@ impl Engine {
             return Err(EngineError::InvalidArgument(
                 "no exec command specified".into(),
             ));
+        }
+        if !cfg.detach_keys.is_empty() {
+            crate::api::detach::parse(&cfg.detach_keys).map_err(EngineError::InvalidArgument)?;
         }
         let exec = Arc::new(Exec::new(rec.id.clone(), cfg));
         let id = exec.id.clone();

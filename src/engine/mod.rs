@@ -289,7 +289,7 @@ impl Engine {
     }
 
     /// A container event, with Docker's attributes: image, name, labels.
-    fn event(&self, rec: &Record, action: &str, extra: &[(&str, &str)]) {
+    pub(crate) fn event(&self, rec: &Record, action: &str, extra: &[(&str, &str)]) {
         let mut attrs: Vec<(&str, &str)> = vec![("image", &rec.image), ("name", &rec.name)];
         for (k, v) in rec.config.labels.iter().flatten() {
             attrs.push((k, v));

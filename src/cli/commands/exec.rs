@@ -29,6 +29,9 @@ pub struct Args {
     /// Linux containers: give the command every capability
     #[arg(long)]
     pub privileged: bool,
+    /// The keys that detach from a terminal (default ctrl-p,ctrl-q)
+    #[arg(long)]
+    pub detach_keys: Option<String>,
     /// The container, then the command and its arguments
     #[arg(required = true, num_args = 2.., allow_hyphen_values = true)]
     pub container_and_cmd: Vec<String>,
@@ -46,6 +49,7 @@ pub async fn run(c: &Client, a: Args) -> anyhow::Result<i32> {
         working_dir: a.workdir.clone().unwrap_or_default(),
         user: a.user.clone().unwrap_or_default(),
         privileged: a.privileged,
+        detach_keys: a.detach_keys.clone().unwrap_or_default(),
     };
     let created: IdResponse = c
         .post_json(&format!("/containers/{}/exec", enc(container)), &cfg)
@@ -90,6 +94,7 @@ pub async fn run(c: &Client, a: Args) -> anyhow::Result<i32> {
     }
     drop(raw);
     copied?;
+    // Still running once its output ended: detached with the detach keys.
     let info: ExecInspect = c.get_json(&format!("/exec/{}/json", created.id)).await?;
     Ok(info.exit_code.unwrap_or(0) as i32)
 }

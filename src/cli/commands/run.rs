@@ -136,6 +136,9 @@ pub struct RunArgs {
     /// signals and reaps processes
     #[arg(long)]
     pub init: bool,
+    /// The keys that detach from a terminal (default ctrl-p,ctrl-q)
+    #[arg(long)]
+    pub detach_keys: Option<String>,
     /// Linux containers: mount the root filesystem read-only
     #[arg(long)]
     pub read_only: bool,
@@ -481,7 +484,12 @@ pub async fn run(c: &Client, a: RunArgs, create_only: bool) -> anyhow::Result<i3
         return Ok(0);
     }
     let cond = if a.rm { "removed" } else { "next-exit" };
-    super::start::attach_and_start(c, &created.id, a.interactive, a.tty, true, cond).await
+    let attach = super::start::Attach {
+        stdin: a.interactive,
+        tty: a.tty,
+        detach_keys: a.detach_keys.clone(),
+    };
+    super::start::attach_and_start(c, &created.id, attach, true, cond).await
 }
 
 fn looks_like_local_wasm(s: &str) -> bool {

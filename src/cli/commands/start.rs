@@ -15,6 +15,9 @@ pub struct Args {
     /// Attach container's STDIN
     #[arg(short, long)]
     pub interactive: bool,
+    /// The keys that detach from a terminal (default ctrl-p,ctrl-q)
+    #[arg(long)]
+    pub detach_keys: Option<String>,
     #[arg(required = true)]
     pub containers: Vec<String>,
 }
@@ -24,6 +27,9 @@ pub struct AttachArgs {
     /// Do not attach STDIN
     #[arg(long)]
     pub no_stdin: bool,
+    /// The keys that detach from a terminal (default ctrl-p,ctrl-q)
+    #[arg(long)]
+    pub detach_keys: Option<String>,
     pub container: String,
 }
 
@@ -40,7 +46,12 @@ pub async fn attach(c: &Client, a: AttachArgs) -> anyhow::Result<i32> {
         anyhow::bail!("You cannot attach to a paused container, unpause it first");
     }
     let stdin = !a.no_stdin && info.config.open_stdin;
-    attach_and_start(c, &info.id, stdin, info.config.tty, false, "next-exit").await
+    let attach = Attach {
+        stdin,
+        tty: info.config.tty,
+        detach_keys: a.detach_keys,
+    };
+    attach_and_start(c, &info.id, attach, false, "next-exit").await
 }
 
 pub async fn run(c: &Client, a: Args) -> anyhow::Result<i32> {
@@ -51,15 +62,12 @@ pub async fn run(c: &Client, a: Args) -> anyhow::Result<i32> {
         let info: ContainerInspect = c
             .get_json(&format!("/containers/{}/json", enc(&a.containers[0])))
             .await?;
-        return attach_and_start(
-            c,
-            &info.id,
-            a.interactive,
-            info.config.tty,
-            true,
-            "next-exit",
-        )
-        .await;
+        let attach = Attach {
+            stdin: a.interactive,
+            tty: info.config.tty,
+            detach_keys: a.detach_keys,
+        };
+        return attach_and_start(c, &info.id, attach, true, "next-exit").await;
     }
     let mut code = 0;
     for n in &a.containers {
@@ -74,20 +82,36 @@ pub async fn run(c: &Client, a: Args) -> anyhow::Result<i32> {
     Ok(code)
 }
 
+/// What an attach takes of a container.
+pub struct Attach {
+    pub stdin: bool,
+    pub tty: bool,
+    /// `--detach-keys` (ketchd's default, Docker's, if `None`).
+    pub detach_keys: Option<String>,
+}
+
 /// Attach, register a wait, start (optionally), stream output until the
-/// container's run ends, and return its exit code.
+/// container's run ends (or the detach keys end the attach), and return
+/// its exit code (0 when detached).
 pub async fn attach_and_start(
     c: &Client,
     id: &str,
-    stdin: bool,
-    tty: bool,
+    attach: Attach,
     start: bool,
     condition: &str,
 ) -> anyhow::Result<i32> {
-    let q = format!(
+    let Attach {
+        stdin,
+        tty,
+        detach_keys,
+    } = attach;
+    let mut q = format!(
         "/containers/{id}/attach?stream=1&stdout=1&stderr=1{}",
         if stdin { "&stdin=1" } else { "" }
     );
+    if let Some(k) = &detach_keys {
+        q.push_str(&format!("&detachKeys={}", enc(k)));
+    }
     // The attach and the wait are both registered (their headers received)
     // before start is sent; they are asked for together.
     let wait_path = format!("/containers/{id}/wait?condition={condition}");
@@ -96,7 +120,7 @@ pub async fn attach_and_start(
         c.send(hyper::Method::POST, &wait_path, bytes::Bytes::new(), None)
     )?;
     let (mut rd, wr) = tokio::io::split(io);
-    let waiter = tokio::spawn(crate::client::decode::<WaitResponse>(wait_resp));
+    let mut waiter = tokio::spawn(crate::client::decode::<WaitResponse>(wait_resp));
     if stdin {
         tokio::spawn(send_stdin(wr));
     } else {
@@ -119,6 +143,19 @@ pub async fn attach_and_start(
     }
     drop(raw);
     copied?;
+    if tty && stdin {
+        // The output ended but no exit follows: the detach keys ended
+        // the attach, and the container runs on.
+        tokio::select! {
+            w = &mut waiter => return Ok(w.context("wait task")??.status_code as i32),
+            _ = tokio::time::sleep(std::time::Duration::from_millis(300)) => {}
+        }
+        let info: ContainerInspect = c.get_json(&format!("/containers/{id}/json")).await?;
+        if info.state.running {
+            waiter.abort();
+            return Ok(0);
+        }
+    }
     // A trap's message reached stderr through the log stream already.
     let w = waiter.await.context("wait task")??;
     Ok(w.status_code as i32)

@@ -286,6 +286,66 @@ fn run_it_gets_a_pty_sized_as_the_clients_terminal() {
     assert!(out.contains("33 101\r\n/dev/pts/0"), "{out:?}");
 }
 
+/// ctrl-p ctrl-q (or `--detach-keys`) on an attached terminal ends the
+/// attach, or the exec's, and leaves the container and the exec running.
+#[test]
+fn detach_keys_leave_the_container_and_its_exec_running() {
+    require!(linux());
+    let d = daemon();
+    let (out, code) = in_pty(
+        d.ketch_cmd(&["run", "-it", "--name", "dk", "busybox", "sh"]),
+        "# ",
+        b"touch /marker\r\x10\x11",
+    );
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(d.state("dk"), "running");
+    d.eventually(10, "the command typed before the keys", || {
+        d.ketch(&["exec", "dk", "ls", "/marker"]).code == 0
+    });
+    let until = (chrono::Utc::now().timestamp() + 1).to_string();
+    let events = d
+        .ketch(&[
+            "events",
+            "--since",
+            "0",
+            "--until",
+            &until,
+            "--filter",
+            "event=detach",
+            "--format",
+            "{{.Action}} {{.Actor.Attributes.name}}",
+        ])
+        .ok();
+    assert_eq!(events, "detach dk\n");
+    // Other keys, on a second attach; a near miss goes through.
+    let (out, code) = in_pty(
+        d.ketch_cmd(&["attach", "--detach-keys", "X,Y", "dk"]),
+        "",
+        b"echo nearXmiss > /near\rXY",
+    );
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(d.state("dk"), "running");
+    d.eventually(10, "the near miss", || {
+        d.ketch(&["exec", "dk", "cat", "/near"]).stdout == "nearXmiss\n"
+    });
+    // An exec detached from runs on.
+    let (out, code) = in_pty(
+        d.ketch_cmd(&["exec", "-it", "dk", "sh", "-c", "echo started; exec cat"]),
+        "started",
+        b"\x10\x11",
+    );
+    assert_eq!(code, 0, "{out}");
+    let ps = d.ketch(&["exec", "dk", "ps", "-o", "args"]).ok();
+    assert!(ps.lines().any(|l| l.trim() == "cat"), "{ps}");
+    let r = d.ketch(&["attach", "--detach-keys", "ctrl-1", "dk"]);
+    assert!(
+        r.code != 0 && r.stderr.contains("Invalid detach keys (ctrl-1) provided"),
+        "{}",
+        r.stderr
+    );
+    d.ketch(&["rm", "-f", "dk"]).ok();
+}
+
 #[test]
 fn exec_it_in_a_tty_container_whose_log_is_its_terminal() {
     require!(linux());
