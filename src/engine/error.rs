@@ -75,6 +75,9 @@ pub enum EngineError {
 fn transition_message(verb: &str, id: &ContainerId, e: &TransitionError) -> String {
     match (verb, e) {
         (_, TransitionError::RemoveRunning) => format!("You cannot remove a running container {id}. Stop the container before attempting removal or force remove"),
+        ("exec", TransitionError::Paused) => {
+            format!("Container {id} is paused, unpause the container before exec")
+        }
         ("start" | "restart", TransitionError::Paused) => {
             "cannot start a paused container, try unpause instead".into()
         }
@@ -104,6 +107,16 @@ impl EngineError {
     /// A blocking task of `what` panicked or was cancelled.
     pub fn task(what: &'static str) -> impl FnOnce(tokio::task::JoinError) -> EngineError {
         move |source| EngineError::Task { what, source }
+    }
+
+    /// The verb needs a running container (exec, top, network connect):
+    /// Docker's 409 and words.
+    pub fn not_running(verb: &'static str, id: &ContainerId) -> Self {
+        EngineError::Transition {
+            verb,
+            id: id.clone(),
+            source: TransitionError::NotRunning,
+        }
     }
 
     pub fn name_in_use(name: &str, id: &str) -> Self {
@@ -149,6 +162,14 @@ mod tests {
         assert_eq!(
             e("pause", TransitionError::NotRunning),
             format!("Container {id} is not running")
+        );
+        assert_eq!(
+            EngineError::not_running("exec", &id).to_string(),
+            format!("Container {id} is not running")
+        );
+        assert_eq!(
+            e("exec", TransitionError::Paused),
+            format!("Container {id} is paused, unpause the container before exec")
         );
         assert_eq!(
             e("pause", TransitionError::AlreadyPaused),

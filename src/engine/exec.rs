@@ -121,17 +121,14 @@ impl Engine {
         match rec.state.status() {
             Status::Running => {}
             Status::Paused => {
-                return Err(EngineError::Conflict(format!(
-                    "container {} is paused, unpause the container before exec",
-                    rec.name
-                )))
+                return Err(EngineError::transition(
+                    "exec",
+                    &rec.id,
+                    &rec.name,
+                    crate::model::TransitionError::Paused,
+                ))
             }
-            _ => {
-                return Err(EngineError::Conflict(format!(
-                    "container {} is not running",
-                    rec.name
-                )))
-            }
+            _ => return Err(EngineError::not_running("exec", &rec.id)),
         }
         if cfg
             .cmd
@@ -173,10 +170,7 @@ impl Engine {
         let c = self.lookup(exec.container.as_str())?;
         let rec = c.record();
         if rec.state.status() != Status::Running {
-            return Err(EngineError::Conflict(format!(
-                "container {} is not running",
-                rec.name
-            )));
+            return Err(EngineError::not_running("exec", &rec.id));
         }
         let backend = self.backends.for_platform(&rec.platform, &rec.image)?;
         let spawned = backend.exec(self, &exec, &c, &rec).await?;

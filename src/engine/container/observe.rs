@@ -19,8 +19,7 @@ impl Engine {
     pub fn top(&self, name: &str) -> Result<Vec<i32>, EngineError> {
         let c = self.lookup(name)?;
         let rec = c.record();
-        let not_running =
-            || EngineError::Conflict(format!("container {} is not running", rec.name));
+        let not_running = || EngineError::not_running("top", &rec.id);
         if !matches!(rec.state.status(), Status::Running | Status::Paused) {
             return Err(not_running());
         }

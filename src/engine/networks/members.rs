@@ -420,8 +420,7 @@ impl Engine {
         n: &NetworkRecord,
     ) -> Result<(), EngineError> {
         let rec = c.record();
-        let not_running =
-            || EngineError::Conflict(format!("container {} is not running", rec.name));
+        let not_running = || EngineError::not_running("connect", &rec.id);
         let host = self.networks.host.clone().ok_or_else(not_running)?;
         let netns = self.sandbox_key(c).ok_or_else(not_running)?;
         let (net, prefix, gateway) = n

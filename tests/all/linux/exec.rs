@@ -140,13 +140,29 @@ fn exec_into_a_stopped_container_is_refused() {
     require!(linux());
     let d = daemon();
     host(&d);
-    d.ketch(&["stop", "-t", "0", "host"]).ok();
+    let id = d.ketch(&["inspect", "-f", "{{.Id}}", "host"]).ok();
+    let id = id.trim();
+    d.ketch(&["pause", "host"]).ok();
+    // Docker's words, which clients match on.
     let r = d.ketch(&["exec", "host", "true"]);
     assert!(
-        r.code != 0 && r.stderr.contains("not running"),
+        r.code != 0
+            && r.stderr.contains(&format!(
+                "Container {id} is paused, unpause the container before exec"
+            )),
         "{}",
         r.stderr
     );
+    d.ketch(&["unpause", "host"]).ok();
+    d.ketch(&["stop", "-t", "0", "host"]).ok();
+    for verb in [&["exec", "host", "true"][..], &["top", "host"]] {
+        let r = d.ketch(verb);
+        assert!(
+            r.code != 0 && r.stderr.contains(&format!("Container {id} is not running")),
+            "{verb:?}: {}",
+            r.stderr
+        );
+    }
 }
 
 #[test]
