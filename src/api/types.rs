@@ -235,6 +235,10 @@ pub struct HostConfig {
     /// `--init`: an init as pid 1 that reaps orphans and forwards signals.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub init: Option<bool>,
+    /// `--shm-size`: the size of a Linux container's `/dev/shm` in bytes
+    /// (0: [`DEFAULT_SHM_SIZE`]).
+    #[serde(deserialize_with = "de_null_default")]
+    pub shm_size: i64,
 }
 
 /// One `--device` mapping.
@@ -492,6 +496,35 @@ pub struct InspectHostConfig {
     #[serde(flatten)]
     pub unset: BTreeMap<String, serde_json::Value>,
 }
+
+/// runc's masked paths in a Linux container, as inspect shows them:
+/// kernel information a container has no business reading.
+pub const LINUX_MASKED_PATHS: &[&str] = &[
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+
+/// The paths runc mounts read-only in a Linux container.
+pub const LINUX_READONLY_PATHS: &[&str] = &[
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+/// `/dev/shm`'s size in a Linux container without `--shm-size`: 64 MiB,
+/// as Docker's.
+pub const DEFAULT_SHM_SIZE: i64 = 64 << 20;
 
 /// The fields of [`InspectHostConfig::unset`] and their values.
 pub const HOST_CONFIG_UNSET: &[(&str, &str)] = &[

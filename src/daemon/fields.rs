@@ -32,6 +32,7 @@ const HOST_CONFIG_TAKEN: &[&str] = &[
     "Devices",
     "DeviceCgroupRules",
     "Init",
+    "ShmSize",
     "VolumesFrom",
     "Links",
     "CpusetCpus",

@@ -209,6 +209,13 @@ fn with_unset(config: HostConfig, r: &Record) -> InspectHostConfig {
         crate::model::RuntimeKind::Linux => "linux",
     });
     unset.insert("Runtime".into(), serde_json::json!(runtime));
+    if r.kind() == Some(crate::model::RuntimeKind::Linux) {
+        unset.insert("MaskedPaths".into(), serde_json::json!(LINUX_MASKED_PATHS));
+        unset.insert(
+            "ReadonlyPaths".into(),
+            serde_json::json!(LINUX_READONLY_PATHS),
+        );
+    }
     InspectHostConfig { config, unset }
 }
 
@@ -221,6 +228,9 @@ pub fn inspect(c: &Container, sandbox: Option<PathBuf>) -> ContainerInspect {
     let mut host_config = r.host_config.clone();
     host_config.binds.get_or_insert_with(Vec::new);
     host_config.network_mode = network_mode(&r);
+    if r.kind() == Some(crate::model::RuntimeKind::Linux) && host_config.shm_size == 0 {
+        host_config.shm_size = crate::api::types::DEFAULT_SHM_SIZE;
+    }
     let host_config = with_unset(host_config, &r);
     ContainerInspect {
         id: r.id.to_string(),

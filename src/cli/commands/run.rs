@@ -139,6 +139,9 @@ pub struct RunArgs {
     /// The keys that detach from a terminal (default ctrl-p,ctrl-q)
     #[arg(long)]
     pub detach_keys: Option<String>,
+    /// Linux containers: size of /dev/shm (64m if not given)
+    #[arg(long)]
+    pub shm_size: Option<String>,
     /// Linux containers: mount the root filesystem read-only
     #[arg(long)]
     pub read_only: bool,
@@ -416,6 +419,13 @@ pub async fn run(c: &Client, a: RunArgs, create_only: bool) -> anyhow::Result<i3
         device_cgroup_rules: (!a.device_cgroup_rule.is_empty())
             .then(|| a.device_cgroup_rule.clone()),
         init: a.init.then_some(true),
+        shm_size: a
+            .shm_size
+            .as_deref()
+            .map(units::parse_size)
+            .transpose()
+            .map_err(anyhow::Error::msg)?
+            .map_or(0, |m| m.min(i64::MAX as u64) as i64),
         volumes_from: (!a.volumes_from.is_empty()).then(|| a.volumes_from.clone()),
         links: (!a.link.is_empty()).then(|| a.link.clone()),
         pid_mode: a.pid.clone().unwrap_or_default(),

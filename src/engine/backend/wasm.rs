@@ -105,6 +105,7 @@ impl Backend for WasmAdapter {
                     .is_some_and(|v| !v.is_empty()),
             ),
             ("Init (--init)", hc.init == Some(true)),
+            ("ShmSize (--shm-size)", hc.shm_size != 0),
             ("UTSMode (--uts)", !hc.uts_mode.is_empty()),
             ("MemorySwap (--memory-swap)", hc.memory_swap != 0),
             ("NanoCpus (--cpus)", hc.nano_cpus != 0),

@@ -102,6 +102,8 @@ pub struct LinuxProgram {
     pub device_rules: Vec<devices::DeviceRule>,
     /// `--init`: the host's init binary, run as its pid 1.
     pub init: Option<PathBuf>,
+    /// `/dev/shm`'s size in bytes.
+    pub shm_size: i64,
     pub stop_signal: i32,
 }
 

@@ -75,30 +75,6 @@ const ALL_CAPS: &[&str] = &[
     "CAP_WAKE_ALARM",
 ];
 
-/// runc's masked paths: kernel information a container has no business
-/// reading.
-const MASKED_PATHS: &[&str] = &[
-    "/proc/asound",
-    "/proc/acpi",
-    "/proc/kcore",
-    "/proc/keys",
-    "/proc/latency_stats",
-    "/proc/timer_list",
-    "/proc/timer_stats",
-    "/proc/sched_debug",
-    "/proc/scsi",
-    "/sys/firmware",
-    "/sys/devices/virtual/powercap",
-];
-
-const READONLY_PATHS: &[&str] = &[
-    "/proc/bus",
-    "/proc/fs",
-    "/proc/irq",
-    "/proc/sys",
-    "/proc/sysrq-trigger",
-];
-
 /// Every capability a process started here may hold (`--cap-add ALL`,
 /// `exec --privileged`): those of ketchd's bounding set, since a host may
 /// withhold some from it, and asking for more fails the start.
@@ -168,7 +144,7 @@ pub fn build(run: &RunSpec, p: &LinuxProgram, rootfs: &str) -> Result<Spec, Runt
         json!({"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]}),
         json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}),
         json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]}),
-        json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]}),
+        json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", format!("size={}", p.shm_size)]}),
         json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]}),
         json!({"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]}),
     ];
@@ -324,8 +300,8 @@ pub fn build(run: &RunSpec, p: &LinuxProgram, rootfs: &str) -> Result<Spec, Runt
             "devices": devices,
             "cgroupsPath": p.cgroup_path(),
             "resources": resources,
-            "maskedPaths": MASKED_PATHS,
-            "readonlyPaths": READONLY_PATHS,
+            "maskedPaths": crate::api::types::LINUX_MASKED_PATHS,
+            "readonlyPaths": crate::api::types::LINUX_READONLY_PATHS,
             "seccomp": known_syscalls(seccomp(&caps)),
         },
     });

@@ -1201,3 +1201,52 @@ fn devices_and_device_cgroup_rules() {
     }
     assert_eq!(d.ketch(&["ps", "-aq"]).ok(), before);
 }
+
+/// `--shm-size` sizes `/dev/shm`; inspect shows it (Docker's 64 MiB when
+/// not given) and the paths runc masks and makes read-only, as they are.
+#[test]
+fn shm_size_and_the_hidden_paths_show_in_inspect() {
+    require!(linux());
+    let d = daemon();
+    let out = d
+        .ketch(&[
+            "run",
+            "--rm",
+            "--shm-size",
+            "16m",
+            "busybox",
+            "df",
+            "-k",
+            "/dev/shm",
+        ])
+        .ok();
+    let total = out.lines().nth(1).and_then(|l| l.split_whitespace().nth(1));
+    assert_eq!(total, Some("16384"), "{out}");
+    d.ketch(&["create", "--name", "plain", "busybox", "ls", "-A", "/sys/firmware"])
+        .ok();
+    let hc: serde_json::Value = serde_json::from_str(
+        &d.ketch(&["inspect", "-f", "{{json .HostConfig}}", "plain"])
+            .ok(),
+    )
+    .unwrap();
+    assert_eq!(hc["ShmSize"], 64 << 20);
+    assert!(
+        hc["MaskedPaths"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!("/sys/firmware")),
+        "{hc}"
+    );
+    assert!(
+        hc["ReadonlyPaths"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!("/proc/sys")),
+        "{hc}"
+    );
+    // What inspect says is masked is: the host's /sys/firmware is not
+    // there.
+    assert_eq!(d.ketch(&["start", "-a", "plain"]).ok(), "");
+    let r = d.ketch(&["create", "--shm-size", "-1", "busybox"]);
+    assert!(r.code != 0, "{}", r.stderr);
+}

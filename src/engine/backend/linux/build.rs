@@ -111,6 +111,7 @@ impl crate::image::build::StepRunner for BuildRunner {
             devices: Vec::new(),
             device_rules: Vec::new(),
             init: None,
+            shm_size: crate::api::types::DEFAULT_SHM_SIZE,
             stop_signal: libc::SIGTERM,
         };
         let log = program.log_path.clone();

@@ -166,6 +166,11 @@ fn validate(hc: &HostConfig) -> Result<(), EngineError> {
             )));
         }
     }
+    if hc.shm_size < 0 {
+        return Err(EngineError::InvalidArgument(
+            "HostConfig.ShmSize (--shm-size): SHM size can not be less than 0".into(),
+        ));
+    }
     devices(hc)?;
     device_rules(hc)?;
     init(hc)?;
@@ -653,6 +658,11 @@ impl Engine {
                 devices: devices(hc)?,
                 device_rules: device_rules(hc)?,
                 init: init(hc)?,
+                shm_size: if hc.shm_size > 0 {
+                    hc.shm_size
+                } else {
+                    crate::api::types::DEFAULT_SHM_SIZE
+                },
                 stop_signal,
             },
         ))
