@@ -203,10 +203,10 @@ impl Engine {
         let id = tokio::task::spawn_blocking(move || {
             crate::image::build::commit_container(
                 &engine.images,
-                &crate::image::build::CommitRequest {
+                crate::image::build::CommitRequest {
                     image: &img,
                     config: &rec.config,
-                    layer: &layer,
+                    layer,
                     changes: &o.changes,
                     comment: &o.comment,
                     author: &o.author,

@@ -45,19 +45,48 @@ pub struct BuiltLayer {
     pub size: u64,
 }
 
-/// Store an uncompressed layer tar as a tar+gzip blob (deterministic
-/// header); its digest of the tar is the diff id.
-pub fn write_tar(store: &ImageStore, tar: &[u8]) -> Result<BuiltLayer, ImageError> {
-    let diff_id = Digest::of(tar);
-    let mut gz = GzEncoder::new(Vec::new(), flate2::Compression::default());
-    gz.write_all(tar).map_err(ImageError::io("layer"))?;
-    let blob = gz.finish().map_err(ImageError::io("layer"))?;
-    let digest = store.put_blob(&blob)?;
+/// Store an uncompressed layer tar read from `tar` as a tar+gzip blob
+/// (deterministic header), streamed through the store's ingest area: a
+/// layer of any size costs ketchd a buffer, not its size in memory. The
+/// digest of the tar is the diff id.
+pub fn write_tar(store: &ImageStore, tar: impl io::Read) -> Result<BuiltLayer, ImageError> {
+    let mut hashing = HashingReader {
+        inner: tar,
+        hasher: Sha256::new(),
+    };
+    let digest = store.ingest(
+        flate2::read::GzEncoder::new(&mut hashing, flate2::Compression::default()),
+        None,
+    )?;
+    let path = store.blob_path(&digest);
+    let size = std::fs::metadata(&path)
+        .map_err(ImageError::io(&path))?
+        .len();
     Ok(BuiltLayer {
         digest,
-        diff_id,
-        size: blob.len() as u64,
+        diff_id: Digest::from_hasher(hashing.hasher),
+        size,
     })
+}
+
+/// An unnamed file in the store's ingest area (gone when closed, or at a
+/// crash), for a layer tar too large to hold in memory.
+pub fn spool(store: &ImageStore) -> Result<std::fs::File, ImageError> {
+    let dir = store.root().join("ingest");
+    tempfile::tempfile_in(&dir).map_err(ImageError::io(&dir))
+}
+
+struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+}
+
+impl<R: io::Read> io::Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
 }
 
 impl LayerBuilder {

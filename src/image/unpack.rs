@@ -125,10 +125,10 @@ pub fn unpack_layer(blob: impl Read, limits: &Limits, dest: &Path) -> Result<(),
 /// sorted order, so the same changes give the same layer), overlayfs
 /// whiteouts as `.wh.NAME`, opaque directories as `.wh..wh..opq`. The
 /// upper dir was written by a container: it is walked by descriptor.
-pub fn diff_upper(upper: &Path) -> Result<Vec<u8>, ConfineError> {
+pub fn diff_upper<W: io::Write>(upper: &Path, out: W) -> Result<W, ConfineError> {
     use rustix::fs::FileType;
     let root = Root::open(upper)?;
-    let mut b = tar::Builder::new(Vec::new());
+    let mut b = tar::Builder::new(out);
     let err = |p: &RelPath| {
         let p = p.to_string();
         move |e: io::Error| ConfineError::io(&p)(e)
@@ -207,6 +207,16 @@ pub fn diff_upper(upper: &Path) -> Result<Vec<u8>, ConfineError> {
     b.into_inner().map_err(ConfineError::io("layer"))
 }
 
+/// [`diff_upper`] into an unnamed file under `spool` (gone when closed),
+/// read back from its start: a container's changes may be larger than
+/// ketchd's memory.
+pub fn diff_upper_file(upper: &Path, spool: &Path) -> Result<fs::File, ConfineError> {
+    let f = tempfile::tempfile_in(spool).map_err(ConfineError::io(spool.display().to_string()))?;
+    let mut f = diff_upper(upper, f)?;
+    io::Seek::rewind(&mut f).map_err(ConfineError::io("layer"))?;
+    Ok(f)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -232,7 +242,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         unpack_layer(&data[..], &Limits::default(), dir.path()).unwrap();
         assert_eq!(fs::read(dir.path().join("etc/motd")).unwrap(), b"hi\n");
-        let diff = diff_upper(dir.path()).unwrap();
+        let diff = diff_upper(dir.path(), Vec::new()).unwrap();
         let mut names = Vec::new();
         for e in tar::Archive::new(&diff[..]).entries().unwrap() {
             names.push(e.unwrap().path().unwrap().display().to_string());

@@ -343,3 +343,53 @@ fn umoci_lists_the_stores_tags() {
         "docker.io/library/hello:latest"
     );
 }
+
+/// The peak resident memory of a process, in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmHWM in {status}"));
+    kb << 10
+}
+
+/// An import is written again as a layer through files, not memory: a
+/// root filesystem far larger than the growth allowed here raises
+/// ketchd's peak memory by little.
+#[test]
+fn an_import_larger_than_memory_allows_is_streamed() {
+    require!(linux());
+    let d = TestDaemon::start();
+    const BIG: u64 = 384 << 20;
+    let tar_path = d.dir.path().join("big.tar");
+    {
+        let mut b = tar::Builder::new(std::io::BufWriter::new(
+            std::fs::File::create(&tar_path).unwrap(),
+        ));
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_size(BIG);
+        h.set_mode(0o644);
+        b.append_data(&mut h, "big", std::io::Read::take(std::io::repeat(7), BIG))
+            .unwrap();
+        b.into_inner().unwrap();
+    }
+    let before = peak_rss(d.pid());
+    d.ketch(&["import", tar_path.to_str().unwrap(), "big:1"])
+        .ok();
+    let grew = peak_rss(d.pid()).saturating_sub(before);
+    assert!(
+        grew < 128 << 20,
+        "ketchd's peak memory grew by {} MiB importing a {} MiB layer",
+        grew >> 20,
+        BIG >> 20
+    );
+    let size = d
+        .ketch(&["image", "inspect", "-f", "{{.Size}}", "big:1"])
+        .ok();
+    assert!(size.trim().parse::<u64>().unwrap() > 0, "{size}");
+    std::fs::remove_file(&tar_path).unwrap();
+    d.ketch(&["rmi", "big:1"]).ok();
+}

@@ -149,12 +149,13 @@ pub(crate) trait Backend: Send + Sync {
         Box::pin(async move { Err(e) })
     }
 
-    /// `commit`: the container's changes as a layer tar.
+    /// `commit`: the container's changes as a layer tar, in a file read
+    /// from its start.
     fn changes_tar<'a>(
         &'a self,
         _c: &'a Container,
         rec: &'a Record,
-    ) -> BoxFuture<'a, Result<Vec<u8>, EngineError>> {
+    ) -> BoxFuture<'a, Result<std::fs::File, EngineError>> {
         let e = EngineError::InvalidArgument(format!(
             "container {}: a Wasm container has no root filesystem of its own to commit: its image and its granted directories are all it has",
             rec.name

@@ -90,8 +90,8 @@ pub struct CommitRequest<'a> {
     pub image: &'a crate::image::Image,
     /// The container's config (its env, command, labels, …).
     pub config: &'a crate::api::types::ContainerConfig,
-    /// Its changes, as a layer tar.
-    pub layer: &'a [u8],
+    /// Its changes, as a layer tar read from its start.
+    pub layer: std::fs::File,
     /// Dockerfile instructions applied over the config (`--change`).
     pub changes: &'a [String],
     pub comment: &'a str,
@@ -118,7 +118,7 @@ const CHANGES: &[&str] = &[
 /// `commit`: the container's changes as a new layer over its image, its
 /// config (with `--change` applied) as the image config; made now, tagged
 /// if asked. Returns the image id.
-pub fn commit_container(store: &ImageStore, req: &CommitRequest) -> Result<Digest, ImageError> {
+pub fn commit_container(store: &ImageStore, req: CommitRequest) -> Result<Digest, ImageError> {
     let img = req.image;
     let cfg = req.config;
     let mut stage = Stage::of_image(img);
@@ -193,7 +193,9 @@ pub fn import_rootfs(
         kind: Kind::Layer,
         limits: Limits::daemon(),
     };
-    let mut out = tar::Builder::new(Vec::new());
+    // Written again into a spool file: an import may be larger than
+    // ketchd's memory.
+    let mut out = tar::Builder::new(crate::image::layer::spool(store)?);
     let bad = |e: std::io::Error| ImageError::Invalid {
         name: source.to_string(),
         reason: e.to_string(),
@@ -248,7 +250,8 @@ pub fn import_rootfs(
         name: source.to_string(),
         reason: e.to_string(),
     })?;
-    let layer = out.into_inner().map_err(bad)?;
+    let mut layer = out.into_inner().map_err(bad)?;
+    std::io::Seek::rewind(&mut layer).map_err(bad)?;
     let mut stage = Stage {
         os: "linux".into(),
         arch: crate::image::registry::host_arch().into(),
@@ -258,7 +261,7 @@ pub fn import_rootfs(
     add_layer(
         store,
         stage,
-        &layer,
+        layer,
         Made {
             created_by: &format!("Imported from {source}"),
             comment,
@@ -311,7 +314,7 @@ fn apply_changes(stage: &mut Stage, changes: &[String]) -> Result<(), ImageError
 fn add_layer(
     store: &ImageStore,
     mut stage: Stage,
-    layer: &[u8],
+    layer: impl std::io::Read,
     made: Made,
 ) -> Result<Digest, ImageError> {
     let built = crate::image::layer::write_tar(store, layer)?;

@@ -192,8 +192,9 @@ pub type StepFailure = Box<dyn std::error::Error + Send + Sync>;
 /// containers.
 pub trait StepRunner: Sync {
     /// Run the step, sending its output to `out`; return its changes as an
-    /// uncompressed OCI layer tar. A failure names the exit code.
-    fn run(&self, step: &RunStep, out: &mut dyn FnMut(&str)) -> Result<Vec<u8>, StepFailure>;
+    /// uncompressed OCI layer tar, in a file read from its start (a step
+    /// may write more than ketchd's memory). A failure names the exit code.
+    fn run(&self, step: &RunStep, out: &mut dyn FnMut(&str)) -> Result<std::fs::File, StepFailure>;
 }
 
 /// Refuse context archives with more entries than this.

@@ -71,7 +71,7 @@ pub(super) fn run_command(
         }
         None => {
             let tar = runner.run(&run, out).map_err(StepError::Run)?;
-            let built = crate::image::layer::write_tar(store, &tar)?;
+            let built = crate::image::layer::write_tar(store, tar)?;
             let c = CachedLayer {
                 digest: built.digest,
                 diff_id: built.diff_id,

@@ -1222,8 +1222,16 @@ fn shm_size_and_the_hidden_paths_show_in_inspect() {
         .ok();
     let total = out.lines().nth(1).and_then(|l| l.split_whitespace().nth(1));
     assert_eq!(total, Some("16384"), "{out}");
-    d.ketch(&["create", "--name", "plain", "busybox", "ls", "-A", "/sys/firmware"])
-        .ok();
+    d.ketch(&[
+        "create",
+        "--name",
+        "plain",
+        "busybox",
+        "ls",
+        "-A",
+        "/sys/firmware",
+    ])
+    .ok();
     let hc: serde_json::Value = serde_json::from_str(
         &d.ketch(&["inspect", "-f", "{{json .HostConfig}}", "plain"])
             .ok(),

@@ -63,7 +63,7 @@ impl crate::image::build::StepRunner for BuildRunner {
         &self,
         step: &crate::image::build::RunStep,
         out: &mut dyn FnMut(&str),
-    ) -> Result<Vec<u8>, crate::image::build::StepFailure> {
+    ) -> Result<std::fs::File, crate::image::build::StepFailure> {
         let e = &self.engine;
         let linux = e
             .backends
@@ -156,7 +156,7 @@ impl crate::image::build::StepRunner for BuildRunner {
                     status.code
                 ));
             }
-            crate::image::unpack::diff_upper(&upper).map_err(|e| e.to_string())
+            crate::image::unpack::diff_upper_file(&upper, &dir).map_err(|e| e.to_string())
         })();
         backend.cleanup(id.as_str());
         let _ = std::fs::remove_dir_all(&dir);

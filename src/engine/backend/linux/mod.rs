@@ -381,16 +381,21 @@ impl Backend for LinuxAdapter {
         &'a self,
         c: &'a Container,
         _rec: &'a Record,
-    ) -> BoxFuture<'a, Result<Vec<u8>, EngineError>> {
-        let upper = c.dir().join("fs").join("upper");
+    ) -> BoxFuture<'a, Result<std::fs::File, EngineError>> {
+        let dir = c.dir().to_path_buf();
+        let upper = dir.join("fs").join("upper");
         Box::pin(async move {
             tokio::task::spawn_blocking(move || {
                 if !upper.exists() {
-                    return tar::Builder::new(Vec::new())
+                    // Never started: no changes, an empty layer.
+                    let f = tempfile::tempfile_in(&dir).map_err(EngineError::io(&dir))?;
+                    let mut f = tar::Builder::new(f)
                         .into_inner()
-                        .map_err(EngineError::io(&upper));
+                        .map_err(EngineError::io(&dir))?;
+                    std::io::Seek::rewind(&mut f).map_err(EngineError::io(&dir))?;
+                    return Ok(f);
                 }
-                crate::image::unpack::diff_upper(&upper)
+                crate::image::unpack::diff_upper_file(&upper, &dir)
                     .map_err(|e| EngineError::InvalidArgument(format!("reading its changes: {e}")))
             })
             .await
