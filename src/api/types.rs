@@ -223,6 +223,13 @@ pub struct HostConfig {
         skip_serializing_if = "String::is_empty"
     )]
     pub uts_mode: String,
+    /// `--cgroupns`: `host` (its cgroup paths as the host sees them) or
+    /// `private` (its own cgroup is its root); empty is `host`.
+    #[serde(
+        deserialize_with = "de_null_default",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub cgroupns_mode: String,
     /// `--group-add`: supplementary groups, by name or number.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub group_add: Option<Vec<String>>,

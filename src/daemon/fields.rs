@@ -41,6 +41,7 @@ const HOST_CONFIG_TAKEN: &[&str] = &[
     "PidMode",
     "IpcMode",
     "UTSMode",
+    "CgroupnsMode",
     "ConsoleSize",
     "ContainerIDFile",
 ];

@@ -228,8 +228,13 @@ pub fn inspect(c: &Container, sandbox: Option<PathBuf>) -> ContainerInspect {
     let mut host_config = r.host_config.clone();
     host_config.binds.get_or_insert_with(Vec::new);
     host_config.network_mode = network_mode(&r);
-    if r.kind() == Some(crate::model::RuntimeKind::Linux) && host_config.shm_size == 0 {
-        host_config.shm_size = crate::api::types::DEFAULT_SHM_SIZE;
+    if r.kind() == Some(crate::model::RuntimeKind::Linux) {
+        if host_config.shm_size == 0 {
+            host_config.shm_size = crate::api::types::DEFAULT_SHM_SIZE;
+        }
+        if host_config.cgroupns_mode.is_empty() {
+            host_config.cgroupns_mode = "host".into();
+        }
     }
     let host_config = with_unset(host_config, &r);
     ContainerInspect {

@@ -113,6 +113,10 @@ fn fields_ketch_does_not_honour_are_refused_naming_them() {
             "HostConfig.Devices",
         ),
         (
+            r#"{"Image":"spin","HostConfig":{"CgroupnsMode":"private"}}"#,
+            "HostConfig.CgroupnsMode (--cgroupns) applies to Linux containers",
+        ),
+        (
             r#"{"Image":"spin","HostConfig":{"ShmSize":1048576}}"#,
             "HostConfig.ShmSize (--shm-size) applies to Linux containers",
         ),

@@ -123,6 +123,9 @@ pub struct RunArgs {
     /// Linux containers: UTS namespace to use (host or container:NAME)
     #[arg(long)]
     pub uts: Option<String>,
+    /// Linux containers: cgroup namespace to use (host or private)
+    #[arg(long)]
+    pub cgroupns: Option<String>,
     /// Linux containers: add additional groups to join (name or gid)
     #[arg(long)]
     pub group_add: Vec<String>,
@@ -434,6 +437,7 @@ pub async fn run(c: &Client, a: RunArgs, create_only: bool) -> anyhow::Result<i3
         memory_swappiness: a.memory_swappiness,
         ipc_mode: a.ipc.clone().unwrap_or_default(),
         uts_mode: a.uts.clone().unwrap_or_default(),
+        cgroupns_mode: a.cgroupns.clone().unwrap_or_default(),
         cap_drop: (!a.cap_drop.is_empty()).then(|| a.cap_drop.clone()),
         tmpfs: (!a.tmpfs.is_empty()).then(|| {
             a.tmpfs

@@ -107,6 +107,7 @@ impl Backend for WasmAdapter {
             ("Init (--init)", hc.init == Some(true)),
             ("ShmSize (--shm-size)", hc.shm_size != 0),
             ("UTSMode (--uts)", !hc.uts_mode.is_empty()),
+            ("CgroupnsMode (--cgroupns)", !hc.cgroupns_mode.is_empty()),
             ("MemorySwap (--memory-swap)", hc.memory_swap != 0),
             ("NanoCpus (--cpus)", hc.nano_cpus != 0),
             ("CpuShares (--cpu-shares)", hc.cpu_shares != 0),

@@ -88,6 +88,8 @@ pub struct LinuxProgram {
     pub pid_ns: NsMode,
     pub ipc_ns: NsMode,
     pub uts_ns: NsMode,
+    /// `--cgroupns private`: a cgroup namespace of its own.
+    pub private_cgroupns: bool,
     pub pids_limit: Option<i64>,
     pub network: NetworkMode,
     /// Its interfaces on bridge networks, the primary one first.

@@ -185,6 +185,9 @@ pub fn build(run: &RunSpec, p: &LinuxProgram, rootfs: &str) -> Result<Spec, Runt
     // No network namespace here: the monitor makes it (and brings `lo` up)
     // before the container starts, and the container inherits it.
     let mut namespaces = vec![json!({"type": "mount"})];
+    if p.private_cgroupns {
+        namespaces.push(json!({"type": "cgroup"}));
+    }
     for (kind, mode) in [("pid", &p.pid_ns), ("ipc", &p.ipc_ns), ("uts", &p.uts_ns)] {
         match mode {
             super::NsMode::Private => namespaces.push(json!({"type": kind})),

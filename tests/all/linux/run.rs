@@ -1258,3 +1258,57 @@ fn shm_size_and_the_hidden_paths_show_in_inspect() {
     let r = d.ketch(&["create", "--shm-size", "-1", "busybox"]);
     assert!(r.code != 0, "{}", r.stderr);
 }
+
+/// `--cgroupns private` gives the container its own cgroup as its root;
+/// by default (`host`, as Docker on cgroup v1) it sees its place in the
+/// host's hierarchy.
+#[test]
+fn cgroupns_private_hides_the_hosts_cgroup_paths() {
+    require!(linux());
+    let d = daemon();
+    let private = d
+        .ketch(&[
+            "run",
+            "--rm",
+            "--cgroupns",
+            "private",
+            "busybox",
+            "cat",
+            "/proc/self/cgroup",
+        ])
+        .ok();
+    assert!(
+        !private.is_empty() && private.lines().all(|l| l.ends_with(":/")),
+        "{private}"
+    );
+    let host = d
+        .ketch(&["run", "--rm", "busybox", "cat", "/proc/self/cgroup"])
+        .ok();
+    assert!(host.contains("/ketch/"), "{host}");
+    d.ketch(&[
+        "create",
+        "--name",
+        "cgp",
+        "--cgroupns",
+        "private",
+        "busybox",
+    ])
+    .ok();
+    d.ketch(&["create", "--name", "cgh", "busybox"]).ok();
+    for (name, mode) in [("cgp", "private"), ("cgh", "host")] {
+        assert_eq!(
+            d.ketch(&["inspect", "-f", "{{.HostConfig.CgroupnsMode}}", name])
+                .ok()
+                .trim(),
+            mode
+        );
+    }
+    let r = d.ketch(&["create", "--cgroupns", "sideways", "busybox"]);
+    assert!(
+        r.code != 0
+            && r.stderr
+                .contains("invalid CgroupnsMode (--cgroupns) \"sideways\""),
+        "{}",
+        r.stderr
+    );
+}

@@ -103,6 +103,7 @@ impl crate::image::build::StepRunner for BuildRunner {
             pid_ns: Default::default(),
             ipc_ns: Default::default(),
             uts_ns: Default::default(),
+            private_cgroupns: false,
             pids_limit: None,
             network: NetworkMode::Host,
             attachments: Vec::new(),

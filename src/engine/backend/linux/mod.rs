@@ -166,6 +166,12 @@ fn validate(hc: &HostConfig) -> Result<(), EngineError> {
             )));
         }
     }
+    if !matches!(hc.cgroupns_mode.as_str(), "" | "host" | "private") {
+        return Err(EngineError::InvalidArgument(format!(
+            "invalid CgroupnsMode (--cgroupns) {:?}: give host or private",
+            hc.cgroupns_mode
+        )));
+    }
     if hc.shm_size < 0 {
         return Err(EngineError::InvalidArgument(
             "HostConfig.ShmSize (--shm-size): SHM size can not be less than 0".into(),
@@ -655,6 +661,7 @@ impl Engine {
                 pid_ns: self.ns_mode(rec, "pid", &hc.pid_mode)?,
                 ipc_ns: self.ns_mode(rec, "ipc", &hc.ipc_mode)?,
                 uts_ns: self.ns_mode(rec, "uts", &hc.uts_mode)?,
+                private_cgroupns: hc.cgroupns_mode == "private",
                 pids_limit: hc.pids_limit,
                 network,
                 attachments,
