@@ -49,26 +49,20 @@ impl Escape {
             return false;
         }
         for &b in input {
-            if b == self.keys[self.matched] {
-                self.matched += 1;
-                if self.matched == self.keys.len() {
-                    self.matched = 0;
-                    return true;
-                }
+            if self.matched > 0 && b != self.keys[self.matched] {
+                // Not the sequence after all: what was held goes through,
+                // and this byte may start it again.
+                out.extend_from_slice(&self.keys[..self.matched]);
+                self.matched = 0;
+            }
+            if b != self.keys[self.matched] {
+                out.push(b);
                 continue;
             }
-            // Not the sequence after all: what was held goes through,
-            // and this byte may start it again.
-            out.extend_from_slice(&self.keys[..self.matched]);
-            self.matched = 0;
-            if b == self.keys[0] {
-                self.matched = 1;
-                if self.keys.len() == 1 {
-                    self.matched = 0;
-                    return true;
-                }
-            } else {
-                out.push(b);
+            self.matched += 1;
+            if self.matched == self.keys.len() {
+                self.matched = 0;
+                return true;
             }
         }
         false

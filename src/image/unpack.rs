@@ -209,10 +209,17 @@ pub fn diff_upper<W: io::Write>(upper: &Path, out: W) -> Result<W, ConfineError>
 
 /// [`diff_upper`] into an unnamed file under `spool` (gone when closed),
 /// read back from its start: a container's changes may be larger than
-/// ketchd's memory.
+/// ketchd's memory. An upper dir never made (a container that never ran)
+/// is an empty layer.
 pub fn diff_upper_file(upper: &Path, spool: &Path) -> Result<fs::File, ConfineError> {
     let f = tempfile::tempfile_in(spool).map_err(ConfineError::io(spool.display().to_string()))?;
-    let mut f = diff_upper(upper, f)?;
+    let mut f = if upper.exists() {
+        diff_upper(upper, f)?
+    } else {
+        tar::Builder::new(f)
+            .into_inner()
+            .map_err(ConfineError::io("layer"))?
+    };
     io::Seek::rewind(&mut f).map_err(ConfineError::io("layer"))?;
     Ok(f)
 }
@@ -248,5 +255,8 @@ mod tests {
             names.push(e.unwrap().path().unwrap().display().to_string());
         }
         assert_eq!(names, ["bin", "bin/sh", "etc", "etc/motd"]);
+        // An upper dir never made is an empty layer.
+        let f = diff_upper_file(&dir.path().join("never"), dir.path()).unwrap();
+        assert_eq!(tar::Archive::new(f).entries().unwrap().count(), 0);
     }
 }

@@ -138,12 +138,7 @@ impl Engine {
     /// as Docker's does not).
     pub fn peer_hosts(&self, rec: &Record) -> Vec<(Ipv4Addr, Vec<String>)> {
         let mut out = self.linked_hosts(rec);
-        let mine: BTreeSet<&str> = rec
-            .networks
-            .iter()
-            .filter(|(name, _)| name.as_str() != DEFAULT)
-            .map(|(_, e)| e.network_id.as_str())
-            .collect();
+        let mine = user_networks(rec);
         if mine.is_empty() {
             out.sort();
             return out;
@@ -215,12 +210,7 @@ impl Engine {
                 self.write_hosts(c, &now);
             }
         }
-        let nets: BTreeSet<&str> = rec
-            .networks
-            .iter()
-            .filter(|(name, _)| name.as_str() != DEFAULT)
-            .map(|(_, e)| e.network_id.as_str())
-            .collect();
+        let nets = user_networks(rec);
         if nets.is_empty() {
             return;
         }
@@ -522,4 +512,14 @@ impl Engine {
         self.network_event("disconnect", &n, Some(rec.id.as_str()));
         Ok(())
     }
+}
+
+/// The ids of the user networks a container is on: those whose members
+/// resolve one another's names (the default bridge resolves none).
+fn user_networks(rec: &Record) -> BTreeSet<&str> {
+    rec.networks
+        .iter()
+        .filter(|(name, _)| name.as_str() != DEFAULT)
+        .map(|(_, e)| e.network_id.as_str())
+        .collect()
 }

@@ -24,6 +24,18 @@ pub struct Device {
     pub access: String,
 }
 
+impl Device {
+    /// The device cgroup rule that allows it.
+    pub fn rule(&self) -> DeviceRule {
+        DeviceRule {
+            kind: self.kind,
+            major: Some(self.major),
+            minor: Some(self.minor),
+            access: self.access.clone(),
+        }
+    }
+}
+
 /// A device cgroup rule: `TYPE MAJOR:MINOR ACCESS`, `*` for any number.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeviceRule {

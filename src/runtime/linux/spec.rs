@@ -4,6 +4,7 @@
 
 mod seccomp;
 
+use super::devices::{Device, DeviceRule};
 use super::LinuxProgram;
 use crate::runtime::{RunSpec, RuntimeError};
 use oci_spec::runtime::Spec;
@@ -197,8 +198,7 @@ pub fn build(run: &RunSpec, p: &LinuxProgram, rootfs: &str) -> Result<Spec, Runt
     }
     // Docker's standard devices; then `--device` and
     // `--device-cgroup-rule`: a device in the image itself is still refused.
-    let mut allowed = vec![json!({"allow": false, "access": "rwm"})];
-    for (major, minor) in [
+    let standard = [
         (1, Some(3)),
         (1, Some(5)),
         (1, Some(7)),
@@ -208,18 +208,19 @@ pub fn build(run: &RunSpec, p: &LinuxProgram, rootfs: &str) -> Result<Spec, Runt
         (5, Some(1)),
         (5, Some(2)),
         (136, None),
-    ] {
-        allowed.push(
-            json!({"allow": true, "type": "c", "major": major, "minor": minor, "access": "rwm"}),
-        );
-    }
-    for d in &p.devices {
-        allowed.push(
-            json!({"allow": true, "type": d.kind.to_string(), "major": d.major,
-            "minor": d.minor, "access": d.access}),
-        );
-    }
-    for r in &p.device_rules {
+    ]
+    .map(|(major, minor)| DeviceRule {
+        kind: 'c',
+        major: Some(major),
+        minor,
+        access: "rwm".into(),
+    });
+    let mut allowed = vec![json!({"allow": false, "access": "rwm"})];
+    for r in standard
+        .into_iter()
+        .chain(p.devices.iter().map(Device::rule))
+        .chain(p.device_rules.iter().cloned())
+    {
         allowed.push(
             json!({"allow": true, "type": r.kind.to_string(), "major": r.major,
             "minor": r.minor, "access": r.access}),

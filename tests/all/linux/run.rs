@@ -1116,6 +1116,14 @@ fn init_runs_as_pid_1_and_forwards_signals() {
     assert!(r.stderr.contains("\"nosuchcmd\""), "{}", r.stderr);
 }
 
+/// A container's `HostConfig` as inspect shows it.
+fn host_config(d: &TestDaemon, name: &str) -> serde_json::Value {
+    let json = d
+        .ketch(&["inspect", "-f", "{{json .HostConfig}}", name])
+        .ok();
+    serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {json}"))
+}
+
 /// `--device` makes the host's node in the container and allows it; a
 /// node made inside is refused by the device cgroup unless a
 /// `--device-cgroup-rule` allows it. Bad devices and rules are 400s that
@@ -1170,11 +1178,7 @@ fn devices_and_device_cgroup_rules() {
         "busybox",
     ])
     .ok();
-    let shown: serde_json::Value = serde_json::from_str(
-        &d.ketch(&["inspect", "-f", "{{json .HostConfig}}", "dev"])
-            .ok(),
-    )
-    .unwrap();
+    let shown = host_config(&d, "dev");
     assert_eq!(
         shown["Devices"],
         serde_json::json!([{"PathOnHost": "/dev/null", "PathInContainer": "/dev/null",
@@ -1232,11 +1236,7 @@ fn shm_size_and_the_hidden_paths_show_in_inspect() {
         "/sys/firmware",
     ])
     .ok();
-    let hc: serde_json::Value = serde_json::from_str(
-        &d.ketch(&["inspect", "-f", "{{json .HostConfig}}", "plain"])
-            .ok(),
-    )
-    .unwrap();
+    let hc = host_config(&d, "plain");
     assert_eq!(hc["ShmSize"], 64 << 20);
     assert!(
         hc["MaskedPaths"]

@@ -392,15 +392,6 @@ impl Backend for LinuxAdapter {
         let upper = dir.join("fs").join("upper");
         Box::pin(async move {
             tokio::task::spawn_blocking(move || {
-                if !upper.exists() {
-                    // Never started: no changes, an empty layer.
-                    let f = tempfile::tempfile_in(&dir).map_err(EngineError::io(&dir))?;
-                    let mut f = tar::Builder::new(f)
-                        .into_inner()
-                        .map_err(EngineError::io(&dir))?;
-                    std::io::Seek::rewind(&mut f).map_err(EngineError::io(&dir))?;
-                    return Ok(f);
-                }
                 crate::image::unpack::diff_upper_file(&upper, &dir)
                     .map_err(|e| EngineError::InvalidArgument(format!("reading its changes: {e}")))
             })
