@@ -172,10 +172,10 @@ impl Peers {
 }
 
 impl RunSpec {
-    /// The mappings that serve a Wasm guest's ports at its network
-    /// addresses: each published or exposed TCP port (or `default`, when
-    /// there is none) at the same port number.
-    pub fn network_ports(&self, default: Option<u16>) -> Vec<PortMapping> {
+    /// The guest ports served at a Wasm guest's network addresses, each
+    /// at the same port number: its published and exposed TCP ports (or
+    /// `default`, when there is none).
+    pub fn network_ports(&self, default: Option<u16>) -> Vec<u16> {
         let mut ports: Vec<u16> = self
             .ports
             .iter()
@@ -193,17 +193,7 @@ impl RunSpec {
         if ports.is_empty() {
             ports.extend(default);
         }
-        self.addresses
-            .iter()
-            .flat_map(|ip| {
-                ports.iter().map(|p| PortMapping {
-                    container_port: *p,
-                    proto: Proto::Tcp,
-                    host_ip: *ip,
-                    host_port: *p,
-                })
-            })
-            .collect()
+        ports
     }
 }
 
@@ -254,6 +244,19 @@ pub trait Control: Send + Sync {
     /// Wasm instance runs inside ketchd).
     fn pids(&self) -> Vec<i32> {
         Vec::new()
+    }
+    /// Serve the instance's network ports at `ip` too: it joined a user
+    /// network while running. `Err` says why it cannot.
+    fn join_network(&self, _ip: std::net::IpAddr) -> Result<(), String> {
+        Err("this runtime's containers join networks through interfaces of their own".into())
+    }
+    /// Stop serving them at `ip` (it left that network); resolves once
+    /// they are closed.
+    fn leave_network(
+        &self,
+        _ip: std::net::IpAddr,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        Box::pin(std::future::ready(()))
     }
 }
 

@@ -8,7 +8,7 @@
 //! place that names a runtime feature.
 
 use super::container::Container;
-use super::networks::HostNet;
+use super::networks::{Endpoint, HostNet, NetworkRecord};
 use super::{Engine, EngineError, Record};
 use crate::api::types::HostConfig;
 use crate::image::Image;
@@ -98,6 +98,29 @@ pub(crate) trait Backend: Send + Sync {
 
     /// Rewrite a running container's `/etc/hosts` (its peers changed).
     fn write_hosts(&self, _engine: &Engine, _c: &Container, _rec: &Record) {}
+
+    /// Join network `n` while running; the record lists its endpoint
+    /// there already, with no address yet. By default: an interface of
+    /// its own in its network namespace.
+    fn join_network<'a>(
+        &'a self,
+        engine: &'a Arc<Engine>,
+        c: &'a Arc<Container>,
+        n: &'a NetworkRecord,
+    ) -> BoxFuture<'a, Result<(), EngineError>> {
+        Box::pin(engine.connect_running(c, n))
+    }
+
+    /// Leave network `n` (its endpoint there is `ep`) while running.
+    fn leave_network<'a>(
+        &'a self,
+        engine: &'a Arc<Engine>,
+        c: &'a Arc<Container>,
+        n: &'a NetworkRecord,
+        ep: &'a Endpoint,
+    ) -> BoxFuture<'a, Result<(), EngineError>> {
+        Box::pin(engine.disconnect_running(c, n, ep))
+    }
 
     /// The host's network, if this runtime's containers join networks.
     fn host_network(&self) -> Option<Arc<dyn HostNet>> {

@@ -4,7 +4,7 @@
 
 use super::{Backend, BoxFuture, Caps, Container, Engine, EngineError, Record};
 use crate::engine::health::{Captured, KillOnDrop};
-use crate::engine::networks::Held;
+use crate::engine::networks::{Endpoint, Held, NetworkRecord};
 use crate::image::Image;
 use crate::model::ContainerId;
 use crate::model::{Digest, Platform, RuntimeKind};
@@ -20,7 +20,7 @@ pub(crate) struct WasmAdapter {
     /// (image id, in-image path) -> module digest, so a warm run does not
     /// read the image's layers again.
     modules: Mutex<HashMap<(Digest, String), Digest>>,
-    /// Each running container on user networks: what it holds there.
+    /// Each running container: what it holds on user networks.
     joined: Mutex<HashMap<ContainerId, Joined>>,
 }
 
@@ -199,9 +199,7 @@ impl Backend for WasmAdapter {
             let peers = spec.peers.clone();
             match self.runtime.start(spec) {
                 Ok(started) => {
-                    if !held.is_empty() {
-                        self.joined().insert(rec.id.clone(), Joined { held, peers });
-                    }
+                    self.joined().insert(rec.id.clone(), Joined { held, peers });
                     Ok(started)
                 }
                 Err(e) => {
@@ -210,6 +208,63 @@ impl Backend for WasmAdapter {
                     Err(e.into())
                 }
             }
+        })
+    }
+
+    /// The guest is served at its new address, and its peers there learn
+    /// it.
+    fn join_network<'a>(
+        &'a self,
+        engine: &'a Arc<Engine>,
+        c: &'a Arc<Container>,
+        n: &'a NetworkRecord,
+    ) -> BoxFuture<'a, Result<(), EngineError>> {
+        Box::pin(async move {
+            let id = c.record().id;
+            let ctl = c
+                .control()
+                .ok_or_else(|| EngineError::not_running("connect", &id))?;
+            let held = engine.join_guest(c, n, &*ctl).await?;
+            // It exited meanwhile: what it left behind was given up
+            // without this address.
+            let kept = self.joined().get_mut(&id).map(|j| j.held.push(held.clone()));
+            if kept.is_none() {
+                engine.release_now(vec![held]).await;
+                return Err(EngineError::not_running("connect", &id));
+            }
+            engine.refresh_hosts(&c.record(), Some(c));
+            Ok(())
+        })
+    }
+
+    /// The guest is no longer served at its address there, and gives it
+    /// up.
+    fn leave_network<'a>(
+        &'a self,
+        engine: &'a Arc<Engine>,
+        c: &'a Arc<Container>,
+        n: &'a NetworkRecord,
+        ep: &'a Endpoint,
+    ) -> BoxFuture<'a, Result<(), EngineError>> {
+        Box::pin(async move {
+            let Some(ip) = ep.ip else {
+                return Ok(());
+            };
+            if let Some(ctl) = c.control() {
+                ctl.leave_network(ip.into()).await;
+            }
+            let gone: Held = match self.joined().get_mut(&c.record().id) {
+                Some(j) => {
+                    let (gone, kept) = std::mem::take(&mut j.held)
+                        .into_iter()
+                        .partition(|(bridge, held)| *held == ip && *bridge == n.bridge);
+                    j.held = kept;
+                    gone
+                }
+                None => Vec::new(),
+            };
+            engine.release_now(gone).await;
+            Ok(())
         })
     }
 

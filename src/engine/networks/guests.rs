@@ -5,6 +5,7 @@
 
 use super::*;
 use crate::engine::container::Container;
+use crate::runtime::Control;
 use std::net::IpAddr;
 
 /// Addresses held on bridges for one running Wasm container.
@@ -61,6 +62,55 @@ impl Engine {
             Ok(Err(e)) | Err(e) => {
                 self.release_endpoints(c).await;
                 Err(e)
+            }
+        }
+    }
+
+    /// A running Wasm container joins network `n` (its record lists the
+    /// endpoint already): an address there, held on the network's bridge
+    /// and served by the guest through `ctl`. On failure nothing stays
+    /// held.
+    pub(in crate::engine) async fn join_guest(
+        &self,
+        c: &Container,
+        n: &NetworkRecord,
+        ctl: &dyn Control,
+    ) -> Result<(String, Ipv4Addr), EngineError> {
+        let rec = c.record();
+        let failed = |e: String| {
+            EngineError::Conflict(format!(
+                "connecting container {} to network {}: {e}",
+                rec.name, n.name
+            ))
+        };
+        let Some(host) = self.networks.host.clone() else {
+            return Err(failed(
+                "networks have no bridges here (ketchd runs without the Linux runtime, or not as root)".into(),
+            ));
+        };
+        let a = self.allocate_endpoint(c, n).await?;
+        let (bridge, ip) = (a.bridge, a.ip);
+        let hold = {
+            let (host, bridge) = (host.clone(), bridge.clone());
+            tokio::task::spawn_blocking(move || host.hold_address(&bridge, ip))
+        };
+        hold.await
+            .map_err(EngineError::task("holding a Wasm container's address"))?
+            .map_err(|e| failed(format!("address {ip} on bridge {bridge}: {e}")))?;
+        if let Err(e) = ctl.join_network(ip.into()) {
+            self.release_now(vec![(bridge, ip)]).await;
+            return Err(failed(e));
+        }
+        Ok((bridge, ip))
+    }
+
+    /// Give up addresses a running Wasm container held (it left their
+    /// networks), before this returns.
+    pub(in crate::engine) async fn release_now(&self, held: Held) {
+        if let (Some(host), false) = (self.networks.host.clone(), held.is_empty()) {
+            let done = tokio::task::spawn_blocking(move || release_held(&*host, &held)).await;
+            if let Err(e) = done {
+                tracing::warn!("cannot give up a Wasm container's addresses: {e}");
             }
         }
     }

@@ -352,12 +352,6 @@ impl Engine {
         let c = self.lookup(container)?;
         let _op = c.op.lock().await;
         let rec = c.record();
-        if rec.is(crate::model::RuntimeKind::Wasm) && rec.state.status().is_alive() {
-            return Err(EngineError::Conflict(format!(
-                "container {} is a running Wasm container: it joins network {} when it starts; stop it first",
-                rec.name, n.name
-            )));
-        }
         if !n.is_bridge() {
             return Err(EngineError::Forbidden(format!(
                 "container {} cannot be connected to network {}: only bridge networks can be joined",
@@ -391,7 +385,11 @@ impl Engine {
             })
             .await?;
         if rec.state.status().is_alive() {
-            if let Err(e) = self.connect_running(&c, &n).await {
+            let joined = match rec.kind().and_then(|k| self.backends.get(k)) {
+                Some(b) => b.join_network(self, &c, &n).await,
+                None => Err(EngineError::not_running("connect", &rec.id)),
+            };
+            if let Err(e) = joined {
                 let _ = c
                     .update(|r| {
                         r.networks.remove(&n.name);
@@ -404,7 +402,9 @@ impl Engine {
         Ok(())
     }
 
-    async fn connect_running(
+    /// Give a running container an interface on network `n`, whose
+    /// endpoint its record lists already.
+    pub(in crate::engine) async fn connect_running(
         self: &Arc<Self>,
         c: &Arc<Container>,
         n: &NetworkRecord,
@@ -413,42 +413,7 @@ impl Engine {
         let not_running = || EngineError::not_running("connect", &rec.id);
         let host = self.networks.host.clone().ok_or_else(not_running)?;
         let netns = self.sandbox_key(c).ok_or_else(not_running)?;
-        let (net, prefix, gateway) = n
-            .ipv4()
-            .ok_or_else(|| EngineError::Conflict(format!("network {} has no subnet", n.name)))?;
-        let (ip, ifname, index) = {
-            let _ipam = self.ipam.lock().await;
-            let used = self.addresses_in_use(&n.id, &rec.id);
-            let ip = allocate((net, prefix), gateway, &used).ok_or_else(|| {
-                EngineError::Conflict(format!("no address left in network {}", n.name))
-            })?;
-            let taken: BTreeSet<&str> = rec.networks.values().map(|e| e.ifname.as_str()).collect();
-            // More interfaces than names is impossible: each takes one.
-            let index = (0..=taken.len())
-                .find(|i| !taken.contains(format!("eth{i}").as_str()))
-                .unwrap_or(taken.len());
-            let ifname = format!("eth{index}");
-            c.update(|r| {
-                if let Some(ep) = r.networks.get_mut(&n.name) {
-                    ep.ip = Some(ip);
-                    ep.ifname = ifname.clone();
-                    ep.prefix = prefix;
-                    ep.gateway = Some(gateway);
-                }
-            })
-            .await?;
-            (ip, ifname, index)
-        };
-        let a = Attachment {
-            bridge: n.bridge.clone(),
-            bridge_mark: n.owns_bridge().then(|| bridge_mark(&n.id)),
-            ifname,
-            host_ifname: host_ifname(rec.id.as_str(), index),
-            ip,
-            prefix,
-            gateway,
-            default_route: false,
-        };
+        let a = self.allocate_endpoint(c, n).await?;
         tokio::task::spawn_blocking(move || host.connect(&netns, &a))
             .await
             .map_err(EngineError::task("connecting to a network"))?
@@ -460,6 +425,49 @@ impl Engine {
             })?;
         self.refresh_hosts(&c.record(), Some(c));
         Ok(())
+    }
+
+    /// An address on network `n` for a running container that joins it,
+    /// recorded in its endpoint there, and the interface to give it.
+    pub(in crate::engine) async fn allocate_endpoint(
+        &self,
+        c: &Container,
+        n: &NetworkRecord,
+    ) -> Result<Attachment, EngineError> {
+        let rec = c.record();
+        let (net, prefix, gateway) = n
+            .ipv4()
+            .ok_or_else(|| EngineError::Conflict(format!("network {} has no subnet", n.name)))?;
+        let _ipam = self.ipam.lock().await;
+        let used = self.addresses_in_use(&n.id, &rec.id);
+        let ip = allocate((net, prefix), gateway, &used).ok_or_else(|| {
+            EngineError::Conflict(format!("no address left in network {}", n.name))
+        })?;
+        let taken: BTreeSet<&str> = rec.networks.values().map(|e| e.ifname.as_str()).collect();
+        // More interfaces than names is impossible: each takes one.
+        let index = (0..=taken.len())
+            .find(|i| !taken.contains(format!("eth{i}").as_str()))
+            .unwrap_or(taken.len());
+        let ifname = format!("eth{index}");
+        c.update(|r| {
+            if let Some(ep) = r.networks.get_mut(&n.name) {
+                ep.ip = Some(ip);
+                ep.ifname = ifname.clone();
+                ep.prefix = prefix;
+                ep.gateway = Some(gateway);
+            }
+        })
+        .await?;
+        Ok(Attachment {
+            bridge: n.bridge.clone(),
+            bridge_mark: n.owns_bridge().then(|| bridge_mark(&n.id)),
+            ifname,
+            host_ifname: host_ifname(rec.id.as_str(), index),
+            ip,
+            prefix,
+            gateway,
+            default_route: false,
+        })
     }
 
     /// `POST /networks/{id}/disconnect`.
@@ -488,20 +496,11 @@ impl Engine {
                 rec.name, n.name
             )));
         };
-        let host = self.networks.host.clone();
-        if let (Some(host), Some(netns), true) = (host, self.sandbox_key(&c), ep.ip.is_some()) {
-            {
-                let ifname = ep.ifname.clone();
-                let r = tokio::task::spawn_blocking(move || host.disconnect(&netns, &ifname))
-                    .await
-                    .map_err(EngineError::task("disconnecting from a network"))?;
-                if let Err(e) = r {
-                    return Err(EngineError::Conflict(format!(
-                        "disconnecting container {} from network {}: {e}",
-                        rec.name, n.name
-                    )));
-                }
-            }
+        if let (true, Some(b)) = (
+            rec.state.status().is_alive() && ep.ip.is_some(),
+            rec.kind().and_then(|k| self.backends.get(k)),
+        ) {
+            b.leave_network(self, &c, &n, &ep).await?;
         }
         c.update(|r| {
             r.networks.remove(&name);
@@ -511,6 +510,32 @@ impl Engine {
         self.refresh_hosts(&rec, Some(&c));
         self.network_event("disconnect", &n, Some(rec.id.as_str()));
         Ok(())
+    }
+}
+
+impl Engine {
+    /// Take a running container's interface on network `n` (endpoint
+    /// `ep`) away.
+    pub(in crate::engine) async fn disconnect_running(
+        &self,
+        c: &Container,
+        n: &NetworkRecord,
+        ep: &Endpoint,
+    ) -> Result<(), EngineError> {
+        let (Some(host), Some(netns)) = (self.networks.host.clone(), self.sandbox_key(c)) else {
+            return Ok(());
+        };
+        let ifname = ep.ifname.clone();
+        tokio::task::spawn_blocking(move || host.disconnect(&netns, &ifname))
+            .await
+            .map_err(EngineError::task("disconnecting from a network"))?
+            .map_err(|e| {
+                EngineError::Conflict(format!(
+                    "disconnecting container {} from network {}: {e}",
+                    c.record().name,
+                    n.name
+                ))
+            })
     }
 }
 

@@ -4,6 +4,7 @@
 use super::control::{configure_store, Ctl, Guest};
 use super::limits::{Cap, Limits, Refusal};
 use super::net::{self, HasNet, Net};
+use super::served::NetworkPorts;
 use super::{admission, io, Compiled, WasmBackend};
 use crate::api::stream::StdStream;
 use crate::runtime::memory::WASM_PAGE;
@@ -108,16 +109,16 @@ impl WasmBackend {
                         .into(),
             });
         }
-        // Before anything is made: a port in use fails the start alone.
-        let mut wanted = spec.ports.clone();
-        wanted.extend(spec.network_ports(None));
-        let published = net::bind(&spec.name, wanted)?;
+        // Before anything is made: a port in use fails the start alone. A
+        // preview 1 module has no sockets to serve on its networks.
+        let published = net::bind(&spec.name, spec.ports.clone())?;
+        let network_ports = match &**compiled {
+            Compiled::Module(_) => Vec::new(),
+            _ => spec.network_ports(None),
+        };
+        let on_networks = NetworkPorts::bind_all(&spec.name, &network_ports, &spec.addresses)?;
         // What `port` and inspect show: the host's, not the networks'.
-        let ports: Vec<PortMapping> = published
-            .mappings()
-            .into_iter()
-            .filter(|m| !spec.addresses.contains(&m.host_ip))
-            .collect();
+        let ports: Vec<PortMapping> = published.mappings();
         let pages = match &**compiled {
             Compiled::Module(pre) => pre.module().resources_required().max_initial_memory_size,
             Compiled::Component(pre) => pre
@@ -182,6 +183,12 @@ impl WasmBackend {
                 );
                 net.configure(&mut wasi);
                 publishers = net::publish(&net, published);
+                let relay = net.clone();
+                let served = NetworkPorts::new(&spec.name, network_ports, on_networks, move |m, l| {
+                    relay.relay(m.container_port);
+                    tokio::spawn(net::serve(relay.clone(), m, l))
+                });
+                let _ = ctl.served.set(Arc::new(served));
                 guest_net = Some(net.clone());
                 let state = P2State {
                     ctx: wasi.build(),
@@ -236,10 +243,12 @@ impl WasmBackend {
                             net.close();
                         }
                         publishers = net::Publishers::default();
+                        task_ctl.close_served();
                     }
                 }
             };
             drop(publishers);
+            task_ctl.close_served();
             let status = if task_ctl.is_killed() {
                 ExitStatus {
                     code: EXIT_KILLED,

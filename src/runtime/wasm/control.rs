@@ -3,6 +3,7 @@
 //! the CPU time a guest spends being polled.
 
 use super::limits::Limits;
+use super::served::NetworkPorts;
 use crate::runtime::stats::{HttpCounters, MemoryGauge};
 use crate::runtime::{Control, RuntimeStats};
 use std::future::Future;
@@ -30,6 +31,8 @@ pub(crate) struct Ctl {
     /// Nanoseconds spent polling guest code.
     cpu_ns: Arc<AtomicU64>,
     http: Option<Arc<HttpCounters>>,
+    /// What it serves at its network addresses (a guest with sockets).
+    pub(super) served: std::sync::OnceLock<Arc<NetworkPorts>>,
 }
 
 impl Ctl {
@@ -42,6 +45,7 @@ impl Ctl {
             memory: Arc::default(),
             cpu_ns: Arc::default(),
             http,
+            served: std::sync::OnceLock::new(),
         })
     }
 
@@ -59,6 +63,13 @@ impl Ctl {
         let mut rx = self.killed.subscribe();
         async move {
             let _ = rx.wait_for(|k| *k).await;
+        }
+    }
+
+    /// Stop serving the guest's ports on its networks (it is stopping).
+    pub(super) fn close_served(&self) {
+        if let Some(s) = self.served.get() {
+            s.close();
         }
     }
 
@@ -107,6 +118,19 @@ impl Control for Ctl {
             memory_peak: self.memory.peak(),
             http: self.http.as_ref().map(|h| h.snapshot()),
             ..Default::default()
+        }
+    }
+    /// A guest without sockets (a preview 1 module) has nothing to serve.
+    fn join_network(&self, ip: std::net::IpAddr) -> Result<(), String> {
+        if self.is_stopping() {
+            return Err("it is stopping".into());
+        }
+        self.served.get().map_or(Ok(()), |s| s.join(ip))
+    }
+    fn leave_network(&self, ip: std::net::IpAddr) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        match self.served.get() {
+            Some(s) => Box::pin(s.leave(ip)),
+            None => Box::pin(std::future::ready(())),
         }
     }
 }

@@ -24,6 +24,7 @@
 
 use super::control::{configure_store, Ctl, Guest};
 use super::limits::{Cap, Limits};
+use super::served::NetworkPorts;
 use super::WasmBackend;
 use crate::accept::{admit_next, Admitted, Backoff, Gate, LogKeys};
 use crate::api::stream::StdStream;
@@ -275,15 +276,22 @@ pub(super) fn serve(
     budget: Arc<MemoryBudget>,
 ) -> Result<Started, RuntimeError> {
     spec.stdin = None;
+    // Before anything is made: a port in use fails the start alone.
     let listeners = bind(&spec)?;
+    let network_ports = spec.network_ports(Some(DEFAULT_PORT));
+    let on_networks = NetworkPorts::bind_all(&spec.name, &network_ports, &spec.addresses)?;
     // What `port` and inspect show: the host's, not the networks'.
-    let ports = listeners
-        .iter()
-        .map(|(m, _)| *m)
-        .filter(|m| !spec.addresses.contains(&m.host_ip))
-        .collect();
+    let ports = listeners.iter().map(|(m, _)| *m).collect();
     let counters = Arc::new(HttpCounters::default());
     let ctl = Ctl::new(Some(counters.clone()));
+    let (conn_tx, conn_rx) = mpsc::channel::<(TcpStream, Admitted)>(64);
+    let served = {
+        let (name, tx) = (Arc::<str>::from(spec.name.as_str()), conn_tx.clone());
+        NetworkPorts::new(&spec.name, network_ports, on_networks, move |m, l| {
+            tokio::spawn(accept(name.clone(), m, l, tx.clone()))
+        })
+    };
+    let _ = ctl.served.set(Arc::new(served));
     let f = Arc::new(Function {
         name: spec.name.as_str().into(),
         engine,
@@ -300,7 +308,7 @@ pub(super) fn serve(
     });
     let (tx, rx) = oneshot::channel();
     tokio::spawn(async move {
-        let status = f.clone().supervise(listeners).await;
+        let status = f.clone().supervise(listeners, conn_tx, conn_rx).await;
         tracing::debug!("function {} exited with {}", f.name, status.code);
         let _ = tx.send(status);
     });
@@ -336,9 +344,34 @@ fn bind(spec: &RunSpec) -> Result<Vec<(PortMapping, TcpListener)>, RuntimeError>
     } else {
         spec.ports.clone()
     };
-    let mut wanted = wanted;
-    wanted.extend(spec.network_ports(Some(DEFAULT_PORT)));
     crate::runtime::bind_ports(&spec.name, wanted, "a function serves HTTP over TCP only")
+}
+
+/// Accept connections on one of a function's listeners, under its cap,
+/// and hand them to its supervisor.
+async fn accept(
+    name: Arc<str>,
+    m: PortMapping,
+    listener: TcpListener,
+    tx: mpsc::Sender<(TcpStream, Admitted)>,
+) {
+    let what = format!(
+        "function {name} on {}",
+        std::net::SocketAddr::new(m.host_ip, m.host_port)
+    );
+    let gate = Gate::new(crate::accept::config().limits.max_port_connections);
+    let mut backoff = Backoff::new();
+    let keys = LogKeys {
+        accept: "function accept",
+        refused: "function refused",
+    };
+    loop {
+        let (stream, admitted) = admit_next(&listener, &gate, 1, &mut backoff, &keys, &what).await;
+        let _ = stream.set_nodelay(true);
+        if tx.send((stream, admitted)).await.is_err() {
+            return;
+        }
+    }
 }
 
 fn plain(status: StatusCode, msg: String) -> Response<Body> {
@@ -378,33 +411,15 @@ impl Drop for InFlight {
 impl Function {
     /// Accept until told to stop; then drain (terminate) or drop (kill)
     /// the connections. Returns the container's exit status.
-    async fn supervise(self: Arc<Self>, listeners: Vec<(PortMapping, TcpListener)>) -> ExitStatus {
-        let (conn_tx, mut conn_rx) = mpsc::channel::<(TcpStream, Admitted)>(64);
+    async fn supervise(
+        self: Arc<Self>,
+        listeners: Vec<(PortMapping, TcpListener)>,
+        conn_tx: mpsc::Sender<(TcpStream, Admitted)>,
+        mut conn_rx: mpsc::Receiver<(TcpStream, Admitted)>,
+    ) -> ExitStatus {
         let mut accept = JoinSet::new();
-        let max_conns = crate::accept::config().limits.max_port_connections;
         for (m, listener) in listeners {
-            let tx = conn_tx.clone();
-            let name = self.name.clone();
-            accept.spawn(async move {
-                let what = format!(
-                    "function {name} on {}",
-                    std::net::SocketAddr::new(m.host_ip, m.host_port)
-                );
-                let gate = Gate::new(max_conns);
-                let mut backoff = Backoff::new();
-                let keys = LogKeys {
-                    accept: "function accept",
-                    refused: "function refused",
-                };
-                loop {
-                    let (stream, admitted) =
-                        admit_next(&listener, &gate, 1, &mut backoff, &keys, &what).await;
-                    let _ = stream.set_nodelay(true);
-                    if tx.send((stream, admitted)).await.is_err() {
-                        return;
-                    }
-                }
-            });
+            accept.spawn(self::accept(self.name.clone(), m, listener, conn_tx.clone()));
         }
         drop(conn_tx);
         let (drain_tx, drain_rx) = watch::channel(false);
@@ -425,6 +440,7 @@ impl Function {
                 Some(_) = conns.join_next(), if !conns.is_empty() => {}
                 () = async { let _ = terminating.wait_for(|t| *t).await; } => break,
                 () = &mut killed => {
+                    self.ctl.close_served();
                     accept.shutdown().await;
                     conns.shutdown().await;
                     return killed_status;
@@ -432,6 +448,7 @@ impl Function {
             }
         }
         // Stop: close the listeners at once, let requests in flight finish.
+        self.ctl.close_served();
         accept.shutdown().await;
         drop(conn_rx);
         drain_tx.send_replace(true);

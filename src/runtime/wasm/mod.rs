@@ -28,6 +28,7 @@ pub(crate) mod limits;
 mod linear;
 pub(crate) mod module;
 mod net;
+mod served;
 
 use super::memory::{MemoryBudget, WasmMemory};
 use super::{Backend, Program, RunSpec, RuntimeError, Started};

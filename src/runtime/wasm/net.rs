@@ -88,8 +88,6 @@ pub(super) struct Net {
     gate: Gate,
     /// Guest ports published once → the host address the guest binds.
     direct: HashMap<u16, SocketAddr>,
-    /// Guest ports published more than once, reached through the relay.
-    relayed: HashSet<u16>,
     /// Guest UDP ports published (once) → the host address the guest binds.
     udp_direct: HashMap<u16, SocketAddr>,
     /// One denial line a second in the container's log.
@@ -101,6 +99,9 @@ pub(super) struct Net {
 
 #[derive(Default)]
 struct State {
+    /// Guest ports reached through the relay: published more than once,
+    /// or served at a network address.
+    relayed: HashSet<u16>,
     /// Address → the grants (by index) whose names resolved to it.
     learned: HashMap<IpAddr, Vec<usize>>,
     /// Open name lookups: the stream's handle → the grants naming it, and
@@ -188,18 +189,20 @@ impl Net {
                 .iter()
                 .map(|(m, _)| (m.container_port, SocketAddr::new(m.host_ip, m.host_port)))
                 .collect(),
-            relayed: published
-                .relayed
-                .iter()
-                .map(|(m, _)| m.container_port)
-                .collect(),
             udp_direct: published
                 .udp
                 .iter()
                 .map(|(m, _)| (m.container_port, SocketAddr::new(m.host_ip, m.host_port)))
                 .collect(),
             denials: LogRate::new(Duration::from_secs(1)),
-            state: Mutex::default(),
+            state: Mutex::new(State {
+                relayed: published
+                    .relayed
+                    .iter()
+                    .map(|(m, _)| m.container_port)
+                    .collect(),
+                ..State::default()
+            }),
             registered: tokio::sync::Notify::new(),
         })
     }
@@ -346,7 +349,7 @@ impl Net {
         if let Some(h) = self.direct.get(&port).and_then(|h| at_host(guest, *h)) {
             return (h, Reach::Direct);
         }
-        if self.relayed.contains(&port) {
+        if self.state().relayed.contains(&port) {
             return (loopback, Reach::Relayed);
         }
         (loopback, Reach::Private)
@@ -537,6 +540,8 @@ impl Net {
             return false;
         }
         match (reach, peer) {
+            // The relay's connection holds its place under the cap already.
+            (Some(Reach::Direct), Some(peer)) if self.state().proxied.contains(&peer) => true,
             (Some(Reach::Direct), _) => match self.admit_socket(table) {
                 Ok(admitted) => {
                     self.add_socket(rep, kind, admitted);
@@ -546,6 +551,19 @@ impl Net {
             },
             (Some(Reach::Relayed), Some(peer)) => self.state().proxied.contains(&peer),
             _ => false,
+        }
+    }
+
+    /// Reach guest port `port` through the relay from now on (it is served
+    /// at a network address the guest joined): a socket the guest bound
+    /// there privately is let in from the relay too.
+    pub(super) fn relay(&self, port: u16) {
+        let mut st = self.state();
+        st.relayed.insert(port);
+        if let Some((rep, _)) = st.ports.get(&port).copied() {
+            if let Some(reach @ Reach::Private) = st.listeners.get_mut(&rep) {
+                *reach = Reach::Relayed;
+            }
         }
     }
 
@@ -925,7 +943,9 @@ impl Drop for Publishers {
     }
 }
 
-async fn serve(net: Arc<Net>, m: PortMapping, listener: tokio::net::TcpListener) {
+/// Relay connections to `m`'s host address on to the guest's socket for
+/// its port.
+pub(super) async fn serve(net: Arc<Net>, m: PortMapping, listener: tokio::net::TcpListener) {
     let what = format!(
         "wasm container {} on {}",
         net.name,

@@ -260,10 +260,7 @@ fn wasm_containers_on_a_user_network_are_reached_by_name() {
         r.stderr
     );
 
-    // A running Wasm container joins at its start; a stopped one can join.
-    let r = d.ketch(&["network", "connect", "bridge", "api"]);
-    assert_ne!(r.code, 0);
-    assert!(r.stderr.contains("running Wasm container"), "{}", r.stderr);
+    // A stopped Wasm container joins at its next start.
     d.ketch(&["network", "create", "second"]).ok();
     d.ketch(&["create", "--name", "later", "tcp-echo"]).ok();
     d.ketch(&["network", "connect", "second", "later"]).ok();
@@ -295,6 +292,86 @@ fn wasm_containers_on_a_user_network_are_reached_by_name() {
     let left = held_addresses();
     for ip in ips {
         assert!(!ip.is_empty());
+        assert!(!left.contains(&format!("inet {ip}/32")), "{ip}: {left}");
+    }
+}
+
+/// busybox on `backend` runs `script`.
+fn sh_on_backend(d: &TestDaemon, script: &str) -> Run {
+    d.ketch(&[
+        "run", "--rm", "--network", "backend", "busybox", "sh", "-c", script,
+    ])
+}
+
+/// `network connect` and `disconnect` of running Wasm containers: a
+/// function, a TCP server published on the host and one not published at
+/// all are served at their new addresses, by name and alias, at once;
+/// leaving takes the address and the name away; nothing stays held.
+#[test]
+fn running_wasm_containers_join_and_leave_networks() {
+    require!(linux());
+    let d = daemon();
+    backend(&d);
+    for ex in ["http-hello", "tcp-echo"] {
+        example_image(&d, ex);
+    }
+    let port = free_port();
+    d.ketch(&["run", "-d", "--name", "fn", "http-hello"]).ok();
+    let published = format!("127.0.0.1:{port}:8000");
+    d.ketch(&["run", "-d", "--name", "echo", "-p", &published, "tcp-echo"])
+        .ok();
+    d.ketch(&["run", "-d", "--name", "quiet", "tcp-echo"]).ok();
+    d.ketch(&["network", "connect", "--alias", "f2", "backend", "fn"])
+        .ok();
+    for c in ["echo", "quiet"] {
+        d.ketch(&["network", "connect", "backend", c]).ok();
+    }
+    let address = |c: &str| {
+        let f = "{{json .NetworkSettings.Networks}}";
+        let nets: serde_json::Value = serde_json::from_str(&d.ketch(&["inspect", "-f", f, c]).ok())
+            .expect("networks as JSON");
+        nets["backend"]["IPAddress"].as_str().unwrap_or("").to_string()
+    };
+    let ips: Vec<String> = ["fn", "echo", "quiet"].map(address).to_vec();
+    for ip in &ips {
+        assert!(ip.parse::<std::net::Ipv4Addr>().is_ok(), "{ips:?}");
+        assert!(held_addresses().contains(&format!("inet {ip}/32")), "{ip}");
+    }
+    for name in ["fn", "f2"] {
+        let r = sh_on_backend(&d, &format!("wget -q -O- http://{name}/joined"));
+        assert!(r.ok().contains("You asked for /joined"), "{name}");
+    }
+    for name in ["echo", "quiet"] {
+        let r = sh_on_backend(&d, &format!("echo hi-{name} | nc {name} 8000"));
+        assert_eq!(r.ok(), format!("hi-{name}\n"));
+    }
+    // The peers that were there already learn the names too.
+    let hosts = d.ketch(&["exec", "srv", "cat", "/etc/hosts"]).ok();
+    assert!(hosts.contains(&format!("{}\tfn f2", ips[0])), "{hosts}");
+    // The host's port is served as before.
+    let ports = d.ketch(&["port", "echo"]).ok();
+    assert_eq!(ports.trim(), format!("8000/tcp -> 127.0.0.1:{port}"));
+
+    // Leaving: the address, the listeners and the names go at once.
+    d.ketch(&["network", "disconnect", "backend", "fn"]).ok();
+    assert!(!held_addresses().contains(&format!("inet {}/32", ips[0])));
+    assert_eq!(address("fn"), "");
+    let r = sh_on_backend(&d, "wget -q -T 3 -O- http://fn/left");
+    assert_ne!(r.code, 0, "{}", r.stdout);
+    let r = sh_on_backend(&d, &format!("wget -q -T 3 -O- http://{}/left", ips[0]));
+    assert_ne!(r.code, 0, "{}", r.stdout);
+    // ... and it joins again.
+    d.ketch(&["network", "connect", "backend", "fn"]).ok();
+    let r = sh_on_backend(&d, "wget -q -O- http://fn/again");
+    assert!(r.ok().contains("You asked for /again"));
+
+    // A stopped container holds nothing; a removed one neither.
+    let ips: Vec<String> = ["fn", "echo", "quiet"].map(address).to_vec();
+    d.ketch(&["stop", "-t", "1", "echo"]).ok();
+    assert!(!held_addresses().contains(&format!("inet {}/32", ips[1])));
+    d.ketch(&["rm", "-f", "fn", "echo", "quiet"]).ok();
+    let left = held_addresses();
+    for ip in ips {
         assert!(!left.contains(&format!("inet {ip}/32")), "{ip}: {left}");
     }
 }
