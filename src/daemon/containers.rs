@@ -238,7 +238,10 @@ fn container_filters(
 
 pub fn inspect(engine: &Engine, id: &str) -> Resp {
     match engine.lookup(id) {
-        Ok(c) => json(StatusCode::OK, &view::inspect(&c, engine.sandbox_key(&c))),
+        Ok(c) => {
+            let view = view::inspect(&c, engine.sandbox_key(&c), engine.graph_driver(&c));
+            json(StatusCode::OK, &view)
+        }
         Err(e) => error(&e),
     }
 }

@@ -288,6 +288,15 @@ impl Engine {
         self.backends.get(rec.kind()?)?.sandbox_key(c)
     }
 
+    /// `GraphDriver` of inspect, from the container's backend.
+    pub(crate) fn graph_driver(&self, c: &Container) -> crate::api::types::GraphDriver {
+        let rec = c.record();
+        match rec.kind().and_then(|k| self.backends.get(k)) {
+            Some(b) => b.graph_driver(self, c, &rec),
+            None => Default::default(),
+        }
+    }
+
     /// A container event, with Docker's attributes: image, name, labels.
     pub(crate) fn event(&self, rec: &Record, action: &str, extra: &[(&str, &str)]) {
         let mut attrs: Vec<(&str, &str)> = vec![("image", &rec.image), ("name", &rec.name)];

@@ -219,7 +219,11 @@ fn with_unset(config: HostConfig, r: &Record) -> InspectHostConfig {
     InspectHostConfig { config, unset }
 }
 
-pub fn inspect(c: &Container, sandbox: Option<PathBuf>) -> ContainerInspect {
+pub fn inspect(
+    c: &Container,
+    sandbox: Option<PathBuf>,
+    graph_driver: GraphDriver,
+) -> ContainerInspect {
     let r = c.record();
     let s = &r.state;
     let mut config = r.config.clone();
@@ -268,14 +272,11 @@ pub fn inspect(c: &Container, sandbox: Option<PathBuf>) -> ContainerInspect {
         log_path: c.log.path().display().to_string(),
         name: format!("/{}", r.name),
         restart_count: s.restart_count() as i64,
-        driver: "ketch".into(),
+        driver: graph_driver.name.clone(),
         platform: r.platform.to_string(),
         exec_ids: vec![],
         host_config,
-        graph_driver: GraphDriver {
-            name: "ketch".into(),
-            data: BTreeMap::new(),
-        },
+        graph_driver,
         mounts: mounts(&r),
         config,
         network_settings: network_settings(&r, sandbox),

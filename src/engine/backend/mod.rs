@@ -10,7 +10,7 @@
 use super::container::Container;
 use super::networks::{Endpoint, HostNet, NetworkRecord};
 use super::{Engine, EngineError, Record};
-use crate::api::types::HostConfig;
+use crate::api::types::{GraphDriver, HostConfig};
 use crate::image::Image;
 use crate::model::{Digest, Platform, RuntimeKind};
 use crate::runtime::{Reattached, Started};
@@ -130,6 +130,15 @@ pub(crate) trait Backend: Send + Sync {
     /// The network namespace of a running container, for `inspect`.
     fn sandbox_key(&self, _c: &Container) -> Option<PathBuf> {
         None
+    }
+
+    /// `GraphDriver` of inspect: how the container's root is stored. A
+    /// Wasm container has none of its own: only its image.
+    fn graph_driver(&self, _engine: &Engine, _c: &Container, _rec: &Record) -> GraphDriver {
+        GraphDriver {
+            name: "ketch".into(),
+            data: Default::default(),
+        }
     }
 
     /// Start an exec in a running container (backends with `Caps::exec`).

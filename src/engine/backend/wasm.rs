@@ -227,7 +227,10 @@ impl Backend for WasmAdapter {
             let held = engine.join_guest(c, n, &*ctl).await?;
             // It exited meanwhile: what it left behind was given up
             // without this address.
-            let kept = self.joined().get_mut(&id).map(|j| j.held.push(held.clone()));
+            let kept = self
+                .joined()
+                .get_mut(&id)
+                .map(|j| j.held.push(held.clone()));
             if kept.is_none() {
                 engine.release_now(vec![held]).await;
                 return Err(EngineError::not_running("connect", &id));

@@ -184,10 +184,11 @@ impl WasmBackend {
                 net.configure(&mut wasi);
                 publishers = net::publish(&net, published);
                 let relay = net.clone();
-                let served = NetworkPorts::new(&spec.name, network_ports, on_networks, move |m, l| {
-                    relay.relay(m.container_port);
-                    tokio::spawn(net::serve(relay.clone(), m, l))
-                });
+                let served =
+                    NetworkPorts::new(&spec.name, network_ports, on_networks, move |m, l| {
+                        relay.relay(m.container_port);
+                        tokio::spawn(net::serve(relay.clone(), m, l))
+                    });
                 let _ = ctl.served.set(Arc::new(served));
                 guest_net = Some(net.clone());
                 let state = P2State {

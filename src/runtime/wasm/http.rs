@@ -419,7 +419,12 @@ impl Function {
     ) -> ExitStatus {
         let mut accept = JoinSet::new();
         for (m, listener) in listeners {
-            accept.spawn(self::accept(self.name.clone(), m, listener, conn_tx.clone()));
+            accept.spawn(self::accept(
+                self.name.clone(),
+                m,
+                listener,
+                conn_tx.clone(),
+            ));
         }
         drop(conn_tx);
         let (drain_tx, drain_rx) = watch::channel(false);

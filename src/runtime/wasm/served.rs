@@ -77,7 +77,11 @@ impl NetworkPorts {
                 host_port: p,
             })
             .collect();
-        bind_ports(name, wanted, "a Wasm guest is served on its networks over TCP only")
+        bind_ports(
+            name,
+            wanted,
+            "a Wasm guest is served on its networks over TCP only",
+        )
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -101,7 +105,10 @@ impl NetworkPorts {
 
     /// Stop serving at `ip` (it left that network). Resolves once its
     /// listeners are closed, so the address can be joined again at once.
-    pub(crate) fn leave(&self, ip: IpAddr) -> impl std::future::Future<Output = ()> + Send + 'static {
+    pub(crate) fn leave(
+        &self,
+        ip: IpAddr,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
         let tasks = self.state().by_address.remove(&ip).unwrap_or_default();
         tasks.iter().for_each(JoinHandle::abort);
         async move {
@@ -182,8 +189,13 @@ mod tests {
         let held = std::net::TcpListener::bind("127.0.0.4:0").expect("bind");
         let port = held.local_addr().expect("addr").port();
         let p = ports(vec![port]);
-        let e = p.join(Ipv4Addr::new(127, 0, 0, 4).into()).expect_err("in use");
-        assert!(e.contains(&format!("127.0.0.4:{port} is already in use")), "{e}");
+        let e = p
+            .join(Ipv4Addr::new(127, 0, 0, 4).into())
+            .expect_err("in use");
+        assert!(
+            e.contains(&format!("127.0.0.4:{port} is already in use")),
+            "{e}"
+        );
         assert!(p.state().by_address.is_empty());
     }
 }

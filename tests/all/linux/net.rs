@@ -299,7 +299,14 @@ fn wasm_containers_on_a_user_network_are_reached_by_name() {
 /// busybox on `backend` runs `script`.
 fn sh_on_backend(d: &TestDaemon, script: &str) -> Run {
     d.ketch(&[
-        "run", "--rm", "--network", "backend", "busybox", "sh", "-c", script,
+        "run",
+        "--rm",
+        "--network",
+        "backend",
+        "busybox",
+        "sh",
+        "-c",
+        script,
     ])
 }
 
@@ -330,7 +337,10 @@ fn running_wasm_containers_join_and_leave_networks() {
         let f = "{{json .NetworkSettings.Networks}}";
         let nets: serde_json::Value = serde_json::from_str(&d.ketch(&["inspect", "-f", f, c]).ok())
             .expect("networks as JSON");
-        nets["backend"]["IPAddress"].as_str().unwrap_or("").to_string()
+        nets["backend"]["IPAddress"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
     };
     let ips: Vec<String> = ["fn", "echo", "quiet"].map(address).to_vec();
     for ip in &ips {

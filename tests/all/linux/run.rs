@@ -1259,6 +1259,61 @@ fn shm_size_and_the_hidden_paths_show_in_inspect() {
     assert!(r.code != 0, "{}", r.stderr);
 }
 
+/// `GraphDriver.Data` names the overlay's directories as Docker's overlay2
+/// does, and they are the container's: a file it writes is in `UpperDir`
+/// and, while it runs, `MergedDir` (its root as the host reaches it); the
+/// image's files are in `LowerDir`.
+#[test]
+fn graph_driver_data_names_the_containers_overlay() {
+    require!(linux());
+    let d = daemon();
+    d.ketch(&[
+        "run",
+        "-d",
+        "--name",
+        "layered",
+        "busybox",
+        "sh",
+        "-c",
+        "echo mine > /written && exec sleep 100",
+    ])
+    .ok();
+    let graph = || -> serde_json::Value {
+        serde_json::from_str(
+            &d.ketch(&["inspect", "-f", "{{json .GraphDriver}}", "layered"])
+                .ok(),
+        )
+        .expect("GraphDriver as JSON")
+    };
+    let dir =
+        |g: &serde_json::Value, k: &str| std::path::PathBuf::from(g["Data"][k].as_str().unwrap());
+    let g = graph();
+    assert_eq!(g["Name"], "overlay2", "{g}");
+    let driver = d.ketch(&["inspect", "-f", "{{.Driver}}", "layered"]).ok();
+    assert_eq!(driver.trim(), "overlay2");
+    d.eventually(10, "the file in the upper dir", || {
+        std::fs::read_to_string(dir(&g, "UpperDir").join("written")).is_ok_and(|s| s == "mine\n")
+    });
+    assert_eq!(
+        std::fs::read_to_string(dir(&g, "MergedDir").join("written")).unwrap(),
+        "mine\n"
+    );
+    assert!(dir(&g, "WorkDir").is_dir(), "{g}");
+    let lower = g["Data"]["LowerDir"].as_str().unwrap();
+    assert!(
+        lower
+            .split(':')
+            .any(|l| std::path::Path::new(l).join("bin/busybox").is_file()),
+        "{lower}"
+    );
+    // Stopped, the upper dir keeps the change.
+    d.ketch(&["stop", "-t", "0", "layered"]).ok();
+    let g = graph();
+    assert!(dir(&g, "UpperDir").join("written").is_file());
+    d.ketch(&["rm", "-f", "layered"]).ok();
+    assert!(!dir(&g, "UpperDir").exists(), "removed with the container");
+}
+
 /// `--cgroupns private` gives the container its own cgroup as its root;
 /// by default (`host`, as Docker on cgroup v1) it sees its place in the
 /// host's hierarchy.

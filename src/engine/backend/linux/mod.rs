@@ -9,7 +9,7 @@ pub(crate) mod net;
 mod user;
 
 use super::{Backend, BoxFuture, Caps, Container, Engine, EngineError, Record};
-use crate::api::types::HostConfig;
+use crate::api::types::{GraphDriver, HostConfig};
 use crate::engine::networks::HostNet;
 use crate::image::unpack::Snapshots;
 use crate::image::Image;
@@ -362,6 +362,40 @@ impl Backend for LinuxAdapter {
         crate::runtime::linux::netns_path(&c.dir().join("run"))
     }
 
+    /// Docker's overlay2 keys: the image's layers as overlayfs lists them
+    /// (the topmost first), the container's upper and work directories,
+    /// and its merged root. The overlay is mounted in the container's own
+    /// mount namespace, so while it runs the host reaches that root as
+    /// its init's `/proc/PID/root`; stopped, it is the empty mount point.
+    fn graph_driver(&self, engine: &Engine, c: &Container, rec: &Record) -> GraphDriver {
+        let fs = c.dir().join("fs");
+        let merged = match c.control().and_then(|ctl| ctl.pids().first().copied()) {
+            Some(pid) if rec.state.status().is_alive() => format!("/proc/{pid}/root"),
+            _ => c.dir().join("run").join("rootfs").display().to_string(),
+        };
+        let mut lower = engine
+            .layer_paths(&self.snapshots, rec.image_id.as_str())
+            .unwrap_or_default();
+        if lower.is_empty() {
+            lower.push(fs.join("empty"));
+        }
+        let lower: Vec<String> = lower
+            .iter()
+            .rev()
+            .map(|p| p.display().to_string())
+            .collect();
+        let dirs = [
+            ("LowerDir", lower.join(":")),
+            ("MergedDir", merged),
+            ("UpperDir", fs.join("upper").display().to_string()),
+            ("WorkDir", fs.join("work").display().to_string()),
+        ];
+        GraphDriver {
+            name: "overlay2".into(),
+            data: dirs.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+        }
+    }
+
     fn exec<'a>(
         &'a self,
         engine: &'a Arc<Engine>,
@@ -419,7 +453,7 @@ impl Backend for LinuxAdapter {
 
 impl LinuxAdapter {
     /// The container's image's layers, unpacked (off the async runtime):
-    /// its overlay's lower directories, the topmost first.
+    /// its overlay's lower directories, the bottom one first.
     async fn lower_dirs(
         &self,
         engine: &Arc<Engine>,
@@ -532,6 +566,20 @@ impl LinuxAdapter {
 }
 
 impl Engine {
+    /// Where the image's layers are unpacked, or will be, the bottom one
+    /// first; nothing is unpacked for it.
+    fn layer_paths(&self, snapshots: &Snapshots, image_id: &str) -> Option<Vec<PathBuf>> {
+        let img = self.images.resolve(image_id).ok()?;
+        img.manifest
+            .layers()
+            .iter()
+            .map(|l| {
+                let d = crate::image::store::digest_of(l.digest()).ok()?;
+                Some(snapshots.path(&d))
+            })
+            .collect()
+    }
+
     /// A container's image and its unpacked layers, lowest first
     /// (unpacked now if they are not yet). Blocking.
     fn image_layers(
