@@ -428,11 +428,22 @@ pub struct ContainerState {
     pub health: Option<Health>,
 }
 
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+/// How a container's root or an image's layers are stored: `overlay2`
+/// for Linux ones, `ketch` (nothing of its own to show) for Wasm ones.
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct GraphDriver {
     pub name: String,
     pub data: BTreeMap<String, String>,
+}
+
+impl Default for GraphDriver {
+    fn default() -> Self {
+        GraphDriver {
+            name: "ketch".into(),
+            data: BTreeMap::new(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -630,6 +641,7 @@ pub struct ImageInspect {
     pub size: i64,
     #[serde(rename = "RootFS")]
     pub root_fs: RootFs,
+    pub graph_driver: GraphDriver,
     pub metadata: ImageMetadata,
 }
 

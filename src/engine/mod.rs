@@ -297,6 +297,19 @@ impl Engine {
         }
     }
 
+    /// `GraphDriver` of an image's inspect: a Linux image's layers as the
+    /// Linux backend unpacks them; a Wasm image is not unpacked.
+    pub(crate) fn image_graph_driver(
+        &self,
+        img: &crate::image::Image,
+    ) -> crate::api::types::GraphDriver {
+        #[cfg(all(feature = "linux", target_os = "linux"))]
+        if let (Some(l), false) = (self.backends.linux(), img.is_wasi_platform()) {
+            return l.image_graph_driver(img);
+        }
+        crate::api::types::GraphDriver::default()
+    }
+
     /// A container event, with Docker's attributes: image, name, labels.
     pub(crate) fn event(&self, rec: &Record, action: &str, extra: &[(&str, &str)]) {
         let mut attrs: Vec<(&str, &str)> = vec![("image", &rec.image), ("name", &rec.name)];

@@ -421,7 +421,7 @@ pub fn image_summary(img: &Image, containers: i64) -> ImageSummary {
     }
 }
 
-pub fn image_inspect(img: &Image) -> ImageInspect {
+pub fn image_inspect(img: &Image, graph_driver: GraphDriver) -> ImageInspect {
     let c = img.config.config().clone().unwrap_or_default();
     let config = ContainerConfig {
         user: c.user().clone().unwrap_or_default(),
@@ -460,6 +460,7 @@ pub fn image_inspect(img: &Image) -> ImageInspect {
             kind: "layers".into(),
             layers: img.config.rootfs().diff_ids().clone(),
         },
+        graph_driver,
         ..Default::default()
     }
 }

@@ -135,10 +135,7 @@ pub(crate) trait Backend: Send + Sync {
     /// `GraphDriver` of inspect: how the container's root is stored. A
     /// Wasm container has none of its own: only its image.
     fn graph_driver(&self, _engine: &Engine, _c: &Container, _rec: &Record) -> GraphDriver {
-        GraphDriver {
-            name: "ketch".into(),
-            data: Default::default(),
-        }
+        GraphDriver::default()
     }
 
     /// Start an exec in a running container (backends with `Caps::exec`).

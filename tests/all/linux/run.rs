@@ -1306,6 +1306,23 @@ fn graph_driver_data_names_the_containers_overlay() {
             .any(|l| std::path::Path::new(l).join("bin/busybox").is_file()),
         "{lower}"
     );
+    // The image's own: its top layer as UpperDir, the rest below.
+    let img: serde_json::Value = serde_json::from_str(
+        &d.ketch(&["image", "inspect", "-f", "{{json .GraphDriver}}", "busybox"])
+            .ok(),
+    )
+    .expect("the image's GraphDriver as JSON");
+    assert_eq!(img["Name"], "overlay2", "{img}");
+    let dirs = format!(
+        "{}:{}",
+        img["Data"]["UpperDir"].as_str().unwrap(),
+        img["Data"]["LowerDir"].as_str().unwrap_or_default()
+    );
+    assert_eq!(
+        dirs.trim_end_matches(':'),
+        lower,
+        "the image's layers are the container's lower dirs"
+    );
     // Stopped, the upper dir keeps the change.
     d.ketch(&["stop", "-t", "0", "layered"]).ok();
     let g = graph();

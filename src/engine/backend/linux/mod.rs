@@ -32,6 +32,23 @@ pub(crate) struct LinuxAdapter {
 }
 
 impl LinuxAdapter {
+    /// An image's `GraphDriver` as Docker's overlay2 shows it: its top
+    /// layer's directory as `UpperDir`, the others as `LowerDir`.
+    pub fn image_graph_driver(&self, img: &Image) -> GraphDriver {
+        let mut layers = snapshot_paths(&self.snapshots, img).unwrap_or_default();
+        let mut data = std::collections::BTreeMap::new();
+        if let Some(top) = layers.pop() {
+            data.insert("UpperDir".to_string(), top.display().to_string());
+        }
+        if !layers.is_empty() {
+            data.insert("LowerDir".to_string(), overlay_order(&layers));
+        }
+        GraphDriver {
+            name: "overlay2".into(),
+            data,
+        }
+    }
+
     pub fn open(root: &std::path::Path) -> Result<Self, EngineError> {
         let snapshots = Arc::new(Snapshots::open(
             &root.join("snapshots"),
@@ -379,13 +396,8 @@ impl Backend for LinuxAdapter {
         if lower.is_empty() {
             lower.push(fs.join("empty"));
         }
-        let lower: Vec<String> = lower
-            .iter()
-            .rev()
-            .map(|p| p.display().to_string())
-            .collect();
         let dirs = [
-            ("LowerDir", lower.join(":")),
+            ("LowerDir", overlay_order(&lower)),
             ("MergedDir", merged),
             ("UpperDir", fs.join("upper").display().to_string()),
             ("WorkDir", fs.join("work").display().to_string()),
@@ -569,15 +581,7 @@ impl Engine {
     /// Where the image's layers are unpacked, or will be, the bottom one
     /// first; nothing is unpacked for it.
     fn layer_paths(&self, snapshots: &Snapshots, image_id: &str) -> Option<Vec<PathBuf>> {
-        let img = self.images.resolve(image_id).ok()?;
-        img.manifest
-            .layers()
-            .iter()
-            .map(|l| {
-                let d = crate::image::store::digest_of(l.digest()).ok()?;
-                Some(snapshots.path(&d))
-            })
-            .collect()
+        snapshot_paths(snapshots, &self.images.resolve(image_id).ok()?)
     }
 
     /// A container's image and its unpacked layers, lowest first
@@ -718,4 +722,22 @@ impl Engine {
             },
         ))
     }
+}
+
+/// Where `img`'s layers are unpacked, or will be, the bottom one first.
+fn snapshot_paths(snapshots: &Snapshots, img: &Image) -> Option<Vec<PathBuf>> {
+    img.manifest
+        .layers()
+        .iter()
+        .map(|l| {
+            let d = crate::image::store::digest_of(l.digest()).ok()?;
+            Some(snapshots.path(&d))
+        })
+        .collect()
+}
+
+/// Paths as overlayfs's `lowerdir` lists them: the topmost first.
+fn overlay_order(dirs: &[PathBuf]) -> String {
+    let dirs: Vec<String> = dirs.iter().rev().map(|p| p.display().to_string()).collect();
+    dirs.join(":")
 }
