@@ -299,6 +299,10 @@ impl Engine {
 
     /// `GraphDriver` of an image's inspect: a Linux image's layers as the
     /// Linux backend unpacks them; a Wasm image is not unpacked.
+    #[cfg_attr(
+        not(all(feature = "linux", target_os = "linux")),
+        allow(unused_variables)
+    )]
     pub(crate) fn image_graph_driver(
         &self,
         img: &crate::image::Image,
