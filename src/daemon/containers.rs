@@ -238,10 +238,7 @@ fn container_filters(
 
 pub fn inspect(engine: &Engine, id: &str) -> Resp {
     match engine.lookup(id) {
-        Ok(c) => {
-            let view = view::inspect(&c, engine.sandbox_key(&c), engine.graph_driver(&c));
-            json(StatusCode::OK, &view)
-        }
+        Ok(c) => json(StatusCode::OK, &view::inspect(engine, &c)),
         Err(e) => error(&e),
     }
 }

@@ -100,10 +100,7 @@ pub async fn list(engine: &Arc<Engine>, q: &Query) -> Resp {
 
 pub async fn inspect(engine: &Arc<Engine>, name: &str) -> Resp {
     match engine.image(name).await {
-        Ok(img) => {
-            let graph_driver = engine.image_graph_driver(&img);
-            json(StatusCode::OK, &view::image_inspect(&img, graph_driver))
-        }
+        Ok(img) => json(StatusCode::OK, &view::image_inspect(engine, &img)),
         Err(e) => error(&e),
     }
 }

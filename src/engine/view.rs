@@ -1,7 +1,7 @@
 //! Engine records rendered as Engine API shapes (`ps`, `inspect`,
 //! `images`).
 
-use super::{networks, Container, Record};
+use super::{networks, Container, Engine, Record};
 use crate::api::types::*;
 use crate::image::Image;
 use crate::model::Status;
@@ -219,11 +219,8 @@ fn with_unset(config: HostConfig, r: &Record) -> InspectHostConfig {
     InspectHostConfig { config, unset }
 }
 
-pub fn inspect(
-    c: &Container,
-    sandbox: Option<PathBuf>,
-    graph_driver: GraphDriver,
-) -> ContainerInspect {
+pub fn inspect(engine: &Engine, c: &Container) -> ContainerInspect {
+    let (sandbox, graph_driver) = (engine.sandbox_key(c), engine.graph_driver(c));
     let r = c.record();
     let s = &r.state;
     let mut config = r.config.clone();
@@ -421,7 +418,8 @@ pub fn image_summary(img: &Image, containers: i64) -> ImageSummary {
     }
 }
 
-pub fn image_inspect(img: &Image, graph_driver: GraphDriver) -> ImageInspect {
+pub fn image_inspect(engine: &Engine, img: &Image) -> ImageInspect {
+    let graph_driver = engine.image_graph_driver(img);
     let c = img.config.config().clone().unwrap_or_default();
     let config = ContainerConfig {
         user: c.user().clone().unwrap_or_default(),
