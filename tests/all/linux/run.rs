@@ -1328,7 +1328,10 @@ fn graph_driver_data_names_the_containers_overlay() {
     let g = graph();
     assert!(dir(&g, "UpperDir").join("written").is_file());
     d.ketch(&["rm", "-f", "layered"]).ok();
-    assert!(!dir(&g, "UpperDir").exists(), "removed with the container");
+    // Deleted just after the answer.
+    d.eventually(10, "the upper dir removed with the container", || {
+        !dir(&g, "UpperDir").exists()
+    });
 }
 
 /// `--cgroupns private` gives the container its own cgroup as its root;
