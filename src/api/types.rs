@@ -72,6 +72,9 @@ pub struct ContainerConfig {
     pub stop_timeout: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub healthcheck: Option<HealthConfig>,
+    /// Always `null`: a Dockerfile's `ONBUILD` is refused by ketch's
+    /// builder, and so is a create that sets it (`daemon::fields`).
+    pub on_build: Option<Vec<String>>,
 }
 
 /// A health check (`Config.Healthcheck`, and the image config's): `Test`
