@@ -319,7 +319,7 @@ fn running_wasm_containers_join_and_leave_networks() {
     require!(linux());
     let d = daemon();
     backend(&d);
-    for ex in ["http-hello", "tcp-echo"] {
+    for ex in ["http-hello", "tcp-echo", "net-client"] {
         example_image(&d, ex);
     }
     let port = free_port();
@@ -361,6 +361,30 @@ fn running_wasm_containers_join_and_leave_networks() {
     // The host's port is served as before.
     let ports = d.ketch(&["port", "echo"]).ok();
     assert_eq!(ports.trim(), format!("8000/tcp -> 127.0.0.1:{port}"));
+
+    // A Wasm client that joins while running resolves and reaches the
+    // members from then on: denied until it joins, it retries.
+    d.ketch(&[
+        "run",
+        "-d",
+        "--name",
+        "client",
+        "net-client",
+        "--retry",
+        "150",
+        "echo:8000",
+        "from-a-joined-guest",
+    ])
+    .ok();
+    d.eventually(10, "the client denied before it joins", || {
+        let r = d.ketch(&["logs", "client"]);
+        r.stderr.contains("denied name lookup of \"echo\"")
+    });
+    d.ketch(&["network", "connect", "backend", "client"]).ok();
+    assert_eq!(d.ketch(&["wait", "client"]).ok().trim(), "0");
+    let answer = d.ketch(&["logs", "client"]).ok();
+    assert!(answer.contains("answered: from-a-joined-guest"), "{answer}");
+    d.ketch(&["rm", "client"]).ok();
 
     // Leaving: the address, the listeners and the names go at once.
     d.ketch(&["network", "disconnect", "backend", "fn"]).ok();
