@@ -108,6 +108,11 @@ pub enum Command {
     Login(Lazy<commands::registry::LoginArgs>),
     /// Log out from a registry
     Logout(Lazy<commands::registry::LogoutArgs>),
+    /// Inspect images in their registries
+    Distribution {
+        #[command(subcommand)]
+        cmd: Lazy<commands::registry::DistributionCmd>,
+    },
     /// Manage images
     Image {
         #[command(subcommand)]
@@ -273,6 +278,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Push(a) => commands::registry::push(&client, a.0).await,
         Login(a) => commands::registry::login(&client, a.0).await,
         Logout(a) => commands::registry::logout(a.0).await,
+        Distribution { cmd } => commands::registry::distribution(&client, cmd.0).await,
         Image {
             cmd: Lazy(ImageCmd::Prune(a)),
         } => commands::prune::image(&client, a).await,

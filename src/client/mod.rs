@@ -103,7 +103,17 @@ impl Client {
         path: &str,
         registry_auth: Option<&str>,
     ) -> Result<Response<Incoming>, ClientError> {
-        let mut req = Self::request(Method::POST, path, Bytes::new(), None)?;
+        self.with_auth(Method::POST, path, registry_auth).await
+    }
+
+    /// A request with no body and an `X-Registry-Auth` header.
+    pub async fn with_auth(
+        &self,
+        method: Method,
+        path: &str,
+        registry_auth: Option<&str>,
+    ) -> Result<Response<Incoming>, ClientError> {
+        let mut req = Self::request(method, path, Bytes::new(), None)?;
         if let Some(a) = registry_auth {
             req.headers_mut().insert(
                 "x-registry-auth",

@@ -278,6 +278,18 @@ fn an_index_is_resolved_to_the_platform_asked_for() {
     );
     assert_eq!(code, 404, "{body}");
     assert!(body.contains("not found"), "{body}");
+    // The same through the CLI.
+    let cli: serde_json::Value =
+        serde_json::from_str(&fresh.ketch(&["distribution", "inspect", &both]).ok()).unwrap();
+    assert_eq!(
+        cli["Descriptor"]["digest"],
+        format!("sha256:{}", sha256_hex(&index_bytes))
+    );
+    assert_eq!(cli["Platforms"].as_array().map(Vec::len), Some(2), "{cli}");
+    let missing = format!("{}/multi/app:nosuch", reg.addr);
+    let r = fresh.ketch(&["distribution", "inspect", &missing]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("not found"), "{}", r.stderr);
     assert_eq!(fresh.ketch(&["images", "-q"]).ok(), "");
 }
 

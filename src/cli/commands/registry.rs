@@ -1,4 +1,4 @@
-//! `pull`, `push`, `login`, `logout`.
+//! `pull`, `push`, `login`, `logout`, `distribution inspect`.
 
 use super::enc;
 use crate::cli::config::{self, Config};
@@ -46,6 +46,16 @@ pub struct LoginArgs {
     pub server: Option<String>,
 }
 
+#[derive(clap::Subcommand, Debug)]
+pub enum DistributionCmd {
+    /// Show an image's descriptor and platforms as its registry serves
+    /// them, without pulling it
+    Inspect {
+        /// Image reference (NAME[:TAG|@DIGEST])
+        name: String,
+    },
+}
+
 #[derive(clap::Args, Debug)]
 pub struct LogoutArgs {
     pub server: Option<String>,
@@ -68,6 +78,21 @@ pub async fn pull(c: &Client, a: PullArgs) -> anyhow::Result<i32> {
     if a.quiet {
         println!("{}", r.familiar());
     }
+    Ok(0)
+}
+
+/// `distribution inspect`: `GET /distribution/{name}/json`, with the
+/// stored credentials for its registry.
+pub async fn distribution(c: &Client, cmd: DistributionCmd) -> anyhow::Result<i32> {
+    let DistributionCmd::Inspect { name } = cmd;
+    let r = ImageRef::parse(&name).map_err(anyhow::Error::msg)?;
+    let auth = config::registry_auth(&name)?;
+    let path = format!("/distribution/{r}/json");
+    let resp = c
+        .with_auth(hyper::Method::GET, &path, auth.as_deref())
+        .await?;
+    let v: serde_json::Value = crate::client::decode(resp).await?;
+    println!("{}", serde_json::to_string_pretty(&v)?);
     Ok(0)
 }
 
