@@ -2,8 +2,7 @@
 
 use super::error::RequestError;
 use super::filters::{self, Filters};
-use super::http::{empty, error, json, read_json, refuse, stream, Query, Resp};
-use super::MAX_JSON_BODY;
+use super::http::{checked_body, empty, error, json, refuse, stream, Query, Resp};
 use crate::api::stream::{encode, encode_raw, StdStream, EXIT_STREAM};
 use crate::api::types::{ContainerCreateRequest, IdResponse, WaitError, WaitResponse};
 use crate::api::{MEDIA_MULTIPLEXED, MEDIA_RAW};
@@ -44,26 +43,6 @@ pub async fn create(engine: &Arc<Engine>, q: &Query, body: Incoming) -> Resp {
 /// typed.
 async fn create_request(body: Incoming) -> Result<ContainerCreateRequest, Resp> {
     checked_body(body, super::fields::check).await
-}
-
-/// A JSON body read, `check`ed as it came, then typed (an empty one is
-/// the type's default).
-async fn checked_body<T: serde::de::DeserializeOwned + Default>(
-    body: Incoming,
-    check: fn(&serde_json::Value) -> Result<(), EngineError>,
-) -> Result<T, Resp> {
-    let raw: serde_json::Value = read_json(body, MAX_JSON_BODY)
-        .await
-        .map_err(|e| error(&e))?;
-    if raw.is_null() {
-        return Ok(T::default());
-    }
-    check(&raw).map_err(|e| error(&e))?;
-    serde_json::from_value(raw).map_err(|e| {
-        error(&EngineError::InvalidArgument(format!(
-            "invalid JSON in request body: {e}"
-        )))
-    })
 }
 
 /// `POST /containers/run?name=`, ketch's own: create, attach, start and

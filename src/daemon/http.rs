@@ -177,3 +177,23 @@ pub fn json_line<T: serde::Serialize>(v: &T) -> Bytes {
         }
     }
 }
+
+/// A JSON body read, `check`ed as it came, then typed (an empty one is
+/// the type's default).
+pub(super) async fn checked_body<T: serde::de::DeserializeOwned + Default>(
+    body: hyper::body::Incoming,
+    check: fn(&serde_json::Value) -> Result<(), EngineError>,
+) -> Result<T, Resp> {
+    let raw: serde_json::Value = read_json(body, super::MAX_JSON_BODY)
+        .await
+        .map_err(|e| error(&e))?;
+    if raw.is_null() {
+        return Ok(T::default());
+    }
+    check(&raw).map_err(|e| error(&e))?;
+    serde_json::from_value(raw).map_err(|e| {
+        error(&EngineError::InvalidArgument(format!(
+            "invalid JSON in request body: {e}"
+        )))
+    })
+}

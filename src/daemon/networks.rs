@@ -3,7 +3,7 @@
 //! and `POST /networks/prune`.
 
 use super::filters::{self, Filters};
-use super::http::{empty, error, json, read_json, Query, Resp};
+use super::http::{checked_body, empty, error, json, read_json, Query, Resp};
 use super::MAX_JSON_BODY;
 use crate::engine::networks::CreateNetwork;
 use crate::engine::{Engine, EngineError};
@@ -165,28 +165,22 @@ pub async fn prune(engine: &Arc<Engine>, q: &Query) -> Resp {
 
 #[derive(serde::Deserialize, Default)]
 #[serde(rename_all = "PascalCase", default)]
-struct EndpointConfig {
-    aliases: Option<Vec<String>>,
-}
-
-#[derive(serde::Deserialize, Default)]
-#[serde(rename_all = "PascalCase", default)]
 struct ConnectRequest {
     container: String,
-    endpoint_config: Option<EndpointConfig>,
+    /// `EndpointSettings`, checked by `fields::check_connect`.
+    endpoint_config: Option<serde_json::Value>,
     force: bool,
 }
 
 pub async fn connect(engine: &Arc<Engine>, id: &str, body: Incoming) -> Resp {
-    let req: ConnectRequest = match read_json(body, MAX_JSON_BODY).await {
+    let req: ConnectRequest = match checked_body(body, super::fields::check_connect).await {
         Ok(r) => r,
-        Err(e) => return error(&e),
+        Err(resp) => return resp,
     };
-    let aliases = req
-        .endpoint_config
-        .and_then(|e| e.aliases)
-        .unwrap_or_default();
-    match engine.network_connect(id, &req.container, aliases).await {
+    match engine
+        .network_connect(id, &req.container, req.endpoint_config.as_ref())
+        .await
+    {
         Ok(()) => empty(StatusCode::OK),
         Err(e) => error(&e),
     }

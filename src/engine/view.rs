@@ -112,7 +112,7 @@ fn endpoints(r: &Record) -> BTreeMap<String, serde_json::Value> {
             }
             let v = serde_json::json!({
                 "IPAMConfig": null,
-                "Links": null,
+                "Links": if e.links.is_empty() { serde_json::Value::Null } else { serde_json::json!(e.links) },
                 "Aliases": if e.aliases.is_empty() { serde_json::Value::Null } else { serde_json::json!(e.aliases) },
                 "MacAddress": e.ip.map(networks::mac_for).unwrap_or_default(),
                 "DriverOpts": null,

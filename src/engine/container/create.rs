@@ -48,8 +48,7 @@ impl Engine {
         complete_log_config(&mut host_config.log_config)?;
         self.volumes_from(&mut host_config)?;
         for link in host_config.links.iter().flatten() {
-            let name = link.split_once(':').map_or(link.as_str(), |(n, _)| n);
-            self.lookup(name.trim_start_matches('/'))?;
+            self.lookup(crate::engine::networks::link_target(link))?;
         }
         let on_host = host_config.binds.as_ref().is_some_and(|b| !b.is_empty())
             || host_config.mounts.as_ref().is_some_and(|m| !m.is_empty());
@@ -96,11 +95,13 @@ impl Engine {
         #[cfg(not(feature = "wasm"))]
         let wasm_joins = false;
         if backend.caps().networks || wasm_joins {
-            endpoints =
+            let (primary, all) =
                 self.initial_endpoints(&host_config.network_mode, req.networking_config.as_ref())?;
             // Recorded by name, however the request named it.
-            if let Some(name) = endpoints.keys().next() {
-                host_config.network_mode = name.clone();
+            host_config.network_mode = primary;
+            endpoints = all;
+            for link in endpoints.values().flat_map(|e| &e.links) {
+                self.lookup(crate::engine::networks::link_target(link))?;
             }
         }
         let mappings = port_mappings(&config, &host_config)?;

@@ -7,13 +7,15 @@ use crate::engine::lock;
 use crate::model::network::{host_ifname, Attachment};
 
 impl Engine {
-    /// The endpoints a new Linux container starts with, from its
-    /// `NetworkMode` and the request's `NetworkingConfig.EndpointsConfig`.
+    /// The endpoints a new container starts with, from its `NetworkMode`
+    /// and the request's `NetworkingConfig.EndpointsConfig` (API 1.44 and
+    /// later may name more networks than the mode's): the primary
+    /// network's name, and the endpoints by network name.
     pub(in crate::engine) fn initial_endpoints(
         &self,
         mode: &str,
         networking: Option<&serde_json::Value>,
-    ) -> Result<BTreeMap<String, Endpoint>, EngineError> {
+    ) -> Result<(String, BTreeMap<String, Endpoint>), EngineError> {
         let mode = default_mode(mode);
         if let Some(other) = mode.strip_prefix("container:") {
             return Err(EngineError::InvalidArgument(format!(
@@ -21,25 +23,32 @@ impl Engine {
             )));
         }
         let n = self.networks.lookup(mode)?;
-        let aliases = networking
+        let configs = networking
             .and_then(|v| v.get("EndpointsConfig"))
-            .and_then(|e| e.get(mode).or_else(|| e.get(&n.name)))
-            .and_then(|e| e.get("Aliases"))
-            .and_then(|a| serde_json::from_value::<Vec<String>>(a.clone()).ok())
-            .unwrap_or_default();
-        if !aliases.is_empty() && (!n.is_bridge() || n.name == DEFAULT) {
-            return Err(EngineError::InvalidArgument(
-                "network-scoped aliases are only supported for user-defined networks".into(),
-            ));
+            .and_then(serde_json::Value::as_object);
+        let config = |key: &str, n: &NetworkRecord| {
+            configs.and_then(|e| {
+                e.get(key)
+                    .or_else(|| e.get(&n.name))
+                    .or_else(|| e.get(&n.id))
+            })
+        };
+        let mut out = BTreeMap::new();
+        out.insert(n.name.clone(), endpoint(&n, config(mode, &n))?);
+        for (key, cfg) in configs.into_iter().flatten() {
+            let other = self.networks.lookup(key)?;
+            if other.id == n.id {
+                continue;
+            }
+            if !n.is_bridge() || !other.is_bridge() || n.name == DEFAULT || other.name == DEFAULT {
+                return Err(EngineError::InvalidArgument(format!(
+                    "container cannot be connected to networks {} and {} at once: only user-defined bridge networks can be joined together",
+                    n.name, other.name
+                )));
+            }
+            out.insert(other.name.clone(), endpoint(&other, Some(cfg))?);
         }
-        Ok(BTreeMap::from([(
-            n.name.clone(),
-            Endpoint {
-                network_id: n.id,
-                aliases,
-                ..Default::default()
-            },
-        )]))
+        Ok((n.name, out))
     }
 
     /// Give a starting container an address on each of its bridge
@@ -163,19 +172,27 @@ impl Engine {
     }
 
     /// `--link NAME[:ALIAS]`, Docker's legacy links: the linked
-    /// container's address on a network both are on, under its alias, its
-    /// name and its short id. A linked container that is not running (or
+    /// container's address on a network both are on (for a link an
+    /// endpoint gives, that endpoint's network), under its alias, its name
+    /// and its short id. A linked container that is not running (or
     /// shares no network) has no line.
     fn linked_hosts(&self, rec: &Record) -> Vec<(Ipv4Addr, Vec<String>)> {
         let mut out = Vec::new();
-        for link in rec.host_config.links.iter().flatten() {
-            let (name, alias) = link.split_once(':').unwrap_or((link, link));
-            let name = name.trim_start_matches('/');
+        let links = rec.host_config.links.iter().flatten().map(|l| (l, None));
+        let on_endpoints = rec
+            .networks
+            .values()
+            .flat_map(|e| e.links.iter().map(|l| (l, Some(e.network_id.as_str()))));
+        for (link, network) in links.chain(on_endpoints) {
+            let alias = link.split_once(':').map_or(link.as_str(), |(_, a)| a);
             let alias = alias.rsplit('/').next().unwrap_or(alias);
-            let Ok(c) = self.lookup(name) else { continue };
+            let Ok(c) = self.lookup(link_target(link)) else {
+                continue;
+            };
             let other = c.record();
             let shared = other.networks.values().find(|e| {
                 e.ip.is_some()
+                    && network.is_none_or(|id| id == e.network_id)
                     && rec
                         .networks
                         .values()
@@ -346,10 +363,14 @@ impl Engine {
         self: &Arc<Self>,
         key: &str,
         container: &str,
-        aliases: Vec<String>,
+        settings: Option<&serde_json::Value>,
     ) -> Result<(), EngineError> {
         let n = self.networks.lookup(key)?;
         let c = self.lookup(container)?;
+        let ep = endpoint(&n, settings)?;
+        for link in &ep.links {
+            self.lookup(link_target(link))?;
+        }
         let _op = c.op.lock().await;
         let rec = c.record();
         if !n.is_bridge() {
@@ -374,14 +395,7 @@ impl Engine {
         }
         let rec = c
             .update(|r| {
-                r.networks.insert(
-                    n.name.clone(),
-                    Endpoint {
-                        network_id: n.id.clone(),
-                        aliases,
-                        ..Default::default()
-                    },
-                );
+                r.networks.insert(n.name.clone(), ep);
             })
             .await?;
         if rec.state.status().is_alive() {
@@ -537,6 +551,41 @@ impl Engine {
                 ))
             })
     }
+}
+
+/// The container a link (`NAME[:ALIAS]`) names.
+pub(crate) fn link_target(link: &str) -> &str {
+    let name = link.split_once(':').map_or(link, |(n, _)| n);
+    name.trim_start_matches('/')
+}
+
+/// A container's endpoint on `n` from its `EndpointSettings`: its aliases
+/// and legacy links, both for user-defined networks only (the rest of the
+/// settings are refused when set, by `daemon::fields`).
+fn endpoint(n: &NetworkRecord, cfg: Option<&serde_json::Value>) -> Result<Endpoint, EngineError> {
+    let strings = |key: &str| -> Result<Vec<String>, EngineError> {
+        match cfg.and_then(|c| c.get(key)) {
+            None | Some(serde_json::Value::Null) => Ok(Vec::new()),
+            Some(v) => serde_json::from_value(v.clone()).map_err(|e| {
+                EngineError::InvalidArgument(format!(
+                    "EndpointsConfig.{}.{key}: a list of strings: {e}",
+                    n.name
+                ))
+            }),
+        }
+    };
+    let (aliases, links) = (strings("Aliases")?, strings("Links")?);
+    if (!aliases.is_empty() || !links.is_empty()) && (!n.is_bridge() || n.name == DEFAULT) {
+        return Err(EngineError::InvalidArgument(
+            "network-scoped aliases are only supported for user-defined networks".into(),
+        ));
+    }
+    Ok(Endpoint {
+        network_id: n.id.clone(),
+        aliases,
+        links,
+        ..Default::default()
+    })
 }
 
 /// The ids of the user networks a container is on: those whose members

@@ -24,6 +24,7 @@ pub(crate) use guests::{joins, Held};
 pub use host::{adoption, host_bridge, release_bridge, HostBridge, HostNet};
 pub use ipam::{allocate, parse_cidr, CidrError};
 use ipam::{candidate_subnets, overlaps};
+pub(crate) use members::link_target;
 
 use super::{Engine, EngineError, Record};
 use crate::fsutil;
@@ -123,6 +124,10 @@ pub struct Endpoint {
     pub network_id: String,
     #[serde(default)]
     pub aliases: Vec<String>,
+    /// Legacy links on this network (`NAME[:ALIAS]`): the linked
+    /// container's address under the alias, as `HostConfig.Links` gives.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<String>,
     /// While running: its address and its interface inside the container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ip: Option<Ipv4Addr>,

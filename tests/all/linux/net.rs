@@ -470,6 +470,138 @@ fn network_connect_and_disconnect_a_running_container() {
         .contains("\tcli "));
 }
 
+/// `EndpointSettings` as the API takes them: a create may name several
+/// networks (API 1.44 and later) and each endpoint's aliases and legacy
+/// links; settings ketch would not honour (a fixed address, a MAC) are a
+/// 400 naming them, at create and at connect, and nothing is made.
+#[test]
+fn endpoint_settings_take_effect_or_are_refused_by_name() {
+    require!(linux());
+    let d = daemon();
+    backend(&d);
+    d.ketch(&["network", "create", "second"]).ok();
+    let image = d.ketch(&["inspect", "-f", "{{.Image}}", "srv"]).ok();
+    let create = |name: &str, endpoints: serde_json::Value| {
+        let body = serde_json::json!({
+            "Image": image.trim(),
+            "Cmd": ["sleep", "100"],
+            "HostConfig": {"NetworkMode": "backend"},
+            "NetworkingConfig": {"EndpointsConfig": endpoints},
+        });
+        d.http(
+            "POST",
+            &format!("/v1.50/containers/create?name={name}"),
+            &body.to_string(),
+        )
+    };
+    let (code, body) = create(
+        "both",
+        serde_json::json!({
+            "backend": {"Aliases": ["b-alias"], "Links": ["srv:db"]},
+            "second": {"Aliases": ["s-alias"]},
+        }),
+    );
+    assert_eq!(code, 201, "{body}");
+    d.ketch(&["start", "both"]).ok();
+    let nets: serde_json::Value = serde_json::from_str(
+        &d.ketch(&[
+            "inspect",
+            "-f",
+            "{{json .NetworkSettings.Networks}}",
+            "both",
+        ])
+        .ok(),
+    )
+    .unwrap();
+    assert_eq!(nets["backend"]["Aliases"], serde_json::json!(["b-alias"]));
+    assert_eq!(nets["backend"]["Links"], serde_json::json!(["srv:db"]));
+    assert_eq!(nets["second"]["Aliases"], serde_json::json!(["s-alias"]));
+    let mode = d
+        .ketch(&["inspect", "-f", "{{.HostConfig.NetworkMode}}", "both"])
+        .ok();
+    assert_eq!(mode.trim(), "backend");
+    // Two interfaces, the default route on the primary network's; the
+    // link's alias reaches srv.
+    let links = d
+        .ketch(&["exec", "both", "sh", "-c", "ip -o -4 addr | grep -c eth"])
+        .ok();
+    assert_eq!(links.trim(), "2");
+    assert_eq!(
+        d.ketch(&["exec", "both", "wget", "-q", "-O-", "http://db:8080/"])
+            .ok(),
+        "hello-srv\n"
+    );
+    // A peer on the second network reaches it by its alias there.
+    let r = d.ketch(&[
+        "run",
+        "--rm",
+        "--network",
+        "second",
+        "busybox",
+        "ping",
+        "-c",
+        "1",
+        "-W",
+        "3",
+        "s-alias",
+    ]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+
+    // Refused, by name, and nothing is created.
+    for (endpoints, field) in [
+        (
+            serde_json::json!({"backend": {"IPAMConfig": {"IPv4Address": "172.31.9.9"}}}),
+            "NetworkingConfig.EndpointsConfig.backend.IPAMConfig",
+        ),
+        (
+            serde_json::json!({"second": {"MacAddress": "02:42:ac:11:00:09"}}),
+            "NetworkingConfig.EndpointsConfig.second.MacAddress",
+        ),
+        (
+            serde_json::json!({"backend": {"Links": ["nosuch:db"]}}),
+            "nosuch",
+        ),
+        (
+            serde_json::json!({"nosuchnet": {}}),
+            "network nosuchnet not found",
+        ),
+        (
+            serde_json::json!({"bridge": {}}),
+            "only user-defined bridge networks",
+        ),
+    ] {
+        let (code, body) = create("refused", endpoints);
+        assert!(code == 400 || code == 404, "{code} {body}");
+        assert!(body.contains(field), "{field}: {body}");
+        let r = d.ketch(&["inspect", "refused"]);
+        assert_ne!(r.code, 0, "created anyway");
+    }
+    let (code, body) = d.http(
+        "POST",
+        "/v1.50/networks/second/connect",
+        r#"{"Container": "srv", "EndpointConfig": {"IPAMConfig": {"IPv4Address": "172.31.9.9"}}}"#,
+    );
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("EndpointConfig.IPAMConfig"), "{body}");
+    let nets = d
+        .ketch(&["inspect", "-f", "{{json .NetworkSettings.Networks}}", "srv"])
+        .ok();
+    assert!(!nets.contains("second"), "{nets}");
+    // Links at connect: the alias is in srv's hosts.
+    let (code, body) = d.http(
+        "POST",
+        "/v1.50/networks/second/connect",
+        r#"{"Container": "srv", "EndpointConfig": {"Links": ["both:peer"]}}"#,
+    );
+    assert_eq!(code, 200, "{body}");
+    d.eventually(10, "the link's alias in srv's hosts", || {
+        d.ketch(&["exec", "srv", "cat", "/etc/hosts"])
+            .stdout
+            .contains("\tpeer both ")
+    });
+    d.ketch(&["rm", "-f", "both"]).ok();
+}
+
 /// Containers on a user network started (and restarted) all at once, as
 /// `docker-compose up` and `restart` start them: each one's `/etc/hosts`
 /// names every other, however their starts interleave.
