@@ -16,6 +16,7 @@ impl Engine {
         mode: &str,
         networking: Option<&serde_json::Value>,
     ) -> Result<(String, BTreeMap<String, Endpoint>), EngineError> {
+        let given = mode;
         let mode = default_mode(mode);
         if let Some(other) = mode.strip_prefix("container:") {
             return Err(EngineError::InvalidArgument(format!(
@@ -26,17 +27,17 @@ impl Engine {
         let configs = networking
             .and_then(|v| v.get("EndpointsConfig"))
             .and_then(serde_json::Value::as_object);
-        let config = |key: &str, n: &NetworkRecord| {
-            configs.and_then(|e| {
-                e.get(key)
-                    .or_else(|| e.get(&n.name))
-                    .or_else(|| e.get(&n.id))
-            })
-        };
+        // Keyed as the client names the network: the docker CLI uses the
+        // mode as given, `default` too.
+        let config = configs.and_then(|e| {
+            [given, mode, n.name.as_str(), n.id.as_str()]
+                .iter()
+                .find_map(|k| e.get(*k))
+        });
         let mut out = BTreeMap::new();
-        out.insert(n.name.clone(), endpoint(&n, config(mode, &n))?);
+        out.insert(n.name.clone(), endpoint(&n, config)?);
         for (key, cfg) in configs.into_iter().flatten() {
-            let other = self.networks.lookup(key)?;
+            let other = self.networks.lookup(default_mode(key))?;
             if other.id == n.id {
                 continue;
             }
