@@ -220,6 +220,20 @@ fn docker_cli_runs_linux_containers_with_env_exit_codes_and_stdin() {
     let r = dk.run(&["run", "--rm", "busybox", "/etc/passwd"]);
     assert_eq!(r.code, 126, "{}", r.stderr);
     assert_eq!(dk.ok(&["ps", "-aq"]), "");
+    // The same for exec.
+    dk.ok(&["run", "-d", "--name", "execs", "busybox", "sleep", "100"]);
+    let r = dk.run(&["exec", "execs", "nosuchcmd"]);
+    assert_eq!(r.code, 127, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(
+            "OCI runtime exec failed: exec failed: unable to start container process: exec: \"nosuchcmd\": executable file not found in $PATH"
+        ),
+        "{}",
+        r.stderr
+    );
+    let r = dk.run(&["exec", "execs", "/etc/passwd"]);
+    assert_eq!(r.code, 126, "{}", r.stderr);
+    dk.ok(&["rm", "-f", "execs"]);
 }
 
 /// `web`: busybox httpd serving "page" on `port` of 127.0.0.1, with a

@@ -91,6 +91,43 @@ fn process_file(req: &ExecRequest, path: &std::path::Path) -> Result<(), StepErr
     Ok(())
 }
 
+/// Find the exec's command in the running container's root (its init's
+/// `/proc/PID/root`) as `execve` will, with the exec's `PATH` and
+/// directory over the container's. A container whose root cannot be
+/// read here is left to libcontainer to report.
+fn check_command(req: &ExecRequest) -> Result<(), (i64, String)> {
+    let Some(cmd) = req.args.first() else {
+        return Ok(());
+    };
+    let Ok(c) = libcontainer::container::Container::load(req.state_root.join(&req.id)) else {
+        return Ok(());
+    };
+    let (Some(pid), Ok(spec)) = (
+        c.pid(),
+        oci_spec::runtime::Spec::load(c.bundle().join("config.json")),
+    ) else {
+        return Ok(());
+    };
+    let Ok(root) = crate::confine::Root::open(std::path::Path::new(&format!("/proc/{pid}/root")))
+    else {
+        return Ok(());
+    };
+    let process = spec.process().clone().unwrap_or_default();
+    let path = match req.env.iter().find(|(k, _)| k == "PATH") {
+        Some((_, v)) => Some(v.clone()),
+        None => process
+            .env()
+            .iter()
+            .flatten()
+            .find_map(|e| e.strip_prefix("PATH=").map(str::to_string)),
+    };
+    let cwd = req
+        .cwd
+        .clone()
+        .unwrap_or_else(|| process.cwd().to_string_lossy().into_owned());
+    super::monitor::find_command(&root, cmd, &cwd, path.as_deref())
+}
+
 /// The exec'd process, for [`on_term`].
 static EXECED: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
 
@@ -143,6 +180,14 @@ pub fn main(arg: &str) -> i32 {
         ),
         (None, false) => None,
     };
+    if let Err((code, why)) = check_command(&req) {
+        // Docker's words, which its clients match.
+        let _ = writeln!(
+            std::io::stderr(),
+            "OCI runtime exec failed: exec failed: unable to start container process: {why}: unknown"
+        );
+        return code as i32;
+    }
     if let Some(path) = &process {
         if let Err(e) = process_file(&req, path) {
             return fail(EXIT_CANNOT_EXEC, e.to_string());

@@ -328,6 +328,25 @@ fn check_command(rootfs: &Path, spec: &Path) -> Result<(), StepError> {
     };
     let root = crate::confine::Root::open(rootfs).step("opening the container's root")?;
     let cwd = process.cwd().to_string_lossy().into_owned();
+    let path = process
+        .env()
+        .iter()
+        .flatten()
+        .find_map(|e| e.strip_prefix("PATH="));
+    find_command(&root, cmd, &cwd, path)
+        .map_err(|(code, reason)| StepError::CannotExec { code, reason })
+}
+
+/// Find `cmd` in the container's root as `execve` would: a name through
+/// `path` (runc's default without one), a path as given, from `cwd`;
+/// every symlink resolved inside the root. When it is missing (127) or
+/// cannot be run (126): Docker's status and runc's words.
+pub(super) fn find_command(
+    root: &crate::confine::Root,
+    cmd: &str,
+    cwd: &str,
+    path: Option<&str>,
+) -> Result<(), (i64, String)> {
     let at = |p: &str| -> String {
         if p.starts_with('/') {
             p.to_string()
@@ -335,31 +354,20 @@ fn check_command(rootfs: &Path, spec: &Path) -> Result<(), StepError> {
             format!("{}/{p}", cwd.trim_end_matches('/'))
         }
     };
-    let denied = |code: i64, why: String| {
-        Err(StepError::CannotExec {
-            code,
-            reason: format!("exec: {cmd:?}: {why}"),
-        })
-    };
+    let denied = |code: i64, why: String| Err((code, format!("exec: {cmd:?}: {why}")));
     if cmd.contains('/') {
-        return match executable(&root, &at(cmd)) {
+        return match executable(root, &at(cmd)) {
             Ok(true) => Ok(()),
             Ok(false) => denied(126, "permission denied".into()),
             Err(Missing::Dir) => denied(126, "is a directory".into()),
             Err(Missing::Absent) => denied(127, format!("stat {cmd}: no such file or directory")),
         };
     }
-    let path = process
-        .env()
-        .iter()
-        .flatten()
-        .find_map(|e| e.strip_prefix("PATH="))
-        .unwrap_or(DEFAULT_PATH)
-        .to_string();
     let found = path
+        .unwrap_or(DEFAULT_PATH)
         .split(':')
         .map(|d| if d.is_empty() { "." } else { d })
-        .any(|d| matches!(executable(&root, &at(&format!("{d}/{cmd}"))), Ok(true)));
+        .any(|d| matches!(executable(root, &at(&format!("{d}/{cmd}"))), Ok(true)));
     if found {
         Ok(())
     } else {

@@ -112,14 +112,54 @@ fn exec_with_stdin_user_and_workdir() {
     assert_eq!(r.stdout, "hello 65534 /work\n", "{}", r.stderr);
 }
 
+/// An exec whose command is missing is 127, one that cannot run 126, as
+/// Docker's, with runc's words as dockerd passes them on.
 #[test]
-fn exec_of_a_missing_command_is_127_naming_it() {
+fn exec_of_a_missing_command_is_127_and_of_one_that_cannot_run_126() {
     require!(linux());
     let d = daemon();
     host(&d);
-    let r = d.ketch(&["exec", "host", "no-such-cmd"]);
-    assert_eq!(r.code, 127);
-    assert!(r.stderr.contains("no-such-cmd"), "{}", r.stderr);
+    let oci = "OCI runtime exec failed: exec failed: unable to start container process: ";
+    for (argv, code, why) in [
+        (
+            vec!["no-such-cmd"],
+            127,
+            "exec: \"no-such-cmd\": executable file not found in $PATH",
+        ),
+        (
+            vec!["/no/such"],
+            127,
+            "exec: \"/no/such\": stat /no/such: no such file or directory",
+        ),
+        (
+            vec!["/etc/passwd"],
+            126,
+            "exec: \"/etc/passwd\": permission denied",
+        ),
+        (vec!["/etc"], 126, "exec: \"/etc\": is a directory"),
+        // Relative to the exec's directory, through the exec's PATH.
+        (vec!["-w", "/bin", "./no-such"], 127, "stat ./no-such"),
+        (
+            vec!["-e", "PATH=/nowhere", "ls"],
+            127,
+            "exec: \"ls\": executable file not found in $PATH",
+        ),
+    ] {
+        let mut args = vec!["exec"];
+        let (opts, cmd) = argv.split_at(argv.len() - 1);
+        args.extend(opts);
+        args.push("host");
+        args.extend(cmd);
+        let r = d.ketch(&args);
+        assert_eq!(r.code, code, "{argv:?}: {}", r.stderr);
+        assert!(
+            r.stderr.contains(oci) && r.stderr.contains(why),
+            "{argv:?}: {}",
+            r.stderr
+        );
+    }
+    // What is there runs, found as execve finds it.
+    assert_eq!(d.ketch(&["exec", "-w", "/bin", "host", "./true"]).code, 0);
 }
 
 #[test]
