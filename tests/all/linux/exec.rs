@@ -434,3 +434,88 @@ fn attach_follows_a_running_container_to_its_exit() {
         r.stderr
     );
 }
+
+/// A multiplexed stream's frames: (stream id, payload).
+fn demux(mut b: &[u8]) -> Vec<(u8, String)> {
+    let mut out = Vec::new();
+    while b.len() >= 8 {
+        let n = u32::from_be_bytes([b[4], b[5], b[6], b[7]]) as usize;
+        assert!(
+            b[1..4] == [0, 0, 0] && b.len() >= 8 + n,
+            "not a frame: {b:?}"
+        );
+        out.push((b[0], String::from_utf8_lossy(&b[8..8 + n]).into_owned()));
+        b = &b[8 + n..];
+    }
+    assert!(b.is_empty(), "a torn frame: {b:?}");
+    out
+}
+
+/// `attach` with `logs`, `stream`, `stdout` and `stderr` in each
+/// combination answers as dockerd does: the streams asked for, in order,
+/// framed with their ids (`multiplexed-stream`) without a terminal, raw
+/// (`raw-stream`) with one; `stream=0` ends after the logs.
+#[test]
+fn attach_gives_the_streams_asked_for_framed_as_docker_frames_them() {
+    require!(linux());
+    let d = daemon();
+    // Apart in time: the two pipes are read apart, so only time orders
+    // them (in dockerd as here).
+    let script = "echo out1; sleep 0.2; echo err1 >&2; sleep 0.2; echo out2";
+    d.ketch(&["run", "--name", "plain", "busybox", "sh", "-c", script])
+        .ok();
+    let attach = |c: &str, q: &str| {
+        let r = d
+            .request("POST", &format!("/v1.50/containers/{c}/attach?{q}"), "")
+            .expect("attach");
+        assert_eq!(r.status, 200, "{q}: {}", r.text());
+        r
+    };
+    let multiplexed = "application/vnd.docker.multiplexed-stream";
+    for (q, want) in [
+        (
+            "logs=1&stream=0&stdout=1&stderr=1",
+            vec![(1, "out1\n"), (2, "err1\n"), (1, "out2\n")],
+        ),
+        (
+            "logs=1&stream=0&stdout=1",
+            vec![(1, "out1\n"), (1, "out2\n")],
+        ),
+        ("logs=1&stream=0&stderr=1", vec![(2, "err1\n")]),
+        ("logs=1&stream=0", vec![]),
+        ("logs=0&stream=0&stdout=1&stderr=1", vec![]),
+    ] {
+        let r = attach("plain", q);
+        assert_eq!(r.header("content-type"), Some(multiplexed), "{q}");
+        let got = demux(&r.body);
+        let want: Vec<(u8, String)> = want.into_iter().map(|(s, t)| (s, t.to_string())).collect();
+        assert_eq!(got, want, "{q}");
+    }
+    // With a terminal: one raw stream, the terminal's.
+    d.ketch(&["run", "-t", "--name", "term", "busybox", "sh", "-c", script])
+        .ok();
+    let r = attach("term", "logs=1&stream=0&stdout=1&stderr=1");
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/vnd.docker.raw-stream")
+    );
+    assert_eq!(r.text(), "out1\r\nerr1\r\nout2\r\n");
+    // A running container: stream=1 follows until it exits.
+    d.ketch(&[
+        "run",
+        "-d",
+        "--name",
+        "live",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 1; echo late; sleep 0.2; echo lerr >&2",
+    ])
+    .ok();
+    let r = attach("live", "stream=1&stdout=1&stderr=1");
+    assert_eq!(
+        demux(&r.body),
+        vec![(1, "late\n".to_string()), (2, "lerr\n".to_string())]
+    );
+    d.ketch(&["rm", "plain", "term", "live"]).ok();
+}
