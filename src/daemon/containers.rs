@@ -123,7 +123,7 @@ pub fn list(engine: &Engine, q: &Query) -> Resp {
         Ok(f) => f,
         Err(e) => return error(&e),
     };
-    let (f, before, since) = filters;
+    let (f, before, since, ancestors) = filters;
     let limit = q.int("limit").ok().flatten().filter(|l| *l > 0);
     let mut out = Vec::new();
     for c in engine.list() {
@@ -140,7 +140,10 @@ pub fn list(engine: &Engine, q: &Query) -> Resp {
                 .iter()
                 .any(|n| n.trim_start_matches('/').contains(v)),
             "id" => s.id.starts_with(v),
-            "ancestor" => s.image == v || s.image_id.contains(v),
+            "ancestor" => match ancestors.get(v) {
+                Some(Some(a)) => a.holds(engine, &r.image_id),
+                _ => s.image == v,
+            },
             "label" => filters::label(|k| s.labels.get(k).map(String::as_str), v),
             "exited" => s.state == "exited" && r.state.exit_code().to_string() == v,
             "before" => before.get(v).is_some_and(|t| r.created < *t),
@@ -182,12 +185,37 @@ pub fn list(engine: &Engine, q: &Query) -> Resp {
 /// When a container was created, by the name or id a filter gives.
 type Created = HashMap<String, chrono::DateTime<chrono::Utc>>;
 
+/// An `ancestor` filter's image: its id and its layers.
+struct Ancestor {
+    id: crate::model::Digest,
+    layers: Vec<String>,
+}
+
+impl Ancestor {
+    /// Is the image `image_id` this one, or built on it (its layers
+    /// begin with this one's), as Docker's `ancestor` matches?
+    fn holds(&self, engine: &Engine, image_id: &crate::model::Digest) -> bool {
+        if *image_id == self.id {
+            return true;
+        }
+        let Ok(img) = engine.images().resolve(image_id.as_str()) else {
+            return false;
+        };
+        let layers = img.config.rootfs().diff_ids();
+        !self.layers.is_empty() && layers.starts_with(&self.layers)
+    }
+}
+
+/// Each `ancestor` value's image, `None` when no image has that name.
+type Ancestors = HashMap<String, Option<Ancestor>>;
+
 /// The filters of a container list, checked, with the containers that
-/// `before` and `since` name (a 404 if one is not there).
+/// `before` and `since` name (a 404 if one is not there) and the images
+/// `ancestor` names.
 fn container_filters(
     engine: &Engine,
     raw: Option<&str>,
-) -> Result<(Filters, Created, Created), EngineError> {
+) -> Result<(Filters, Created, Created, Ancestors), EngineError> {
     let f = Filters::parse(raw, filters::CONTAINERS)?;
     f.only(
         "status",
@@ -212,7 +240,19 @@ fn container_filters(
         Ok(out)
     };
     let (before, since) = (created("before")?, created("since")?);
-    Ok((f, before, since))
+    let ancestors = f
+        .get("ancestor")
+        .unwrap_or_default()
+        .iter()
+        .map(|v| {
+            let a = engine.images().resolve(v).ok().map(|img| Ancestor {
+                layers: img.config.rootfs().diff_ids().clone(),
+                id: img.id,
+            });
+            (v.clone(), a)
+        })
+        .collect();
+    Ok((f, before, since, ancestors))
 }
 
 pub fn inspect(engine: &Engine, id: &str) -> Resp {

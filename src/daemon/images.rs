@@ -32,12 +32,18 @@ pub async fn list(engine: &Arc<Engine>, q: &Query) -> Resp {
         Ok(i) => i,
         Err(e) => return error(&e.into()),
     };
-    // `before` and `since` name images; `until` is a time.
-    let created = |key: &str| -> Result<Vec<i64>, EngineError> {
+    // `before` and `since` name images, ordered by when they were made,
+    // then by when they came into the store (a build's images are all made
+    // at SOURCE_DATE_EPOCH, the epoch by default); `until` is a time.
+    let order = |img: &crate::image::Image| {
+        let added = images.iter().position(|i| i.id == img.id).unwrap_or(0);
+        (created_ns(img), added)
+    };
+    let created = |key: &str| -> Result<Vec<(i64, usize)>, EngineError> {
         let mut out = Vec::new();
         for v in filters.get(key).unwrap_or_default() {
             let img = engine.images().resolve(v).map_err(EngineError::from)?;
-            out.push(view::image_summary(&img, 0).created);
+            out.push(order(&img));
         }
         Ok(out)
     };
@@ -48,7 +54,7 @@ pub async fn list(engine: &Arc<Engine>, q: &Query) -> Resp {
     let mut until = Vec::new();
     for v in filters.get("until").unwrap_or_default() {
         match super::system::parse_event_time(v) {
-            Some(ns) => until.push(ns / 1_000_000_000),
+            Some(ns) => until.push(ns),
             None => {
                 return error(&EngineError::InvalidArgument(format!(
                     "invalid filter 'until={v}': not a time"
@@ -81,11 +87,12 @@ pub async fn list(engine: &Arc<Engine>, q: &Query) -> Resp {
                 continue;
             }
         }
+        let at = order(img);
         let ok = filters.pass(|k, v| match k {
             "label" => super::filters::label(|k| s.labels.get(k).map(String::as_str), v),
-            "before" => before.iter().any(|t| s.created < *t),
-            "since" => since.iter().any(|t| s.created > *t),
-            "until" => until.iter().any(|t| s.created < *t),
+            "before" => before.iter().any(|t| at < *t),
+            "since" => since.iter().any(|t| at > *t),
+            "until" => until.iter().any(|t| at.0 < *t),
             // Decided above.
             "reference" | "dangling" => true,
             _ => false,
@@ -440,4 +447,12 @@ pub async fn build(engine: &Arc<Engine>, q: &Query, body: Incoming) -> Resp {
         }
     });
     resp
+}
+
+/// When an image was made, in nanoseconds: `before` and `since` tell apart
+/// images made within one second, as Docker's do.
+fn created_ns(img: &crate::image::Image) -> i64 {
+    view::created_of(img)
+        .and_then(|d| d.timestamp_nanos_opt())
+        .unwrap_or(0)
 }

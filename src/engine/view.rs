@@ -329,7 +329,7 @@ fn summary_ports(r: &Record) -> Vec<Port> {
         .collect()
 }
 
-fn created_of(img: &Image) -> Option<DateTime<Utc>> {
+pub fn created_of(img: &Image) -> Option<DateTime<Utc>> {
     img.config
         .created()
         .as_ref()

@@ -447,10 +447,22 @@ impl ImageStore {
         let _g = self.index_lock.lock().unwrap_or_else(|e| e.into_inner());
         let mut idx = self.read_index()?;
         let mut manifests: Vec<Descriptor> = idx.manifests().clone();
-        if let Some(r) = r {
-            manifests.retain(|d| ref_of(d).as_ref() != Some(r));
-        }
         let same = |d: &Descriptor| d.digest().to_string() == manifest_digest.as_str();
+        if let Some(r) = r {
+            let (moved, kept): (Vec<Descriptor>, Vec<Descriptor>) = manifests
+                .into_iter()
+                .partition(|d| ref_of(d).as_ref() == Some(r));
+            manifests = kept;
+            // The image the tag leaves stays, untagged (dangling), as
+            // Docker's does: containers may still run it.
+            for mut old in moved {
+                let digest = old.digest().to_string();
+                if !same(&old) && !manifests.iter().any(|d| d.digest().to_string() == digest) {
+                    old.set_annotations(None);
+                    manifests.push(old);
+                }
+            }
+        }
         // An untagged entry for this manifest is replaced by a tagged one.
         manifests.retain(|d| !(same(d) && ref_of(d).is_none()));
         if r.is_some() || !manifests.iter().any(same) {

@@ -457,3 +457,191 @@ fn list_filters_combine_as_docker_does_and_name_what_is_wrong() {
     assert_eq!(images(r#"{"until":["1970-01-01T00:00:00Z"]}"#).trim(), "[]");
     assert_eq!(images(r#"{"label":["nosuch"]}"#).trim(), "[]");
 }
+
+/// The rest of each list's filters select as dockerd's do: containers by
+/// ancestor (the image or one built on it), exit code, volume, network,
+/// published and exposed port; images by dangling, reference pattern,
+/// before and since; networks by name, id, driver, scope, type and
+/// dangling; volumes by driver, name and dangling.
+#[test]
+fn every_list_filter_selects_as_docker_does() {
+    let d = TestDaemon::start();
+    example_image(&d, "hello");
+    example_image(&d, "http-hello");
+    d.build(
+        "hello-plus",
+        "FROM hello\nCOPY extra /extra\n",
+        &[("extra", b"x")],
+    )
+    .ok();
+    let list = |path: &str, filters: &str, key: &str| -> Vec<String> {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let (status, body) = d.http(
+            "GET",
+            &format!("{path}{sep}filters={}", filters_query(filters)),
+            "",
+        );
+        assert_eq!(status, 200, "{path} {filters}: {body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let items = if key == "Volumes" { &v["Volumes"] } else { &v };
+        let mut names: Vec<String> = items
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| match key {
+                "Names" => i["Names"][0]
+                    .as_str()
+                    .unwrap()
+                    .trim_start_matches('/')
+                    .to_string(),
+                "RepoTags" => i["RepoTags"][0].as_str().unwrap_or("<none>").to_string(),
+                _ => i["Name"].as_str().unwrap().to_string(),
+            })
+            .collect();
+        names.sort();
+        names
+    };
+    let containers = |f: &str| list("/containers/json?all=1", f, "Names");
+
+    d.ketch(&["network", "create", "f-net"]).ok();
+    d.ketch(&["run", "--name", "base", "-v", "f-vol:/data", "hello"])
+        .ok();
+    d.ketch(&[
+        "create",
+        "--name",
+        "plus",
+        "--network",
+        "f-net",
+        "hello-plus",
+    ])
+    .ok();
+    d.ketch(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "-p",
+        "127.0.0.1::80",
+        "http-hello",
+    ])
+    .ok();
+    assert_eq!(containers(r#"{"ancestor":["hello"]}"#), ["base", "plus"]);
+    assert_eq!(
+        containers(r#"{"ancestor":["hello:latest"]}"#),
+        ["base", "plus"]
+    );
+    assert_eq!(containers(r#"{"ancestor":["hello-plus"]}"#), ["plus"]);
+    assert!(containers(r#"{"ancestor":["nosuch"]}"#).is_empty());
+    assert_eq!(containers(r#"{"exited":["0"]}"#), ["base"]);
+    assert!(containers(r#"{"exited":["1"]}"#).is_empty());
+    assert_eq!(containers(r#"{"volume":["f-vol"]}"#), ["base"]);
+    assert_eq!(containers(r#"{"volume":["/data"]}"#), ["base"]);
+    assert_eq!(containers(r#"{"network":["f-net"]}"#), ["plus"]);
+    assert_eq!(containers(r#"{"publish":["80"]}"#), ["web"]);
+    assert_eq!(containers(r#"{"publish":["80/tcp"]}"#), ["web"]);
+    assert!(containers(r#"{"publish":["80/udp"]}"#).is_empty());
+    assert_eq!(containers(r#"{"expose":["80"]}"#), ["web"]);
+    assert!(containers(r#"{"expose":["81"]}"#).is_empty());
+    // Keys hold together; one key's values are alternatives.
+    assert_eq!(
+        containers(r#"{"ancestor":["hello"],"status":["created","running"]}"#),
+        ["plus"]
+    );
+    assert_eq!(containers(r#"{"name":["base","web"]}"#), ["base", "web"]);
+
+    // Images. Building hello-plus again under its tag leaves the first
+    // one dangling.
+    let images = |f: &str| list("/images/json", f, "RepoTags");
+    d.build(
+        "hello-plus",
+        "FROM hello\nCOPY extra /extra2\n",
+        &[("extra", b"y")],
+    )
+    .ok();
+    assert_eq!(images(r#"{"dangling":["true"]}"#), ["<none>"]);
+    assert!(!images(r#"{"dangling":["false"]}"#).contains(&"<none>".to_string()));
+    assert_eq!(
+        images(r#"{"reference":["hello*"]}"#),
+        ["hello-plus:latest", "hello:latest"]
+    );
+    assert_eq!(
+        images(r#"{"reference":["http-hello:latest"]}"#),
+        ["http-hello:latest"]
+    );
+    let hello_then = images(r#"{"since":["hello"]}"#);
+    assert!(
+        hello_then.contains(&"hello-plus:latest".to_string())
+            && !hello_then.contains(&"hello:latest".to_string()),
+        "{hello_then:?}"
+    );
+    let before_plus = images(r#"{"before":["hello-plus"]}"#);
+    assert!(
+        before_plus.contains(&"hello:latest".to_string())
+            && !before_plus.contains(&"hello-plus:latest".to_string()),
+        "{before_plus:?}"
+    );
+    let (s, body) = d.http(
+        "GET",
+        &format!(
+            "/images/json?filters={}",
+            filters_query(r#"{"dangling":["maybe"]}"#)
+        ),
+        "",
+    );
+    assert_eq!(s, 400, "{body}");
+
+    // Networks.
+    let networks = |f: &str| list("/networks", f, "Name");
+    d.ketch(&["network", "create", "f-unused"]).ok();
+    let id = d
+        .ketch(&["network", "inspect", "-f", "{{.Id}}", "f-net"])
+        .ok();
+    assert_eq!(networks(r#"{"name":["f-"]}"#), ["f-net", "f-unused"]);
+    assert_eq!(
+        networks(&format!(r#"{{"id":["{}"]}}"#, &id.trim()[..12])),
+        ["f-net"]
+    );
+    assert_eq!(
+        networks(r#"{"type":["custom"],"name":["f-"]}"#),
+        ["f-net", "f-unused"]
+    );
+    assert_eq!(
+        networks(r#"{"type":["builtin"]}"#),
+        ["bridge", "host", "none"]
+    );
+    assert_eq!(networks(r#"{"driver":["null"]}"#), ["none"]);
+    assert_eq!(
+        networks(r#"{"driver":["bridge"],"name":["f-"]}"#),
+        ["f-net", "f-unused"]
+    );
+    assert_eq!(
+        networks(r#"{"scope":["local"],"name":["f-"]}"#),
+        ["f-net", "f-unused"]
+    );
+    assert!(networks(r#"{"scope":["swarm"]}"#).is_empty());
+    // As Docker's: only a running member holds a network (a created one
+    // has no endpoint yet).
+    assert_eq!(
+        networks(r#"{"dangling":["true"],"name":["f-"]}"#),
+        ["f-net", "f-unused"]
+    );
+    assert!(networks(r#"{"dangling":["false"],"name":["f-"]}"#).is_empty());
+
+    // Volumes.
+    let volumes = |f: &str| list("/volumes", f, "Volumes");
+    d.ketch(&["volume", "create", "f-lone"]).ok();
+    assert_eq!(
+        volumes(r#"{"driver":["local"],"name":["f-"]}"#),
+        ["f-lone", "f-vol"]
+    );
+    assert!(volumes(r#"{"driver":["nfs"]}"#).is_empty());
+    assert_eq!(
+        volumes(r#"{"dangling":["true"],"name":["f-"]}"#),
+        ["f-lone"]
+    );
+    assert_eq!(
+        volumes(r#"{"dangling":["false"],"name":["f-"]}"#),
+        ["f-vol"]
+    );
+    d.ketch(&["rm", "-f", "base", "plus", "web"]).ok();
+}
