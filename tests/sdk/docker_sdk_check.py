@@ -58,7 +58,78 @@ c.stop(timeout=1)
 check("stop", c.wait()["StatusCode"] in (137, 143))
 c.remove(force=True)
 
+# The verbs scripts rely on, on a Linux container.
+c = client.containers.run(
+    linux_image,
+    ["sh", "-c", "echo made > /made; exec sleep 60"],
+    detach=True,
+    name="sdk-depth",
+    labels={"tier": "sdk", "depth": "1"},
+    log_config=docker.types.LogConfig(type="json-file", config={"max-size": "1k", "max-file": "2"}),
+    healthcheck={"test": ["CMD", "true"], "interval": 200_000_000, "retries": 1},
+)
+c.reload()
+log_config = c.attrs["HostConfig"]["LogConfig"]
+check("log_config", log_config["Type"] == "json-file" and log_config["Config"]["max-size"] == "1k", log_config)
+labelled = client.containers.list(filters={"label": ["tier=sdk", "depth"]})
+check("label filters all hold", [x.name for x in labelled] == ["sdk-depth"], labelled)
+check("label filters", client.containers.list(filters={"label": ["tier=sdk", "nosuch"]}) == [])
+for _ in range(100):
+    c.reload()
+    if c.attrs["State"].get("Health", {}).get("Status") == "healthy":
+        break
+    import time
+
+    time.sleep(0.1)
+check("health", c.attrs["State"]["Health"]["Status"] == "healthy", c.attrs["State"])
+check("health filter", [x.name for x in client.containers.list(filters={"health": "healthy"})] == ["sdk-depth"])
+code, out = c.exec_run(["sh", "-c", "echo $X $(id -u) $(pwd)"], user="65534", workdir="/bin", environment={"X": "y"})
+check("exec_run -u -w -e", (code, out) == (0, b"y 65534 /bin\n"), (code, out))
+code, out = c.exec_run(["true"], workdir="/nosuch")
+check("exec_run missing workdir", code == 126 and b'chdir to cwd ("/nosuch")' in out, (code, out))
+code, out = c.exec_run(["sh", "-c", "echo tty"], tty=True)
+check("exec_run tty", (code, out) == (0, b"tty\r\n"), (code, out))
+code, out = c.exec_run(["nosuchcmd"])
+check("exec_run 127", code == 127 and b"executable file not found" in out, (code, out))
+attached = c.attach(logs=True, stream=False, stdout=True, stderr=True)
+check("attach logs", attached == b"", attached)
+changes = c.diff()
+check("diff", {"Path": "/made", "Kind": 1} in changes, changes)
+c.rename("sdk-renamed")
+c.reload()
+check("rename", c.name == "sdk-renamed", c.name)
+c.update(mem_limit="64m", restart_policy={"Name": "on-failure", "MaximumRetryCount": 2})
+c.reload()
+check("update", c.attrs["HostConfig"]["Memory"] == 64 << 20, c.attrs["HostConfig"]["Memory"])
+check("update restart", c.attrs["HostConfig"]["RestartPolicy"]["Name"] == "on-failure")
+image = c.commit(repository="sdk-committed", tag="v1", message="by the sdk", author="sdk", changes=["ENV COMMITTED=1"])
+history = image.history()
+check("commit and history", history[0]["Comment"] == "by the sdk", history[0])
+check("commit config", "COMMITTED=1" in image.attrs["Config"]["Env"], image.attrs["Config"])
+out = client.containers.run("sdk-committed:v1", ["cat", "/made"], remove=True)
+check("run committed", out == b"made\n", out)
+exported = b"".join(c.export())
+check("export", len(exported) > 1024, len(exported))
+client.api.import_image_from_data(exported, repository="sdk-imported", tag="v1", changes=["CMD [\"cat\", \"/made\"]"])
+out = client.containers.run("sdk-imported:v1", remove=True)
+check("import", out == b"made\n", out)
+df = client.df()
+check("df", any(i["RepoTags"] == ["sdk-imported:v1"] for i in df["Images"]), df["Images"])
+c.remove(force=True)
+for name in ["sdk-committed:v1", "sdk-imported:v1"]:
+    client.images.remove(name)
+
+# A bad option is a 400 that names it, and nothing is made.
+try:
+    client.containers.create(linux_image, ["true"], name="sdk-bad", privileged=True)
+    raise AssertionError("privileged was accepted")
+except docker.errors.APIError as e:
+    check("refused by name", e.status_code == 400 and "Privileged" in str(e), e)
+check("nothing made", "sdk-bad" not in [x.name for x in client.containers.list(all=True)])
+
 if registry_ref:
+    dist = client.api.inspect_distribution(registry_ref)
+    check("inspect_distribution", dist["Descriptor"]["digest"].startswith("sha256:"), dist)
     pulled = client.images.pull(registry_ref)
     check("images.pull", registry_ref in pulled.tags, pulled.tags)
     out = client.containers.run(registry_ref, remove=True)

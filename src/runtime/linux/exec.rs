@@ -125,6 +125,16 @@ fn check_command(req: &ExecRequest) -> Result<(), (i64, String)> {
         .cwd
         .clone()
         .unwrap_or_else(|| process.cwd().to_string_lossy().into_owned());
+    let dir = root.open_in_root(
+        cwd.as_bytes(),
+        rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY,
+    );
+    if dir.is_err() {
+        return Err((
+            EXIT_CANNOT_EXEC as i64,
+            format!("chdir to cwd ({cwd:?}) set in config.json failed: no such file or directory"),
+        ));
+    }
     super::monitor::find_command(&root, cmd, &cwd, path.as_deref())
 }
 
