@@ -524,3 +524,125 @@ volumes:
     assert!(!d.ketch(&["volume", "ls"]).ok().contains("mix_data"));
     assert!(!d.ketch(&["network", "ls"]).ok().contains("mix_default"));
 }
+
+/// The verbs and flags Docker users' scripts rely on, through the docker
+/// CLI as a user types them: commit with changes, diff, rename, update,
+/// export and import, history, system df, --init, health checks with
+/// `(healthy)` in ps and the health filter, rotated json-file logs, a
+/// bad option refused by name, and a running Wasm function joining a
+/// network.
+#[test]
+fn docker_cli_runs_the_verbs_scripts_rely_on() {
+    require!(docker());
+    require!(linux());
+    let d = TestDaemon::start();
+    busybox_image(&d);
+    example_image(&d, "http-hello");
+    let dk = Docker { d: &d };
+    dk.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "app",
+        "--init",
+        "--health-cmd",
+        "true",
+        "--health-interval",
+        "200ms",
+        "--log-opt",
+        "max-size=1k",
+        "--log-opt",
+        "max-file=2",
+        "busybox",
+        "sh",
+        "-c",
+        "echo made > /made; exec sleep 100",
+    ]);
+    d.eventually(20, "healthy in ps", || {
+        dk.ok(&[
+            "ps",
+            "--filter",
+            "health=healthy",
+            "--format",
+            "{{.Names}} {{.Status}}",
+        ])
+        .contains("app Up")
+    });
+    let status = dk.ok(&["ps", "--format", "{{.Status}}", "--filter", "name=app"]);
+    assert!(status.contains("(healthy)"), "{status}");
+    let pid1 = dk.ok(&["exec", "app", "cat", "/proc/1/cmdline"]);
+    assert!(pid1.starts_with("/sbin/docker-init"), "{pid1:?}");
+    let log = dk.ok(&["inspect", "-f", "{{json .HostConfig.LogConfig}}", "app"]);
+    assert!(log.contains(r#""max-size":"1k""#), "{log}");
+    assert!(dk.ok(&["diff", "app"]).contains("A /made"));
+    dk.ok(&["rename", "app", "site"]);
+    dk.ok(&[
+        "update",
+        "--memory",
+        "64m",
+        "--restart",
+        "on-failure:2",
+        "site",
+    ]);
+    let hc = dk.ok(&[
+        "inspect",
+        "-f",
+        "{{.HostConfig.Memory}} {{.HostConfig.RestartPolicy.Name}}",
+        "site",
+    ]);
+    assert_eq!(hc.trim(), format!("{} on-failure", 64 << 20));
+    dk.ok(&[
+        "commit",
+        "-a",
+        "cli",
+        "-m",
+        "by the docker cli",
+        "-c",
+        r#"CMD ["cat", "/made"]"#,
+        "site",
+        "committed:v1",
+    ]);
+    assert_eq!(dk.ok(&["run", "--rm", "committed:v1"]), "made\n");
+    let history = dk.ok(&["history", "--format", "{{.Comment}}", "committed:v1"]);
+    assert_eq!(history.lines().next(), Some("by the docker cli"));
+    let tar = d.dir.path().join("site.tar");
+    dk.ok(&["export", "-o", tar.to_str().unwrap(), "site"]);
+    dk.ok(&[
+        "import",
+        "-c",
+        r#"CMD ["cat", "/made"]"#,
+        tar.to_str().unwrap(),
+        "imported:v1",
+    ]);
+    assert_eq!(dk.ok(&["run", "--rm", "imported:v1"]), "made\n");
+    let df = dk.ok(&["system", "df", "--format", "{{.Type}} {{.TotalCount}}"]);
+    assert!(df.contains("Images") && df.contains("Containers 1"), "{df}");
+
+    // A bad option: a 400 naming it, and nothing is made.
+    let r = dk.run(&["create", "--name", "bad", "--dns", "1.1.1.1", "busybox"]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("HostConfig.Dns"), "{}", r.stderr);
+    assert!(!dk
+        .ok(&["ps", "-a", "--format", "{{.Names}}"])
+        .contains("bad"));
+
+    // A running function joins a network and is reached there by name.
+    dk.ok(&["network", "create", "apps"]);
+    dk.ok(&["run", "-d", "--name", "fn", "http-hello"]);
+    dk.ok(&["network", "connect", "--alias", "api", "apps", "fn"]);
+    let got = dk.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "apps",
+        "busybox",
+        "wget",
+        "-q",
+        "-O-",
+        "http://api/cli",
+    ]);
+    assert!(got.contains("You asked for /cli"), "{got}");
+    dk.ok(&["network", "disconnect", "apps", "fn"]);
+    dk.ok(&["rm", "-f", "site", "fn"]);
+    dk.ok(&["network", "rm", "apps"]);
+}
