@@ -57,9 +57,12 @@ impl Client {
         }
     }
 
-    async fn connect(
-        &self,
-    ) -> Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>, ClientError> {
+    async fn connect<B>(&self) -> Result<hyper::client::conn::http1::SendRequest<B>, ClientError>
+    where
+        B: hyper::body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
         let stream = UnixStream::connect(&self.socket)
             .await
             .map_err(|e| ClientError::Connect {
@@ -75,20 +78,25 @@ impl Client {
         Ok(send)
     }
 
-    fn request(
-        method: Method,
-        path: &str,
-        body: Bytes,
-        content_type: Option<&str>,
-    ) -> Result<Request<Full<Bytes>>, ClientError> {
-        let mut b = Request::builder()
+    /// A request to the API at `path`, as ketch's CLI makes them.
+    fn builder(method: Method, path: &str) -> hyper::http::request::Builder {
+        Request::builder()
             .method(method)
             .uri(format!("{PREFIX}{path}"))
             .header("host", "api.moby.localhost")
             .header(
                 "user-agent",
                 concat!("ketch-cli/", env!("CARGO_PKG_VERSION")),
-            );
+            )
+    }
+
+    fn request(
+        method: Method,
+        path: &str,
+        body: Bytes,
+        content_type: Option<&str>,
+    ) -> Result<Request<Full<Bytes>>, ClientError> {
+        let mut b = Self::builder(method, path);
         if let Some(ct) = content_type {
             b = b.header("content-type", ct);
         }
@@ -121,6 +129,39 @@ impl Client {
                     .map_err(|_| ClientError::Http("credentials are not a valid header".into()))?,
             );
         }
+        let mut s = self.connect().await?;
+        let resp = s
+            .send_request(req)
+            .await
+            .map_err(|e| ClientError::Http(e.to_string()))?;
+        check(resp).await
+    }
+
+    /// POST `input` as the body, read and sent a chunk at a time (an
+    /// archive may be larger than memory); non-2xx becomes
+    /// [`ClientError::Api`].
+    pub async fn upload(
+        &self,
+        path: &str,
+        input: impl tokio::io::AsyncRead + Send + Unpin + 'static,
+        content_type: &str,
+    ) -> Result<Response<Incoming>, ClientError> {
+        use hyper::body::Frame;
+        const CHUNK: usize = 256 << 10;
+        let chunks = futures_util::stream::unfold(input, |mut input| async move {
+            use tokio::io::AsyncReadExt;
+            let mut buf = bytes::BytesMut::with_capacity(CHUNK);
+            match input.read_buf(&mut buf).await {
+                Ok(0) => None,
+                Ok(_) => Some((Ok(Frame::data(buf.freeze())), input)),
+                Err(e) => Some((Err(e), input)),
+            }
+        });
+        let body = http_body_util::StreamBody::new(chunks);
+        let req = Self::builder(Method::POST, path)
+            .header("content-type", content_type)
+            .body(body)
+            .map_err(|e| ClientError::Request(format!("{path}: {e}")))?;
         let mut s = self.connect().await?;
         let resp = s
             .send_request(req)

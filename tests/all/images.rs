@@ -377,8 +377,49 @@ fn an_import_larger_than_memory_allows_is_streamed() {
         b.into_inner().unwrap();
     }
     let before = peak_rss(d.pid());
-    d.ketch(&["import", tar_path.to_str().unwrap(), "big:1"])
-        .ok();
+    // The CLI streams it too, from a file and from stdin: its own peak
+    // memory (python's getrusage of its child) stays small.
+    let cli_peak = |source: &str, tag: &str| -> u64 {
+        let script = "import resource, subprocess, sys\n\
+            cmd, src = sys.argv[1:-1], sys.argv[-1]\n\
+            stdin = open(src, 'rb') if src != '-' else subprocess.DEVNULL\n\
+            subprocess.run(cmd, stdin=stdin, check=True, stdout=subprocess.DEVNULL)\n\
+            print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n";
+        let cmd = d.ketch_cmd(&["import", source, tag]);
+        let mut py = std::process::Command::new("python3");
+        py.arg("-c").arg(script).arg(cmd.get_program());
+        py.args(cmd.get_args());
+        py.arg(if source == "-" {
+            tar_path.to_str().unwrap()
+        } else {
+            "-"
+        });
+        for (k, v) in cmd.get_envs() {
+            if let Some(v) = v {
+                py.env(k, v);
+            }
+        }
+        let out = py.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse::<u64>()
+            .unwrap()
+            << 10
+    };
+    for (source, tag) in [(tar_path.to_str().unwrap(), "big:1"), ("-", "big:stdin")] {
+        let peak = cli_peak(source, tag);
+        assert!(
+            peak < 96 << 20,
+            "ketch import {source}: the CLI's peak memory was {} MiB for a {} MiB layer",
+            peak >> 20,
+            BIG >> 20
+        );
+    }
     let grew = peak_rss(d.pid()).saturating_sub(before);
     assert!(
         grew < 128 << 20,
@@ -386,10 +427,12 @@ fn an_import_larger_than_memory_allows_is_streamed() {
         grew >> 20,
         BIG >> 20
     );
+    let ids = d.ketch(&["images", "-q", "big"]).ok();
+    assert_eq!(ids.lines().count(), 2, "one image per import: {ids}");
     let size = d
         .ketch(&["image", "inspect", "-f", "{{.Size}}", "big:1"])
         .ok();
     assert!(size.trim().parse::<u64>().unwrap() > 0, "{size}");
     std::fs::remove_file(&tar_path).unwrap();
-    d.ketch(&["rmi", "big:1"]).ok();
+    d.ketch(&["rmi", "big:1", "big:stdin"]).ok();
 }

@@ -4,7 +4,7 @@ use crate::api::types::JsonMessage;
 use crate::client::{next_chunk, Client};
 use anyhow::{bail, Context};
 use http_body_util::BodyExt;
-use std::io::{IsTerminal, Read, Write};
+use std::io::{IsTerminal, Write};
 
 #[derive(clap::Args, Debug)]
 pub struct SaveArgs {
@@ -90,21 +90,21 @@ async fn download(c: &Client, path: &str, output: Option<&str>) -> anyhow::Resul
 }
 
 pub async fn load(c: &Client, a: LoadArgs) -> anyhow::Result<i32> {
-    let mut data = Vec::new();
-    match &a.input {
-        Some(p) => {
-            std::fs::File::open(p)
-                .with_context(|| format!("opening {p}"))?
-                .read_to_end(&mut data)?;
-        }
+    // The archive is streamed: it may be larger than memory.
+    let input: Box<dyn tokio::io::AsyncRead + Send + Unpin> = match &a.input {
+        Some(p) => Box::new(
+            tokio::fs::File::open(p)
+                .await
+                .with_context(|| format!("opening {p}"))?,
+        ),
         None => {
             if std::io::stdin().is_terminal() {
                 bail!("requested load from stdin, but stdin is empty");
             }
-            std::io::stdin().read_to_end(&mut data)?;
+            Box::new(tokio::io::stdin())
         }
-    }
-    for line in load_archive(c, data).await? {
+    };
+    for line in load_archive(c, input).await? {
         if !a.quiet {
             print!("{line}");
         }
@@ -114,15 +114,11 @@ pub async fn load(c: &Client, a: LoadArgs) -> anyhow::Result<i32> {
 
 /// `POST /images/load`; returns the daemon's progress lines, failing on an
 /// error line.
-pub async fn load_archive(c: &Client, data: Vec<u8>) -> anyhow::Result<Vec<String>> {
-    let resp = c
-        .send(
-            hyper::Method::POST,
-            "/images/load",
-            data.into(),
-            Some("application/x-tar"),
-        )
-        .await?;
+pub async fn load_archive(
+    c: &Client,
+    input: impl tokio::io::AsyncRead + Send + Unpin + 'static,
+) -> anyhow::Result<Vec<String>> {
+    let resp = c.upload("/images/load", input, "application/x-tar").await?;
     let body = resp
         .into_body()
         .collect()

@@ -197,7 +197,6 @@ pub struct ImportArgs {
 
 pub async fn import(c: &Client, a: ImportArgs) -> anyhow::Result<i32> {
     use anyhow::Context;
-    use std::io::Read;
     let remote = a.source.starts_with("http://") || a.source.starts_with("https://");
     let mut q = vec![format!(
         "fromSrc={}",
@@ -207,24 +206,18 @@ pub async fn import(c: &Client, a: ImportArgs) -> anyhow::Result<i32> {
     if let Some(m) = &a.message {
         q.push(format!("message={}", enc(m)));
     }
-    let mut data = Vec::new();
-    if !remote {
-        if a.source == "-" {
-            std::io::stdin().lock().read_to_end(&mut data)?;
-        } else {
-            std::fs::File::open(&a.source)
-                .with_context(|| format!("opening {}", a.source))?
-                .read_to_end(&mut data)?;
-        }
-    }
-    let resp = c
-        .send(
-            hyper::Method::POST,
-            &format!("/images/create?{}", q.join("&")),
-            bytes::Bytes::from(data),
-            Some("application/x-tar"),
-        )
-        .await?;
+    // The archive is streamed: it may be larger than memory.
+    let input: Box<dyn tokio::io::AsyncRead + Send + Unpin> = match (remote, a.source.as_str()) {
+        (true, _) => Box::new(tokio::io::empty()),
+        (false, "-") => Box::new(tokio::io::stdin()),
+        (false, path) => Box::new(
+            tokio::fs::File::open(path)
+                .await
+                .with_context(|| format!("opening {path}"))?,
+        ),
+    };
+    let path = format!("/images/create?{}", q.join("&"));
+    let resp = c.upload(&path, input, "application/x-tar").await?;
     let body = http_body_util::BodyExt::collect(resp.into_body())
         .await
         .map_err(|e| anyhow::anyhow!("reading the answer: {e}"))?

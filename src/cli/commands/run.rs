@@ -540,6 +540,6 @@ async fn load_local_wasm(c: &Client, path: &Path) -> anyhow::Result<String> {
     let r = crate::model::ImageRef::parse(&reference).map_err(anyhow::Error::msg)?;
     let archive =
         crate::image::archive::single_module_archive(&r, &format!("/{stem}.wasm"), &bytes)?;
-    super::archive::load_archive(c, archive).await?;
+    super::archive::load_archive(c, std::io::Cursor::new(archive)).await?;
     Ok(reference)
 }
