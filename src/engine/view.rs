@@ -233,8 +233,15 @@ pub fn inspect(engine: &Engine, c: &Container) -> ContainerInspect {
         if host_config.shm_size == 0 {
             host_config.shm_size = crate::api::types::DEFAULT_SHM_SIZE;
         }
+        // A container created before ketchd recorded the default got the
+        // host's.
         if host_config.cgroupns_mode.is_empty() {
             host_config.cgroupns_mode = "host".into();
+        }
+        // Docker's default; `shareable` and `private` are one here: any
+        // running container's namespace can be joined.
+        if host_config.ipc_mode.is_empty() {
+            host_config.ipc_mode = "private".into();
         }
     }
     let host_config = with_unset(host_config, &r);

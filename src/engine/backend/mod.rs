@@ -67,6 +67,10 @@ pub(crate) trait Backend: Send + Sync {
         Ok(())
     }
 
+    /// Record the defaults this backend chooses for what a create left
+    /// unset, as Docker's daemon records its own.
+    fn complete(&self, _hc: &mut HostConfig) {}
+
     /// Can the program serve published ports?
     fn serves_ports(&self, _image: &Digest, _entry: &str, _workdir: &str) -> bool {
         true

@@ -85,6 +85,7 @@ impl Engine {
             .await?;
         let backend = self.backends.for_platform(&platform, &config.image)?;
         backend.validate(&host_config)?;
+        backend.complete(&mut host_config);
         let mut endpoints = BTreeMap::new();
         // A Wasm container joins only a network it names.
         #[cfg(feature = "wasm")]

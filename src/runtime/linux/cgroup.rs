@@ -29,6 +29,21 @@ pub fn remove_cgroup(id: &str) -> Result<(), StepError> {
 
 pub(super) const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
+/// `CGROUP2_SUPER_MAGIC`: the filesystem type of a unified hierarchy.
+const CGROUP2_MAGIC: u64 = 0x6367_7270;
+
+/// The cgroup namespace a container gets when it asks for none, as
+/// Docker chooses it: `private` on a host with only the unified (v2)
+/// hierarchy, `host` on a v1 or hybrid one.
+pub fn default_cgroupns() -> &'static str {
+    let unified = rustix::fs::statfs(CGROUP_ROOT).is_ok_and(|s| s.f_type as u64 == CGROUP2_MAGIC);
+    if unified {
+        "private"
+    } else {
+        "host"
+    }
+}
+
 /// [`remove_cgroup`] under a cgroup filesystem mounted at `root`: the
 /// container's directory in every v1 hierarchy (`root/<controller>/...`)
 /// and the v2 one (`root/...`), whichever exist. Its processes are killed

@@ -25,7 +25,7 @@ pub mod step;
 mod supervise;
 pub mod sys;
 
-pub use cgroup::{cgroup_path, remove_cgroup};
+pub use cgroup::{cgroup_path, default_cgroupns, remove_cgroup};
 pub use control::LinuxControl;
 pub use hostfiles::{hosts_file, rewrite_hosts};
 pub use supervise::{netns_path, resize};

@@ -1238,6 +1238,18 @@ fn shm_size_and_the_hidden_paths_show_in_inspect() {
     .ok();
     let hc = host_config(&d, "plain");
     assert_eq!(hc["ShmSize"], 64 << 20);
+    // Docker's defaults for the namespaces left unset.
+    assert_eq!(hc["IpcMode"], "private", "{hc}");
+    let cgroupns = if std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .any(|l| l.contains(" /sys/fs/cgroup ") && l.contains(" - cgroup2 "))
+    {
+        "private"
+    } else {
+        "host"
+    };
+    assert_eq!(hc["CgroupnsMode"], cgroupns, "{hc}");
     assert!(
         hc["MaskedPaths"]
             .as_array()

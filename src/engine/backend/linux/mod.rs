@@ -375,6 +375,13 @@ impl Backend for LinuxAdapter {
             .then(|| Arc::new(net::LinuxNet) as Arc<dyn HostNet>)
     }
 
+    /// The cgroup namespace Docker would give on this host.
+    fn complete(&self, hc: &mut HostConfig) {
+        if hc.cgroupns_mode.is_empty() {
+            hc.cgroupns_mode = crate::runtime::linux::default_cgroupns().into();
+        }
+    }
+
     fn sandbox_key(&self, c: &Container) -> Option<PathBuf> {
         crate::runtime::linux::netns_path(&c.dir().join("run"))
     }
