@@ -1110,6 +1110,28 @@ fn init_runs_as_pid_1_and_forwards_signals() {
             .trim(),
         "true"
     );
+    // It reaps: the orphans a command leaves behind do not stay zombies,
+    // as they do under a pid 1 that never waits (the control).
+    let orphans = "(sleep 0.1 &); (sleep 0.1 &); exec sleep 100";
+    for (init, zombies) in [(true, 0), (false, 2)] {
+        let name = format!("orphans-{init}");
+        let mut args = vec!["run", "-d", "--name", &name];
+        if init {
+            args.push("--init");
+        }
+        args.extend(["busybox", "sh", "-c", orphans]);
+        d.ketch(&args).ok();
+        let count = || {
+            let ps = d.ketch(&["exec", &name, "ps", "-o", "stat,args"]).ok();
+            ps.lines()
+                .filter(|l| l.trim_start().starts_with('Z'))
+                .count()
+        };
+        d.eventually(10, "the orphans exited", || count() == zombies);
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        assert_eq!(count(), zombies, "--init {init}");
+        d.ketch(&["rm", "-f", &name]).ok();
+    }
     // A missing command is still 127, named.
     let r = d.ketch(&["run", "--rm", "--init", "busybox", "nosuchcmd"]);
     assert_eq!(r.code, 127, "{}", r.stderr);
