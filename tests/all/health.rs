@@ -152,6 +152,45 @@ fn linux_health_checks_turn_healthy_and_unhealthy_as_docker_reports_them() {
     assert!(probes <= 1, "timed-out probes left running:\n{ps}");
     d.ketch(&["rm", "-f", "slow"]).ok();
 
+    // In its start period, probed every start interval, failures do not
+    // count: it stays starting (and says so in ps and the filter) until a
+    // probe passes.
+    d.ketch(&[
+        "run",
+        "-d",
+        "--name",
+        "warming",
+        "--health-cmd",
+        "test -e /ready",
+        "--health-interval",
+        "100ms",
+        "--health-retries",
+        "1",
+        "--health-start-period",
+        "60s",
+        "--health-start-interval",
+        "100ms",
+        "busybox",
+        "sleep",
+        "300",
+    ])
+    .ok();
+    d.eventually(10, "failed probes in the start period", || {
+        health(&d, "warming")["Log"]
+            .as_array()
+            .is_some_and(|l| l.len() >= 3)
+    });
+    assert_eq!(status(&d, "warming"), "starting");
+    assert_eq!(health(&d, "warming")["FailingStreak"], 0);
+    let ps = d
+        .ketch(&["ps", "--filter", "name=warming", "--format", "{{.Status}}"])
+        .ok();
+    assert!(ps.contains("(health: starting)"), "{ps}");
+    assert_eq!(listed(&d, "health=starting").trim(), "warming");
+    d.ketch(&["exec", "warming", "touch", "/ready"]).ok();
+    becomes(&d, "warming", "healthy");
+    d.ketch(&["rm", "-f", "warming"]).ok();
+
     // A Dockerfile HEALTHCHECK is the image's, in inspect and in its
     // containers; --no-healthcheck turns it off.
     d.build(
