@@ -745,6 +745,32 @@ fn update_changes_a_running_containers_cgroup() {
         ])
         .ok();
     assert_eq!(hc.trim(), format!("{} 50 500000000", 96 << 20));
+    // In the container's cgroup, v1 or v2.
+    let id = d.ketch(&["inspect", "-f", "{{.Id}}", "capped"]).ok();
+    let cgroup = |v1: &str, v2: &str| -> Option<String> {
+        let id = id.trim();
+        [
+            format!("/sys/fs/cgroup/{v1}").replace("{}", &format!("ketch/{id}")),
+            format!("/sys/fs/cgroup/ketch/{id}/{v2}"),
+        ]
+        .iter()
+        .find_map(|p| std::fs::read_to_string(p).ok())
+        .map(|s| s.trim().to_string())
+    };
+    assert_eq!(
+        cgroup("pids/{}/pids.max", "pids.max").as_deref(),
+        Some("50")
+    );
+    let cpu = cgroup("cpu/{}/cpu.cfs_quota_us", "cpu.max");
+    assert!(
+        matches!(cpu.as_deref(), Some("50000") | Some("50000 100000")),
+        "{cpu:?}"
+    );
+    // Swap is there only with the kernel's swap accounting.
+    if let Some(swap) = cgroup("memory/{}/memory.memsw.limit_in_bytes", "memory.swap.max") {
+        let want = [(200 << 20).to_string(), ((200 - 96) << 20).to_string()];
+        assert!(want.contains(&swap), "{swap}");
+    }
     // The new limits hold at the next start too.
     d.ketch(&["restart", "-t", "1", "capped"]).ok();
     assert_eq!(limit(&d), 96 << 20);
