@@ -189,12 +189,15 @@ impl Engine {
         let pause = (o.pause && rec.state.status() == crate::model::Status::Running)
             .then(|| c.control())
             .flatten();
+        // As Docker's: paused and resumed, with their events.
         if let Some(ctl) = &pause {
             ctl.pause();
+            self.event(&rec, "pause", &[]);
         }
         let layer = backend.changes_tar(&c, &rec).await;
         if let Some(ctl) = &pause {
             ctl.resume();
+            self.event(&rec, "unpause", &[]);
         }
         let layer = layer?;
         let img = self.image_of(&rec).await?;

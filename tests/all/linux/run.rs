@@ -807,8 +807,30 @@ fn commit_makes_an_image_of_a_containers_changes_and_config() {
         ])
         .ok();
     assert!(id.trim().starts_with("sha256:"), "{id}");
-    // Paused while its changes were read, running again after.
+    // Paused while its changes were read, running again after; with
+    // --pause=false, not paused at all.
     assert_eq!(d.state("source"), "running");
+    d.ketch(&["commit", "--pause=false", "source", "snap:unpaused"])
+        .ok();
+    let until = (chrono::Utc::now().timestamp() + 1).to_string();
+    let events = d
+        .ketch(&[
+            "events",
+            "--since",
+            "0",
+            "--until",
+            &until,
+            "--filter",
+            "container=source",
+            "--format",
+            "{{.Action}}",
+        ])
+        .ok();
+    let events: Vec<&str> = events
+        .lines()
+        .filter(|e| ["pause", "unpause", "commit"].contains(e))
+        .collect();
+    assert_eq!(events, ["pause", "unpause", "commit", "commit"]);
     assert_eq!(d.ketch(&["run", "--rm", "snap:v1"]).ok(), "made\n");
     let env = d
         .ketch(&[
