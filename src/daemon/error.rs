@@ -183,7 +183,7 @@ mod tests {
                 &RuntimeError::Publish {
                     name: "fn".into(),
                     port: "80/tcp".into(),
-                    reason: "0.0.0.0:8080 is already in use".into()
+                    reason: "Bind for 0.0.0.0:8080 failed: port is already allocated".into()
                 }
                 .into()
             ),

@@ -317,13 +317,7 @@ pub(crate) fn bind_ports(
             return Err(fail(no_udp.into()));
         }
         let addr = std::net::SocketAddr::new(m.host_ip, m.host_port);
-        let listener = listen(addr).map_err(|e| {
-            fail(if e.kind() == std::io::ErrorKind::AddrInUse {
-                format!("{addr} is already in use")
-            } else {
-                format!("cannot listen on {addr}: {e}")
-            })
-        })?;
+        let listener = listen(addr).map_err(|e| publish_failed(name, &m, &e))?;
         let local = listener
             .local_addr()
             .map_err(|e| fail(format!("{addr}: {e}")))?;
@@ -336,6 +330,21 @@ pub(crate) fn bind_ports(
         ));
     }
     Ok(out)
+}
+
+/// The start error for a published port whose host address cannot be
+/// bound, worded as Docker's for a port in use, for every runtime.
+pub(crate) fn publish_failed(name: &str, m: &PortMapping, e: &std::io::Error) -> RuntimeError {
+    let addr = std::net::SocketAddr::new(m.host_ip, m.host_port);
+    RuntimeError::Publish {
+        name: name.to_string(),
+        port: m.key(),
+        reason: if e.kind() == std::io::ErrorKind::AddrInUse {
+            format!("Bind for {addr} failed: port is already allocated")
+        } else {
+            format!("cannot bind {addr}: {e}")
+        },
+    }
 }
 
 #[cfg(any(feature = "wasm", all(feature = "linux", target_os = "linux")))]

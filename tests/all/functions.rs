@@ -72,8 +72,9 @@ fn function_serves_a_published_port_through_its_lifecycle() {
     let r = d.ketch(&["start", "other"]);
     assert_ne!(r.code, 0);
     assert!(
-        r.stderr
-            .contains(&format!("127.0.0.1:{port} is already in use")),
+        r.stderr.contains(&format!(
+            "Bind for 127.0.0.1:{port} failed: port is already allocated"
+        )),
         "{}",
         r.stderr
     );

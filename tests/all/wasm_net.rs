@@ -551,7 +551,11 @@ fn guest_udp_servers_are_published_and_others_hear_nothing() {
         "--udp",
     ]);
     assert_ne!(r.code, 0);
-    assert!(r.stderr.contains("already in use"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("port is already allocated"),
+        "{}",
+        r.stderr
+    );
 
     // Unpublished, the guest's port 8000 is an ephemeral one of its own,
     // and hears nothing it was not granted.

@@ -52,15 +52,7 @@ pub fn bind(name: &str, ports: Vec<PortMapping>) -> Result<Bound, RuntimeError> 
         .collect();
     for m in udp {
         let addr = std::net::SocketAddr::new(m.host_ip, m.host_port);
-        let fail = |e: std::io::Error| RuntimeError::Publish {
-            name: name.to_string(),
-            port: format!("{}/udp", m.container_port),
-            reason: if e.kind() == std::io::ErrorKind::AddrInUse {
-                format!("{addr} is already in use")
-            } else {
-                format!("cannot listen on {addr}: {e}")
-            },
-        };
+        let fail = |e: std::io::Error| crate::runtime::publish_failed(name, &m, &e);
         let sock = std::net::UdpSocket::bind(addr)
             .and_then(|s| {
                 s.set_nonblocking(true)?;

@@ -878,16 +878,7 @@ fn reserve(
 
 /// The start error for a published address that cannot be held.
 fn bind_failed(name: &str, m: PortMapping) -> impl Fn(std::io::Error) -> RuntimeError + Copy + '_ {
-    let addr = SocketAddr::new(m.host_ip, m.host_port);
-    move |e| RuntimeError::Publish {
-        name: name.to_string(),
-        port: m.key(),
-        reason: if e.kind() == std::io::ErrorKind::AddrInUse {
-            format!("{addr} is already in use")
-        } else {
-            format!("cannot bind {addr}: {e}")
-        },
-    }
+    move |e| crate::runtime::publish_failed(name, &m, &e)
 }
 
 /// Bind `m`'s host address for the guest's UDP socket to take over.

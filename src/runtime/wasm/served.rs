@@ -193,7 +193,9 @@ mod tests {
             .join(Ipv4Addr::new(127, 0, 0, 4).into())
             .expect_err("in use");
         assert!(
-            e.contains(&format!("127.0.0.4:{port} is already in use")),
+            e.contains(&format!(
+                "Bind for 127.0.0.4:{port} failed: port is already allocated"
+            )),
             "{e}"
         );
         assert!(p.state().by_address.is_empty());

@@ -733,7 +733,7 @@ fn a_published_port_is_served_and_taken_once() {
         "run", "-d", "--name", "web2", "-p", &publish, "busybox", "sleep", "5",
     ]);
     assert!(
-        r.code != 0 && r.stderr.contains("already in use"),
+        r.code != 0 && r.stderr.contains("port is already allocated"),
         "{}",
         r.stderr
     );
