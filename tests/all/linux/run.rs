@@ -998,13 +998,30 @@ fn pid_ipc_and_uts_namespaces_can_be_the_hosts_or_another_containers() {
             "busybox",
             "sh",
             "-c",
-            "hostname; cat /proc/1/cmdline | tr '\\0' ' '",
+            "hostname; cat /proc/1/cmdline | tr '\\0' ' '; echo; readlink /proc/self/ns/ipc",
         ])
+        .ok();
+    let anchor_ipc = d
+        .ketch(&["exec", "anchor", "readlink", "/proc/self/ns/ipc"])
         .ok();
     assert_eq!(
         out.lines().collect::<Vec<_>>(),
-        ["anchor-box", "sleep 300 "],
+        ["anchor-box", "sleep 300 ", anchor_ipc.trim()],
         "{out}"
+    );
+    // --ipc host is the host's; by default, one of its own.
+    let host_ipc = std::fs::read_link("/proc/self/ns/ipc").unwrap();
+    let ipc = |args: &[&str]| {
+        let mut argv = vec!["run", "--rm"];
+        argv.extend(args);
+        argv.extend(["busybox", "readlink", "/proc/self/ns/ipc"]);
+        d.ketch(&argv).ok().trim().to_string()
+    };
+    assert_eq!(ipc(&["--ipc", "host"]), host_ipc.to_string_lossy());
+    let own = ipc(&[]);
+    assert!(
+        own != host_ipc.to_string_lossy() && own != anchor_ipc.trim(),
+        "{own}"
     );
     // Bad values and a container that is not running are refused, naming them.
     let r = d.ketch(&["create", "--pid", "sideways", "busybox"]);
