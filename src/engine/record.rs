@@ -222,6 +222,10 @@ pub struct Record {
     /// Linux containers: the networks they are on, by network name.
     #[serde(default)]
     pub networks: BTreeMap<String, super::networks::Endpoint>,
+    /// The binds `VolumesFrom` copied into `host_config.binds` at create:
+    /// inspect shows `Binds` as given, without them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inherited_binds: Vec<String>,
 }
 
 impl Record {

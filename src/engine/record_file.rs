@@ -156,6 +156,7 @@ mod tests {
             platform: Platform::Wasm,
             state: Default::default(),
             networks: Default::default(),
+            inherited_binds: Vec::new(),
         }
     }
 

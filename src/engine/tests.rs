@@ -54,6 +54,7 @@ pub(super) fn record(name: &str, hc: HostConfig) -> Record {
         platform: Platform::Wasm,
         state: StateRecord::default(),
         networks: Default::default(),
+        inherited_binds: Vec::new(),
     }
 }
 

@@ -227,7 +227,14 @@ pub fn inspect(engine: &Engine, c: &Container) -> ContainerInspect {
     config.env.get_or_insert_with(Vec::new);
     config.cmd.get_or_insert_with(Vec::new);
     let mut host_config = r.host_config.clone();
-    host_config.binds.get_or_insert_with(Vec::new);
+    // Binds as given: without those VolumesFrom copied in (`Mounts`
+    // lists them all).
+    let binds = host_config.binds.get_or_insert_with(Vec::new);
+    for b in &r.inherited_binds {
+        if let Some(i) = binds.iter().rposition(|x| x == b) {
+            binds.remove(i);
+        }
+    }
     host_config.network_mode = network_mode(&r);
     if r.kind() == Some(crate::model::RuntimeKind::Linux) {
         if host_config.shm_size == 0 {

@@ -364,6 +364,47 @@ fn volumes_from_copies_another_containers_volumes() {
         .ketch(&["inspect", "-f", "{{json .HostConfig.Binds}}", "store"])
         .ok();
     assert_eq!(binds.trim(), r#"["shared:/data"]"#);
+    // Inspect shows Binds and VolumesFrom as given; Mounts has them all.
+    d.ketch(&[
+        "create",
+        "--name",
+        "taker",
+        "--volumes-from",
+        "store:ro",
+        "-v",
+        "own:/own",
+        "volume",
+    ])
+    .ok();
+    let hc = d
+        .ketch(&[
+            "inspect",
+            "-f",
+            "{{json .HostConfig.Binds}} {{json .HostConfig.VolumesFrom}}",
+            "taker",
+        ])
+        .ok();
+    assert_eq!(hc.trim(), r#"["own:/own"] ["store:ro"]"#);
+    let mounts = d
+        .ketch(&["inspect", "-f", "{{json .Mounts}}", "taker"])
+        .ok();
+    let mounts: serde_json::Value = serde_json::from_str(&mounts).unwrap();
+    let mut seen: Vec<(String, bool)> = mounts
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["Destination"].as_str().unwrap().to_string(),
+                m["RW"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [("/data".to_string(), false), ("/own".to_string(), true)]
+    );
     let r = d.ketch(&["create", "--volumes-from", "nosuch", "volume"]);
     assert!(
         r.stderr.contains("No such container: nosuch"),

@@ -46,7 +46,7 @@ impl Engine {
         }
         let mut host_config = req.host_config.unwrap_or_default();
         complete_log_config(&mut host_config.log_config)?;
-        self.volumes_from(&mut host_config)?;
+        let inherited_binds = self.volumes_from(&mut host_config)?;
         for link in host_config.links.iter().flatten() {
             self.lookup(crate::engine::networks::link_target(link))?;
         }
@@ -126,6 +126,7 @@ impl Engine {
             platform,
             state: StateRecord::default(),
             networks: endpoints,
+            inherited_binds,
         };
         self.insert(rec).await
     }
@@ -201,7 +202,8 @@ impl Engine {
     /// `--volumes-from NAME[:ro|rw]`: the other container's binds and
     /// mounts become this one's (as binds; `ro` makes each read-only,
     /// `rw` keeps each as it was), as Docker copies them at create.
-    fn volumes_from(&self, hc: &mut HostConfig) -> Result<(), EngineError> {
+    fn volumes_from(&self, hc: &mut HostConfig) -> Result<Vec<String>, EngineError> {
+        let mut inherited = Vec::new();
         for spec in hc.volumes_from.clone().unwrap_or_default() {
             let (name, mode) = match spec.rsplit_once(':') {
                 Some((n, m @ ("ro" | "rw"))) => (n, Some(m)),
@@ -220,7 +222,9 @@ impl Engine {
                     Some(_) => false,
                     None => read_only,
                 };
-                binds.push(format!("{source}:{target}{}", if ro { ":ro" } else { "" }));
+                let bind = format!("{source}:{target}{}", if ro { ":ro" } else { "" });
+                binds.push(bind.clone());
+                inherited.push(bind);
             };
             for b in other.host_config.binds.iter().flatten() {
                 let parts: Vec<&str> = b.split(':').collect();
@@ -239,7 +243,7 @@ impl Engine {
                 }
             }
         }
-        Ok(())
+        Ok(inherited)
     }
 
     /// Make the volumes a create request names (as Docker does), and give

@@ -1048,6 +1048,59 @@ fn pid_ipc_and_uts_namespaces_can_be_the_hosts_or_another_containers() {
     );
 }
 
+/// `--volumes-from` gives a Linux container the other's bind mounts and
+/// volumes, read-write or (`:ro`) read-only.
+#[test]
+fn volumes_from_gives_a_linux_container_the_others_binds_and_volumes() {
+    require!(linux());
+    let d = daemon();
+    let host = d.dir.path().join("shared-dir");
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::write(host.join("from-host"), "on the host\n").unwrap();
+    let bind = format!("{}:/hostdir", host.display());
+    d.ketch(&[
+        "run",
+        "--name",
+        "owner",
+        "-v",
+        &bind,
+        "-v",
+        "vf-vol:/vol",
+        "busybox",
+        "sh",
+        "-c",
+        "echo in the volume > /vol/f",
+    ])
+    .ok();
+    let out = d
+        .ketch(&[
+            "run",
+            "--rm",
+            "--volumes-from",
+            "owner",
+            "busybox",
+            "sh",
+            "-c",
+            "cat /hostdir/from-host /vol/f; echo more >> /vol/f",
+        ])
+        .ok();
+    assert_eq!(out, "on the host\nin the volume\n");
+    let r = d.ketch(&[
+        "run",
+        "--rm",
+        "--volumes-from",
+        "owner:ro",
+        "busybox",
+        "sh",
+        "-c",
+        "echo x > /vol/f",
+    ]);
+    assert_ne!(r.code, 0, "a read-only volume was written");
+    assert!(r.stderr.contains("Read-only file system"), "{}", r.stderr);
+    d.ketch(&["rm", "owner"]).ok();
+    d.ketch(&["volume", "rm", "vf-vol"]).ok();
+}
+
 #[test]
 fn link_adds_a_hosts_line_and_rm_link_forgets_it() {
     require!(linux());
