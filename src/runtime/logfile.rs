@@ -114,15 +114,35 @@ impl LogFile {
             .ok_or_else(|| std::io::Error::other("log file not open"))
     }
 
-    /// Append encoded lines, rotating first if they would pass the size.
-    pub fn append(&mut self, buf: &[u8]) -> std::io::Result<()> {
+    /// Append encoded lines (each ends in a newline), rotating between
+    /// them so that every file stays within the size; one line over the
+    /// size gets a file of its own.
+    pub fn append(&mut self, mut buf: &[u8]) -> std::io::Result<()> {
         self.open()?;
-        let len = buf.len() as u64;
-        if self.rotation.max_size > 0 && self.size > 0 && self.size + len > self.rotation.max_size {
-            self.rotate()?;
+        let max = self.rotation.max_size;
+        while !buf.is_empty() {
+            let room = max.saturating_sub(self.size);
+            let take = if max == 0 || buf.len() as u64 <= room {
+                buf.len()
+            } else {
+                // The whole lines that fit.
+                let within = &buf[..usize::try_from(room).unwrap_or(usize::MAX).min(buf.len())];
+                match within.iter().rposition(|&b| b == b'\n') {
+                    Some(i) => i + 1,
+                    None if self.size > 0 => {
+                        self.rotate()?;
+                        continue;
+                    }
+                    None => buf
+                        .iter()
+                        .position(|&b| b == b'\n')
+                        .map_or(buf.len(), |i| i + 1),
+                }
+            };
+            self.open()?.write_all(&buf[..take])?;
+            self.size += take as u64;
+            buf = &buf[take..];
         }
-        self.open()?.write_all(buf)?;
-        self.size += len;
         Ok(())
     }
 
@@ -317,6 +337,38 @@ mod tests {
         let n: Vec<u32> = all.iter().map(|l| l[5..].parse().unwrap()).collect();
         assert!(n.windows(2).all(|w| w[1] == w[0] + 1), "{all:?}");
         assert!(all.len() >= 6 && all.len() < 40, "{}", all.len());
+    }
+
+    /// A burst of lines read at once from the container is split between
+    /// files at line ends: none passes the size; a line longer than the
+    /// size has a file to itself.
+    #[test]
+    fn a_burst_of_lines_is_split_between_files_at_line_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c-json.log");
+        let mut f = LogFile::new(
+            &path,
+            Rotation {
+                max_size: 300,
+                max_files: 3,
+            },
+        );
+        let burst: String = (0..30).map(|i| format!("line {i:02}\n")).collect();
+        line(&mut f, &burst);
+        let files = [path.clone(), rotated(&path, 1), rotated(&path, 2)];
+        for p in &files {
+            let n = std::fs::metadata(p).unwrap().len();
+            assert!(n > 0 && n <= 300, "{}: {n}", p.display());
+        }
+        let all = texts(&read_entries(&path, Some(Mark::now(&path))).unwrap());
+        assert_eq!(all.last().unwrap(), "line 29");
+        let n: Vec<u32> = all.iter().map(|l| l[5..].parse().unwrap()).collect();
+        assert!(n.windows(2).all(|w| w[1] == w[0] + 1), "{all:?}");
+        line(&mut f, &format!("{}\n", "y".repeat(400)));
+        let big = std::fs::metadata(&path).unwrap().len();
+        assert!(big > 400, "the long line alone: {big}");
+        line(&mut f, "after\n");
+        assert!(std::fs::metadata(&path).unwrap().len() < 300);
     }
 
     #[test]

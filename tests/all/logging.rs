@@ -102,6 +102,53 @@ fn a_rotated_log_stays_bounded_and_logs_follow_across_rotations() {
     assert_eq!(tail, "line 19998\nline 19999\n");
 }
 
+/// `local` rotates as json-file does, under its own options, and its
+/// logs read back whole and in order.
+#[test]
+fn the_local_driver_rotates_within_its_options_and_reads_back() {
+    require!(linux());
+    let d = TestDaemon::start();
+    busybox_image(&d);
+    d.ketch(&[
+        "run",
+        "--name",
+        "loc",
+        "--log-driver",
+        "local",
+        "--log-opt",
+        "max-size=20k",
+        "--log-opt",
+        "max-file=2",
+        "busybox",
+        "sh",
+        "-c",
+        "i=0; while [ $i -lt 3000 ]; do echo line $i; i=$((i+1)); done",
+    ])
+    .ok();
+    let files = log_files(&d, "loc");
+    assert_eq!(files.len(), 2, "{files:?}");
+    assert!(files.iter().all(|(_, n)| *n <= 20 << 10), "{files:?}");
+    let kept: Vec<String> = d
+        .ketch(&["logs", "loc"])
+        .ok()
+        .lines()
+        .map(String::from)
+        .collect();
+    let (first, last) = contiguous(&kept).expect("kept lines in order");
+    assert_eq!(last, 2999);
+    assert!(first > 0, "nothing was rotated away");
+    let r = d.ketch(&[
+        "create",
+        "--log-driver",
+        "local",
+        "--log-opt",
+        "max-file=0",
+        "busybox",
+    ]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("max-file"), "{}", r.stderr);
+}
+
 #[test]
 fn the_none_driver_keeps_nothing_but_attached_clients_get_the_output() {
     let d = TestDaemon::start();
