@@ -135,7 +135,7 @@ pub fn prune(
 }
 
 /// An `until` value as a time.
-fn until(v: &str) -> Result<chrono::DateTime<chrono::Utc>, EngineError> {
+pub(super) fn until(v: &str) -> Result<chrono::DateTime<chrono::Utc>, EngineError> {
     let bad = || EngineError::InvalidArgument(format!("invalid filter 'until={v}'"));
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(v) {
         return Ok(t.with_timezone(&chrono::Utc));

@@ -32,12 +32,16 @@ pub async fn list(engine: &Arc<Engine>, q: &Query) -> Resp {
         Ok(i) => i,
         Err(e) => return error(&e.into()),
     };
-    // `before` and `since` name images, ordered by when they were made,
-    // then by when they came into the store (a build's images are all made
-    // at SOURCE_DATE_EPOCH, the epoch by default); `until` is a time.
+    // `before` and `since` name images, ordered by when they were made
+    // (see `ImageStore::made_at`), then by their place in the store;
+    // `until` is a time.
     let order = |img: &crate::image::Image| {
         let added = images.iter().position(|i| i.id == img.id).unwrap_or(0);
-        (created_ns(img), added)
+        let made = engine.images().made_at(img);
+        (
+            made.and_then(|t| t.timestamp_nanos_opt()).unwrap_or(0),
+            added,
+        )
     };
     let created = |key: &str| -> Result<Vec<(i64, usize)>, EngineError> {
         let mut out = Vec::new();
@@ -51,15 +55,12 @@ pub async fn list(engine: &Arc<Engine>, q: &Query) -> Resp {
         (Ok(b), Ok(s)) => (b, s),
         (Err(e), _) | (_, Err(e)) => return error(&e),
     };
+    // A time, or a duration back from now (`24h`), as a prune's.
     let mut until = Vec::new();
     for v in filters.get("until").unwrap_or_default() {
-        match super::system::parse_event_time(v) {
-            Some(ns) => until.push(ns),
-            None => {
-                return error(&EngineError::InvalidArgument(format!(
-                    "invalid filter 'until={v}': not a time"
-                )))
-            }
+        match super::filters::until(v) {
+            Ok(t) => until.push(t.timestamp_nanos_opt().unwrap_or(i64::MAX)),
+            Err(e) => return error(&e),
         }
     }
     let user_images: Vec<_> = engine.list().iter().map(|c| c.record().image_id).collect();
@@ -447,12 +448,4 @@ pub async fn build(engine: &Arc<Engine>, q: &Query, body: Incoming) -> Resp {
         }
     });
     resp
-}
-
-/// When an image was made, in nanoseconds: `before` and `since` tell apart
-/// images made within one second, as Docker's do.
-fn created_ns(img: &crate::image::Image) -> i64 {
-    view::created_of(img)
-        .and_then(|d| d.timestamp_nanos_opt())
-        .unwrap_or(0)
 }

@@ -147,13 +147,7 @@ impl Engine {
                 }
                 let c = img.config.config().clone().unwrap_or_default();
                 let labels = c.labels().clone().unwrap_or_default().into_iter().collect();
-                let created = img
-                    .config
-                    .created()
-                    .as_deref()
-                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-                    .map(|t| t.with_timezone(&chrono::Utc));
-                if !keep(&labels, created) {
+                if !keep(&labels, engine.images.made_at(&img)) {
                     continue;
                 }
                 for r in &img.refs {

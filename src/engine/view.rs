@@ -343,7 +343,7 @@ fn summary_ports(r: &Record) -> Vec<Port> {
         .collect()
 }
 
-pub fn created_of(img: &Image) -> Option<DateTime<Utc>> {
+fn created_of(img: &Image) -> Option<DateTime<Utc>> {
     img.config
         .created()
         .as_ref()

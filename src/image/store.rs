@@ -138,6 +138,27 @@ impl ImageStore {
         self.root.join("blobs/sha256").join(d.hex())
     }
 
+    /// When `img` was made, for the filters that ask how old an image is
+    /// (`until`, `before`, `since`): its config's `created`, or, when that
+    /// is the epoch (a reproducible build's default), when it came into
+    /// this store (its manifest's blob was written).
+    pub fn made_at(&self, img: &Image) -> Option<chrono::DateTime<chrono::Utc>> {
+        let created = img
+            .config
+            .created()
+            .as_deref()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&chrono::Utc));
+        match created {
+            Some(t) if t.timestamp() != 0 => Some(t),
+            _ => fs::metadata(self.blob_path(&img.manifest_digest))
+                .and_then(|m| m.modified())
+                .ok()
+                .map(chrono::DateTime::<chrono::Utc>::from)
+                .or(created),
+        }
+    }
+
     pub fn has_blob(&self, d: &Digest) -> bool {
         self.blob_path(d).exists()
     }

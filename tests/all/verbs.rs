@@ -224,6 +224,12 @@ fn prunes_take_label_and_until_filters() {
     );
     let vols = d.ketch(&["volume", "ls", "-q"]).ok();
     assert_eq!(vols.trim(), "v2");
+    // The same through the CLI's --filter.
+    d.ketch(&["volume", "create", "--label", "x=1", "v3"]).ok();
+    d.ketch(&["volume", "prune", "-f", "-a", "--filter", "label=x=1"])
+        .ok();
+    let vols = d.ketch(&["volume", "ls", "-q"]).ok();
+    assert_eq!(vols.trim(), "v2");
 
     // Images: unused ones with the label.
     d.build(
@@ -232,6 +238,17 @@ fn prunes_take_label_and_until_filters() {
         &[("m.wasm", &wat::parse_str(HELLO_WAT).unwrap())],
     )
     .ok();
+    // Built just now (at the epoch, for a reproducible id): not older
+    // than an hour, so `until=1h` keeps it; the images list agrees.
+    d.ketch(&["image", "prune", "-a", "-f", "--filter", "until=1h"])
+        .ok();
+    assert!(d.ketch(&["images"]).ok().contains("labelled"));
+    let (_, body) = d.http(
+        "GET",
+        "/images/json?filters=%7B%22until%22%3A%5B%221h%22%5D%7D",
+        "",
+    );
+    assert_eq!(body.trim(), "[]", "{body}");
     d.ketch(&["image", "prune", "-a", "-f", "--filter", "label=tier=cache"])
         .ok();
     let images = d.ketch(&["images"]).ok();
@@ -239,6 +256,17 @@ fn prunes_take_label_and_until_filters() {
         !images.contains("labelled") && images.contains("spin"),
         "{images}"
     );
+
+    // Networks: unused ones the filters admit.
+    d.ketch(&["network", "create", "--label", "tier=cache", "n1"])
+        .ok();
+    d.ketch(&["network", "create", "n2"]).ok();
+    d.ketch(&["network", "prune", "-f", "--filter", "until=1h"])
+        .ok();
+    d.ketch(&["network", "prune", "-f", "--filter", "label=tier=cache"])
+        .ok();
+    let nets = d.ketch(&["network", "ls", "--format", "{{.Name}}"]).ok();
+    assert!(!nets.contains("n1") && nets.contains("n2"), "{nets}");
 }
 
 #[test]

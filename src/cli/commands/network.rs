@@ -43,6 +43,10 @@ pub enum Cmd {
         /// Filter output (name=, id=, driver=, label=, type=custom|builtin)
         #[arg(short, long = "filter")]
         filter: Vec<String>,
+        /// Format each network with a Go-style template ({{.ID}}, {{.Name}},
+        /// {{.Driver}}, {{.Scope}}, {{.Internal}}, {{.Labels}})
+        #[arg(long)]
+        format: Option<String>,
     },
     /// Display detailed information on one or more networks
     Inspect {
@@ -79,6 +83,9 @@ pub enum Cmd {
         /// Do not prompt for confirmation
         #[arg(short, long)]
         force: bool,
+        /// Provide filter values (e.g. 'label=<key>=<value>', 'until=24h')
+        #[arg(long = "filter", value_name = "FILTER")]
+        filter: Vec<String>,
     },
 }
 
@@ -122,6 +129,7 @@ pub async fn run(c: &Client, cmd: Cmd) -> anyhow::Result<i32> {
             quiet,
             no_trunc,
             filter,
+            format,
         } => {
             let mut filters: BTreeMap<String, Vec<String>> = BTreeMap::new();
             for f in &filter {
@@ -132,7 +140,7 @@ pub async fn run(c: &Client, cmd: Cmd) -> anyhow::Result<i32> {
             let nets: Vec<serde_json::Value> = c
                 .get_json(&format!("/networks?filters={}", enc(&q)))
                 .await?;
-            if !quiet {
+            if !quiet && format.is_none() {
                 println!("{:<14}{:<20}{:<10}SCOPE", "NETWORK ID", "NAME", "DRIVER");
             }
             for n in nets {
@@ -143,7 +151,20 @@ pub async fn run(c: &Client, cmd: Cmd) -> anyhow::Result<i32> {
                 } else {
                     id[..id.len().min(12)].to_string()
                 };
-                if quiet {
+                if let (Some(tpl), false) = (&format, quiet) {
+                    let labels: Vec<String> = n["Labels"]
+                        .as_object()
+                        .into_iter()
+                        .flatten()
+                        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                        .collect();
+                    let row = serde_json::json!({
+                        "ID": id, "Name": s("Name"), "Driver": s("Driver"), "Scope": s("Scope"),
+                        "Internal": n["Internal"].as_bool().unwrap_or(false).to_string(),
+                        "Labels": labels.join(","),
+                    });
+                    println!("{}", crate::cli::output::template(tpl, &row)?);
+                } else if quiet {
                     println!("{id}");
                 } else {
                     println!("{id:<14}{:<20}{:<10}{}", s("Name"), s("Driver"), s("Scope"));
@@ -193,10 +214,12 @@ pub async fn run(c: &Client, cmd: Cmd) -> anyhow::Result<i32> {
                 .await?;
             Ok(0)
         }
-        Cmd::Prune { force: _ } => {
-            let v: serde_json::Value = c
-                .post_json("/networks/prune", &serde_json::json!({}))
-                .await?;
+        Cmd::Prune { force: _, filter } => {
+            let path = format!(
+                "/networks/prune?filters={}",
+                super::prune::filters(&filter, &[])?
+            );
+            let v: serde_json::Value = c.post_json(&path, &serde_json::json!({})).await?;
             let gone = v["NetworksDeleted"].as_array().cloned().unwrap_or_default();
             if !gone.is_empty() {
                 println!("Deleted Networks:");

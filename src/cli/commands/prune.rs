@@ -18,7 +18,7 @@ pub struct Args {
 }
 
 /// `--filter k=v` flags as the API's `filters`, with `extra` added.
-fn filters(flags: &[String], extra: &[(&str, &str)]) -> anyhow::Result<String> {
+pub(super) fn filters(flags: &[String], extra: &[(&str, &str)]) -> anyhow::Result<String> {
     let mut m: std::collections::BTreeMap<String, Vec<String>> = Default::default();
     for f in flags {
         let (k, v) = f

@@ -45,6 +45,9 @@ pub enum Cmd {
         /// Do not prompt for confirmation
         #[arg(short, long)]
         force: bool,
+        /// Provide filter values (e.g. 'label=<key>=<value>', 'label!=<key>')
+        #[arg(long = "filter", value_name = "FILTER")]
+        filter: Vec<String>,
     },
 }
 
@@ -100,11 +103,16 @@ pub async fn run(c: &Client, cmd: Cmd) -> anyhow::Result<i32> {
             }
             Ok(code)
         }
-        Cmd::Prune { all, force: _ } => {
-            let filters = if all { r#"{"all":["true"]}"# } else { "{}" };
+        Cmd::Prune {
+            all,
+            force: _,
+            filter,
+        } => {
+            let all: &[(&str, &str)] = if all { &[("all", "true")] } else { &[] };
+            let filters = super::prune::filters(&filter, all)?;
             let v: serde_json::Value = c
                 .post_json(
-                    &format!("/volumes/prune?filters={}", enc(filters)),
+                    &format!("/volumes/prune?filters={filters}"),
                     &serde_json::json!({}),
                 )
                 .await?;
