@@ -645,3 +645,33 @@ fn every_list_filter_selects_as_docker_does() {
     );
     d.ketch(&["rm", "-f", "base", "plus", "web"]).ok();
 }
+
+/// Unnamed creates from many clients at once each get a generated name
+/// of their own: none is refused as taken.
+#[test]
+fn parallel_unnamed_creates_never_collide() {
+    let d = TestDaemon::start();
+    d.wat_image("spin", SPIN_WAT);
+    let names = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..8 {
+            s.spawn(|| {
+                for _ in 0..60 {
+                    let (code, body) = d.http("POST", "/containers/create", r#"{"Image": "spin"}"#);
+                    assert_eq!(code, 201, "{body}");
+                    let id: serde_json::Value = serde_json::from_str(&body).unwrap();
+                    let id = id["Id"].as_str().unwrap().to_string();
+                    names.lock().unwrap().push(id);
+                }
+            });
+        }
+    });
+    let ids = names.into_inner().unwrap();
+    assert_eq!(ids.len(), 480);
+    let listed = d.ketch(&["ps", "-a", "--format", "{{.Names}}"]).ok();
+    let mut unique: Vec<&str> = listed.lines().collect();
+    assert_eq!(unique.len(), 480);
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), 480, "a generated name repeats");
+}

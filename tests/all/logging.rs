@@ -235,6 +235,18 @@ fn bad_log_drivers_and_options_are_refused_naming_them() {
         assert!(r.stderr.contains(why), "{args:?}: {}", r.stderr);
     }
     assert_eq!(d.ketch(&["ps", "-aq"]).ok(), "");
+    // Through the API: a 400 with Docker's words.
+    let (code, body) = d.http(
+        "POST",
+        "/containers/create",
+        r#"{"Image": "spin", "HostConfig": {"LogConfig": {"Type": "syslog", "Config": {}}}}"#,
+    );
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body.contains("logger: no log driver named 'syslog' is registered"),
+        "{body}"
+    );
+    assert_eq!(d.ketch(&["ps", "-aq"]).ok(), "");
     // ketchd's own --log-opt is checked at start.
     let r = std::process::Command::new(env!("CARGO_BIN_EXE_ketchd"))
         .args(["--log-opt", "max-file=zero", "--data-root"])
