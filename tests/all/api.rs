@@ -675,3 +675,63 @@ fn parallel_unnamed_creates_never_collide() {
     unique.dedup();
     assert_eq!(unique.len(), 480, "a generated name repeats");
 }
+
+/// `events` filters as Docker's: each key must hold, a key's values are
+/// alternatives; by type, container, image, label, network, volume and
+/// event, for containers, images, networks and volumes alike.
+#[test]
+fn event_filters_select_by_object_and_kind() {
+    let d = TestDaemon::start();
+    d.wat_image("spin", SPIN_WAT);
+    example_image(&d, "hello");
+    d.ketch(&["run", "-d", "--name", "e1", "--label", "team=a", "spin"])
+        .ok();
+    d.ketch(&["run", "--name", "e2", "hello"]).ok();
+    d.ketch(&["kill", "e1"]).ok();
+    d.ketch(&["volume", "create", "e-vol"]).ok();
+    d.ketch(&["network", "create", "e-net"]).ok();
+    d.ketch(&["tag", "hello", "hello:again"]).ok();
+    let until = (chrono::Utc::now().timestamp() + 1).to_string();
+    let events = |filters: &[&str]| -> Vec<String> {
+        let mut args = vec!["events", "--since", "0", "--until", &until];
+        for f in filters {
+            args.extend(["--filter", f]);
+        }
+        // A volume's event names it by its id, as Docker's does; the
+        // others by their name attribute.
+        let tpl = if filters.iter().any(|f| f.contains("vol")) {
+            "{{.Type}} {{.Action}} {{.Actor.ID}}"
+        } else {
+            "{{.Type}} {{.Action}} {{.Actor.Attributes.name}}"
+        };
+        args.extend(["--format", tpl]);
+        d.ketch(&args).ok().lines().map(String::from).collect()
+    };
+    assert_eq!(
+        events(&["container=e1", "event=start", "event=kill"]),
+        ["container start e1", "container kill e1"]
+    );
+    assert_eq!(
+        events(&["label=team=a", "event=create"]),
+        ["container create e1"]
+    );
+    let by_image = events(&["image=hello", "type=container", "event=start"]);
+    assert_eq!(by_image, ["container start e2"]);
+    assert_eq!(events(&["type=volume"]), ["volume create e-vol"]);
+    assert_eq!(events(&["volume=e-vol"]), ["volume create e-vol"]);
+    assert_eq!(events(&["network=e-net"]), ["network create e-net"]);
+    let images = events(&["type=image", "event=tag"]);
+    assert_eq!(images.len(), 1, "{images:?}");
+    assert!(events(&["container=nosuch"]).is_empty());
+    let r = d.ketch(&[
+        "events",
+        "--since",
+        "0",
+        "--until",
+        &until,
+        "--filter",
+        "colour=red",
+    ]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("colour"), "{}", r.stderr);
+}
