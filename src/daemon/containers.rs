@@ -201,8 +201,12 @@ impl Ancestor {
         let Ok(img) = engine.images().resolve(image_id.as_str()) else {
             return false;
         };
+        // Built on it: its layers and more (the same layers alone may be
+        // a sibling's, or this image's own base).
         let layers = img.config.rootfs().diff_ids();
-        !self.layers.is_empty() && layers.starts_with(&self.layers)
+        !self.layers.is_empty()
+            && layers.len() > self.layers.len()
+            && layers.starts_with(&self.layers)
     }
 }
 
@@ -600,6 +604,7 @@ pub async fn attach(engine: &Arc<Engine>, id: &str, q: &Query, mut req: Request<
         });
         return resp;
     }
+    let pause = super::http::upgrade_pause(req.headers());
     let on_upgrade = hyper::upgrade::on(&mut req);
     let events = engine.clone();
     tokio::spawn(async move {
@@ -610,6 +615,7 @@ pub async fn attach(engine: &Arc<Engine>, id: &str, q: &Query, mut req: Request<
                 return;
             }
         };
+        tokio::time::sleep(pause).await;
         let (mut rd, mut wr) = tokio::io::split(io);
         let input = async move {
             if let Some(mut w) = stdin {

@@ -99,6 +99,7 @@ fn output(io: &mut ExecIo, tty: bool, want_out: bool, want_err: bool) -> mpsc::R
 
 pub async fn start(engine: &Arc<Engine>, id: &str, mut req: Request<Incoming>) -> Resp {
     let upgrade = req.headers().get("upgrade").is_some();
+    let pause = super::http::upgrade_pause(req.headers());
     let on_upgrade = hyper::upgrade::on(&mut req);
     let cfg: ExecStartConfig = match read_json(req.into_body(), MAX_JSON_BODY).await {
         Ok(c) => c,
@@ -144,6 +145,7 @@ pub async fn start(engine: &Arc<Engine>, id: &str, mut req: Request<Incoming>) -
                 return;
             }
         };
+        tokio::time::sleep(pause).await;
         let (mut rd, mut wr) = tokio::io::split(up);
         let input = async move {
             if let Some(mut w) = stdin {

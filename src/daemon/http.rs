@@ -91,6 +91,24 @@ pub fn stream(content_type: &'static str) -> (mpsc::Sender<Bytes>, Resp) {
     (tx, r)
 }
 
+/// How long an upgraded stream waits before its first bytes. The Docker
+/// SDK for Python reads a `101` answer through a buffered reader and the
+/// stream after it from the socket beneath, so bytes that arrive with the
+/// answer's headers are lost to it (an exec that fails at once loses its
+/// message); for that client the stream begins a moment after the
+/// headers. Others get it at once.
+pub(super) fn upgrade_pause(headers: &hyper::HeaderMap) -> std::time::Duration {
+    let python = headers
+        .get(hyper::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ua| ua.starts_with("docker-sdk-python"));
+    if python {
+        std::time::Duration::from_millis(50)
+    } else {
+        std::time::Duration::ZERO
+    }
+}
+
 /// `101 Switching Protocols` to a raw stream (`Upgrade: tcp`), as attach
 /// and exec start answer.
 pub fn switching_protocols(content_type: &'static str) -> Resp {

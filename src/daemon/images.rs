@@ -35,8 +35,13 @@ pub async fn list(engine: &Arc<Engine>, q: &Query) -> Resp {
     // `before` and `since` name images, ordered by when they were made
     // (see `ImageStore::made_at`), then by their place in the store;
     // `until` is a time.
+    let place: std::collections::HashMap<&crate::model::Digest, usize> = images
+        .iter()
+        .enumerate()
+        .map(|(i, img)| (&img.id, i))
+        .collect();
     let order = |img: &crate::image::Image| {
-        let added = images.iter().position(|i| i.id == img.id).unwrap_or(0);
+        let added = place.get(&img.id).copied().unwrap_or(0);
         let made = engine.images().made_at(img);
         (
             made.and_then(|t| t.timestamp_nanos_opt()).unwrap_or(0),

@@ -174,8 +174,19 @@ impl Peers {
 impl RunSpec {
     /// The guest ports served at a Wasm guest's network addresses, each
     /// at the same port number: its published and exposed TCP ports (or
-    /// `default`, when there is none).
+    /// `default`, when there is none). A port published at the same number
+    /// on every host address is left out: that listener already takes its
+    /// connections at the network addresses (which are the host's), and a
+    /// second one there could not be bound beside it.
     pub fn network_ports(&self, default: Option<u16>) -> Vec<u16> {
+        let on_every_address = |p: u16| {
+            self.ports.iter().any(|m| {
+                m.proto == Proto::Tcp
+                    && m.container_port == p
+                    && m.host_port == p
+                    && m.host_ip.is_unspecified()
+            })
+        };
         let mut ports: Vec<u16> = self
             .ports
             .iter()
@@ -193,6 +204,7 @@ impl RunSpec {
         if ports.is_empty() {
             ports.extend(default);
         }
+        ports.retain(|p| !on_every_address(*p));
         ports
     }
 }

@@ -386,7 +386,9 @@ impl Engine {
                 rec.name, n.name
             )));
         }
-        let host_mode = rec.networks.keys().any(|k| k == "host" || k == "none");
+        // A Wasm container records no endpoint for these modes.
+        let host_mode = rec.networks.keys().any(|k| k == "host" || k == "none")
+            || matches!(default_mode(&rec.host_config.network_mode), "host" | "none");
         if host_mode {
             return Err(EngineError::InvalidArgument(format!(
                 "container {} uses network {}: it cannot join others",
@@ -576,10 +578,17 @@ fn endpoint(n: &NetworkRecord, cfg: Option<&serde_json::Value>) -> Result<Endpoi
         }
     };
     let (aliases, links) = (strings("Aliases")?, strings("Links")?);
-    if (!aliases.is_empty() || !links.is_empty()) && (!n.is_bridge() || n.name == DEFAULT) {
+    let user_defined = n.is_bridge() && n.name != DEFAULT;
+    if !aliases.is_empty() && !user_defined {
         return Err(EngineError::InvalidArgument(
             "network-scoped aliases are only supported for user-defined networks".into(),
         ));
+    }
+    if !links.is_empty() && !user_defined {
+        return Err(EngineError::InvalidArgument(format!(
+            "links in EndpointsConfig.{} are only supported for user-defined networks: use HostConfig.Links (--link) on the default bridge",
+            n.name
+        )));
     }
     Ok(Endpoint {
         network_id: n.id.clone(),

@@ -239,17 +239,17 @@ impl WasmBackend {
                     // A guest has no signal to hear a stop by: it takes no
                     // new connection from now on, and the kill at the stop
                     // timeout ends it.
-                    _ = terminating.wait_for(|t| *t), if guest_net.is_some() => {
+                    () = async { let _ = terminating.wait_for(|t| *t).await; }, if guest_net.is_some() => {
                         if let Some(net) = guest_net.take() {
                             net.close();
                         }
                         publishers = net::Publishers::default();
-                        task_ctl.close_served();
+                        task_ctl.close_served().await;
                     }
                 }
             };
             drop(publishers);
-            task_ctl.close_served();
+            task_ctl.close_served().await;
             let status = if task_ctl.is_killed() {
                 ExitStatus {
                     code: EXIT_KILLED,

@@ -66,10 +66,11 @@ impl Ctl {
         }
     }
 
-    /// Stop serving the guest's ports on its networks (it is stopping).
-    pub(super) fn close_served(&self) {
+    /// Stop serving the guest's ports on its networks (it is stopping);
+    /// resolves once their listeners are closed.
+    pub(super) async fn close_served(&self) {
         if let Some(s) = self.served.get() {
-            s.close();
+            s.close().await;
         }
     }
 

@@ -445,7 +445,7 @@ impl Function {
                 Some(_) = conns.join_next(), if !conns.is_empty() => {}
                 () = async { let _ = terminating.wait_for(|t| *t).await; } => break,
                 () = &mut killed => {
-                    self.ctl.close_served();
+                    self.ctl.close_served().await;
                     accept.shutdown().await;
                     conns.shutdown().await;
                     return killed_status;
@@ -453,7 +453,7 @@ impl Function {
             }
         }
         // Stop: close the listeners at once, let requests in flight finish.
-        self.ctl.close_served();
+        self.ctl.close_served().await;
         accept.shutdown().await;
         drop(conn_rx);
         drain_tx.send_replace(true);

@@ -118,20 +118,33 @@ impl NetworkPorts {
         }
     }
 
-    /// Close every listener and serve no more (the guest is stopping).
-    pub(super) fn close(&self) {
+    /// Serve no more (the guest is stopping): every listener is closed
+    /// when this resolves, so a restart can bind the same addresses.
+    pub(super) fn close(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let tasks = self.stop();
+        async move {
+            for t in tasks {
+                let _ = t.await;
+            }
+        }
+    }
+
+    /// Take the serving away and abort every listener's task.
+    fn stop(&self) -> Vec<JoinHandle<()>> {
         let (serve, tasks) = {
             let mut st = self.state();
             (st.serve.take(), std::mem::take(&mut st.by_address))
         };
         drop(serve);
-        tasks.into_values().flatten().for_each(|t| t.abort());
+        let tasks: Vec<JoinHandle<()>> = tasks.into_values().flatten().collect();
+        tasks.iter().for_each(JoinHandle::abort);
+        tasks
     }
 }
 
 impl Drop for NetworkPorts {
     fn drop(&mut self) {
-        self.close();
+        self.stop();
     }
 }
 
@@ -177,8 +190,7 @@ mod tests {
         // Rejoining binds again.
         p.join(a.into()).expect("rejoin");
         assert!(reachable(a, port).await);
-        p.close();
-        tokio::task::yield_now().await;
+        p.close().await;
         assert!(!reachable(a, port).await && !reachable(b, port).await);
         let e = p.join(a.into()).expect_err("closed");
         assert!(e.contains("container t is stopping"), "{e}");

@@ -319,7 +319,7 @@ fn running_wasm_containers_join_and_leave_networks() {
     require!(linux());
     let d = daemon();
     backend(&d);
-    for ex in ["http-hello", "tcp-echo", "net-client"] {
+    for ex in ["http-hello", "tcp-echo", "net-client", "p3-net"] {
         example_image(&d, ex);
     }
     let port = free_port();
@@ -385,6 +385,36 @@ fn running_wasm_containers_join_and_leave_networks() {
     let answer = d.ketch(&["logs", "client"]).ok();
     assert!(answer.contains("answered: from-a-joined-guest"), "{answer}");
     d.ketch(&["rm", "client"]).ok();
+
+    // Published at its own number on every host address: that listener
+    // takes the network address's connections too (a second one there
+    // could not be bound beside it).
+    let wild = free_port().to_string();
+    let wild_map = format!("{wild}:{wild}");
+    d.ketch(&[
+        "run", "-d", "--name", "wild", "-p", &wild_map, "p3-net", "serve", &wild,
+    ])
+    .ok();
+    d.ketch(&["network", "connect", "backend", "wild"]).ok();
+    d.eventually(10, "wild by name on its published port", || {
+        sh_on_backend(&d, &format!("echo hi-wild | nc wild {wild}")).stdout == "hi-wild\n"
+    });
+    d.ketch(&["rm", "-f", "wild"]).ok();
+    // One on `none` joins nothing, as Docker's.
+    d.ketch(&[
+        "run",
+        "-d",
+        "--name",
+        "alone",
+        "--network",
+        "none",
+        "tcp-echo",
+    ])
+    .ok();
+    let r = d.ketch(&["network", "connect", "backend", "alone"]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("uses network none"), "{}", r.stderr);
+    d.ketch(&["rm", "-f", "alone"]).ok();
 
     // Leaving: the address, the listeners and the names go at once.
     d.ketch(&["network", "disconnect", "backend", "fn"]).ok();
