@@ -92,16 +92,17 @@ pub fn stream(content_type: &'static str) -> (mpsc::Sender<Bytes>, Resp) {
 }
 
 /// How long an upgraded stream waits before its first bytes. The Docker
-/// SDK for Python reads a `101` answer through a buffered reader and the
+/// SDK for Python (and docker-compose, built on it) reads a `101` answer through a buffered reader and the
 /// stream after it from the socket beneath, so bytes that arrive with the
 /// answer's headers are lost to it (an exec that fails at once loses its
 /// message); for that client the stream begins a moment after the
 /// headers. Others get it at once.
 pub(super) fn upgrade_pause(headers: &hyper::HeaderMap) -> std::time::Duration {
+    // The SDK names itself, or, inside docker-compose, is named after it.
     let python = headers
         .get(hyper::header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|ua| ua.starts_with("docker-sdk-python"));
+        .is_some_and(|ua| ua.starts_with("docker-sdk-python") || ua.contains(" docker-py/"));
     if python {
         std::time::Duration::from_millis(50)
     } else {
