@@ -116,14 +116,12 @@ impl Engine {
     }
 
     /// Give up the addresses a Wasm container held (it exited, or its
-    /// start failed after they were held).
+    /// start failed after they were held). A netlink request each, made
+    /// in place: the exit is reported (and a stop answered) only once the
+    /// addresses are gone.
     pub(in crate::engine) fn release_guest_addresses(&self, held: Held) {
-        let (Some(host), false) = (self.networks.host.clone(), held.is_empty()) else {
-            return;
-        };
-        match tokio::runtime::Handle::try_current() {
-            Ok(rt) => drop(rt.spawn_blocking(move || release_held(&*host, &held))),
-            Err(_) => release_held(&*host, &held),
+        if let (Some(host), false) = (self.networks.host.clone(), held.is_empty()) {
+            release_held(&*host, &held);
         }
     }
 
