@@ -129,12 +129,7 @@ impl Client {
                     .map_err(|_| ClientError::Http("credentials are not a valid header".into()))?,
             );
         }
-        let mut s = self.connect().await?;
-        let resp = s
-            .send_request(req)
-            .await
-            .map_err(|e| ClientError::Http(e.to_string()))?;
-        check(resp).await
+        self.exchange(req).await
     }
 
     /// POST `input` as the body, read and sent a chunk at a time (an
@@ -162,6 +157,17 @@ impl Client {
             .header("content-type", content_type)
             .body(body)
             .map_err(|e| ClientError::Request(format!("{path}: {e}")))?;
+        self.exchange(req).await
+    }
+
+    /// Send `req` on a connection of its own; non-2xx (except 304) becomes
+    /// [`ClientError::Api`].
+    async fn exchange<B>(&self, req: Request<B>) -> Result<Response<Incoming>, ClientError>
+    where
+        B: hyper::body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
         let mut s = self.connect().await?;
         let resp = s
             .send_request(req)
@@ -178,12 +184,8 @@ impl Client {
         body: Bytes,
         content_type: Option<&str>,
     ) -> Result<Response<Incoming>, ClientError> {
-        let mut s = self.connect().await?;
-        let resp = s
-            .send_request(Self::request(method, path, body, content_type)?)
+        self.exchange(Self::request(method, path, body, content_type)?)
             .await
-            .map_err(|e| ClientError::Http(e.to_string()))?;
-        check(resp).await
     }
 
     pub async fn get_json<T: serde::de::DeserializeOwned>(

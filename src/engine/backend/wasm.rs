@@ -232,7 +232,7 @@ impl Backend for WasmAdapter {
                 .get_mut(&id)
                 .map(|j| j.held.push(held.clone()));
             if kept.is_none() {
-                engine.release_now(vec![held]).await;
+                engine.release_guest_addresses(vec![held]);
                 return Err(EngineError::not_running("connect", &id));
             }
             engine.refresh_hosts(&c.record(), Some(c));
@@ -266,7 +266,7 @@ impl Backend for WasmAdapter {
                 }
                 None => Vec::new(),
             };
-            engine.release_now(gone).await;
+            engine.release_guest_addresses(gone);
             Ok(())
         })
     }

@@ -98,21 +98,10 @@ impl Engine {
             .map_err(EngineError::task("holding a Wasm container's address"))?
             .map_err(|e| failed(format!("address {ip} on bridge {bridge}: {e}")))?;
         if let Err(e) = ctl.join_network(ip.into()) {
-            self.release_now(vec![(bridge, ip)]).await;
+            self.release_guest_addresses(vec![(bridge, ip)]);
             return Err(failed(e));
         }
         Ok((bridge, ip))
-    }
-
-    /// Give up addresses a running Wasm container held (it left their
-    /// networks), before this returns.
-    pub(in crate::engine) async fn release_now(&self, held: Held) {
-        if let (Some(host), false) = (self.networks.host.clone(), held.is_empty()) {
-            let done = tokio::task::spawn_blocking(move || release_held(&*host, &held)).await;
-            if let Err(e) = done {
-                tracing::warn!("cannot give up a Wasm container's addresses: {e}");
-            }
-        }
     }
 
     /// Give up the addresses a Wasm container held (it exited, or its
